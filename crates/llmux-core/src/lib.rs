@@ -1,1 +1,21 @@
-//! placeholder
+//! llmux-core: one request, response and stream type for every LLM provider, with each vendor's
+//! real wire protocol and auth behind a single [`Provider`](providers::Provider) trait.
+//!
+//! The usual entry point is [`Client`]: address a model as `provider/model`
+//! (`dashscope/qwen-plus`, `openai/gpt-4o-mini`) and call [`Client::chat`],
+//! [`Client::chat_stream`] or [`Client::embed`].
+
+pub mod client;
+pub mod codec;
+pub mod error;
+pub mod http;
+pub mod providers;
+pub mod secret;
+pub mod stream;
+pub mod types;
+
+pub use client::{Client, ClientBuilder};
+pub use error::{Error, ErrorKind, Result};
+pub use secret::SecretString;
+pub use stream::{ChatStream, StreamAccumulator, StreamEvent};
+pub use types::*;

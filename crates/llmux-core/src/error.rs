@@ -1,0 +1,403 @@
+//! The one error type of the library, classified once into an [`ErrorKind`].
+//!
+//! Every failure, from a bad request to a vendor's mid-stream error event, becomes an [`Error`]
+//! whose kind decides retry, HTTP status and metrics. Messages are safe to show a client;
+//! raw upstream bodies live only in `source` (for logs at debug level).
+
+use std::fmt;
+use std::time::Duration;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, said once. Drives retry decisions, gateway status codes and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is malformed or has values out of range (HTTP 400).
+    InvalidRequest,
+    /// The provider or model cannot do what was asked (streaming, tools, embeddings…).
+    Unsupported,
+    /// The credential was rejected (HTTP 401).
+    Authentication,
+    /// The credential is valid but not allowed to do this (HTTP 403).
+    PermissionDenied,
+    /// The model or resource does not exist (HTTP 404).
+    NotFound,
+    /// The prompt plus the requested output does not fit the model's context window.
+    ContextLengthExceeded,
+    /// Input or output was blocked by the vendor's content moderation.
+    ContentFiltered,
+    /// Too many requests or tokens per unit of time; retry later (HTTP 429).
+    RateLimited,
+    /// The account is out of credit or quota; retrying will not help.
+    QuotaExhausted,
+    /// A timeout: connect, first event, idle gap or total.
+    Timeout,
+    /// The connection could not be made or was dropped before a response.
+    Connect,
+    /// The upstream failed (HTTP 5xx or a vendor internal error).
+    UpstreamServer,
+    /// The upstream answered something that is not its protocol (HTML page, bad JSON, cut stream).
+    UpstreamProtocol,
+    /// A circuit breaker is open for this upstream; the call was not attempted.
+    CircuitOpen,
+    /// The caller cancelled the request.
+    Cancelled,
+    /// Configuration is missing or wrong (unset API key, unknown provider, bad base URL).
+    Config,
+    /// A bug in llmux.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Whether a new attempt may succeed. One exhaustive match: a new kind forces a decision.
+    /// Whether anything was already streamed to the caller is checked separately.
+    pub fn is_retryable(self) -> bool {
+        match self {
+            ErrorKind::RateLimited
+            | ErrorKind::Timeout
+            | ErrorKind::Connect
+            | ErrorKind::UpstreamServer => true,
+            ErrorKind::InvalidRequest
+            | ErrorKind::Unsupported
+            | ErrorKind::Authentication
+            | ErrorKind::PermissionDenied
+            | ErrorKind::NotFound
+            | ErrorKind::ContextLengthExceeded
+            | ErrorKind::ContentFiltered
+            | ErrorKind::QuotaExhausted
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::CircuitOpen
+            | ErrorKind::Cancelled
+            | ErrorKind::Config
+            | ErrorKind::Internal => false,
+        }
+    }
+
+    /// A stable snake_case name, used as a metric label and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Authentication => "authentication",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::ContextLengthExceeded => "context_length_exceeded",
+            ErrorKind::ContentFiltered => "content_filtered",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::QuotaExhausted => "quota_exhausted",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::UpstreamServer => "upstream_server",
+            ErrorKind::UpstreamProtocol => "upstream_protocol",
+            ErrorKind::CircuitOpen => "circuit_open",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Config => "config",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// Every kind, in declaration order (for docs and golden tests).
+    pub const ALL: [ErrorKind; 17] = [
+        ErrorKind::InvalidRequest,
+        ErrorKind::Unsupported,
+        ErrorKind::Authentication,
+        ErrorKind::PermissionDenied,
+        ErrorKind::NotFound,
+        ErrorKind::ContextLengthExceeded,
+        ErrorKind::ContentFiltered,
+        ErrorKind::RateLimited,
+        ErrorKind::QuotaExhausted,
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::UpstreamServer,
+        ErrorKind::UpstreamProtocol,
+        ErrorKind::CircuitOpen,
+        ErrorKind::Cancelled,
+        ErrorKind::Config,
+        ErrorKind::Internal,
+    ];
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The library's error: a kind, a client-safe message, and what the upstream said.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    provider: Option<&'static str>,
+    upstream_status: Option<u16>,
+    upstream_code: Option<String>,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+    source: Option<Source>,
+}
+
+impl Error {
+    /// A new error of `kind` with a message that is safe to show a client.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            provider: None,
+            upstream_status: None,
+            upstream_code: None,
+            request_id: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Shorthand for [`ErrorKind::InvalidRequest`].
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Unsupported`].
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+
+    /// Shorthand for [`ErrorKind::UpstreamProtocol`].
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::UpstreamProtocol, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Config`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+
+    /// Names the provider the error came from.
+    pub fn with_provider(mut self, provider: &'static str) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Records the upstream HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.upstream_status = Some(status);
+        self
+    }
+
+    /// Records the vendor's own error code (`InvalidApiKey`, `rate_limit_exceeded`…).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        let code = code.into();
+        if !code.is_empty() {
+            self.upstream_code = Some(code);
+        }
+        self
+    }
+
+    /// Records the upstream request id.
+    pub fn with_request_id(mut self, id: Option<String>) -> Self {
+        if id.is_some() {
+            self.request_id = id;
+        }
+        self
+    }
+
+    /// Records how long the upstream asked us to wait.
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        if after.is_some() {
+            self.retry_after = after;
+        }
+        self
+    }
+
+    /// Attaches the underlying error (for logs only; never shown to a client).
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The classification.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The client-safe message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The provider id, when the error came from one.
+    pub fn provider(&self) -> Option<&'static str> {
+        self.provider
+    }
+
+    /// The upstream HTTP status, when there was one.
+    pub fn upstream_status(&self) -> Option<u16> {
+        self.upstream_status
+    }
+
+    /// The vendor's own error code, when it sent one.
+    pub fn upstream_code(&self) -> Option<&str> {
+        self.upstream_code.as_deref()
+    }
+
+    /// The upstream request id, when known.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// How long the upstream asked us to wait before retrying.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether retrying may help (see [`ErrorKind::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(p) = self.provider {
+            d.field("provider", &p);
+        }
+        if let Some(s) = self.upstream_status {
+            d.field("upstream_status", &s);
+        }
+        if let Some(c) = &self.upstream_code {
+            d.field("upstream_code", c);
+        }
+        if let Some(r) = &self.request_id {
+            d.field("request_id", r);
+        }
+        if let Some(r) = self.retry_after {
+            d.field("retry_after", &r);
+        }
+        if let Some(s) = &self.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = self.provider {
+            write!(f, "{p}: ")?;
+        }
+        f.write_str(&self.message)?;
+        match (&self.upstream_code, self.upstream_status) {
+            (Some(code), Some(status)) => write!(f, " ({code}, HTTP {status})"),
+            (Some(code), None) => write!(f, " ({code})"),
+            (None, Some(status)) => write!(f, " (HTTP {status})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The kind a bare HTTP status suggests when the body says nothing more specific.
+pub fn kind_for_status(status: u16) -> ErrorKind {
+    match status {
+        400 | 413 | 415 | 422 => ErrorKind::InvalidRequest,
+        401 => ErrorKind::Authentication,
+        402 => ErrorKind::QuotaExhausted,
+        403 => ErrorKind::PermissionDenied,
+        404 => ErrorKind::NotFound,
+        408 => ErrorKind::Timeout,
+        409 | 425 => ErrorKind::UpstreamServer,
+        429 => ErrorKind::RateLimited,
+        500..=599 => ErrorKind::UpstreamServer,
+        _ => ErrorKind::UpstreamProtocol,
+    }
+}
+
+/// Parses a `Retry-After` (seconds or HTTP date) or `retry-after-ms` header value.
+pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_kinds_are_exactly_the_transient_ones() {
+        let retryable: Vec<_> = ErrorKind::ALL
+            .iter()
+            .filter(|k| k.is_retryable())
+            .copied()
+            .collect();
+        assert_eq!(
+            retryable,
+            vec![
+                ErrorKind::RateLimited,
+                ErrorKind::Timeout,
+                ErrorKind::Connect,
+                ErrorKind::UpstreamServer
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_ms_and_dates() {
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(1500)));
+        let mut h = http::HeaderMap::new();
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        h.insert("retry-after", date.parse().unwrap());
+        let d = parse_retry_after(&h).unwrap();
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn display_names_provider_code_and_status() {
+        let e = Error::new(ErrorKind::Authentication, "the API key was rejected")
+            .with_provider("dashscope")
+            .with_code("InvalidApiKey")
+            .with_status(401);
+        assert_eq!(
+            e.to_string(),
+            "dashscope: the API key was rejected (InvalidApiKey, HTTP 401)"
+        );
+    }
+}

@@ -1,0 +1,976 @@
+//! The shared OpenAI chat-completions codec, and the `OpenAiCompat` provider that serves every
+//! vendor with an OpenAI-style endpoint. Vendor differences are data in a [`CompatSpec`].
+
+use std::sync::Arc;
+
+use base64::Engine;
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
+    ProviderSettings, ProviderSpec, StreamParser,
+};
+use crate::codec::SseFrame;
+use crate::error::{kind_for_status, parse_retry_after, Error, ErrorKind, Result};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::stream::StreamEvent;
+use crate::types::*;
+use crate::SecretString;
+
+/// Which non-OpenAI request fields a vendor accepts as top-level body fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extensions {
+    /// `top_k`.
+    pub top_k: bool,
+    /// `repetition_penalty`.
+    pub repetition_penalty: bool,
+    /// `enable_search`.
+    pub enable_search: bool,
+    /// `enable_thinking` + `thinking_budget`.
+    pub thinking: bool,
+}
+
+impl Extensions {
+    /// Plain OpenAI: none.
+    pub const NONE: Extensions = Extensions {
+        top_k: false,
+        repetition_penalty: false,
+        enable_search: false,
+        thinking: false,
+    };
+}
+
+/// The data that makes one vendor's OpenAI-style endpoint differ from OpenAI's.
+#[derive(Debug, Clone, Copy)]
+pub struct CompatSpec {
+    /// Provider id.
+    pub id: &'static str,
+    /// Whether an API key is required (self-hosted servers often need none).
+    pub key_required: bool,
+    /// Extra request fields the vendor accepts.
+    pub extensions: Extensions,
+    /// Whether embeddings may be requested base64-encoded (DashScope: float only).
+    pub embeddings_base64: bool,
+    /// Vendor error codes that mean something more specific than the HTTP status.
+    pub map_code: fn(&str) -> Option<ErrorKind>,
+    /// What the endpoint can do.
+    pub capabilities: Capabilities,
+}
+
+const FULL: Capabilities = Capabilities {
+    streaming: true,
+    tools: true,
+    vision: true,
+    json_mode: true,
+    embeddings: true,
+    list_models: true,
+};
+
+/// The plain OpenAI spec.
+pub const OPENAI: CompatSpec = CompatSpec {
+    id: "openai",
+    key_required: true,
+    extensions: Extensions::NONE,
+    embeddings_base64: true,
+    map_code: openai_code,
+    capabilities: FULL,
+};
+
+/// OpenAI's own error codes.
+pub fn openai_code(code: &str) -> Option<ErrorKind> {
+    Some(match code {
+        "invalid_api_key" | "invalid_authentication" => ErrorKind::Authentication,
+        "insufficient_quota" | "billing_hard_limit_reached" => ErrorKind::QuotaExhausted,
+        "rate_limit_exceeded" => ErrorKind::RateLimited,
+        "context_length_exceeded" | "string_above_max_length" => ErrorKind::ContextLengthExceeded,
+        "content_filter" | "content_policy_violation" => ErrorKind::ContentFiltered,
+        "model_not_found" => ErrorKind::NotFound,
+        "unsupported_parameter" | "unsupported_value" => ErrorKind::InvalidRequest,
+        _ => return None,
+    })
+}
+
+/// The provider for any OpenAI-style endpoint.
+#[derive(Debug)]
+pub struct OpenAiCompat {
+    spec: CompatSpec,
+    base_url: String,
+    api_key: Option<SecretString>,
+}
+
+impl OpenAiCompat {
+    /// A provider for `spec` at `base_url`.
+    pub fn new(spec: CompatSpec, base_url: &str, api_key: Option<SecretString>) -> Result<Self> {
+        if spec.key_required && api_key.is_none() {
+            return Err(
+                Error::config(format!("{} needs an API key", spec.id)).with_provider(spec.id)
+            );
+        }
+        Ok(OpenAiCompat {
+            spec,
+            base_url: check_base_url(spec.id, base_url)?,
+            api_key,
+        })
+    }
+
+    /// Builds from a registry row and settings.
+    pub fn from_settings(
+        compat: CompatSpec,
+        row: &ProviderSpec,
+        settings: &ProviderSettings,
+    ) -> Result<Arc<dyn Provider>> {
+        let key = if compat.key_required {
+            Some(settings.require(row, "api_key")?.clone())
+        } else {
+            settings.credentials.get("api_key").cloned()
+        };
+        let base = settings.base_url.as_deref().unwrap_or(row.default_base_url);
+        Ok(Arc::new(OpenAiCompat::new(compat, base, key)?))
+    }
+
+    fn authed(&self, req: HttpRequest) -> Result<HttpRequest> {
+        match &self.api_key {
+            Some(k) => req.bearer(k),
+            None => Ok(req),
+        }
+    }
+}
+
+/// Encodes the OpenAI `messages` array.
+pub fn encode_messages(messages: &[Message]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut o = Map::new();
+            o.insert("role".into(), Value::from(m.role.as_str()));
+            let content = match &m.content {
+                Content::Text(t) if t.is_empty() && !m.tool_calls.is_empty() => Value::Null,
+                Content::Text(t) => Value::from(t.as_str()),
+                Content::Parts(parts) => Value::Array(
+                    parts
+                        .iter()
+                        .map(|p| match p {
+                            ContentPart::Text { text } => json!({"type": "text", "text": text}),
+                            ContentPart::ImageUrl { url, detail } => {
+                                let mut img = json!({"url": url});
+                                if let Some(d) = detail {
+                                    img["detail"] = Value::from(d.as_str());
+                                }
+                                json!({"type": "image_url", "image_url": img})
+                            }
+                        })
+                        .collect(),
+                ),
+            };
+            o.insert("content".into(), content);
+            if let Some(n) = &m.name {
+                o.insert("name".into(), Value::from(n.as_str()));
+            }
+            if !m.tool_calls.is_empty() {
+                o.insert("tool_calls".into(), encode_tool_calls(&m.tool_calls));
+            }
+            if let Some(id) = &m.tool_call_id {
+                o.insert("tool_call_id".into(), Value::from(id.as_str()));
+            }
+            Value::Object(o)
+        })
+        .collect()
+}
+
+/// Encodes assistant tool calls in OpenAI shape.
+pub fn encode_tool_calls(calls: &[ToolCall]) -> Value {
+    Value::Array(
+        calls
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments}})
+            })
+            .collect(),
+    )
+}
+
+/// Encodes `tools` in OpenAI shape.
+pub fn encode_tools(tools: &[Tool]) -> Value {
+    Value::Array(
+        tools
+            .iter()
+            .map(|t| {
+                let mut f = Map::new();
+                f.insert("name".into(), Value::from(t.name.as_str()));
+                if let Some(d) = &t.description {
+                    f.insert("description".into(), Value::from(d.as_str()));
+                }
+                f.insert("parameters".into(), t.parameters.clone());
+                if let Some(s) = t.strict {
+                    f.insert("strict".into(), Value::from(s));
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect(),
+    )
+}
+
+/// Encodes `tool_choice` in OpenAI shape.
+pub fn encode_tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::None => Value::from("none"),
+        ToolChoice::Auto => Value::from("auto"),
+        ToolChoice::Required => Value::from("required"),
+        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+/// Encodes `response_format` in OpenAI shape.
+pub fn encode_response_format(rf: &ResponseFormat) -> Value {
+    match rf {
+        ResponseFormat::Text => json!({"type": "text"}),
+        ResponseFormat::JsonObject => json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => {
+            let mut js = json!({"name": name, "schema": schema});
+            if let Some(s) = strict {
+                js["strict"] = Value::from(*s);
+            }
+            json!({"type": "json_schema", "json_schema": js})
+        }
+    }
+}
+
+/// Merges `extra` into `obj`: values overwrite, `null` removes.
+pub fn merge_extra(obj: &mut Map<String, Value>, extra: &Map<String, Value>) {
+    for (k, v) in extra {
+        if v.is_null() {
+            obj.remove(k);
+        } else {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn put<T: Into<Value>>(o: &mut Map<String, Value>, k: &str, v: Option<T>) {
+    if let Some(v) = v {
+        o.insert(k.to_owned(), v.into());
+    }
+}
+
+fn unsupported_param(id: &'static str, name: &str) -> Error {
+    Error::unsupported(format!("{id} does not accept `{name}`")).with_provider(id)
+}
+
+impl OpenAiCompat {
+    /// The chat body as JSON (shared with tests and other modules).
+    pub fn chat_body(&self, req: &ChatRequest, stream: bool) -> Result<Value> {
+        let id = self.spec.id;
+        let ext = self.spec.extensions;
+        let mut o = Map::new();
+        o.insert("model".into(), Value::from(req.model.as_str()));
+        o.insert(
+            "messages".into(),
+            Value::Array(encode_messages(&req.messages)),
+        );
+        if stream {
+            o.insert("stream".into(), Value::Bool(true));
+            if req.stream_usage != Some(false) {
+                o.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+        put(&mut o, "temperature", req.temperature);
+        put(&mut o, "top_p", req.top_p);
+        put(&mut o, "max_tokens", req.max_tokens);
+        if !req.stop.is_empty() {
+            o.insert("stop".into(), json!(req.stop));
+        }
+        put(&mut o, "seed", req.seed);
+        put(&mut o, "presence_penalty", req.presence_penalty);
+        put(&mut o, "frequency_penalty", req.frequency_penalty);
+        put(&mut o, "n", req.n);
+        put(&mut o, "user", req.user.as_deref());
+        if !req.tools.is_empty() {
+            o.insert("tools".into(), encode_tools(&req.tools));
+        }
+        if let Some(tc) = &req.tool_choice {
+            o.insert("tool_choice".into(), encode_tool_choice(tc));
+        }
+        put(&mut o, "parallel_tool_calls", req.parallel_tool_calls);
+        if let Some(rf) = &req.response_format {
+            o.insert("response_format".into(), encode_response_format(rf));
+        }
+        if let Some(k) = req.top_k {
+            if !ext.top_k {
+                return Err(unsupported_param(id, "top_k"));
+            }
+            o.insert("top_k".into(), k.into());
+        }
+        if let Some(r) = req.repetition_penalty {
+            if !ext.repetition_penalty {
+                return Err(unsupported_param(id, "repetition_penalty"));
+            }
+            o.insert("repetition_penalty".into(), r.into());
+        }
+        if let Some(s) = req.enable_search {
+            if !ext.enable_search {
+                return Err(unsupported_param(id, "enable_search"));
+            }
+            o.insert("enable_search".into(), s.into());
+        }
+        if let Some(t) = req.thinking {
+            if !ext.thinking {
+                return Err(unsupported_param(id, "thinking"));
+            }
+            o.insert("enable_thinking".into(), t.enabled.into());
+            put(&mut o, "thinking_budget", t.budget_tokens);
+        }
+        merge_extra(&mut o, &req.extra);
+        Ok(Value::Object(o))
+    }
+}
+
+impl Provider for OpenAiCompat {
+    fn id(&self) -> &'static str {
+        self.spec.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.spec.capabilities
+    }
+
+    fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+        req.validate().map_err(|e| e.with_provider(self.spec.id))?;
+        let body = self.chat_body(req, stream)?;
+        let r = HttpRequest::post_json(join_url(&self.base_url, "chat/completions"), &body)?
+            .header("accept", "application/json")?;
+        self.authed(r)
+    }
+
+    fn parse_chat(&self, resp: &HttpResponse) -> Result<ChatResponse> {
+        let wire: WireResponse = parse_json(self.spec.id, &resp.body)?;
+        if let Some(err) = wire.error {
+            return Err(self.error_from(resp.status, &resp.headers, err));
+        }
+        let request_id = header_request_id(&resp.headers).or(wire.request_id);
+        let choices = wire
+            .choices
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let m = c.message.unwrap_or_default();
+                Choice {
+                    index: c.index.unwrap_or(i as u32),
+                    message: m.into_message(),
+                    finish_reason: c.finish_reason.as_deref().map(FinishReason::parse),
+                }
+            })
+            .collect();
+        Ok(ChatResponse {
+            id: wire.id.or_else(|| request_id.clone()).unwrap_or_default(),
+            model: wire.model.unwrap_or_default(),
+            created: wire.created,
+            choices,
+            usage: wire.usage.map(WireUsage::into_usage),
+            request_id,
+        })
+    }
+
+    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+        Box::new(OpenAiStreamParser::new(self.spec))
+    }
+
+    fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+        classify_openai_error(&self.spec, status, headers, body)
+    }
+
+    fn build_embeddings(&self, req: &EmbeddingRequest) -> Result<HttpRequest> {
+        if !self.spec.capabilities.embeddings {
+            return Err(
+                Error::unsupported(format!("{} does not offer embeddings", self.spec.id))
+                    .with_provider(self.spec.id),
+            );
+        }
+        req.validate().map_err(|e| e.with_provider(self.spec.id))?;
+        let mut o = Map::new();
+        o.insert("model".into(), Value::from(req.model.as_str()));
+        o.insert(
+            "input".into(),
+            match req.input.as_slice() {
+                [one] => Value::from(one.as_str()),
+                many => json!(many),
+            },
+        );
+        let fmt = if self.spec.embeddings_base64 {
+            "base64"
+        } else {
+            "float"
+        };
+        o.insert("encoding_format".into(), Value::from(fmt));
+        put(&mut o, "dimensions", req.dimensions);
+        put(&mut o, "user", req.user.as_deref());
+        merge_extra(&mut o, &req.extra);
+        let r = HttpRequest::post_json(join_url(&self.base_url, "embeddings"), &Value::Object(o))?
+            .header("accept", "application/json")?;
+        self.authed(r)
+    }
+
+    fn parse_embeddings(&self, resp: &HttpResponse) -> Result<EmbeddingResponse> {
+        #[derive(Deserialize)]
+        struct Item {
+            #[serde(default)]
+            index: Option<u32>,
+            embedding: Value,
+        }
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            data: Vec<Item>,
+            #[serde(default)]
+            model: Option<String>,
+            #[serde(default)]
+            usage: Option<WireUsage>,
+            #[serde(default)]
+            error: Option<WireError>,
+        }
+        let w: Wire = parse_json(self.spec.id, &resp.body)?;
+        if let Some(err) = w.error {
+            return Err(self.error_from(resp.status, &resp.headers, err));
+        }
+        let mut data = Vec::with_capacity(w.data.len());
+        for (i, item) in w.data.into_iter().enumerate() {
+            let vector = decode_embedding(&item.embedding).ok_or_else(|| {
+                Error::protocol("embedding is neither a float array nor base64 float32")
+                    .with_provider(self.spec.id)
+            })?;
+            data.push(Embedding {
+                index: item.index.unwrap_or(i as u32),
+                vector,
+            });
+        }
+        data.sort_by_key(|e| e.index);
+        Ok(EmbeddingResponse {
+            model: w.model.unwrap_or_default(),
+            data,
+            usage: w.usage.map(WireUsage::into_usage),
+            request_id: header_request_id(&resp.headers),
+        })
+    }
+
+    fn build_models(&self) -> Result<HttpRequest> {
+        let r = HttpRequest::get(join_url(&self.base_url, "models"))
+            .header("accept", "application/json")?;
+        self.authed(r)
+    }
+
+    fn parse_models(&self, resp: &HttpResponse) -> Result<Vec<ModelInfo>> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            data: Vec<ModelInfo>,
+        }
+        let w: Wire = parse_json(self.spec.id, &resp.body)?;
+        Ok(w.data)
+    }
+}
+
+impl OpenAiCompat {
+    fn error_from(&self, status: u16, headers: &HeaderMap, err: WireError) -> Error {
+        error_from_envelope(
+            &self.spec,
+            if status == 200 { 0 } else { status },
+            headers,
+            err,
+        )
+    }
+}
+
+/// Decodes an embedding given as floats or as base64 little-endian float32.
+pub fn decode_embedding(v: &Value) -> Option<Vec<f32>> {
+    match v {
+        Value::Array(xs) => xs.iter().map(|x| x.as_f64().map(|f| f as f32)).collect(),
+        Value::String(s) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+            if bytes.len() % 4 != 0 {
+                return None;
+            }
+            Some(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    id: &'static str,
+    body: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(format!("{id} answered with malformed JSON"))
+            .with_provider(id)
+            .with_source(e)
+    })
+}
+
+/// OpenAI's error envelope `{"error":{"message","type","param","code"}}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct WireError {
+    /// Message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Type (`invalid_request_error`, `insufficient_quota`…).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Code; a string or a number depending on vendor.
+    #[serde(default)]
+    pub code: Option<Value>,
+}
+
+/// Classifies a non-2xx OpenAI-style response.
+pub fn classify_openai_error(
+    spec: &CompatSpec,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Error {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Option<WireError>,
+        #[serde(default)]
+        request_id: Option<String>,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope {
+            error: Some(err),
+            request_id,
+        }) => error_from_envelope(spec, status, headers, err)
+            .with_request_id(header_request_id(headers).or(request_id)),
+        _ => non_json_error(spec.id, status, headers, body),
+    }
+}
+
+/// An error for a non-2xx response whose body is not the vendor's JSON (an HTML proxy page…).
+pub fn non_json_error(id: &'static str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    let kind = kind_for_status(status);
+    let ctype = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type");
+    let what = match kind {
+        ErrorKind::Authentication => "the API key was rejected".to_owned(),
+        ErrorKind::RateLimited => "rate limited by the upstream".to_owned(),
+        _ => format!("the upstream answered HTTP {status} with a non-JSON body ({ctype})"),
+    };
+    let snippet: String = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+    Error::new(kind, what)
+        .with_provider(id)
+        .with_status(status)
+        .with_retry_after(parse_retry_after(headers))
+        .with_request_id(header_request_id(headers))
+        .with_source(snippet)
+}
+
+fn error_from_envelope(
+    spec: &CompatSpec,
+    status: u16,
+    headers: &HeaderMap,
+    err: WireError,
+) -> Error {
+    let code = match &err.code {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let typ = err.kind.clone().unwrap_or_default();
+    let kind = (spec.map_code)(&code)
+        .or_else(|| (spec.map_code)(&typ))
+        .unwrap_or_else(|| {
+            if status == 0 {
+                ErrorKind::UpstreamServer
+            } else {
+                kind_for_status(status)
+            }
+        });
+    let vendor_msg = err.message.unwrap_or_default();
+    let message = describe(kind, &vendor_msg);
+    let mut e = Error::new(kind, message)
+        .with_provider(spec.id)
+        .with_code(if code.is_empty() { typ } else { code })
+        .with_retry_after(parse_retry_after(headers))
+        .with_request_id(header_request_id(headers));
+    if status != 0 {
+        e = e.with_status(status);
+    }
+    e
+}
+
+/// A client-facing sentence for a kind, with the vendor's own message appended.
+pub fn describe(kind: ErrorKind, vendor_msg: &str) -> String {
+    let head = match kind {
+        ErrorKind::Authentication => "the API key was rejected",
+        ErrorKind::PermissionDenied => "the key is not allowed to do this",
+        ErrorKind::NotFound => "not found",
+        ErrorKind::RateLimited => "rate limited",
+        ErrorKind::QuotaExhausted => "the account is out of quota or credit",
+        ErrorKind::ContentFiltered => "blocked by content moderation",
+        ErrorKind::ContextLengthExceeded => "the input is longer than the model's context window",
+        ErrorKind::InvalidRequest => "the request was rejected as invalid",
+        ErrorKind::UpstreamServer => "the upstream failed",
+        ErrorKind::Timeout => "the upstream timed out",
+        _ => "the upstream reported an error",
+    };
+    let vendor_msg = vendor_msg.trim();
+    if vendor_msg.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}: {vendor_msg}")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    created: Option<i64>,
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireChoice {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    message: Option<WireMessage>,
+    #[serde(default)]
+    delta: Option<WireMessage>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default, alias = "reasoning")]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+impl WireMessage {
+    fn text(&self) -> String {
+        match &self.content {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+            _ => String::new(),
+        }
+    }
+
+    fn into_message(self) -> Message {
+        let text = self.text();
+        Message {
+            role: Role::Assistant,
+            content: Content::Text(text),
+            name: None,
+            tool_calls: self
+                .tool_calls
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| {
+                    let f = c.function.unwrap_or_default();
+                    ToolCall {
+                        id: c.id.unwrap_or_default(),
+                        name: f.name.unwrap_or_default(),
+                        arguments: f.arguments.map(args_string).unwrap_or_default(),
+                    }
+                })
+                .collect(),
+            tool_call_id: None,
+            reasoning: self.reasoning_content.filter(|r| !r.is_empty()),
+        }
+    }
+}
+
+fn args_string(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunction>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+/// OpenAI-style usage.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<WireDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<WireDetails>,
+}
+
+impl WireUsage {
+    pub(crate) fn into_usage(self) -> Usage {
+        Usage {
+            input_tokens: self.prompt_tokens,
+            output_tokens: self.completion_tokens,
+            total_tokens: self
+                .total_tokens
+                .unwrap_or(self.prompt_tokens + self.completion_tokens),
+            cached_tokens: self.prompt_tokens_details.and_then(|d| d.cached_tokens),
+            reasoning_tokens: self
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens),
+        }
+    }
+}
+
+/// Parses OpenAI `chat.completion.chunk` frames into events.
+#[derive(Debug)]
+pub struct OpenAiStreamParser {
+    spec: CompatSpec,
+    started: bool,
+    done: bool,
+    finish: Option<FinishReason>,
+    usage: Option<Usage>,
+}
+
+impl OpenAiStreamParser {
+    /// A parser for one stream.
+    pub fn new(spec: CompatSpec) -> Self {
+        OpenAiStreamParser {
+            spec,
+            started: false,
+            done: false,
+            finish: None,
+            usage: None,
+        }
+    }
+}
+
+impl StreamParser for OpenAiStreamParser {
+    fn on_frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<()> {
+        let data = frame.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let chunk: WireResponse = serde_json::from_str(data).map_err(|e| {
+            Error::protocol(format!("{} sent a malformed stream frame", self.spec.id))
+                .with_provider(self.spec.id)
+                .with_source(e)
+        })?;
+        if let Some(err) = chunk.error {
+            return Err(error_from_envelope(&self.spec, 0, &HeaderMap::new(), err));
+        }
+        if !self.started {
+            self.started = true;
+            out.push(StreamEvent::Started {
+                id: chunk.id.clone().unwrap_or_default(),
+                model: chunk.model.clone().unwrap_or_default(),
+                request_id: chunk.request_id.clone(),
+            });
+        }
+        for choice in chunk.choices {
+            if choice.index.unwrap_or(0) != 0 {
+                continue;
+            }
+            if let Some(delta) = choice.delta.or(choice.message) {
+                if let Some(r) = delta.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
+                    out.push(StreamEvent::ReasoningDelta { text: r.to_owned() });
+                }
+                let text = delta.text();
+                if !text.is_empty() {
+                    out.push(StreamEvent::TextDelta { text });
+                }
+                for (pos, tc) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
+                    let f = tc.function.unwrap_or_default();
+                    out.push(StreamEvent::ToolCallDelta {
+                        index: tc.index.unwrap_or(pos as u32),
+                        id: tc.id.filter(|s| !s.is_empty()),
+                        name: f.name.filter(|s| !s.is_empty()),
+                        arguments: f.arguments.map(args_string).unwrap_or_default(),
+                    });
+                }
+            }
+            if let Some(fr) = choice.finish_reason.as_deref().filter(|s| !s.is_empty()) {
+                self.finish = Some(FinishReason::parse(fr));
+            }
+        }
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u.into_usage());
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<()> {
+        let reason = match (self.finish.take(), self.done) {
+            (Some(r), _) => r,
+            (None, true) => FinishReason::Stop,
+            (None, false) => {
+                return Err(Error::protocol(format!(
+                    "{} stream ended before the answer was complete",
+                    self.spec.id
+                ))
+                .with_provider(self.spec.id))
+            }
+        };
+        if !self.started {
+            out.push(StreamEvent::Started {
+                id: String::new(),
+                model: String::new(),
+                request_id: None,
+            });
+        }
+        if let Some(u) = self.usage.take() {
+            out.push(StreamEvent::Usage(u));
+        }
+        out.push(StreamEvent::Finished { reason });
+        Ok(())
+    }
+}
+
+const fn compat_row(
+    id: &'static str,
+    description: &'static str,
+    base: &'static str,
+    base_env: &'static str,
+    creds: &'static [CredentialSpec],
+    models: &'static [&'static str],
+    build: fn(&ProviderSpec, ProviderSettings) -> Result<Arc<dyn Provider>>,
+) -> ProviderSpec {
+    ProviderSpec {
+        id,
+        description,
+        default_base_url: base,
+        base_url_env: base_env,
+        region_env: None,
+        credentials: creds,
+        models,
+        build,
+    }
+}
+
+const DEEPSEEK_COMPAT: CompatSpec = CompatSpec {
+    id: "deepseek",
+    ..OPENAI
+};
+const MOONSHOT_COMPAT: CompatSpec = CompatSpec {
+    id: "moonshot",
+    ..OPENAI
+};
+const VLLM_COMPAT: CompatSpec = CompatSpec {
+    id: "vllm",
+    key_required: false,
+    extensions: Extensions {
+        top_k: true,
+        repetition_penalty: true,
+        enable_search: false,
+        thinking: false,
+    },
+    ..OPENAI
+};
+
+/// DeepSeek's OpenAI-compatible API.
+pub const DEEPSEEK: ProviderSpec = compat_row(
+    "deepseek",
+    "DeepSeek (OpenAI-compatible)",
+    "https://api.deepseek.com/v1",
+    "DEEPSEEK_BASE_URL",
+    &[CredentialSpec {
+        field: "api_key",
+        env: &["DEEPSEEK_API_KEY"],
+        optional: false,
+    }],
+    &["deepseek-chat", "deepseek-reasoner"],
+    |row, s| OpenAiCompat::from_settings(DEEPSEEK_COMPAT, row, &s),
+);
+
+/// Moonshot (Kimi) OpenAI-compatible API.
+pub const MOONSHOT: ProviderSpec = compat_row(
+    "moonshot",
+    "Moonshot Kimi (OpenAI-compatible)",
+    "https://api.moonshot.cn/v1",
+    "MOONSHOT_BASE_URL",
+    &[CredentialSpec {
+        field: "api_key",
+        env: &["MOONSHOT_API_KEY"],
+        optional: false,
+    }],
+    &["moonshot-v1-8k", "moonshot-v1-32k", "kimi-k2-0711-preview"],
+    |row, s| OpenAiCompat::from_settings(MOONSHOT_COMPAT, row, &s),
+);
+
+/// A self-hosted vLLM (or any OpenAI-compatible server), key optional.
+pub const VLLM: ProviderSpec = compat_row(
+    "vllm",
+    "self-hosted vLLM or any OpenAI-compatible server (key optional)",
+    "http://127.0.0.1:8000/v1",
+    "VLLM_BASE_URL",
+    &[CredentialSpec {
+        field: "api_key",
+        env: &["VLLM_API_KEY"],
+        optional: true,
+    }],
+    &[],
+    |row, s| OpenAiCompat::from_settings(VLLM_COMPAT, row, &s),
+);

@@ -1,0 +1,7 @@
+//! Provider-neutral request and response types: chat, tools, usage, embeddings, models.
+
+mod chat;
+mod embeddings;
+
+pub use chat::*;
+pub use embeddings::*;
