@@ -20,7 +20,12 @@ fn bearer_of(exchange: &Value) -> String {
         .unwrap()
         .iter()
         .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("authorization"))
-        .map(|h| h[1].as_str().unwrap().trim_start_matches("Bearer ").to_owned())
+        .map(|h| {
+            h[1].as_str()
+                .unwrap()
+                .trim_start_matches("Bearer ")
+                .to_owned()
+        })
         .unwrap_or_default()
 }
 
@@ -42,7 +47,9 @@ fn ours(r: &ChatResponse) -> Outcome {
             .iter()
             .map(|c| (c.id.clone(), c.name.clone(), c.arguments.clone()))
             .collect(),
-        usage: r.usage.map(|u| (u.input_tokens, u.output_tokens, u.total_tokens)),
+        usage: r
+            .usage
+            .map(|u| (u.input_tokens, u.output_tokens, u.total_tokens)),
     }
 }
 
@@ -86,9 +93,15 @@ fn dashscope_outcome(events: &[Value], incremental: bool) -> Outcome {
         let out = &ev["output"];
         let (t, f, tc) = match out["choices"].as_array() {
             Some(ch) if !ch.is_empty() => (
-                ch[0]["message"]["content"].as_str().unwrap_or("").to_owned(),
+                ch[0]["message"]["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
                 ch[0]["finish_reason"].as_str().map(str::to_owned),
-                ch[0]["message"]["tool_calls"].as_array().cloned().unwrap_or_default(),
+                ch[0]["message"]["tool_calls"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
             ),
             _ => (
                 out["text"].as_str().unwrap_or("").to_owned(),
@@ -157,10 +170,18 @@ fn openai_sdk_capture_cases_are_reproduced() {
                 let result = &case["sdk_result"];
                 if resp.status >= 400 {
                     let err = p.classify_error(resp.status, &resp.headers, &resp.body);
-                    assert_eq!(err.upstream_status(), result["status_code"].as_u64().map(|s| s as u16), "{name}");
+                    assert_eq!(
+                        err.upstream_status(),
+                        result["status_code"].as_u64().map(|s| s as u16),
+                        "{name}"
+                    );
                     assert_eq!(err.upstream_code(), result["code"].as_str(), "{name}");
                     assert_eq!(err.kind(), ErrorKind::Authentication, "{name}");
-                    assert!(err.message().contains(result["body"]["message"].as_str().unwrap()), "{name}");
+                    assert!(
+                        err.message()
+                            .contains(result["body"]["message"].as_str().unwrap()),
+                        "{name}"
+                    );
                 } else if stream {
                     let expected = openai_outcome(&result["accumulated_final"]);
                     for split in [0, 1, 7] {
@@ -168,9 +189,15 @@ fn openai_sdk_capture_cases_are_reproduced() {
                         let got = fold(&events).unwrap();
                         assert_eq!(ours(&got), expected, "{name} split {split}");
                         // Deltas concatenate to the text; exactly one Finished, last.
-                        let finished = events.iter().filter(|e| matches!(e, Ok(StreamEvent::Finished { .. }))).count();
+                        let finished = events
+                            .iter()
+                            .filter(|e| matches!(e, Ok(StreamEvent::Finished { .. })))
+                            .count();
                         assert_eq!(finished, 1, "{name}");
-                        assert!(matches!(events.last(), Some(Ok(StreamEvent::Finished { .. }))), "{name}");
+                        assert!(
+                            matches!(events.last(), Some(Ok(StreamEvent::Finished { .. }))),
+                            "{name}"
+                        );
                     }
                     // The chunks the SDK saw: every content piece we emitted, in order.
                     let pieces: String = result["chunks"]
@@ -203,19 +230,34 @@ fn openai_sdk_capture_cases_are_reproduced() {
                 let expected = case["sdk_result"]["data"].as_array().unwrap();
                 assert_eq!(got.data.len(), expected.len(), "{name}");
                 for (g, e) in got.data.iter().zip(expected) {
-                    let ev: Vec<f32> = e["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+                    let ev: Vec<f32> = e["embedding"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                        .collect();
                     assert_eq!(g.vector, ev, "{name}");
                     assert_eq!(u64::from(g.index), e["index"].as_u64().unwrap());
                 }
                 let u = got.usage.unwrap();
-                assert_eq!(u.input_tokens, case["sdk_result"]["usage"]["prompt_tokens"].as_u64().unwrap());
+                assert_eq!(
+                    u.input_tokens,
+                    case["sdk_result"]["usage"]["prompt_tokens"]
+                        .as_u64()
+                        .unwrap()
+                );
             }
             "models" => {
                 let built = p.build_models().unwrap();
                 assert_same_request(name, &built, ex, &["authorization", "accept"]);
                 let got = p.parse_models(&http_response(ex)).unwrap();
                 let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
-                let expected: Vec<&str> = case["sdk_result"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+                let expected: Vec<&str> = case["sdk_result"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["id"].as_str().unwrap())
+                    .collect();
                 assert_eq!(ids, expected, "{name}");
             }
             other => panic!("{name}: unknown op {other}"),
@@ -227,12 +269,21 @@ fn openai_sdk_capture_cases_are_reproduced() {
 fn dashscope_sdk_capture_cases_are_reproduced() {
     let cases = load_cases("dashscope_sdk_capture.json");
     assert!(!cases.is_empty());
-    let headers = ["authorization", "content-type", "accept", "x-dashscope-sse", "x-accel-buffering"];
+    let headers = [
+        "authorization",
+        "content-type",
+        "accept",
+        "x-dashscope-sse",
+        "x-accel-buffering",
+    ];
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         let args = &case["sdk_call_args"];
         let ex = &case["exchanges"][0];
-        let key = args["api_key"].as_str().map(str::to_owned).unwrap_or_else(|| bearer_of(ex));
+        let key = args["api_key"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| bearer_of(ex));
         let p = DashScope::new(&format!("{BASE_HOST}/api/v1"), key.into()).unwrap();
         let result = &case["sdk_result"];
         match case["op"].as_str().unwrap() {
@@ -250,34 +301,55 @@ fn dashscope_sdk_capture_cases_are_reproduced() {
                 } else if stream {
                     let sdk_events = result.as_array().unwrap();
                     let body: Value = serde_json::from_slice(&built.body).unwrap();
-                    let incremental = body["parameters"]["incremental_output"].as_bool() == Some(true);
-                    let failed = sdk_events.iter().find(|e| e["status_code"].as_u64() != Some(200));
-                    let ok_events: Vec<Value> = sdk_events.iter().filter(|e| e["status_code"].as_u64() == Some(200)).cloned().collect();
+                    let incremental =
+                        body["parameters"]["incremental_output"].as_bool() == Some(true);
+                    let failed = sdk_events
+                        .iter()
+                        .find(|e| e["status_code"].as_u64() != Some(200));
+                    let ok_events: Vec<Value> = sdk_events
+                        .iter()
+                        .filter(|e| e["status_code"].as_u64() == Some(200))
+                        .cloned()
+                        .collect();
                     let expected = dashscope_outcome(&ok_events, incremental);
                     for split in [0, 1, 5] {
                         let events = parse_stream(&p, &req, &resp.body, split);
                         match failed {
                             Some(f) => {
-                                let text: String = events.iter().filter_map(|e| match e {
-                                    Ok(StreamEvent::TextDelta { text }) => Some(text.as_str()),
-                                    _ => None,
-                                }).collect();
+                                let text: String = events
+                                    .iter()
+                                    .filter_map(|e| match e {
+                                        Ok(StreamEvent::TextDelta { text }) => Some(text.as_str()),
+                                        _ => None,
+                                    })
+                                    .collect();
                                 assert_eq!(text, expected.text, "{name}");
                                 let err = events.last().unwrap().as_ref().unwrap_err();
                                 assert_eq!(err.upstream_code(), f["code"].as_str(), "{name}");
-                                assert_eq!(err.upstream_status(), f["status_code"].as_u64().map(|s| s as u16), "{name}");
+                                assert_eq!(
+                                    err.upstream_status(),
+                                    f["status_code"].as_u64().map(|s| s as u16),
+                                    "{name}"
+                                );
                                 assert_eq!(err.kind(), ErrorKind::ContentFiltered, "{name}");
                             }
                             None => {
                                 let got = fold(&events).unwrap();
                                 assert_eq!(ours(&got), expected, "{name} split {split}");
-                                assert_eq!(got.request_id.as_deref(), ok_events[0]["request_id"].as_str());
+                                assert_eq!(
+                                    got.request_id.as_deref(),
+                                    ok_events[0]["request_id"].as_str()
+                                );
                             }
                         }
                     }
                 } else {
                     let got = p.parse_chat(&resp).unwrap();
-                    assert_eq!(ours(&got), dashscope_outcome(std::slice::from_ref(result), true), "{name}");
+                    assert_eq!(
+                        ours(&got),
+                        dashscope_outcome(std::slice::from_ref(result), true),
+                        "{name}"
+                    );
                     assert_eq!(got.request_id.as_deref(), result["request_id"].as_str());
                 }
             }
@@ -291,15 +363,34 @@ fn dashscope_sdk_capture_cases_are_reproduced() {
                 req.dimensions = args["dimension"].as_u64().map(|d| d as u32);
                 req.text_type = args["text_type"].as_str().map(str::to_owned);
                 let built = p.build_embeddings(&req).unwrap();
-                assert_same_request(name, &built, ex, &["authorization", "content-type", "accept"]);
+                assert_same_request(
+                    name,
+                    &built,
+                    ex,
+                    &["authorization", "content-type", "accept"],
+                );
                 let got = p.parse_embeddings(&http_response(ex)).unwrap();
                 let expected = result["output"]["embeddings"].as_array().unwrap();
                 let mut expected: Vec<(u64, Vec<f32>)> = expected
                     .iter()
-                    .map(|e| (e["text_index"].as_u64().unwrap(), e["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()))
+                    .map(|e| {
+                        (
+                            e["text_index"].as_u64().unwrap(),
+                            e["embedding"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|x| x.as_f64().unwrap() as f32)
+                                .collect(),
+                        )
+                    })
                     .collect();
                 expected.sort_by_key(|e| e.0);
-                let got: Vec<(u64, Vec<f32>)> = got.data.iter().map(|e| (u64::from(e.index), e.vector.clone())).collect();
+                let got: Vec<(u64, Vec<f32>)> = got
+                    .data
+                    .iter()
+                    .map(|e| (u64::from(e.index), e.vector.clone()))
+                    .collect();
                 assert_eq!(got, expected, "{name}");
             }
             other => panic!("{name}: unknown op {other}"),

@@ -24,7 +24,11 @@ pub fn vectors_dir() -> PathBuf {
         if sibling.is_dir() {
             return sibling;
         }
-        assert!(dir.pop(), "shared/vectors not found above {}", env!("CARGO_MANIFEST_DIR"));
+        assert!(
+            dir.pop(),
+            "shared/vectors not found above {}",
+            env!("CARGO_MANIFEST_DIR")
+        );
     }
 }
 
@@ -71,7 +75,10 @@ fn messages_from(v: &Value) -> Vec<Message> {
 
 /// The core request equivalent to an `openai` SDK `chat.completions.create(**args)` call.
 pub fn openai_chat_request(args: &Value) -> (ChatRequest, bool) {
-    let mut r = ChatRequest::new(args["model"].as_str().unwrap(), messages_from(&args["messages"]));
+    let mut r = ChatRequest::new(
+        args["model"].as_str().unwrap(),
+        messages_from(&args["messages"]),
+    );
     r.temperature = args["temperature"].as_f64();
     r.top_p = args["top_p"].as_f64();
     r.max_tokens = args["max_tokens"].as_u64().map(|x| x as u32);
@@ -88,7 +95,11 @@ pub fn openai_chat_request(args: &Value) -> (ChatRequest, bool) {
     r.tools = tools_from(&args["tools"]);
     r.tool_choice = tool_choice_from(&args["tool_choice"]);
     let stream = args["stream"].as_bool().unwrap_or(false);
-    r.stream_usage = Some(args["stream_options"]["include_usage"].as_bool().unwrap_or(false));
+    r.stream_usage = Some(
+        args["stream_options"]["include_usage"]
+            .as_bool()
+            .unwrap_or(false),
+    );
     (r, stream)
 }
 
@@ -213,18 +224,35 @@ pub fn fold(events: &[Result<StreamEvent>]) -> Result<ChatResponse> {
 }
 
 /// Compares a request we built against a captured one: method, path, the named headers, body as JSON.
-pub fn assert_same_request(name: &str, ours: &llmux_core::http::HttpRequest, exchange: &Value, headers: &[&str]) {
-    assert_eq!(ours.method.as_str(), exchange["method"].as_str().unwrap(), "{name}: method");
+pub fn assert_same_request(
+    name: &str,
+    ours: &llmux_core::http::HttpRequest,
+    exchange: &Value,
+    headers: &[&str],
+) {
+    assert_eq!(
+        ours.method.as_str(),
+        exchange["method"].as_str().unwrap(),
+        "{name}: method"
+    );
     let url = reqwest_path(&ours.url);
     assert_eq!(url, exchange["path"].as_str().unwrap(), "{name}: path");
     let captured: Vec<(String, String)> = exchange["headers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| (h[0].as_str().unwrap().to_ascii_lowercase(), h[1].as_str().unwrap().to_owned()))
+        .map(|h| {
+            (
+                h[0].as_str().unwrap().to_ascii_lowercase(),
+                h[1].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     for h in headers {
-        let theirs = captured.iter().find(|(k, _)| k == h).map(|(_, v)| v.as_str());
+        let theirs = captured
+            .iter()
+            .find(|(k, _)| k == h)
+            .map(|(_, v)| v.as_str());
         let mine = ours.headers.get(*h).map(|v| v.to_str().unwrap());
         assert_eq!(mine, theirs, "{name}: header {h}");
     }
@@ -240,7 +268,10 @@ pub fn assert_same_request(name: &str, ours: &llmux_core::http::HttpRequest, exc
 
 fn reqwest_path(url: &str) -> String {
     let after_scheme = url.split_once("://").map(|x| x.1).unwrap_or(url);
-    let path = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("/");
+    let path = after_scheme
+        .find('/')
+        .map(|i| &after_scheme[i..])
+        .unwrap_or("/");
     path.to_owned()
 }
 
@@ -248,7 +279,10 @@ fn reqwest_path(url: &str) -> String {
 pub fn http_response(exchange: &Value) -> llmux_core::http::HttpResponse {
     let resp = &exchange["response"];
     let mut headers = ::http::HeaderMap::new();
-    headers.insert("content-type", resp["content_type"].as_str().unwrap().parse().unwrap());
+    headers.insert(
+        "content-type",
+        resp["content_type"].as_str().unwrap().parse().unwrap(),
+    );
     llmux_core::http::HttpResponse {
         status: resp["status"].as_u64().unwrap() as u16,
         headers,
