@@ -292,6 +292,14 @@ fn cut_error() -> std::io::Error {
     )
 }
 
+/// Returns `Pending` a few times so hyper flushes what it buffered before the body fails: hyper drops its write
+/// buffer when a body errors, so without this the client would not see the frames sent before a cut.
+async fn flush_point() {
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
 fn clamp(after: u32, len: usize) -> usize {
     usize::try_from(after)
         .unwrap_or(usize::MAX)
@@ -318,7 +326,11 @@ pub(crate) fn into_response(
             match shaping {
                 Some(FaultKind::StreamCutAfter(_)) => {
                     content_length = Some(bytes.len());
-                    Body::from_stream(futures::stream::iter([Ok(half), Err(cut_error())]))
+                    Body::from_stream(async_stream::stream! {
+                        yield Ok::<Bytes, std::io::Error>(half);
+                        flush_point().await;
+                        yield Err(cut_error());
+                    })
                 }
                 Some(FaultKind::MalformedFrame { .. }) => Body::from(half),
                 Some(FaultKind::IdleAfter { pause, .. }) => {
@@ -340,6 +352,7 @@ pub(crate) fn into_response(
                     }
                     match &shaping {
                         Some(FaultKind::StreamCutAfter(n)) if i == clamp(*n, len) => {
+                            flush_point().await;
                             yield Err(cut_error());
                             return;
                         }

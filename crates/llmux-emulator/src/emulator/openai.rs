@@ -499,27 +499,28 @@ fn embeddings(ctx: &Ctx, body: &[u8]) -> Reply {
         );
     };
     let format = req.get("encoding_format").and_then(Value::as_str);
-    let base64 =
-        match (format, compat) {
-            (None | Some("float"), _) => false,
-            (Some("base64"), false) => true,
-            (Some(other), true) => return invalid(
+    let base64 = match (format, compat) {
+        (None | Some("float"), _) => false,
+        (Some("base64"), false) => true,
+        (Some(other), true) => {
+            return invalid(
                 ctx,
                 &format!(
                     "The encoding_format '{other}' is not supported; only 'float' is supported."
                 ),
                 Some("encoding_format"),
                 None,
-            ),
-            (Some(other), false) => {
-                return invalid(
-                    ctx,
-                    &format!("'{other}' is not one of ['float', 'base64'] - 'encoding_format'"),
-                    Some("encoding_format"),
-                    None,
-                )
-            }
-        };
+            )
+        }
+        (Some(other), false) => {
+            return invalid(
+                ctx,
+                &format!("'{other}' is not one of ['float', 'base64'] - 'encoding_format'"),
+                Some("encoding_format"),
+                None,
+            )
+        }
+    };
     if compat && inputs.len() > 10 {
         return invalid(
             ctx,
