@@ -18,7 +18,11 @@ fn dashscope_body() -> Vec<u8> {
         let finish = if i + 1 == EVENTS { "stop" } else { "null" };
         let data = json!({"output": {"choices": [{"message": {"role": "assistant", "content": "通义千问 says hello "}, "finish_reason": finish}]},
             "usage": {"input_tokens": 10, "output_tokens": i + 1, "total_tokens": 11 + i}, "request_id": "7b5ee80d-0000-4000-8000-000000000001"});
-        s.push_str(&format!("id:{}\nevent:result\n:HTTP_STATUS/200\ndata:{}\n\n", i + 1, data));
+        s.push_str(&format!(
+            "id:{}\nevent:result\n:HTTP_STATUS/200\ndata:{}\n\n",
+            i + 1,
+            data
+        ));
     }
     s.into_bytes()
 }
@@ -26,7 +30,11 @@ fn dashscope_body() -> Vec<u8> {
 fn openai_body() -> Vec<u8> {
     let mut s = String::new();
     for i in 0..EVENTS {
-        let finish = if i + 1 == EVENTS { json!("stop") } else { json!(null) };
+        let finish = if i + 1 == EVENTS {
+            json!("stop")
+        } else {
+            json!(null)
+        };
         let data = json!({"id": "chatcmpl-000", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "gpt-4o-mini",
             "system_fingerprint": null, "choices": [{"index": 0, "delta": {"content": "hello world, "}, "logprobs": null, "finish_reason": finish}], "usage": null});
         s.push_str(&format!("data: {data}\n\n"));
