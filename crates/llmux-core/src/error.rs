@@ -129,7 +129,12 @@ impl fmt::Display for ErrorKind {
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The library's error: a kind, a client-safe message, and what the upstream said.
+/// One pointer wide, so `Result`s stay small on hot paths.
 pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
     kind: ErrorKind,
     message: String,
     provider: Option<&'static str>,
@@ -144,14 +149,16 @@ impl Error {
     /// A new error of `kind` with a message that is safe to show a client.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            kind,
-            message: message.into(),
-            provider: None,
-            upstream_status: None,
-            upstream_code: None,
-            request_id: None,
-            retry_after: None,
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                provider: None,
+                upstream_status: None,
+                upstream_code: None,
+                request_id: None,
+                retry_after: None,
+                source: None,
+            }),
         }
     }
 
@@ -177,13 +184,13 @@ impl Error {
 
     /// Names the provider the error came from.
     pub fn with_provider(mut self, provider: &'static str) -> Self {
-        self.provider = Some(provider);
+        self.inner.provider = Some(provider);
         self
     }
 
     /// Records the upstream HTTP status.
     pub fn with_status(mut self, status: u16) -> Self {
-        self.upstream_status = Some(status);
+        self.inner.upstream_status = Some(status);
         self
     }
 
@@ -191,7 +198,7 @@ impl Error {
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         let code = code.into();
         if !code.is_empty() {
-            self.upstream_code = Some(code);
+            self.inner.upstream_code = Some(code);
         }
         self
     }
@@ -199,7 +206,7 @@ impl Error {
     /// Records the upstream request id.
     pub fn with_request_id(mut self, id: Option<String>) -> Self {
         if id.is_some() {
-            self.request_id = id;
+            self.inner.request_id = id;
         }
         self
     }
@@ -207,78 +214,79 @@ impl Error {
     /// Records how long the upstream asked us to wait.
     pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
         if after.is_some() {
-            self.retry_after = after;
+            self.inner.retry_after = after;
         }
         self
     }
 
     /// Attaches the underlying error (for logs only; never shown to a client).
     pub fn with_source(mut self, source: impl Into<Source>) -> Self {
-        self.source = Some(source.into());
+        self.inner.source = Some(source.into());
         self
     }
 
     /// The classification.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The client-safe message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The provider id, when the error came from one.
     pub fn provider(&self) -> Option<&'static str> {
-        self.provider
+        self.inner.provider
     }
 
     /// The upstream HTTP status, when there was one.
     pub fn upstream_status(&self) -> Option<u16> {
-        self.upstream_status
+        self.inner.upstream_status
     }
 
     /// The vendor's own error code, when it sent one.
     pub fn upstream_code(&self) -> Option<&str> {
-        self.upstream_code.as_deref()
+        self.inner.upstream_code.as_deref()
     }
 
     /// The upstream request id, when known.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.inner.request_id.as_deref()
     }
 
     /// How long the upstream asked us to wait before retrying.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.inner.retry_after
     }
 
     /// Whether retrying may help (see [`ErrorKind::is_retryable`]).
     pub fn is_retryable(&self) -> bool {
-        self.kind.is_retryable()
+        self.inner.kind.is_retryable()
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(p) = self.provider {
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if let Some(p) = self.inner.provider {
             d.field("provider", &p);
         }
-        if let Some(s) = self.upstream_status {
+        if let Some(s) = self.inner.upstream_status {
             d.field("upstream_status", &s);
         }
-        if let Some(c) = &self.upstream_code {
+        if let Some(c) = &self.inner.upstream_code {
             d.field("upstream_code", c);
         }
-        if let Some(r) = &self.request_id {
+        if let Some(r) = &self.inner.request_id {
             d.field("request_id", r);
         }
-        if let Some(r) = self.retry_after {
+        if let Some(r) = self.inner.retry_after {
             d.field("retry_after", &r);
         }
-        if let Some(s) = &self.source {
+        if let Some(s) = &self.inner.source {
             d.field("source", s);
         }
         d.finish()
@@ -287,11 +295,11 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(p) = self.provider {
+        if let Some(p) = self.inner.provider {
             write!(f, "{p}: ")?;
         }
-        f.write_str(&self.message)?;
-        match (&self.upstream_code, self.upstream_status) {
+        f.write_str(&self.inner.message)?;
+        match (&self.inner.upstream_code, self.inner.upstream_status) {
             (Some(code), Some(status)) => write!(f, " ({code}, HTTP {status})"),
             (Some(code), None) => write!(f, " ({code})"),
             (None, Some(status)) => write!(f, " (HTTP {status})"),
@@ -302,7 +310,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
