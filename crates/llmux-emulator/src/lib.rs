@@ -191,6 +191,9 @@ pub struct EmulatorConfig {
     pub latency: Duration,
     /// Sleep between stream frames; default zero.
     pub token_interval: Duration,
+    /// Vendor credentials other than bearer keys, by field name (`secret_id`, `secret_key`,
+    /// `app_id`, `api_secret`, …); each vendor documents the fields it reads.
+    pub credentials: std::collections::BTreeMap<String, String>,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -204,6 +207,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("bind", &self.bind)
             .field("latency", &self.latency)
             .field("token_interval", &self.token_interval)
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -217,7 +221,14 @@ impl EmulatorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             latency: Duration::ZERO,
             token_interval: Duration::ZERO,
+            credentials: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Sets a vendor credential (`secret_id`, `secret_key`, …).
+    pub fn with_credential(mut self, field: impl Into<String>, value: impl Into<String>) -> Self {
+        self.credentials.insert(field.into(), value.into());
+        self
     }
 
     /// Replaces the accepted keys.
