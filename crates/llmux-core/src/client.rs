@@ -6,10 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 
-use crate::codec::{SseDecoder, DEFAULT_MAX_FRAME};
+use http::HeaderMap;
+
+use crate::clock::Clock;
+use crate::codec::{Frame, NdjsonDecoder, SseDecoder, Tail, DEFAULT_MAX_FRAME};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{HttpResponse, Transport, TransportConfig};
-use crate::providers::{self, Provider, ProviderSettings};
+use crate::http::{HttpRequest, HttpResponse, StreamingResponse, Transport, TransportConfig};
+use crate::providers::{self, AuthContext, Framing, Provider, ProviderSettings, StreamParser};
 use crate::stream::{response_to_events, ChatStream, StreamEvent};
 use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo};
 
@@ -20,6 +23,7 @@ pub struct ClientBuilder {
     no_env: bool,
     transport: TransportConfig,
     max_frame: Option<usize>,
+    clock: Option<Clock>,
 }
 
 impl ClientBuilder {
@@ -47,6 +51,12 @@ impl ClientBuilder {
         self
     }
 
+    /// The clock signers read (default: the system clock).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// The client.
     pub fn build(self) -> Result<Client> {
         Ok(Client {
@@ -56,6 +66,7 @@ impl ClientBuilder {
                 use_env: !self.no_env,
                 providers: Mutex::new(HashMap::new()),
                 max_frame: self.max_frame.unwrap_or(DEFAULT_MAX_FRAME),
+                clock: self.clock.unwrap_or_default(),
             }),
         })
     }
@@ -68,6 +79,7 @@ struct Inner {
     use_env: bool,
     providers: Mutex<HashMap<&'static str, Arc<dyn Provider>>>,
     max_frame: usize,
+    clock: Clock,
 }
 
 /// Calls any registered provider. Cheap to clone (shared connection pool).
@@ -150,31 +162,102 @@ impl Client {
         self.embed_with(provider.as_ref(), &req).await
     }
 
-    /// The models a provider lists over its API.
-    pub async fn models(&self, provider_id: &str) -> Result<Vec<ModelInfo>> {
-        let p = self.provider(provider_id)?;
-        let resp = self.send_collect(p.as_ref(), p.build_models()?).await?;
-        p.parse_models(&resp)
+    fn auth_context(&self) -> AuthContext {
+        AuthContext {
+            clock: self.inner.clock.clone(),
+            transport: self.inner.transport.clone(),
+        }
     }
 
-    async fn send_collect(
+    /// The clock signers read (shared by every provider of this client).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// After a failed first attempt: syncs the clock on a skew rejection, or refreshes a
+    /// rejected token. True when one more attempt makes sense.
+    fn recover_auth(&self, provider: &dyn Provider, err: &Error, headers: &HeaderMap) -> bool {
+        if err.is_clock_skew() {
+            let date = headers
+                .get(::http::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok());
+            if let Some(server_now) = date {
+                let offset = self.inner.clock.sync_to(server_now);
+                tracing::warn!(
+                    provider = provider.id(),
+                    offset_ms = offset,
+                    "the upstream rejected our timestamp as skewed; synced the clock to its Date header and retrying once"
+                );
+                return true;
+            }
+            return false;
+        }
+        if err.kind() == ErrorKind::Authentication && provider.invalidate_credentials() {
+            tracing::info!(
+                provider = provider.id(),
+                "credential rejected; refreshing it and retrying once"
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Builds, authorizes and sends; on a 2xx returns the unread response. A clock-skew or
+    /// token rejection is retried once.
+    async fn exchange<F>(&self, provider: &dyn Provider, build: F) -> Result<StreamingResponse>
+    where
+        F: Fn() -> Result<HttpRequest>,
+    {
+        let id = provider.id();
+        let ctx = self.auth_context();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let req = provider.authorize(build()?, &ctx).await?;
+            let resp = self
+                .inner
+                .transport
+                .send(req)
+                .await
+                .map_err(|e| e.with_provider(id))?;
+            if (200..300).contains(&resp.status) {
+                return Ok(resp);
+            }
+            let r = resp.collect().await.map_err(|e| e.with_provider(id))?;
+            let err = provider.classify_error(r.status, &r.headers, &r.body);
+            if attempt == 1 && self.recover_auth(provider, &err, &r.headers) {
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    /// Sends and reads a whole 2xx body, then `parse`s it; errors found by `parse` (a vendor
+    /// error in a 200) get the same single auth recovery as status errors.
+    async fn exchange_parsed<T, F, P>(
         &self,
         provider: &dyn Provider,
-        req: crate::http::HttpRequest,
-    ) -> Result<HttpResponse> {
-        let resp = self
-            .inner
-            .transport
-            .send(req)
-            .await
-            .map_err(|e| e.with_provider(provider.id()))?
-            .collect()
-            .await
-            .map_err(|e| e.with_provider(provider.id()))?;
-        if !(200..300).contains(&resp.status) {
-            return Err(provider.classify_error(resp.status, &resp.headers, &resp.body));
+        build: F,
+        parse: P,
+    ) -> Result<T>
+    where
+        F: Fn() -> Result<HttpRequest>,
+        P: Fn(&HttpResponse) -> Result<T>,
+    {
+        let id = provider.id();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let resp = self.exchange(provider, &build).await?;
+            let full = resp.collect().await.map_err(|e| e.with_provider(id))?;
+            match parse(&full) {
+                Err(err) if attempt == 1 && self.recover_auth(provider, &err, &full.headers) => {
+                    continue
+                }
+                other => return other,
+            }
         }
-        Ok(resp)
     }
 
     /// A complete answer from a given provider; `req.model` is the upstream model name.
@@ -183,10 +266,17 @@ impl Client {
         provider: &dyn Provider,
         req: &ChatRequest,
     ) -> Result<ChatResponse> {
-        let http_req = provider.build_chat(req, false)?;
         tracing::debug!(provider = provider.id(), model = %req.model, "sending chat request");
-        let resp = self.send_collect(provider, http_req).await?;
-        let mut out = provider.parse_chat(&resp)?;
+        if provider.framing() == Framing::WebSocket {
+            return collect_stream(self.stream_with(provider, req).await?).await;
+        }
+        let mut out = self
+            .exchange_parsed(
+                provider,
+                || provider.build_chat(req, false),
+                |r| provider.parse_chat(r),
+            )
+            .await?;
         if out.model.is_empty() {
             out.model.clone_from(&req.model);
         }
@@ -199,13 +289,24 @@ impl Client {
         provider: &dyn Provider,
         req: &EmbeddingRequest,
     ) -> Result<EmbeddingResponse> {
-        let http_req = provider.build_embeddings(req)?;
-        let resp = self.send_collect(provider, http_req).await?;
-        let mut out = provider.parse_embeddings(&resp)?;
+        let mut out = self
+            .exchange_parsed(
+                provider,
+                || provider.build_embeddings(req),
+                |r| provider.parse_embeddings(r),
+            )
+            .await?;
         if out.model.is_empty() {
             out.model.clone_from(&req.model);
         }
         Ok(out)
+    }
+
+    /// The models a provider lists over its API.
+    pub async fn models(&self, provider_id: &str) -> Result<Vec<ModelInfo>> {
+        let p = self.provider(provider_id)?;
+        self.exchange_parsed(p.as_ref(), || p.build_models(), |r| p.parse_models(r))
+            .await
     }
 
     /// A streamed answer from a given provider; `req.model` is the upstream model name.
@@ -222,70 +323,129 @@ impl Client {
         if !provider.capabilities().streaming {
             return Err(Error::unsupported(format!("{id} does not stream")).with_provider(id));
         }
-        let http_req = provider.build_chat(req, true)?;
         tracing::debug!(provider = id, model = %req.model, "sending streaming chat request");
-        let resp = self
-            .inner
-            .transport
-            .send(http_req)
-            .await
-            .map_err(|e| e.with_provider(id))?;
-        let header_rid = providers::header_request_id(&resp.headers);
-        if !(200..300).contains(&resp.status) {
-            let r = resp.collect().await.map_err(|e| e.with_provider(id))?;
-            return Err(provider.classify_error(r.status, &r.headers, &r.body));
+        let framing = provider.framing();
+        if framing == Framing::WebSocket {
+            return crate::ws::open(
+                provider,
+                req,
+                &self.auth_context(),
+                self.inner.max_frame,
+                self.inner.transport.config().connect_timeout,
+                |p, e, h| self.recover_auth(p, e, h),
+            )
+            .await;
         }
-        let model = req.model.clone();
-        if resp.content_type().starts_with("application/json") {
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let resp = self
+                .exchange(provider, || provider.build_chat(req, true))
+                .await?;
+            if !resp.content_type().starts_with("application/json") {
+                break resp;
+            }
             // A plain body where a stream was asked for: an error in a 200, or a whole answer.
             let r = resp.collect().await.map_err(|e| e.with_provider(id))?;
-            let mut full = provider.parse_chat(&r)?;
-            if full.model.is_empty() {
-                full.model = model;
-            }
-            let events: Vec<Result<StreamEvent>> =
-                response_to_events(&full).into_iter().map(Ok).collect();
-            return Ok(Box::pin(futures::stream::iter(events)));
-        }
-        let mut parser = provider.stream_parser(req);
-        let max_frame = self.inner.max_frame;
-        let body = resp.bytes_stream();
-        let stream = async_stream::try_stream! {
-            let mut decoder = SseDecoder::new(max_frame);
-            let mut frames = Vec::new();
-            let mut events = Vec::new();
-            futures::pin_mut!(body);
-            let mut done = false;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| e.with_provider(id))?;
-                decoder.push(&chunk, &mut frames).map_err(|e| e.with_provider(id))?;
-                for frame in frames.drain(..) {
-                    parser.on_frame(&frame, &mut events)?;
-                    if parser.is_done() {
-                        done = true;
-                        break;
+            match provider.parse_chat(&r) {
+                Err(err) if attempt == 1 && self.recover_auth(provider, &err, &r.headers) => {
+                    continue
+                }
+                Err(err) => return Err(err),
+                Ok(mut full) => {
+                    if full.model.is_empty() {
+                        full.model.clone_from(&req.model);
                     }
+                    let events: Vec<Result<StreamEvent>> =
+                        response_to_events(&full).into_iter().map(Ok).collect();
+                    return Ok(Box::pin(futures::stream::iter(events)));
                 }
-                for ev in events.drain(..) {
-                    yield fill_started(ev, &model, &header_rid);
-                }
-                if done {
+            }
+        };
+        let header_rid = providers::header_request_id(&resp.headers);
+        let parser = provider.stream_parser(req);
+        let body = resp.bytes_stream();
+        Ok(drive(
+            id,
+            framing,
+            body,
+            parser,
+            self.inner.max_frame,
+            req.model.clone(),
+            header_rid,
+        ))
+    }
+}
+
+/// One decoder for whichever framing the body uses.
+enum Decoder {
+    Sse(SseDecoder),
+    Ndjson(NdjsonDecoder),
+}
+
+impl Decoder {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<Frame>) -> Result<()> {
+        match self {
+            Decoder::Sse(d) => d.push(chunk, out),
+            Decoder::Ndjson(d) => d.push(chunk, out),
+        }
+    }
+
+    fn finish(&mut self) -> Tail {
+        match self {
+            Decoder::Sse(d) => d.finish(),
+            Decoder::Ndjson(d) => d.finish(),
+        }
+    }
+}
+
+/// Bytes → frames → events, ending with the parser's verdict on how the body ended.
+fn drive(
+    id: &'static str,
+    framing: Framing,
+    body: impl futures::Stream<Item = Result<bytes::Bytes>> + Send + 'static,
+    mut parser: Box<dyn StreamParser>,
+    max_frame: usize,
+    model: String,
+    header_rid: Option<String>,
+) -> ChatStream {
+    let mut decoder = match framing {
+        Framing::Ndjson => Decoder::Ndjson(NdjsonDecoder::new(max_frame)),
+        Framing::Sse | Framing::WebSocket => Decoder::Sse(SseDecoder::new(max_frame)),
+    };
+    let stream = async_stream::try_stream! {
+        let mut frames = Vec::new();
+        let mut events = Vec::new();
+        futures::pin_mut!(body);
+        let mut done = false;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| e.with_provider(id))?;
+            decoder.push(&chunk, &mut frames).map_err(|e| e.with_provider(id))?;
+            for frame in frames.drain(..) {
+                parser.on_frame(&frame, &mut events)?;
+                if parser.is_done() {
+                    done = true;
                     break;
                 }
             }
-            if !done {
-                let tail = decoder.finish();
-                if let Some(frame) = tail.frame {
-                    parser.on_frame(&frame, &mut events)?;
-                }
-            }
-            parser.finish(&mut events)?;
             for ev in events.drain(..) {
                 yield fill_started(ev, &model, &header_rid);
             }
-        };
-        Ok(Box::pin(stream))
-    }
+            if done {
+                break;
+            }
+        }
+        if !done {
+            if let Some(frame) = decoder.finish().frame {
+                parser.on_frame(&frame, &mut events)?;
+            }
+        }
+        parser.finish(&mut events)?;
+        for ev in events.drain(..) {
+            yield fill_started(ev, &model, &header_rid);
+        }
+    };
+    Box::pin(stream)
 }
 
 fn fill_started(ev: StreamEvent, model: &str, header_rid: &Option<String>) -> StreamEvent {

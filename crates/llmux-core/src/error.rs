@@ -142,6 +142,7 @@ struct Inner {
     upstream_code: Option<String>,
     request_id: Option<String>,
     retry_after: Option<Duration>,
+    clock_skew: bool,
     source: Option<Source>,
 }
 
@@ -157,6 +158,7 @@ impl Error {
                 upstream_code: None,
                 request_id: None,
                 retry_after: None,
+                clock_skew: false,
                 source: None,
             }),
         }
@@ -217,6 +219,18 @@ impl Error {
             self.inner.retry_after = after;
         }
         self
+    }
+
+    /// Marks the error as a rejection for a skewed client clock (the client then syncs its
+    /// clock to the response's `Date` and retries once).
+    pub fn with_clock_skew(mut self) -> Self {
+        self.inner.clock_skew = true;
+        self
+    }
+
+    /// True when the upstream rejected the request because our clock is off.
+    pub fn is_clock_skew(&self) -> bool {
+        self.inner.clock_skew
     }
 
     /// Attaches the underlying error (for logs only; never shown to a client).

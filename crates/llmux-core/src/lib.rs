@@ -6,6 +6,7 @@
 //! [`Client::chat_stream`] or [`Client::embed`].
 
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod error;
 pub mod http;
@@ -13,6 +14,7 @@ pub mod providers;
 pub mod secret;
 pub mod stream;
 pub mod types;
+mod ws;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, ErrorKind, Result};

@@ -5,36 +5,18 @@
 //! fields are kept aside or ignored. Any split of the input (inside a UTF-8 character,
 //! between CR and LF) yields the same frames, because lines are decoded only when complete.
 
+use super::Frame;
 use crate::error::{Error, ErrorKind};
 
-/// One dispatched event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SseFrame {
-    /// The `event:` field, when present.
-    pub event: Option<String>,
-    /// The `data:` lines joined by `\n`.
-    pub data: String,
-    /// The `id:` field, when present.
-    pub id: Option<String>,
-    /// The last comment line of the frame, without the colon (DashScope sends `HTTP_STATUS/200`).
-    pub comment: Option<String>,
-}
-
-/// What was left when the body ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SseTail {
-    /// A last frame that had data but no terminating blank line (delivered anyway).
-    pub frame: Option<SseFrame>,
-    /// True when the body ended inside a frame (a partial line or a frame without blank line).
-    pub truncated: bool,
-}
+/// What was left when an SSE body ended.
+pub type SseTail = super::Tail;
 
 /// Incremental SSE decoder.
 #[derive(Debug)]
 pub struct SseDecoder {
     line: Vec<u8>,
     skip_lf: bool,
-    frame: SseFrame,
+    frame: Frame,
     has_data: bool,
     has_fields: bool,
     frame_bytes: usize,
@@ -53,7 +35,7 @@ impl SseDecoder {
         SseDecoder {
             line: Vec::new(),
             skip_lf: false,
-            frame: SseFrame::default(),
+            frame: Frame::default(),
             has_data: false,
             has_fields: false,
             frame_bytes: 0,
@@ -62,7 +44,7 @@ impl SseDecoder {
     }
 
     /// Feeds bytes; complete frames are appended to `out`.
-    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<SseFrame>) -> Result<(), Error> {
+    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<Frame>) -> Result<(), Error> {
         if self.skip_lf && !chunk.is_empty() {
             self.skip_lf = false;
             if chunk[0] == b'\n' {
@@ -128,13 +110,13 @@ impl SseDecoder {
     }
 
     fn reset(&mut self) {
-        self.frame = SseFrame::default();
+        self.frame = Frame::default();
         self.has_data = false;
         self.has_fields = false;
         self.frame_bytes = 0;
     }
 
-    fn on_line(&mut self, line: &[u8], out: &mut Vec<SseFrame>) {
+    fn on_line(&mut self, line: &[u8], out: &mut Vec<Frame>) {
         if line.is_empty() {
             if self.has_data {
                 out.push(std::mem::take(&mut self.frame));
@@ -172,7 +154,7 @@ impl SseDecoder {
 }
 
 /// Decodes a whole body at once (tests and non-streaming fallbacks).
-pub fn decode_all(body: &[u8]) -> Result<(Vec<SseFrame>, SseTail), Error> {
+pub fn decode_all(body: &[u8]) -> Result<(Vec<Frame>, SseTail), Error> {
     let mut d = SseDecoder::default();
     let mut out = Vec::new();
     d.push(body, &mut out)?;
@@ -185,7 +167,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn frames(chunks: &[&[u8]]) -> (Vec<SseFrame>, SseTail) {
+    fn frames(chunks: &[&[u8]]) -> (Vec<Frame>, SseTail) {
         let mut d = SseDecoder::default();
         let mut out = Vec::new();
         for c in chunks {

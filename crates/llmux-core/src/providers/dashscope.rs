@@ -17,7 +17,7 @@ use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
     ProviderSpec, StreamParser,
 };
-use crate::codec::SseFrame;
+use crate::codec::Frame;
 use crate::error::{kind_for_status, parse_retry_after, Error, ErrorKind, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::stream::StreamEvent;
@@ -780,7 +780,7 @@ fn common_prefix(a: &str, b: &str) -> usize {
 }
 
 impl StreamParser for DashScopeStreamParser {
-    fn on_frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<()> {
+    fn on_frame(&mut self, frame: &Frame, out: &mut Vec<StreamEvent>) -> Result<()> {
         let status = frame
             .comment
             .as_deref()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::codec::SseFrame;
+use crate::codec::Frame;
 use crate::error::{Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::stream::StreamEvent;
@@ -36,17 +36,44 @@ pub struct Capabilities {
     pub list_models: bool,
 }
 
-/// How a streamed body is framed.
+/// How a streamed answer is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// Server-sent events.
+    /// Server-sent events over HTTP.
     Sse,
+    /// Newline-delimited JSON over HTTP.
+    Ndjson,
+    /// Text messages over a WebSocket ([`Provider::build_ws`]); non-streaming calls fold the stream.
+    WebSocket,
 }
+
+/// What signing and token exchange may use: the shared clock and the sender.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    /// The clock every signer reads (corrected after a clock-skew rejection).
+    pub clock: crate::clock::Clock,
+    /// The sender, for token exchanges (IAM and the like).
+    pub transport: crate::http::Transport,
+}
+
+/// A WebSocket call: the (signed) URL, extra handshake headers, and the first text message.
+#[derive(Debug, Clone)]
+pub struct WsRequest {
+    /// `ws://` or `wss://` URL, query included.
+    pub url: String,
+    /// Extra handshake headers.
+    pub headers: HeaderMap,
+    /// The request frame sent after the handshake.
+    pub message: String,
+}
+
+/// A boxed future, as async trait methods return.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Per-stream state that turns frames into events.
 pub trait StreamParser: Send {
     /// Handles one frame, appending events to `out`.
-    fn on_frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<()>;
+    fn on_frame(&mut self, frame: &Frame, out: &mut Vec<StreamEvent>) -> Result<()>;
     /// True when the vendor's end marker was seen and the rest of the body can be ignored.
     fn is_done(&self) -> bool;
     /// The body ended: emit what was held back (usage, `Finished`) or fail if the stream was cut.
@@ -68,6 +95,28 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// How streams are framed.
     fn framing(&self) -> Framing {
         Framing::Sse
+    }
+    /// Signs or authorizes a built request just before it is sent (and again on a retry):
+    /// request signing reads `ctx.clock`; token schemes may exchange credentials over
+    /// `ctx.transport`. The default sends the request as built.
+    fn authorize<'a>(
+        &'a self,
+        req: HttpRequest,
+        _ctx: &'a AuthContext,
+    ) -> BoxFuture<'a, Result<HttpRequest>> {
+        Box::pin(std::future::ready(Ok(req)))
+    }
+    /// The upstream rejected our credential: drop cached tokens. Returns true when a fresh
+    /// credential can be obtained, so one retry makes sense.
+    fn invalidate_credentials(&self) -> bool {
+        false
+    }
+    /// For [`Framing::WebSocket`] providers: the signed URL and first message of a chat.
+    fn build_ws(&self, _req: &ChatRequest, _ctx: &AuthContext) -> Result<WsRequest> {
+        Err(
+            Error::unsupported(format!("{} does not speak WebSocket", self.id()))
+                .with_provider(self.id()),
+        )
     }
     /// A fresh parser for one stream of `req`.
     fn stream_parser(&self, req: &ChatRequest) -> Box<dyn StreamParser>;

@@ -12,7 +12,7 @@ use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
     ProviderSettings, ProviderSpec, StreamParser,
 };
-use crate::codec::SseFrame;
+use crate::codec::Frame;
 use crate::error::{kind_for_status, parse_retry_after, Error, ErrorKind, Result};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::stream::StreamEvent;
@@ -801,7 +801,7 @@ impl OpenAiStreamParser {
 }
 
 impl StreamParser for OpenAiStreamParser {
-    fn on_frame(&mut self, frame: &SseFrame, out: &mut Vec<StreamEvent>) -> Result<()> {
+    fn on_frame(&mut self, frame: &Frame, out: &mut Vec<StreamEvent>) -> Result<()> {
         let data = frame.data.trim();
         if data == "[DONE]" {
             self.done = true;
