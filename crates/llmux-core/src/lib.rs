@@ -11,6 +11,7 @@ pub mod codec;
 pub mod error;
 pub mod http;
 pub mod providers;
+pub mod resilience;
 pub mod secret;
 pub mod stream;
 pub mod types;

@@ -1,0 +1,280 @@
+//! Client-side rate limits per upstream: requests and tokens per minute over a sliding
+//! 60-second window. Tokens are reserved on admission (estimated prompt + max output) and
+//! trued up to the actual usage on completion; callers may wait for budget or fail fast.
+//!
+//! Bound: the admitted requests in any 60 s window never exceed `rpm`; reserved tokens never
+//! exceed `tpm`. Actual tokens can exceed `tpm` only by what completions used beyond their
+//! reservation (a true-up adds the difference; the next admissions wait for it to age out).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind};
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// Limits of one upstream (or one key, in the gateway). `None` = unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitConfig {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens per minute (input + output).
+    pub tpm: Option<u64>,
+    /// Wait for budget instead of failing with `RateLimited`.
+    pub wait: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    at: Instant,
+    tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: VecDeque<Entry>,
+    next_id: u64,
+}
+
+/// A sliding-window limiter. Share it with `Arc`.
+#[derive(Debug)]
+pub struct Limiter {
+    config: LimitConfig,
+    state: Mutex<State>,
+}
+
+/// An admitted call; settle it with the actual usage (dropping it keeps the reservation).
+#[derive(Debug)]
+pub struct Reservation {
+    limiter: Arc<Limiter>,
+    id: u64,
+    reserved: u64,
+}
+
+impl Reservation {
+    /// Tokens reserved at admission.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Replaces the reservation by the tokens actually used.
+    pub fn settle(self, actual_tokens: u64) {
+        let mut g = self.limiter.lock();
+        if let Some(e) = g.entries.iter_mut().find(|e| e.id == self.id) {
+            e.tokens = actual_tokens;
+        }
+    }
+}
+
+impl Limiter {
+    /// A limiter with these limits.
+    pub fn new(config: LimitConfig) -> Arc<Self> {
+        Arc::new(Limiter {
+            config,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The limits.
+    pub fn config(&self) -> LimitConfig {
+        self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admits a call needing `tokens` now, or says how long until it could be admitted.
+    pub fn try_admit(self: &Arc<Self>, tokens: u64, now: Instant) -> Result<Reservation, Duration> {
+        let mut g = self.lock();
+        while g.entries.front().is_some_and(|e| e.at + WINDOW <= now) {
+            g.entries.pop_front();
+        }
+        let mut wait = Duration::ZERO;
+        if let Some(rpm) = self.config.rpm {
+            let rpm = rpm as usize;
+            if g.entries.len() >= rpm {
+                // The call fits once enough of the oldest entries have aged out.
+                let idx = g.entries.len() - rpm;
+                wait = wait.max(g.entries[idx].at + WINDOW - now);
+            }
+        }
+        if let Some(tpm) = self.config.tpm {
+            let used: u64 = g.entries.iter().map(|e| e.tokens).sum();
+            if used + tokens > tpm {
+                let mut freed = 0;
+                for e in &g.entries {
+                    freed += e.tokens;
+                    if used - freed + tokens <= tpm {
+                        wait = wait.max(e.at + WINDOW - now);
+                        break;
+                    }
+                }
+            }
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        let id = g.next_id;
+        g.next_id += 1;
+        g.entries.push_back(Entry {
+            id,
+            at: now,
+            tokens,
+        });
+        Ok(Reservation {
+            limiter: self.clone(),
+            id,
+            reserved: tokens,
+        })
+    }
+
+    /// Admits a call needing `tokens`, waiting for budget when the config says so.
+    pub async fn admit(self: &Arc<Self>, tokens: u64) -> Result<Reservation, Error> {
+        if let Some(tpm) = self.config.tpm {
+            if tokens > tpm {
+                return Err(Error::invalid_request(format!(
+                    "the request needs about {tokens} tokens, more than the limit of {tpm} tokens per minute"
+                )));
+            }
+        }
+        loop {
+            match self.try_admit(tokens, Instant::now()) {
+                Ok(r) => return Ok(r),
+                Err(wait) if self.config.wait => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    return Err(Error::new(
+                        ErrorKind::RateLimited,
+                        "client-side rate limit reached (requests or tokens per minute)",
+                    )
+                    .with_retry_after(Some(wait)))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rpm_admits_at_most_the_budget_then_frees_after_a_minute() {
+        let t0 = Instant::now();
+        let l = Limiter::new(LimitConfig {
+            rpm: Some(3),
+            ..Default::default()
+        });
+        for _ in 0..3 {
+            l.try_admit(0, t0).unwrap();
+        }
+        let wait = l.try_admit(0, t0 + Duration::from_secs(10)).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(50));
+        assert!(l.try_admit(0, t0 + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn tokens_are_reserved_then_trued_up() {
+        let t0 = Instant::now();
+        let l = Limiter::new(LimitConfig {
+            tpm: Some(1000),
+            ..Default::default()
+        });
+        let r = l.try_admit(800, t0).unwrap();
+        assert!(l.try_admit(300, t0).is_err());
+        r.settle(100);
+        assert!(l.try_admit(300, t0).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_callers_are_admitted_when_budget_frees() {
+        let l = Limiter::new(LimitConfig {
+            rpm: Some(2),
+            wait: true,
+            ..Default::default()
+        });
+        let start = Instant::now();
+        for _ in 0..5 {
+            l.admit(0).await.unwrap();
+        }
+        assert!(Instant::now() - start >= Duration::from_secs(120));
+        let strict = Limiter::new(LimitConfig {
+            rpm: Some(1),
+            ..Default::default()
+        });
+        strict.admit(0).await.unwrap();
+        let err = strict.admit(0).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RateLimited);
+        assert!(err.retry_after().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_admits_more_than_the_budget_in_any_window_under_200_callers() {
+        let l = Limiter::new(LimitConfig {
+            rpm: Some(30),
+            tpm: Some(3000),
+            wait: true,
+        });
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let l = l.clone();
+            let times = times.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = l.admit(50 + i % 100).await.unwrap();
+                times.lock().unwrap().push((Instant::now(), r.reserved()));
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut v = times.lock().unwrap().clone();
+        v.sort_by_key(|x| x.0);
+        for (i, (start, _)) in v.iter().enumerate() {
+            let in_window: Vec<_> = v[i..]
+                .iter()
+                .take_while(|(t, _)| *t < *start + WINDOW)
+                .collect();
+            assert!(
+                in_window.len() <= 30,
+                "{} requests in one window",
+                in_window.len()
+            );
+            let tokens: u64 = in_window.iter().map(|(_, t)| t).sum();
+            assert!(tokens <= 3000, "{tokens} tokens in one window");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_window_holds_more_than_the_budget(
+            calls in proptest::collection::vec((0u64..5_000, 1u64..400), 1..300),
+            rpm in 1u32..50, tpm in 400u64..5_000,
+        ) {
+            let t0 = Instant::now();
+            let l = Limiter::new(LimitConfig { rpm: Some(rpm), tpm: Some(tpm), wait: false });
+            let mut now = t0;
+            let mut admitted: Vec<(Instant, u64)> = Vec::new();
+            for (step, tokens) in calls {
+                now += Duration::from_millis(step);
+                if l.try_admit(tokens, now).is_ok() {
+                    admitted.push((now, tokens));
+                }
+            }
+            for (i, (start, _)) in admitted.iter().enumerate() {
+                let w: Vec<_> = admitted[i..].iter().take_while(|(t, _)| *t < *start + WINDOW).collect();
+                prop_assert!(w.len() as u32 <= rpm);
+                prop_assert!(w.iter().map(|(_, t)| *t).sum::<u64>() <= tpm);
+            }
+        }
+    }
+}
