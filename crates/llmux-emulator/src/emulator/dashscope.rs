@@ -1,0 +1,426 @@
+//! DashScope native protocol (`/api/v1/services/...`): text and multimodal generation, text embedding, errors.
+//!
+//! Paths under `/compatible-mode/v1` are handed to the OpenAI emulator in compatible-mode dialect.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::answer::{self, Answer, ChatInput, Msg, Usage};
+use crate::reply::{Ctx, Incoming, Reply};
+use crate::sse;
+
+const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation";
+const MULTIMODAL_GENERATION: &str = "/api/v1/services/aigc/multimodal-generation/generation";
+const TEXT_EMBEDDING: &str = "/api/v1/services/embeddings/text-embedding/text-embedding";
+
+/// The message of the 400 sent when `input` holds neither `prompt` nor `messages`.
+pub(crate) const EITHER_PROMPT_OR_MESSAGES: &str =
+    "Either \"prompt\" or \"messages\" must exist and cannot both be none";
+
+/// Routes a native DashScope request.
+pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
+    match (req.method, req.path) {
+        ("POST", TEXT_GENERATION) => generation(ctx, req, false),
+        ("POST", MULTIMODAL_GENERATION) => generation(ctx, req, true),
+        ("POST", TEXT_EMBEDDING) => embedding(ctx, req.body),
+        _ => error(
+            ctx,
+            400,
+            "InvalidURL",
+            "Invalid URL provided in your request.",
+        ),
+    }
+}
+
+/// DashScope's error body `{"code","message","request_id"}`.
+pub(crate) fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
+    Reply::json(
+        ctx,
+        status,
+        &json!({"code": code, "message": message, "request_id": ctx.request_id()}),
+    )
+}
+
+/// The 401 for a missing or wrong key.
+pub(crate) fn auth_error(ctx: &Ctx) -> Reply {
+    error(ctx, 401, "InvalidApiKey", "Invalid API-key provided.")
+}
+
+/// The vendor's own error body for an HTTP status (used by `FaultKind::Status` without a body).
+pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
+    let (code, message) = match status {
+        400 => ("InvalidParameter", "Invalid parameter."),
+        401 => ("InvalidApiKey", "Invalid API-key provided."),
+        403 => ("AccessDenied", "Access denied."),
+        404 => ("ModelNotFound", "Model not found."),
+        408 => (
+            "RequestTimeOut",
+            "Request timed out, please try again later.",
+        ),
+        413 => ("BadRequest.TooLarge", "Payload Too Large"),
+        429 => (
+            "Throttling.RateQuota",
+            "Requests rate limit exceeded, please try again later.",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "Service temporarily unavailable, possibly overloaded or not ready.",
+        ),
+        s if s >= 500 => (
+            "InternalError",
+            "An internal error has occured, please try again later or contact service support.",
+        ),
+        _ => ("BadRequest", "Bad request."),
+    };
+    error(ctx, status, code, message)
+}
+
+/// `FaultKind::QuotaExhausted`: 400 `Arrearage`.
+pub(crate) fn quota_error(ctx: &Ctx) -> Reply {
+    error(
+        ctx,
+        400,
+        "Arrearage",
+        "Access denied, please make sure your account is in good standing.",
+    )
+}
+
+/// `FaultKind::ErrorBody200`: HTTP 200 with an `InternalError` body.
+pub(crate) fn error_body_200(ctx: &Ctx) -> Reply {
+    let mut r = status_error(ctx, 500);
+    r.status = 200;
+    r
+}
+
+/// `FaultKind::ErrorEvent` on a non-stream request: 400 `DataInspectionFailed`.
+pub(crate) fn content_filter_error(ctx: &Ctx) -> Reply {
+    error(
+        ctx,
+        400,
+        "DataInspectionFailed",
+        sse::DATA_INSPECTION_MESSAGE,
+    )
+}
+
+fn parse_object(ctx: &Ctx, body: &[u8]) -> Result<Map<String, Value>, Reply> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(error(
+            ctx,
+            400,
+            "InvalidParameter",
+            "The request body is not valid JSON.",
+        )),
+    }
+}
+
+fn model_of(ctx: &Ctx, req: &Map<String, Value>) -> Result<String, Reply> {
+    match req.get("model").and_then(Value::as_str) {
+        Some(m) if !m.is_empty() => Ok(m.to_owned()),
+        _ => Err(error(
+            ctx,
+            400,
+            "BadRequest.EmptyModel",
+            "Required parameter \"model\" missing from request.",
+        )),
+    }
+}
+
+/// Output shape chosen by `result_format` (multimodal is always `message`, with content as `[{"text":..}]`).
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Text,
+    Message,
+    Multimodal,
+}
+
+fn generation(ctx: &Ctx, req: &Incoming<'_>, multimodal: bool) -> Reply {
+    let body = match parse_object(ctx, req.body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = model_of(ctx, &body) {
+        return r;
+    }
+    let input = body.get("input");
+    let messages: Vec<Msg> = match (
+        input
+            .and_then(|i| i.get("messages"))
+            .and_then(Value::as_array),
+        input.and_then(|i| i.get("prompt")).and_then(Value::as_str),
+    ) {
+        (Some(m), _) if !m.is_empty() => answer::read_messages(m),
+        (_, Some(p)) => vec![Msg {
+            role: "user".to_owned(),
+            text: p.to_owned(),
+        }],
+        _ => return error(ctx, 400, "InvalidParameter", EITHER_PROMPT_OR_MESSAGES),
+    };
+    let empty = Value::Object(Map::new());
+    let params = body.get("parameters").unwrap_or(&empty);
+    let format = if multimodal {
+        Format::Multimodal
+    } else if params.get("result_format").and_then(Value::as_str) == Some("message") {
+        Format::Message
+    } else {
+        Format::Text
+    };
+    let chat = ChatInput {
+        // Tool calls need the message format; the text format always answers with text.
+        tools: if format == Format::Text {
+            Vec::new()
+        } else {
+            answer::read_tools(params.get("tools"))
+        },
+        tool_choice: answer::read_tool_choice(params.get("tool_choice")),
+        parallel_tool_calls: params
+            .get("parallel_tool_calls")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        max_tokens: params.get("max_tokens").and_then(Value::as_u64),
+        stop: answer::read_stop(params.get("stop")),
+        messages,
+    };
+    let ans = match answer::answer(&chat) {
+        Ok(a) => a,
+        Err(name) => {
+            return error(
+                ctx,
+                400,
+                "InvalidParameter",
+                &format!("tool_choice names a function that is not in tools: {name}"),
+            )
+        }
+    };
+    let prompt = answer::prompt_tokens(&chat.messages);
+    let usage = Usage {
+        prompt,
+        completion: ans.completion_tokens(),
+    };
+    let stream = req
+        .header("x-dashscope-sse")
+        .is_some_and(|v| v.eq_ignore_ascii_case("enable"));
+    if !stream {
+        let out = output(format, &Step::whole(&ans), ans.finish().as_str());
+        return Reply::json(ctx, 200, &envelope(ctx, out, usage));
+    }
+    let incremental = params.get("incremental_output").and_then(Value::as_bool) == Some(true);
+    let steps = steps(&ans);
+    let last = steps.len() - 1;
+    let mut frames: Vec<Bytes> = Vec::with_capacity(steps.len());
+    let mut done = Step::default();
+    for (i, step) in steps.iter().enumerate() {
+        done.absorb(step);
+        let shown = if incremental { step } else { &done };
+        let finish = if i == last {
+            ans.finish().as_str()
+        } else {
+            "null"
+        };
+        let running = Usage {
+            prompt,
+            completion: step.tokens_so_far,
+        };
+        let data = envelope(ctx, output(format, shown, finish), running);
+        frames.push(sse::dashscope_frame(i + 1, "result", 200, &data));
+    }
+    Reply::sse(ctx, frames)
+}
+
+/// What one stream event carries (incremental), or everything so far (cumulative), or the whole answer.
+#[derive(Debug, Clone, Default)]
+struct Step {
+    text: String,
+    /// (index, id, name, arguments); `id`/`name` empty on continuation fragments.
+    calls: Vec<(usize, String, String, String)>,
+    is_tools: bool,
+    tokens_so_far: u64,
+}
+
+impl Step {
+    fn whole(ans: &Answer) -> Step {
+        match ans {
+            Answer::Text { .. } => Step {
+                text: ans.text(),
+                ..Step::default()
+            },
+            Answer::Tools { calls } => Step {
+                calls: calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (i, c.id.clone(), c.name.clone(), c.arguments.clone()))
+                    .collect(),
+                is_tools: true,
+                ..Step::default()
+            },
+        }
+    }
+
+    /// Accumulates an incremental step into a cumulative one.
+    fn absorb(&mut self, step: &Step) {
+        self.text.push_str(&step.text);
+        self.is_tools |= step.is_tools;
+        self.tokens_so_far = step.tokens_so_far;
+        for (index, id, name, args) in &step.calls {
+            match self.calls.iter_mut().find(|c| c.0 == *index) {
+                Some(c) => c.3.push_str(args),
+                None => self
+                    .calls
+                    .push((*index, id.clone(), name.clone(), args.clone())),
+            }
+        }
+    }
+}
+
+/// Incremental stream steps: one per text piece (one empty step when there are none); for tool calls, per call
+/// one step with id and name, then one per argument fragment.
+fn steps(ans: &Answer) -> Vec<Step> {
+    let mut out = Vec::new();
+    match ans {
+        Answer::Text { pieces, .. } => {
+            for (i, p) in pieces.iter().enumerate() {
+                out.push(Step {
+                    text: p.clone(),
+                    tokens_so_far: i as u64 + 1,
+                    ..Step::default()
+                });
+            }
+            if out.is_empty() {
+                out.push(Step::default());
+            }
+        }
+        Answer::Tools { calls } => {
+            for (i, c) in calls.iter().enumerate() {
+                out.push(Step {
+                    calls: vec![(i, c.id.clone(), c.name.clone(), String::new())],
+                    is_tools: true,
+                    tokens_so_far: out.len() as u64 + 1,
+                    ..Step::default()
+                });
+                for frag in c.fragments() {
+                    out.push(Step {
+                        calls: vec![(i, String::new(), String::new(), frag)],
+                        is_tools: true,
+                        tokens_so_far: out.len() as u64 + 1,
+                        ..Step::default()
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn output(format: Format, step: &Step, finish: &str) -> Value {
+    if format == Format::Text {
+        return json!({"finish_reason": finish, "text": step.text});
+    }
+    let content = if format == Format::Multimodal {
+        if step.is_tools {
+            json!([])
+        } else {
+            json!([{"text": step.text}])
+        }
+    } else {
+        Value::String(step.text.clone())
+    };
+    let mut message = json!({"role": "assistant", "content": content});
+    if step.is_tools {
+        message["tool_calls"] = step
+            .calls
+            .iter()
+            .map(|(index, id, name, args)| {
+                let mut function = json!({"arguments": args});
+                if !name.is_empty() {
+                    function["name"] = Value::String(name.clone());
+                }
+                json!({"index": index, "id": id, "type": "function", "function": function})
+            })
+            .collect();
+    }
+    json!({"choices": [{"finish_reason": finish, "message": message}]})
+}
+
+fn envelope(ctx: &Ctx, output: Value, usage: Usage) -> Value {
+    json!({"output": output,
+           "usage": {"input_tokens": usage.prompt, "output_tokens": usage.completion,
+                     "total_tokens": usage.total()},
+           "request_id": ctx.request_id()})
+}
+
+/// Row limit and allowed dimensions (`None` = any) for an embedding model, and its default dimension.
+fn embedding_limits(model: &str) -> (usize, Option<&'static [u64]>, u64) {
+    if model.contains("v4") {
+        (10, Some(&[2048, 1536, 1024, 768, 512, 256, 128, 64]), 1024)
+    } else if model.contains("v3") {
+        (10, Some(&[1024, 768, 512, 256, 128, 64]), 1024)
+    } else if model.contains("v1") || model.contains("v2") {
+        (25, Some(&[1536]), 1536)
+    } else {
+        (25, None, 1536)
+    }
+}
+
+fn embedding(ctx: &Ctx, body: &[u8]) -> Reply {
+    let body = match parse_object(ctx, body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let model = match model_of(ctx, &body) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let texts: Vec<String> = match body.get("input").and_then(|i| i.get("texts")) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => {
+            return error(
+                ctx,
+                400,
+                "InvalidParameter",
+                "Required input \"texts\" missing or not a non-empty list of strings.",
+            )
+        }
+    };
+    let (max_rows, dims, default_dim) = embedding_limits(&model);
+    if texts.len() > max_rows {
+        return error(
+            ctx,
+            400,
+            "InvalidParameter",
+            &format!("Value error, batch size is invalid, it should not be larger than {max_rows}.: input.contents"),
+        );
+    }
+    let dim = body
+        .get("parameters")
+        .and_then(|p| p.get("dimension"))
+        .and_then(Value::as_u64)
+        .unwrap_or(default_dim);
+    if dim == 0 || dims.is_some_and(|d| !d.contains(&dim)) {
+        return error(
+            ctx,
+            400,
+            "InvalidParameter",
+            &format!(
+                "Value error, dimension {dim} is not supported by {model}.: parameters.dimension"
+            ),
+        );
+    }
+    let dim = usize::try_from(dim).unwrap_or(1024).min(16_384);
+    let tokens: u64 = texts.iter().map(|t| answer::pieces(t).len() as u64).sum();
+    let embeddings: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"text_index": i, "embedding": answer::floats_json(&answer::embedding(t, dim))}))
+        .collect();
+    Reply::json(
+        ctx,
+        200,
+        &json!({"output": {"embeddings": embeddings}, "usage": {"total_tokens": tokens},
+                "request_id": ctx.request_id()}),
+    )
+}
