@@ -17,7 +17,7 @@ struct Banner {
     exports: Vec<(String, String)>,
 }
 
-fn parse_banner(lines: &[String]) -> Banner {
+fn parse_banner(lines: &[String]) -> Result<Banner, String> {
     let mut endpoints = HashMap::new();
     let mut exports = Vec::new();
     for line in lines {
@@ -25,17 +25,19 @@ fn parse_banner(lines: &[String]) -> Banner {
         match words.as_slice() {
             ["export", assignments @ ..] => {
                 for a in assignments {
-                    let (k, v) = a.split_once('=').unwrap();
+                    let (k, v) = a
+                        .split_once('=')
+                        .ok_or_else(|| format!("`{a}` is not an assignment"))?;
                     exports.push((k.to_owned(), v.to_owned()));
                 }
             }
             [id, url, "key", key] => {
                 endpoints.insert((*id).to_owned(), ((*url).to_owned(), (*key).to_owned()));
             }
-            other => panic!("unexpected banner line {other:?}"),
+            other => return Err(format!("unexpected banner line {other:?}")),
         }
     }
-    Banner { endpoints, exports }
+    Ok(Banner { endpoints, exports })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +61,7 @@ async fn readme_round_trip_emulate_then_chat() {
         }
     }
     assert_eq!(lines.len(), 4, "banner: {lines:#?}");
-    let banner = parse_banner(&lines);
+    let banner = parse_banner(&lines).unwrap();
     let (openai_url, openai_key) = &banner.endpoints["openai"];
     assert!(openai_url.starts_with("http://127.0.0.1:") && openai_url.ends_with("/v1"));
     assert_eq!(openai_key, "sk-emulator-openai");

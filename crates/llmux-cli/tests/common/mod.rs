@@ -5,6 +5,11 @@
     clippy::allow_attributes,
     reason = "each test binary uses a different subset of the helpers"
 )]
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers: a failed setup must fail the test loudly"
+)]
 
 use std::process::{ExitStatus, Stdio};
 
