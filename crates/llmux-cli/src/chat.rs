@@ -61,7 +61,9 @@ impl ChatArgs {
         };
         Style {
             mode,
-            dim: io::stderr().is_terminal(),
+            // https://no-color.org: any non-empty NO_COLOR turns styling off.
+            dim: io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
             usage: self.usage || verbose > 0,
         }
     }

@@ -365,3 +365,61 @@ async fn mid_stream_error_keeps_the_partial_line_and_fails_with_one_error_line()
     assert_eq!(lines.len(), 1, "{out:#?}");
     assert!(lines[0].starts_with("error: "), "{out:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_print_as_readable_lines() {
+    let emu = emulator(Vendor::OpenAi).await;
+    let env = env_for(&emu, Vendor::OpenAi);
+    let tools = json!([{
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"]
+            }
+        }
+    }]);
+    let extra = format!("tools={tools}");
+    for mode in [None, Some("--no-stream")] {
+        let mut args = vec!["chat", "-m", "openai/gpt-4o", "--extra", &extra, "Paris"];
+        args.extend(mode);
+        let out = run(&args, &env, None).await;
+        assert_eq!(
+            out.ok(),
+            "tool_call get_weather {\"city\":\"Paris\"}\n",
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_a_one_shot_answer_with_exit_130() {
+    let emu = emulator(Vendor::DashScope).await;
+    emu.set_latency(std::time::Duration::from_secs(600));
+    let env = env_for(&emu, Vendor::DashScope);
+    let home = tempfile::tempdir().unwrap();
+    let child = common::command(home.path(), &env)
+        .args(["chat", "-m", "dashscope/qwen-plus", "hi"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Poll the request log until the request is in flight.
+    let start = tokio::time::Instant::now();
+    while emu.requests().is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no request"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:#?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "[cancelled]\n");
+    assert!(out.stdout.is_empty());
+}
