@@ -76,6 +76,23 @@ impl LineAssembler {
         self.state = State::Idle;
     }
 
+    /// Adds what the line editor returned, which holds several lines when text was pasted
+    /// (bracketed paste keeps the newlines). A paste at the prompt is one message, unless it
+    /// opens a `"""` block; inside a block or a continued line it is taken line by line.
+    pub fn push_text(&mut self, text: &str) -> Vec<Result<Input, String>> {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        if !text.contains('\n') {
+            return self.push(&text).into_iter().collect();
+        }
+        let first = text.lines().next().unwrap_or_default();
+        if self.state == State::Idle && first.trim() != BLOCK {
+            return message(text.trim_end_matches('\n').to_owned())
+                .into_iter()
+                .collect();
+        }
+        text.lines().filter_map(|line| self.push(line)).collect()
+    }
+
     /// Adds one typed line. Returns what is complete: `None` while more lines are expected or
     /// the line was blank, `Some(Err(..))` for a command that does not parse.
     pub fn push(&mut self, line: &str) -> Option<Result<Input, String>> {
@@ -194,6 +211,22 @@ mod tests {
         assert_eq!(a.push("\"\"\""), Some(msg("/not a command\n\nend\\")));
         assert!(!a.is_pending());
         assert_eq!(feed(&["\"\"\"", "\"\"\""]), []);
+    }
+
+    #[test]
+    fn a_paste_is_one_message_unless_it_is_a_block() {
+        let mut a = LineAssembler::new();
+        assert_eq!(
+            a.push_text("line one\nline two\n"),
+            [msg("line one\nline two")]
+        );
+        assert_eq!(
+            a.push_text("\"\"\"\r\na\r\nb\r\n\"\"\"\r\nafter"),
+            [msg("a\nb"), msg("after")]
+        );
+        assert_eq!(a.push_text("x\\"), []);
+        assert_eq!(a.push_text("y\nz"), [msg("x\ny"), msg("z")]);
+        assert_eq!(a.push_text("/clear"), [Ok(Input::Command(Command::Clear))]);
     }
 
     #[test]

@@ -67,15 +67,20 @@ pub fn run(rt: &Runtime, args: &ChatArgs, verbose: u8) -> Result<()> {
             // History is a convenience; failing to record an entry is not worth stopping for.
             let _ = editor.add_history_entry(line.as_str());
         }
-        let flow = match lines.push(&line) {
-            None => Flow::Continue,
-            Some(Err(problem)) => {
-                eprintln!("error: {problem}");
-                Flow::Continue
+        let mut flow = Flow::Continue;
+        for input in lines.push_text(&line) {
+            flow = match input {
+                Err(problem) => {
+                    eprintln!("error: {problem}");
+                    Flow::Continue
+                }
+                Ok(Input::Message(text)) => repl.turn(&text)?,
+                Ok(Input::Command(cmd)) => repl.command(cmd),
+            };
+            if let Flow::Exit = flow {
+                break;
             }
-            Some(Ok(Input::Message(text))) => repl.turn(&text)?,
-            Some(Ok(Input::Command(cmd))) => repl.command(cmd),
-        };
+        }
         if let Flow::Exit = flow {
             return Ok(());
         }
