@@ -1,0 +1,213 @@
+//! Request flags shared by one-shot chat and the REPL, and the client they are sent with.
+
+use clap::{Args, ValueEnum};
+use llmux_core::providers::{self, ProviderSettings};
+use llmux_core::{ChatRequest, Client, ResponseFormat, Thinking};
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+
+/// The model used when neither `-m` nor `LLMUX_MODEL` says otherwise.
+pub const DEFAULT_MODEL: &str = "dashscope/qwen-plus";
+
+/// `--response-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    #[value(name = "json_object", alias = "json-object")]
+    JsonObject,
+}
+
+/// `--thinking` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    /// Turn it on.
+    On,
+    /// Turn it off.
+    Off,
+}
+
+/// Sampling and vendor options; every one is optional and unset ones are not sent.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RequestArgs {
+    /// System prompt sent before the conversation.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling, (0, 1].
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub top_p: Option<f64>,
+    /// Candidate set size (DashScope, vLLM).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<u32>,
+    /// Output token cap.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// Stop sequence (repeatable).
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Sampling seed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Repetition penalty, above 0 (1.0 = none).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub repetition_penalty: Option<f64>,
+    /// Presence penalty, -2 to 2.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub presence_penalty: Option<f64>,
+    /// Frequency penalty, -2 to 2.
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub frequency_penalty: Option<f64>,
+    /// Shape of the answer.
+    #[arg(long, value_name = "FORMAT")]
+    pub response_format: Option<FormatArg>,
+    /// Let the model search the web (DashScope `enable_search`).
+    #[arg(long)]
+    pub enable_search: bool,
+    /// Thinking mode of hybrid-thinking models.
+    #[arg(long, value_name = "on|off")]
+    pub thinking: Option<Toggle>,
+    /// Maximum reasoning tokens (implies `--thinking on` unless `--thinking off` is given).
+    #[arg(long, value_name = "N")]
+    pub thinking_budget: Option<u32>,
+    /// Vendor-specific field passed verbatim, as KEY=JSON (repeatable; a bare word is a string).
+    #[arg(long, value_name = "KEY=JSON", value_parser = parse_extra)]
+    pub extra: Vec<(String, Value)>,
+}
+
+impl RequestArgs {
+    /// Writes the options into `req` (messages and model are left alone).
+    pub fn apply(&self, req: &mut ChatRequest) {
+        req.temperature = self.temperature;
+        req.top_p = self.top_p;
+        req.top_k = self.top_k;
+        req.max_tokens = self.max_tokens;
+        req.stop.clone_from(&self.stop);
+        req.seed = self.seed;
+        req.repetition_penalty = self.repetition_penalty;
+        req.presence_penalty = self.presence_penalty;
+        req.frequency_penalty = self.frequency_penalty;
+        req.response_format = self.response_format.map(|f| match f {
+            FormatArg::Text => ResponseFormat::Text,
+            FormatArg::JsonObject => ResponseFormat::JsonObject,
+        });
+        req.enable_search = self.enable_search.then_some(true);
+        req.thinking = match (self.thinking, self.thinking_budget) {
+            (None, None) => None,
+            (Some(Toggle::Off), budget) => Some(Thinking {
+                enabled: false,
+                budget_tokens: budget,
+            }),
+            (Some(Toggle::On) | None, budget) => Some(Thinking {
+                enabled: true,
+                budget_tokens: budget,
+            }),
+        };
+        let mut extra = Map::new();
+        for (k, v) in &self.extra {
+            extra.insert(k.clone(), v.clone());
+        }
+        req.extra = extra;
+    }
+}
+
+/// Parses `--extra KEY=JSON`. A value that is not JSON is taken as a string, so
+/// `--extra result_format=message` works without shell-quoting quotes.
+pub fn parse_extra(s: &str) -> std::result::Result<(String, Value), String> {
+    let (key, raw) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` must be KEY=JSON, for example enable_thinking=true"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("`{s}` has an empty key"));
+    }
+    let raw = raw.trim();
+    let value = match serde_json::from_str::<Value>(raw) {
+        Ok(v) => v,
+        Err(_) if looks_like_json(raw) => {
+            return Err(format!("the value of `{key}` is not valid JSON: {raw}"));
+        }
+        Err(_) => Value::String(raw.to_owned()),
+    };
+    Ok((key.to_owned(), value))
+}
+
+fn looks_like_json(raw: &str) -> bool {
+    raw.starts_with(['{', '[', '"'])
+}
+
+/// Checks `provider/model` names a registered provider; returns the provider id.
+pub fn provider_of(model: &str) -> Result<&str> {
+    let (pid, _) = providers::split_model(model)?;
+    providers::spec(pid)?;
+    Ok(pid)
+}
+
+/// A client reading keys and endpoints from the environment; `base_url` overrides the endpoint
+/// of `provider_id`.
+pub fn build_client(provider_id: &str, base_url: Option<&str>) -> Result<Client> {
+    let mut builder = Client::builder();
+    if let Some(url) = base_url {
+        builder = builder.provider(provider_id, ProviderSettings::default().base_url(url));
+    }
+    Ok(builder.build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn extra_values_are_json_or_plain_strings() {
+        assert_eq!(parse_extra("a=1").unwrap(), ("a".into(), json!(1)));
+        assert_eq!(
+            parse_extra("a={\"b\":[true]}").unwrap(),
+            ("a".into(), json!({"b": [true]}))
+        );
+        assert_eq!(
+            parse_extra("result_format=message").unwrap(),
+            ("result_format".into(), json!("message"))
+        );
+        assert_eq!(parse_extra("a=null").unwrap(), ("a".into(), Value::Null));
+        assert!(parse_extra("noequals").is_err());
+        assert!(parse_extra("=1").is_err());
+        assert!(parse_extra("a={broken").is_err());
+    }
+
+    #[test]
+    fn budget_alone_turns_thinking_on() {
+        let args = RequestArgs {
+            thinking_budget: Some(100),
+            ..Default::default()
+        };
+        let mut req = ChatRequest::default();
+        args.apply(&mut req);
+        assert_eq!(
+            req.thinking,
+            Some(Thinking {
+                enabled: true,
+                budget_tokens: Some(100)
+            })
+        );
+    }
+
+    #[test]
+    fn unset_options_stay_unset() {
+        let mut req = ChatRequest::default();
+        RequestArgs::default().apply(&mut req);
+        assert_eq!(req, ChatRequest::default());
+    }
+
+    #[test]
+    fn unknown_provider_lists_known_ones() {
+        let err = provider_of("nope/x").unwrap_err().to_string();
+        assert!(err.contains("unknown provider `nope`"), "{err}");
+        assert!(err.contains("dashscope") && err.contains("openai"), "{err}");
+        assert_eq!(provider_of("dashscope/qwen-plus").unwrap(), "dashscope");
+    }
+}
