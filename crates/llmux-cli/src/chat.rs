@@ -42,7 +42,7 @@ pub struct ChatArgs {
     /// Print token usage to stderr when the answer is complete (also with -v).
     #[arg(long)]
     pub usage: bool,
-    /// Endpoint of the provider named in --model (overrides <PROVIDER>_BASE_URL).
+    /// Endpoint of the provider named in --model (overrides PROVIDER_BASE_URL).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
     #[command(flatten)]
@@ -106,7 +106,7 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
     // Builds the provider now, so a missing key is reported before anything is sent.
     client.resolve(&args.model)?;
     let mut out = Renderer::new(io::stdout(), io::stderr(), args.style(verbose));
-    let result = cancellable(answer(&client, req, !args.no_stream, &mut out)).await;
+    let result = Box::pin(cancellable(answer(&client, req, !args.no_stream, &mut out))).await;
     out.close()?;
     result.map(drop)
 }

@@ -89,21 +89,11 @@ impl std::error::Error for CliError {
     }
 }
 
-/// One line for a library error: `provider: message (code, HTTP status)`, plus the variable to
-/// check when a key was rejected. Core's messages are client-safe, so this never shows a secret.
+/// One line for a library error: core's `provider: message (code, HTTP status)`, plus the
+/// variable to check when a key was rejected. Core's messages are client-safe, so this never
+/// shows a secret.
 pub fn describe(e: &llmux_core::Error) -> String {
-    let message = e.message().trim();
-    let mut line = match e.provider() {
-        // Core's missing-key message already starts with the id ("dashscope needs `api_key`…").
-        Some(p) if !message.starts_with(p) => format!("{p}: {message}"),
-        _ => message.to_owned(),
-    };
-    match (e.upstream_code(), e.upstream_status()) {
-        (Some(code), Some(status)) => line.push_str(&format!(" ({code}, HTTP {status})")),
-        (Some(code), None) => line.push_str(&format!(" ({code})")),
-        (None, Some(status)) => line.push_str(&format!(" (HTTP {status})")),
-        (None, None) => {}
-    }
+    let mut line = e.to_string();
     if e.kind() == ErrorKind::Authentication {
         if let Some(env) = e.provider().and_then(key_env) {
             line.push_str(&format!("; check {env}"));
@@ -115,12 +105,7 @@ pub fn describe(e: &llmux_core::Error) -> String {
 
 /// The environment variable holding provider `id`'s API key.
 pub fn key_env(id: &str) -> Option<&'static str> {
-    let spec = providers::spec(id).ok()?;
-    spec.credentials
-        .iter()
-        .find(|c| c.field == "api_key")
-        .and_then(|c| c.env.first())
-        .copied()
+    providers::spec(id).ok()?.api_key_env()
 }
 
 #[cfg(test)]
@@ -141,12 +126,13 @@ mod tests {
     }
 
     #[test]
-    fn provider_prefix_is_not_doubled() {
-        let e = Error::config("dashscope needs `api_key`: set DASHSCOPE_API_KEY")
-            .with_provider("dashscope");
+    fn missing_key_names_provider_once_and_the_variable() {
+        let e = providers::ProviderSettings::default()
+            .require(providers::spec("dashscope").unwrap(), "api_key")
+            .unwrap_err();
         assert_eq!(
             describe(&e),
-            "dashscope needs `api_key`: set DASHSCOPE_API_KEY"
+            "dashscope: missing `api_key`: set DASHSCOPE_API_KEY (for example `export DASHSCOPE_API_KEY=...`)"
         );
     }
 

@@ -24,7 +24,7 @@ use crate::error::{CliError, Result};
 
 /// llmux: one interface to many LLM providers.
 ///
-/// Keys come from <PROVIDER>_API_KEY, endpoints from <PROVIDER>_BASE_URL.
+/// Keys come from PROVIDER_API_KEY, endpoints from PROVIDER_BASE_URL.
 /// Run `llmux emulate` to try everything offline.
 #[derive(Debug, Parser)]
 #[command(name = "llmux", version, propagate_version = true)]

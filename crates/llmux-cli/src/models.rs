@@ -18,7 +18,7 @@ pub struct ModelsArgs {
     /// Ask the provider's API for its models (needs --provider and its key).
     #[arg(long, requires = "provider")]
     pub remote: bool,
-    /// Endpoint of the provider for --remote (overrides <PROVIDER>_BASE_URL).
+    /// Endpoint of the provider for --remote (overrides PROVIDER_BASE_URL).
     #[arg(long, value_name = "URL", requires = "remote")]
     pub base_url: Option<String>,
 }

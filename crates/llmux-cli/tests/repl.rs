@@ -233,7 +233,7 @@ fn repl_without_a_key_fails_before_prompting() {
         .env("TERM", "xterm")
         .args(["chat", "-m", "dashscope/qwen-plus"]);
     let (mut child, mut term) = Terminal::spawn(&mut cmd);
-    term.expect("error: dashscope needs `api_key`: set DASHSCOPE_API_KEY");
+    term.expect("error: dashscope: missing `api_key`: set DASHSCOPE_API_KEY");
     let status = wait_exit(&mut child);
     assert_eq!(status.code(), Some(1));
 }

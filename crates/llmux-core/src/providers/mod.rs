@@ -216,8 +216,7 @@ impl ProviderSettings {
             .copied()
             .unwrap_or("the provider's key variable");
         Err(Error::config(format!(
-            "{} needs `{field}`: set {env} (for example `export {env}=...`)",
-            spec.id
+            "missing `{field}`: set {env} (for example `export {env}=...`)"
         ))
         .with_provider(spec.id))
     }
@@ -253,6 +252,17 @@ pub struct ProviderSpec {
     pub models: &'static [&'static str],
     /// Builds the provider.
     pub build: fn(&ProviderSpec, ProviderSettings) -> Result<Arc<dyn Provider>>,
+}
+
+impl ProviderSpec {
+    /// The env var that carries this provider's API key, when it has one.
+    pub fn api_key_env(&self) -> Option<&'static str> {
+        self.credentials
+            .iter()
+            .find(|c| c.field == "api_key")
+            .and_then(|c| c.env.first())
+            .copied()
+    }
 }
 
 /// The registry: every provider llmux speaks.
