@@ -45,6 +45,12 @@ pub struct ChatArgs {
     /// Endpoint of the provider named in --model (overrides PROVIDER_BASE_URL).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+    /// Answer from a built-in emulator of the provider: offline, no key needed.
+    #[arg(long, conflicts_with = "base_url")]
+    pub emulate: bool,
+    /// The key of the emulator started by --emulate.
+    #[arg(skip)]
+    pub emulated_key: Option<String>,
     #[command(flatten)]
     pub request: RequestArgs,
 }
@@ -70,7 +76,17 @@ impl ChatArgs {
 }
 
 /// Runs `llmux chat`: one-shot when there is a prompt (argument or piped stdin), REPL otherwise.
-pub fn main(rt: &Runtime, args: ChatArgs, verbose: u8) -> Result<()> {
+pub fn main(rt: &Runtime, mut args: ChatArgs, verbose: u8) -> Result<()> {
+    // With --emulate, the emulator lives until the chat ends.
+    let _emulator = if args.emulate {
+        let pid = request::provider_of(&args.model)?;
+        let (emu, base_url, key) = rt.block_on(crate::emulate::start_for(pid))?;
+        args.base_url = Some(base_url);
+        args.emulated_key = Some(key);
+        Some(emu)
+    } else {
+        None
+    };
     let prompt = if !args.prompt.is_empty() {
         Some(args.prompt.join(" "))
     } else if !io::stdin().is_terminal() {
@@ -102,7 +118,8 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
     let pid = request::provider_of(&args.model)?;
     let conv = Conversation::new(args.model.as_str(), args.request.system.clone());
     let req = conv.request(prompt, &args.request)?;
-    let client = request::build_client(pid, args.base_url.as_deref())?;
+    let client =
+        request::build_client_with(pid, args.base_url.as_deref(), args.emulated_key.as_deref())?;
     // Builds the provider now, so a missing key is reported before anything is sent.
     client.resolve(&args.model)?;
     let mut out = Renderer::new(io::stdout(), io::stderr(), args.style(verbose));

@@ -84,6 +84,30 @@ async fn start(vendor: Vendor, addr: SocketAddr, args: &EmulateArgs) -> Result<E
     })
 }
 
+/// Starts the emulator that speaks provider `id` on a free loopback port; returns it with the
+/// base URL and key to use.
+pub async fn start_for(id: &str) -> Result<(Emulator, String, String)> {
+    let vendor = match id {
+        "openai" => Vendor::OpenAi,
+        "dashscope" | "dashscope-compat" => Vendor::DashScope,
+        other => {
+            return Err(CliError::msg(format!(
+                "--emulate has no emulator for provider `{other}` (emulated: openai, dashscope, dashscope-compat)"
+            )))
+        }
+    };
+    let emu = Emulator::start(EmulatorConfig::new(vendor))
+        .await
+        .map_err(|e| CliError::io(format!("starting the {} emulator", vendor.id()), e))?;
+    let base = if id == "dashscope-compat" {
+        emu.compat_base_url()
+            .ok_or_else(|| CliError::msg("the DashScope emulator has no compatible-mode URL"))?
+    } else {
+        emu.base_url()
+    };
+    Ok((emu, base, vendor.default_key().to_owned()))
+}
+
 /// Starts both emulators, prints their endpoints and serves until Ctrl-C or SIGTERM.
 pub async fn run(args: EmulateArgs) -> Result<()> {
     let openai = start(Vendor::OpenAi, bind(args.port, 0)?, &args).await?;

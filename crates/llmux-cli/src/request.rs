@@ -150,9 +150,27 @@ pub fn provider_of(model: &str) -> Result<&str> {
 /// A client reading keys and endpoints from the environment; `base_url` overrides the endpoint
 /// of `provider_id`.
 pub fn build_client(provider_id: &str, base_url: Option<&str>) -> Result<Client> {
+    build_client_with(provider_id, base_url, None)
+}
+
+/// Like [`build_client`], with an explicit API key (used for `--emulate`).
+pub fn build_client_with(
+    provider_id: &str,
+    base_url: Option<&str>,
+    api_key: Option<&str>,
+) -> Result<Client> {
     let mut builder = Client::builder();
-    if let Some(url) = base_url {
-        builder = builder.provider(provider_id, ProviderSettings::default().base_url(url));
+    if base_url.is_some() || api_key.is_some() {
+        let mut settings = ProviderSettings::default();
+        if let Some(url) = base_url {
+            settings = settings.base_url(url);
+        }
+        if let Some(key) = api_key {
+            settings
+                .credentials
+                .insert("api_key".into(), llmux_core::SecretString::new(key));
+        }
+        builder = builder.provider(provider_id, settings);
     }
     Ok(builder.build()?)
 }

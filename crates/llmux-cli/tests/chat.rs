@@ -423,3 +423,19 @@ async fn ctrl_c_cancels_a_one_shot_answer_with_exit_130() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "[cancelled]\n");
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulate_flag_answers_offline_without_any_key() {
+    for model in [
+        "dashscope/qwen-plus",
+        "openai/gpt-4o-mini",
+        "dashscope-compat/qwen-plus",
+    ] {
+        let out = run(&["chat", "--emulate", "-m", model, "你好 llmux"], &[], None).await;
+        assert_eq!(out.ok(), "You said: 你好 llmux\n", "{model}");
+    }
+    let out = run(&["chat", "--emulate", "-m", "vllm/x", "hi"], &[], None).await;
+    assert!(out
+        .err_line()
+        .contains("--emulate has no emulator for provider `vllm`"));
+}
