@@ -5,6 +5,8 @@
 //! (`dashscope/qwen-plus`, `openai/gpt-4o-mini`) and call [`Client::chat`],
 //! [`Client::chat_stream`] or [`Client::embed`].
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod clock;
 pub mod codec;
