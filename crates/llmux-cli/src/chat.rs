@@ -53,6 +53,8 @@ pub struct ChatArgs {
     pub emulated_key: Option<String>,
     #[command(flatten)]
     pub request: RequestArgs,
+    #[command(flatten)]
+    pub resilience: request::ResilienceArgs,
 }
 
 impl ChatArgs {
@@ -118,8 +120,12 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
     let pid = request::provider_of(&args.model)?;
     let conv = Conversation::new(args.model.as_str(), args.request.system.clone());
     let req = conv.request(prompt, &args.request)?;
-    let client =
-        request::build_client_with(pid, args.base_url.as_deref(), args.emulated_key.as_deref())?;
+    let client = request::build_client_with(
+        pid,
+        args.base_url.as_deref(),
+        args.emulated_key.as_deref(),
+        &args.resilience,
+    )?;
     // Builds the provider now, so a missing key is reported before anything is sent.
     client.resolve(&args.model)?;
     let mut out = Renderer::new(io::stdout(), io::stderr(), args.style(verbose));

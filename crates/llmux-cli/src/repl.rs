@@ -35,8 +35,12 @@ struct Repl<'a> {
 /// Runs the REPL until `/exit` or Ctrl-D.
 pub fn run(rt: &Runtime, args: &ChatArgs, verbose: u8) -> Result<()> {
     let pid = request::provider_of(&args.model)?;
-    let client =
-        request::build_client_with(pid, args.base_url.as_deref(), args.emulated_key.as_deref())?;
+    let client = request::build_client_with(
+        pid,
+        args.base_url.as_deref(),
+        args.emulated_key.as_deref(),
+        &args.resilience,
+    )?;
     // A missing key is reported now, not after the first question is typed.
     client.resolve(&args.model)?;
     let mut editor = DefaultEditor::new()

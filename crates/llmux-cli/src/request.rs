@@ -2,7 +2,10 @@
 
 use clap::{Args, ValueEnum};
 use llmux_core::providers::{self, ProviderSettings};
-use llmux_core::{ChatRequest, Client, ResponseFormat, Thinking};
+use std::time::Duration;
+
+use llmux_core::resilience::{RetryPolicy, Timeouts};
+use llmux_core::{ChatRequest, Client, ClientBuilder, ResponseFormat, Thinking};
 use serde_json::{Map, Value};
 
 use crate::error::Result;
@@ -150,16 +153,68 @@ pub fn provider_of(model: &str) -> Result<&str> {
 /// A client reading keys and endpoints from the environment; `base_url` overrides the endpoint
 /// of `provider_id`.
 pub fn build_client(provider_id: &str, base_url: Option<&str>) -> Result<Client> {
-    build_client_with(provider_id, base_url, None)
+    build_client_with(provider_id, base_url, None, &ResilienceArgs::default())
 }
 
-/// Like [`build_client`], with an explicit API key (used for `--emulate`).
+/// Retry and timeout flags (defaults: the library's production defaults).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ResilienceArgs {
+    /// Retries after the first attempt on transient errors (rate limits, 5xx, timeouts before
+    /// the first token); 0 disables retrying. Default 2.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Total time for one call, e.g. 60s or 2m (0 = none). Default 10m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Time to the first token, e.g. 10s (0 = none). Default 60s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub first_token_timeout: Option<Duration>,
+    /// Longest gap between streamed tokens, e.g. 30s (0 = none). Default 60s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Time to connect, e.g. 5s. Default 10s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    llmux_core::resilience::retry::humantime_serde::parse_duration(s)
+}
+
+impl ResilienceArgs {
+    /// Applies the flags to a client builder.
+    pub fn apply(&self, mut b: ClientBuilder) -> ClientBuilder {
+        if let Some(n) = self.max_retries {
+            b = b.retry(RetryPolicy {
+                max_attempts: n.saturating_add(1),
+                ..RetryPolicy::default()
+            });
+        }
+        let mut t = Timeouts::default();
+        if let Some(d) = self.timeout {
+            t.total = d;
+        }
+        if let Some(d) = self.first_token_timeout {
+            t.first_event = d;
+        }
+        if let Some(d) = self.idle_timeout {
+            t.idle = d;
+        }
+        if let Some(d) = self.connect_timeout {
+            t.connect = d;
+        }
+        b.timeouts(t)
+    }
+}
+
+/// Like [`build_client`], with an explicit API key (used for `--emulate`) and resilience flags.
 pub fn build_client_with(
     provider_id: &str,
     base_url: Option<&str>,
     api_key: Option<&str>,
+    resilience: &ResilienceArgs,
 ) -> Result<Client> {
-    let mut builder = Client::builder();
+    let mut builder = resilience.apply(Client::builder());
     if base_url.is_some() || api_key.is_some() {
         let mut settings = ProviderSettings::default();
         if let Some(url) = base_url {

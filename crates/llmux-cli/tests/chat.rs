@@ -333,6 +333,27 @@ async fn bad_flag_values_are_usage_errors() {
 async fn upstream_500_is_one_line() {
     let emu = emulator(Vendor::OpenAi).await;
     let env = env_for(&emu, Vendor::OpenAi);
+    emu.push_fault(llmux_emulator::Fault::always(
+        llmux_emulator::FaultKind::Status {
+            status: 500,
+            body: None,
+            retry_after: None,
+        },
+    ));
+    let out = run(
+        &["chat", "-m", "openai/gpt-4o", "hi", "--max-retries", "1"],
+        &env,
+        None,
+    )
+    .await;
+    assert!(out.err_line().contains("HTTP 500"), "{out:#?}");
+    assert_eq!(emu.requests().len(), 2, "one retry after the first attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_500_is_retried_and_the_answer_printed() {
+    let emu = emulator(Vendor::OpenAi).await;
+    let env = env_for(&emu, Vendor::OpenAi);
     emu.push_fault(llmux_emulator::Fault::once(
         llmux_emulator::FaultKind::Status {
             status: 500,
@@ -341,7 +362,22 @@ async fn upstream_500_is_one_line() {
         },
     ));
     let out = run(&["chat", "-m", "openai/gpt-4o", "hi"], &env, None).await;
-    assert!(out.err_line().contains("HTTP 500"), "{out:#?}");
+    assert_eq!(out.ok(), "You said: hi\n");
+    assert_eq!(emu.requests().len(), 2);
+    let bad = run(
+        &[
+            "chat",
+            "-m",
+            "openai/gpt-4o",
+            "hi",
+            "--timeout",
+            "5 parsecs",
+        ],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "{bad:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

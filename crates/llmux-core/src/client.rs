@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::StreamExt;
 
@@ -13,17 +16,40 @@ use crate::codec::{Frame, NdjsonDecoder, SseDecoder, Tail, DEFAULT_MAX_FRAME};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{HttpRequest, HttpResponse, StreamingResponse, Transport, TransportConfig};
 use crate::providers::{self, AuthContext, Framing, Provider, ProviderSettings, StreamParser};
+use crate::resilience::{
+    Breaker, BreakerConfig, BreakerState, LimitConfig, Limiter, Reservation, RetryPolicy, Timeouts,
+};
 use crate::stream::{response_to_events, ChatStream, StreamEvent};
 use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo};
 
 /// Builds a [`Client`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientBuilder {
     settings: HashMap<String, ProviderSettings>,
     no_env: bool,
     transport: TransportConfig,
     max_frame: Option<usize>,
     clock: Option<Clock>,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+    breaker: Option<BreakerConfig>,
+    limits: HashMap<String, LimitConfig>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            settings: HashMap::new(),
+            no_env: false,
+            transport: TransportConfig::default(),
+            max_frame: None,
+            clock: None,
+            retry: RetryPolicy::default(),
+            timeouts: Timeouts::default(),
+            breaker: Some(BreakerConfig::default()),
+            limits: HashMap::new(),
+        }
+    }
 }
 
 impl ClientBuilder {
@@ -57,10 +83,47 @@ impl ClientBuilder {
         self
     }
 
+    /// When to retry (default: 3 attempts, full-jitter backoff, `Retry-After` honoured).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Connect, first-event, idle and total timeouts (a zero duration disables one).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Circuit breakers per upstream (on by default with [`BreakerConfig::default`]).
+    pub fn breaker(mut self, config: Option<BreakerConfig>) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// Client-side requests/tokens per minute for provider `id`.
+    pub fn limit(mut self, id: &str, limits: LimitConfig) -> Self {
+        self.limits.insert(id.to_owned(), limits);
+        self
+    }
+
     /// The client.
-    pub fn build(self) -> Result<Client> {
+    pub fn build(mut self) -> Result<Client> {
+        if !self.timeouts.connect.is_zero() {
+            self.transport.connect_timeout = self.timeouts.connect;
+        }
+        let limiters = self
+            .limits
+            .into_iter()
+            .map(|(id, cfg)| (id, Limiter::new(cfg)))
+            .collect();
         Ok(Client {
             inner: Arc::new(Inner {
+                retry: self.retry,
+                timeouts: self.timeouts,
+                breaker: self.breaker,
+                breakers: Mutex::new(HashMap::new()),
+                limiters,
                 transport: Transport::new(self.transport)?,
                 settings: self.settings,
                 use_env: !self.no_env,
@@ -80,6 +143,11 @@ struct Inner {
     providers: Mutex<HashMap<&'static str, Arc<dyn Provider>>>,
     max_frame: usize,
     clock: Clock,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+    breaker: Option<BreakerConfig>,
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    limiters: HashMap<String, Arc<Limiter>>,
 }
 
 /// Calls any registered provider. Cheap to clone (shared connection pool).
@@ -260,15 +328,179 @@ impl Client {
         }
     }
 
+    /// The breaker of `provider`'s upstream (provider id and base URL), when breakers are on.
+    pub fn breaker_for(&self, provider: &dyn Provider) -> Option<Arc<Breaker>> {
+        let config = self.inner.breaker.as_ref()?;
+        let key = format!("{}@{}", provider.id(), provider.base_url());
+        let mut map = self
+            .inner
+            .breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(
+            map.entry(key.clone())
+                .or_insert_with(|| Breaker::new(key, config.clone()))
+                .clone(),
+        )
+    }
+
+    /// Every upstream's breaker state, for health views and metrics.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        let now = Instant::now();
+        let map = self
+            .inner
+            .breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<_> = map.iter().map(|(k, b)| (k.clone(), b.state(now))).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Takes a rate-limit reservation for one attempt, when provider `id` has limits.
+    async fn admit(&self, id: &str, req: &ChatRequest) -> Result<Option<Reservation>> {
+        match self.inner.limiters.get(id) {
+            Some(l) => Ok(Some(l.admit(crate::tokens::estimate_request(req)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Logs a failed attempt and says how long to wait before the next, or gives up.
+    fn retry_delay(&self, id: &str, err: &Error, attempt: u32, streamed: bool) -> Option<Duration> {
+        match self.inner.retry.next_delay(err, attempt, streamed) {
+            Ok(delay) => {
+                tracing::warn!(
+                    provider = id,
+                    attempt,
+                    kind = %err.kind(),
+                    delay_ms = delay.as_millis() as u64,
+                    error = %err,
+                    "attempt failed; retrying"
+                );
+                Some(delay)
+            }
+            Err(why) => {
+                tracing::debug!(provider = id, attempt, kind = %err.kind(), reason = ?why, "attempt failed; not retrying");
+                None
+            }
+        }
+    }
+
     /// A complete answer from a given provider; `req.model` is the upstream model name.
+    /// Applies the circuit breaker, client-side limits, timeouts and the retry policy.
     pub async fn chat_with(
         &self,
         provider: &dyn Provider,
         req: &ChatRequest,
     ) -> Result<ChatResponse> {
+        let id = provider.id();
+        let breaker = self.breaker_for(provider);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let permit = match &breaker {
+                Some(b) => Some(b.acquire(Instant::now()).map_err(|e| e.with_provider(id))?),
+                None => None,
+            };
+            let reservation = self.admit(id, req).await?;
+            let total = self.inner.timeouts.total;
+            let result = within(
+                total,
+                "the call took longer than its total timeout",
+                self.chat_once(provider, req),
+            )
+            .await;
+            match result {
+                Ok(resp) => {
+                    if let Some(p) = permit {
+                        p.success(Instant::now());
+                    }
+                    if let Some(r) = reservation {
+                        r.settle(resp.usage.map_or(0, |u| u.total_tokens));
+                    }
+                    return Ok(resp);
+                }
+                Err(err) => {
+                    let err = err.with_provider(id);
+                    if let Some(p) = permit {
+                        p.failure(Instant::now(), &err);
+                    }
+                    if let Some(r) = reservation {
+                        r.settle(0);
+                    }
+                    match self.retry_delay(id, &err, attempt, false) {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => return Err(err),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A streamed answer from a given provider; `req.model` is the upstream model name.
+    ///
+    /// Returns once the first event arrived: failures before it (status, auth, timeouts, a
+    /// stream that breaks before its first event) are retried per the policy and returned
+    /// here; after it, errors end the stream with an `Err` item and are never retried (the
+    /// caller has seen output). The stream enforces the idle and total timeouts. Dropping it
+    /// drops the upstream connection.
+    pub async fn stream_with(
+        &self,
+        provider: &dyn Provider,
+        req: &ChatRequest,
+    ) -> Result<ChatStream> {
+        let id = provider.id();
+        let breaker = self.breaker_for(provider);
+        let t = self.inner.timeouts;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let permit = match &breaker {
+                Some(b) => Some(b.acquire(Instant::now()).map_err(|e| e.with_provider(id))?),
+                None => None,
+            };
+            let reservation = self.admit(id, req).await?;
+            let started = Instant::now();
+            let opening = async {
+                let mut s = self.open_stream(provider, req).await?;
+                let first = s.next().await;
+                Ok::<_, Error>((s, first))
+            };
+            let outcome = within(
+                t.first_event,
+                "the upstream sent no first event in time",
+                opening,
+            )
+            .await;
+            let err = match outcome {
+                Ok((s, Some(Ok(first)))) => {
+                    if let Some(p) = permit {
+                        p.success(Instant::now());
+                    }
+                    return Ok(guard_stream(id, first, s, t, started, reservation));
+                }
+                Ok((_, Some(Err(e)))) | Err(e) => e,
+                Ok((_, None)) => Error::protocol("the stream ended without any event"),
+            };
+            let err = err.with_provider(id);
+            if let Some(p) = permit {
+                p.failure(Instant::now(), &err);
+            }
+            if let Some(r) = reservation {
+                r.settle(0);
+            }
+            match self.retry_delay(id, &err, attempt, false) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(err),
+            }
+        }
+    }
+
+    /// One attempt at a complete answer.
+    async fn chat_once(&self, provider: &dyn Provider, req: &ChatRequest) -> Result<ChatResponse> {
         tracing::debug!(provider = provider.id(), model = %req.model, "sending chat request");
         if provider.framing() == Framing::WebSocket {
-            return collect_stream(self.stream_with(provider, req).await?).await;
+            return collect_stream(self.open_stream(provider, req).await?).await;
         }
         let mut out = self
             .exchange_parsed(
@@ -309,16 +541,8 @@ impl Client {
             .await
     }
 
-    /// A streamed answer from a given provider; `req.model` is the upstream model name.
-    ///
-    /// Returns once the response head arrived; errors before that (status, auth) are returned
-    /// here, errors after it end the stream with an `Err` item. Dropping the stream drops the
-    /// upstream connection.
-    pub async fn stream_with(
-        &self,
-        provider: &dyn Provider,
-        req: &ChatRequest,
-    ) -> Result<ChatStream> {
+    /// One attempt at opening a stream: returns once the response head arrived.
+    async fn open_stream(&self, provider: &dyn Provider, req: &ChatRequest) -> Result<ChatStream> {
         let id = provider.id();
         if !provider.capabilities().streaming {
             return Err(Error::unsupported(format!("{id} does not stream")).with_provider(id));
@@ -375,6 +599,83 @@ impl Client {
             header_rid,
         ))
     }
+}
+
+/// Runs `fut` within `limit` (zero = no limit); a miss is a `Timeout` error.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    if limit.is_zero() {
+        return fut.await;
+    }
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("{what} ({} ms)", limit.as_millis()),
+        )),
+    }
+}
+
+/// The stream after its first event: idle gaps and the total time are bounded, usage trues
+/// up the rate-limit reservation, and a timeout ends the stream with an error (dropping the
+/// upstream).
+fn guard_stream(
+    id: &'static str,
+    first: StreamEvent,
+    mut inner: ChatStream,
+    t: Timeouts,
+    started: Instant,
+    mut reservation: Option<Reservation>,
+) -> ChatStream {
+    let stream = async_stream::stream! {
+        if let (StreamEvent::Usage(u), Some(r)) = (&first, reservation.take()) {
+            r.settle(u.total_tokens);
+        }
+        yield Ok(first);
+        loop {
+            let now = Instant::now();
+            let mut deadline = None;
+            let mut what = "";
+            if !t.idle.is_zero() {
+                deadline = Some(now + t.idle);
+                what = "the upstream stream went idle";
+            }
+            if !t.total.is_zero() {
+                let end = started + t.total;
+                if deadline.is_none_or(|d| end < d) {
+                    deadline = Some(end);
+                    what = "the stream took longer than its total timeout";
+                }
+            }
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, inner.next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        yield Err(Error::new(ErrorKind::Timeout, what).with_provider(id));
+                        break;
+                    }
+                },
+                None => inner.next().await,
+            };
+            match next {
+                Some(Ok(ev)) => {
+                    if let (StreamEvent::Usage(u), Some(r)) = (&ev, reservation.take()) {
+                        r.settle(u.total_tokens);
+                    }
+                    yield Ok(ev);
+                }
+                Some(Err(e)) => {
+                    yield Err(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+    };
+    Box::pin(stream)
 }
 
 /// One decoder for whichever framing the body uses.

@@ -5,6 +5,7 @@
 use futures::StreamExt;
 use llmux_core::client::collect_stream;
 use llmux_core::providers::ProviderSettings;
+use llmux_core::resilience::RetryPolicy;
 use llmux_core::*;
 use llmux_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, Vendor};
 use serde_json::json;
@@ -25,6 +26,8 @@ async fn env() -> Env {
         .unwrap();
     let client = Client::builder()
         .without_env()
+        .retry(RetryPolicy::none())
+        .breaker(None)
         .provider(
             "openai",
             ProviderSettings::with_api_key(Vendor::OpenAi.default_key())
