@@ -124,15 +124,18 @@
 //! * `PUT /__emulator/latency` with `{"ms":N}` → 204.
 
 mod answer;
+mod auth;
+mod clock;
 mod control;
 mod emulator;
 mod fault;
+mod ndjson;
 mod reply;
 mod sse;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -158,25 +161,65 @@ pub enum Vendor {
     OpenAi,
     /// Alibaba DashScope: native `/api/v1` and OpenAI-compatible `/compatible-mode/v1`.
     DashScope,
+    /// Tencent Hunyuan: native API 3.0 at `/` (TC3-signed) and OpenAI-compatible `/v1` (bearer key).
+    Hunyuan,
+    /// Zhipu GLM `/api/paas/v4` (raw key or JWT bearer).
+    Zhipu,
+    /// Ollama native `/api/...` (NDJSON streams) and OpenAI-compatible `/v1`; no auth.
+    Ollama,
 }
 
 impl Vendor {
-    /// The stable provider id (`openai`, `dashscope`).
+    /// The stable provider id (`openai`, `dashscope`, `hunyuan`, `zhipu`, `ollama`).
     pub fn id(self) -> &'static str {
         match self {
             Vendor::OpenAi => "openai",
             Vendor::DashScope => "dashscope",
+            Vendor::Hunyuan => "hunyuan",
+            Vendor::Zhipu => "zhipu",
+            Vendor::Ollama => "ollama",
         }
     }
 
-    /// The key an [`EmulatorConfig::new`] accepts by default.
+    /// The key an [`EmulatorConfig::new`] accepts by default: Hunyuan's OpenAI-compatible bearer key, Zhipu's
+    /// `<id>.<secret>` API key; Ollama checks no key (`ollama` is what its docs tell OpenAI clients to send).
     pub fn default_key(self) -> &'static str {
         match self {
             Vendor::OpenAi => "sk-emulator-openai",
             Vendor::DashScope => "sk-emulator-dashscope",
+            Vendor::Hunyuan => "sk-emulator-hunyuan",
+            Vendor::Zhipu => "emulatorid.emulatorsecret",
+            Vendor::Ollama => "ollama",
+        }
+    }
+
+    /// The credentials an [`EmulatorConfig::new`] starts with: Hunyuan `secret_id` = [`HUNYUAN_SECRET_ID`] and
+    /// `secret_key` = [`HUNYUAN_SECRET_KEY`]; none for the others.
+    pub fn default_credentials(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Vendor::Hunyuan => vec![
+                ("secret_id", HUNYUAN_SECRET_ID),
+                ("secret_key", HUNYUAN_SECRET_KEY),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The models an [`EmulatorConfig::new`] knows: Ollama [`OLLAMA_MODELS`]; empty (any model) for the others.
+    pub fn default_models(self) -> Vec<String> {
+        match self {
+            Vendor::Ollama => OLLAMA_MODELS.iter().map(|m| (*m).to_owned()).collect(),
+            _ => Vec::new(),
         }
     }
 }
+
+/// Default Hunyuan `SecretId` (credential field `secret_id`).
+pub const HUNYUAN_SECRET_ID: &str = "AKIDemulator";
+/// Default Hunyuan `SecretKey` (credential field `secret_key`).
+pub const HUNYUAN_SECRET_KEY: &str = "emulator-secret-key";
+/// Models a default Ollama emulator has pulled.
+pub const OLLAMA_MODELS: &[&str] = &["llama3.2", "qwen2.5:7b", "nomic-embed-text"];
 
 /// How to start an [`Emulator`]. `Debug` redacts the keys.
 #[derive(Clone)]
@@ -194,6 +237,12 @@ pub struct EmulatorConfig {
     /// Vendor credentials other than bearer keys, by field name (`secret_id`, `secret_key`,
     /// `app_id`, `api_secret`, …); each vendor documents the fields it reads.
     pub credentials: std::collections::BTreeMap<String, String>,
+    /// Models the emulator knows; requests naming another get the vendor's not-found error. Only Ollama reads it
+    /// (default [`OLLAMA_MODELS`]); empty = any model.
+    pub models: Vec<String>,
+    /// Offset of the emulator's clock from the system clock, in milliseconds (negative = behind). Used for
+    /// signature and token expiry checks, `created` fields and, when non-zero, the `Date` header; default 0.
+    pub clock_offset_ms: i64,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -208,12 +257,16 @@ impl fmt::Debug for EmulatorConfig {
             .field("latency", &self.latency)
             .field("token_interval", &self.token_interval)
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("models", &self.models)
+            .field("clock_offset_ms", &self.clock_offset_ms)
             .finish()
     }
 }
 
 impl EmulatorConfig {
-    /// Defaults: the vendor's default key ([`Vendor::default_key`]), `127.0.0.1:0`, no latency, no token interval.
+    /// Defaults: the vendor's default key ([`Vendor::default_key`]), credentials
+    /// ([`Vendor::default_credentials`]) and models ([`Vendor::default_models`]), `127.0.0.1:0`, no latency, no
+    /// token interval, no clock offset.
     pub fn new(vendor: Vendor) -> Self {
         EmulatorConfig {
             vendor,
@@ -221,8 +274,30 @@ impl EmulatorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             latency: Duration::ZERO,
             token_interval: Duration::ZERO,
-            credentials: std::collections::BTreeMap::new(),
+            credentials: vendor
+                .default_credentials()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            models: vendor.default_models(),
+            clock_offset_ms: 0,
         }
+    }
+
+    /// Replaces the known models (empty = any model).
+    pub fn with_models<I, S>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the offset of the emulator's clock from the system clock, in milliseconds.
+    pub fn with_clock_offset_ms(mut self, offset_ms: i64) -> Self {
+        self.clock_offset_ms = offset_ms;
+        self
     }
 
     /// Sets a vendor credential (`secret_id`, `secret_key`, …).
@@ -306,6 +381,9 @@ pub(crate) struct Shared {
     /// (seq, request), arrival order.
     log: Mutex<Vec<(u64, RecordedRequest)>>,
     faults: Mutex<Vec<Fault>>,
+    credentials: std::collections::BTreeMap<String, String>,
+    models: Vec<String>,
+    clock_offset_ms: AtomicI64,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable: every critical section is a plain update).
@@ -336,6 +414,27 @@ impl Shared {
 
     pub(crate) fn set_latency(&self, d: Duration) {
         *lock(&self.latency) = d;
+    }
+
+    pub(crate) fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// The emulator's clock: system time plus the offset, as Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        let sys = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        sys.saturating_add(self.clock_offset_ms())
+    }
+
+    /// A configured vendor credential.
+    pub(crate) fn credential(&self, field: &str) -> Option<&str> {
+        self.credentials.get(field).map(String::as_str)
     }
 
     /// Takes the first fault matching `path`, decrementing its count.
@@ -396,6 +495,9 @@ impl Emulator {
             seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
+            credentials: cfg.credentials,
+            models: cfg.models,
+            clock_offset_ms: AtomicI64::new(cfg.clock_offset_ms),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = listener.tap_io(|tcp| {
@@ -426,19 +528,26 @@ impl Emulator {
         format!("http://{}", self.addr)
     }
 
-    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`.
+    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`,
+    /// Hunyuan `http://127.0.0.1:P/` (the API 3.0 endpoint), Zhipu `http://127.0.0.1:P/api/paas/v4`, Ollama
+    /// `http://127.0.0.1:P`.
     pub fn base_url(&self) -> String {
         match self.vendor {
             Vendor::OpenAi => format!("http://{}/v1", self.addr),
             Vendor::DashScope => format!("http://{}/api/v1", self.addr),
+            Vendor::Hunyuan => format!("http://{}/", self.addr),
+            Vendor::Zhipu => format!("http://{}/api/paas/v4", self.addr),
+            Vendor::Ollama => format!("http://{}", self.addr),
         }
     }
 
-    /// DashScope: `http://127.0.0.1:P/compatible-mode/v1`; OpenAI: `None`.
+    /// The OpenAI-compatible base URL: DashScope `http://127.0.0.1:P/compatible-mode/v1`, Hunyuan and Ollama
+    /// `http://127.0.0.1:P/v1`; OpenAI and Zhipu: `None`.
     pub fn compat_base_url(&self) -> Option<String> {
         match self.vendor {
-            Vendor::OpenAi => None,
+            Vendor::OpenAi | Vendor::Zhipu => None,
             Vendor::DashScope => Some(format!("http://{}/compatible-mode/v1", self.addr)),
+            Vendor::Hunyuan | Vendor::Ollama => Some(format!("http://{}/v1", self.addr)),
         }
     }
 
@@ -465,6 +574,22 @@ impl Emulator {
     /// Changes the sleep before every response head.
     pub fn set_latency(&self, d: Duration) {
         self.shared.set_latency(d);
+    }
+
+    /// Moves the emulator's clock `offset_ms` milliseconds away from the system clock (negative = behind), e.g.
+    /// to make a client's TC3 timestamps look skewed or to accept a recorded JWT.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.shared.set_clock_offset_ms(offset_ms);
+    }
+
+    /// The current clock offset in milliseconds.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.shared.clock_offset_ms()
+    }
+
+    /// The emulator's clock (system time plus the offset) as Unix milliseconds.
+    pub fn now_unix_ms(&self) -> i64 {
+        self.shared.now_ms()
     }
 }
 
@@ -501,25 +626,29 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response<Bod
     };
     lock(&shared.log).push((seq, recorded));
 
+    let now_ms = shared.now_ms();
     let ctx = Ctx {
         dialect: emulator::dialect(shared.vendor, &path),
         seq,
-        created: wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        created: u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0),
+        now_ms,
     };
     let incoming = Incoming {
         method: parts.method.as_str(),
         path: &path,
+        query: parts.uri.query().unwrap_or_default(),
         headers: &parts.headers,
         body: &body,
     };
     let fault = shared.take_fault(&path);
     let mut reply = match fault.as_ref().and_then(|f| fault::replacement(f, &ctx)) {
         Some(r) => r,
-        None => emulator::check_auth(&ctx, &incoming, &shared.api_keys)
-            .unwrap_or_else(|| emulator::route(&ctx, &incoming)),
+        None => emulator::check_auth(&ctx, &incoming, &shared)
+            .unwrap_or_else(|| emulator::route(&ctx, &incoming, &shared)),
     };
+    if shared.clock_offset_ms() != 0 {
+        reply = reply.with_header("date", clock::http_date(now_ms.div_euclid(1000)));
+    }
     if matches!(fault, Some(FaultKind::ErrorEvent { .. }))
         && !reply.is_stream()
         && reply.status == 200
