@@ -262,12 +262,14 @@ fn read_tools(ctx: &Ctx, v: Option<&Value>) -> Result<Vec<ToolDef>, Reply> {
                     ))
                 }
             },
-            Some(_) => return Err(invalid(
-                ctx,
-                &format!(
+            Some(_) => {
+                return Err(invalid(
+                    ctx,
+                    &format!(
                     "Tools.{i}.Function.Parameters must be a JSON Schema serialised as a string."
                 ),
-            )),
+                ))
+            }
         };
         out.push(ToolDef {
             name: name.to_owned(),
