@@ -247,10 +247,12 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
                     body: ReplyBody::Full(Bytes::from(b.clone())),
                 },
                 None if native => dashscope::status_error(ctx, *status),
-                None if ctx.dialect == Dialect::Hunyuan => hunyuan::status_error(ctx, *status),
-                None if ctx.dialect == Dialect::Zhipu => zhipu::status_error(ctx, *status),
-                None if ctx.dialect == Dialect::Ollama => ollama::status_error(ctx, *status),
-                None => openai::status_error(ctx, *status),
+                None => match ctx.dialect {
+                    Dialect::Hunyuan => hunyuan::status_error(ctx, *status),
+                    Dialect::Zhipu => zhipu::status_error(ctx, *status),
+                    Dialect::Ollama => ollama::status_error(ctx, *status),
+                    _ => openai::status_error(ctx, *status),
+                },
             };
             if let Some(ra) = retry_after {
                 r = r.with_header("retry-after", ra.clone());
@@ -272,25 +274,19 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
             })
         }
         FaultKind::QuotaExhausted if native => Some(dashscope::quota_error(ctx)),
-        FaultKind::QuotaExhausted | FaultKind::ErrorBody200
-            if matches!(
-                ctx.dialect,
-                Dialect::Hunyuan | Dialect::Zhipu | Dialect::Ollama
-            ) =>
-        {
-            let quota = *kind == FaultKind::QuotaExhausted;
-            Some(match ctx.dialect {
-                Dialect::Hunyuan if quota => hunyuan::quota_error(ctx),
-                Dialect::Hunyuan => hunyuan::error_body_200(ctx),
-                Dialect::Zhipu if quota => zhipu::quota_error(ctx),
-                Dialect::Zhipu => zhipu::error_body_200(ctx),
-                _ if quota => ollama::quota_error(ctx),
-                _ => ollama::error_body_200(ctx),
-            })
-        }
-        FaultKind::QuotaExhausted => Some(openai::quota_error(ctx)),
+        FaultKind::QuotaExhausted => Some(match ctx.dialect {
+            Dialect::Hunyuan => hunyuan::quota_error(ctx),
+            Dialect::Zhipu => zhipu::quota_error(ctx),
+            Dialect::Ollama => ollama::quota_error(ctx),
+            _ => openai::quota_error(ctx),
+        }),
         FaultKind::ErrorBody200 if native => Some(dashscope::error_body_200(ctx)),
-        FaultKind::ErrorBody200 => Some(openai::error_body_200(ctx)),
+        FaultKind::ErrorBody200 => Some(match ctx.dialect {
+            Dialect::Hunyuan => hunyuan::error_body_200(ctx),
+            Dialect::Zhipu => zhipu::error_body_200(ctx),
+            Dialect::Ollama => ollama::error_body_200(ctx),
+            _ => openai::error_body_200(ctx),
+        }),
         FaultKind::DelayFirstByte(_)
         | FaultKind::StreamCutAfter(_)
         | FaultKind::MalformedFrame { .. }

@@ -505,6 +505,11 @@ async fn faults_use_hunyuan_codes_and_events() {
     let j = call(&emu, &hello()).await.json();
     assert_eq!(j["Response"]["Choices"][0]["FinishReason"], "sensitive");
 
+    // An error answer stays an error.
+    emu.push_fault(Fault::once(FaultKind::ErrorEvent { after: 0 }));
+    let r = call(&emu, &json!({"Model": "m"})).await;
+    assert_eq!(error_code(&r), "MissingParameter");
+
     emu.push_fault(Fault::once(FaultKind::MalformedFrame { after: 1 }));
     let r = call(&emu, &body).await;
     let bad = frames(r.text())

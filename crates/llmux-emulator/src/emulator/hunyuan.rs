@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::answer::{self, Answer, ChatInput, Msg, ToolChoice, ToolDef, Usage};
 use crate::auth::tc3;
-use crate::reply::{Ctx, Incoming, Reply};
+use crate::reply::{Ctx, Incoming, Reply, ReplyBody};
 use crate::Shared;
 
 /// The only action the emulator implements.
@@ -125,6 +125,16 @@ pub(crate) fn error_event(ctx: &Ctx) -> Bytes {
         &json!({"Note": NOTE, "Choices": [], "Created": ctx.created, "Id": id,
         "ErrorMsg": {"Code": 4000, "Msg": "服务内部错误，请稍后重试。"}}),
     )
+}
+
+/// True when a full reply carries `Response.Error`.
+pub(crate) fn is_error(reply: &Reply) -> bool {
+    match &reply.body {
+        ReplyBody::Full(b) => {
+            serde_json::from_slice::<Value>(b).is_ok_and(|v| v["Response"].get("Error").is_some())
+        }
+        ReplyBody::Sse(_) => false,
+    }
 }
 
 /// Routes a native request (after the signature was verified).

@@ -64,3 +64,8 @@ pub(crate) fn route(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Reply {
         }
     }
 }
+
+/// True for an error that the vendor sends with HTTP 200 (Hunyuan native), which a content filter must not replace.
+pub(crate) fn is_http_200_error(ctx: &Ctx, reply: &Reply) -> bool {
+    ctx.dialect == Dialect::Hunyuan && hunyuan::is_error(reply)
+}
