@@ -214,13 +214,54 @@ impl Client {
     /// A complete answer. `req.model` is `provider/model`.
     pub async fn chat(&self, mut req: ChatRequest) -> Result<ChatResponse> {
         let provider = self.route(&mut req)?;
-        self.chat_with(provider.as_ref(), &req).await
+        Box::pin(self.chat_with(provider.as_ref(), &req)).await
     }
 
     /// A streamed answer. `req.model` is `provider/model`.
     pub async fn chat_stream(&self, mut req: ChatRequest) -> Result<ChatStream> {
         let provider = self.route(&mut req)?;
-        self.stream_with(provider.as_ref(), &req).await
+        Box::pin(self.stream_with(provider.as_ref(), &req)).await
+    }
+
+    /// Runs many requests (`model` = `provider/model` each) with at most `concurrency` in
+    /// flight, through the same retries, breakers and rate limits as single calls. Results come
+    /// in input order; one item's failure never stops the others. Dropping the future stops new
+    /// work and drops the requests in flight.
+    pub async fn batch(
+        &self,
+        reqs: Vec<ChatRequest>,
+        concurrency: usize,
+    ) -> Vec<Result<ChatResponse>> {
+        let n = reqs.len();
+        let mut out: Vec<Option<Result<ChatResponse>>> = (0..n).map(|_| None).collect();
+        let mut results = self.batch_stream(reqs, concurrency);
+        while let Some((i, r)) = results.next().await {
+            out[i] = Some(r);
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "batch item lost"))))
+            .collect()
+    }
+
+    /// Like [`Client::batch`], as a stream of `(input index, result)` in completion order, so a
+    /// caller can write each result as soon as it is ready.
+    pub fn batch_stream<I>(
+        &self,
+        reqs: I,
+        concurrency: usize,
+    ) -> std::pin::Pin<Box<dyn futures::Stream<Item = (usize, Result<ChatResponse>)> + Send>>
+    where
+        I: IntoIterator<Item = ChatRequest>,
+        I::IntoIter: Send + 'static,
+    {
+        let client = self.clone();
+        let stream = futures::stream::iter(reqs.into_iter().enumerate())
+            .map(move |(i, req)| {
+                let client = client.clone();
+                async move { (i, Box::pin(client.chat(req)).await) }
+            })
+            .buffer_unordered(concurrency.max(1));
+        Box::pin(stream)
     }
 
     /// Embeddings. `req.model` is `provider/model`.
@@ -283,12 +324,14 @@ impl Client {
         loop {
             attempt += 1;
             let req = provider.authorize(build()?, &ctx).await?;
-            let resp = self
-                .inner
-                .transport
-                .send(req)
-                .await
-                .map_err(|e| e.with_provider(id))?;
+            let send = self.inner.transport.send(req);
+            let resp = within(
+                self.inner.timeouts.first_event,
+                "the upstream sent nothing within the first-event timeout",
+                send,
+            )
+            .await
+            .map_err(|e| e.with_provider(id))?;
             if (200..300).contains(&resp.status) {
                 return Ok(resp);
             }
@@ -407,7 +450,7 @@ impl Client {
             let result = within(
                 total,
                 "the call took longer than its total timeout",
-                self.chat_once(provider, req),
+                Box::pin(self.chat_once(provider, req)),
             )
             .await;
             match result {
@@ -462,14 +505,14 @@ impl Client {
             let reservation = self.admit(id, req).await?;
             let started = Instant::now();
             let opening = async {
-                let mut s = self.open_stream(provider, req).await?;
+                let mut s = Box::pin(self.open_stream(provider, req)).await?;
                 let first = s.next().await;
                 Ok::<_, Error>((s, first))
             };
             let outcome = within(
                 t.first_event,
-                "the upstream sent no first event in time",
-                opening,
+                "the upstream sent nothing within the first-event timeout",
+                Box::pin(opening),
             )
             .await;
             let err = match outcome {

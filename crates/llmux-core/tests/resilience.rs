@@ -1,0 +1,265 @@
+//! Resilience scenarios against the emulators under paused tokio time: every case asserts on
+//! the emulator's request log (attempt count and spacing), never on wall-clock time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use llmux_core::providers::ProviderSettings;
+use llmux_core::resilience::{BreakerConfig, BreakerState, LimitConfig, RetryPolicy, Timeouts};
+use llmux_core::*;
+use llmux_emulator::{Emulator, EmulatorConfig, Fault, FaultKind, Vendor};
+
+const MODEL: &str = "openai/gpt-4o-mini";
+
+fn no_timeouts() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_secs(10),
+        first_event: Duration::ZERO,
+        idle: Duration::ZERO,
+        total: Duration::ZERO,
+    }
+}
+
+async fn setup(configure: impl FnOnce(ClientBuilder) -> ClientBuilder) -> (Emulator, Client) {
+    let emu = Emulator::start(EmulatorConfig::new(Vendor::OpenAi))
+        .await
+        .unwrap();
+    let b = Client::builder()
+        .without_env()
+        .timeouts(no_timeouts())
+        .provider(
+            "openai",
+            ProviderSettings::with_api_key(Vendor::OpenAi.default_key()).base_url(emu.base_url()),
+        );
+    let client = configure(b).build().unwrap();
+    (emu, client)
+}
+
+fn ask(text: &str) -> ChatRequest {
+    ChatRequest::new(MODEL, vec![Message::user(text)])
+}
+
+fn status(status: u16, retry_after: Option<&str>) -> FaultKind {
+    FaultKind::Status {
+        status,
+        body: None,
+        retry_after: retry_after.map(str::to_owned),
+    }
+}
+
+fn gaps(emu: &Emulator) -> Vec<Duration> {
+    let log = emu.requests();
+    log.windows(2).map(|w| w[1].at - w[0].at).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_500s_then_success_on_attempt_3() {
+    let (emu, client) = setup(|b| b.breaker(None)).await;
+    emu.push_fault(Fault::once(status(500, None)).times(2));
+    let r = client.chat(ask("hi")).await.unwrap();
+    assert_eq!(r.text(), "You said: hi");
+    let log = emu.requests();
+    assert_eq!(
+        log.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![500, 500, 200]
+    );
+    let policy = RetryPolicy::default();
+    for (i, gap) in gaps(&emu).into_iter().enumerate() {
+        assert!(
+            gap <= policy.cap(i as u32 + 1),
+            "gap {i} = {gap:?} exceeds the backoff cap"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_429_after_retry_after() {
+    let (emu, client) = setup(|b| b).await;
+    emu.push_fault(Fault::once(status(429, Some("2"))));
+    client.chat(ask("hi")).await.unwrap();
+    let g = gaps(&emu);
+    assert_eq!(g.len(), 1);
+    assert!(
+        g[0] >= Duration::from_secs(2),
+        "second attempt after {:?}",
+        g[0]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn quota_exhausted_429_is_not_retried() {
+    let (emu, client) = setup(|b| b).await;
+    emu.push_fault(Fault::once(FaultKind::QuotaExhausted));
+    let err = client.chat(ask("hi")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuotaExhausted);
+    assert_eq!(emu.requests().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_cut_after_3_events_reaches_the_caller_and_is_not_retried() {
+    let (emu, client) = setup(|b| b).await;
+    emu.push_fault(Fault::once(FaultKind::StreamCutAfter(3)));
+    let s = client
+        .chat_stream(ask("one two three four five six seven"))
+        .await
+        .unwrap();
+    let events: Vec<_> = s.collect().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Ok(StreamEvent::TextDelta { .. }))),
+        "{events:?}"
+    );
+    let err = events.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
+    assert_eq!(
+        emu.requests().len(),
+        1,
+        "nothing is retried after the first event"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_first_byte_times_out_on_the_first_event() {
+    let (emu, client) = setup(|b| {
+        b.retry(RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        })
+        .timeouts(Timeouts {
+            first_event: Duration::from_secs(10),
+            ..no_timeouts()
+        })
+    })
+    .await;
+    emu.push_fault(Fault::always(FaultKind::DelayFirstByte(
+        Duration::from_secs(30),
+    )));
+    let started = tokio::time::Instant::now();
+    let err = client.chat_stream(ask("hi")).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(err.message().contains("first-event timeout"), "{err}");
+    assert_eq!(emu.requests().len(), 2, "a first-event timeout is retried");
+    let elapsed = tokio::time::Instant::now() - started;
+    assert!(
+        elapsed >= Duration::from_secs(20) && elapsed < Duration::from_secs(30),
+        "{elapsed:?}"
+    );
+    let err = client.chat(ask("hi")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_stream_ends_with_an_idle_timeout() {
+    let (emu, client) = setup(|b| {
+        b.timeouts(Timeouts {
+            idle: Duration::from_secs(5),
+            ..no_timeouts()
+        })
+    })
+    .await;
+    emu.push_fault(Fault::once(FaultKind::IdleAfter {
+        after: 3,
+        pause: Duration::from_secs(120),
+    }));
+    let s = client.chat_stream(ask("a b c d e f g h")).await.unwrap();
+    let events: Vec<_> = s.collect().await;
+    let err = events.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.message().contains("idle"), "{err}");
+    assert_eq!(emu.requests().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_opens_fails_fast_half_opens_and_closes() {
+    let cfg = BreakerConfig {
+        consecutive_failures: 3,
+        cool_down: Duration::from_secs(30),
+        ..BreakerConfig::default()
+    };
+    let (emu, client) = setup(|b| b.retry(RetryPolicy::none()).breaker(Some(cfg))).await;
+    emu.push_fault(Fault::always(status(500, None)));
+    for _ in 0..3 {
+        assert_eq!(
+            client.chat(ask("x")).await.unwrap_err().kind(),
+            ErrorKind::UpstreamServer
+        );
+    }
+    assert_eq!(client.breaker_states()[0].1, BreakerState::Open);
+    let err = client.chat(ask("x")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CircuitOpen);
+    assert_eq!(
+        emu.requests().len(),
+        3,
+        "an open breaker fails fast without a request"
+    );
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(client.breaker_states()[0].1, BreakerState::HalfOpen);
+    emu.clear_faults();
+    client.chat(ask("x")).await.unwrap();
+    assert_eq!(client.breaker_states()[0].1, BreakerState::Closed);
+    assert_eq!(emu.requests().len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_loses_and_duplicates_nothing_and_keeps_input_order() {
+    let (emu, client) = setup(|b| b).await;
+    emu.set_latency(Duration::from_millis(20));
+    emu.push_fault(Fault::once(status(500, None)).times(3));
+    let reqs: Vec<_> = (0..1000).map(|i| ask(&format!("item {i}"))).collect();
+    let results = client.batch(reqs, 50).await;
+    assert_eq!(results.len(), 1000);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.as_ref().unwrap().text(), format!("You said: item {i}"));
+    }
+    let ok = emu.requests().iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 1000, "exactly one successful upstream call per item");
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_with_an_rpm_limit_never_exceeds_it() {
+    let limits = LimitConfig {
+        rpm: Some(30),
+        tpm: None,
+        wait: true,
+    };
+    let (emu, client) = setup(|b| b.limit("openai", limits)).await;
+    let reqs: Vec<_> = (0..100).map(|i| ask(&format!("n{i}"))).collect();
+    let results = client.batch(reqs, 50).await;
+    assert!(results.iter().all(Result::is_ok));
+    let log = emu.requests();
+    assert_eq!(log.len(), 100);
+    for (i, first) in log.iter().enumerate() {
+        let in_window = log[i..]
+            .iter()
+            .take_while(|r| r.at < first.at + Duration::from_secs(60))
+            .count();
+        assert!(
+            in_window <= 30,
+            "{in_window} requests within 60 s of request {i}"
+        );
+    }
+    let span = log.last().unwrap().at - log[0].at;
+    assert!(
+        span >= Duration::from_secs(180),
+        "100 requests at 30 rpm take at least 3 minutes: {span:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_batch_stops_new_work() {
+    let (emu, client) = setup(|b| b).await;
+    emu.set_latency(Duration::from_secs(1));
+    let reqs: Vec<_> = (0..100).map(|i| ask(&format!("n{i}"))).collect();
+    let mut s = client.batch_stream(reqs, 10);
+    let (_, first) = s.next().await.unwrap();
+    first.unwrap();
+    drop(s);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let n = emu.requests().len();
+    assert!(
+        n <= 20,
+        "{n} requests were sent after the batch was dropped"
+    );
+}
