@@ -18,6 +18,7 @@ use crate::SecretString;
 pub mod dashscope;
 pub mod openai;
 pub mod openai_compat;
+pub mod signing;
 
 /// What a provider can do; the conformance suite uses it to pick which cases apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
