@@ -16,6 +16,7 @@ use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingRespons
 use crate::SecretString;
 
 pub mod dashscope;
+pub mod hunyuan;
 pub mod openai;
 pub mod openai_compat;
 pub mod signing;
@@ -264,6 +265,8 @@ pub static REGISTRY: &[ProviderSpec] = &[
     openai_compat::DEEPSEEK,
     openai_compat::MOONSHOT,
     openai_compat::VLLM,
+    hunyuan::SPEC,
+    hunyuan::OPENAI_SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.
@@ -312,10 +315,15 @@ pub(crate) fn check_base_url(id: &str, url: &str) -> Result<String> {
 
 /// The request id headers vendors use.
 pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<String> {
-    ["x-request-id", "x-dashscope-request-id", "request-id"]
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
-        .map(str::to_owned)
+    [
+        "x-request-id",
+        "x-dashscope-request-id",
+        "request-id",
+        "x-tc-requestid",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+    .map(str::to_owned)
 }
 
 #[cfg(test)]
