@@ -178,3 +178,67 @@ async fn hunyuan_authorize_signs_the_sent_bytes_like_the_sdk() {
         assert_eq!(p.host(), s(headers, "Host"));
     }
 }
+
+#[test]
+fn every_zhipu_jwt_vector_is_reproduced_byte_for_byte() {
+    use llmux_core::providers::zhipu::{jwt, JWT_TTL_MS};
+    let file = load("zhipu_jwt.json");
+    let vectors = file["vectors"].as_array().unwrap();
+    assert!(!vectors.is_empty());
+    for v in vectors {
+        let name = s(v, "name");
+        let i = &v["inputs"];
+        let e = &v["expected"];
+        let now = i["now_ms"].as_u64().unwrap();
+        let t = jwt(s(i, "api_key"), now, JWT_TTL_MS).unwrap();
+        assert_eq!(t.id, s(e, "id"), "{name}");
+        assert_eq!(t.header_json, s(e, "header_json"), "{name}");
+        assert_eq!(t.payload_json, s(e, "payload_json"), "{name}");
+        let payload: Value = serde_json::from_str(&t.payload_json).unwrap();
+        assert_eq!(payload, e["payload"], "{name}");
+        assert_eq!(t.signing_input, s(e, "signing_input"), "{name}");
+        assert_eq!(t.signature_b64url, s(e, "signature_b64url"), "{name}");
+        assert_eq!(t.token.expose(), s(e, "token"), "{name}");
+        assert_eq!(
+            format!("Bearer {}", t.token.expose()),
+            s(e, "authorization"),
+            "{name}"
+        );
+        assert!(!format!("{t:?}").contains(&t.signature_b64url), "{name}");
+    }
+}
+
+/// The provider path: `authorize` at the vector's clock sends the vector's header, reuses the
+/// cached token until 30 s before expiry, and mints a new one after.
+#[tokio::test]
+async fn zhipu_authorize_sends_the_vector_token_and_caches_it() {
+    use llmux_core::providers::zhipu::{Zhipu, ZhipuAuth};
+    let file = load("zhipu_jwt.json");
+    for v in file["vectors"].as_array().unwrap() {
+        let name = s(v, "name");
+        let i = &v["inputs"];
+        let e = &v["expected"];
+        let now_ms = i["now_ms"].as_u64().unwrap();
+        let p = Zhipu::new(
+            "https://open.bigmodel.cn/api/paas/v4",
+            s(i, "api_key").into(),
+            ZhipuAuth::Jwt,
+        )
+        .unwrap();
+        let at = |ms: u64| AuthContext {
+            clock: Clock::fixed(UNIX_EPOCH + Duration::from_millis(ms)),
+            transport: Transport::new(TransportConfig::default()).unwrap(),
+        };
+        let req = || HttpRequest::get("https://open.bigmodel.cn/api/paas/v4/x".into());
+        let auth = |r: HttpRequest| r.headers["authorization"].to_str().unwrap().to_owned();
+        let first = auth(p.authorize(req(), &at(now_ms)).await.unwrap());
+        assert_eq!(first, s(e, "authorization"), "{name}");
+        let cached = auth(p.authorize(req(), &at(now_ms + 170_000)).await.unwrap());
+        assert_eq!(cached, first, "{name}: reused while fresh");
+        let renewed = auth(p.authorize(req(), &at(now_ms + 181_000)).await.unwrap());
+        assert_ne!(renewed, first, "{name}: renewed near expiry");
+        assert!(p.invalidate_credentials());
+        let again = auth(p.authorize(req(), &at(now_ms)).await.unwrap());
+        assert_eq!(again, first, "{name}: a dropped cache mints the same token");
+    }
+}

@@ -20,6 +20,7 @@ pub mod hunyuan;
 pub mod openai;
 pub mod openai_compat;
 pub mod signing;
+pub mod zhipu;
 
 /// What a provider can do; the conformance suite uses it to pick which cases apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +268,7 @@ pub static REGISTRY: &[ProviderSpec] = &[
     openai_compat::VLLM,
     hunyuan::SPEC,
     hunyuan::OPENAI_SPEC,
+    zhipu::SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.

@@ -53,6 +53,34 @@ pub fn b64_std(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// A JSON string literal as Python's `json.dumps` writes it by default (`ensure_ascii`):
+/// quotes, `\"`, `\\`, `\n`-style escapes for control characters and `\uXXXX` (surrogate
+/// pairs above the BMP) for everything outside printable ASCII.
+pub fn py_json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The UTC calendar date `(year, month, day)` of a Unix timestamp in seconds.
 pub fn utc_date(unix_secs: u64) -> (i64, u32, u32) {
     // Howard Hinnant's days-to-civil algorithm.
@@ -97,6 +125,16 @@ mod tests {
                 b"Test Using Larger Than Block-Size Key - Hash Key First"
             ),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn python_json_strings_escape_non_ascii() {
+        assert_eq!(py_json_str("ab"), "\"ab\"");
+        assert_eq!(py_json_str("你好"), "\"\\u4f60\\u597d\"");
+        assert_eq!(
+            py_json_str("\"\\\n\u{1}😀"),
+            "\"\\\"\\\\\\n\\u0001\\ud83d\\ude00\""
         );
     }
 
