@@ -17,6 +17,7 @@ use crate::SecretString;
 
 pub mod dashscope;
 pub mod hunyuan;
+pub mod ollama;
 pub mod openai;
 pub mod openai_compat;
 pub mod signing;
@@ -269,6 +270,7 @@ pub static REGISTRY: &[ProviderSpec] = &[
     hunyuan::SPEC,
     hunyuan::OPENAI_SPEC,
     zhipu::SPEC,
+    ollama::SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.
