@@ -1,4 +1,4 @@
-//! The HTTP control surface under `/__emulator/`: fault queue, request log and latency, for out-of-process tests.
+//! The HTTP control surface under `/__emulator/`: fault queue, request log, latency and clock, for out-of-process tests.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -91,6 +91,20 @@ pub(crate) fn handle(shared: &Shared, method: &str, path: &str, body: &[u8]) -> 
             }
             None => bad_request("expected {\"ms\": <integer>}".to_owned()),
         },
+        ("PUT", "clock") => match serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("offset_ms").and_then(Value::as_i64))
+        {
+            Some(ms) => {
+                shared.set_clock_offset_ms(ms);
+                respond(StatusCode::NO_CONTENT, None)
+            }
+            None => bad_request("expected {\"offset_ms\": <integer>}".to_owned()),
+        },
+        ("GET", "clock") => respond(
+            StatusCode::OK,
+            Some(json!({"offset_ms": shared.clock_offset_ms(), "unix_ms": shared.now_ms()})),
+        ),
         _ => respond(
             StatusCode::NOT_FOUND,
             Some(json!({"error": format!("no control route {method} {path}")})),

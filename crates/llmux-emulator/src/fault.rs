@@ -7,7 +7,7 @@ use axum::http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::emulator::{dashscope, openai};
+use crate::emulator::{dashscope, hunyuan, ollama, openai, zhipu};
 use crate::reply::{Ctx, Dialect, Reply, ReplyBody};
 use crate::sse;
 
@@ -100,7 +100,9 @@ pub enum FaultKind {
         /// HTTP status.
         status: u16,
     },
-    /// Out of credit: OpenAI 429 `insufficient_quota`; DashScope 400 `Arrearage` (native and compatible mode).
+    /// Out of credit: OpenAI 429 `insufficient_quota`; DashScope 400 `Arrearage` (native and compatible mode);
+    /// Hunyuan native HTTP 200 `FailedOperation.ResourcePackExhausted`; Zhipu 429 code `1113`; Ollama (which has no
+    /// quotas) a plain 429 `{"error":"quota exhausted"}`.
     QuotaExhausted,
     /// Sleep this long before the response head (on top of the configured latency).
     DelayFirstByte(Duration),
@@ -113,7 +115,8 @@ pub enum FaultKind {
         after: u32,
     },
     /// Stream: after N frames, send the vendor's mid-stream error and end the stream. Non-stream: the vendor's
-    /// content-moderation error (400).
+    /// content-moderation error (400; Hunyuan native: HTTP 200 with `FinishReason: "sensitive"`; Zhipu: 400 code
+    /// `1301`; Ollama, which does not moderate: 500 `{"error":"an error was encountered while running the model…"}`).
     ErrorEvent {
         /// Frames sent before the error.
         after: u32,
@@ -244,7 +247,12 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
                     body: ReplyBody::Full(Bytes::from(b.clone())),
                 },
                 None if native => dashscope::status_error(ctx, *status),
-                None => openai::status_error(ctx, *status),
+                None => match ctx.dialect {
+                    Dialect::Hunyuan => hunyuan::status_error(ctx, *status),
+                    Dialect::Zhipu => zhipu::status_error(ctx, *status),
+                    Dialect::Ollama => ollama::status_error(ctx, *status),
+                    _ => openai::status_error(ctx, *status),
+                },
             };
             if let Some(ra) = retry_after {
                 r = r.with_header("retry-after", ra.clone());
@@ -266,9 +274,19 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
             })
         }
         FaultKind::QuotaExhausted if native => Some(dashscope::quota_error(ctx)),
-        FaultKind::QuotaExhausted => Some(openai::quota_error(ctx)),
+        FaultKind::QuotaExhausted => Some(match ctx.dialect {
+            Dialect::Hunyuan => hunyuan::quota_error(ctx),
+            Dialect::Zhipu => zhipu::quota_error(ctx),
+            Dialect::Ollama => ollama::quota_error(ctx),
+            _ => openai::quota_error(ctx),
+        }),
         FaultKind::ErrorBody200 if native => Some(dashscope::error_body_200(ctx)),
-        FaultKind::ErrorBody200 => Some(openai::error_body_200(ctx)),
+        FaultKind::ErrorBody200 => Some(match ctx.dialect {
+            Dialect::Hunyuan => hunyuan::error_body_200(ctx),
+            Dialect::Zhipu => zhipu::error_body_200(ctx),
+            Dialect::Ollama => ollama::error_body_200(ctx),
+            _ => openai::error_body_200(ctx),
+        }),
         FaultKind::DelayFirstByte(_)
         | FaultKind::StreamCutAfter(_)
         | FaultKind::MalformedFrame { .. }
@@ -281,7 +299,11 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
 pub(crate) fn content_filter(ctx: &Ctx) -> Reply {
     match ctx.dialect {
         Dialect::DashScopeNative => dashscope::content_filter_error(ctx),
+        Dialect::Hunyuan => hunyuan::content_filter_error(ctx),
+        Dialect::Zhipu => zhipu::content_filter_error(ctx),
+        Dialect::Ollama => ollama::content_filter_error(ctx),
         Dialect::OpenAi | Dialect::DashScopeCompat => openai::content_filter_error(ctx),
+        Dialect::HunyuanCompat | Dialect::OllamaCompat => openai::content_filter_error(ctx),
     }
 }
 

@@ -1,4 +1,5 @@
-//! HTTP emulators of LLM vendors (OpenAI; DashScope native and OpenAI-compatible mode) for wire-level tests.
+//! HTTP emulators of LLM vendors (OpenAI; DashScope native and OpenAI-compatible mode; Tencent Hunyuan; Zhipu GLM;
+//! Ollama) for wire-level tests.
 //!
 //! Each [`Emulator`] is an axum server on `127.0.0.1:0` that speaks one vendor's wire format, written from the
 //! vendors' docs and the captured official-SDK traffic in `shared/vectors/*_sdk_capture.json` (it does not use
@@ -23,6 +24,16 @@
 //!   `POST /api/v1/services/aigc/multimodal-generation/generation`,
 //!   `POST /api/v1/services/embeddings/text-embedding/text-embedding` (any other path: 400 `InvalidURL`);
 //!   compatible mode base `/compatible-mode/v1`: `chat/completions`, `embeddings`, `models`, `models/{id}`.
+//! * Hunyuan ([`Vendor::Hunyuan`]), native base `/` (the API 3.0 endpoint): `POST /` with `X-TC-Action:
+//!   ChatCompletions` and `X-TC-Version: 2023-09-01` (another action: `InvalidAction`; another version:
+//!   `NoSuchVersion`; another path: HTTP 404 `UnsupportedOperation`); OpenAI-compatible base `/v1`:
+//!   `chat/completions`, `embeddings`, `models` (the OpenAI emulator's handler).
+//! * Zhipu ([`Vendor::Zhipu`], base `/api/paas/v4`): `POST /api/paas/v4/chat/completions`,
+//!   `POST /api/paas/v4/embeddings`; any other path: 404 `{"timestamp","status":404,"error":"Not Found","path"}`.
+//! * Ollama ([`Vendor::Ollama`], base `/`): `POST /api/chat`, `POST /api/generate`, `POST /api/embed`,
+//!   `POST /api/embeddings` (legacy), `GET /api/tags`, `GET /api/version`, `GET /` ("Ollama is running");
+//!   OpenAI-compatible `/v1/chat/completions`, `/v1/embeddings` (any model) and `/v1/models` (the configured
+//!   models). Any other path: 404 `404 page not found` (text/plain).
 //!
 //! # Authentication
 //!
@@ -35,7 +46,33 @@
 //! * DashScope native: `{"code":"InvalidApiKey","message":"Invalid API-key provided.","request_id":"<id>"}`.
 //! * DashScope compatible mode: OpenAI envelope, `code` `invalid_api_key`, plus top-level `request_id`.
 //!
+//! * Hunyuan native (PROTOCOLS 3.2): the TC3-HMAC-SHA256 signature is recomputed from the received method, `/`, raw
+//!   query, the headers named in `SignedHeaders` (values trimmed and lower-cased; `content-type` and `host` must be
+//!   among them) and SHA-256 of the exact body bytes; the service comes from the credential scope and must be
+//!   `hunyuan`, and the scope date must be the UTC date of `X-TC-Timestamp`. Credentials: [`EmulatorConfig::credentials`]
+//!   `secret_id` (default [`HUNYUAN_SECRET_ID`] `AKIDemulator`), `secret_key` (default [`HUNYUAN_SECRET_KEY`]
+//!   `emulator-secret-key`) and optionally `token` (then `X-TC-Token` must equal it). Errors are HTTP 200
+//!   `{"Response":{"Error":{"Code","Message"},"RequestId"}}`, checked in this order: missing or non-TC3
+//!   `Authorization` → `AuthFailure.InvalidAuthorization`; no `X-TC-Timestamp` → `MissingParameter`; timestamp more
+//!   than 300 s from the emulator's clock → `AuthFailure.SignatureExpire` ("Signature expired. …"); other SecretId →
+//!   `AuthFailure.SecretIdNotFound`; token → `AuthFailure.TokenFailure`; scope or signature →
+//!   `AuthFailure.SignatureFailure`. The compatible endpoint `/v1` takes `Authorization: Bearer <key>` from
+//!   [`EmulatorConfig::api_keys`] (default `sk-emulator-hunyuan`) and answers 401 like OpenAI.
+//! * Zhipu: `Authorization: Bearer <credential>` (the `Bearer ` prefix may be omitted), either a configured API key
+//!   `<id>.<secret>` (default `emulatorid.emulatorsecret`) or an HS256 JWT: header `alg: HS256`, `sign_type: SIGN`;
+//!   payload `api_key` (a configured key's id), `exp` and `timestamp` in **milliseconds**; signed with that key's
+//!   secret. HTTP 401 `{"error":{"code","message"}}`: `1000` unknown key or id, `1001` no header, `1002` malformed
+//!   token, `1003` expired (`exp` before the emulator's clock; checked after the signature), `1004` bad signature.
+//! * Ollama: no authentication on any path.
+//!
 //! Authentication is checked after fault selection and before routing and validation.
+//!
+//! # Clock
+//!
+//! The emulator's clock is the system clock plus an offset ([`EmulatorConfig::clock_offset_ms`],
+//! [`Emulator::set_clock_offset_ms`], `PUT /__emulator/clock`). It decides TC3 skew and JWT expiry and fills
+//! `created`/`Created`/`created_at`; while the offset is non-zero every response carries a `Date` header from it (so a
+//! client can correct its own clock after `AuthFailure.SignatureExpire`).
 //!
 //! # Ids
 //!
@@ -43,7 +80,9 @@
 //! `00000000-0000-4000-8000-<seq as 12 hex digits>` (body `request_id` and header `x-request-id`; compatible mode
 //! also returns it as `request_id` in errors and `id` in embeddings). OpenAI: header `x-request-id:
 //! req_emu<seq as 12 hex>`, chat id `chatcmpl-emu<seq as 6 digits>`, `created` = Unix seconds at arrival.
-//! Tool-call ids are `call_<i>` with `i` the 0-based position of the call in the answer.
+//! Tool-call ids are `call_<i>` with `i` the 0-based position of the call in the answer. Hunyuan (`RequestId`, `Id`,
+//! header `X-TC-RequestId` on streams) and Zhipu (`id`; `request_id` unless the request sets one) use the DashScope
+//! format; Ollama sends `x-request-id: req_emu…` only as a header.
 //!
 //! # Deterministic answers
 //!
@@ -71,12 +110,22 @@
 //!   `integer` 1, `number` 1.5, `boolean` true, `array` [], `object` {}, `null` null, no type `"sample"` (a `type`
 //!   array uses its first non-null entry). Streamed arguments are cut into fragments of 8 characters.
 //!   DashScope answers with tools only for `result_format: "message"` (and multimodal); text format ignores tools.
+//!   Hunyuan native, Zhipu and Ollama have no `parallel_tool_calls`: they answer the first tool only. Hunyuan's
+//!   `ToolChoice: "custom"` + `CustomTool.Function.Name` names the tool (unknown name: `InvalidParameterValue`);
+//!   Hunyuan's `Tools[].Function.Parameters` is a JSON string (an object: `InvalidParameter`).
+//! * **Vendor options.** Hunyuan `Stop` keeps the stop string (Hunyuan stops *after* the match; no max-tokens
+//!   option); Zhipu `max_tokens`, `stop`; Ollama `options.num_predict` (negative = unlimited), `options.stop`.
+//!   Ollama `/api/generate` treats `system` + `prompt` as a system and a user message; a chat without messages (or a
+//!   generate without prompt) only loads the model: `done_reason: "load"`, empty answer.
 //! * **Embeddings.** Vector = for seed FNV-1a-64(UTF-8 text), component i = i-th splitmix64 output `z`,
 //!   `(z >> 40) / 2^23 - 1`, then divided by the L2 norm, as f32 (JSON numbers are the shortest f32 decimal;
 //!   OpenAI `encoding_format:"base64"` = base64 of little-endian f32). Token-id inputs hash the compact JSON of
 //!   the id array. Dimensions: OpenAI `dimensions`, else 3072 for `text-embedding-3-large`, else 1536;
 //!   compatible mode `dimensions` else 1024; DashScope native `parameters.dimension`, default 1024 for models
 //!   containing `v3`/`v4`, else 1536 (v1/v2 allow only 1536; v3 1024/768/512/256/128/64; v4 also 2048/1536).
+//!   Zhipu `dimensions` (any positive value), else 2048 for `embedding-3` and 1024 otherwise; Ollama `dimensions`,
+//!   else 768 (`/api/embed` returns one vector per input and `[]` for no input; legacy `/api/embeddings` one
+//!   `embedding`, `[]` for an empty prompt).
 //!
 //! # Wire shapes
 //!
@@ -99,6 +148,33 @@
 //!   cannot both be none"; embeddings: v3/v4 more than 10 texts, v1/v2 more than 25 → 400 `InvalidParameter`;
 //!   compatible-mode embeddings: `encoding_format` other than `float` → 400, more than 10 inputs → 400.
 //!   Unknown fields are ignored. Only one choice is produced whatever `n` says.
+//! * Hunyuan native non-stream: PROTOCOLS 3.3, `{"Response":{"RequestId","Id","Created","Note","Choices":[{"Index":0,
+//!   "FinishReason","Message":{"Role","Content","ToolCalls"?:[{"Id","Type","Function":{"Name","Arguments"},
+//!   "Index"}]}}],"Usage":{"PromptTokens","CompletionTokens","TotalTokens"}}}`. Stream (`Stream: true`):
+//!   `text/event-stream`, `data: <json>\n\n` events not wrapped in `Response` (`Note`, `Choices[{Index,
+//!   FinishReason,Delta{Role,Content,ToolCalls?}}]`, `Created`, `Id`, `Usage`): one per piece, or per tool call one
+//!   with `Id`, `Type`, `Function.Name`, `Arguments:""` then one per fragment carrying `Id`, `Index` and
+//!   `Function.Arguments`; `FinishReason` `""` until a final event with empty content; cumulative `Usage` on every
+//!   event; no `[DONE]`. Validation (HTTP 200): missing `Model`/`Messages` (or empty) → `MissingParameter`; bad
+//!   role, a `tool` message without `ToolCallId`, a last message that is not `user`/`tool`, wrong types →
+//!   `InvalidParameter`; `Temperature` outside 0–2, `TopP` outside 0–1, `Seed` outside 1–10000, unknown
+//!   `ToolChoice` → `InvalidParameterValue`.
+//! * Zhipu: `{"id","request_id","created","model","object":"chat.completion","choices":[{"index":0,"finish_reason",
+//!   "message":{"role","content","tool_calls"?:[{"id","index","type","function":{"name","arguments"}}]}}],
+//!   "usage"}` (`content` null for tool calls). Stream: `data: <chunk>\n\n`, `role` on every delta, no
+//!   `finish_reason` until the last chunk, which has the finish reason, an empty delta content and the only
+//!   `usage`; tool calls come whole, one chunk per call; then `data: [DONE]`. `do_sample`, `user_id`, `thinking`,
+//!   `response_format` and non-function tools (`web_search`, `retrieval`) are accepted and ignored. Validation (400):
+//!   bad JSON or `temperature`/`top_p` outside 0–1 → `1210`; no `model` → `1211`; missing or empty `messages` →
+//!   `1214`. Embeddings: `{"model","data":[{"index","object":"embedding","embedding"}],"object":"list","usage"}`.
+//! * Ollama: PROTOCOLS 7. Non-stream `application/json`; stream (`stream` defaults to **true**)
+//!   `application/x-ndjson`, one object per `\n`-terminated line: `{"model","created_at","message":{"role",
+//!   "content":piece},"done":false}` (generate: `response`), tool calls whole in one line with `arguments` as a JSON
+//!   object, then `{"done":true,"done_reason":"stop"|"length", "total_duration","load_duration",
+//!   "prompt_eval_count","prompt_eval_duration","eval_count","eval_duration"}` (generate adds `context`: token ids
+//!   1..=total). Durations are deterministic: load 1 ms, 0.1 ms per prompt token, 1 ms per completion token.
+//!   Errors `{"error":"…"}`: unknown model → 404 `model 'x' not found` (models from [`EmulatorConfig::models`],
+//!   default [`OLLAMA_MODELS`]; `x` = `x:latest`); no `model` or bad JSON → 400.
 //!
 //! # Faults
 //!
@@ -109,6 +185,14 @@
 //! is frame 1 and `[DONE]` is a frame), and `after`/`N` is clamped to frames − 1 so the fault always lands before
 //! the stream's last frame. [`FaultKind`] documents each kind and its JSON shape. Every request is logged with
 //! the status that was answered.
+//!
+//! Vendor specifics: Hunyuan native errors are HTTP 200 (`QuotaExhausted` → `FailedOperation.ResourcePackExhausted`,
+//! `ErrorBody200` → `InternalError`; a `Status` fault keeps its HTTP status with a Tencent body such as
+//! `RequestLimitExceeded`); its mid-stream error event is `{"Note","Choices":[],"Created","Id","ErrorMsg":{"Code":4000,
+//! "Msg"}}`. Zhipu: `QuotaExhausted` → 429 `1113` (Zhipu documents arrears as 429), mid-stream error
+//! `data: {"error":{"code":"1301","message"}}` without `[DONE]`. Ollama streams count NDJSON lines as frames; its
+//! mid-stream error is the line `{"error":"an error was encountered while running the model: unexpected EOF"}`;
+//! `QuotaExhausted` is a plain 429 `{"error":"quota exhausted"}` (Ollama has no quotas).
 //!
 //! # Timing
 //!
@@ -122,17 +206,22 @@
 //! * `GET /__emulator/requests` → `[{"method","path","query","headers":[[name,value],...],"body":"<utf-8, lossy>",
 //!   "status","unix_ms"}]` in arrival order; `DELETE /__emulator/requests` → 204, log cleared.
 //! * `PUT /__emulator/latency` with `{"ms":N}` → 204.
+//! * `PUT /__emulator/clock` with `{"offset_ms":N}` (signed) → 204; `GET /__emulator/clock` →
+//!   `{"offset_ms","unix_ms"}` (the emulator's clock).
 
 mod answer;
+mod auth;
+mod clock;
 mod control;
 mod emulator;
 mod fault;
+mod ndjson;
 mod reply;
 mod sse;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -158,25 +247,65 @@ pub enum Vendor {
     OpenAi,
     /// Alibaba DashScope: native `/api/v1` and OpenAI-compatible `/compatible-mode/v1`.
     DashScope,
+    /// Tencent Hunyuan: native API 3.0 at `/` (TC3-signed) and OpenAI-compatible `/v1` (bearer key).
+    Hunyuan,
+    /// Zhipu GLM `/api/paas/v4` (raw key or JWT bearer).
+    Zhipu,
+    /// Ollama native `/api/...` (NDJSON streams) and OpenAI-compatible `/v1`; no auth.
+    Ollama,
 }
 
 impl Vendor {
-    /// The stable provider id (`openai`, `dashscope`).
+    /// The stable provider id (`openai`, `dashscope`, `hunyuan`, `zhipu`, `ollama`).
     pub fn id(self) -> &'static str {
         match self {
             Vendor::OpenAi => "openai",
             Vendor::DashScope => "dashscope",
+            Vendor::Hunyuan => "hunyuan",
+            Vendor::Zhipu => "zhipu",
+            Vendor::Ollama => "ollama",
         }
     }
 
-    /// The key an [`EmulatorConfig::new`] accepts by default.
+    /// The key an [`EmulatorConfig::new`] accepts by default: Hunyuan's OpenAI-compatible bearer key, Zhipu's
+    /// `<id>.<secret>` API key; Ollama checks no key (`ollama` is what its docs tell OpenAI clients to send).
     pub fn default_key(self) -> &'static str {
         match self {
             Vendor::OpenAi => "sk-emulator-openai",
             Vendor::DashScope => "sk-emulator-dashscope",
+            Vendor::Hunyuan => "sk-emulator-hunyuan",
+            Vendor::Zhipu => "emulatorid.emulatorsecret",
+            Vendor::Ollama => "ollama",
+        }
+    }
+
+    /// The credentials an [`EmulatorConfig::new`] starts with: Hunyuan `secret_id` = [`HUNYUAN_SECRET_ID`] and
+    /// `secret_key` = [`HUNYUAN_SECRET_KEY`]; none for the others.
+    pub fn default_credentials(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Vendor::Hunyuan => vec![
+                ("secret_id", HUNYUAN_SECRET_ID),
+                ("secret_key", HUNYUAN_SECRET_KEY),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The models an [`EmulatorConfig::new`] knows: Ollama [`OLLAMA_MODELS`]; empty (any model) for the others.
+    pub fn default_models(self) -> Vec<String> {
+        match self {
+            Vendor::Ollama => OLLAMA_MODELS.iter().map(|m| (*m).to_owned()).collect(),
+            _ => Vec::new(),
         }
     }
 }
+
+/// Default Hunyuan `SecretId` (credential field `secret_id`).
+pub const HUNYUAN_SECRET_ID: &str = "AKIDemulator";
+/// Default Hunyuan `SecretKey` (credential field `secret_key`).
+pub const HUNYUAN_SECRET_KEY: &str = "emulator-secret-key";
+/// Models a default Ollama emulator has pulled.
+pub const OLLAMA_MODELS: &[&str] = &["llama3.2", "qwen2.5:7b", "nomic-embed-text"];
 
 /// How to start an [`Emulator`]. `Debug` redacts the keys.
 #[derive(Clone)]
@@ -194,6 +323,12 @@ pub struct EmulatorConfig {
     /// Vendor credentials other than bearer keys, by field name (`secret_id`, `secret_key`,
     /// `app_id`, `api_secret`, …); each vendor documents the fields it reads.
     pub credentials: std::collections::BTreeMap<String, String>,
+    /// Models the emulator knows; requests naming another get the vendor's not-found error. Only Ollama reads it
+    /// (default [`OLLAMA_MODELS`]); empty = any model.
+    pub models: Vec<String>,
+    /// Offset of the emulator's clock from the system clock, in milliseconds (negative = behind). Used for
+    /// signature and token expiry checks, `created` fields and, when non-zero, the `Date` header; default 0.
+    pub clock_offset_ms: i64,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -208,12 +343,16 @@ impl fmt::Debug for EmulatorConfig {
             .field("latency", &self.latency)
             .field("token_interval", &self.token_interval)
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("models", &self.models)
+            .field("clock_offset_ms", &self.clock_offset_ms)
             .finish()
     }
 }
 
 impl EmulatorConfig {
-    /// Defaults: the vendor's default key ([`Vendor::default_key`]), `127.0.0.1:0`, no latency, no token interval.
+    /// Defaults: the vendor's default key ([`Vendor::default_key`]), credentials
+    /// ([`Vendor::default_credentials`]) and models ([`Vendor::default_models`]), `127.0.0.1:0`, no latency, no
+    /// token interval, no clock offset.
     pub fn new(vendor: Vendor) -> Self {
         EmulatorConfig {
             vendor,
@@ -221,8 +360,30 @@ impl EmulatorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             latency: Duration::ZERO,
             token_interval: Duration::ZERO,
-            credentials: std::collections::BTreeMap::new(),
+            credentials: vendor
+                .default_credentials()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            models: vendor.default_models(),
+            clock_offset_ms: 0,
         }
+    }
+
+    /// Replaces the known models (empty = any model).
+    pub fn with_models<I, S>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the offset of the emulator's clock from the system clock, in milliseconds.
+    pub fn with_clock_offset_ms(mut self, offset_ms: i64) -> Self {
+        self.clock_offset_ms = offset_ms;
+        self
     }
 
     /// Sets a vendor credential (`secret_id`, `secret_key`, …).
@@ -306,6 +467,9 @@ pub(crate) struct Shared {
     /// (seq, request), arrival order.
     log: Mutex<Vec<(u64, RecordedRequest)>>,
     faults: Mutex<Vec<Fault>>,
+    credentials: std::collections::BTreeMap<String, String>,
+    models: Vec<String>,
+    clock_offset_ms: AtomicI64,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable: every critical section is a plain update).
@@ -336,6 +500,27 @@ impl Shared {
 
     pub(crate) fn set_latency(&self, d: Duration) {
         *lock(&self.latency) = d;
+    }
+
+    pub(crate) fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// The emulator's clock: system time plus the offset, as Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        let sys = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        sys.saturating_add(self.clock_offset_ms())
+    }
+
+    /// A configured vendor credential.
+    pub(crate) fn credential(&self, field: &str) -> Option<&str> {
+        self.credentials.get(field).map(String::as_str)
     }
 
     /// Takes the first fault matching `path`, decrementing its count.
@@ -396,6 +581,9 @@ impl Emulator {
             seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
+            credentials: cfg.credentials,
+            models: cfg.models,
+            clock_offset_ms: AtomicI64::new(cfg.clock_offset_ms),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = listener.tap_io(|tcp| {
@@ -426,19 +614,26 @@ impl Emulator {
         format!("http://{}", self.addr)
     }
 
-    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`.
+    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`,
+    /// Hunyuan `http://127.0.0.1:P/` (the API 3.0 endpoint), Zhipu `http://127.0.0.1:P/api/paas/v4`, Ollama
+    /// `http://127.0.0.1:P`.
     pub fn base_url(&self) -> String {
         match self.vendor {
             Vendor::OpenAi => format!("http://{}/v1", self.addr),
             Vendor::DashScope => format!("http://{}/api/v1", self.addr),
+            Vendor::Hunyuan => format!("http://{}/", self.addr),
+            Vendor::Zhipu => format!("http://{}/api/paas/v4", self.addr),
+            Vendor::Ollama => format!("http://{}", self.addr),
         }
     }
 
-    /// DashScope: `http://127.0.0.1:P/compatible-mode/v1`; OpenAI: `None`.
+    /// The OpenAI-compatible base URL: DashScope `http://127.0.0.1:P/compatible-mode/v1`, Hunyuan and Ollama
+    /// `http://127.0.0.1:P/v1`; OpenAI and Zhipu: `None`.
     pub fn compat_base_url(&self) -> Option<String> {
         match self.vendor {
-            Vendor::OpenAi => None,
+            Vendor::OpenAi | Vendor::Zhipu => None,
             Vendor::DashScope => Some(format!("http://{}/compatible-mode/v1", self.addr)),
+            Vendor::Hunyuan | Vendor::Ollama => Some(format!("http://{}/v1", self.addr)),
         }
     }
 
@@ -465,6 +660,22 @@ impl Emulator {
     /// Changes the sleep before every response head.
     pub fn set_latency(&self, d: Duration) {
         self.shared.set_latency(d);
+    }
+
+    /// Moves the emulator's clock `offset_ms` milliseconds away from the system clock (negative = behind), e.g.
+    /// to make a client's TC3 timestamps look skewed or to accept a recorded JWT.
+    pub fn set_clock_offset_ms(&self, offset_ms: i64) {
+        self.shared.set_clock_offset_ms(offset_ms);
+    }
+
+    /// The current clock offset in milliseconds.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.shared.clock_offset_ms()
+    }
+
+    /// The emulator's clock (system time plus the offset) as Unix milliseconds.
+    pub fn now_unix_ms(&self) -> i64 {
+        self.shared.now_ms()
     }
 }
 
@@ -501,28 +712,33 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response<Bod
     };
     lock(&shared.log).push((seq, recorded));
 
+    let now_ms = shared.now_ms();
     let ctx = Ctx {
         dialect: emulator::dialect(shared.vendor, &path),
         seq,
-        created: wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        created: u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0),
+        now_ms,
     };
     let incoming = Incoming {
         method: parts.method.as_str(),
         path: &path,
+        query: parts.uri.query().unwrap_or_default(),
         headers: &parts.headers,
         body: &body,
     };
     let fault = shared.take_fault(&path);
     let mut reply = match fault.as_ref().and_then(|f| fault::replacement(f, &ctx)) {
         Some(r) => r,
-        None => emulator::check_auth(&ctx, &incoming, &shared.api_keys)
-            .unwrap_or_else(|| emulator::route(&ctx, &incoming)),
+        None => emulator::check_auth(&ctx, &incoming, &shared)
+            .unwrap_or_else(|| emulator::route(&ctx, &incoming, &shared)),
     };
+    if shared.clock_offset_ms() != 0 {
+        reply = reply.with_header("date", clock::http_date(now_ms.div_euclid(1000)));
+    }
     if matches!(fault, Some(FaultKind::ErrorEvent { .. }))
         && !reply.is_stream()
         && reply.status == 200
+        && !emulator::is_http_200_error(&ctx, &reply)
     {
         reply = fault::content_filter(&ctx);
     }

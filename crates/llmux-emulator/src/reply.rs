@@ -12,6 +12,16 @@ pub(crate) enum Dialect {
     DashScopeNative,
     /// DashScope OpenAI-compatible mode `/compatible-mode/v1/...`.
     DashScopeCompat,
+    /// Hunyuan native API 3.0 (`POST /`, TC3-signed); every path outside `/v1/`.
+    Hunyuan,
+    /// Hunyuan OpenAI-compatible `/v1/...` (bearer key).
+    HunyuanCompat,
+    /// Zhipu `/api/paas/v4/...`.
+    Zhipu,
+    /// Ollama native `/api/...` (and every path outside `/v1/`).
+    Ollama,
+    /// Ollama OpenAI-compatible `/v1/...`.
+    OllamaCompat,
 }
 
 /// Per-request values that appear in answers.
@@ -20,8 +30,10 @@ pub(crate) struct Ctx {
     pub dialect: Dialect,
     /// 1-based sequence number of the request on this emulator (control routes excluded).
     pub seq: u64,
-    /// Unix seconds at arrival, used for `created`.
+    /// Unix seconds at arrival on the emulator's clock, used for `created`.
     pub created: u64,
+    /// Unix milliseconds at arrival on the emulator's clock (system clock plus the configured offset).
+    pub now_ms: i64,
 }
 
 impl Ctx {
@@ -30,6 +42,10 @@ impl Ctx {
     pub(crate) fn request_id(&self) -> String {
         match self.dialect {
             Dialect::OpenAi => format!("req_emu{:012x}", self.seq),
+            Dialect::Hunyuan | Dialect::HunyuanCompat | Dialect::Zhipu => {
+                format!("00000000-0000-4000-8000-{:012x}", self.seq)
+            }
+            Dialect::Ollama | Dialect::OllamaCompat => format!("req_emu{:012x}", self.seq),
             Dialect::DashScopeNative | Dialect::DashScopeCompat => {
                 format!("00000000-0000-4000-8000-{:012x}", self.seq)
             }
@@ -37,7 +53,8 @@ impl Ctx {
     }
 }
 
-/// A response body: complete bytes or a list of SSE frames (each already encoded, ending in a blank line).
+/// A response body: complete bytes or a list of stream frames (each already encoded: SSE frames end in a blank
+/// line, Ollama's NDJSON lines in `\n`).
 #[derive(Debug, Clone)]
 pub(crate) enum ReplyBody {
     Full(Bytes),
@@ -69,6 +86,8 @@ impl Reply {
         let content_type = match ctx.dialect {
             Dialect::DashScopeNative => "text/event-stream;charset=UTF-8",
             Dialect::OpenAi | Dialect::DashScopeCompat => "text/event-stream",
+            Dialect::Hunyuan | Dialect::HunyuanCompat | Dialect::Zhipu => "text/event-stream",
+            Dialect::Ollama | Dialect::OllamaCompat => "text/event-stream",
         };
         Reply {
             status: 200,
@@ -93,6 +112,8 @@ impl Reply {
 pub(crate) struct Incoming<'a> {
     pub method: &'a str,
     pub path: &'a str,
+    /// Raw query string ("" if none).
+    pub query: &'a str,
     pub headers: &'a axum::http::HeaderMap,
     pub body: &'a [u8],
 }

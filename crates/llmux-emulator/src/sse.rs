@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::emulator::{hunyuan, zhipu};
+use crate::ndjson;
 use crate::reply::{Ctx, Dialect};
 
 /// OpenAI framing: `data: <json>\n\n`.
@@ -41,18 +43,36 @@ pub(crate) fn error_frame(ctx: &Ctx, sent: usize) -> Bytes {
             &json!({"code": "DataInspectionFailed", "message": DATA_INSPECTION_MESSAGE,
                     "request_id": ctx.request_id()}),
         ),
+        Dialect::Hunyuan => hunyuan::error_event(ctx),
+        Dialect::Zhipu => zhipu::error_event(),
+        Dialect::Ollama => ndjson::error_line(),
+        Dialect::HunyuanCompat | Dialect::OllamaCompat => error_frame(
+            &Ctx {
+                dialect: Dialect::OpenAi,
+                ..ctx.clone()
+            },
+            sent,
+        ),
     }
 }
 
 /// A frame in the vendor's framing whose data is truncated JSON; `sent` is how many frames went before it.
 pub(crate) fn malformed_frame(ctx: &Ctx, sent: usize) -> Bytes {
     match ctx.dialect {
-        Dialect::OpenAi | Dialect::DashScopeCompat => Bytes::from_static(
+        Dialect::OpenAi
+        | Dialect::DashScopeCompat
+        | Dialect::HunyuanCompat
+        | Dialect::Zhipu
+        | Dialect::OllamaCompat => Bytes::from_static(
             b"data: {\"id\":\"chatcmpl-malformed\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":\n\n",
         ),
         Dialect::DashScopeNative => Bytes::from(format!(
             "id:{}\nevent:result\n:HTTP_STATUS/200\ndata:{{\"output\":{{\"choices\":[{{\"message\":\n\n",
             sent + 1
         )),
+        Dialect::Hunyuan => Bytes::from_static(
+            b"data: {\"Note\":\"\",\"Choices\":[{\"FinishReason\":\"\",\"Delta\":\n\n",
+        ),
+        Dialect::Ollama => ndjson::malformed_line(),
     }
 }

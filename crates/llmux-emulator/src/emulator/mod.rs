@@ -1,10 +1,13 @@
 //! Vendor emulators: picks the dialect for a path, checks the bearer key, and routes to the vendor module.
 
 pub(crate) mod dashscope;
+pub(crate) mod hunyuan;
+pub(crate) mod ollama;
 pub(crate) mod openai;
+pub(crate) mod zhipu;
 
 use crate::reply::{Ctx, Dialect, Incoming, Reply};
-use crate::Vendor;
+use crate::{Shared, Vendor};
 
 /// The dialect a path is answered in.
 pub(crate) fn dialect(vendor: Vendor, path: &str) -> Dialect {
@@ -12,11 +15,16 @@ pub(crate) fn dialect(vendor: Vendor, path: &str) -> Dialect {
         Vendor::OpenAi => Dialect::OpenAi,
         Vendor::DashScope if path.starts_with("/compatible-mode/") => Dialect::DashScopeCompat,
         Vendor::DashScope => Dialect::DashScopeNative,
+        Vendor::Hunyuan if path.starts_with("/v1/") => Dialect::HunyuanCompat,
+        Vendor::Hunyuan => Dialect::Hunyuan,
+        Vendor::Zhipu => Dialect::Zhipu,
+        Vendor::Ollama if path.starts_with("/v1/") => Dialect::OllamaCompat,
+        Vendor::Ollama => Dialect::Ollama,
     }
 }
 
 /// The bearer key of a request: the `Authorization` value after a case-insensitive `Bearer ` prefix, trimmed.
-fn bearer(req: &Incoming<'_>) -> Option<String> {
+pub(crate) fn bearer(req: &Incoming<'_>) -> Option<String> {
     let v = req.header("authorization")?.trim();
     let (scheme, key) = v.split_once(' ')?;
     scheme
@@ -25,22 +33,39 @@ fn bearer(req: &Incoming<'_>) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
-/// The vendor's 401 when the key is missing or not one of `keys`.
-pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, keys: &[String]) -> Option<Reply> {
+/// The vendor's auth error when the request's credentials are missing or wrong (bearer key, TC3 signature, JWT).
+pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
+    let keys = &shared.api_keys;
+    match ctx.dialect {
+        Dialect::Hunyuan => return hunyuan::check_auth(ctx, req, shared),
+        Dialect::Zhipu => return zhipu::check_auth(ctx, req, keys),
+        Dialect::Ollama | Dialect::OllamaCompat => return None,
+        _ => {}
+    }
     let key = bearer(req);
     if key.as_ref().is_some_and(|k| keys.contains(k)) {
         return None;
     }
     Some(match ctx.dialect {
         Dialect::DashScopeNative => dashscope::auth_error(ctx),
-        Dialect::OpenAi | Dialect::DashScopeCompat => openai::auth_error(ctx, key.as_deref()),
+        _ => openai::auth_error(ctx, key.as_deref()),
     })
 }
 
 /// Answers an authenticated request.
-pub(crate) fn route(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
+pub(crate) fn route(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Reply {
     match ctx.dialect {
         Dialect::DashScopeNative => dashscope::handle(ctx, req),
-        Dialect::OpenAi | Dialect::DashScopeCompat => openai::handle(ctx, req),
+        Dialect::Hunyuan => hunyuan::handle(ctx, req),
+        Dialect::Zhipu => zhipu::handle(ctx, req),
+        Dialect::Ollama | Dialect::OllamaCompat => ollama::handle(ctx, req, &shared.models),
+        Dialect::OpenAi | Dialect::DashScopeCompat | Dialect::HunyuanCompat => {
+            openai::handle(ctx, req)
+        }
     }
+}
+
+/// True for an error that the vendor sends with HTTP 200 (Hunyuan native), which a content filter must not replace.
+pub(crate) fn is_http_200_error(ctx: &Ctx, reply: &Reply) -> bool {
+    ctx.dialect == Dialect::Hunyuan && hunyuan::is_error(reply)
 }
