@@ -435,7 +435,13 @@ impl Provider for Zhipu {
     }
 
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
-        classify_openai_error(&COMPAT, status, headers, body)
+        let e = classify_openai_error(&COMPAT, status, headers, body);
+        // A JWT minted just now that the server calls expired (1003) means our clock is off:
+        // the client then syncs to the response's `Date` and retries once.
+        if self.auth == ZhipuAuth::Jwt && e.upstream_code() == Some("1003") {
+            return e.with_clock_skew();
+        }
+        e
     }
 
     fn build_embeddings(&self, req: &EmbeddingRequest) -> Result<HttpRequest> {
