@@ -124,6 +124,7 @@ pub const COMPAT: CompatSpec = CompatSpec {
     embeddings_base64: false,
     map_code: dashscope_code,
     capabilities: OPENAI.capabilities,
+    ..OPENAI
 };
 
 /// The registry row for compatible mode (`…/compatible-mode/v1`).

@@ -16,8 +16,12 @@ use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingRespons
 use crate::SecretString;
 
 pub mod dashscope;
+pub mod hunyuan;
+pub mod ollama;
 pub mod openai;
 pub mod openai_compat;
+pub mod signing;
+pub mod zhipu;
 
 /// What a provider can do; the conformance suite uses it to pick which cases apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +277,10 @@ pub static REGISTRY: &[ProviderSpec] = &[
     openai_compat::DEEPSEEK,
     openai_compat::MOONSHOT,
     openai_compat::VLLM,
+    hunyuan::SPEC,
+    hunyuan::OPENAI_SPEC,
+    zhipu::SPEC,
+    ollama::SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.
@@ -321,10 +329,15 @@ pub(crate) fn check_base_url(id: &str, url: &str) -> Result<String> {
 
 /// The request id headers vendors use.
 pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<String> {
-    ["x-request-id", "x-dashscope-request-id", "request-id"]
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
-        .map(str::to_owned)
+    [
+        "x-request-id",
+        "x-dashscope-request-id",
+        "request-id",
+        "x-tc-requestid",
+    ]
+    .iter()
+    .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+    .map(str::to_owned)
 }
 
 #[cfg(test)]

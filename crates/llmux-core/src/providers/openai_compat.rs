@@ -57,6 +57,11 @@ pub struct CompatSpec {
     pub map_code: fn(&str) -> Option<ErrorKind>,
     /// What the endpoint can do.
     pub capabilities: Capabilities,
+    /// The body field `enable_search` is sent as (Hunyuan: `enable_enhancement`).
+    pub search_field: &'static str,
+    /// Whether a stream request asks for usage with `stream_options.include_usage` (vendors
+    /// that always send usage on the last chunk, or reject the field, set false).
+    pub stream_options: bool,
 }
 
 const FULL: Capabilities = Capabilities {
@@ -76,6 +81,8 @@ pub const OPENAI: CompatSpec = CompatSpec {
     embeddings_base64: true,
     map_code: openai_code,
     capabilities: FULL,
+    search_field: "enable_search",
+    stream_options: true,
 };
 
 /// OpenAI's own error codes.
@@ -276,7 +283,7 @@ impl OpenAiCompat {
         );
         if stream {
             o.insert("stream".into(), Value::Bool(true));
-            if req.stream_usage != Some(false) {
+            if self.spec.stream_options && req.stream_usage != Some(false) {
                 o.insert("stream_options".into(), json!({"include_usage": true}));
             }
         }
@@ -317,7 +324,7 @@ impl OpenAiCompat {
             if !ext.enable_search {
                 return Err(unsupported_param(id, "enable_search"));
             }
-            o.insert("enable_search".into(), s.into());
+            o.insert(self.spec.search_field.into(), s.into());
         }
         if let Some(t) = req.thinking {
             if !ext.thinking {
