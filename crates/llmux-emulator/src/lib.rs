@@ -124,6 +124,8 @@
 //! * `PUT /__emulator/latency` with `{"ms":N}` → 204.
 
 mod answer;
+mod auth;
+mod clock;
 mod control;
 mod emulator;
 mod fault;
@@ -158,22 +160,32 @@ pub enum Vendor {
     OpenAi,
     /// Alibaba DashScope: native `/api/v1` and OpenAI-compatible `/compatible-mode/v1`.
     DashScope,
+    /// iFlytek Spark: WebSocket chat (`/v3.5/chat`, …) and the OpenAI-compatible HTTP API `/v1`.
+    Spark,
+    /// Huawei Cloud Pangu (V1 deployments, V2) with Huawei IAM tokens and APIG AK/SK signing.
+    Pangu,
 }
 
 impl Vendor {
-    /// The stable provider id (`openai`, `dashscope`).
+    /// The stable provider id (`openai`, `dashscope`, `spark`, `pangu`).
     pub fn id(self) -> &'static str {
         match self {
             Vendor::OpenAi => "openai",
             Vendor::DashScope => "dashscope",
+            Vendor::Spark => "spark",
+            Vendor::Pangu => "pangu",
         }
     }
 
-    /// The key an [`EmulatorConfig::new`] accepts by default.
+    /// The key an [`EmulatorConfig::new`] accepts by default: a bearer key; for Spark the HTTP API password
+    /// (`emu-api-password`, also the default `api_password` credential); for Pangu a static `X-Auth-Token`
+    /// (`emu-pangu-token`) that never expires.
     pub fn default_key(self) -> &'static str {
         match self {
             Vendor::OpenAi => "sk-emulator-openai",
             Vendor::DashScope => "sk-emulator-dashscope",
+            Vendor::Spark => "emu-api-password",
+            Vendor::Pangu => "emu-pangu-token",
         }
     }
 }
@@ -213,7 +225,8 @@ impl fmt::Debug for EmulatorConfig {
 }
 
 impl EmulatorConfig {
-    /// Defaults: the vendor's default key ([`Vendor::default_key`]), `127.0.0.1:0`, no latency, no token interval.
+    /// Defaults: the vendor's default key ([`Vendor::default_key`]), `127.0.0.1:0`, no latency, no token interval,
+    /// and the vendor's default credentials (crate docs, "Credentials").
     pub fn new(vendor: Vendor) -> Self {
         EmulatorConfig {
             vendor,
@@ -221,7 +234,10 @@ impl EmulatorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             latency: Duration::ZERO,
             token_interval: Duration::ZERO,
-            credentials: std::collections::BTreeMap::new(),
+            credentials: auth::state::default_credentials(vendor)
+                .iter()
+                .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 
@@ -306,6 +322,8 @@ pub(crate) struct Shared {
     /// (seq, request), arrival order.
     log: Mutex<Vec<(u64, RecordedRequest)>>,
     faults: Mutex<Vec<Fault>>,
+    /// Vendor credentials, the emulator clock and issued tokens.
+    auth: auth::state::AuthState,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable: every critical section is a plain update).
@@ -396,6 +414,7 @@ impl Emulator {
             seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
+            auth: auth::state::AuthState::new(cfg.vendor, cfg.credentials),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = listener.tap_io(|tcp| {
@@ -426,19 +445,24 @@ impl Emulator {
         format!("http://{}", self.addr)
     }
 
-    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`.
+    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`,
+    /// Spark `ws://127.0.0.1:P` (append `/v3.5/chat`, …), Pangu `http://127.0.0.1:P` (append `/v1/...`; also the
+    /// IAM endpoint).
     pub fn base_url(&self) -> String {
         match self.vendor {
             Vendor::OpenAi => format!("http://{}/v1", self.addr),
             Vendor::DashScope => format!("http://{}/api/v1", self.addr),
+            Vendor::Spark => format!("ws://{}", self.addr),
+            Vendor::Pangu => format!("http://{}", self.addr),
         }
     }
 
-    /// DashScope: `http://127.0.0.1:P/compatible-mode/v1`; OpenAI: `None`.
+    /// DashScope: `http://127.0.0.1:P/compatible-mode/v1`; Spark: `http://127.0.0.1:P/v1`; others `None`.
     pub fn compat_base_url(&self) -> Option<String> {
         match self.vendor {
-            Vendor::OpenAi => None,
+            Vendor::OpenAi | Vendor::Pangu => None,
             Vendor::DashScope => Some(format!("http://{}/compatible-mode/v1", self.addr)),
+            Vendor::Spark => Some(format!("http://{}/v1", self.addr)),
         }
     }
 
@@ -465,6 +489,28 @@ impl Emulator {
     /// Changes the sleep before every response head.
     pub fn set_latency(&self, d: Duration) {
         self.shared.set_latency(d);
+    }
+
+    /// Moves the emulator clock `offset_secs` seconds ahead of the real clock (negative: behind). The clock
+    /// checks Spark `date`, APIG `X-Sdk-Date` and IAM token expiry; it also follows tokio time, so paused-time
+    /// tests can move it with `tokio::time::advance`.
+    pub fn set_clock_offset(&self, offset_secs: i64) {
+        self.shared.auth.clock.set_offset_secs(offset_secs);
+    }
+
+    /// The emulator clock now (real start time + tokio time since start + the clock offset).
+    pub fn now(&self) -> SystemTime {
+        self.shared.auth.clock.now()
+    }
+
+    /// Sets the lifetime of IAM tokens issued from now on (default 24 h).
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.shared.auth.tokens.set_ttl(ttl);
+    }
+
+    /// Invalidates every IAM token issued so far: they answer 401 `APIG.1002` from now on.
+    pub fn expire_tokens(&self) {
+        self.shared.auth.tokens.expire_all();
     }
 }
 
@@ -508,17 +554,21 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response<Bod
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
+    if ctx.dialect == reply::Dialect::SparkWs {
+        return emulator::spark::websocket(shared, parts, ctx).await;
+    }
     let incoming = Incoming {
         method: parts.method.as_str(),
         path: &path,
+        query: parts.uri.query(),
         headers: &parts.headers,
         body: &body,
     };
     let fault = shared.take_fault(&path);
     let mut reply = match fault.as_ref().and_then(|f| fault::replacement(f, &ctx)) {
         Some(r) => r,
-        None => emulator::check_auth(&ctx, &incoming, &shared.api_keys)
-            .unwrap_or_else(|| emulator::route(&ctx, &incoming)),
+        None => emulator::check_auth(&ctx, &incoming, &shared)
+            .unwrap_or_else(|| emulator::route(&ctx, &incoming, &shared)),
     };
     if matches!(fault, Some(FaultKind::ErrorEvent { .. }))
         && !reply.is_stream()
