@@ -170,17 +170,26 @@ pub(crate) struct Token {
     pub scope: Scope,
 }
 
-#[derive(Debug)]
 struct Inner {
     ttl: Duration,
     issued: u64,
     tokens: HashMap<String, Token>,
 }
 
-/// Tokens issued by this emulator.
-#[derive(Debug)]
+/// Tokens issued by this emulator. `Debug` shows counts, never token values.
 pub(crate) struct TokenStore {
     inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = lock(&self.inner);
+        f.debug_struct("TokenStore")
+            .field("ttl", &inner.ttl)
+            .field("issued", &inner.issued)
+            .field("live", &inner.tokens.len())
+            .finish()
+    }
 }
 
 impl TokenStore {

@@ -557,7 +557,7 @@ fn plan(shared: &Shared, ctx: &Ctx, path: &str, frame: &[u8]) -> Result<Vec<Stri
         ));
     }
     if let Some(uid) = v.pointer("/header/uid") {
-        if !uid.as_str().is_some_and(|u| u.chars().count() <= 32) {
+        if uid.as_str().is_none_or(|u| u.chars().count() > 32) {
             return Err(param(
                 "header.uid must be a string of at most 32 characters".to_owned(),
             ));
