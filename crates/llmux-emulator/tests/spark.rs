@@ -633,3 +633,26 @@ async fn custom_credentials_replace_the_defaults() {
     let (frames, _) = converse(&url, &f.to_string()).await;
     assert_eq!(text_of(&json_frames(&frames)), "You said: x");
 }
+
+#[tokio::test]
+async fn ids_urls_and_debug_output_keep_secrets_out() {
+    assert_eq!(Vendor::Spark.id(), "spark");
+    assert_eq!(Vendor::Pangu.id(), "pangu");
+    let cfg = EmulatorConfig::new(Vendor::Spark);
+    assert_eq!(cfg.credentials["app_id"], APP_ID);
+    let debug = format!("{cfg:?}");
+    assert!(debug.contains("api_secret"), "{debug}");
+    for secret in [SECRET, PASSWORD, KEY] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+    let emu = Emulator::start(cfg).await.unwrap();
+    assert_eq!(emu.base_url(), format!("ws://{}", emu.addr()));
+    assert!(!format!("{emu:?}").contains(SECRET));
+    let pangu = Emulator::start(EmulatorConfig::new(Vendor::Pangu))
+        .await
+        .unwrap();
+    assert_eq!(pangu.base_url(), format!("http://{}", pangu.addr()));
+    assert_eq!(pangu.compat_base_url(), None);
+    let debug = format!("{:?}", EmulatorConfig::new(Vendor::Pangu));
+    assert!(!debug.contains("emu-password") && !debug.contains("emu-pangu-secret"));
+}
