@@ -7,7 +7,7 @@ use axum::http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::emulator::{dashscope, hunyuan, ollama, openai, zhipu};
+use crate::emulator::{dashscope, hunyuan, ollama, openai, pangu, spark, zhipu};
 use crate::reply::{Ctx, Dialect, Reply, ReplyBody};
 use crate::sse;
 
@@ -251,6 +251,8 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
                     Dialect::Hunyuan => hunyuan::status_error(ctx, *status),
                     Dialect::Zhipu => zhipu::status_error(ctx, *status),
                     Dialect::Ollama => ollama::status_error(ctx, *status),
+                    Dialect::SparkWs | Dialect::SparkHttp => spark::status_error(ctx, *status),
+                    Dialect::Pangu | Dialect::PanguIam => pangu::status_error(ctx, *status),
                     _ => openai::status_error(ctx, *status),
                 },
             };
@@ -278,6 +280,8 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
             Dialect::Hunyuan => hunyuan::quota_error(ctx),
             Dialect::Zhipu => zhipu::quota_error(ctx),
             Dialect::Ollama => ollama::quota_error(ctx),
+            Dialect::SparkWs | Dialect::SparkHttp => spark::quota_error(ctx),
+            Dialect::Pangu | Dialect::PanguIam => pangu::quota_error(ctx),
             _ => openai::quota_error(ctx),
         }),
         FaultKind::ErrorBody200 if native => Some(dashscope::error_body_200(ctx)),
@@ -285,6 +289,8 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
             Dialect::Hunyuan => hunyuan::error_body_200(ctx),
             Dialect::Zhipu => zhipu::error_body_200(ctx),
             Dialect::Ollama => ollama::error_body_200(ctx),
+            Dialect::SparkWs | Dialect::SparkHttp => spark::error_body_200(ctx),
+            Dialect::Pangu | Dialect::PanguIam => pangu::error_body_200(ctx),
             _ => openai::error_body_200(ctx),
         }),
         FaultKind::DelayFirstByte(_)
@@ -304,6 +310,8 @@ pub(crate) fn content_filter(ctx: &Ctx) -> Reply {
         Dialect::Ollama => ollama::content_filter_error(ctx),
         Dialect::OpenAi | Dialect::DashScopeCompat => openai::content_filter_error(ctx),
         Dialect::HunyuanCompat | Dialect::OllamaCompat => openai::content_filter_error(ctx),
+        Dialect::SparkWs | Dialect::SparkHttp => spark::content_filter_error(ctx),
+        Dialect::Pangu | Dialect::PanguIam => pangu::content_filter_error(ctx),
     }
 }
 

@@ -1,5 +1,5 @@
-//! HTTP emulators of LLM vendors (OpenAI; DashScope native and OpenAI-compatible mode; Tencent Hunyuan; Zhipu GLM;
-//! Ollama) for wire-level tests.
+//! HTTP and WebSocket emulators of LLM vendors (OpenAI; DashScope native and OpenAI-compatible mode; Tencent
+//! Hunyuan; Zhipu GLM; Ollama; iFlytek Spark; Huawei Cloud Pangu with IAM) for wire-level tests.
 //!
 //! Each [`Emulator`] is an axum server on `127.0.0.1:0` that speaks one vendor's wire format, written from the
 //! vendors' docs and the captured official-SDK traffic in `shared/vectors/*_sdk_capture.json` (it does not use
@@ -34,10 +34,13 @@
 //!   `POST /api/embeddings` (legacy), `GET /api/tags`, `GET /api/version`, `GET /` ("Ollama is running");
 //!   OpenAI-compatible `/v1/chat/completions`, `/v1/embeddings` (any model) and `/v1/models` (the configured
 //!   models). Any other path: 404 `404 page not found` (text/plain).
+//! * Spark ([`Vendor::Spark`]) and Pangu ([`Vendor::Pangu`]): see their own sections below.
 //!
 //! # Authentication
 //!
-//! Every vendor request needs `Authorization: Bearer <key>` with a key from [`EmulatorConfig::api_keys`].
+//! OpenAI, DashScope and Hunyuan's OpenAI-compatible `/v1` need `Authorization: Bearer <key>` with a key from
+//! [`EmulatorConfig::api_keys`]; Hunyuan native, Zhipu and Ollama are described below, Spark and Pangu (signed
+//! WebSocket URLs, HTTP API passwords, IAM tokens and APIG signatures) in their own sections.
 //! Otherwise 401 with the vendor's body:
 //! * OpenAI, wrong key: `{"error":{"message":"Incorrect API key provided: <masked>.","type":"invalid_request_error",
 //!   "param":null,"code":"invalid_api_key"}}`; keys longer than 8 characters are masked as first 3 characters,
@@ -67,12 +70,32 @@
 //!
 //! Authentication is checked after fault selection and before routing and validation.
 //!
+//! # Credentials
+//!
+//! [`EmulatorConfig::new`] fills [`EmulatorConfig::credentials`] with the vendor's defaults
+//! ([`Vendor::default_credentials`]; a field missing from the map also falls back to its default);
+//! [`EmulatorConfig::with_credential`] overrides one:
+//!
+//! | vendor | field = default |
+//! |---|---|
+//! | Hunyuan | `secret_id` = `AKIDemulator`, `secret_key` = `emulator-secret-key` (optional `token`: no default) |
+//! | Spark | `app_id` = `emuappid`, `api_key` = `emu-api-key`, `api_secret` = `emu-api-secret`, `api_password` = `emu-api-password` |
+//! | Pangu | `username` = `emu-user`, `password` = `emu-password`, `user_id` = `a0a1a2a3a4a5a6a7a8a9aaabacadaeaf`, `domain_name` = `emu-account`, `domain_id` = `d0d1d2d3d4d5d6d7d8d9dadbdcdddedf`, `project_name` = `cn-southwest-2`, `project_id` = `0a0b0c0d0e0f00010203040506070809`, `ak` = `EMUPANGUAK0000000001`, `sk` = `emu-pangu-secret-key-0000000000000000000` |
+//!
 //! # Clock
 //!
-//! The emulator's clock is the system clock plus an offset ([`EmulatorConfig::clock_offset_ms`],
-//! [`Emulator::set_clock_offset_ms`], `PUT /__emulator/clock`). It decides TC3 skew and JWT expiry and fills
-//! `created`/`Created`/`created_at`; while the offset is non-zero every response carries a `Date` header from it (so a
-//! client can correct its own clock after `AuthFailure.SignatureExpire`).
+//! Every vendor reads one *emulator clock*: the wall clock when the emulator started, plus **tokio** time elapsed
+//! since then, plus a signed offset in milliseconds ([`EmulatorConfig::clock_offset_ms`],
+//! [`Emulator::set_clock_offset_ms`] or its whole-seconds form [`Emulator::set_clock_offset`],
+//! `PUT /__emulator/clock`). Outside paused time tokio time runs with the real clock, so the emulator clock is the
+//! system clock plus the offset; under paused time (`#[tokio::test(start_paused = true)]`) it moves only with
+//! `tokio::time::advance` (or tokio's auto-advance while every task is idle), so token expiry can be tested
+//! without sleeping. [`Emulator::now`] and [`Emulator::now_unix_ms`] read it.
+//!
+//! It decides TC3 timestamp skew (300 s), Zhipu JWT expiry, Spark `date` skew (300 s), APIG `X-Sdk-Date` skew
+//! (15 min) and IAM token lifetimes, and fills `created`/`Created`/`created_at`. While the offset is non-zero
+//! every HTTP response carries a `Date` header from it (so a client can correct its own clock after
+//! `AuthFailure.SignatureExpire`); the Spark WebSocket handshake keeps the server's own `Date`.
 //!
 //! # Ids
 //!
@@ -206,8 +229,114 @@
 //! * `GET /__emulator/requests` → `[{"method","path","query","headers":[[name,value],...],"body":"<utf-8, lossy>",
 //!   "status","unix_ms"}]` in arrival order; `DELETE /__emulator/requests` → 204, log cleared.
 //! * `PUT /__emulator/latency` with `{"ms":N}` → 204.
-//! * `PUT /__emulator/clock` with `{"offset_ms":N}` (signed) → 204; `GET /__emulator/clock` →
-//!   `{"offset_ms","unix_ms"}` (the emulator's clock).
+//! * `PUT /__emulator/clock` with `{"offset_ms":N}` or `{"offset_secs":N}` (signed; `offset_ms` wins if both are
+//!   given) → 204, same as [`Emulator::set_clock_offset_ms`]; `GET /__emulator/clock` → `{"offset_ms","unix_ms"}`
+//!   (the offset and the emulator clock now).
+//! * `PUT /__emulator/token_ttl` with `{"secs":N}` → 204; same as [`Emulator::set_token_ttl`].
+//! * `POST /__emulator/tokens/expire` → 204; same as [`Emulator::expire_tokens`].
+//!
+//! # iFlytek Spark ([`Vendor::Spark`])
+//!
+//! [`Emulator::base_url`] is `ws://127.0.0.1:P`; [`Emulator::compat_base_url`] is `http://127.0.0.1:P/v1`.
+//!
+//! * **WebSocket paths and domains** (`parameter.chat.domain` must be one of the path's, else error 10005):
+//!   `/v1.1/chat` `lite` or `general`; `/v2.1/chat` `generalv2`; `/v3.1/chat` `generalv3`; `/chat/pro-128k`
+//!   `pro-128k`; `/v3.5/chat` `generalv3.5`; `/chat/max-32k` `max-32k`; `/v4.0/chat` `4.0Ultra`. Any other GET
+//!   path: 404 `{"message":"no Route matched with those values"}`.
+//! * **Handshake.** Checked in this order, before the upgrade (a plain GET gets the same answers): a status/HTML
+//!   fault fails it with that status; an unknown path is a 404; then the URL auth of PROTOCOLS.md 4.2 with the
+//!   `api_key`/`api_secret` credentials, recomputing the signature over the `host` *query* value, the `date`
+//!   value and `GET <path> HTTP/1.1`. Refusals are JSON `{"message": …}`: no/garbled `authorization`, `date` or
+//!   `host` → 401 `Unauthorized`; `date` not RFC 1123 (with the right weekday) or more than 300 s from the
+//!   emulator clock → 403 `HMAC signature cannot be verified, a valid date or x-date header is required for HMAC
+//!   Authentication`; other `api_key`, or `algorithm`/`headers` not `hmac-sha256`/`host date request-line` → 401
+//!   `HMAC signature cannot be verified`; wrong signature → 401 `HMAC signature does not match`. Extra spaces
+//!   between the `authorization` fields (sparkai's LLM client) are accepted. A passing request without upgrade
+//!   headers gets axum's upgrade rejection. The log records the GET (path, query, headers) with status 101 and,
+//!   once it arrives, the client's first frame as the body.
+//! * **Frames.** One client text frame (PROTOCOLS.md 4.3). The answer is one text frame per reply piece:
+//!   `header{code:0,message:"Success",sid,status}`, `payload.choices{status,seq,text:[{content,role:"assistant",
+//!   index:0}]}`; status 0 on the first frame, 1 in between, 2 on the last (a single-piece reply is one status-2
+//!   frame; the last frame carries text too); `payload.usage.text{question_tokens,prompt_tokens,
+//!   completion_tokens,total_tokens}` on the last frame only (`question_tokens` = tokens of the last user
+//!   message). Then a close frame (1000). `payload.functions.text` are the tools (honoured on every domain);
+//!   the answer is then one status-2 frame with `content:""`, `content_type:"text"` and `function_call{name,
+//!   arguments}` (first function only). `parameter.chat.max_tokens` cuts the reply as in the shared rules.
+//! * **Frame errors** (one frame `{"header":{"code","message","sid","status":2}}`, then close): not JSON or a
+//!   binary frame → 10003; missing `header.app_id`, `parameter.chat`, `domain`, `payload.message.text` or
+//!   malformed entries → 10004; `header.app_id` not the `app_id` credential → 10313; domain/path mismatch,
+//!   `temperature` outside (0, 1], `max_tokens` outside 1–4096 (`/v1.1/chat`, `/chat/pro-128k`) or 1–8192,
+//!   `top_k` outside 1–6, a role other than system/user/assistant, a system message after the first, a
+//!   `uid` that is not a string of at most 32 characters, or an empty `text` → 10005; prompt tokens over the context (8192; max-32k 32768;
+//!   pro-128k 131072) → 10907.
+//! * **Faults.** Status and Html fail the upgrade; QuotaExhausted → frame 11200 (`AppIdNoAuthError`),
+//!   ErrorBody200 → frame 10012, both after the client's frame; ErrorEvent → after N answer frames an error
+//!   frame 10013, then close; StreamCutAfter → after N frames the TCP connection is dropped (no status-2 frame,
+//!   no close frame); MalformedFrame → after N frames one non-JSON text frame, then the rest; IdleAfter → a
+//!   stall; DelayFirstByte → a sleep before the first answer frame. N is clamped as for SSE. `latency` sleeps
+//!   before the 101; `token_interval` between answer frames. Status faults without a body answer
+//!   `{"message": …}` (401 `Unauthorized`, 403 `Forbidden`, 429 `API rate limit exceeded`, 5xx `An unexpected
+//!   error occurred`).
+//! * **HTTP API** `POST /v1/chat/completions` with `Authorization: Bearer <k>`, `k` = the `api_password`
+//!   credential, `<api_key>:<api_secret>`, or one of [`EmulatorConfig::api_keys`] (default
+//!   [`Vendor::default_key`] = `emu-api-password`); otherwise 401 `{"error":{"message":"invalid user",
+//!   "type":"api_error","param":null,"code":null}}`. `model` must be one of `lite`, `generalv3`, `pro-128k`,
+//!   `generalv3.5`, `max-32k`, `4.0Ultra`. Answer: `{"code":0,"message":"Success","sid","id"(=sid),"created",
+//!   "object":"chat.completion","model","choices":[{"index":0,"message":{"role","content","tool_calls"?},
+//!   "finish_reason"}],"usage":{"prompt_tokens","completion_tokens","total_tokens"}}`; one tool call at most
+//!   (`parallel_tool_calls` false). Stream: `data:{…}\n\n` (no space) with `code`, `message`, `sid`, `id`,
+//!   `created` and `choices[{delta:{role,content},index}]` per piece (tool calls: a delta with id, name and empty
+//!   arguments, then 8-character argument fragments), then a delta with `content:""`, `finish_reason` and
+//!   `usage`, then `data:[DONE]`. Errors are `{"code","message","sid"}`: bad JSON 400 code 10003; bad model,
+//!   messages, role, `temperature` (outside [0, 2]), `top_k`, `max_tokens` → 400 code 10005. Faults:
+//!   QuotaExhausted 429 code 11200; ErrorBody200 200 code 10012; ErrorEvent 400 code 10013 (stream: a
+//!   `data:{"code":10013,…}` event ends it); Status without a body: 401 as above, 403 code 11200, 429 code
+//!   11202, 5xx code 10012, other 4xx code 10005.
+//! * **Ids.** WebSocket `sid` = `cht<seq as 8 hex>@dx<seq as 16 hex>`; HTTP `sid` = `cha…` in the same shape
+//!   (also the `x-request-id` header).
+//!
+//! # Huawei Cloud Pangu ([`Vendor::Pangu`])
+//!
+//! [`Emulator::base_url`] is `http://127.0.0.1:P`; it is also the IAM endpoint.
+//!
+//! * **IAM** `POST /v3/auth/tokens[?nocatalog=true]` (no auth) with the password identity (user `name` or `id`,
+//!   `password`, `domain.name` or `domain.id` matching the credentials) or `hw_ak_sk` (`access.key`/`secret.key`
+//!   = `ak`/`sk`); scope `project` by `name`/`id`, `domain` by `name`/`id`, or none. Success: 201, header
+//!   `X-Subject-Token: MII<256 base64 characters>`, body `{"token":{"expires_at","issued_at"
+//!   (`2024-01-01T00:00:00.000000Z`),"methods":[<method>],"user":{domain,id,name,password_expires_at},
+//!   "project"{domain,id,name}|"domain"{id,name},"roles":[],"catalog"}}`; `catalog` (one `pangu` service whose
+//!   endpoint URL is `http://<Host header>`) is left out with `nocatalog=true`. Wrong credentials: 401
+//!   `{"error":{"code":401,"message":"The username or password is wrong.","title":"Unauthorized"}}`; a body that
+//!   is not a token request or a scope the account lacks: 400 in the same shape. Tokens live 24 h
+//!   ([`Emulator::set_token_ttl`] changes it for tokens issued afterwards) on the emulator clock;
+//!   [`Emulator::expire_tokens`] forgets every issued token. Token requests are logged like any request (path
+//!   `/v3/auth/tokens`), so a test can count them.
+//! * **Chat** V1 `POST /v1/{project_id}/deployments/{deployment_id}/chat/completions` and V2
+//!   `POST /api/v2/chat/completions` (`model` required). Authentication, in order: `X-Auth-Token` = an issued,
+//!   unexpired token or one of [`EmulatorConfig::api_keys`] (static tokens, default `emu-pangu-token`); otherwise
+//!   `Authorization: SDK-HMAC-SHA256 …` verified per PROTOCOLS.md 5.2 with the `ak`/`sk` credentials (the
+//!   canonical request is rebuilt from the path and query as received and the exact body bytes; `host` and
+//!   `x-sdk-date` must be signed). Failures are 401 `{"error_code","error_msg","request_id"}`: no, unknown or
+//!   expired token → `APIG.1002` "Incorrect token or token resolution failed"; signing problems → `APIG.0301`
+//!   "Incorrect IAM authentication information: …" (`verify aksk signature fail, …` for a wrong signature,
+//!   `signature expired, …` when `X-Sdk-Date` is more than 15 min from the emulator clock, `ak not found`,
+//!   `Authorization format incorrect, …`). On V1, a token not scoped to the path's project (or AK/SK with a path
+//!   project other than `project_id`) → 403 `APIG.1005`.
+//! * **Body and answer** as PROTOCOLS.md 5.3 / the shared rules: `messages` (a missing role is `user`; roles
+//!   system/user/assistant/tool), `temperature` within [0, 1] (V2 [0, 2]), `top_p` [0, 1], `max_tokens` ≥ 1,
+//!   `stop`, `tools`, `tool_choice`, `parallel_tool_calls` (default false); violations → 400 `PANGU.0400`.
+//!   Answer `{"id":"chatcmpl-emu<seq as 6 digits>","object":"chat.completion","created","model"(V2 the body's
+//!   model, V1 the deployment id),"choices":[{"index":0,"message":{"role":"assistant","content"(""for tool
+//!   calls),"tool_calls"?},"logprobs":null,"finish_reason","stop_reason":null}],"usage":{…}}`. Stream: `data:
+//!   {chat.completion.chunk}` frames as OpenAI's (role chunk, one per piece or tool fragment), a final chunk
+//!   with `finish_reason` and `usage`, then `data: [DONE]`. Other paths: 404 `APIG.0101`.
+//! * **Faults** (apply to IAM requests too unless restricted with `path_contains`): Status without a body →
+//!   401 `APIG.1002`, 403 `APIG.1005`, 404 `APIG.0101`, 429 `APIG.0308`, 502/503 `APIG.0201`, 504 `APIG.0202`,
+//!   other 5xx `PANGU.0500`, other 4xx `PANGU.0400` (on `/v3/...` a Keystone-style `{"error":{code,message,
+//!   title}}`); QuotaExhausted → 403 `PANGU.0403`; ErrorBody200 → 200 `PANGU.0500`; ErrorEvent → 400
+//!   `PANGU.0451` (stream: a `data: {"error_code":"PANGU.0451",…}` event ends it). Request ids (`request_id`,
+//!   `x-request-id`) are the seq as 32 hex digits. The `APIG.*`/`PANGU.*` codes other than `APIG.1002` and
+//!   `APIG.0301` are the emulator's choice (the vendor's are unverified).
 
 mod answer;
 mod auth;
@@ -221,7 +350,7 @@ mod sse;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -253,10 +382,14 @@ pub enum Vendor {
     Zhipu,
     /// Ollama native `/api/...` (NDJSON streams) and OpenAI-compatible `/v1`; no auth.
     Ollama,
+    /// iFlytek Spark: WebSocket chat (`/v3.5/chat`, …) and the OpenAI-compatible HTTP API `/v1`.
+    Spark,
+    /// Huawei Cloud Pangu (V1 deployments, V2) with Huawei IAM tokens and APIG AK/SK signing.
+    Pangu,
 }
 
 impl Vendor {
-    /// The stable provider id (`openai`, `dashscope`, `hunyuan`, `zhipu`, `ollama`).
+    /// The stable provider id (`openai`, `dashscope`, `hunyuan`, `zhipu`, `ollama`, `spark`, `pangu`).
     pub fn id(self) -> &'static str {
         match self {
             Vendor::OpenAi => "openai",
@@ -264,11 +397,15 @@ impl Vendor {
             Vendor::Hunyuan => "hunyuan",
             Vendor::Zhipu => "zhipu",
             Vendor::Ollama => "ollama",
+            Vendor::Spark => "spark",
+            Vendor::Pangu => "pangu",
         }
     }
 
-    /// The key an [`EmulatorConfig::new`] accepts by default: Hunyuan's OpenAI-compatible bearer key, Zhipu's
-    /// `<id>.<secret>` API key; Ollama checks no key (`ollama` is what its docs tell OpenAI clients to send).
+    /// The key an [`EmulatorConfig::new`] accepts by default: a bearer key (OpenAI, DashScope, Hunyuan's
+    /// OpenAI-compatible endpoint); Zhipu's `<id>.<secret>` API key; Ollama checks no key (`ollama` is what its
+    /// docs tell OpenAI clients to send); for Spark the HTTP API password (`emu-api-password`, also the default
+    /// `api_password` credential); for Pangu a static `X-Auth-Token` (`emu-pangu-token`) that never expires.
     pub fn default_key(self) -> &'static str {
         match self {
             Vendor::OpenAi => "sk-emulator-openai",
@@ -276,19 +413,16 @@ impl Vendor {
             Vendor::Hunyuan => "sk-emulator-hunyuan",
             Vendor::Zhipu => "emulatorid.emulatorsecret",
             Vendor::Ollama => "ollama",
+            Vendor::Spark => "emu-api-password",
+            Vendor::Pangu => "emu-pangu-token",
         }
     }
 
-    /// The credentials an [`EmulatorConfig::new`] starts with: Hunyuan `secret_id` = [`HUNYUAN_SECRET_ID`] and
-    /// `secret_key` = [`HUNYUAN_SECRET_KEY`]; none for the others.
+    /// The credentials an [`EmulatorConfig::new`] starts with (field, value): Hunyuan `secret_id` =
+    /// [`HUNYUAN_SECRET_ID`] and `secret_key` = [`HUNYUAN_SECRET_KEY`]; Spark and Pangu as listed in the crate
+    /// docs ("Credentials"); none for the others.
     pub fn default_credentials(self) -> Vec<(&'static str, &'static str)> {
-        match self {
-            Vendor::Hunyuan => vec![
-                ("secret_id", HUNYUAN_SECRET_ID),
-                ("secret_key", HUNYUAN_SECRET_KEY),
-            ],
-            _ => Vec::new(),
-        }
+        auth::state::default_credentials(self).to_vec()
     }
 
     /// The models an [`EmulatorConfig::new`] knows: Ollama [`OLLAMA_MODELS`]; empty (any model) for the others.
@@ -326,8 +460,9 @@ pub struct EmulatorConfig {
     /// Models the emulator knows; requests naming another get the vendor's not-found error. Only Ollama reads it
     /// (default [`OLLAMA_MODELS`]); empty = any model.
     pub models: Vec<String>,
-    /// Offset of the emulator's clock from the system clock, in milliseconds (negative = behind). Used for
-    /// signature and token expiry checks, `created` fields and, when non-zero, the `Date` header; default 0.
+    /// Offset of the emulator clock from the real clock, in milliseconds (negative = behind). Used for signature
+    /// and token expiry checks, `created` fields and, when non-zero, the `Date` header; default 0 (crate docs,
+    /// "Clock").
     pub clock_offset_ms: i64,
 }
 
@@ -380,7 +515,7 @@ impl EmulatorConfig {
         self
     }
 
-    /// Sets the offset of the emulator's clock from the system clock, in milliseconds.
+    /// Sets the offset of the emulator clock from the real clock, in milliseconds (negative = behind).
     pub fn with_clock_offset_ms(mut self, offset_ms: i64) -> Self {
         self.clock_offset_ms = offset_ms;
         self
@@ -467,9 +602,12 @@ pub(crate) struct Shared {
     /// (seq, request), arrival order.
     log: Mutex<Vec<(u64, RecordedRequest)>>,
     faults: Mutex<Vec<Fault>>,
-    credentials: std::collections::BTreeMap<String, String>,
+    /// Models the emulator knows (Ollama).
     models: Vec<String>,
-    clock_offset_ms: AtomicI64,
+    /// The emulator clock every vendor reads (signature skew, token expiry, `created` fields, `Date`).
+    clock: clock::Clock,
+    /// Vendor credentials and issued IAM tokens.
+    auth: auth::state::AuthState,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable: every critical section is a plain update).
@@ -500,27 +638,6 @@ impl Shared {
 
     pub(crate) fn set_latency(&self, d: Duration) {
         *lock(&self.latency) = d;
-    }
-
-    pub(crate) fn set_clock_offset_ms(&self, offset_ms: i64) {
-        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
-    }
-
-    pub(crate) fn clock_offset_ms(&self) -> i64 {
-        self.clock_offset_ms.load(Ordering::Relaxed)
-    }
-
-    /// The emulator's clock: system time plus the offset, as Unix milliseconds.
-    pub(crate) fn now_ms(&self) -> i64 {
-        let sys = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        sys.saturating_add(self.clock_offset_ms())
-    }
-
-    /// A configured vendor credential.
-    pub(crate) fn credential(&self, field: &str) -> Option<&str> {
-        self.credentials.get(field).map(String::as_str)
     }
 
     /// Takes the first fault matching `path`, decrementing its count.
@@ -581,9 +698,9 @@ impl Emulator {
             seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
-            credentials: cfg.credentials,
             models: cfg.models,
-            clock_offset_ms: AtomicI64::new(cfg.clock_offset_ms),
+            clock: clock::Clock::new(cfg.clock_offset_ms),
+            auth: auth::state::AuthState::new(cfg.vendor, cfg.credentials),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = listener.tap_io(|tcp| {
@@ -616,7 +733,8 @@ impl Emulator {
 
     /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`,
     /// Hunyuan `http://127.0.0.1:P/` (the API 3.0 endpoint), Zhipu `http://127.0.0.1:P/api/paas/v4`, Ollama
-    /// `http://127.0.0.1:P`.
+    /// `http://127.0.0.1:P`, Spark `ws://127.0.0.1:P` (append `/v3.5/chat`, …), Pangu `http://127.0.0.1:P` (append
+    /// `/v1/...`; also the IAM endpoint).
     pub fn base_url(&self) -> String {
         match self.vendor {
             Vendor::OpenAi => format!("http://{}/v1", self.addr),
@@ -624,16 +742,20 @@ impl Emulator {
             Vendor::Hunyuan => format!("http://{}/", self.addr),
             Vendor::Zhipu => format!("http://{}/api/paas/v4", self.addr),
             Vendor::Ollama => format!("http://{}", self.addr),
+            Vendor::Spark => format!("ws://{}", self.addr),
+            Vendor::Pangu => format!("http://{}", self.addr),
         }
     }
 
-    /// The OpenAI-compatible base URL: DashScope `http://127.0.0.1:P/compatible-mode/v1`, Hunyuan and Ollama
-    /// `http://127.0.0.1:P/v1`; OpenAI and Zhipu: `None`.
+    /// The OpenAI-compatible base URL: DashScope `http://127.0.0.1:P/compatible-mode/v1`, Hunyuan, Ollama and
+    /// Spark `http://127.0.0.1:P/v1`; OpenAI, Zhipu and Pangu: `None`.
     pub fn compat_base_url(&self) -> Option<String> {
         match self.vendor {
-            Vendor::OpenAi | Vendor::Zhipu => None,
+            Vendor::OpenAi | Vendor::Zhipu | Vendor::Pangu => None,
             Vendor::DashScope => Some(format!("http://{}/compatible-mode/v1", self.addr)),
-            Vendor::Hunyuan | Vendor::Ollama => Some(format!("http://{}/v1", self.addr)),
+            Vendor::Hunyuan | Vendor::Ollama | Vendor::Spark => {
+                Some(format!("http://{}/v1", self.addr))
+            }
         }
     }
 
@@ -662,20 +784,41 @@ impl Emulator {
         self.shared.set_latency(d);
     }
 
-    /// Moves the emulator's clock `offset_ms` milliseconds away from the system clock (negative = behind), e.g.
-    /// to make a client's TC3 timestamps look skewed or to accept a recorded JWT.
+    /// Moves the emulator clock `offset_ms` milliseconds away from the real clock (negative = behind), e.g. to
+    /// make a client's TC3 timestamps, Spark `date` or APIG `X-Sdk-Date` look skewed, to accept a recorded JWT, or
+    /// to jump past IAM token expiry. Replaces the previous offset.
     pub fn set_clock_offset_ms(&self, offset_ms: i64) {
-        self.shared.set_clock_offset_ms(offset_ms);
+        self.shared.clock.set_offset_ms(offset_ms);
+    }
+
+    /// [`Emulator::set_clock_offset_ms`] in whole seconds (a convenience for second-resolution schemes).
+    pub fn set_clock_offset(&self, offset_secs: i64) {
+        self.set_clock_offset_ms(offset_secs.saturating_mul(1000));
     }
 
     /// The current clock offset in milliseconds.
     pub fn clock_offset_ms(&self) -> i64 {
-        self.shared.clock_offset_ms()
+        self.shared.clock.offset_ms()
     }
 
-    /// The emulator's clock (system time plus the offset) as Unix milliseconds.
+    /// The emulator clock now: wall time at start + tokio time since start + the offset (crate docs, "Clock").
+    pub fn now(&self) -> SystemTime {
+        self.shared.clock.now()
+    }
+
+    /// [`Emulator::now`] as Unix milliseconds.
     pub fn now_unix_ms(&self) -> i64 {
-        self.shared.now_ms()
+        self.shared.clock.now_unix_ms()
+    }
+
+    /// Sets the lifetime of IAM tokens issued from now on (default 24 h).
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.shared.auth.tokens.set_ttl(ttl);
+    }
+
+    /// Invalidates every IAM token issued so far: they answer 401 `APIG.1002` from now on.
+    pub fn expire_tokens(&self) {
+        self.shared.auth.tokens.expire_all();
     }
 }
 
@@ -712,17 +855,20 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response<Bod
     };
     lock(&shared.log).push((seq, recorded));
 
-    let now_ms = shared.now_ms();
+    let now_ms = shared.clock.now_unix_ms();
     let ctx = Ctx {
         dialect: emulator::dialect(shared.vendor, &path),
         seq,
         created: u64::try_from(now_ms.div_euclid(1000)).unwrap_or(0),
         now_ms,
     };
+    if ctx.dialect == reply::Dialect::SparkWs {
+        return emulator::spark::websocket(shared, parts, ctx).await;
+    }
     let incoming = Incoming {
         method: parts.method.as_str(),
         path: &path,
-        query: parts.uri.query().unwrap_or_default(),
+        query: parts.uri.query(),
         headers: &parts.headers,
         body: &body,
     };
@@ -732,8 +878,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response<Bod
         None => emulator::check_auth(&ctx, &incoming, &shared)
             .unwrap_or_else(|| emulator::route(&ctx, &incoming, &shared)),
     };
-    if shared.clock_offset_ms() != 0 {
-        reply = reply.with_header("date", clock::http_date(now_ms.div_euclid(1000)));
+    if shared.clock.offset_ms() != 0 {
+        reply = reply.with_header("date", clock::format_rfc1123(now_ms.div_euclid(1000)));
     }
     if matches!(fault, Some(FaultKind::ErrorEvent { .. }))
         && !reply.is_stream()

@@ -22,6 +22,14 @@ pub(crate) enum Dialect {
     Ollama,
     /// Ollama OpenAI-compatible `/v1/...`.
     OllamaCompat,
+    /// iFlytek Spark WebSocket paths (`/v3.5/chat`, …): handshakes and frames.
+    SparkWs,
+    /// iFlytek Spark OpenAI-compatible HTTP API `/v1/...`.
+    SparkHttp,
+    /// Huawei Pangu chat (`/v1/{project}/deployments/...`, `/api/v2/...`).
+    Pangu,
+    /// Huawei IAM `/v3/...` on the Pangu emulator.
+    PanguIam,
 }
 
 /// Per-request values that appear in answers.
@@ -32,7 +40,7 @@ pub(crate) struct Ctx {
     pub seq: u64,
     /// Unix seconds at arrival on the emulator's clock, used for `created`.
     pub created: u64,
-    /// Unix milliseconds at arrival on the emulator's clock (system clock plus the configured offset).
+    /// Unix milliseconds at arrival on the emulator clock (crate docs, "Clock").
     pub now_ms: i64,
 }
 
@@ -49,6 +57,9 @@ impl Ctx {
             Dialect::DashScopeNative | Dialect::DashScopeCompat => {
                 format!("00000000-0000-4000-8000-{:012x}", self.seq)
             }
+            Dialect::SparkWs => format!("cht{:08x}@dx{:016x}", self.seq, self.seq),
+            Dialect::SparkHttp => format!("cha{:08x}@dx{:016x}", self.seq, self.seq),
+            Dialect::Pangu | Dialect::PanguIam => format!("{:032x}", self.seq),
         }
     }
 }
@@ -88,6 +99,9 @@ impl Reply {
             Dialect::OpenAi | Dialect::DashScopeCompat => "text/event-stream",
             Dialect::Hunyuan | Dialect::HunyuanCompat | Dialect::Zhipu => "text/event-stream",
             Dialect::Ollama | Dialect::OllamaCompat => "text/event-stream",
+            Dialect::SparkWs | Dialect::SparkHttp | Dialect::Pangu | Dialect::PanguIam => {
+                "text/event-stream"
+            }
         };
         Reply {
             status: 200,
@@ -112,8 +126,8 @@ impl Reply {
 pub(crate) struct Incoming<'a> {
     pub method: &'a str,
     pub path: &'a str,
-    /// Raw query string ("" if none).
-    pub query: &'a str,
+    /// Raw query string, if any.
+    pub query: Option<&'a str>,
     pub headers: &'a axum::http::HeaderMap,
     pub body: &'a [u8],
 }

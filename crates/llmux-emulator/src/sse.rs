@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::emulator::{hunyuan, zhipu};
+use crate::emulator::{hunyuan, pangu, spark, zhipu};
 use crate::ndjson;
 use crate::reply::{Ctx, Dialect};
 
@@ -53,17 +53,22 @@ pub(crate) fn error_frame(ctx: &Ctx, sent: usize) -> Bytes {
             },
             sent,
         ),
+        Dialect::SparkWs | Dialect::SparkHttp => spark::sse_error_frame(ctx),
+        Dialect::Pangu | Dialect::PanguIam => pangu::sse_error_frame(ctx),
     }
 }
 
 /// A frame in the vendor's framing whose data is truncated JSON; `sent` is how many frames went before it.
 pub(crate) fn malformed_frame(ctx: &Ctx, sent: usize) -> Bytes {
     match ctx.dialect {
+        Dialect::SparkWs | Dialect::SparkHttp => spark::sse_malformed_frame(),
         Dialect::OpenAi
         | Dialect::DashScopeCompat
         | Dialect::HunyuanCompat
         | Dialect::Zhipu
-        | Dialect::OllamaCompat => Bytes::from_static(
+        | Dialect::OllamaCompat
+        | Dialect::Pangu
+        | Dialect::PanguIam => Bytes::from_static(
             b"data: {\"id\":\"chatcmpl-malformed\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":\n\n",
         ),
         Dialect::DashScopeNative => Bytes::from(format!(

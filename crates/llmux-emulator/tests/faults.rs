@@ -393,6 +393,45 @@ async fn control_surface_drives_faults_and_reads_the_log() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn one_clock_takes_ms_and_secs_offsets_and_follows_tokio_time() {
+    let emu = Emulator::start(EmulatorConfig::new(Vendor::OpenAi).with_clock_offset_ms(1_500))
+        .await
+        .unwrap();
+    assert_eq!(emu.clock_offset_ms(), 1_500);
+    let t0 = emu.now_unix_ms();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(emu.now_unix_ms() - t0, 10_000);
+    emu.set_clock_offset(-2);
+    assert_eq!(emu.clock_offset_ms(), -2_000);
+    assert_eq!(emu.now_unix_ms() - t0, 10_000 - 3_500);
+
+    let url = format!("{}/__emulator/clock", emu.root_url());
+    assert_eq!(
+        send("PUT", &url, &[], r#"{"offset_secs": 3}"#).await.status,
+        204
+    );
+    assert_eq!(emu.clock_offset_ms(), 3_000);
+    assert_eq!(
+        send("PUT", &url, &[], r#"{"offset_ms": -250}"#)
+            .await
+            .status,
+        204
+    );
+    let r = send("GET", &url, &[], "").await;
+    assert_eq!(r.json()["offset_ms"], -250);
+    assert!(r.json()["unix_ms"].as_i64().unwrap() >= t0 + 10_000 - 1_750);
+    assert_eq!(send("PUT", &url, &[], r#"{"offset": 1}"#).await.status, 400);
+
+    // `created` comes from the same clock.
+    emu.set_clock_offset_ms(-86_400_000);
+    let before = emu.now_unix_ms() / 1000;
+    let created = post(&chat(&emu), OPENAI_KEY, &hello()).await.json()["created"]
+        .as_i64()
+        .unwrap();
+    assert!((before..=emu.now_unix_ms() / 1000).contains(&created));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashscope_stream_cut_on_a_multi_thread_runtime() {
     let ds = common::dashscope().await;

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::{constant_time_eq, hmac_sha256};
+use super::encoding::{constant_time_eq, hmac_sha256};
 
 /// Why a Zhipu credential was refused; each maps to a Zhipu error code (HTTP 401).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 
 use axum::http::HeaderMap;
 
-use super::{constant_time_eq, hmac_sha256, sha256_hex};
+use super::encoding::{self, constant_time_eq, hmac_sha256, sha256_hex};
 use crate::clock::utc_date;
 
 /// The algorithm name that starts the `Authorization` header and the string to sign.
@@ -123,7 +123,7 @@ pub(crate) fn signature(
     string_to_sign: &str,
 ) -> String {
     let [_, _, k_signing] = signing_keys(secret_key, date, service);
-    hex::encode(hmac_sha256(&k_signing, string_to_sign.as_bytes()))
+    encoding::hex(&hmac_sha256(&k_signing, string_to_sign.as_bytes()))
 }
 
 /// The credentials a TC3 verifier accepts.
@@ -332,9 +332,9 @@ mod tests {
             let sts = string_to_sign(&ts.to_string(), &scope, &canonical);
             assert_eq!(sts, s(e, "string_to_sign"), "{name}");
             let keys = signing_keys(s(i, "secret_key"), s(e, "date"), s(i, "service"));
-            assert_eq!(hex::encode(&keys[0]), s(e, "secret_date_hex"));
-            assert_eq!(hex::encode(&keys[1]), s(e, "secret_service_hex"));
-            assert_eq!(hex::encode(&keys[2]), s(e, "secret_signing_hex"));
+            assert_eq!(encoding::hex(&keys[0]), s(e, "secret_date_hex"));
+            assert_eq!(encoding::hex(&keys[1]), s(e, "secret_service_hex"));
+            assert_eq!(encoding::hex(&keys[2]), s(e, "secret_signing_hex"));
             assert_eq!(
                 signature(s(i, "secret_key"), s(e, "date"), s(i, "service"), &sts),
                 s(e, "signature")

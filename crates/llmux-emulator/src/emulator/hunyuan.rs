@@ -17,6 +17,11 @@ pub(crate) const ACTION: &str = "ChatCompletions";
 pub(crate) const VERSION: &str = "2023-09-01";
 /// The service named in the credential scope.
 pub(crate) const SERVICE: &str = "hunyuan";
+/// Default credentials: `secret_id` = [`crate::HUNYUAN_SECRET_ID`], `secret_key` = [`crate::HUNYUAN_SECRET_KEY`].
+pub(crate) const DEFAULT_CREDENTIALS: &[(&str, &str)] = &[
+    ("secret_id", crate::HUNYUAN_SECRET_ID),
+    ("secret_key", crate::HUNYUAN_SECRET_KEY),
+];
 /// The `Note` every answer carries.
 pub(crate) const NOTE: &str = "以上内容为AI生成，不代表开发者立场，请勿删除或修改本标记";
 
@@ -50,13 +55,20 @@ fn missing(ctx: &Ctx, name: &str) -> Reply {
 /// Verifies the TC3 signature against the configured `secret_id`/`secret_key` (and `token`, if configured).
 pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
     let creds = tc3::Credentials {
-        secret_id: shared.credential("secret_id").unwrap_or_default(),
-        secret_key: shared.credential("secret_key").unwrap_or_default(),
-        token: shared.credential("token"),
+        secret_id: shared.auth.credential("secret_id"),
+        secret_key: shared.auth.credential("secret_key"),
+        token: shared.auth.lookup("token"),
         service: SERVICE,
     };
     let now = ctx.now_ms.div_euclid(1000);
-    match tc3::verify(req.method, req.query, req.headers, req.body, &creds, now) {
+    match tc3::verify(
+        req.method,
+        req.query.unwrap_or_default(),
+        req.headers,
+        req.body,
+        &creds,
+        now,
+    ) {
         Ok(()) => None,
         Err(e) => {
             tracing::debug!(code = e.code(), "hunyuan emulator refused a request: {e:?}");

@@ -1,9 +1,12 @@
-//! Vendor emulators: picks the dialect for a path, checks the bearer key, and routes to the vendor module.
+//! Vendor emulators: picks the dialect for a path, checks the bearer key (or the vendor's own scheme), and routes
+//! to the vendor module.
 
 pub(crate) mod dashscope;
 pub(crate) mod hunyuan;
 pub(crate) mod ollama;
 pub(crate) mod openai;
+pub(crate) mod pangu;
+pub(crate) mod spark;
 pub(crate) mod zhipu;
 
 use crate::reply::{Ctx, Dialect, Incoming, Reply};
@@ -20,6 +23,10 @@ pub(crate) fn dialect(vendor: Vendor, path: &str) -> Dialect {
         Vendor::Zhipu => Dialect::Zhipu,
         Vendor::Ollama if path.starts_with("/v1/") => Dialect::OllamaCompat,
         Vendor::Ollama => Dialect::Ollama,
+        Vendor::Spark if path.starts_with("/v1/") => Dialect::SparkHttp,
+        Vendor::Spark => Dialect::SparkWs,
+        Vendor::Pangu if path.starts_with("/v3/") => Dialect::PanguIam,
+        Vendor::Pangu => Dialect::Pangu,
     }
 }
 
@@ -33,15 +40,22 @@ pub(crate) fn bearer(req: &Incoming<'_>) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
-/// The vendor's auth error when the request's credentials are missing or wrong (bearer key, TC3 signature, JWT).
+/// The vendor's auth error when the request's credentials are missing or wrong (bearer key, TC3 signature, JWT,
+/// Spark HTTP password, Pangu IAM token or APIG signature; the Spark WebSocket handshake is checked in
+/// [`spark::websocket`]).
 pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
-    let keys = &shared.api_keys;
     match ctx.dialect {
         Dialect::Hunyuan => return hunyuan::check_auth(ctx, req, shared),
-        Dialect::Zhipu => return zhipu::check_auth(ctx, req, keys),
+        Dialect::Zhipu => return zhipu::check_auth(ctx, req, &shared.api_keys),
         Dialect::Ollama | Dialect::OllamaCompat => return None,
-        _ => {}
+        Dialect::SparkWs | Dialect::SparkHttp => return spark::check_auth(ctx, req, shared),
+        Dialect::Pangu | Dialect::PanguIam => return pangu::check_auth(ctx, req, shared),
+        Dialect::OpenAi
+        | Dialect::DashScopeNative
+        | Dialect::DashScopeCompat
+        | Dialect::HunyuanCompat => {}
     }
+    let keys = &shared.api_keys;
     let key = bearer(req);
     if key.as_ref().is_some_and(|k| keys.contains(k)) {
         return None;
@@ -55,6 +69,8 @@ pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Opti
 /// Answers an authenticated request.
 pub(crate) fn route(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Reply {
     match ctx.dialect {
+        Dialect::SparkWs | Dialect::SparkHttp => spark::handle_http(ctx, req),
+        Dialect::Pangu | Dialect::PanguIam => pangu::handle(ctx, req, shared),
         Dialect::DashScopeNative => dashscope::handle(ctx, req),
         Dialect::Hunyuan => hunyuan::handle(ctx, req),
         Dialect::Zhipu => zhipu::handle(ctx, req),

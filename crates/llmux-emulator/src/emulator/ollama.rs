@@ -351,7 +351,7 @@ fn tags(ctx: &Ctx, models: &[String]) -> Reply {
                 };
             json!({"name": name, "model": name, "modified_at": "2024-01-01T00:00:00Z",
                    "size": 1_000_000_000 + answer::fnv1a64(name.as_bytes()) % 1_000_000_000,
-                   "digest": crate::auth::sha256_hex(name.as_bytes()),
+                   "digest": crate::auth::encoding::sha256_hex(name.as_bytes()),
                    "details": {"parent_model": "", "format": "gguf", "family": family,
                                "families": [family], "parameter_size": parameter_size,
                                "quantization_level": "Q4_K_M"}})
