@@ -15,9 +15,14 @@ use crate::stream::StreamEvent;
 use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo};
 use crate::SecretString;
 
+pub mod acs3;
+pub mod canonical;
 pub mod dashscope;
 pub mod openai;
 pub mod openai_compat;
+pub mod pangu;
+pub mod signing;
+pub mod spark;
 
 /// What a provider can do; the conformance suite uses it to pick which cases apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +268,9 @@ pub static REGISTRY: &[ProviderSpec] = &[
     openai_compat::DEEPSEEK,
     openai_compat::MOONSHOT,
     openai_compat::VLLM,
+    spark::SPEC,
+    spark::HTTP_SPEC,
+    pangu::SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.
