@@ -81,10 +81,22 @@ fn spark_ws_url_vectors() {
         assert_eq!(signed.host, s(&exp["host"]), "{name}: host");
         assert_eq!(signed.path, s(&exp["path"]), "{name}: path");
         assert_eq!(signed.date, s(&exp["date"]), "{name}: date");
-        assert_eq!(signed.signature_origin, s(&exp["signature_origin"]), "{name}");
+        assert_eq!(
+            signed.signature_origin,
+            s(&exp["signature_origin"]),
+            "{name}"
+        );
         assert_eq!(signed.signature_b64, s(&exp["signature_b64"]), "{name}");
-        assert_eq!(signed.authorization_origin, s(&exp["authorization_origin"]), "{name}");
-        assert_eq!(signed.authorization_b64, s(&exp["authorization_b64"]), "{name}");
+        assert_eq!(
+            signed.authorization_origin,
+            s(&exp["authorization_origin"]),
+            "{name}"
+        );
+        assert_eq!(
+            signed.authorization_b64,
+            s(&exp["authorization_b64"]),
+            "{name}"
+        );
         assert_eq!(signed.url, s(&exp["url"]), "{name}: url");
 
         // The provider reaches the same URL from base URL + domain, at the clock's time.
@@ -269,7 +281,10 @@ fn acs3_vectors() {
         }
         let mut h = ::http::HeaderMap::new();
         sig.apply(&mut h).unwrap();
-        assert_eq!(h["authorization"].to_str().unwrap(), s(&exp["authorization"]));
+        assert_eq!(
+            h["authorization"].to_str().unwrap(),
+            s(&exp["authorization"])
+        );
         reproduced += 1;
     }
     assert_eq!(reproduced, 4);
