@@ -1,4 +1,5 @@
-//! The HTTP control surface under `/__emulator/`: fault queue, request log and latency, for out-of-process tests.
+//! The HTTP control surface under `/__emulator/`: fault queue, request log, latency, clock offset and IAM tokens,
+//! for out-of-process tests.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -91,6 +92,30 @@ pub(crate) fn handle(shared: &Shared, method: &str, path: &str, body: &[u8]) -> 
             }
             None => bad_request("expected {\"ms\": <integer>}".to_owned()),
         },
+        ("PUT", "clock") => match serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("offset_secs").and_then(Value::as_i64))
+        {
+            Some(secs) => {
+                shared.auth.clock.set_offset_secs(secs);
+                respond(StatusCode::NO_CONTENT, None)
+            }
+            None => bad_request("expected {\"offset_secs\": <integer>}".to_owned()),
+        },
+        ("PUT", "token_ttl") => match serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("secs").and_then(Value::as_u64))
+        {
+            Some(secs) => {
+                shared.auth.tokens.set_ttl(Duration::from_secs(secs));
+                respond(StatusCode::NO_CONTENT, None)
+            }
+            None => bad_request("expected {\"secs\": <integer>}".to_owned()),
+        },
+        ("POST", "tokens/expire") => {
+            shared.auth.tokens.expire_all();
+            respond(StatusCode::NO_CONTENT, None)
+        }
         _ => respond(
             StatusCode::NOT_FOUND,
             Some(json!({"error": format!("no control route {method} {path}")})),

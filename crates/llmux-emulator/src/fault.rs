@@ -7,7 +7,7 @@ use axum::http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::emulator::{dashscope, openai};
+use crate::emulator::{dashscope, openai, pangu, spark};
 use crate::reply::{Ctx, Dialect, Reply, ReplyBody};
 use crate::sse;
 
@@ -226,6 +226,8 @@ impl From<FaultKind> for FaultKindWire {
 /// The reply a replacing fault answers with instead of the vendor handler, or `None` for shaping faults.
 pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
     let native = ctx.dialect == Dialect::DashScopeNative;
+    let spark = matches!(ctx.dialect, Dialect::SparkWs | Dialect::SparkHttp);
+    let pangu = matches!(ctx.dialect, Dialect::Pangu | Dialect::PanguIam);
     match kind {
         FaultKind::Status {
             status,
@@ -244,6 +246,8 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
                     body: ReplyBody::Full(Bytes::from(b.clone())),
                 },
                 None if native => dashscope::status_error(ctx, *status),
+                None if spark => spark::status_error(ctx, *status),
+                None if pangu => pangu::status_error(ctx, *status),
                 None => openai::status_error(ctx, *status),
             };
             if let Some(ra) = retry_after {
@@ -266,8 +270,12 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
             })
         }
         FaultKind::QuotaExhausted if native => Some(dashscope::quota_error(ctx)),
+        FaultKind::QuotaExhausted if spark => Some(spark::quota_error(ctx)),
+        FaultKind::QuotaExhausted if pangu => Some(pangu::quota_error(ctx)),
         FaultKind::QuotaExhausted => Some(openai::quota_error(ctx)),
         FaultKind::ErrorBody200 if native => Some(dashscope::error_body_200(ctx)),
+        FaultKind::ErrorBody200 if spark => Some(spark::error_body_200(ctx)),
+        FaultKind::ErrorBody200 if pangu => Some(pangu::error_body_200(ctx)),
         FaultKind::ErrorBody200 => Some(openai::error_body_200(ctx)),
         FaultKind::DelayFirstByte(_)
         | FaultKind::StreamCutAfter(_)
@@ -282,6 +290,8 @@ pub(crate) fn content_filter(ctx: &Ctx) -> Reply {
     match ctx.dialect {
         Dialect::DashScopeNative => dashscope::content_filter_error(ctx),
         Dialect::OpenAi | Dialect::DashScopeCompat => openai::content_filter_error(ctx),
+        Dialect::SparkWs | Dialect::SparkHttp => spark::content_filter_error(ctx),
+        Dialect::Pangu | Dialect::PanguIam => pangu::content_filter_error(ctx),
     }
 }
 

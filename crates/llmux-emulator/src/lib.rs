@@ -1,4 +1,5 @@
-//! HTTP emulators of LLM vendors (OpenAI; DashScope native and OpenAI-compatible mode) for wire-level tests.
+//! HTTP and WebSocket emulators of LLM vendors (OpenAI; DashScope native and OpenAI-compatible mode; iFlytek Spark;
+//! Huawei Cloud Pangu with IAM) for wire-level tests.
 //!
 //! Each [`Emulator`] is an axum server on `127.0.0.1:0` that speaks one vendor's wire format, written from the
 //! vendors' docs and the captured official-SDK traffic in `shared/vectors/*_sdk_capture.json` (it does not use
@@ -23,10 +24,12 @@
 //!   `POST /api/v1/services/aigc/multimodal-generation/generation`,
 //!   `POST /api/v1/services/embeddings/text-embedding/text-embedding` (any other path: 400 `InvalidURL`);
 //!   compatible mode base `/compatible-mode/v1`: `chat/completions`, `embeddings`, `models`, `models/{id}`.
+//! * Spark ([`Vendor::Spark`]) and Pangu ([`Vendor::Pangu`]): see their own sections below.
 //!
 //! # Authentication
 //!
-//! Every vendor request needs `Authorization: Bearer <key>` with a key from [`EmulatorConfig::api_keys`].
+//! OpenAI and DashScope requests need `Authorization: Bearer <key>` with a key from [`EmulatorConfig::api_keys`]
+//! (Spark and Pangu use their vendors' schemes, described in their sections).
 //! Otherwise 401 with the vendor's body:
 //! * OpenAI, wrong key: `{"error":{"message":"Incorrect API key provided: <masked>.","type":"invalid_request_error",
 //!   "param":null,"code":"invalid_api_key"}}`; keys longer than 8 characters are masked as first 3 characters,
@@ -122,8 +125,131 @@
 //! * `GET /__emulator/requests` → `[{"method","path","query","headers":[[name,value],...],"body":"<utf-8, lossy>",
 //!   "status","unix_ms"}]` in arrival order; `DELETE /__emulator/requests` → 204, log cleared.
 //! * `PUT /__emulator/latency` with `{"ms":N}` → 204.
+//! * `PUT /__emulator/clock` with `{"offset_secs":N}` (may be negative) → 204; same as [`Emulator::set_clock_offset`].
+//! * `PUT /__emulator/token_ttl` with `{"secs":N}` → 204; same as [`Emulator::set_token_ttl`].
+//! * `POST /__emulator/tokens/expire` → 204; same as [`Emulator::expire_tokens`].
+//!
+//! # Credentials and the emulator clock
+//!
+//! [`EmulatorConfig::new`] fills [`EmulatorConfig::credentials`] with the vendor's defaults (a field missing from
+//! the map also falls back to its default); [`EmulatorConfig::with_credential`] overrides one:
+//!
+//! | vendor | field = default |
+//! |---|---|
+//! | Spark | `app_id` = `emuappid`, `api_key` = `emu-api-key`, `api_secret` = `emu-api-secret`, `api_password` = `emu-api-password` |
+//! | Pangu | `username` = `emu-user`, `password` = `emu-password`, `user_id` = `a0a1a2a3a4a5a6a7a8a9aaabacadaeaf`, `domain_name` = `emu-account`, `domain_id` = `d0d1d2d3d4d5d6d7d8d9dadbdcdddedf`, `project_name` = `cn-southwest-2`, `project_id` = `0a0b0c0d0e0f00010203040506070809`, `ak` = `EMUPANGUAK0000000001`, `sk` = `emu-pangu-secret-key-0000000000000000000` |
+//!
+//! Signed dates and token lifetimes are checked against the *emulator clock*: the wall clock when the emulator
+//! started, plus tokio time elapsed since then (so `tokio::time::advance` under paused time moves it), plus the
+//! offset set with [`Emulator::set_clock_offset`] (to simulate a client whose clock is skewed). [`Emulator::now`]
+//! reads it.
+//!
+//! # iFlytek Spark ([`Vendor::Spark`])
+//!
+//! [`Emulator::base_url`] is `ws://127.0.0.1:P`; [`Emulator::compat_base_url`] is `http://127.0.0.1:P/v1`.
+//!
+//! * **WebSocket paths and domains** (`parameter.chat.domain` must be one of the path's, else error 10005):
+//!   `/v1.1/chat` `lite` or `general`; `/v2.1/chat` `generalv2`; `/v3.1/chat` `generalv3`; `/chat/pro-128k`
+//!   `pro-128k`; `/v3.5/chat` `generalv3.5`; `/chat/max-32k` `max-32k`; `/v4.0/chat` `4.0Ultra`. Any other GET
+//!   path: 404 `{"message":"no Route matched with those values"}`.
+//! * **Handshake.** Checked in this order, before the upgrade (a plain GET gets the same answers): a status/HTML
+//!   fault fails it with that status; an unknown path is a 404; then the URL auth of PROTOCOLS.md 4.2 with the
+//!   `api_key`/`api_secret` credentials, recomputing the signature over the `host` *query* value, the `date`
+//!   value and `GET <path> HTTP/1.1`. Refusals are JSON `{"message": …}`: no/garbled `authorization`, `date` or
+//!   `host` → 401 `Unauthorized`; `date` not RFC 1123 (with the right weekday) or more than 300 s from the
+//!   emulator clock → 403 `HMAC signature cannot be verified, a valid date or x-date header is required for HMAC
+//!   Authentication`; other `api_key`, or `algorithm`/`headers` not `hmac-sha256`/`host date request-line` → 401
+//!   `HMAC signature cannot be verified`; wrong signature → 401 `HMAC signature does not match`. Extra spaces
+//!   between the `authorization` fields (sparkai's LLM client) are accepted. A passing request without upgrade
+//!   headers gets axum's upgrade rejection. The log records the GET (path, query, headers) with status 101 and,
+//!   once it arrives, the client's first frame as the body.
+//! * **Frames.** One client text frame (PROTOCOLS.md 4.3). The answer is one text frame per reply piece:
+//!   `header{code:0,message:"Success",sid,status}`, `payload.choices{status,seq,text:[{content,role:"assistant",
+//!   index:0}]}`; status 0 on the first frame, 1 in between, 2 on the last (a single-piece reply is one status-2
+//!   frame; the last frame carries text too); `payload.usage.text{question_tokens,prompt_tokens,
+//!   completion_tokens,total_tokens}` on the last frame only (`question_tokens` = tokens of the last user
+//!   message). Then a close frame (1000). `payload.functions.text` are the tools (honoured on every domain);
+//!   the answer is then one status-2 frame with `content:""`, `content_type:"text"` and `function_call{name,
+//!   arguments}` (first function only). `parameter.chat.max_tokens` cuts the reply as in the shared rules.
+//! * **Frame errors** (one frame `{"header":{"code","message","sid","status":2}}`, then close): not JSON or a
+//!   binary frame → 10003; missing `header.app_id`, `parameter.chat`, `domain`, `payload.message.text` or
+//!   malformed entries → 10004; `header.app_id` not the `app_id` credential → 10313; domain/path mismatch,
+//!   `temperature` outside (0, 1], `max_tokens` outside 1–4096 (`/v1.1/chat`, `/chat/pro-128k`) or 1–8192,
+//!   `top_k` outside 1–6, a role other than system/user/assistant, a system message after the first, a
+//!   `uid` that is not a string of at most 32 characters, or an empty `text` → 10005; prompt tokens over the context (8192; max-32k 32768;
+//!   pro-128k 131072) → 10907.
+//! * **Faults.** Status and Html fail the upgrade; QuotaExhausted → frame 11200 (`AppIdNoAuthError`),
+//!   ErrorBody200 → frame 10012, both after the client's frame; ErrorEvent → after N answer frames an error
+//!   frame 10013, then close; StreamCutAfter → after N frames the TCP connection is dropped (no status-2 frame,
+//!   no close frame); MalformedFrame → after N frames one non-JSON text frame, then the rest; IdleAfter → a
+//!   stall; DelayFirstByte → a sleep before the first answer frame. N is clamped as for SSE. `latency` sleeps
+//!   before the 101; `token_interval` between answer frames. Status faults without a body answer
+//!   `{"message": …}` (401 `Unauthorized`, 403 `Forbidden`, 429 `API rate limit exceeded`, 5xx `An unexpected
+//!   error occurred`).
+//! * **HTTP API** `POST /v1/chat/completions` with `Authorization: Bearer <k>`, `k` = the `api_password`
+//!   credential, `<api_key>:<api_secret>`, or one of [`EmulatorConfig::api_keys`] (default
+//!   [`Vendor::default_key`] = `emu-api-password`); otherwise 401 `{"error":{"message":"invalid user",
+//!   "type":"api_error","param":null,"code":null}}`. `model` must be one of `lite`, `generalv3`, `pro-128k`,
+//!   `generalv3.5`, `max-32k`, `4.0Ultra`. Answer: `{"code":0,"message":"Success","sid","id"(=sid),"created",
+//!   "object":"chat.completion","model","choices":[{"index":0,"message":{"role","content","tool_calls"?},
+//!   "finish_reason"}],"usage":{"prompt_tokens","completion_tokens","total_tokens"}}`; one tool call at most
+//!   (`parallel_tool_calls` false). Stream: `data:{…}\n\n` (no space) with `code`, `message`, `sid`, `id`,
+//!   `created` and `choices[{delta:{role,content},index}]` per piece (tool calls: a delta with id, name and empty
+//!   arguments, then 8-character argument fragments), then a delta with `content:""`, `finish_reason` and
+//!   `usage`, then `data:[DONE]`. Errors are `{"code","message","sid"}`: bad JSON 400 code 10003; bad model,
+//!   messages, role, `temperature` (outside [0, 2]), `top_k`, `max_tokens` → 400 code 10005. Faults:
+//!   QuotaExhausted 429 code 11200; ErrorBody200 200 code 10012; ErrorEvent 400 code 10013 (stream: a
+//!   `data:{"code":10013,…}` event ends it); Status without a body: 401 as above, 403 code 11200, 429 code
+//!   11202, 5xx code 10012, other 4xx code 10005.
+//! * **Ids.** WebSocket `sid` = `cht<seq as 8 hex>@dx<seq as 16 hex>`; HTTP `sid` = `cha…` in the same shape
+//!   (also the `x-request-id` header).
+//!
+//! # Huawei Cloud Pangu ([`Vendor::Pangu`])
+//!
+//! [`Emulator::base_url`] is `http://127.0.0.1:P`; it is also the IAM endpoint.
+//!
+//! * **IAM** `POST /v3/auth/tokens[?nocatalog=true]` (no auth) with the password identity (user `name` or `id`,
+//!   `password`, `domain.name` or `domain.id` matching the credentials) or `hw_ak_sk` (`access.key`/`secret.key`
+//!   = `ak`/`sk`); scope `project` by `name`/`id`, `domain` by `name`/`id`, or none. Success: 201, header
+//!   `X-Subject-Token: MII<256 base64 characters>`, body `{"token":{"expires_at","issued_at"
+//!   (`2024-01-01T00:00:00.000000Z`),"methods":[<method>],"user":{domain,id,name,password_expires_at},
+//!   "project"{domain,id,name}|"domain"{id,name},"roles":[],"catalog"}}`; `catalog` (one `pangu` service whose
+//!   endpoint URL is `http://<Host header>`) is left out with `nocatalog=true`. Wrong credentials: 401
+//!   `{"error":{"code":401,"message":"The username or password is wrong.","title":"Unauthorized"}}`; a body that
+//!   is not a token request or a scope the account lacks: 400 in the same shape. Tokens live 24 h
+//!   ([`Emulator::set_token_ttl`] changes it for tokens issued afterwards) on the emulator clock;
+//!   [`Emulator::expire_tokens`] forgets every issued token. Token requests are logged like any request (path
+//!   `/v3/auth/tokens`), so a test can count them.
+//! * **Chat** V1 `POST /v1/{project_id}/deployments/{deployment_id}/chat/completions` and V2
+//!   `POST /api/v2/chat/completions` (`model` required). Authentication, in order: `X-Auth-Token` = an issued,
+//!   unexpired token or one of [`EmulatorConfig::api_keys`] (static tokens, default `emu-pangu-token`); otherwise
+//!   `Authorization: SDK-HMAC-SHA256 …` verified per PROTOCOLS.md 5.2 with the `ak`/`sk` credentials (the
+//!   canonical request is rebuilt from the path and query as received and the exact body bytes; `host` and
+//!   `x-sdk-date` must be signed). Failures are 401 `{"error_code","error_msg","request_id"}`: no, unknown or
+//!   expired token → `APIG.1002` "Incorrect token or token resolution failed"; signing problems → `APIG.0301`
+//!   "Incorrect IAM authentication information: …" (`verify aksk signature fail, …` for a wrong signature,
+//!   `signature expired, …` when `X-Sdk-Date` is more than 15 min from the emulator clock, `ak not found`,
+//!   `Authorization format incorrect, …`). On V1, a token not scoped to the path's project (or AK/SK with a path
+//!   project other than `project_id`) → 403 `APIG.1005`.
+//! * **Body and answer** as PROTOCOLS.md 5.3 / the shared rules: `messages` (a missing role is `user`; roles
+//!   system/user/assistant/tool), `temperature` within [0, 1] (V2 [0, 2]), `top_p` [0, 1], `max_tokens` ≥ 1,
+//!   `stop`, `tools`, `tool_choice`, `parallel_tool_calls` (default false); violations → 400 `PANGU.0400`.
+//!   Answer `{"id":"chatcmpl-emu<seq as 6 digits>","object":"chat.completion","created","model"(V2 the body's
+//!   model, V1 the deployment id),"choices":[{"index":0,"message":{"role":"assistant","content"(""for tool
+//!   calls),"tool_calls"?},"logprobs":null,"finish_reason","stop_reason":null}],"usage":{…}}`. Stream: `data:
+//!   {chat.completion.chunk}` frames as OpenAI's (role chunk, one per piece or tool fragment), a final chunk
+//!   with `finish_reason` and `usage`, then `data: [DONE]`. Other paths: 404 `APIG.0101`.
+//! * **Faults** (apply to IAM requests too unless restricted with `path_contains`): Status without a body →
+//!   401 `APIG.1002`, 403 `APIG.1005`, 404 `APIG.0101`, 429 `APIG.0308`, 502/503 `APIG.0201`, 504 `APIG.0202`,
+//!   other 5xx `PANGU.0500`, other 4xx `PANGU.0400` (on `/v3/...` a Keystone-style `{"error":{code,message,
+//!   title}}`); QuotaExhausted → 403 `PANGU.0403`; ErrorBody200 → 200 `PANGU.0500`; ErrorEvent → 400
+//!   `PANGU.0451` (stream: a `data: {"error_code":"PANGU.0451",…}` event ends it). Request ids (`request_id`,
+//!   `x-request-id`) are the seq as 32 hex digits. The `APIG.*`/`PANGU.*` codes other than `APIG.1002` and
+//!   `APIG.0301` are the emulator's choice (the vendor's are unverified).
 
 mod answer;
+mod auth;
+mod clock;
 mod control;
 mod emulator;
 mod fault;
@@ -158,22 +284,32 @@ pub enum Vendor {
     OpenAi,
     /// Alibaba DashScope: native `/api/v1` and OpenAI-compatible `/compatible-mode/v1`.
     DashScope,
+    /// iFlytek Spark: WebSocket chat (`/v3.5/chat`, …) and the OpenAI-compatible HTTP API `/v1`.
+    Spark,
+    /// Huawei Cloud Pangu (V1 deployments, V2) with Huawei IAM tokens and APIG AK/SK signing.
+    Pangu,
 }
 
 impl Vendor {
-    /// The stable provider id (`openai`, `dashscope`).
+    /// The stable provider id (`openai`, `dashscope`, `spark`, `pangu`).
     pub fn id(self) -> &'static str {
         match self {
             Vendor::OpenAi => "openai",
             Vendor::DashScope => "dashscope",
+            Vendor::Spark => "spark",
+            Vendor::Pangu => "pangu",
         }
     }
 
-    /// The key an [`EmulatorConfig::new`] accepts by default.
+    /// The key an [`EmulatorConfig::new`] accepts by default: a bearer key; for Spark the HTTP API password
+    /// (`emu-api-password`, also the default `api_password` credential); for Pangu a static `X-Auth-Token`
+    /// (`emu-pangu-token`) that never expires.
     pub fn default_key(self) -> &'static str {
         match self {
             Vendor::OpenAi => "sk-emulator-openai",
             Vendor::DashScope => "sk-emulator-dashscope",
+            Vendor::Spark => "emu-api-password",
+            Vendor::Pangu => "emu-pangu-token",
         }
     }
 }
@@ -213,7 +349,8 @@ impl fmt::Debug for EmulatorConfig {
 }
 
 impl EmulatorConfig {
-    /// Defaults: the vendor's default key ([`Vendor::default_key`]), `127.0.0.1:0`, no latency, no token interval.
+    /// Defaults: the vendor's default key ([`Vendor::default_key`]), `127.0.0.1:0`, no latency, no token interval,
+    /// and the vendor's default credentials (crate docs, "Credentials").
     pub fn new(vendor: Vendor) -> Self {
         EmulatorConfig {
             vendor,
@@ -221,7 +358,10 @@ impl EmulatorConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             latency: Duration::ZERO,
             token_interval: Duration::ZERO,
-            credentials: std::collections::BTreeMap::new(),
+            credentials: auth::state::default_credentials(vendor)
+                .iter()
+                .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 
@@ -306,6 +446,8 @@ pub(crate) struct Shared {
     /// (seq, request), arrival order.
     log: Mutex<Vec<(u64, RecordedRequest)>>,
     faults: Mutex<Vec<Fault>>,
+    /// Vendor credentials, the emulator clock and issued tokens.
+    auth: auth::state::AuthState,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable: every critical section is a plain update).
@@ -396,6 +538,7 @@ impl Emulator {
             seq: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
+            auth: auth::state::AuthState::new(cfg.vendor, cfg.credentials),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = listener.tap_io(|tcp| {
@@ -426,19 +569,24 @@ impl Emulator {
         format!("http://{}", self.addr)
     }
 
-    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`.
+    /// The vendor's base URL: OpenAI `http://127.0.0.1:P/v1`, DashScope native `http://127.0.0.1:P/api/v1`,
+    /// Spark `ws://127.0.0.1:P` (append `/v3.5/chat`, …), Pangu `http://127.0.0.1:P` (append `/v1/...`; also the
+    /// IAM endpoint).
     pub fn base_url(&self) -> String {
         match self.vendor {
             Vendor::OpenAi => format!("http://{}/v1", self.addr),
             Vendor::DashScope => format!("http://{}/api/v1", self.addr),
+            Vendor::Spark => format!("ws://{}", self.addr),
+            Vendor::Pangu => format!("http://{}", self.addr),
         }
     }
 
-    /// DashScope: `http://127.0.0.1:P/compatible-mode/v1`; OpenAI: `None`.
+    /// DashScope: `http://127.0.0.1:P/compatible-mode/v1`; Spark: `http://127.0.0.1:P/v1`; others `None`.
     pub fn compat_base_url(&self) -> Option<String> {
         match self.vendor {
-            Vendor::OpenAi => None,
+            Vendor::OpenAi | Vendor::Pangu => None,
             Vendor::DashScope => Some(format!("http://{}/compatible-mode/v1", self.addr)),
+            Vendor::Spark => Some(format!("http://{}/v1", self.addr)),
         }
     }
 
@@ -465,6 +613,28 @@ impl Emulator {
     /// Changes the sleep before every response head.
     pub fn set_latency(&self, d: Duration) {
         self.shared.set_latency(d);
+    }
+
+    /// Moves the emulator clock `offset_secs` seconds ahead of the real clock (negative: behind). The clock
+    /// checks Spark `date`, APIG `X-Sdk-Date` and IAM token expiry; it also follows tokio time, so paused-time
+    /// tests can move it with `tokio::time::advance`.
+    pub fn set_clock_offset(&self, offset_secs: i64) {
+        self.shared.auth.clock.set_offset_secs(offset_secs);
+    }
+
+    /// The emulator clock now (real start time + tokio time since start + the clock offset).
+    pub fn now(&self) -> SystemTime {
+        self.shared.auth.clock.now()
+    }
+
+    /// Sets the lifetime of IAM tokens issued from now on (default 24 h).
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.shared.auth.tokens.set_ttl(ttl);
+    }
+
+    /// Invalidates every IAM token issued so far: they answer 401 `APIG.1002` from now on.
+    pub fn expire_tokens(&self) {
+        self.shared.auth.tokens.expire_all();
     }
 }
 
@@ -508,17 +678,21 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response<Bod
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
+    if ctx.dialect == reply::Dialect::SparkWs {
+        return emulator::spark::websocket(shared, parts, ctx).await;
+    }
     let incoming = Incoming {
         method: parts.method.as_str(),
         path: &path,
+        query: parts.uri.query(),
         headers: &parts.headers,
         body: &body,
     };
     let fault = shared.take_fault(&path);
     let mut reply = match fault.as_ref().and_then(|f| fault::replacement(f, &ctx)) {
         Some(r) => r,
-        None => emulator::check_auth(&ctx, &incoming, &shared.api_keys)
-            .unwrap_or_else(|| emulator::route(&ctx, &incoming)),
+        None => emulator::check_auth(&ctx, &incoming, &shared)
+            .unwrap_or_else(|| emulator::route(&ctx, &incoming, &shared)),
     };
     if matches!(fault, Some(FaultKind::ErrorEvent { .. }))
         && !reply.is_stream()

@@ -12,6 +12,14 @@ pub(crate) enum Dialect {
     DashScopeNative,
     /// DashScope OpenAI-compatible mode `/compatible-mode/v1/...`.
     DashScopeCompat,
+    /// iFlytek Spark WebSocket paths (`/v3.5/chat`, …): handshakes and frames.
+    SparkWs,
+    /// iFlytek Spark OpenAI-compatible HTTP API `/v1/...`.
+    SparkHttp,
+    /// Huawei Pangu chat (`/v1/{project}/deployments/...`, `/api/v2/...`).
+    Pangu,
+    /// Huawei IAM `/v3/...` on the Pangu emulator.
+    PanguIam,
 }
 
 /// Per-request values that appear in answers.
@@ -33,6 +41,9 @@ impl Ctx {
             Dialect::DashScopeNative | Dialect::DashScopeCompat => {
                 format!("00000000-0000-4000-8000-{:012x}", self.seq)
             }
+            Dialect::SparkWs => format!("cht{:08x}@dx{:016x}", self.seq, self.seq),
+            Dialect::SparkHttp => format!("cha{:08x}@dx{:016x}", self.seq, self.seq),
+            Dialect::Pangu | Dialect::PanguIam => format!("{:032x}", self.seq),
         }
     }
 }
@@ -68,7 +79,12 @@ impl Reply {
     pub(crate) fn sse(ctx: &Ctx, frames: Vec<Bytes>) -> Reply {
         let content_type = match ctx.dialect {
             Dialect::DashScopeNative => "text/event-stream;charset=UTF-8",
-            Dialect::OpenAi | Dialect::DashScopeCompat => "text/event-stream",
+            Dialect::OpenAi
+            | Dialect::DashScopeCompat
+            | Dialect::SparkWs
+            | Dialect::SparkHttp
+            | Dialect::Pangu
+            | Dialect::PanguIam => "text/event-stream",
         };
         Reply {
             status: 200,
@@ -93,6 +109,8 @@ impl Reply {
 pub(crate) struct Incoming<'a> {
     pub method: &'a str,
     pub path: &'a str,
+    /// Raw query string, if any.
+    pub query: Option<&'a str>,
     pub headers: &'a axum::http::HeaderMap,
     pub body: &'a [u8],
 }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::emulator::{pangu, spark};
 use crate::reply::{Ctx, Dialect};
 
 /// OpenAI framing: `data: <json>\n\n`.
@@ -41,13 +42,16 @@ pub(crate) fn error_frame(ctx: &Ctx, sent: usize) -> Bytes {
             &json!({"code": "DataInspectionFailed", "message": DATA_INSPECTION_MESSAGE,
                     "request_id": ctx.request_id()}),
         ),
+        Dialect::SparkWs | Dialect::SparkHttp => spark::sse_error_frame(ctx),
+        Dialect::Pangu | Dialect::PanguIam => pangu::sse_error_frame(ctx),
     }
 }
 
 /// A frame in the vendor's framing whose data is truncated JSON; `sent` is how many frames went before it.
 pub(crate) fn malformed_frame(ctx: &Ctx, sent: usize) -> Bytes {
     match ctx.dialect {
-        Dialect::OpenAi | Dialect::DashScopeCompat => Bytes::from_static(
+        Dialect::SparkWs | Dialect::SparkHttp => spark::sse_malformed_frame(),
+        Dialect::OpenAi | Dialect::DashScopeCompat | Dialect::Pangu | Dialect::PanguIam => Bytes::from_static(
             b"data: {\"id\":\"chatcmpl-malformed\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":\n\n",
         ),
         Dialect::DashScopeNative => Bytes::from(format!(

@@ -36,7 +36,7 @@ pub(crate) const COMPAT_MODELS: &[&str] = &[
 pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
     let prefix = match ctx.dialect {
         Dialect::DashScopeCompat => "/compatible-mode/v1",
-        Dialect::OpenAi | Dialect::DashScopeNative => "/v1",
+        _ => "/v1",
     };
     let rest = req.path.strip_prefix(prefix).unwrap_or("");
     match (req.method, rest) {
