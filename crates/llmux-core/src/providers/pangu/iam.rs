@@ -3,7 +3,7 @@
 //! the response reader, and a single-flight token cache.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -189,7 +189,7 @@ pub struct TokenCache {
     refresh: tokio::sync::Mutex<()>,
     attempts: AtomicU64,
     last_failure: Mutex<Option<(ErrorKind, String)>>,
-    rejected: std::sync::atomic::AtomicBool,
+    rejected: AtomicBool,
 }
 
 impl TokenCache {

@@ -581,10 +581,12 @@ fn huawei_error(
         ErrorKind::Authentication if skew => {
             format!("the request signature expired (our clock is off from the gateway's): {msg}")
         }
-        ErrorKind::Authentication => describe(kind, msg).replace(
-            "the API key was rejected",
-            "the Huawei Cloud credential was rejected",
-        ),
+        ErrorKind::Authentication if msg.trim().is_empty() => {
+            "the Huawei Cloud credential was rejected".to_owned()
+        }
+        ErrorKind::Authentication => {
+            format!("the Huawei Cloud credential was rejected: {}", msg.trim())
+        }
         _ => describe(kind, msg),
     };
     let mut e = Error::new(kind, message)

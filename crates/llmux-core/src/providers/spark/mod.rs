@@ -165,7 +165,7 @@ pub const SPEC: ProviderSpec = ProviderSpec {
 pub struct Spark {
     base_url: String,
     app_id: String,
-    api_key: String,
+    api_key: SecretString,
     api_secret: SecretString,
 }
 
@@ -183,7 +183,7 @@ impl Spark {
         Ok(Spark {
             base_url: base.to_owned(),
             app_id: app_id.to_owned(),
-            api_key: api_key.to_owned(),
+            api_key: SecretString::new(api_key),
             api_secret,
         })
     }
@@ -236,8 +236,13 @@ impl Provider for Spark {
             Error::new(ErrorKind::Internal, "could not encode the Spark frame").with_source(e)
         })?;
         let url = format!("{}{}", self.base_url, d.path);
-        let signed = sign_url(&url, &self.api_key, &self.api_secret, ctx.clock.now())
-            .map_err(|e| e.with_provider(ID))?;
+        let signed = sign_url(
+            &url,
+            self.api_key.expose(),
+            &self.api_secret,
+            ctx.clock.now(),
+        )
+        .map_err(|e| e.with_provider(ID))?;
         Ok(WsRequest {
             url: signed.url,
             headers: HeaderMap::new(),
@@ -298,12 +303,13 @@ pub fn classify_handshake(status: u16, headers: &HeaderMap, body: &[u8]) -> Erro
             .with_request_id(rid.clone())
     };
     match status {
+        401 if msg.is_empty() => base(
+            ErrorKind::Authentication,
+            "the Spark APIKey/APISecret signature was rejected".to_owned(),
+        ),
         401 => base(
             ErrorKind::Authentication,
-            describe(ErrorKind::Authentication, &msg).replace(
-                "the API key was rejected",
-                "the Spark APIKey/APISecret signature was rejected",
-            ),
+            format!("the Spark APIKey/APISecret signature was rejected: {msg}"),
         ),
         403 if blames_date(&msg) => base(
             ErrorKind::Authentication,
