@@ -26,6 +26,7 @@ async fn start(cfg: EmulatorConfig) -> Emulator {
 fn client_for(id: &str, s: ProviderSettings) -> Client {
     Client::builder()
         .without_env()
+        .retry(llmux_core::resilience::RetryPolicy::none())
         .provider(id, s)
         .build()
         .unwrap()

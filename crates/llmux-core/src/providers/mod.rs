@@ -15,12 +15,16 @@ use crate::stream::StreamEvent;
 use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo};
 use crate::SecretString;
 
+pub mod acs3;
+pub mod canonical;
 pub mod dashscope;
 pub mod hunyuan;
 pub mod ollama;
 pub mod openai;
 pub mod openai_compat;
+pub mod pangu;
 pub mod signing;
+pub mod spark;
 pub mod zhipu;
 
 /// What a provider can do; the conformance suite uses it to pick which cases apply.
@@ -279,6 +283,9 @@ pub static REGISTRY: &[ProviderSpec] = &[
     openai_compat::VLLM,
     hunyuan::SPEC,
     hunyuan::OPENAI_SPEC,
+    spark::SPEC,
+    spark::HTTP_SPEC,
+    pangu::SPEC,
     zhipu::SPEC,
     ollama::SPEC,
 ];

@@ -1,0 +1,412 @@
+//! Spark's WebSocket frames (PROTOCOLS.md §4.3): the request frame we send, the response
+//! frames we parse into events, and the vendor's numeric error codes.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{Domain, ID};
+use crate::codec::Frame;
+use crate::error::{Error, ErrorKind, Result};
+use crate::providers::openai_compat::{describe, merge_extra};
+use crate::providers::StreamParser;
+use crate::stream::StreamEvent;
+use crate::types::*;
+
+/// Longest `header.uid` Spark accepts.
+pub const MAX_UID_CHARS: usize = 32;
+
+fn unsupported(what: &str) -> Error {
+    Error::unsupported(format!("spark (WebSocket API) does not accept {what}")).with_provider(ID)
+}
+
+fn invalid(msg: String) -> Error {
+    Error::invalid_request(msg).with_provider(ID)
+}
+
+fn message_text(i: usize, m: &Message) -> Result<String> {
+    if m.content.has_images() {
+        return Err(unsupported("image inputs"));
+    }
+    if !m.tool_calls.is_empty() || m.role == Role::Tool {
+        return Err(unsupported(&format!(
+            "tool calls or tool results in the conversation (messages[{i}]); it has no tool role — use spark-http"
+        )));
+    }
+    Ok(m.content.text().into_owned())
+}
+
+/// Builds the request frame for `domain` (pure; the vectors compare it as a JSON value).
+pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result<Value> {
+    req.validate().map_err(|e| e.with_provider(ID))?;
+    let mut header = Map::new();
+    header.insert("app_id".into(), Value::from(app_id));
+    if let Some(uid) = &req.user {
+        if uid.chars().count() > MAX_UID_CHARS {
+            return Err(invalid(format!(
+                "`user` must be at most {MAX_UID_CHARS} characters for Spark, got {}",
+                uid.chars().count()
+            )));
+        }
+        header.insert("uid".into(), Value::from(uid.as_str()));
+    }
+
+    let mut chat = Map::new();
+    chat.insert("domain".into(), Value::from(domain.name));
+    if let Some(t) = req.temperature {
+        if !(t > 0.0 && t <= 1.0) {
+            return Err(invalid(format!(
+                "`temperature` must be in (0, 1] for Spark, got {t}"
+            )));
+        }
+        chat.insert("temperature".into(), Value::from(t));
+    }
+    if let Some(m) = req.max_tokens {
+        if m > domain.max_output {
+            return Err(invalid(format!(
+                "`max_tokens` must be between 1 and {} for Spark `{}`, got {m}",
+                domain.max_output, domain.name
+            )));
+        }
+        chat.insert("max_tokens".into(), Value::from(m));
+    }
+    if let Some(k) = req.top_k {
+        if !(1..=6).contains(&k) {
+            return Err(invalid(format!(
+                "`top_k` must be between 1 and 6 for Spark, got {k}"
+            )));
+        }
+        chat.insert("top_k".into(), Value::from(k));
+    }
+    if let Some(search) = req.enable_search {
+        chat.insert(
+            "tools".into(),
+            json!([{"type": "web_search", "web_search": {"enable": search}}]),
+        );
+    }
+    let rejected = [
+        ("`top_p`", req.top_p.is_some()),
+        ("`stop`", !req.stop.is_empty()),
+        ("`seed`", req.seed.is_some()),
+        ("`presence_penalty`", req.presence_penalty.is_some()),
+        ("`frequency_penalty`", req.frequency_penalty.is_some()),
+        ("`repetition_penalty`", req.repetition_penalty.is_some()),
+        ("`n` above 1", req.n.is_some_and(|n| n > 1)),
+        ("`parallel_tool_calls`", req.parallel_tool_calls.is_some()),
+        ("`thinking`", req.thinking.is_some()),
+        (
+            "a JSON `response_format`",
+            matches!(
+                req.response_format,
+                Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+            ),
+        ),
+        (
+            "a `tool_choice` other than auto",
+            matches!(&req.tool_choice, Some(c) if *c != ToolChoice::Auto),
+        ),
+    ];
+    if let Some((what, _)) = rejected.iter().find(|(_, set)| *set) {
+        return Err(unsupported(what));
+    }
+    merge_extra(&mut chat, &req.extra);
+
+    let mut text = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        if m.role == Role::System && i != 0 {
+            return Err(invalid(format!(
+                "messages[{i}]: Spark takes one system message, and only as the first message"
+            )));
+        }
+        text.push(json!({"role": m.role.as_str(), "content": message_text(i, m)?}));
+    }
+    let mut payload = Map::new();
+    payload.insert("message".into(), json!({ "text": text }));
+    if !req.tools.is_empty() {
+        let functions: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = Map::new();
+                f.insert("name".into(), Value::from(t.name.as_str()));
+                if let Some(d) = &t.description {
+                    f.insert("description".into(), Value::from(d.as_str()));
+                }
+                f.insert("parameters".into(), t.parameters.clone());
+                Value::Object(f)
+            })
+            .collect();
+        payload.insert("functions".into(), json!({ "text": functions }));
+    }
+    Ok(json!({"header": header, "parameter": {"chat": chat}, "payload": payload}))
+}
+
+/// The kind a Spark error code means (PROTOCOLS.md §4.3; the table is in docs/providers.md).
+pub fn code_kind(code: i64) -> ErrorKind {
+    match code {
+        10013 | 10014 | 10019 | 10021 => ErrorKind::ContentFiltered,
+        11200 | 11201 => ErrorKind::QuotaExhausted,
+        11202 | 11203 | 10006 | 10007 | 10110 => ErrorKind::RateLimited,
+        10907 => ErrorKind::ContextLengthExceeded,
+        10003 | 10004 | 10005 | 10163 => ErrorKind::InvalidRequest,
+        10015 | 10016 => ErrorKind::PermissionDenied,
+        _ => ErrorKind::UpstreamServer,
+    }
+}
+
+/// The error for a non-zero Spark `code` (in a frame, a handshake body or an HTTP 200 body).
+pub fn code_error(id: &'static str, code: i64, message: &str, sid: Option<&str>) -> Error {
+    let kind = code_kind(code);
+    Error::new(kind, describe(kind, message))
+        .with_provider(id)
+        .with_code(code.to_string())
+        .with_request_id(sid.filter(|s| !s.is_empty()).map(str::to_owned))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireFrame {
+    #[serde(default)]
+    header: WireHeader,
+    #[serde(default)]
+    payload: Option<WirePayload>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireHeader {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    sid: String,
+    #[serde(default)]
+    status: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WirePayload {
+    #[serde(default)]
+    choices: Option<WireChoices>,
+    #[serde(default)]
+    usage: Option<WireUsageOuter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireChoices {
+    #[serde(default)]
+    status: Option<i64>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    text: Vec<WireText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireText {
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    reasoning_content: String,
+    #[serde(default)]
+    function_call: Option<WireFunctionCall>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireFunctionCall {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireUsageOuter {
+    #[serde(default)]
+    text: WireUsage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+}
+
+/// Events of one frame, held until the frames before it (by `seq`) have been seen.
+#[derive(Debug, Default)]
+struct Pending {
+    reasoning: String,
+    text: String,
+    calls: Vec<(String, String)>,
+}
+
+/// Turns Spark response frames into events: text in `seq` order, one tool call per
+/// `function_call`, usage once at the end, and `header.code != 0` as an error.
+#[derive(Debug, Default)]
+pub struct SparkStreamParser {
+    started: bool,
+    done: bool,
+    sid: String,
+    next_seq: Option<u64>,
+    arrival: u64,
+    pending: BTreeMap<u64, Pending>,
+    usage: Option<Usage>,
+    calls: u32,
+}
+
+impl SparkStreamParser {
+    /// A parser for one answer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn flush(&mut self, out: &mut Vec<StreamEvent>) {
+        while let Some(next) = self.next_seq {
+            let Some(p) = self.pending.remove(&next) else {
+                break;
+            };
+            self.next_seq = Some(next + 1);
+            if !p.reasoning.is_empty() {
+                out.push(StreamEvent::ReasoningDelta { text: p.reasoning });
+            }
+            if !p.text.is_empty() {
+                out.push(StreamEvent::TextDelta { text: p.text });
+            }
+            for (name, arguments) in p.calls {
+                let index = self.calls;
+                self.calls += 1;
+                let id = if self.sid.is_empty() {
+                    format!("call_{index}")
+                } else {
+                    format!("call_{}_{index}", self.sid)
+                };
+                out.push(StreamEvent::ToolCallDelta {
+                    index,
+                    id: Some(id),
+                    name: Some(name),
+                    arguments,
+                });
+            }
+        }
+    }
+}
+
+impl StreamParser for SparkStreamParser {
+    fn on_frame(&mut self, frame: &Frame, out: &mut Vec<StreamEvent>) -> Result<()> {
+        let data = frame.data.trim();
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.done {
+            return Err(Error::protocol("spark sent a frame after the last one").with_provider(ID));
+        }
+        let f: WireFrame = serde_json::from_str(data).map_err(|e| {
+            Error::protocol("spark sent a malformed frame")
+                .with_provider(ID)
+                .with_source(e)
+        })?;
+        if f.header.code != 0 {
+            return Err(code_error(
+                ID,
+                f.header.code,
+                &f.header.message,
+                Some(&f.header.sid),
+            ));
+        }
+        if !self.started {
+            self.started = true;
+            self.sid.clone_from(&f.header.sid);
+            let sid = (!f.header.sid.is_empty()).then(|| f.header.sid.clone());
+            out.push(StreamEvent::Started {
+                id: f.header.sid.clone(),
+                model: String::new(),
+                request_id: sid,
+            });
+        }
+        let mut last = f.header.status == Some(2);
+        if let Some(payload) = f.payload {
+            if let Some(u) = payload.usage {
+                let u = u.text;
+                self.usage = Some(Usage {
+                    total_tokens: u
+                        .total_tokens
+                        .unwrap_or(u.prompt_tokens + u.completion_tokens),
+                    ..Usage::new(u.prompt_tokens, u.completion_tokens)
+                });
+            }
+            if let Some(choices) = payload.choices {
+                last |= choices.status == Some(2);
+                let seq = choices.seq.unwrap_or(self.arrival);
+                self.arrival = seq + 1;
+                let next = *self.next_seq.get_or_insert(seq);
+                if seq < next || self.pending.contains_key(&seq) {
+                    return Err(Error::protocol(format!("spark repeated frame seq {seq}"))
+                        .with_provider(ID));
+                }
+                let mut p = Pending::default();
+                for t in choices.text {
+                    p.reasoning.push_str(&t.reasoning_content);
+                    match t.function_call {
+                        Some(fc) => {
+                            let args = match fc.arguments {
+                                Value::String(s) => s,
+                                Value::Null => String::new(),
+                                other => other.to_string(),
+                            };
+                            p.calls.push((fc.name, args));
+                            p.text.push_str(&t.content);
+                        }
+                        None => p.text.push_str(&t.content),
+                    }
+                }
+                self.pending.insert(seq, p);
+            }
+        }
+        self.flush(out);
+        if last {
+            if let Some(missing) = self.next_seq.filter(|_| !self.pending.is_empty()) {
+                return Err(Error::protocol(format!(
+                    "spark's last frame arrived but frame seq {missing} never did"
+                ))
+                .with_provider(ID));
+            }
+            self.done = true;
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<()> {
+        if !self.done {
+            return Err(Error::protocol(
+                "the spark socket closed before the last frame (status 2)",
+            )
+            .with_provider(ID));
+        }
+        if !self.started {
+            self.started = true;
+            out.push(StreamEvent::Started {
+                id: String::new(),
+                model: String::new(),
+                request_id: None,
+            });
+        }
+        if let Some(u) = self.usage.take() {
+            out.push(StreamEvent::Usage(u));
+        }
+        let reason = if self.calls > 0 {
+            FinishReason::ToolCalls
+        } else {
+            FinishReason::Stop
+        };
+        out.push(StreamEvent::Finished { reason });
+        Ok(())
+    }
+}
