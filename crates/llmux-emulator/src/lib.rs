@@ -343,6 +343,7 @@ mod auth;
 mod clock;
 mod control;
 mod emulator;
+mod env;
 mod fault;
 mod ndjson;
 mod reply;

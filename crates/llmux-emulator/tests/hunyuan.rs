@@ -461,7 +461,7 @@ async fn validation_errors_are_http_200_tencent_errors() {
         &[
             ("authorization", &auth),
             ("content-type", "application/json"),
-            ("x-tc-action", "GetEmbedding"),
+            ("x-tc-action", "DescribeRegions"),
             ("x-tc-version", "2023-09-01"),
             ("x-tc-timestamp", &ts),
         ],

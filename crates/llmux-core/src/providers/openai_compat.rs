@@ -470,6 +470,13 @@ impl Provider for OpenAiCompat {
     }
 
     fn build_models(&self) -> Result<HttpRequest> {
+        if !self.spec.capabilities.list_models {
+            return Err(Error::unsupported(format!(
+                "{} cannot list models over its API",
+                self.spec.id
+            ))
+            .with_provider(self.spec.id));
+        }
         let r = HttpRequest::get(join_url(&self.base_url, "models"))
             .header("accept", "application/json")?;
         self.authed(r)

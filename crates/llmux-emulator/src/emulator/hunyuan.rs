@@ -163,12 +163,14 @@ pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
         Some(a) => a,
         None => return missing(ctx, "X-TC-Action"),
     };
-    if action != ACTION {
+    if action != ACTION && action != EMBEDDING_ACTION {
         return error(
             ctx,
             200,
             "InvalidAction",
-            &format!("The action `{action}` is not supported by the emulator (only `{ACTION}`)."),
+            &format!(
+                "The action `{action}` is not supported by the emulator (only `{ACTION}` and `{EMBEDDING_ACTION}`)."
+            ),
         );
     }
     match req.header("x-tc-version") {
@@ -194,7 +196,52 @@ pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
             ),
         );
     }
+    if action == EMBEDDING_ACTION {
+        return embed(ctx, req.body);
+    }
     chat(ctx, req.body)
+}
+
+/// The embedding action of the same API version.
+pub(crate) const EMBEDDING_ACTION: &str = "GetEmbedding";
+
+/// Dimension of `hunyuan-embedding` vectors.
+const EMBEDDING_DIM: usize = 1024;
+
+/// `GetEmbedding`: `Input` (one text) or `InputList` (several) → `Data[{Embedding, Index, Object}]`
+/// with deterministic vectors (crate docs) and `Usage{PromptTokens, TotalTokens}`.
+fn embed(ctx: &Ctx, body: &[u8]) -> Reply {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => return invalid_value(ctx, "The request body is not valid JSON."),
+    };
+    let texts: Vec<String> = match (v.get("Input"), v.get("InputList")) {
+        (Some(Value::String(s)), None) => vec![s.clone()],
+        (None, Some(Value::Array(list))) if !list.is_empty() => {
+            let texts: Option<Vec<String>> =
+                list.iter().map(|t| t.as_str().map(str::to_owned)).collect();
+            match texts {
+                Some(t) => t,
+                None => return invalid_value(ctx, "InputList must be a list of strings."),
+            }
+        }
+        _ => return missing(ctx, "Input or InputList"),
+    };
+    let tokens: u64 = texts.iter().map(|t| answer::pieces(t).len() as u64).sum();
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"Embedding": answer::embedding(t, EMBEDDING_DIM), "Index": i, "Object": "embedding"})
+        })
+        .collect();
+    let id = ctx.request_id();
+    Reply::json(
+        ctx,
+        200,
+        &json!({"Response": {"RequestId": id, "Data": data,
+            "Usage": {"PromptTokens": tokens, "TotalTokens": tokens}}}),
+    )
 }
 
 /// A parsed `ChatCompletions` request.
