@@ -48,9 +48,9 @@ pub struct ChatArgs {
     /// Answer from a built-in emulator of the provider: offline, no key needed.
     #[arg(long, conflicts_with = "base_url")]
     pub emulate: bool,
-    /// The key of the emulator started by --emulate.
+    /// The variables pointing at the emulator started by --emulate.
     #[arg(skip)]
-    pub emulated_key: Option<String>,
+    pub emulated_env: Option<Vec<(String, String)>>,
     #[command(flatten)]
     pub request: RequestArgs,
     #[command(flatten)]
@@ -82,9 +82,8 @@ pub fn main(rt: &Runtime, mut args: ChatArgs, verbose: u8) -> Result<()> {
     // With --emulate, the emulator lives until the chat ends.
     let _emulator = if args.emulate {
         let pid = request::provider_of(&args.model)?;
-        let (emu, base_url, key) = rt.block_on(crate::emulate::start_for(pid))?;
-        args.base_url = Some(base_url);
-        args.emulated_key = Some(key);
+        let (emu, env) = rt.block_on(crate::emulate::start_for(pid))?;
+        args.emulated_env = Some(env);
         Some(emu)
     } else {
         None
@@ -123,7 +122,7 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
     let client = request::build_client_with(
         pid,
         args.base_url.as_deref(),
-        args.emulated_key.as_deref(),
+        args.emulated_env.as_deref(),
         &args.resilience,
     )?;
     // Builds the provider now, so a missing key is reported before anything is sent.

@@ -1,14 +1,17 @@
-//! `llmux emulate`: the OpenAI and DashScope emulators on localhost, for trying llmux offline.
+//! `llmux emulate`: an emulator of every vendor on localhost, for trying llmux offline.
 //!
-//! Stdout is stable and machine-readable, one endpoint per line (`ID URL key KEY`), then one
-//! `export …` line to paste into a shell; it is flushed before the emulators start answering.
-//! Hints for people go to stderr.
+//! Stdout is stable and machine-readable: one line per provider id (`ID URL key KEY`, with
+//! `key -` where the vendor signs requests instead of sending a key), then one `export …` line
+//! with every provider's conventional variables, to paste into a shell. It is flushed before the
+//! emulators start answering. Hints for people go to stderr.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use llmux_core::providers::REGISTRY;
 use llmux_emulator::{Emulator, EmulatorConfig, Vendor};
 
 use crate::error::{CliError, Result};
@@ -16,7 +19,8 @@ use crate::error::{CliError, Result};
 /// `llmux emulate` flags.
 #[derive(Debug, Clone, Args)]
 pub struct EmulateArgs {
-    /// Port of the OpenAI emulator; DashScope listens on the next one (default: any free ports).
+    /// First port: vendors listen on N, N+1, … in the order OpenAI, DashScope, Hunyuan, Zhipu,
+    /// Ollama, Spark, Pangu (default: any free ports).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
     /// Delay before every response, in milliseconds.
@@ -27,36 +31,55 @@ pub struct EmulateArgs {
     pub token_interval_ms: u64,
 }
 
-/// The endpoints of the running emulators.
+/// One endpoint line: provider id, base URL, bearer key (`None` when the vendor signs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoints {
-    /// OpenAI `…/v1`.
-    pub openai: String,
-    /// DashScope native `…/api/v1`.
-    pub dashscope: String,
-    /// DashScope compatible mode `…/compatible-mode/v1`.
-    pub dashscope_compat: String,
+pub struct Endpoint {
+    /// Provider id.
+    pub id: String,
+    /// Base URL to use for it.
+    pub url: String,
+    /// The bearer key, when the provider takes one.
+    pub key: Option<String>,
 }
 
 /// The lines `llmux emulate` prints.
-pub fn banner(e: &Endpoints) -> String {
-    let openai_key = Vendor::OpenAi.default_key();
-    let ds_key = Vendor::DashScope.default_key();
-    let rows = [
-        ("openai", &e.openai, openai_key),
-        ("dashscope", &e.dashscope, ds_key),
-        ("dashscope-compat", &e.dashscope_compat, ds_key),
-    ];
+pub fn banner(endpoints: &[Endpoint], exports: &BTreeMap<String, String>) -> String {
     let mut s = String::new();
-    for (id, url, key) in rows {
-        s.push_str(&format!("{id:<17} {url:<44} key {key}\n"));
+    for e in endpoints {
+        let key = e.key.as_deref().unwrap_or("-");
+        s.push_str(&format!("{:<17} {:<44} key {key}\n", e.id, e.url));
     }
-    s.push_str(&format!(
-        "export OPENAI_BASE_URL={} OPENAI_API_KEY={openai_key} DASHSCOPE_BASE_URL={} \
-         DASHSCOPE_API_KEY={ds_key} DASHSCOPE_COMPAT_BASE_URL={}\n",
-        e.openai, e.dashscope, e.dashscope_compat
-    ));
+    s.push_str("export");
+    for (k, v) in exports {
+        s.push_str(&format!(" {k}={v}"));
+    }
+    s.push('\n');
     s
+}
+
+/// The bearer-key variable of provider `id`, if its env carries one.
+fn key_of(id: &str, env: &[(String, String)]) -> Option<String> {
+    let var = llmux_core::providers::spec(id).ok()?.api_key_env()?;
+    env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
+}
+
+/// Endpoint lines and the merged export assignments for running emulators.
+pub fn describe(emulators: &[Emulator]) -> (Vec<Endpoint>, BTreeMap<String, String>) {
+    let mut endpoints = Vec::new();
+    let mut exports = BTreeMap::new();
+    for spec in REGISTRY {
+        let Some(emu) = emulators.iter().find(|e| e.env_for(spec.id).is_some()) else {
+            continue;
+        };
+        let env = emu.env_for(spec.id).unwrap_or_default();
+        endpoints.push(Endpoint {
+            id: spec.id.to_owned(),
+            url: emu.base_url_for(spec.id).unwrap_or_default(),
+            key: key_of(spec.id, &env),
+        });
+        exports.extend(env);
+    }
+    (endpoints, exports)
 }
 
 fn bind(port: Option<u16>, offset: u16) -> Result<SocketAddr> {
@@ -64,7 +87,8 @@ fn bind(port: Option<u16>, offset: u16) -> Result<SocketAddr> {
         None => 0,
         Some(p) => p.checked_add(offset).ok_or_else(|| {
             CliError::msg(format!(
-                "--port {p} leaves no room for the DashScope emulator on the next port"
+                "--port {p} leaves no room for {} emulators on the following ports",
+                Vendor::ALL.len()
             ))
         })?,
     };
@@ -84,57 +108,48 @@ async fn start(vendor: Vendor, addr: SocketAddr, args: &EmulateArgs) -> Result<E
     })
 }
 
-/// Starts the emulator that speaks provider `id` on a free loopback port; returns it with the
-/// base URL and key to use.
-pub async fn start_for(id: &str) -> Result<(Emulator, String, String)> {
-    let vendor = match id {
-        "openai" => Vendor::OpenAi,
-        "dashscope" | "dashscope-compat" => Vendor::DashScope,
-        other => {
-            return Err(CliError::msg(format!(
-                "--emulate has no emulator for provider `{other}` (emulated: openai, dashscope, dashscope-compat)"
-            )))
-        }
-    };
+/// Starts the emulator that serves provider `id` on a free loopback port; returns it with the
+/// variables that point a client at it.
+pub async fn start_for(id: &str) -> Result<(Emulator, Vec<(String, String)>)> {
+    let vendor = Vendor::for_provider(id)
+        .ok_or_else(|| CliError::msg(format!("--emulate has no emulator for provider `{id}`")))?;
     let emu = Emulator::start(EmulatorConfig::new(vendor))
         .await
         .map_err(|e| CliError::io(format!("starting the {} emulator", vendor.id()), e))?;
-    let base = if id == "dashscope-compat" {
-        emu.compat_base_url()
-            .ok_or_else(|| CliError::msg("the DashScope emulator has no compatible-mode URL"))?
-    } else {
-        emu.base_url()
-    };
-    Ok((emu, base, vendor.default_key().to_owned()))
+    let env = emu.env_for(id).ok_or_else(|| {
+        CliError::msg(format!(
+            "the {} emulator does not serve `{id}`",
+            vendor.id()
+        ))
+    })?;
+    Ok((emu, env))
 }
 
-/// Starts both emulators, prints their endpoints and serves until Ctrl-C or SIGTERM.
+/// Starts every vendor's emulator, prints their endpoints and serves until Ctrl-C or SIGTERM.
 pub async fn run(args: EmulateArgs) -> Result<()> {
-    let openai = start(Vendor::OpenAi, bind(args.port, 0)?, &args).await?;
-    let dashscope = start(Vendor::DashScope, bind(args.port, 1)?, &args).await?;
+    let mut emulators = Vec::with_capacity(Vendor::ALL.len());
+    for (i, vendor) in Vendor::ALL.into_iter().enumerate() {
+        let offset = u16::try_from(i).unwrap_or(u16::MAX);
+        emulators.push(start(vendor, bind(args.port, offset)?, &args).await?);
+    }
     // Listen before announcing, so a signal sent right after the banner is handled.
     let stop = Shutdown::listen()?;
-    let endpoints = Endpoints {
-        openai: openai.base_url(),
-        dashscope: dashscope.base_url(),
-        dashscope_compat: dashscope
-            .compat_base_url()
-            .ok_or_else(|| CliError::msg("the DashScope emulator has no compatible-mode URL"))?,
-    };
+    let (endpoints, exports) = describe(&emulators);
     let mut out = std::io::stdout().lock();
-    out.write_all(banner(&endpoints).as_bytes())
+    out.write_all(banner(&endpoints, &exports).as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| CliError::io("writing to stdout", e))?;
     drop(out);
     eprintln!(
         "emulators ready. Paste the export line into a shell, then try:\n  \
          llmux chat -m dashscope/qwen-plus \"hello\"\n  \
+         llmux chat -m hunyuan/hunyuan-lite \"你好\"\n  \
          llmux chat -m openai/gpt-4o-mini\n\
          Ctrl-C stops them."
     );
     stop.wait().await;
     eprintln!("emulators stopped");
-    drop((openai, dashscope));
+    drop(emulators);
     Ok(())
 }
 
@@ -183,13 +198,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn banner_lines_split_into_id_url_key() {
-        let e = Endpoints {
-            openai: "http://127.0.0.1:1/v1".into(),
-            dashscope: "http://127.0.0.1:2/api/v1".into(),
-            dashscope_compat: "http://127.0.0.1:2/compatible-mode/v1".into(),
-        };
-        let b = banner(&e);
+    fn banner_lines_split_into_id_url_key_then_one_export_line() {
+        let endpoints = vec![
+            Endpoint {
+                id: "openai".into(),
+                url: "http://127.0.0.1:1/v1".into(),
+                key: Some("sk-emulator-openai".into()),
+            },
+            Endpoint {
+                id: "hunyuan".into(),
+                url: "http://127.0.0.1:3/".into(),
+                key: None,
+            },
+        ];
+        let exports = BTreeMap::from([
+            ("OPENAI_API_KEY".to_owned(), "sk-emulator-openai".to_owned()),
+            (
+                "TENCENTCLOUD_SECRET_ID".to_owned(),
+                "AKIDemulator".to_owned(),
+            ),
+        ]);
+        let b = banner(&endpoints, &exports);
         let lines: Vec<Vec<&str>> = b.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(
             lines[0],
@@ -200,10 +229,15 @@ mod tests {
                 "sk-emulator-openai"
             ]
         );
-        assert_eq!(lines[1][0..2], ["dashscope", "http://127.0.0.1:2/api/v1"]);
-        assert_eq!(lines[2][0], "dashscope-compat");
-        assert_eq!(lines[3][0], "export");
-        assert!(lines[3].contains(&"DASHSCOPE_API_KEY=sk-emulator-dashscope"));
+        assert_eq!(lines[1], ["hunyuan", "http://127.0.0.1:3/", "key", "-"]);
+        assert_eq!(
+            lines[2],
+            [
+                "export",
+                "OPENAI_API_KEY=sk-emulator-openai",
+                "TENCENTCLOUD_SECRET_ID=AKIDemulator"
+            ]
+        );
         assert!(b.ends_with('\n'));
     }
 

@@ -38,7 +38,7 @@ pub fn run(rt: &Runtime, args: &ChatArgs, verbose: u8) -> Result<()> {
     let client = request::build_client_with(
         pid,
         args.base_url.as_deref(),
-        args.emulated_key.as_deref(),
+        args.emulated_env.as_deref(),
         &args.resilience,
     )?;
     // A missing key is reported now, not after the first question is typed.

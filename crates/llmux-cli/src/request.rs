@@ -207,24 +207,30 @@ impl ResilienceArgs {
     }
 }
 
-/// Like [`build_client`], with an explicit API key (used for `--emulate`) and resilience flags.
+/// Like [`build_client`], with resilience flags and, for `--emulate`, the emulator's variables
+/// (read instead of the process environment for that provider).
 pub fn build_client_with(
     provider_id: &str,
     base_url: Option<&str>,
-    api_key: Option<&str>,
+    emulated_env: Option<&[(String, String)]>,
     resilience: &ResilienceArgs,
 ) -> Result<Client> {
     let mut builder = resilience.apply(Client::builder());
-    if base_url.is_some() || api_key.is_some() {
-        let mut settings = ProviderSettings::default();
-        if let Some(url) = base_url {
-            settings = settings.base_url(url);
+    let mut settings = match emulated_env {
+        Some(env) => {
+            let spec = providers::spec(provider_id)?;
+            ProviderSettings::from_lookup(spec, |k| {
+                env.iter()
+                    .find(|(name, _)| name == k)
+                    .map(|(_, v)| v.clone())
+            })
         }
-        if let Some(key) = api_key {
-            settings
-                .credentials
-                .insert("api_key".into(), llmux_core::SecretString::new(key));
-        }
+        None => ProviderSettings::default(),
+    };
+    if let Some(url) = base_url {
+        settings = settings.base_url(url);
+    }
+    if emulated_env.is_some() || base_url.is_some() {
         builder = builder.provider(provider_id, settings);
     }
     Ok(builder.build()?)

@@ -462,16 +462,19 @@ async fn ctrl_c_cancels_a_one_shot_answer_with_exit_130() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulate_flag_answers_offline_without_any_key() {
-    for model in [
-        "dashscope/qwen-plus",
-        "openai/gpt-4o-mini",
-        "dashscope-compat/qwen-plus",
-    ] {
-        let out = run(&["chat", "--emulate", "-m", model, "你好 llmux"], &[], None).await;
-        assert_eq!(out.ok(), "You said: 你好 llmux\n", "{model}");
+    for spec in llmux_core::providers::REGISTRY {
+        let model = match spec.id {
+            "ollama" => "llama3.2".to_owned(),
+            "pangu" => "deployment-1".to_owned(),
+            id => format!("{}", spec.models.first().copied().unwrap_or(id)),
+        };
+        let addr = format!("{}/{model}", spec.id);
+        let out = run(&["chat", "--emulate", "-m", &addr, "你好 llmux"], &[], None).await;
+        assert_eq!(out.ok(), "You said: 你好 llmux\n", "{addr}");
     }
-    let out = run(&["chat", "--emulate", "-m", "vllm/x", "hi"], &[], None).await;
-    assert!(out
-        .err_line()
-        .contains("--emulate has no emulator for provider `vllm`"));
+    let out = run(&["chat", "--emulate", "-m", "nosuch/x", "hi"], &[], None).await;
+    assert!(
+        out.err_line().contains("unknown provider `nosuch`"),
+        "{out:#?}"
+    );
 }

@@ -60,8 +60,19 @@ async fn readme_round_trip_emulate_then_chat() {
             break;
         }
     }
-    assert_eq!(lines.len(), 4, "banner: {lines:#?}");
     let banner = parse_banner(&lines).unwrap();
+    for spec in llmux_core::providers::REGISTRY {
+        assert!(
+            banner.endpoints.contains_key(spec.id),
+            "no banner line for {}: {lines:#?}",
+            spec.id
+        );
+    }
+    assert_eq!(
+        lines.len(),
+        llmux_core::providers::REGISTRY.len() + 1,
+        "banner: {lines:#?}"
+    );
     let (openai_url, openai_key) = &banner.endpoints["openai"];
     assert!(openai_url.starts_with("http://127.0.0.1:") && openai_url.ends_with("/v1"));
     assert_eq!(openai_key, "sk-emulator-openai");
@@ -70,8 +81,9 @@ async fn readme_round_trip_emulate_then_chat() {
     assert_eq!(ds_key, "sk-emulator-dashscope");
     let (compat_url, _) = &banner.endpoints["dashscope-compat"];
     assert!(compat_url.ends_with("/compatible-mode/v1"), "{compat_url}");
+    assert!(banner.endpoints["spark"].0.starts_with("ws://127.0.0.1:"));
 
-    // The export line is all a newcomer needs.
+    // The export line is all a newcomer needs: every provider answers through it.
     let env: Vec<(&str, String)> = banner
         .exports
         .iter()
@@ -81,6 +93,14 @@ async fn readme_round_trip_emulate_then_chat() {
         "dashscope/qwen-plus",
         "dashscope-compat/qwen-plus",
         "openai/gpt-4o-mini",
+        "deepseek/deepseek-chat",
+        "hunyuan/hunyuan-lite",
+        "hunyuan-openai/hunyuan-turbo",
+        "spark/generalv3.5",
+        "spark-http/generalv3.5",
+        "pangu/my-deployment",
+        "zhipu/glm-4-flash",
+        "ollama/llama3.2",
     ] {
         let out = run(&["chat", "-m", model, "hello offline"], &env, None).await;
         assert_eq!(out.ok(), "You said: hello offline\n", "{model}");
