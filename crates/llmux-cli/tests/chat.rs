@@ -466,7 +466,7 @@ async fn emulate_flag_answers_offline_without_any_key() {
         let model = match spec.id {
             "ollama" => "llama3.2".to_owned(),
             "pangu" => "deployment-1".to_owned(),
-            id => format!("{}", spec.models.first().copied().unwrap_or(id)),
+            id => spec.models.first().copied().unwrap_or(id).to_owned(),
         };
         let addr = format!("{}/{model}", spec.id);
         let out = run(&["chat", "--emulate", "-m", &addr, "你好 llmux"], &[], None).await;
