@@ -10,8 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::openai_compat::{
-    classify_openai_error, describe, encode_response_format, encode_tools, merge_extra,
-    non_json_error, parse_json, CompatSpec, Extensions, OpenAiCompat, OPENAI,
+    args_string, classify_openai_error, describe, encode_response_format, encode_tools,
+    merge_extra, non_json_error, parse_json, CompatSpec, Extensions, OpenAiCompat, WireToolCall,
+    OPENAI,
 };
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
@@ -441,24 +442,6 @@ struct WireMessage {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WireToolCall {
-    #[serde(default)]
-    index: Option<u32>,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    function: Option<WireFunction>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct WireFunction {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
 struct WireDetails {
     #[serde(default)]
     cached_tokens: Option<u64>,
@@ -596,7 +579,7 @@ impl Provider for DashScope {
                                     ToolCall {
                                         id: t.id.unwrap_or_default(),
                                         name: f.name.unwrap_or_default(),
-                                        arguments: f.arguments.unwrap_or_default(),
+                                        arguments: f.arguments.map(args_string).unwrap_or_default(),
                                     }
                                 })
                                 .collect(),
@@ -866,8 +849,8 @@ impl StreamParser for DashScopeStreamParser {
             } else {
                 (id, name)
             };
-            let args = Self::delta(inc, args_sent, f.arguments.as_deref().unwrap_or(""))
-                .unwrap_or_default();
+            let args_now = f.arguments.map(args_string).unwrap_or_default();
+            let args = Self::delta(inc, args_sent, &args_now).unwrap_or_default();
             if id.is_some() || name.is_some() || !args.is_empty() {
                 *announced = true;
                 out.push(StreamEvent::ToolCallDelta {

@@ -727,29 +727,33 @@ impl WireMessage {
     }
 }
 
-fn args_string(v: Value) -> String {
+/// Tool-call arguments as the JSON string OpenAI uses (vendors that send an object get it
+/// serialised).
+pub(crate) fn args_string(v: Value) -> String {
     match v {
         Value::String(s) => s,
         other => other.to_string(),
     }
 }
 
+/// A tool call as OpenAI-style vendors send it (DashScope native too).
 #[derive(Debug, Default, Deserialize)]
-struct WireToolCall {
+pub(crate) struct WireToolCall {
     #[serde(default)]
-    index: Option<u32>,
+    pub(crate) index: Option<u32>,
     #[serde(default)]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default)]
-    function: Option<WireFunction>,
+    pub(crate) function: Option<WireFunction>,
 }
 
+/// The function part of a tool call; `arguments` is a JSON string or (some vendors) an object.
 #[derive(Debug, Default, Deserialize)]
-struct WireFunction {
+pub(crate) struct WireFunction {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    arguments: Option<Value>,
+    pub(crate) arguments: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
