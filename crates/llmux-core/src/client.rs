@@ -135,6 +135,9 @@ impl ClientBuilder {
     }
 }
 
+/// Per provider id: (base URL, breaker) pairs, looked up without allocating.
+type BreakerMap = HashMap<&'static str, Vec<(String, Arc<Breaker>)>>;
+
 #[derive(Debug)]
 struct Inner {
     transport: Transport,
@@ -146,7 +149,7 @@ struct Inner {
     retry: RetryPolicy,
     timeouts: Timeouts,
     breaker: Option<BreakerConfig>,
-    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    breakers: Mutex<BreakerMap>,
     limiters: HashMap<String, Arc<Limiter>>,
 }
 
@@ -374,20 +377,22 @@ impl Client {
     /// The breaker of `provider`'s upstream (provider id and base URL), when breakers are on.
     pub fn breaker_for(&self, provider: &dyn Provider) -> Option<Arc<Breaker>> {
         let config = self.inner.breaker.as_ref()?;
-        let key = format!("{}@{}", provider.id(), provider.base_url());
+        let base = provider.base_url();
         let mut map = self
             .inner
             .breakers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Some(
-            map.entry(key.clone())
-                .or_insert_with(|| Breaker::new(key, config.clone()))
-                .clone(),
-        )
+        let list = map.entry(provider.id()).or_default();
+        if let Some((_, b)) = list.iter().find(|(url, _)| url == base) {
+            return Some(b.clone());
+        }
+        let b = Breaker::new(format!("{}@{base}", provider.id()), config.clone());
+        list.push((base.to_owned(), b.clone()));
+        Some(b)
     }
 
-    /// Every upstream's breaker state, for health views and metrics.
+    /// Every upstream's breaker (`provider@base_url`) and its state, for health views and metrics.
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
         let now = Instant::now();
         let map = self
@@ -395,7 +400,11 @@ impl Client {
             .breakers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut v: Vec<_> = map.iter().map(|(k, b)| (k.clone(), b.state(now))).collect();
+        let mut v: Vec<_> = map
+            .values()
+            .flatten()
+            .map(|(_, b)| (b.name().to_owned(), b.state(now)))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

@@ -109,6 +109,10 @@ impl Limiter {
         }
         if let Some(tpm) = self.config.tpm {
             let used: u64 = g.entries.iter().map(|e| e.tokens).sum();
+            if tokens > tpm {
+                // Can never fit: callers get a full window as the wait (`admit` rejects it outright).
+                return Err(WINDOW);
+            }
             if used + tokens > tpm {
                 let mut freed = 0;
                 for e in &g.entries {
@@ -180,6 +184,17 @@ mod tests {
         let wait = l.try_admit(0, t0 + Duration::from_secs(10)).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
         assert!(l.try_admit(0, t0 + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn a_request_larger_than_the_tpm_budget_is_never_admitted() {
+        let t0 = Instant::now();
+        let l = Limiter::new(LimitConfig {
+            tpm: Some(100),
+            ..Default::default()
+        });
+        assert!(l.try_admit(101, t0).is_err());
+        assert!(l.try_admit(100, t0).is_ok());
     }
 
     #[test]
