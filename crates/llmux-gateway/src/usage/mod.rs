@@ -1,0 +1,1 @@
+//! Usage accounting: recorder, billing policy and prices.
