@@ -7,7 +7,7 @@
 //! |-----|---------|
 //! | `sqlite://PATH` (or `sqlite:PATH`) | SQLite file, created if missing, WAL journal, 5 s busy timeout |
 //! | `sqlite::memory:` | SQLite in memory, one connection (gone when the store is dropped) |
-//! | `postgres://USER[:PASS]@HOST[:PORT]/DB[?schema=NAME]` | PostgreSQL; `schema=NAME` (letters, digits, `_`) creates the schema if needed and puts every table in it, so tests and tenants can share a database |
+//! | `postgres://USER[:PASS]@HOST[:PORT]/DB[?schema=NAME]` | PostgreSQL; `schema=NAME` (lowercase letters, digits, `_`) creates the schema if needed and puts every table in it, so tests and tenants can share a database |
 //!
 //! Both backends run the same SQL (numbered `$n` parameters, `ON CONFLICT`, `RETURNING`),
 //! written once in this module and instantiated per backend.

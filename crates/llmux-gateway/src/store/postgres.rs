@@ -41,11 +41,14 @@ fn split_schema(url: &str) -> Result<(String, Option<String>)> {
     if let Some(name) = &schema {
         let valid = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             && !name.as_bytes()[0].is_ascii_digit();
         if !valid {
             return Err(StoreError::InvalidUrl(
-                "`schema` must be 1-63 letters, digits or `_`, not starting with a digit".into(),
+                "`schema` must be 1-63 lowercase letters, digits or `_`, not starting with a digit"
+                    .into(),
             ));
         }
     }
@@ -141,6 +144,8 @@ mod tests {
         assert_eq!((u.as_str(), s), ("postgres://u@h/db", None));
         assert!(split_schema("postgres://u@h/db?schema=a\";drop").is_err());
         assert!(split_schema("postgres://u@h/db?schema=1a").is_err());
+        // PostgreSQL folds unquoted names in `search_path` to lowercase.
+        assert!(split_schema("postgres://u@h/db?schema=Upper").is_err());
     }
 
     #[test]

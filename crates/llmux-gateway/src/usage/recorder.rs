@@ -112,7 +112,7 @@ pub struct UsageRecorder {
 }
 
 impl UsageRecorder {
-    /// Starts the writer task on the current tokio runtime.
+    /// Starts the writer task. Call it from within the tokio runtime that serves the gateway.
     pub fn spawn(store: Arc<dyn Store>, cfg: RecorderConfig) -> UsageRecorder {
         let cfg = RecorderConfig {
             batch_size: cfg.batch_size.max(1),
