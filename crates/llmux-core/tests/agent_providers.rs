@@ -235,3 +235,78 @@ impl RunEither for Agent {
         .boxed()
     }
 }
+
+#[tokio::test]
+async fn usage_is_summed_over_the_steps() {
+    let s = Subject::start("openai").await;
+    let agent = Agent::new(s.client.clone(), s.addr())
+        .tool(weather())
+        .tool(convert());
+    let run = agent.run(vec![Message::user("Paris")]).await.unwrap();
+    assert_eq!(run.steps, 2);
+
+    let tools: Vec<Tool> = run_tools(&s).await;
+    let mut expected = Usage::default();
+    for prefix in [1, 4] {
+        let mut req = ChatRequest::new(s.addr(), run.transcript[..prefix].to_vec());
+        req.tools = tools.clone();
+        let u = s.client.chat(req).await.unwrap().usage.unwrap();
+        expected.input_tokens += u.input_tokens;
+        expected.output_tokens += u.output_tokens;
+        expected.total_tokens += u.total_tokens;
+    }
+    assert_eq!(run.usage.input_tokens, expected.input_tokens);
+    assert_eq!(run.usage.output_tokens, expected.output_tokens);
+    assert_eq!(run.usage.total_tokens, expected.total_tokens);
+    assert!(run.usage.total_tokens > 0);
+}
+
+/// The tool definitions the agent sent in its first request, read back from the emulator.
+async fn run_tools(s: &Subject) -> Vec<Tool> {
+    let sent: serde_json::Value = serde_json::from_slice(&s.emu.requests()[0].body).unwrap();
+    sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| serde_json::from_value(t["function"].clone()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_forced_tool_choice_applies_to_the_first_step_only() {
+    let s = Subject::start("openai").await;
+    let options = ChatRequest {
+        tool_choice: Some(ToolChoice::Function("convert_temperature".into())),
+        temperature: Some(0.2),
+        ..Default::default()
+    };
+    let agent = Agent::new(s.client.clone(), s.addr())
+        .tool(weather())
+        .tool(convert())
+        .options(options);
+    let run = agent.run(vec![Message::user("Paris")]).await.unwrap();
+    assert_eq!(
+        shape(&run.transcript),
+        shape_of(&[
+            (Role::User, &[]),
+            (Role::Assistant, &["convert_temperature"]),
+            (Role::Tool, &[]),
+            (Role::Assistant, &[]),
+        ])
+    );
+    let sent: Vec<serde_json::Value> = s
+        .emu
+        .requests()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(
+        sent[0]["tool_choice"]["function"]["name"],
+        "convert_temperature"
+    );
+    assert!(sent[1].get("tool_choice").is_none(), "{}", sent[1]);
+    assert_eq!(
+        sent[1]["temperature"], 0.2,
+        "other options apply to every step"
+    );
+}

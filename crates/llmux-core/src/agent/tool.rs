@@ -41,7 +41,8 @@ impl ToolError {
         }
     }
 
-    /// An error that stops the agent run.
+    /// An error that stops the agent run; the other tools of the same step still running are
+    /// dropped (cancelled).
     pub fn fatal(message: impl Into<String>) -> Self {
         ToolError {
             message: message.into(),
