@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod client;
 pub mod clock;
 pub mod codec;
