@@ -1,0 +1,158 @@
+//! PostgreSQL backend, optionally confined to one schema (`?schema=NAME` in the URL).
+//!
+//! With `schema=NAME`, the schema is created if missing and every pooled connection starts
+//! with `search_path=NAME`, so the tables and sqlx's migration table live there. Tests use a
+//! fresh schema each, so parallel runs against one database never collide.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
+use tokio::sync::MutexGuard;
+
+use super::{sql_store_impl, Result, StoreError};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// Splits `schema=NAME` off the URL's query string.
+fn split_schema(url: &str) -> Result<(String, Option<String>)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut schema = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = Some(name.to_owned()),
+            None => rest.push(pair),
+        }
+    }
+    if let Some(name) = &schema {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !name.as_bytes()[0].is_ascii_digit();
+        if !valid {
+            return Err(StoreError::InvalidUrl(
+                "`schema` must be 1-63 lowercase letters, digits or `_`, not starting with a digit"
+                    .into(),
+            ));
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, schema))
+}
+
+/// Removes the password from a driver message, in case the driver echoed it.
+fn redact(message: String, password: Option<&str>) -> String {
+    match password {
+        Some(p) if !p.is_empty() => message.replace(p, "[REDACTED]"),
+        _ => message,
+    }
+}
+
+impl PgStore {
+    /// Connects, creates the schema named in the URL if any, and runs migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let (url, schema) = split_schema(url)?;
+        // The driver's parse error could quote the URL, which may hold a password.
+        let mut opts = PgConnectOptions::from_str(&url)
+            .map_err(|_| StoreError::InvalidUrl("not a valid PostgreSQL URL".into()))?;
+        let password = PgConnectOptions::from_str(&url)
+            .ok()
+            .and_then(|_| url.split_once("://"))
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .and_then(|(userinfo, _)| userinfo.split_once(':'))
+            .map(|(_, p)| p.to_owned());
+        let connect_err = |e: sqlx::Error| StoreError::Connect {
+            backend: "postgres",
+            message: redact(e.to_string(), password.as_deref()),
+        };
+        if let Some(schema) = &schema {
+            let mut conn = opts.connect().await.map_err(connect_err)?;
+            let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .execute(&mut conn)
+                .await;
+            // Two processes creating the same schema at once: one of them sees a duplicate.
+            if let Err(e) = created {
+                let exists = sqlx::query("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                    .bind(schema)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
+                if !exists {
+                    return Err(StoreError::query("create the schema")(e));
+                }
+            }
+            conn.close().await.map_err(connect_err)?;
+            opts = opts.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(connect_err)?;
+        super::migrate(&pool, MIGRATIONS).await?;
+        Ok(PgStore { pool })
+    }
+
+    async fn write_lock(&self) -> Option<MutexGuard<'_, ()>> {
+        // PostgreSQL handles concurrent writers itself.
+        None
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        self.pool
+            .begin()
+            .await
+            .map_err(StoreError::query("begin a transaction"))
+    }
+}
+
+sql_store_impl!(PgStore, Postgres);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_split_off_and_validated() {
+        let (u, s) = split_schema("postgres://u@h/db?schema=t_1&sslmode=disable").unwrap();
+        assert_eq!(u, "postgres://u@h/db?sslmode=disable");
+        assert_eq!(s.as_deref(), Some("t_1"));
+        let (u, s) = split_schema("postgres://u@h/db").unwrap();
+        assert_eq!((u.as_str(), s), ("postgres://u@h/db", None));
+        assert!(split_schema("postgres://u@h/db?schema=a\";drop").is_err());
+        assert!(split_schema("postgres://u@h/db?schema=1a").is_err());
+        // PostgreSQL folds unquoted names in `search_path` to lowercase.
+        assert!(split_schema("postgres://u@h/db?schema=Upper").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_messages() {
+        assert_eq!(
+            redact("auth failed for hunter2".into(), Some("hunter2")),
+            "auth failed for [REDACTED]"
+        );
+    }
+}

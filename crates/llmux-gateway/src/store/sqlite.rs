@@ -1,0 +1,89 @@
+//! SQLite backend: a file in WAL mode (or memory), with writers serialized in-process.
+//!
+//! SQLite allows one writer at a time. Writers here take an async mutex first and open
+//! their transactions with `BEGIN IMMEDIATE`, so concurrent `record_usage` calls queue
+//! instead of failing with `SQLITE_BUSY`; the 5 s busy timeout covers other processes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::{sql_store_impl, Result, StoreError};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+/// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: Mutex<()>,
+}
+
+fn connect_err(e: sqlx::Error) -> StoreError {
+    StoreError::Connect {
+        backend: "sqlite",
+        message: e.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `sqlite://PATH` and runs migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(connect_err)?;
+        Self::with_pool(pool).await
+    }
+
+    /// An in-memory database on a single connection (gone when the store is dropped).
+    pub async fn open_memory() -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(opts)
+            .await
+            .map_err(connect_err)?;
+        Self::with_pool(pool).await
+    }
+
+    async fn with_pool(pool: SqlitePool) -> Result<Self> {
+        super::migrate(&pool, MIGRATIONS).await?;
+        Ok(SqliteStore {
+            pool,
+            writer: Mutex::new(()),
+        })
+    }
+
+    async fn write_lock(&self) -> Option<MutexGuard<'_, ()>> {
+        Some(self.writer.lock().await)
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::query("begin a transaction"))
+    }
+}
+
+sql_store_impl!(SqliteStore, Sqlite);
