@@ -357,6 +357,16 @@ pub(crate) fn admit(
     principal: &Principal,
     estimated_tokens: u64,
 ) -> Result<Option<Admission>, ApiError> {
+    if state.recorder.as_ref().is_some_and(|r| r.is_saturated()) {
+        // Usage could not be recorded: refuse rather than serve unaccounted requests.
+        let mut err = ApiError::new(
+            ErrorKind::Internal,
+            "usage accounting is saturated (the database is slow or down); try again later",
+        );
+        err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+        err.retry_after = Some(Duration::from_secs(5));
+        return Err(err);
+    }
     let Some(record) = principal.record() else {
         return Ok(None);
     };
