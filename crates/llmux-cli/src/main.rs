@@ -14,6 +14,7 @@ mod models;
 mod output;
 mod repl;
 mod request;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -44,11 +45,15 @@ enum Command {
     Emulate(emulate::EmulateArgs),
     /// List providers and their known models.
     Models(models::ModelsArgs),
+    /// Run the gateway: OpenAI- and DashScope-compatible HTTP endpoints over the configured channels.
+    Serve(serve::ServeArgs),
+    /// Validate a gateway configuration file; prints OK or each problem with its path (exit 1).
+    CheckConfig(serve::CheckConfigArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, matches!(cli.command, Command::Serve(_)));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // `llmux chat … | head`: the reader left, nothing more to say.
@@ -65,6 +70,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => return serve::serve(args),
+        Command::CheckConfig(args) => return serve::check_config(&args),
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,13 +83,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => chat::main(&rt, *args, cli.verbose),
         Command::Emulate(args) => rt.block_on(emulate::run(args)),
         Command::Models(args) => rt.block_on(models::run(args)),
+        Command::Serve(_) | Command::CheckConfig(_) => Ok(()),
     }
 }
 
-/// Logs to stderr: off unless RUST_LOG is set or -v is given.
-fn init_logging(verbose: u8) {
+/// Logs to stderr: off unless RUST_LOG is set or -v is given; `serve` logs at info by default.
+fn init_logging(verbose: u8, server: bool) {
     let filter = match (std::env::var("RUST_LOG"), verbose) {
         (Ok(spec), _) if !spec.is_empty() => EnvFilter::new(spec),
+        (_, 0) if server => EnvFilter::new("info"),
         (_, 0) => return,
         (_, 1) => EnvFilter::new("warn,llmux_core=info,llmux_cli=info,llmux_emulator=info"),
         _ => EnvFilter::new("info,llmux_core=debug,llmux_cli=debug,llmux_emulator=debug"),

@@ -1,0 +1,256 @@
+//! The axum application: [`AppState`], the router, and the request-id and logging middleware.
+//!
+//! Every response carries `x-request-id` (the client's, when it sent a sane one, else a new
+//! UUID-shaped id). Errors are rendered by the handlers in the ingress protocol's format and
+//! tagged with their kind, which this middleware counts and logs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::time::Instant;
+
+use crate::auth::Authenticator;
+use crate::config::{Config, ServerConfig};
+use crate::error::{ApiError, ErrorKindExt, Ingress};
+use crate::limits::KeyLimits;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::routing::Routes;
+use crate::store::Store;
+use crate::usage::{PriceTable, UsageRecorder};
+
+/// `x-request-id`.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-llmux-added-latency-ms`: see [`crate::routes::added_latency`].
+pub const ADDED_LATENCY: HeaderName = HeaderName::from_static("x-llmux-added-latency-ms");
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered completely.
+    Complete,
+    /// Ended with an error of this kind.
+    Error(llmux_core::ErrorKind),
+    /// The client went away first.
+    Cancelled,
+}
+
+/// Shared state of one gateway.
+pub struct AppState {
+    /// Server settings.
+    pub server: ServerConfig,
+    /// The routing table (owns the channels).
+    pub routes: Routes,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Client and admin authentication.
+    pub auth: Authenticator,
+    /// The store (virtual keys, usage), when `server.database` is set.
+    pub store: Option<Arc<dyn Store>>,
+    /// Usage records go here (never on the response path), when a store is configured.
+    pub recorder: Option<UsageRecorder>,
+    /// Per-key limits and budgets.
+    pub limits: KeyLimits,
+    /// Prices for cost accounting.
+    pub prices: PriceTable,
+    /// Set when shutdown begins (readiness turns 503).
+    pub shutting_down: AtomicBool,
+    /// Unix seconds at start (`created` of `/v1/models`).
+    pub started_unix: i64,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("server", &self.server)
+            .field("routes", &self.routes)
+            .field("store", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State from a resolved config; `auth` decides who may call; `store` and `recorder`
+    /// are set when a database is configured.
+    pub fn new(
+        config: Config,
+        auth: Authenticator,
+        store: Option<Arc<dyn Store>>,
+        recorder: Option<UsageRecorder>,
+    ) -> Result<Arc<AppState>, ApiError> {
+        let internal = |m: String| ApiError::new(llmux_core::ErrorKind::Internal, m);
+        let metrics = Metrics::new().map_err(|e| internal(format!("metrics: {e}")))?;
+        let prices = PriceTable::new(
+            config
+                .server
+                .prices
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        )
+        .map_err(|e| internal(format!("invalid price for `{}`", e.model)))?;
+        let limits = KeyLimits::with_cost_per_token(prices.max_per_token());
+        Ok(Arc::new(AppState {
+            server: config.server,
+            routes: Routes::new(config.channels),
+            metrics,
+            auth,
+            store,
+            recorder,
+            limits,
+            prices,
+            shutting_down: AtomicBool::new(false),
+            started_unix: unix_now(),
+        }))
+    }
+
+    /// True once shutdown started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Per-request facts the handlers read: id and arrival time.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The request id.
+    pub id: Arc<str>,
+    /// When the request arrived.
+    pub arrived: Instant,
+}
+
+/// A new UUID-shaped request id.
+pub fn new_request_id() -> String {
+    let a = fastrand::u64(..);
+    let b = fastrand::u64(..);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn sane_id(v: &HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+/// Assigns the request id, logs the outcome, counts errors by kind.
+async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let arrived = Instant::now();
+    let id: Arc<str> = match req.headers().get(&REQUEST_ID).and_then(sane_id) {
+        Some(s) => Arc::from(s),
+        None => Arc::from(new_request_id()),
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    req.extensions_mut().insert(RequestCtx {
+        id: id.clone(),
+        arrived,
+    });
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    let status = resp.status().as_u16();
+    let kind = resp.extensions().get::<ErrorKindExt>().map(|k| k.0);
+    let route = resp.extensions().get::<routes::RouteLabels>().cloned();
+    if let Some(kind) = kind {
+        let (p, c, m) = route
+            .as_ref()
+            .map_or(("", "", ""), |r| (r.provider, &*r.channel, &*r.model));
+        state
+            .metrics
+            .errors
+            .with_label_values(&[p, c, m, kind.as_str()])
+            .inc();
+    }
+    let ms = arrived.elapsed().as_secs_f64() * 1000.0;
+    match kind {
+        Some(kind) if status >= 500 => tracing::warn!(
+            request_id = %id, %method, path, status, kind = %kind, ms,
+            channel = route.as_ref().map_or("", |r| &*r.channel),
+            "request failed"
+        ),
+        _ => tracing::info!(
+            request_id = %id, %method, path, status, ms,
+            channel = route.as_ref().map_or("", |r| &*r.channel),
+            "request answered"
+        ),
+    }
+    resp
+}
+
+/// The router with every route and the middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(routes::chat::openai))
+        .route("/v1/embeddings", post(routes::embeddings::openai))
+        .route("/v1/models", get(routes::models::list))
+        .route("/v1/models/{*id}", get(routes::models::one))
+        .route(
+            "/api/v1/services/aigc/text-generation/generation",
+            post(routes::chat::dashscope),
+        )
+        .route(
+            "/api/v1/services/aigc/multimodal-generation/generation",
+            post(routes::chat::dashscope),
+        )
+        .route(
+            "/api/v1/services/embeddings/text-embedding/text-embedding",
+            post(routes::embeddings::dashscope),
+        )
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/admin/channels", get(routes::admin::channels))
+        .route(
+            "/admin/keys",
+            get(routes::admin::list_keys).post(routes::admin::create_key),
+        )
+        .route(
+            "/admin/keys/{id}",
+            axum::routing::delete(routes::admin::revoke_key),
+        )
+        .route("/admin/usage", get(routes::admin::usage))
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn fallback(req: Request) -> Response {
+    let rid = req
+        .extensions()
+        .get::<RequestCtx>()
+        .map_or_else(|| Arc::from(""), |c| c.id.clone());
+    let path = req.uri().path();
+    if path.starts_with("/api/") {
+        let mut e = ApiError::invalid(format!("The requested URL `{path}` is not supported."));
+        e.dashscope_code = Some("InvalidURL");
+        e.into_response_for(Ingress::DashScope, &rid)
+    } else {
+        let mut e = ApiError::new(
+            llmux_core::ErrorKind::NotFound,
+            format!("Unknown request URL: {} {path}.", req.method()),
+        );
+        e.openai_code = Some("unknown_url");
+        e.into_response_for(Ingress::OpenAi, &rid).into_response()
+    }
+}

@@ -1,0 +1,273 @@
+//! Client authentication: `Authorization: Bearer <key>` on both ingresses, checked against
+//! the static `server.api_keys`, then the virtual keys of the store (a [`KeyVerifier`]).
+//!
+//! Policy: the gateway never runs open by accident. With no static keys and no key store,
+//! `llmux serve` refuses to start unless `--insecure-no-auth` is given; only then is every
+//! request admitted (as the [`Principal::Open`] principal). `/admin/*` always needs
+//! `server.admin_key`; without one the admin endpoints answer 403.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use llmux_core::providers::BoxFuture;
+use llmux_core::{ErrorKind, SecretString};
+
+use crate::config::RawLimits;
+use crate::error::ApiError;
+use crate::store::{KeyRecord, Store};
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// Auth is off (`--insecure-no-auth`).
+    Open,
+    /// One of `server.api_keys` (its position).
+    Static(usize),
+    /// A virtual key from the store.
+    Virtual(Arc<VirtualKey>),
+}
+
+/// A virtual key as the router needs it.
+#[derive(Debug, Clone)]
+pub struct VirtualKey {
+    /// The key as stored (no secret), with `[server.limits]` defaults filled in.
+    pub record: KeyRecord,
+}
+
+impl Principal {
+    /// The key id for usage records.
+    pub fn key_id(&self) -> Option<i64> {
+        match self {
+            Principal::Virtual(k) => Some(k.record.id),
+            Principal::Open | Principal::Static(_) => None,
+        }
+    }
+
+    /// The stored key, for limits.
+    pub fn record(&self) -> Option<&KeyRecord> {
+        match self {
+            Principal::Virtual(k) => Some(&k.record),
+            Principal::Open | Principal::Static(_) => None,
+        }
+    }
+
+    /// Whether this principal may use `model` (403 otherwise).
+    pub fn allows(&self, model: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Virtual(k) if !k.record.allows_model(model) => Err(ApiError::new(
+                ErrorKind::PermissionDenied,
+                format!("this key may not use the model `{model}`"),
+            )
+            .param("model")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Looks up virtual keys (implemented over the store).
+pub trait KeyVerifier: Send + Sync + std::fmt::Debug {
+    /// The principal for `key`, `Ok(None)` when the key is unknown.
+    fn verify<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Principal>, ApiError>>;
+}
+
+/// Virtual keys from the store: unknown → `Ok(None)`, revoked or expired → 401, store
+/// failure → 503 (never open access).
+#[derive(Clone)]
+pub struct StoreKeys {
+    store: Arc<dyn Store>,
+    defaults: RawLimits,
+}
+
+impl std::fmt::Debug for StoreKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreKeys").finish_non_exhaustive()
+    }
+}
+
+impl StoreKeys {
+    /// Keys from `store`, with `defaults` for keys that set no limits of their own.
+    pub fn new(store: Arc<dyn Store>, defaults: RawLimits) -> Self {
+        StoreKeys { store, defaults }
+    }
+}
+
+impl KeyVerifier for StoreKeys {
+    fn verify<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Principal>, ApiError>> {
+        Box::pin(async move {
+            if !crate::keys::looks_like_key(key) {
+                return Ok(None);
+            }
+            let found = self.store.find_key(key).await.map_err(|e| {
+                tracing::error!(error = %e, "the key store failed; refusing the request");
+                let mut err = ApiError::new(
+                    ErrorKind::Internal,
+                    "the key store is unavailable; try again later",
+                );
+                err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+                err
+            })?;
+            let Some(mut record) = found else {
+                return Ok(None);
+            };
+            if !record.is_active(crate::app::unix_now()) {
+                return Err(ApiError::new(
+                    ErrorKind::Authentication,
+                    "This API key has been revoked or has expired.",
+                ));
+            }
+            record.rpm = record.rpm.or(self.defaults.rpm);
+            record.tpm = record.tpm.or(self.defaults.tpm);
+            record.budget_cost = record.budget_cost.or(self.defaults.budget);
+            Ok(Some(Principal::Virtual(Arc::new(VirtualKey { record }))))
+        })
+    }
+}
+
+/// Checks client keys.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    static_keys: Vec<SecretString>,
+    verifier: Option<Arc<dyn KeyVerifier>>,
+    open: bool,
+    admin_key: Option<SecretString>,
+}
+
+/// Compares without an early exit on the first differing byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The bearer token of a request (DashScope SDKs send the same header).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let token = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .unwrap_or(v)
+        .trim();
+    (!token.is_empty()).then_some(token)
+}
+
+impl Authenticator {
+    /// An authenticator; `open` admits everyone (only with `--insecure-no-auth`).
+    pub fn new(
+        static_keys: Vec<SecretString>,
+        verifier: Option<Arc<dyn KeyVerifier>>,
+        open: bool,
+        admin_key: Option<SecretString>,
+    ) -> Self {
+        Authenticator {
+            static_keys,
+            verifier,
+            open,
+            admin_key,
+        }
+    }
+
+    /// True when some way of admitting clients exists.
+    pub fn is_configured(&self) -> bool {
+        self.open || !self.static_keys.is_empty() || self.verifier.is_some()
+    }
+
+    /// The caller, or 401.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        if self.open {
+            return Ok(Principal::Open);
+        }
+        let Some(token) = bearer(headers) else {
+            return Err(ApiError::new(
+                ErrorKind::Authentication,
+                "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+            ));
+        };
+        if let Some(i) = self
+            .static_keys
+            .iter()
+            .position(|k| same(k.expose().as_bytes(), token.as_bytes()))
+        {
+            return Ok(Principal::Static(i));
+        }
+        if let Some(v) = &self.verifier {
+            if let Some(p) = v.verify(token).await? {
+                return Ok(p);
+            }
+        }
+        Err(ApiError::new(
+            ErrorKind::Authentication,
+            "Incorrect API key provided.",
+        ))
+    }
+
+    /// Checks the admin key (403 when none is configured, 401 when wrong).
+    pub fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(admin) = &self.admin_key else {
+            return Err(ApiError::new(
+                ErrorKind::PermissionDenied,
+                "the admin endpoints are disabled: set server.admin_key",
+            ));
+        };
+        match bearer(headers) {
+            Some(t) if same(t.as_bytes(), admin.expose().as_bytes()) => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorKind::Authentication,
+                "the admin endpoints need `Authorization: Bearer <admin key>`",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, v.parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn static_keys_admit_and_others_are_401() {
+        let a = Authenticator::new(vec!["k1".into()], None, false, Some("adm".into()));
+        assert!(matches!(
+            a.authenticate(&headers("Bearer k1")).await,
+            Ok(Principal::Static(0))
+        ));
+        let e = a.authenticate(&headers("Bearer k2")).await.unwrap_err();
+        assert_eq!(e.status().as_u16(), 401);
+        let e = a.authenticate(&HeaderMap::new()).await.unwrap_err();
+        assert!(e.message.contains("didn't provide"));
+        assert!(a.admin(&headers("Bearer adm")).is_ok());
+        assert!(a.admin(&headers("Bearer k1")).is_err());
+    }
+
+    #[test]
+    fn virtual_keys_limit_models() {
+        let record = KeyRecord {
+            id: 1,
+            name: "k".into(),
+            prefix: "sk-llmux-abc".into(),
+            created_at: 0,
+            expires_at: None,
+            revoked: false,
+            models: vec!["a".into()],
+            rpm: None,
+            tpm: None,
+            budget_tokens: None,
+            budget_cost: None,
+            spent_tokens: 0,
+            spent_cost: 0.0,
+        };
+        let p = Principal::Virtual(Arc::new(VirtualKey { record }));
+        assert!(p.allows("a").is_ok());
+        assert_eq!(p.allows("b").unwrap_err().status().as_u16(), 403);
+    }
+}

@@ -1,0 +1,870 @@
+//! Configuration: `llmux.toml` as plain serde data ([`RawConfig`]), environment overrides
+//! (`LLMUX__SERVER__LISTEN`), and [`Config::resolve`], which validates everything and builds one
+//! [`llmux_core::Client`] per channel.
+//!
+//! Layers, lowest first: serde defaults < the TOML file < `LLMUX__<SECTION>__<KEY>` variables <
+//! CLI flags. Nothing after [`Config::resolve`] reads the environment again. Errors name the
+//! path of the offending value (`channels[1].weight: invalid type: …`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmux_core::providers::{self, Provider, ProviderSettings, ProviderSpec, REGISTRY};
+use llmux_core::resilience::retry::humantime_serde;
+use llmux_core::resilience::{BreakerConfig, RetryPolicy, Timeouts};
+use llmux_core::{Client, SecretString};
+use serde::Deserialize;
+
+use crate::usage::ModelPrice;
+
+/// The default request body limit: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[resilience]`: retries, timeouts and breakers applied to every channel.
+    #[serde(default)]
+    pub resilience: RawResilience,
+    /// `[[channels]]`.
+    #[serde(default)]
+    pub channels: Vec<RawChannel>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Address to listen on (`127.0.0.1:8080`).
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://…` (literal or `env:VAR`).
+    pub database: Option<String>,
+    /// Key for `/admin/*` (literal or `env:VAR`); without it the admin endpoints are off.
+    pub admin_key: Option<String>,
+    /// Static client keys (literal or `env:VAR` each) accepted as `Authorization: Bearer`.
+    pub api_keys: Vec<String>,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests and streams.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Interval of `: ping` comments on idle streams.
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// Days usage rows are kept.
+    pub retention_days: u32,
+    /// Default per-key limits.
+    pub limits: RawLimits,
+    /// Prices per public model, for cost accounting.
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            database: None,
+            admin_key: None,
+            api_keys: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_grace: Duration::from_secs(30),
+            keepalive: Duration::from_secs(15),
+            retention_days: 90,
+            limits: RawLimits::default(),
+            prices: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[server.limits]`: defaults for keys that do not set their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Requests per minute per key.
+    pub rpm: Option<u32>,
+    /// Tokens per minute per key.
+    pub tpm: Option<u64>,
+    /// Spending budget per key, in the price unit.
+    pub budget: Option<f64>,
+}
+
+/// `[resilience]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawResilience {
+    /// Retries per channel before failing over.
+    pub retry: RetryPolicy,
+    /// Timeouts per upstream call.
+    pub timeouts: Timeouts,
+    /// Circuit breaker per channel.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for RawResilience {
+    fn default() -> Self {
+        // Fail over quickly: one retry on the same channel, then the next channel.
+        RawResilience {
+            retry: RetryPolicy {
+                max_attempts: 2,
+                ..RetryPolicy::default()
+            },
+            timeouts: Timeouts::default(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// `models = [...]` (public name = upstream name) or `models = { public = "upstream" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawModels {
+    /// Names served as they are.
+    List(Vec<String>),
+    /// Public name → upstream model.
+    Table(BTreeMap<String, String>),
+}
+
+impl Default for RawModels {
+    fn default() -> Self {
+        RawModels::List(Vec::new())
+    }
+}
+
+/// One `[[channels]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    /// Unique name (metrics label, admin view, `name/model` addressing).
+    pub name: String,
+    /// Provider id from the core registry (`openai`, `dashscope`, …).
+    pub provider: String,
+    /// Endpoint override.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Region (selects a regional host when no base URL is given).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The models this channel serves.
+    #[serde(default)]
+    pub models: RawModels,
+    /// Relative share of traffic within its priority.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Higher priorities are tried first; lower ones only when all higher ones fail or are open.
+    #[serde(default)]
+    pub priority: i32,
+    /// Also serve any `name/<upstream model>` address through this channel.
+    #[serde(default)]
+    pub passthrough: bool,
+    /// Credentials by the provider's field names (`api_key`, `secret_id`, …); literal or `env:VAR`.
+    /// In the file they are written directly in the channel table.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One problem, with the path of the value it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// `channels[1].weight`, or empty for the whole file.
+    pub path: String,
+    /// What is wrong, as a sentence fragment.
+    pub message: String,
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The problems, in file order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl ConfigError {
+    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            issues: vec![ConfigIssue {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            if issue.path.is_empty() {
+                f.write_str(&issue.message)?;
+            } else {
+                write!(f, "{}: {}", issue.path, issue.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every credential field name any registered provider takes.
+fn credential_fields() -> BTreeSet<&'static str> {
+    REGISTRY
+        .iter()
+        .flat_map(|s| s.credentials.iter().map(|c| c.field))
+        .collect()
+}
+
+/// Turns an environment value into TOML: numbers, booleans and arrays parse, anything else is a string.
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+impl RawConfig {
+    /// Parses a file's text; `env` yields `(name, value)` pairs, of which `LLMUX__A__B` ones
+    /// override `a.b`.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<RawConfig, ConfigError> {
+        let mut root: toml::Table = toml::from_str(text).map_err(|e| {
+            let mut msg = e.message().trim().to_owned();
+            if let Some(span) = e.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                msg = format!("line {line}: {msg}");
+            }
+            ConfigError::one("", format!("not valid TOML: {msg}"))
+        })?;
+        apply_env(&mut root, env);
+        // Credentials are written directly in each channel table; move them aside so the
+        // channel struct can deny every other unknown key with its path.
+        let fields = credential_fields();
+        if let Some(toml::Value::Array(channels)) = root.get_mut("channels") {
+            for ch in channels.iter_mut() {
+                if let toml::Value::Table(t) = ch {
+                    let keys: Vec<String> = t
+                        .keys()
+                        .filter(|k| fields.contains(k.as_str()))
+                        .cloned()
+                        .collect();
+                    let mut creds = toml::Table::new();
+                    for k in keys {
+                        if let Some(v) = t.remove(&k) {
+                            creds.insert(k, v);
+                        }
+                    }
+                    if !creds.is_empty() {
+                        t.insert("credentials".into(), toml::Value::Table(creds));
+                    }
+                }
+            }
+        }
+        serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            ConfigError::one(path, e.inner().to_string())
+        })
+    }
+
+    /// With no file: one channel per provider whose variables are set, named after the
+    /// provider, serving its well-known models as `provider/model` and any other model by
+    /// passthrough addressing.
+    pub fn from_provider_env(
+        env: impl IntoIterator<Item = (String, String)>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<RawConfig, ConfigError> {
+        let mut raw = RawConfig::parse("", env)?;
+        for spec in REGISTRY {
+            let set = ProviderSettings::from_lookup(spec, &lookup);
+            let required_ok = spec
+                .credentials
+                .iter()
+                .filter(|c| !c.optional)
+                .all(|c| set.credentials.contains_key(c.field));
+            let has_required = spec.credentials.iter().any(|c| !c.optional);
+            let configured = if has_required {
+                required_ok
+            } else {
+                set.base_url.is_some()
+            };
+            if !configured {
+                continue;
+            }
+            let mut credentials = BTreeMap::new();
+            for c in spec.credentials {
+                if let Some(var) = c
+                    .env
+                    .iter()
+                    .find(|v| lookup(v).is_some_and(|x| !x.is_empty()))
+                {
+                    credentials.insert(c.field.to_owned(), format!("env:{var}"));
+                }
+            }
+            raw.channels.push(RawChannel {
+                name: spec.id.to_owned(),
+                provider: spec.id.to_owned(),
+                base_url: set.base_url,
+                region: set.region,
+                models: RawModels::Table(
+                    spec.models
+                        .iter()
+                        .map(|m| (format!("{}/{m}", spec.id), (*m).to_owned()))
+                        .collect(),
+                ),
+                weight: 1,
+                priority: 0,
+                passthrough: true,
+                credentials,
+            });
+        }
+        Ok(raw)
+    }
+}
+
+fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("LLMUX__") else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        if parts.iter().any(String::is_empty) || parts.len() < 2 {
+            continue;
+        }
+        set_path(root, &parts, env_value(&value));
+    }
+}
+
+/// Sets `parts` (a dotted path) in `table`, creating tables on the way; a non-table in the
+/// way leaves the file's value alone.
+fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) {
+    match parts {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                set_path(t, rest, value);
+            }
+        }
+    }
+}
+
+/// Resolved `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Database URL (may hold a password, hence secret).
+    pub database: Option<SecretString>,
+    /// Admin key.
+    pub admin_key: Option<SecretString>,
+    /// Static client keys.
+    pub api_keys: Vec<SecretString>,
+    /// Body limit in bytes.
+    pub max_body_bytes: usize,
+    /// Shutdown drain time.
+    pub shutdown_grace: Duration,
+    /// Keep-alive comment interval on idle streams.
+    pub keepalive: Duration,
+    /// Usage retention in days.
+    pub retention_days: u32,
+    /// Default per-key limits.
+    pub limits: RawLimits,
+    /// Prices per public model (or `provider/upstream_model`).
+    pub prices: BTreeMap<String, ModelPrice>,
+}
+
+/// One upstream channel: a provider with its own credentials, client and breaker.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// Unique name.
+    pub name: Arc<str>,
+    /// Provider id.
+    pub provider_id: &'static str,
+    /// The client (its own pool, retries, breaker).
+    pub client: Client,
+    /// The provider built from this channel's settings.
+    pub provider: Arc<dyn Provider>,
+    /// Public model name → upstream model name.
+    pub models: BTreeMap<String, String>,
+    /// Share of traffic within its priority (0 = only when nothing else is left).
+    pub weight: u32,
+    /// Higher first.
+    pub priority: i32,
+    /// Serves `name/<model>` for any model.
+    pub passthrough: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Channels in file order.
+    pub channels: Vec<Channel>,
+}
+
+/// Reads `env:VAR` references; anything else is a literal.
+fn secret(
+    path: &str,
+    value: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<SecretString> {
+    if let Some(var) = value.strip_prefix("env:") {
+        match lookup(var).filter(|v| !v.is_empty()) {
+            Some(v) => Some(SecretString::new(v)),
+            None => {
+                issues.push(ConfigIssue {
+                    path: path.to_owned(),
+                    message: format!("environment variable `{var}` is not set"),
+                });
+                None
+            }
+        }
+    } else if value.is_empty() {
+        issues.push(ConfigIssue {
+            path: path.to_owned(),
+            message: "must not be empty".into(),
+        });
+        None
+    } else {
+        Some(SecretString::new(value))
+    }
+}
+
+impl Config {
+    /// Validates `raw` and builds the channels' clients; `lookup` reads `env:VAR` references.
+    pub fn resolve(
+        raw: RawConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let lookup: &dyn Fn(&str) -> Option<String> = &lookup;
+        let mut issues = Vec::new();
+        let s = raw.server;
+        let listen = match s.listen.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(e) => {
+                issues.push(ConfigIssue {
+                    path: "server.listen".into(),
+                    message: format!("`{}` is not an address like 127.0.0.1:8080 ({e})", s.listen),
+                });
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        };
+        let database = s
+            .database
+            .as_deref()
+            .and_then(|v| secret("server.database", v, lookup, &mut issues));
+        if crate::usage::PriceTable::new(s.prices.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .is_err()
+        {
+            issues.push(ConfigIssue {
+                path: "server.prices".into(),
+                message: "prices must be finite and not negative".into(),
+            });
+        }
+        if let Some(db) = &database {
+            let d = db.expose();
+            if !(d.starts_with("sqlite:")
+                || d.starts_with("postgres://")
+                || d.starts_with("postgresql://"))
+            {
+                issues.push(ConfigIssue {
+                    path: "server.database".into(),
+                    message: "must be sqlite://PATH or postgres://…".into(),
+                });
+            }
+        }
+        let admin_key = s
+            .admin_key
+            .as_deref()
+            .and_then(|v| secret("server.admin_key", v, lookup, &mut issues));
+        let api_keys = s
+            .api_keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| secret(&format!("server.api_keys[{i}]"), v, lookup, &mut issues))
+            .collect();
+        if s.max_body_bytes < 1024 {
+            issues.push(ConfigIssue {
+                path: "server.max_body_bytes".into(),
+                message: format!("{} is too small (at least 1024)", s.max_body_bytes),
+            });
+        }
+        let server = ServerConfig {
+            listen,
+            database,
+            admin_key,
+            api_keys,
+            max_body_bytes: s.max_body_bytes,
+            shutdown_grace: s.shutdown_grace,
+            keepalive: if s.keepalive.is_zero() {
+                Duration::from_secs(15)
+            } else {
+                s.keepalive
+            },
+            retention_days: s.retention_days,
+            limits: s.limits,
+            prices: s.prices,
+        };
+
+        let mut names = BTreeSet::new();
+        let mut channels = Vec::new();
+        for (i, ch) in raw.channels.into_iter().enumerate() {
+            let at = format!("channels[{i}]");
+            if let Some(c) = resolve_channel(&at, ch, &raw.resilience, lookup, &mut issues) {
+                if !names.insert(c.name.clone()) {
+                    issues.push(ConfigIssue {
+                        path: format!("{at}.name"),
+                        message: format!("duplicate channel name `{}`", c.name),
+                    });
+                }
+                channels.push(c);
+            }
+        }
+        for model in server.prices.keys() {
+            let served =
+                model.contains('/') || channels.iter().any(|c| c.models.contains_key(model));
+            if !served {
+                issues.push(ConfigIssue {
+                    path: format!("server.prices.\"{model}\""),
+                    message: "no channel serves this model".into(),
+                });
+            }
+        }
+        if issues.is_empty() {
+            Ok(Config { server, channels })
+        } else {
+            Err(ConfigError { issues })
+        }
+    }
+
+    /// Every public model name, sorted.
+    pub fn public_models(&self) -> BTreeSet<&str> {
+        self.channels
+            .iter()
+            .flat_map(|c| c.models.keys().map(String::as_str))
+            .collect()
+    }
+}
+
+fn resolve_channel(
+    at: &str,
+    ch: RawChannel,
+    res: &RawResilience,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Channel> {
+    let before = issues.len();
+    if ch.name.trim().is_empty() || ch.name.contains(char::is_whitespace) {
+        issues.push(ConfigIssue {
+            path: format!("{at}.name"),
+            message: "must be a non-empty name without spaces".into(),
+        });
+    }
+    let spec: Option<&'static ProviderSpec> = match providers::spec(&ch.provider) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            issues.push(ConfigIssue {
+                path: format!("{at}.provider"),
+                message: format!(
+                    "unknown provider `{}`; known providers: {}",
+                    ch.provider,
+                    providers::known_ids().join(", ")
+                ),
+            });
+            None
+        }
+    };
+    let models: BTreeMap<String, String> = match ch.models {
+        RawModels::List(v) => v.into_iter().map(|m| (m.clone(), m)).collect(),
+        RawModels::Table(t) => t,
+    };
+    if models.is_empty() && !ch.passthrough {
+        issues.push(ConfigIssue {
+            path: format!("{at}.models"),
+            message: "list at least one model (or set passthrough = true)".into(),
+        });
+    }
+    for (public, upstream) in &models {
+        if public.trim().is_empty() || upstream.trim().is_empty() {
+            issues.push(ConfigIssue {
+                path: format!("{at}.models"),
+                message: "model names must not be empty".into(),
+            });
+        }
+    }
+    let spec = spec?;
+    let mut settings = ProviderSettings {
+        base_url: ch.base_url.clone(),
+        region: ch.region.clone(),
+        credentials: BTreeMap::new(),
+    };
+    for (field, value) in &ch.credentials {
+        if !spec.credentials.iter().any(|c| c.field == field) {
+            let takes: Vec<&str> = spec.credentials.iter().map(|c| c.field).collect();
+            issues.push(ConfigIssue {
+                path: format!("{at}.{field}"),
+                message: format!(
+                    "provider `{}` does not take `{field}` (it takes: {})",
+                    spec.id,
+                    if takes.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        takes.join(", ")
+                    }
+                ),
+            });
+            continue;
+        }
+        if let Some(v) = secret(&format!("{at}.{field}"), value, lookup, issues) {
+            settings.credentials.insert(field.clone(), v);
+        }
+    }
+    for c in spec.credentials.iter().filter(|c| !c.optional) {
+        if !settings.credentials.contains_key(c.field) && !ch.credentials.contains_key(c.field) {
+            let env = c.env.first().copied().unwrap_or("VAR");
+            issues.push(ConfigIssue {
+                path: format!("{at}.{}", c.field),
+                message: format!(
+                    "provider `{}` needs `{}` (a literal or \"env:{env}\")",
+                    spec.id, c.field
+                ),
+            });
+        }
+    }
+    if issues.len() > before {
+        return None;
+    }
+    let client = Client::builder()
+        .without_env()
+        .provider(spec.id, settings)
+        .retry(res.retry.clone())
+        .timeouts(res.timeouts)
+        .breaker(Some(res.breaker.clone()))
+        .build();
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            issues.push(ConfigIssue {
+                path: at.to_owned(),
+                message: e.message().to_owned(),
+            });
+            return None;
+        }
+    };
+    let provider = match client.provider(spec.id) {
+        Ok(p) => p,
+        Err(e) => {
+            issues.push(ConfigIssue {
+                path: at.to_owned(),
+                message: e.message().to_owned(),
+            });
+            return None;
+        }
+    };
+    Some(Channel {
+        name: Arc::from(ch.name.as_str()),
+        provider_id: spec.id,
+        client,
+        provider,
+        models,
+        weight: ch.weight,
+        priority: ch.priority,
+        passthrough: ch.passthrough,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn type_errors_name_their_path() {
+        let text = r#"
+[[channels]]
+name = "a"
+provider = "openai"
+api_key = "k"
+models = ["m"]
+
+[[channels]]
+name = "b"
+provider = "openai"
+api_key = "k"
+models = ["m"]
+weight = "heavy"
+"#;
+        let err = RawConfig::parse(text, no_env()).unwrap_err();
+        assert_eq!(err.issues[0].path, "channels[1].weight");
+        assert!(err.issues[0].message.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        let err = RawConfig::parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 1\n", no_env())
+            .unwrap_err();
+        assert!(err.to_string().contains("server"), "{err}");
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_give_a_line() {
+        let err = RawConfig::parse("[server\n", no_env()).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn resolve_reports_unknown_provider_duplicates_and_missing_keys() {
+        let text = r#"
+[[channels]]
+name = "a"
+provider = "nope"
+models = ["m"]
+
+[[channels]]
+name = "b"
+provider = "openai"
+models = ["m"]
+
+[[channels]]
+name = "c"
+provider = "openai"
+api_key = "env:MISSING_VAR"
+models = ["m"]
+
+[[channels]]
+name = "d"
+provider = "openai"
+api_key = "k"
+secret_id = "x"
+models = ["m"]
+"#;
+        let raw = RawConfig::parse(text, no_env()).unwrap();
+        let err = Config::resolve(raw, |_| None).unwrap_err();
+        let s = err.to_string();
+        assert!(
+            s.contains("channels[0].provider: unknown provider `nope`; known providers: openai"),
+            "{s}"
+        );
+        assert!(
+            s.contains("channels[1].api_key: provider `openai` needs `api_key`"),
+            "{s}"
+        );
+        assert!(
+            s.contains("channels[2].api_key: environment variable `MISSING_VAR` is not set"),
+            "{s}"
+        );
+        assert!(
+            s.contains("channels[3].secret_id: provider `openai` does not take `secret_id`"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_are_an_error() {
+        let text = r#"
+[[channels]]
+name = "a"
+provider = "openai"
+api_key = "k"
+models = ["m"]
+[[channels]]
+name = "a"
+provider = "openai"
+api_key = "k"
+models = ["m"]
+"#;
+        let err = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("channels[1].name: duplicate channel name `a`"));
+    }
+
+    #[test]
+    fn env_overrides_the_file_and_env_refs_resolve() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\nadmin_key = \"env:ADMIN\"\n";
+        let env = vec![
+            (
+                "LLMUX__SERVER__LISTEN".to_owned(),
+                "127.0.0.1:9999".to_owned(),
+            ),
+            (
+                "LLMUX__SERVER__MAX_BODY_BYTES".to_owned(),
+                "2048".to_owned(),
+            ),
+            ("OTHER".to_owned(), "x".to_owned()),
+        ];
+        let raw = RawConfig::parse(text, env).unwrap();
+        assert_eq!(raw.server.max_body_bytes, 2048);
+        let cfg = Config::resolve(raw, |v| (v == "ADMIN").then(|| "adm".to_owned())).unwrap();
+        assert_eq!(cfg.server.listen.port(), 9999);
+        assert_eq!(cfg.server.admin_key.unwrap().expose(), "adm");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let text = r#"
+[server]
+admin_key = "adm-secret-value"
+api_keys = ["client-secret-value"]
+[[channels]]
+name = "a"
+provider = "openai"
+api_key = "sk-upstream-secret-value"
+models = { public = "gpt-4o-mini" }
+"#;
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("secret-value"), "{dbg}");
+        assert_eq!(cfg.channels[0].models["public"], "gpt-4o-mini");
+    }
+
+    #[test]
+    fn channels_come_from_provider_env_without_a_file() {
+        let lookup = |v: &str| match v {
+            "DASHSCOPE_API_KEY" => Some("sk-x".to_owned()),
+            _ => None,
+        };
+        let raw = RawConfig::from_provider_env(no_env(), lookup).unwrap();
+        let names: Vec<_> = raw.channels.iter().map(|c| c.name.as_str()).collect();
+        assert!(names.contains(&"dashscope"), "{names:?}");
+        assert!(!names.contains(&"openai"));
+        let cfg = Config::resolve(raw, lookup).unwrap();
+        assert!(cfg.channels.iter().all(|c| c.passthrough));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../examples/llmux.toml");
+        let raw = RawConfig::parse(text, no_env()).unwrap();
+        let cfg = Config::resolve(raw, |v| Some(format!("value-of-{v}"))).unwrap();
+        assert!(!cfg.channels.is_empty());
+    }
+}

@@ -1,0 +1,198 @@
+//! `POST /api/v1/services/aigc/text-generation/generation` bodies → [`ChatRequest`].
+
+use llmux_core::{ChatRequest, InputStyle, Message, Role, Thinking};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::openai_wire::request::{
+    message, response_format, tool_choice, tools, Stop, WireMessage, WireResponseFormat, WireTool,
+    WireToolChoice,
+};
+
+/// `parameters.result_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultFormat {
+    /// `output.text` (the legacy default).
+    #[default]
+    Text,
+    /// `output.choices[].message`.
+    Message,
+}
+
+/// How to shape the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GenerationOptions {
+    /// `text` or `message`.
+    pub result_format: ResultFormat,
+    /// `parameters.incremental_output` (streams only; false = cumulative).
+    pub incremental: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct GenerationRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    input: Option<Input>,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Input {
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    messages: Option<Vec<WireMessage>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Parameters {
+    #[serde(default)]
+    result_format: Option<String>,
+    #[serde(default)]
+    incremental_output: Option<bool>,
+    #[serde(default)]
+    enable_search: Option<bool>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    top_k: Option<u32>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    repetition_penalty: Option<f64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    tools: Option<Vec<WireTool>>,
+    #[serde(default)]
+    tool_choice: Option<WireToolChoice>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    response_format: Option<WireResponseFormat>,
+    #[serde(default)]
+    enable_thinking: Option<bool>,
+    #[serde(default)]
+    thinking_budget: Option<u32>,
+    #[serde(default)]
+    n: Option<u32>,
+}
+
+fn code(mut e: ApiError, code: &'static str) -> ApiError {
+    e.dashscope_code = Some(code);
+    e
+}
+
+/// Parses and validates a generation request.
+pub fn parse_generation(body: &[u8]) -> Result<(ChatRequest, GenerationOptions), ApiError> {
+    let w: GenerationRequest = crate::openai_wire::from_json(body)?;
+    let model = w.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
+        code(
+            ApiError::invalid("Model not specified.").param("model"),
+            "BadRequest.EmptyModel",
+        )
+    })?;
+    let input = w.input.ok_or_else(|| {
+        code(
+            ApiError::invalid("Input can't be empty.").param("input"),
+            "BadRequest.EmptyInput",
+        )
+    })?;
+    let p = w.parameters.unwrap_or_default();
+    let result_format = match p.result_format.as_deref() {
+        None | Some("text") => ResultFormat::Text,
+        Some("message") => ResultFormat::Message,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "`parameters.result_format` must be text or message, got `{other}`"
+            ))
+            .param("parameters.result_format"))
+        }
+    };
+    let (messages, style) = match (input.prompt, input.messages) {
+        (_, Some(msgs)) if !msgs.is_empty() => {
+            let mut out = Vec::with_capacity(msgs.len());
+            for (i, m) in msgs.into_iter().enumerate() {
+                out.push(message(i, m)?);
+            }
+            (out, InputStyle::Messages)
+        }
+        (Some(prompt), _) => (vec![Message::user(prompt)], InputStyle::Prompt),
+        _ => {
+            return Err(ApiError::invalid(
+                "Either \"prompt\" or \"messages\" must exist and cannot both be none",
+            )
+            .param("input"))
+        }
+    };
+    if style == InputStyle::Prompt && messages.iter().any(|m| m.role != Role::User) {
+        return Err(ApiError::invalid("prompt input is a single user turn"));
+    }
+    let req = ChatRequest {
+        model,
+        messages,
+        input_style: style,
+        tools: tools(p.tools)?,
+        tool_choice: p.tool_choice.map(tool_choice).transpose()?,
+        parallel_tool_calls: p.parallel_tool_calls,
+        temperature: p.temperature,
+        top_p: p.top_p,
+        top_k: p.top_k,
+        max_tokens: p.max_tokens,
+        stop: p.stop.map(Stop::into_vec).unwrap_or_default(),
+        seed: p.seed,
+        repetition_penalty: p.repetition_penalty,
+        presence_penalty: p.presence_penalty,
+        n: p.n,
+        response_format: p.response_format.map(response_format).transpose()?,
+        enable_search: p.enable_search,
+        thinking: p.enable_thinking.map(|enabled| Thinking {
+            enabled,
+            budget_tokens: p.thinking_budget,
+        }),
+        stream_usage: Some(true),
+        ..ChatRequest::default()
+    };
+    crate::openai_wire::request::validate(&req)?;
+    Ok((
+        req,
+        GenerationOptions {
+            result_format,
+            incremental: p.incremental_output.unwrap_or(false),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn prompt_and_messages_forms() {
+        let (r, o) = parse_generation(br#"{"model":"qwen-plus","input":{"prompt":"hi"},"parameters":{"incremental_output":true}}"#).unwrap();
+        assert_eq!(r.input_style, InputStyle::Prompt);
+        assert!(o.incremental);
+        assert_eq!(o.result_format, ResultFormat::Text);
+        let (r, o) = parse_generation(br#"{"model":"q","input":{"messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]},"parameters":{"result_format":"message","stop":["x"]}}"#).unwrap();
+        assert_eq!(r.messages.len(), 2);
+        assert_eq!(o.result_format, ResultFormat::Message);
+        assert_eq!(r.stop, vec!["x"]);
+    }
+
+    #[test]
+    fn missing_input_is_the_dashscope_error() {
+        let e = parse_generation(br#"{"model":"q","input":{}}"#).unwrap_err();
+        assert!(e.message.contains("Either \"prompt\" or \"messages\""));
+        let e = parse_generation(br#"{"input":{"prompt":"x"}}"#).unwrap_err();
+        assert_eq!(e.dashscope_code, Some("BadRequest.EmptyModel"));
+    }
+}

@@ -1,0 +1,413 @@
+//! `POST /v1/chat/completions` request bodies → [`ChatRequest`]. Strict about the fields it
+//! knows, tolerant of the ones it does not (they are ignored).
+
+use llmux_core::{
+    ChatRequest, Content, ContentPart, Message, ResponseFormat, Role, Thinking, Tool, ToolCall,
+    ToolChoice,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// What the request asks of the response, beyond the chat itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatOptions {
+    /// `stream: true`.
+    pub stream: bool,
+    /// `stream_options.include_usage: true`.
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatCompletionRequest {
+    model: String,
+    messages: Vec<WireMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    tools: Option<Vec<WireTool>>,
+    #[serde(default)]
+    tool_choice: Option<WireToolChoice>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    response_format: Option<WireResponseFormat>,
+    // Vendor knobs clients send through OpenAI SDKs' `extra_body` (DashScope compatible mode).
+    #[serde(default)]
+    top_k: Option<u32>,
+    #[serde(default)]
+    repetition_penalty: Option<f64>,
+    #[serde(default)]
+    enable_search: Option<bool>,
+    #[serde(default)]
+    enable_thinking: Option<bool>,
+    #[serde(default)]
+    thinking_budget: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            Stop::One(s) => vec![s],
+            Stop::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireMessage {
+    pub(crate) role: String,
+    #[serde(default)]
+    pub(crate) content: Option<WireContent>,
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) tool_calls: Option<Vec<WireToolCall>>,
+    #[serde(default)]
+    pub(crate) tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum WireContent {
+    Text(String),
+    Parts(Vec<WirePart>),
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WirePart {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    image_url: Option<WireImageUrl>,
+    // DashScope multimodal parts: {"text": …} / {"image": url}.
+    #[serde(default)]
+    image: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WireImageUrl {
+    Url(String),
+    Object {
+        url: String,
+        #[serde(default)]
+        detail: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    function: WireFunctionCall,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireTool {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    function: WireFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum WireToolChoice {
+    Mode(String),
+    Named { function: NamedFunction },
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NamedFunction {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireResponseFormat {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    json_schema: Option<WireJsonSchema>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireJsonSchema {
+    name: String,
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+/// Parses and validates a chat request.
+pub fn parse_chat(body: &[u8]) -> Result<(ChatRequest, ChatOptions), ApiError> {
+    let w: ChatCompletionRequest = super::from_json(body)?;
+    let opts = ChatOptions {
+        stream: w.stream.unwrap_or(false),
+        include_usage: w
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+    };
+    let mut messages = Vec::with_capacity(w.messages.len());
+    for (i, m) in w.messages.into_iter().enumerate() {
+        messages.push(message(i, m)?);
+    }
+    let seed = match w.seed {
+        Some(s) if s < 0 => {
+            return Err(ApiError::invalid("`seed` must not be negative").param("seed"))
+        }
+        Some(s) => Some(s.unsigned_abs()),
+        None => None,
+    };
+    let req = ChatRequest {
+        model: w.model,
+        messages,
+        tools: tools(w.tools)?,
+        tool_choice: w.tool_choice.map(tool_choice).transpose()?,
+        parallel_tool_calls: w.parallel_tool_calls,
+        temperature: w.temperature,
+        top_p: w.top_p,
+        top_k: w.top_k,
+        max_tokens: w.max_completion_tokens.or(w.max_tokens),
+        stop: w.stop.map(Stop::into_vec).unwrap_or_default(),
+        seed,
+        repetition_penalty: w.repetition_penalty,
+        presence_penalty: w.presence_penalty,
+        frequency_penalty: w.frequency_penalty,
+        n: w.n,
+        user: w.user,
+        response_format: w.response_format.map(response_format).transpose()?,
+        enable_search: w.enable_search,
+        thinking: w.enable_thinking.map(|enabled| Thinking {
+            enabled,
+            budget_tokens: w.thinking_budget,
+        }),
+        stream_usage: Some(true),
+        ..ChatRequest::default()
+    };
+    validate(&req)?;
+    Ok((req, opts))
+}
+
+/// Core validation, as a client error.
+pub(crate) fn validate(req: &ChatRequest) -> Result<(), ApiError> {
+    if req.n.is_some_and(|n| n > 1) {
+        return Err(ApiError::invalid("this gateway returns one choice: `n` must be 1").param("n"));
+    }
+    req.validate()
+        .map_err(|e| ApiError::new(e.kind(), e.message()))
+}
+
+pub(crate) fn message(i: usize, m: WireMessage) -> Result<Message, ApiError> {
+    let role = Role::parse(&m.role)
+        .map_err(|e| ApiError::invalid(e.message()).param(format!("messages[{i}].role")))?;
+    let content = match m.content {
+        None => Content::Text(String::new()),
+        Some(WireContent::Text(t)) => Content::Text(t),
+        Some(WireContent::Parts(parts)) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (j, p) in parts.into_iter().enumerate() {
+                out.push(part(i, j, p)?);
+            }
+            Content::Parts(out)
+        }
+    };
+    let tool_calls = m
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| ToolCall {
+            id: c.id.unwrap_or_default(),
+            name: c.function.name,
+            arguments: match c.function.arguments {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s,
+                Some(other) => other.to_string(),
+            },
+        })
+        .collect();
+    Ok(Message {
+        role,
+        content,
+        name: m.name,
+        tool_calls,
+        tool_call_id: m.tool_call_id,
+        reasoning: None,
+    })
+}
+
+fn part(i: usize, j: usize, p: WirePart) -> Result<ContentPart, ApiError> {
+    let at = || format!("messages[{i}].content[{j}]");
+    match (p.kind.as_deref(), p.text, p.image_url, p.image) {
+        (Some("text") | None, Some(text), _, _) => Ok(ContentPart::Text { text }),
+        (Some("image_url") | None, _, Some(img), _) => Ok(match img {
+            WireImageUrl::Url(url) => ContentPart::ImageUrl { url, detail: None },
+            WireImageUrl::Object { url, detail } => ContentPart::ImageUrl { url, detail },
+        }),
+        (Some("image") | None, _, _, Some(url)) => Ok(ContentPart::ImageUrl { url, detail: None }),
+        (Some(other), _, _, _) => Err(ApiError::new(
+            llmux_core::ErrorKind::Unsupported,
+            format!("content parts of type `{other}` are not supported by this gateway"),
+        )
+        .param(at())),
+        (None, _, _, _) => Err(ApiError::invalid("a content part needs `type`").param(at())),
+    }
+}
+
+pub(crate) fn tools(tools: Option<Vec<WireTool>>) -> Result<Vec<Tool>, ApiError> {
+    let mut out = Vec::new();
+    for (i, t) in tools.unwrap_or_default().into_iter().enumerate() {
+        if let Some(kind) = t.kind.as_deref().filter(|k| *k != "function") {
+            return Err(ApiError::new(
+                llmux_core::ErrorKind::Unsupported,
+                format!("tools of type `{kind}` are not supported; use `function`"),
+            )
+            .param(format!("tools[{i}].type")));
+        }
+        out.push(Tool {
+            name: t.function.name,
+            description: t.function.description,
+            parameters: t
+                .function
+                .parameters
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+            strict: t.function.strict,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn tool_choice(c: WireToolChoice) -> Result<ToolChoice, ApiError> {
+    match c {
+        WireToolChoice::Mode(m) => match m.as_str() {
+            "none" => Ok(ToolChoice::None),
+            "auto" => Ok(ToolChoice::Auto),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(ApiError::invalid(format!(
+                "`tool_choice` must be none, auto, required or a function, got `{other}`"
+            ))
+            .param("tool_choice")),
+        },
+        WireToolChoice::Named { function } => Ok(ToolChoice::Function(function.name)),
+    }
+}
+
+pub(crate) fn response_format(f: WireResponseFormat) -> Result<ResponseFormat, ApiError> {
+    match f.kind.as_str() {
+        "text" => Ok(ResponseFormat::Text),
+        "json_object" => Ok(ResponseFormat::JsonObject),
+        "json_schema" => {
+            let s = f.json_schema.ok_or_else(|| {
+                ApiError::invalid("`response_format.json_schema` is required for json_schema")
+                    .param("response_format.json_schema")
+            })?;
+            Ok(ResponseFormat::JsonSchema {
+                name: s.name,
+                schema: s.schema.unwrap_or_else(|| serde_json::json!({})),
+                strict: s.strict,
+            })
+        }
+        other => Err(ApiError::invalid(format!(
+            "`response_format.type` must be text, json_object or json_schema, got `{other}`"
+        ))
+        .param("response_format.type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn parses_the_sdk_shapes() {
+        let body = br#"{"model":"m","messages":[{"role":"developer","content":"s"},
+            {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:x"}}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"ok"}],
+            "stream":true,"stream_options":{"include_usage":true},"stop":"x","max_completion_tokens":5,
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+            "tool_choice":{"type":"function","function":{"name":"f"}},"metadata":{"a":"b"},"store":false}"#;
+        let (req, opts) = parse_chat(body).unwrap();
+        assert!(opts.stream && opts.include_usage);
+        assert_eq!(req.messages[0].role, Role::System);
+        assert_eq!(req.messages[2].tool_calls[0].name, "f");
+        assert_eq!(req.stop, vec!["x"]);
+        assert_eq!(req.max_tokens, Some(5));
+        assert_eq!(req.tool_choice, Some(ToolChoice::Function("f".into())));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e =
+            parse_chat(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
+        assert!(e.message.contains("messages[0].content"), "{}", e.message);
+        let e = parse_chat(br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#)
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let e = parse_chat(br#"{"model":"m","messages":[]}"#).unwrap_err();
+        assert!(e.message.contains("at least one message"));
+        let e = parse_chat(b"{not json").unwrap_err();
+        assert!(e.message.contains("not valid JSON"));
+        let e = parse_chat(br#"{"messages":[]}"#).unwrap_err();
+        assert!(e.message.contains("model"), "{}", e.message);
+    }
+}

@@ -1,0 +1,350 @@
+//! Chat on both ingresses: `POST /v1/chat/completions` and DashScope's text-generation path.
+//!
+//! Flow: authenticate → read the body (size limit) → parse into a core `ChatRequest` → plan
+//! the channels → call them with failover. For streams the core returns only after the first
+//! event, so failover happens before any byte reaches the client; the response head is sent
+//! with that first event. After it, an error becomes the protocol's final error frame.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use futures::StreamExt;
+use llmux_core::tokens::estimate_request;
+use llmux_core::{ChatRequest, ChatStream, ErrorKind, StreamEvent};
+use tokio::time::Instant;
+
+use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard, RouteLabels};
+use crate::app::{unix_now, AppState, RequestCtx};
+use crate::dashscope_wire::{self, FrameEncoder, GenerationOptions};
+use crate::error::{ApiError, Ingress};
+use crate::openai_wire::{self, stream::PING, ChatOptions, ChunkEncoder};
+
+/// How the answer is shaped.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    OpenAi(ChatOptions),
+    DashScope(GenerationOptions),
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn openai(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    Box::pin(handle(state, ctx, headers, body, Ingress::OpenAi)).await
+}
+
+/// `POST /api/v1/services/aigc/text-generation/generation` (and the multimodal path).
+pub async fn dashscope(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    Box::pin(handle(state, ctx, headers, body, Ingress::DashScope)).await
+}
+
+fn wants_dashscope_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-dashscope-sse")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("enable"))
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    ctx: RequestCtx,
+    headers: HeaderMap,
+    body: Body,
+    ingress: Ingress,
+) -> Response {
+    let principal = match state.auth.authenticate(&headers).await {
+        Ok(p) => p,
+        Err(e) => return fail(e, ingress, &ctx, None),
+    };
+    let bytes = match super::read_body(body, &headers, state.server.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return fail(e, ingress, &ctx, None),
+    };
+    let parsed = match ingress {
+        Ingress::DashScope => {
+            dashscope_wire::parse_generation(&bytes).map(|(r, o)| (r, Shape::DashScope(o)))
+        }
+        Ingress::OpenAi | Ingress::Admin => {
+            openai_wire::parse_chat(&bytes).map(|(r, o)| (r, Shape::OpenAi(o)))
+        }
+    };
+    let (req, shape) = match parsed {
+        Ok(x) => x,
+        Err(e) => return fail(e, ingress, &ctx, None),
+    };
+    drop(bytes);
+    if let Err(e) = principal.allows(&req.model) {
+        return fail(e, ingress, &ctx, None);
+    }
+    let Some(plan) = state.routes.plan(&req.model) else {
+        return fail(ApiError::unknown_model(&req.model), ingress, &ctx, None);
+    };
+    let admission = match super::admit(&state, &principal, estimate_request(&req)) {
+        Ok(a) => a,
+        Err(e) => return fail(e, ingress, &ctx, None),
+    };
+    let prompt_estimate = super::prompt_estimate(&req);
+    let public_model = req.model.clone();
+    let stream = match shape {
+        Shape::OpenAi(o) => o.stream,
+        Shape::DashScope(_) => wants_dashscope_sse(&headers),
+    };
+    let key_id = principal.key_id();
+    let metrics = state.metrics.clone();
+    let on_failover = |ch: &crate::config::Channel, err: &llmux_core::Error| {
+        metrics
+            .failovers
+            .with_label_values(&[ch.provider_id, &ch.name, err.kind().as_str()])
+            .inc();
+    };
+    let req = Arc::new(req);
+
+    if !stream {
+        let routed = state
+            .routes
+            .failover(
+                &plan,
+                |ch, upstream| {
+                    let req = upstream_request(&req, &upstream);
+                    async move { Box::pin(ch.client.chat_with(ch.provider.as_ref(), &req)).await }
+                },
+                on_failover,
+            )
+            .await;
+        return match routed {
+            Ok(r) => {
+                let labels = RouteLabels::new(&r.channel, plan.label.clone());
+                let mut guard = RequestGuard::new(
+                    state.clone(),
+                    ctx.clone(),
+                    GuardInit {
+                        labels,
+                        upstream_model: r.upstream.clone(),
+                        key_id,
+                        admission,
+                        stream: false,
+                        prompt_estimate,
+                    },
+                );
+                if let Some(u) = r.value.usage {
+                    guard.usage(u);
+                }
+                let body = match shape {
+                    Shape::OpenAi(_) => openai_wire::encode_chat(
+                        &r.value,
+                        &completion_id(&ctx.id),
+                        unix_now(),
+                        &public_model,
+                    ),
+                    Shape::DashScope(o) => {
+                        dashscope_wire::encode_generation(&r.value, o.result_format, &ctx.id)
+                    }
+                };
+                let mut resp = Json(body).into_response();
+                stamp_added_latency(
+                    &state,
+                    &mut resp,
+                    super::added_latency(&ctx, r.upstream_time),
+                );
+                guard.complete();
+                resp
+            }
+            Err(f) => failed(
+                &state,
+                &ctx,
+                (key_id, admission, false, prompt_estimate),
+                &plan.label,
+                f,
+                ingress,
+            ),
+        };
+    }
+
+    let routed = state
+        .routes
+        .failover(
+            &plan,
+            |ch, upstream| {
+                let req = upstream_request(&req, &upstream);
+                async move { Box::pin(ch.client.stream_with(ch.provider.as_ref(), &req)).await }
+            },
+            on_failover,
+        )
+        .await;
+    match routed {
+        Ok(r) => {
+            let labels = RouteLabels::new(&r.channel, plan.label.clone());
+            let mut guard = RequestGuard::new(
+                state.clone(),
+                ctx.clone(),
+                GuardInit {
+                    labels,
+                    upstream_model: r.upstream.clone(),
+                    key_id,
+                    admission,
+                    stream: true,
+                    prompt_estimate,
+                },
+            );
+            guard.ttft(ctx.arrived.elapsed());
+            let content_type = match shape {
+                Shape::OpenAi(_) => "text/event-stream",
+                Shape::DashScope(_) => "text/event-stream;charset=UTF-8",
+            };
+            let body = sse_body(state.clone(), &ctx, shape, &public_model, r.value, guard);
+            let mut resp = Response::new(Body::from_stream(body));
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            );
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            stamp_added_latency(
+                &state,
+                &mut resp,
+                super::added_latency(&ctx, r.upstream_time),
+            );
+            resp
+        }
+        Err(f) => failed(
+            &state,
+            &ctx,
+            (key_id, admission, true, prompt_estimate),
+            &plan.label,
+            f,
+            ingress,
+        ),
+    }
+}
+
+/// The request as sent upstream: the channel's model name.
+fn upstream_request(req: &ChatRequest, upstream: &str) -> ChatRequest {
+    let mut r = req.clone();
+    upstream.clone_into(&mut r.model);
+    r
+}
+
+/// The OpenAI completion id for a request id.
+fn completion_id(rid: &str) -> String {
+    let mut s = String::with_capacity(9 + rid.len());
+    s.push_str("chatcmpl-");
+    s.extend(rid.chars().filter(|c| *c != '-'));
+    s
+}
+
+enum Encoder {
+    OpenAi(ChunkEncoder),
+    DashScope(FrameEncoder),
+}
+
+impl Encoder {
+    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
+        match self {
+            Encoder::OpenAi(e) => e.push(ev, out),
+            Encoder::DashScope(e) => e.push(ev, out),
+        }
+    }
+
+    fn error(&mut self, err: &ApiError) -> Bytes {
+        match self {
+            Encoder::OpenAi(e) => e.error(err),
+            Encoder::DashScope(e) => e.error(err),
+        }
+    }
+}
+
+/// The response body of a stream: encoded events, keep-alive comments while the upstream is
+/// idle (OpenAI ingress only: DashScope's SDK does not expect comments), and a final error
+/// frame if the upstream fails after the first event. Dropping it (client gone) drops the
+/// upstream stream and the guard, which records the request as cancelled.
+fn sse_body(
+    state: Arc<AppState>,
+    ctx: &RequestCtx,
+    shape: Shape,
+    model: &str,
+    mut upstream: ChatStream,
+    mut guard: RequestGuard,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let (mut enc, keepalive) = match shape {
+        Shape::OpenAi(o) => (
+            Encoder::OpenAi(ChunkEncoder::new(
+                completion_id(&ctx.id),
+                unix_now(),
+                model.to_owned(),
+                o.include_usage,
+            )),
+            Some(state.server.keepalive),
+        ),
+        Shape::DashScope(o) => (
+            Encoder::DashScope(FrameEncoder::new(o, ctx.id.to_string())),
+            None,
+        ),
+    };
+    async_stream::stream! {
+        let period = keepalive.unwrap_or(std::time::Duration::from_secs(3600));
+        let sleep = tokio::time::sleep(period);
+        tokio::pin!(sleep);
+        let mut out: Vec<Bytes> = Vec::with_capacity(4);
+        loop {
+            tokio::select! {
+                biased;
+                next = upstream.next() => {
+                    match next {
+                        Some(Ok(ev)) => {
+                            guard.saw(&ev);
+                            let done = matches!(ev, StreamEvent::Finished { .. });
+                            enc.push(&ev, &mut out);
+                            for b in out.drain(..) {
+                                yield Ok(b);
+                            }
+                            if done {
+                                guard.complete();
+                                break;
+                            }
+                            sleep.as_mut().reset(Instant::now() + period);
+                        }
+                        Some(Err(e)) => {
+                            let api = ApiError::from_upstream(&e);
+                            tracing::warn!(request_id = %guard.request_id(), kind = %e.kind(), error = %e, "the upstream failed mid-stream");
+                            yield Ok(enc.error(&api));
+                            guard.fail(api.kind, false);
+                            break;
+                        }
+                        None => {
+                            let api = ApiError::new(
+                                ErrorKind::UpstreamProtocol,
+                                "the upstream stream ended before the answer was complete",
+                            );
+                            yield Ok(enc.error(&api));
+                            guard.fail(api.kind, false);
+                            break;
+                        }
+                    }
+                }
+                () = &mut sleep, if keepalive.is_some() => {
+                    yield Ok(Bytes::from_static(PING));
+                    sleep.as_mut().reset(Instant::now() + period);
+                }
+            }
+        }
+        drop(state);
+    }
+}

@@ -1,0 +1,309 @@
+//! Routing: a public model name → the channels that serve it, in the order to try them.
+//!
+//! Order: channels are grouped by `priority` (highest first); within a group, channels whose
+//! breaker is not open come first, in a weighted random order (`weight`, drawn without
+//! replacement); channels with an open breaker go last (they fail fast, so a request still
+//! gets a definite answer when everything is down). [`Routes::failover`] walks that order and
+//! moves to the next channel on errors that concern the channel rather than the request
+//! ([`fails_over`]). Callers only invoke it before anything was sent to the client.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmux_core::resilience::BreakerState;
+use llmux_core::{Error, ErrorKind};
+use tokio::time::Instant;
+
+use crate::config::Channel;
+use crate::error::ApiError;
+
+/// One way to serve a model: a channel and the upstream model name.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Index into [`Routes::channels`].
+    pub channel: usize,
+    /// The upstream model.
+    pub upstream: Arc<str>,
+}
+
+/// The routing table.
+#[derive(Debug)]
+pub struct Routes {
+    channels: Vec<Arc<Channel>>,
+    by_model: HashMap<String, (Arc<str>, Vec<Target>)>,
+    by_name: HashMap<Arc<str>, usize>,
+}
+
+/// A resolved request: the metrics label for the model and the targets in order.
+#[derive(Debug)]
+pub struct Plan {
+    /// Low-cardinality model label (the public name, or `channel/*` for passthrough).
+    pub label: Arc<str>,
+    /// Targets in the order to try.
+    pub targets: Vec<Target>,
+}
+
+/// The successful outcome of [`Routes::failover`].
+#[derive(Debug)]
+pub struct Routed<T> {
+    /// The value.
+    pub value: T,
+    /// The channel that served it.
+    pub channel: Arc<Channel>,
+    /// The upstream model it was asked for.
+    pub upstream: Arc<str>,
+    /// Time spent inside upstream calls, failed attempts included.
+    pub upstream_time: Duration,
+}
+
+/// The failed outcome: the last error, and the last channel tried.
+#[derive(Debug)]
+pub struct Failed {
+    /// The client-facing error.
+    pub error: ApiError,
+    /// The last channel tried.
+    pub channel: Option<Arc<Channel>>,
+    /// The upstream model of the last channel tried.
+    pub upstream: Option<Arc<str>>,
+    /// Time spent inside upstream calls.
+    pub upstream_time: Duration,
+}
+
+/// Whether an error concerns the channel (try the next one) rather than the request.
+pub fn fails_over(kind: ErrorKind) -> bool {
+    kind.is_retryable()
+        || matches!(
+            kind,
+            ErrorKind::CircuitOpen
+                | ErrorKind::QuotaExhausted
+                | ErrorKind::Authentication
+                | ErrorKind::PermissionDenied
+                | ErrorKind::UpstreamProtocol
+                | ErrorKind::Config
+        )
+}
+
+impl Routes {
+    /// Builds the table from the configured channels.
+    pub fn new(channels: Vec<Channel>) -> Self {
+        let channels: Vec<Arc<Channel>> = channels.into_iter().map(Arc::new).collect();
+        let mut by_model: HashMap<String, (Arc<str>, Vec<Target>)> = HashMap::new();
+        let mut by_name = HashMap::new();
+        for (i, ch) in channels.iter().enumerate() {
+            by_name.insert(ch.name.clone(), i);
+            for (public, upstream) in &ch.models {
+                by_model
+                    .entry(public.clone())
+                    .or_insert_with(|| (Arc::from(public.as_str()), Vec::new()))
+                    .1
+                    .push(Target {
+                        channel: i,
+                        upstream: Arc::from(upstream.as_str()),
+                    });
+            }
+        }
+        Routes {
+            channels,
+            by_model,
+            by_name,
+        }
+    }
+
+    /// All channels.
+    pub fn channels(&self) -> &[Arc<Channel>] {
+        &self.channels
+    }
+
+    /// Public model names, sorted.
+    pub fn models(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.by_model.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// True when `model` is served here.
+    pub fn serves(&self, model: &str) -> bool {
+        self.lookup(model).is_some()
+    }
+
+    fn lookup(&self, model: &str) -> Option<(Arc<str>, Vec<Target>)> {
+        if let Some((label, targets)) = self.by_model.get(model) {
+            return Some((label.clone(), targets.clone()));
+        }
+        let (name, upstream) = model.split_once('/')?;
+        let &i = self.by_name.get(name)?;
+        let ch = &self.channels[i];
+        if !ch.passthrough || upstream.is_empty() {
+            return None;
+        }
+        Some((
+            Arc::from(format!("{name}/*")),
+            vec![Target {
+                channel: i,
+                upstream: Arc::from(upstream),
+            }],
+        ))
+    }
+
+    /// The breaker state of a channel (closed when it was never used).
+    pub fn breaker_state(&self, ch: &Channel) -> BreakerState {
+        ch.client
+            .breaker_for(ch.provider.as_ref())
+            .map_or(BreakerState::Closed, |b| b.state(Instant::now()))
+    }
+
+    /// The targets for `model` in the order to try, or `None` for an unknown model.
+    pub fn plan(&self, model: &str) -> Option<Plan> {
+        let (label, targets) = self.lookup(model)?;
+        let mut keyed: Vec<(i32, bool, Target)> = targets
+            .into_iter()
+            .map(|t| {
+                let ch = &self.channels[t.channel];
+                let open = self.breaker_state(ch) == BreakerState::Open;
+                (ch.priority, open, t)
+            })
+            .collect();
+        // Open breakers last, then by priority (highest first).
+        keyed.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+        let mut ordered = Vec::with_capacity(keyed.len());
+        let mut start = 0;
+        while start < keyed.len() {
+            let (prio, open) = (keyed[start].0, keyed[start].1);
+            let end = keyed[start..]
+                .iter()
+                .position(|k| k.0 != prio || k.1 != open)
+                .map_or(keyed.len(), |p| start + p);
+            let mut group: Vec<Target> = keyed[start..end].iter().map(|k| k.2.clone()).collect();
+            weighted_shuffle(&mut group, |t| self.channels[t.channel].weight);
+            ordered.extend(group);
+            start = end;
+        }
+        Some(Plan {
+            label,
+            targets: ordered,
+        })
+    }
+
+    /// Calls `call(channel, upstream model)` along the plan until one succeeds or an error
+    /// that concerns the request (not the channel) stops it. `on_failover` sees every error
+    /// that moved to the next channel.
+    pub async fn failover<T, F, Fut>(
+        &self,
+        plan: &Plan,
+        mut call: F,
+        mut on_failover: impl FnMut(&Channel, &Error),
+    ) -> Result<Routed<T>, Failed>
+    where
+        F: FnMut(Arc<Channel>, Arc<str>) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut upstream_time = Duration::ZERO;
+        let mut last: Option<(Error, Arc<Channel>, Arc<str>)> = None;
+        for (n, t) in plan.targets.iter().enumerate() {
+            let ch = self.channels[t.channel].clone();
+            let began = Instant::now();
+            let result = call(ch.clone(), t.upstream.clone()).await;
+            upstream_time += began.elapsed();
+            match result {
+                Ok(value) => {
+                    return Ok(Routed {
+                        value,
+                        channel: ch,
+                        upstream: t.upstream.clone(),
+                        upstream_time,
+                    })
+                }
+                Err(err) => {
+                    let more = n + 1 < plan.targets.len();
+                    if !fails_over(err.kind()) {
+                        return Err(Failed {
+                            error: ApiError::from_upstream(&err),
+                            channel: Some(ch),
+                            upstream: Some(t.upstream.clone()),
+                            upstream_time,
+                        });
+                    }
+                    tracing::warn!(
+                        channel = %ch.name,
+                        provider = ch.provider_id,
+                        kind = %err.kind(),
+                        error = %err,
+                        next = more,
+                        "channel failed; trying the next one"
+                    );
+                    on_failover(&ch, &err);
+                    last = Some((err, ch, t.upstream.clone()));
+                }
+            }
+        }
+        match last {
+            Some((err, ch, upstream)) => Err(Failed {
+                error: ApiError::from_upstream(&err),
+                channel: Some(ch),
+                upstream: Some(upstream),
+                upstream_time,
+            }),
+            None => Err(Failed {
+                error: ApiError::new(ErrorKind::CircuitOpen, "no channel serves this model"),
+                channel: None,
+                upstream: None,
+                upstream_time,
+            }),
+        }
+    }
+}
+
+/// Orders `items` by repeated weighted draws without replacement; weight-0 items go last.
+fn weighted_shuffle<T>(items: &mut [T], weight: impl Fn(&T) -> u32) {
+    let n = items.len();
+    for i in 0..n {
+        let total: u64 = items[i..].iter().map(|t| u64::from(weight(t))).sum();
+        if total == 0 {
+            break;
+        }
+        let mut pick = fastrand::u64(0..total);
+        let mut chosen = i;
+        for (j, t) in items[i..].iter().enumerate() {
+            let w = u64::from(weight(t));
+            if pick < w {
+                chosen = i + j;
+                break;
+            }
+            pick -= w;
+        }
+        items.swap(i, chosen);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn weighted_shuffle_follows_weights_and_puts_zero_last() {
+        let mut first_a = 0;
+        for _ in 0..2000 {
+            let mut v = vec![("a", 3u32), ("b", 1), ("z", 0)];
+            weighted_shuffle(&mut v, |t| t.1);
+            assert_eq!(v[2].0, "z");
+            if v[0].0 == "a" {
+                first_a += 1;
+            }
+        }
+        // Expect about 75 %.
+        assert!((1300..1700).contains(&first_a), "{first_a}");
+    }
+
+    #[test]
+    fn failover_kinds_are_channel_problems() {
+        assert!(fails_over(ErrorKind::UpstreamServer));
+        assert!(fails_over(ErrorKind::CircuitOpen));
+        assert!(fails_over(ErrorKind::RateLimited));
+        assert!(!fails_over(ErrorKind::InvalidRequest));
+        assert!(!fails_over(ErrorKind::ContentFiltered));
+        assert!(!fails_over(ErrorKind::ContextLengthExceeded));
+    }
+}

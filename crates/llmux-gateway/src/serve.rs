@@ -1,0 +1,243 @@
+//! Starting and stopping: load the configuration ([`load_raw`]), bind ([`Gateway::bind`]),
+//! serve with `TCP_NODELAY` on every accepted socket, and shut down gracefully: on the signal
+//! the listener closes, `/readyz` turns 503, and in-flight requests and streams get
+//! `server.shutdown_grace` to finish before the remaining connections are dropped.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::app::{router, AppState};
+use crate::auth::{Authenticator, KeyVerifier, StoreKeys};
+use crate::config::{Config, ConfigError, RawConfig};
+use crate::usage::{RecorderConfig, UsageRecorder};
+
+/// Start-up options that are not configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Admit every request without a key (`--insecure-no-auth`). Never in production.
+    pub insecure_no_auth: bool,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// Binding or serving failed.
+    Io(std::io::Error),
+    /// No way to authenticate clients was configured.
+    NoAuth,
+    /// Something else (metrics set-up).
+    Other(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Config(e) => write!(f, "invalid configuration:\n{e}"),
+            ServeError::Io(e) => write!(f, "{e}"),
+            ServeError::NoAuth => f.write_str(
+                "no client authentication is configured: set server.api_keys (or a database with virtual keys), \
+                 or pass --insecure-no-auth to run open (never in production)",
+            ),
+            ServeError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// The environment as `(name, value)` pairs (non-Unicode entries skipped).
+pub fn env_pairs() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// The config file to use: `path`, else `LLMUX_CONFIG`, else none.
+pub fn config_path(path: Option<&Path>) -> Option<PathBuf> {
+    path.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os("LLMUX_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// Reads the raw configuration: the file when there is one (with `LLMUX__…` overrides),
+/// otherwise channels from the provider variables that are set.
+pub fn load_raw(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    match config_path(path) {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| ConfigError {
+                issues: vec![crate::config::ConfigIssue {
+                    path: String::new(),
+                    message: format!("cannot read {}: {e}", p.display()),
+                }],
+            })?;
+            RawConfig::parse(&text, env_pairs())
+        }
+        None => RawConfig::from_provider_env(env_pairs(), |k| std::env::var(k).ok()),
+    }
+}
+
+/// Resolves with the process environment for `env:VAR` references.
+pub fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+    Config::resolve(raw, |k| std::env::var(k).ok())
+}
+
+/// A bound, not yet serving gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    state: Arc<AppState>,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Gateway {
+    /// Opens the store (when `server.database` is set), starts the usage recorder and binds
+    /// `config.server.listen` (port 0 picks a free port). Call it inside the serving runtime.
+    pub async fn bind(config: Config, opts: ServeOptions) -> Result<Gateway, ServeError> {
+        let store = match &config.server.database {
+            Some(url) => Some(
+                crate::store::open(url.expose())
+                    .await
+                    .map_err(|e| ServeError::Other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let verifier: Option<Arc<dyn KeyVerifier>> = store.as_ref().map(|s| {
+            Arc::new(StoreKeys::new(s.clone(), config.server.limits)) as Arc<dyn KeyVerifier>
+        });
+        let auth = Authenticator::new(
+            config.server.api_keys.clone(),
+            verifier,
+            opts.insecure_no_auth,
+            config.server.admin_key.clone(),
+        );
+        if !auth.is_configured() {
+            return Err(ServeError::NoAuth);
+        }
+        if opts.insecure_no_auth {
+            tracing::warn!("running WITHOUT client authentication (--insecure-no-auth)");
+        }
+        let recorder = store
+            .as_ref()
+            .map(|s| UsageRecorder::spawn(s.clone(), RecorderConfig::default()));
+        let listen = config.server.listen;
+        let state = AppState::new(config, auth, store, recorder)
+            .map_err(|e| ServeError::Other(e.message))?;
+        let listener = TcpListener::bind(listen).await.map_err(ServeError::Io)?;
+        let addr = listener.local_addr().map_err(ServeError::Io)?;
+        Ok(Gateway {
+            state,
+            listener,
+            addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (metrics, routes).
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains for up to `server.shutdown_grace`.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let state = self.state.clone();
+        let grace = state.server.shutdown_grace;
+        let began = Arc::new(tokio::sync::Notify::new());
+        let began_tx = began.clone();
+        let flag = state.clone();
+        let signal = async move {
+            shutdown.await;
+            flag.shutting_down.store(true, Ordering::Relaxed);
+            tracing::info!("shutting down: no new connections; draining in-flight requests");
+            began_tx.notify_one();
+        };
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("could not set TCP_NODELAY: {e}");
+            }
+        });
+        tracing::info!(addr = %self.addr, channels = state.routes.channels().len(), "llmux gateway listening");
+        let pruner = state.store.clone().map(|store| {
+            let days = i64::from(state.server.retention_days);
+            tokio::spawn(prune_loop(store, days))
+        });
+        let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(signal);
+        let deadline = async move {
+            began.notified().await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            r = server.into_future() => r.map_err(ServeError::Io),
+            () = deadline => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; dropping the remaining connections");
+                Ok(())
+            }
+        };
+        if let Some(p) = pruner {
+            p.abort();
+        }
+        // Every request's guard has run by now (or runs as its connection is dropped here);
+        // flush what the recorder holds.
+        if let Some(rec) = state.recorder.clone() {
+            match rec.shutdown().await {
+                Ok(n) => tracing::info!(written = n, "usage recorder drained"),
+                Err(e) => tracing::error!(error = %e, "usage recorder could not write everything"),
+            }
+        }
+        served
+    }
+}
+
+/// Deletes raw usage rows older than the retention, once an hour.
+async fn prune_loop(store: Arc<dyn crate::store::Store>, days: i64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = crate::app::unix_now().saturating_sub(days.saturating_mul(86_400)) * 1000;
+        match store.prune(cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned usage rows past retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning usage rows failed"),
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

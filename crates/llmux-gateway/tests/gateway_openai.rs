@@ -1,0 +1,340 @@
+//! OpenAI ingress end to end: chat (non-stream, stream with and without usage, tools),
+//! embeddings (float and base64), models, request ids, and a DashScope upstream behind it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine;
+use common::*;
+use serde_json::{json, Value};
+
+fn weather_tool() -> Value {
+    json!([{"type":"function","function":{"name":"get_weather","description":"Weather",
+        "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}])
+}
+
+#[tokio::test]
+async fn non_stream_chat_has_the_openai_shape_and_headers() {
+    let (gw, _oa, _ds) = standard().await;
+    let resp = gw
+        .post("/v1/chat/completions")
+        .header("x-request-id", "my-req-1")
+        .json(&json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi there"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], "my-req-1");
+    let added: f64 = resp.headers()["x-llmux-added-latency-ms"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(added >= 0.0);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "gpt-4o-mini");
+    assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert!(body["created"].is_i64());
+    let choice = &body["choices"][0];
+    assert_eq!(choice["index"], 0);
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(choice["message"]["content"], "You said: hi there");
+    assert_eq!(choice["finish_reason"], "stop");
+    assert!(choice["logprobs"].is_null());
+    let u = &body["usage"];
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+    assert!(u["prompt_tokens_details"]["cached_tokens"].is_u64());
+}
+
+#[tokio::test]
+async fn request_ids_are_generated_when_absent() {
+    let (gw, _oa, _ds) = standard().await;
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&json!({"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "{id}");
+}
+
+async fn stream_body(gw: &Harness, body: Value) -> (reqwest::header::HeaderMap, String) {
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    (headers, resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn stream_without_usage_has_role_chunk_pieces_finish_and_done() {
+    let (gw, _oa, _ds) = standard().await;
+    let (headers, text) = stream_body(
+        &gw,
+        json!({"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi there"}]}),
+    )
+    .await;
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let (chunks, done) = openai_chunks(&text);
+    assert!(done, "{text}");
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role":"assistant","content":""})
+    );
+    let id = &chunks[0]["id"];
+    let mut content = String::new();
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(&c["id"], id);
+        assert_eq!(c["created"], chunks[0]["created"]);
+        assert_eq!(c["model"], "gpt-4o-mini");
+        assert!(c.get("usage").is_none());
+        if let Some(t) = c["choices"][0]["delta"]["content"].as_str() {
+            content.push_str(t);
+        }
+    }
+    assert_eq!(content, "You said: hi there");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert_eq!(last["choices"][0]["delta"], json!({}));
+}
+
+#[tokio::test]
+async fn stream_with_include_usage_ends_with_a_usage_chunk() {
+    let (gw, _oa, _ds) = standard().await;
+    let (_, text) = stream_body(
+        &gw,
+        json!({"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},
+               "messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
+    let (chunks, done) = openai_chunks(&text);
+    assert!(done);
+    let (last, rest) = chunks.split_last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert!(last["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    for c in rest {
+        assert!(c.get("usage").is_some_and(Value::is_null), "{c}");
+    }
+    assert_eq!(rest.last().unwrap()["choices"][0]["finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn tools_non_stream_and_stream() {
+    let (gw, _oa, _ds) = standard().await;
+    let resp: Value = gw
+        .post("/v1/chat/completions")
+        .json(&json!({"model":"gpt-4o-mini","tools":weather_tool(),
+                      "messages":[{"role":"user","content":"Paris"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let msg = &resp["choices"][0]["message"];
+    assert!(msg["content"].is_null());
+    assert_eq!(msg["tool_calls"][0]["type"], "function");
+    assert_eq!(msg["tool_calls"][0]["function"]["name"], "get_weather");
+    let args: Value = serde_json::from_str(
+        msg["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(args["city"], "Paris");
+    assert_eq!(resp["choices"][0]["finish_reason"], "tool_calls");
+
+    let (_, text) = stream_body(
+        &gw,
+        json!({"model":"gpt-4o-mini","stream":true,"tools":weather_tool(),
+               "messages":[{"role":"user","content":"Paris"}]}),
+    )
+    .await;
+    let (chunks, done) = openai_chunks(&text);
+    assert!(done);
+    let mut args = String::new();
+    let mut first = None;
+    for c in &chunks {
+        if let Some(tc) = c["choices"][0]["delta"]["tool_calls"].get(0) {
+            assert_eq!(tc["index"], 0);
+            if first.is_none() {
+                first = Some(tc.clone());
+            } else {
+                assert!(tc.get("id").is_none());
+            }
+            args.push_str(tc["function"]["arguments"].as_str().unwrap());
+        }
+    }
+    let first = first.unwrap();
+    assert_eq!(first["type"], "function");
+    assert_eq!(first["function"]["name"], "get_weather");
+    assert!(first["id"].as_str().unwrap().starts_with("call_"));
+    let parsed: Value = serde_json::from_str(&args).unwrap();
+    assert_eq!(parsed["city"], "Paris");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+}
+
+#[tokio::test]
+async fn embeddings_float_and_base64_agree() {
+    let (gw, _oa, _ds) = standard().await;
+    let float: Value = gw
+        .post("/v1/embeddings")
+        .json(&json!({"model":"text-embedding-3-small","input":["hello","world"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(float["object"], "list");
+    assert_eq!(float["model"], "text-embedding-3-small");
+    assert_eq!(float["data"][1]["index"], 1);
+    assert_eq!(float["data"][0]["object"], "embedding");
+    assert!(float["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let v: Vec<f32> = serde_json::from_value(float["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(v.len(), 1536);
+
+    let b64: Value = gw
+        .post("/v1/embeddings")
+        .json(&json!({"model":"text-embedding-3-small","input":"hello","encoding_format":"base64"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(decoded, v);
+}
+
+#[tokio::test]
+async fn models_lists_public_names_and_unknown_is_404() {
+    let (gw, _oa, _ds) = standard().await;
+    let list: Value = gw
+        .get("/v1/models")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["object"], "list");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "gpt-4o-mini",
+            "qwen-plus",
+            "text-embedding-3-small",
+            "text-embedding-v3"
+        ]
+    );
+    assert_eq!(list["data"][1]["object"], "model");
+    assert_eq!(list["data"][1]["owned_by"], "dashscope");
+    let one = gw.get("/v1/models/qwen-plus").send().await.unwrap();
+    assert_eq!(one.status(), 200);
+    let missing = gw.get("/v1/models/nope").send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_not_found");
+}
+
+#[tokio::test]
+async fn a_dashscope_upstream_serves_the_openai_ingress() {
+    let (gw, _oa, ds) = standard().await;
+    let body: Value = gw
+        .post("/v1/chat/completions")
+        .json(&json!({"model":"qwen-plus","messages":[{"role":"user","content":"你好"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "You said: 你好");
+    assert_eq!(body["model"], "qwen-plus");
+    let (_, text) = stream_body(
+        &gw,
+        json!({"model":"qwen-plus","stream":true,"stream_options":{"include_usage":true},
+               "messages":[{"role":"user","content":"hi there"}]}),
+    )
+    .await;
+    let (chunks, done) = openai_chunks(&text);
+    assert!(done);
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "You said: hi there");
+    assert!(
+        chunks.last().unwrap()["usage"]["completion_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // The upstream saw the native protocol.
+    let reqs = ds.requests();
+    assert!(
+        reqs.iter().all(|r| r.path.contains("text-generation")),
+        "{:?}",
+        reqs.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    // And embeddings through the native embeddings path.
+    let emb: Value = gw
+        .post("/v1/embeddings")
+        .json(&json!({"model":"text-embedding-v3","input":["a","b"],"encoding_format":"base64"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(emb["data"].as_array().unwrap().len(), 2);
+    assert!(emb["data"][0]["embedding"].is_string());
+}
+
+#[tokio::test]
+async fn a_mid_stream_upstream_error_becomes_a_final_error_chunk() {
+    let (gw, oa, _ds) = standard().await;
+    oa.push_fault(llmux_emulator::Fault::once(
+        llmux_emulator::FaultKind::ErrorEvent { after: 2 },
+    ));
+    let (_, text) = stream_body(
+        &gw,
+        json!({"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"one two three four five"}]}),
+    )
+    .await;
+    let (chunks, done) = openai_chunks(&text);
+    assert!(!done, "{text}");
+    let last = chunks.last().unwrap();
+    assert!(last["error"]["message"].is_string(), "{last}");
+    assert!(last["error"]["type"].is_string());
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+}
