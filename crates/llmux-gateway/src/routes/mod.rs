@@ -110,8 +110,8 @@ pub(crate) fn fail(
     resp
 }
 
-/// Records one routed request exactly once: on [`RequestGuard::complete`] or
-/// [`RequestGuard::fail`], or, when dropped before either (the client went away mid-stream),
+/// Records one routed request exactly once: on `RequestGuard::complete` or
+/// `RequestGuard::fail`, or, when dropped before either (the client went away mid-stream),
 /// as cancelled. In `Drop` it applies the billing policy ([`crate::usage::bill`]), settles the
 /// key's limit admission, updates metrics and hands a [`UsageRecord`] to the recorder (a
 /// non-blocking send; the write happens in the recorder's task, off the response path).
