@@ -130,9 +130,11 @@ pub enum Progress {
 }
 
 impl Progress {
-    /// A bar when stderr is a terminal, periodic lines otherwise.
+    /// A bar when stderr is a terminal that can draw one, periodic lines otherwise (also on a
+    /// terminal without `TERM` or with `TERM=dumb`, where `indicatif` would draw nothing).
     pub fn new(total: usize, every: Duration) -> Progress {
-        if !std::io::stderr().is_terminal() {
+        let can_draw = std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb");
+        if !(std::io::stderr().is_terminal() && can_draw) {
             return Progress::Lines {
                 every,
                 last: Instant::now(),
@@ -144,6 +146,8 @@ impl Progress {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
+        // Redraws while nothing finishes, so elapsed time and ETA keep moving.
+        bar.enable_steady_tick(Duration::from_millis(250));
         Progress::Bar(bar)
     }
 
