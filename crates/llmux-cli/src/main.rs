@@ -15,6 +15,7 @@ mod models;
 mod output;
 mod repl;
 mod request;
+mod session;
 
 use std::process::ExitCode;
 
