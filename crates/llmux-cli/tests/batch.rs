@@ -318,7 +318,7 @@ async fn openai_batch_lines_and_bad_lines_reported_with_line_numbers() {
         "{stderr}"
     );
     let last = stderr.lines().last().unwrap();
-    assert_eq!(last, "error: 3 input lines were skipped as bad", "{stderr}");
+    assert_eq!(last, "error: bad input lines skipped: 3", "{stderr}");
 
     let lines = output_lines(&out);
     let mut ids: Vec<&str> = lines

@@ -317,7 +317,7 @@ fn outcome(tally: &Tally, failed_kept: usize, out: &Path) -> Result<()> {
         ));
     }
     if tally.bad > 0 {
-        parts.push(format!("{} input lines were skipped as bad", tally.bad));
+        parts.push(format!("bad input lines skipped: {}", tally.bad));
     }
     Err(CliError::msg(parts.join("; ")))
 }
@@ -373,6 +373,6 @@ mod tests {
             ..Tally::default()
         };
         let err = outcome(&t, 0, out).unwrap_err().to_string();
-        assert!(err.contains("1 input lines were skipped"), "{err}");
+        assert!(err.contains("bad input lines skipped: 1"), "{err}");
     }
 }

@@ -17,26 +17,40 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use llmux_core::{ChatResponse, ErrorKind, Role};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::{CliError, Result};
 
+/// One output line, its fields in OpenAI's order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputLine {
+    /// This line's id (`batch_req_…`).
+    pub id: String,
+    /// The input line's `custom_id`.
+    pub custom_id: String,
+    /// `{"status_code", "request_id", "body"}`, or `null` when no upstream answered.
+    pub response: Value,
+    /// `{"code", "message"}` for a failure, `null` for a success.
+    pub error: Value,
+}
+
 /// An output line for a success.
-pub fn success_line(id: &str, custom_id: &str, resp: &ChatResponse) -> Value {
-    json!({
-        "id": id,
-        "custom_id": custom_id,
-        "response": {
+pub fn success_line(id: &str, custom_id: &str, resp: &ChatResponse) -> OutputLine {
+    OutputLine {
+        id: id.to_owned(),
+        custom_id: custom_id.to_owned(),
+        response: json!({
             "status_code": 200,
             "request_id": resp.request_id.as_deref().unwrap_or(resp.id.as_str()),
             "body": chat_completion(resp),
-        },
-        "error": null,
-    })
+        }),
+        error: Value::Null,
+    }
 }
 
 /// An output line for a failure.
-pub fn failure_line(id: &str, custom_id: &str, err: &llmux_core::Error) -> Value {
+pub fn failure_line(id: &str, custom_id: &str, err: &llmux_core::Error) -> OutputLine {
     let message = crate::error::describe(err);
     let code = err
         .upstream_code()
@@ -53,12 +67,12 @@ pub fn failure_line(id: &str, custom_id: &str, err: &llmux_core::Error) -> Value
             }},
         })
     });
-    json!({
-        "id": id,
-        "custom_id": custom_id,
-        "response": response,
-        "error": {"code": code, "message": message},
-    })
+    OutputLine {
+        id: id.to_owned(),
+        custom_id: custom_id.to_owned(),
+        response: response.unwrap_or(Value::Null),
+        error: json!({"code": code, "message": message}),
+    }
 }
 
 /// OpenAI's error `type` for a kind.
@@ -232,7 +246,7 @@ fn replace_contents(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Appends output lines: one `write` per line, `fsync` every [`Writer::SYNC_EVERY`] lines and
-/// on [`Writer::finish`].
+/// when the run ends ([`Writer::sync`]).
 #[derive(Debug)]
 pub struct Writer {
     file: File,
@@ -261,8 +275,9 @@ impl Writer {
     }
 
     /// Appends one line.
-    pub fn write(&mut self, line: &Value) -> Result<()> {
-        let mut buf = line.to_string();
+    pub fn write(&mut self, line: &OutputLine) -> Result<()> {
+        let mut buf = serde_json::to_string(line)
+            .map_err(|e| CliError::msg(format!("cannot encode an output line: {e}")))?;
         buf.push('\n');
         self.file
             .write_all(buf.as_bytes())
@@ -311,7 +326,14 @@ mod tests {
 
     #[test]
     fn success_lines_carry_an_openai_chat_completion() {
-        let v = success_line("batch_req_1", "a", &response());
+        let line = success_line("batch_req_1", "a", &response());
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(
+            text.starts_with(r#"{"id":"batch_req_1","custom_id":"a","response":"#),
+            "{text}"
+        );
+        assert!(text.ends_with(r#","error":null}"#), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["custom_id"], "a");
         assert_eq!(v["error"], Value::Null);
         assert_eq!(v["response"]["status_code"], 200);
@@ -333,7 +355,7 @@ mod tests {
             .with_provider("openai")
             .with_status(429)
             .with_code("rate_limit_exceeded");
-        let v = failure_line("x", "a", &e);
+        let v = serde_json::to_value(failure_line("x", "a", &e)).unwrap();
         assert_eq!(v["response"]["status_code"], 429);
         assert_eq!(v["response"]["body"]["error"]["type"], "rate_limit_error");
         assert_eq!(v["error"]["code"], "rate_limit_exceeded");
@@ -341,7 +363,12 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("slow down"));
-        let v = failure_line("x", "a", &Error::new(ErrorKind::Connect, "refused"));
+        let v = serde_json::to_value(failure_line(
+            "x",
+            "a",
+            &Error::new(ErrorKind::Connect, "refused"),
+        ))
+        .unwrap();
         assert_eq!(v["response"], Value::Null);
         assert_eq!(v["error"]["code"], "connect");
     }
@@ -392,7 +419,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write_file(dir.path(), "{\"custom_id\":\"a\",\"error\":null}\n");
         let mut w = Writer::open(&p).unwrap();
-        w.write(&json!({"custom_id": "b", "error": null})).unwrap();
+        w.write(&OutputLine {
+            id: "x".into(),
+            custom_id: "b".into(),
+            response: Value::Null,
+            error: Value::Null,
+        })
+        .unwrap();
         w.sync().unwrap();
         let r = Resume::load(&p, false, true).unwrap();
         assert_eq!(r.done.len(), 2);
