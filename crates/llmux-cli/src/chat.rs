@@ -13,6 +13,7 @@ use crate::conversation::Conversation;
 use crate::error::{CliError, Result};
 use crate::output::{Mode, Renderer, Style};
 use crate::request::{self, RequestArgs, DEFAULT_MODEL};
+use crate::session::{self, Session};
 
 /// `llmux chat` flags.
 #[derive(Debug, Clone, Args)]
@@ -55,6 +56,8 @@ pub struct ChatArgs {
     pub request: RequestArgs,
     #[command(flatten)]
     pub resilience: request::ResilienceArgs,
+    #[command(flatten)]
+    pub sessions: crate::session::SessionArgs,
 }
 
 impl ChatArgs {
@@ -117,8 +120,17 @@ fn read_stdin() -> Result<String> {
 
 async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
     let pid = request::provider_of(&args.model)?;
-    let conv = Conversation::new(args.model.as_str(), args.request.system.clone());
-    let req = conv.request(prompt, &args.request)?;
+    let (mut session, mut conv) = match &args.sessions.session {
+        Some(name) => {
+            let (s, c) = Session::open(name, &args.model, args.request.system.clone())?;
+            (Some(s), c)
+        }
+        None => (
+            None,
+            Conversation::new(args.model.as_str(), args.request.system.clone()),
+        ),
+    };
+    let req = session::fit_to_window(&conv, prompt, &args.request)?;
     let client = request::build_client_with(
         pid,
         args.base_url.as_deref(),
@@ -130,7 +142,13 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
     let mut out = Renderer::new(io::stdout(), io::stderr(), args.style(verbose));
     let result = Box::pin(cancellable(answer(&client, req, !args.no_stream, &mut out))).await;
     out.close()?;
-    result.map(drop)
+    let resp = result?;
+    if let Some(s) = &mut session {
+        conv.record(prompt, &resp);
+        s.count_turn(resp.usage.as_ref());
+        s.save(&conv)?;
+    }
+    Ok(())
 }
 
 /// Runs `fut` until it completes or Ctrl-C is pressed ([`CliError::Cancelled`]); dropping the

@@ -24,6 +24,29 @@ impl Conversation {
         }
     }
 
+    /// A conversation resumed from stored messages (system prompt kept apart, as in [`Self::new`]).
+    pub fn restore(
+        model: impl Into<String>,
+        system: Option<String>,
+        messages: Vec<Message>,
+    ) -> Self {
+        Conversation {
+            model: model.into(),
+            system,
+            messages,
+        }
+    }
+
+    /// The messages exchanged so far, without the system prompt.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The system prompt.
+    pub fn system(&self) -> Option<&str> {
+        self.system.as_deref()
+    }
+
     /// The `provider/model` address.
     pub fn model(&self) -> &str {
         &self.model

@@ -21,6 +21,8 @@ pub enum Command {
     System(Option<String>),
     /// Write the conversation as JSON to this file.
     Save(String),
+    /// Show how much of the context window the conversation uses.
+    Tokens,
     /// List the commands.
     Help,
     /// Leave.
@@ -37,6 +39,7 @@ commands:
   /model [P/M]      switch to provider/model, or show the current one
   /system [TEXT]    set the system prompt, or remove it
   /save FILE        write the conversation as JSON ({\"model\":…,\"messages\":[…]})
+  /tokens           estimated tokens of the conversation against the context window
   /help             this text
   /exit             leave (or Ctrl-D)
 keys:
@@ -163,6 +166,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         "/save" => arg
             .map(Command::Save)
             .ok_or_else(|| "usage: /save FILE".to_owned()),
+        "/tokens" => Ok(Command::Tokens),
         "/help" | "/?" => Ok(Command::Help),
         "/exit" | "/quit" | "/q" => Ok(Command::Exit),
         other => Err(format!(
@@ -253,6 +257,7 @@ mod tests {
         assert_eq!(cmd("/system"), Ok(Command::System(None)));
         assert_eq!(cmd("/save out.json"), Ok(Command::Save("out.json".into())));
         assert!(cmd("/save").unwrap_err().contains("usage"));
+        assert_eq!(cmd("/tokens"), Ok(Command::Tokens));
         assert_eq!(cmd("/exit"), Ok(Command::Exit));
         assert_eq!(cmd("/help"), Ok(Command::Help));
         assert!(cmd("/frobnicate")

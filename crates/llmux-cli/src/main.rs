@@ -5,6 +5,7 @@
     reason = "a CLI prints to stdout; `expect` would fail where a module happens not to print"
 )]
 
+mod batch;
 mod chat;
 mod conversation;
 mod emulate;
@@ -15,6 +16,7 @@ mod output;
 mod repl;
 mod request;
 mod serve;
+mod session;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a JSONL file of chat requests (OpenAI Batch format); resumable.
+    Batch(Box<batch::BatchArgs>),
     /// Ask a model; streams the answer. Without a prompt on a terminal, opens a REPL.
     Chat(Box<chat::ChatArgs>),
     /// Start the OpenAI and DashScope emulators and print their base URLs.
@@ -80,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
     match cli.command {
+        Command::Batch(args) => batch::main(&rt, *args),
         Command::Chat(args) => chat::main(&rt, *args, cli.verbose),
         Command::Emulate(args) => rt.block_on(emulate::run(args)),
         Command::Models(args) => rt.block_on(models::run(args)),

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use llmux_core::Client;
+use llmux_core::{Client, Usage};
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use tokio::runtime::Runtime;
@@ -14,6 +14,7 @@ use crate::error::{CliError, Result};
 use crate::input::{Command, Input, LineAssembler, HELP};
 use crate::output::Renderer;
 use crate::request;
+use crate::session::{self, Session};
 
 const PROMPT: &str = "> ";
 const CONTINUE: &str = "... ";
@@ -30,6 +31,10 @@ struct Repl<'a> {
     verbose: u8,
     client: Client,
     conv: Conversation,
+    /// The named session the conversation is kept in (`--session`).
+    session: Option<Session>,
+    /// What the upstream reported for the last answer.
+    last_usage: Option<Usage>,
 }
 
 /// Runs the REPL until `/exit` or Ctrl-D.
@@ -45,17 +50,35 @@ pub fn run(rt: &Runtime, args: &ChatArgs, verbose: u8) -> Result<()> {
     client.resolve(&args.model)?;
     let mut editor = DefaultEditor::new()
         .map_err(|e| CliError::msg(format!("cannot open the terminal for the REPL: {e}")))?;
+    let (session, conv) = match &args.sessions.session {
+        Some(name) => {
+            let (s, c) = Session::open(name, &args.model, args.request.system.clone())?;
+            (Some(s), c)
+        }
+        None => (
+            None,
+            Conversation::new(args.model.as_str(), args.request.system.clone()),
+        ),
+    };
     let mut repl = Repl {
         rt,
         args,
         verbose,
         client,
-        conv: Conversation::new(args.model.as_str(), args.request.system.clone()),
+        conv,
+        session,
+        last_usage: None,
     };
     eprintln!(
         "llmux chat with {} — /help for commands, Ctrl-D to leave",
         repl.conv.model()
     );
+    if let Some(s) = &repl.session {
+        match s.resumed {
+            0 => eprintln!("session {}: new", s.name()),
+            n => eprintln!("session {}: resumed {n} messages", s.name()),
+        }
+    }
     let mut lines = LineAssembler::new();
     loop {
         let prompt = if lines.is_pending() { CONTINUE } else { PROMPT };
@@ -96,7 +119,7 @@ impl Repl<'_> {
     /// Sends one message and keeps the exchange if the answer completes. Only an unusable
     /// stdout ends the REPL; any other failure is reported and the REPL goes on.
     fn turn(&mut self, text: &str) -> Result<Flow> {
-        let req = match self.conv.request(text, &self.args.request) {
+        let req = match session::fit_to_window(&self.conv, text, &self.args.request) {
             Ok(req) => req,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -110,7 +133,14 @@ impl Repl<'_> {
             .block_on(cancellable(answer(&self.client, req, stream, &mut out)));
         out.close()?;
         match result {
-            Ok(resp) => self.conv.record(text, &resp),
+            Ok(resp) => {
+                self.conv.record(text, &resp);
+                self.last_usage = resp.usage;
+                if let Some(s) = &mut self.session {
+                    s.count_turn(resp.usage.as_ref());
+                }
+                self.persist();
+            }
             Err(CliError::Cancelled) => eprintln!("[cancelled]"),
             Err(e) if e.is_broken_pipe() => return Err(e),
             Err(e) => eprintln!("error: {e}"),
@@ -124,24 +154,49 @@ impl Repl<'_> {
             Command::Help => eprintln!("{HELP}"),
             Command::Clear => {
                 self.conv.clear();
+                self.persist();
                 eprintln!("conversation cleared");
             }
             Command::Model(None) => eprintln!("model: {}", self.conv.model()),
             Command::Model(Some(model)) => match self.switch_model(&model) {
-                Ok(()) => eprintln!("model: {model}"),
+                Ok(()) => {
+                    self.persist();
+                    eprintln!("model: {model}");
+                }
                 Err(e) => eprintln!("error: {e}"),
             },
             Command::System(system) => {
                 let what = if system.is_some() { "set" } else { "removed" };
                 self.conv.set_system(system);
+                self.persist();
                 eprintln!("system prompt {what}");
             }
             Command::Save(path) => match self.save(&path) {
                 Ok(n) => eprintln!("saved {n} messages to {path}"),
                 Err(e) => eprintln!("error: {e}"),
             },
+            Command::Tokens => eprintln!(
+                "{}",
+                session::tokens_report(
+                    &self.conv,
+                    self.args.sessions.context_window,
+                    self.args.request.max_tokens,
+                    self.last_usage.as_ref(),
+                    self.session.as_ref().map(|s| (s.name(), &s.usage)),
+                )
+            ),
         }
         Flow::Continue
+    }
+
+    /// Stores the conversation in its session, if it has one; a failure is reported, and the
+    /// REPL goes on.
+    fn persist(&mut self) {
+        if let Some(s) = &mut self.session {
+            if let Err(e) = s.save(&self.conv) {
+                eprintln!("error: {e}");
+            }
+        }
     }
 
     fn switch_model(&mut self, model: &str) -> Result<()> {

@@ -1,0 +1,475 @@
+//! Named chat sessions (`llmux chat --session NAME`): the conversation kept in SQLite in the
+//! user's data directory, resumed by the next run, and the one place where a conversation is
+//! fitted to the model's context window before it is sent ([`fit_to_window`]).
+//!
+//! The data directory is `$LLMUX_DATA_DIR`, else `$XDG_DATA_HOME/llmux`, else
+//! `$HOME/.local/share/llmux`; the database is `sessions.sqlite3` in it. A session row keeps the
+//! last model and system prompt and the tokens the upstream reported over the session's turns;
+//! messages are stored in order as core `Message` JSON. Each save rewrites the session's
+//! messages in one transaction, so a crash leaves the previous turn or the new one, never half.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use llmux_core::tokens::{estimate_text, DEFAULT_OUTPUT_RESERVE};
+use llmux_core::{ChatRequest, Message, Usage};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::conversation::Conversation;
+use crate::error::{CliError, Result};
+use crate::request::RequestArgs;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "sessions.sqlite3";
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    name          TEXT PRIMARY KEY,
+    model         TEXT NOT NULL,
+    system        TEXT,
+    input_tokens  INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    turns         INTEGER NOT NULL DEFAULT 0,
+    created_unix  INTEGER NOT NULL,
+    updated_unix  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    session TEXT NOT NULL REFERENCES sessions(name) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
+);";
+
+/// Session flags of `llmux chat`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SessionArgs {
+    /// Keep the conversation under this name and resume it next time (stored in SQLite in the
+    /// data directory: $LLMUX_DATA_DIR, $XDG_DATA_HOME/llmux or ~/.local/share/llmux).
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// The model's context window in tokens, for `/tokens` (no built-in table yet).
+    #[arg(long, value_name = "TOKENS")]
+    pub context_window: Option<u64>,
+}
+
+/// The single call site where the context manager plugs in: the request for the next turn,
+/// fitted to the model's context window.
+///
+/// Today this trims nothing: it returns the whole conversation with `user` appended, exactly as
+/// [`Conversation::request`] builds it, and a conversation longer than the window fails upstream
+/// with `ContextLengthExceeded`. The core context manager (issue 6) replaces this body; every
+/// chat turn, one-shot or REPL, with or without a session, goes through here.
+pub fn fit_to_window(conv: &Conversation, user: &str, args: &RequestArgs) -> Result<ChatRequest> {
+    conv.request(user, args)
+}
+
+/// Where llmux keeps its data, from an environment lookup (see the module docs).
+pub fn data_dir_from(var: impl Fn(&str) -> Option<String>) -> Result<PathBuf> {
+    let set = |k: &str| var(k).filter(|v| !v.is_empty());
+    if let Some(dir) = set("LLMUX_DATA_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(xdg) = set("XDG_DATA_HOME") {
+        return Ok(Path::new(&xdg).join("llmux"));
+    }
+    if let Some(home) = set("HOME") {
+        return Ok(Path::new(&home).join(".local/share/llmux"));
+    }
+    Err(CliError::msg(
+        "no data directory for sessions: set LLMUX_DATA_DIR (or HOME)",
+    ))
+}
+
+/// Where llmux keeps its data, from the process environment.
+pub fn data_dir() -> Result<PathBuf> {
+    data_dir_from(|k| std::env::var(k).ok())
+}
+
+fn db_err(context: &str, e: rusqlite::Error) -> CliError {
+    CliError::msg(format!("session store: {context}: {e}"))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Tokens the upstream reported over a session's turns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionUsage {
+    /// Input tokens, summed over turns.
+    pub input_tokens: u64,
+    /// Output tokens, summed over turns.
+    pub output_tokens: u64,
+    /// Completed turns.
+    pub turns: u64,
+}
+
+/// An open session: its name, its row in the store, its usage so far.
+#[derive(Debug)]
+pub struct Session {
+    conn: Connection,
+    name: String,
+    /// Tokens reported so far.
+    pub usage: SessionUsage,
+    /// Messages that were resumed from the store when it was opened.
+    pub resumed: usize,
+}
+
+impl Session {
+    /// Opens (or creates) session `name` in the data directory and returns it with its
+    /// conversation: the stored messages, with `model` (this run's model) and the system prompt
+    /// given now, else the stored one.
+    pub fn open(
+        name: &str,
+        model: &str,
+        system: Option<String>,
+    ) -> Result<(Session, Conversation)> {
+        let dir = data_dir()?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
+        Self::open_at(&dir.join(DB_FILE), name, model, system)
+    }
+
+    /// Like [`Session::open`], with the database at `db`.
+    pub fn open_at(
+        db: &Path,
+        name: &str,
+        model: &str,
+        system: Option<String>,
+    ) -> Result<(Session, Conversation)> {
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(CliError::msg(format!(
+                "session name {name:?} must be non-empty printable text"
+            )));
+        }
+        let conn =
+            Connection::open(db).map_err(|e| db_err(&format!("opening {}", db.display()), e))?;
+        init(&conn)?;
+        let row: Option<(Option<String>, i64, i64, i64)> = conn
+            .query_row(
+                "SELECT system, input_tokens, output_tokens, turns FROM sessions WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(|e| db_err("reading the session", e))?;
+        let (stored_system, usage) = match row {
+            Some((sys, i, o, t)) => (
+                sys,
+                SessionUsage {
+                    input_tokens: i.unsigned_abs(),
+                    output_tokens: o.unsigned_abs(),
+                    turns: t.unsigned_abs(),
+                },
+            ),
+            None => (None, SessionUsage::default()),
+        };
+        let messages = load_messages(&conn, name)?;
+        let conv = Conversation::restore(model, system.or(stored_system), messages);
+        let session = Session {
+            conn,
+            name: name.to_owned(),
+            usage,
+            resumed: conv.messages().len(),
+        };
+        Ok((session, conv))
+    }
+
+    /// The session's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Counts a completed turn and the tokens the upstream reported for it (kept by the next
+    /// [`Session::save`]).
+    pub fn count_turn(&mut self, usage: Option<&Usage>) {
+        self.usage.turns += 1;
+        if let Some(u) = usage {
+            self.usage.input_tokens += u.input_tokens;
+            self.usage.output_tokens += u.output_tokens;
+        }
+    }
+
+    /// Stores `conv` (model, system prompt, messages) and the usage as the session's state.
+    pub fn save(&mut self, conv: &Conversation) -> Result<()> {
+        let now = now_unix();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| db_err("starting a transaction", e))?;
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        tx.execute(
+            "INSERT INTO sessions (name, model, system, input_tokens, output_tokens, turns,
+                                   created_unix, updated_unix)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT(name) DO UPDATE SET model = ?2, system = ?3, input_tokens = ?4,
+                 output_tokens = ?5, turns = ?6, updated_unix = ?7",
+            params![
+                self.name,
+                conv.model(),
+                conv.system(),
+                clamp(self.usage.input_tokens),
+                clamp(self.usage.output_tokens),
+                clamp(self.usage.turns),
+                now
+            ],
+        )
+        .map_err(|e| db_err("saving the session", e))?;
+        tx.execute(
+            "DELETE FROM messages WHERE session = ?1",
+            params![self.name],
+        )
+        .map_err(|e| db_err("saving the messages", e))?;
+        for (seq, m) in conv.messages().iter().enumerate() {
+            let json = serde_json::to_string(m)
+                .map_err(|e| CliError::msg(format!("cannot encode a message: {e}")))?;
+            tx.execute(
+                "INSERT INTO messages (session, seq, message) VALUES (?1, ?2, ?3)",
+                params![self.name, clamp(seq as u64), json],
+            )
+            .map_err(|e| db_err("saving the messages", e))?;
+        }
+        tx.commit().map_err(|e| db_err("committing", e))
+    }
+}
+
+fn init(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| db_err("configuring", e))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| db_err("reading the schema version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(CliError::msg(format!(
+            "session store: schema version {version} is newer than this llmux understands \
+             ({SCHEMA_VERSION}); upgrade llmux"
+        )));
+    }
+    conn.execute_batch(SCHEMA)
+        .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
+        .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
+        .map_err(|e| db_err("creating the tables", e))
+}
+
+fn load_messages(conn: &Connection, name: &str) -> Result<Vec<Message>> {
+    let mut stmt = conn
+        .prepare("SELECT seq, message FROM messages WHERE session = ?1 ORDER BY seq")
+        .map_err(|e| db_err("reading the messages", e))?;
+    let rows = stmt
+        .query_map(params![name], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(|e| db_err("reading the messages", e))?;
+    let mut messages = Vec::new();
+    for row in rows {
+        let (seq, json) = row.map_err(|e| db_err("reading the messages", e))?;
+        let m = serde_json::from_str(&json).map_err(|e| {
+            CliError::msg(format!(
+                "session `{name}`: stored message {seq} cannot be read ({e})"
+            ))
+        })?;
+        messages.push(m);
+    }
+    Ok(messages)
+}
+
+/// The `/tokens` report: the estimated size of what the next request carries, against the
+/// context window when it is known, and the tokens the upstream reported for the last answer
+/// and the session.
+pub fn tokens_report(
+    conv: &Conversation,
+    window: Option<u64>,
+    max_tokens: Option<u32>,
+    last: Option<&Usage>,
+    session: Option<(&str, &SessionUsage)>,
+) -> String {
+    let mut prompt = conv.system().map_or(0, |s| 4 + estimate_text(s));
+    for m in conv.messages() {
+        prompt += 4 + estimate_text(&m.content.text());
+    }
+    let reserve = max_tokens.map_or(DEFAULT_OUTPUT_RESERVE, u64::from);
+    let n = conv.messages().len();
+    let mut out = format!(
+        "context: ~{prompt} tokens in {n} messages{} + {reserve} reserved for the answer",
+        if conv.system().is_some() {
+            " and the system prompt"
+        } else {
+            ""
+        }
+    );
+    match window {
+        Some(w) if w > 0 => {
+            let used = prompt + reserve;
+            out.push_str(&format!(
+                "\nwindow: {used} of {w} tokens ({:.1}%), {} left",
+                used as f64 * 100.0 / w as f64,
+                w.saturating_sub(used)
+            ));
+        }
+        _ => out.push_str(&format!(
+            "\nwindow: unknown for {} (pass --context-window TOKENS)",
+            conv.model()
+        )),
+    }
+    if let Some(u) = last {
+        out.push_str(&format!(
+            "\nlast answer: {} in, {} out (reported by the upstream)",
+            u.input_tokens, u.output_tokens
+        ));
+    }
+    if let Some((name, s)) = session {
+        out.push_str(&format!(
+            "\nsession {name}: {} in, {} out over {} turns",
+            s.input_tokens, s.output_tokens, s.turns
+        ));
+    }
+    out.push_str("\n(estimates: ~4 ASCII characters or 1 other character per token)");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llmux_core::{ChatResponse, Choice, FinishReason};
+
+    fn answer(text: &str) -> ChatResponse {
+        ChatResponse {
+            id: "r".into(),
+            model: "m".into(),
+            created: None,
+            choices: vec![Choice {
+                index: 0,
+                message: Message::assistant(text),
+                finish_reason: Some(FinishReason::Stop),
+            }],
+            usage: Some(Usage::new(10, 3)),
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn data_dir_prefers_llmux_then_xdg_then_home() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        const ALL: &[(&str, &str)] = &[
+            ("LLMUX_DATA_DIR", "/d"),
+            ("XDG_DATA_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(data_dir_from(env(ALL)).unwrap(), Path::new("/d"));
+        assert_eq!(
+            data_dir_from(env(&ALL[1..])).unwrap(),
+            Path::new("/x/llmux")
+        );
+        assert_eq!(
+            data_dir_from(env(&ALL[2..])).unwrap(),
+            Path::new("/h/.local/share/llmux")
+        );
+        assert!(data_dir_from(env(&[])).is_err());
+    }
+
+    #[test]
+    fn a_session_resumes_its_messages_system_prompt_and_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB_FILE);
+        let (mut s, mut conv) =
+            Session::open_at(&db, "work", "openai/gpt-4o", Some("be brief".into())).unwrap();
+        assert_eq!(s.resumed, 0);
+        let resp = answer("You said: hi");
+        conv.record("hi", &resp);
+        s.count_turn(resp.usage.as_ref());
+        s.save(&conv).unwrap();
+
+        // Another name is another conversation.
+        let (_, other) = Session::open_at(&db, "play", "openai/gpt-4o", None).unwrap();
+        assert!(other.messages().is_empty());
+
+        let (s, conv) = Session::open_at(&db, "work", "dashscope/qwen-plus", None).unwrap();
+        assert_eq!(s.resumed, 2);
+        assert_eq!(conv.model(), "dashscope/qwen-plus");
+        assert_eq!(conv.system(), Some("be brief"));
+        assert_eq!(
+            s.usage,
+            SessionUsage {
+                input_tokens: 10,
+                output_tokens: 3,
+                turns: 1
+            }
+        );
+        let req = fit_to_window(&conv, "again", &RequestArgs::default()).unwrap();
+        let texts: Vec<_> = req.messages.iter().map(|m| m.content.text()).collect();
+        assert_eq!(texts, ["be brief", "hi", "You said: hi", "again"]);
+
+        // A system prompt given now replaces the stored one.
+        let (_, conv) = Session::open_at(&db, "work", "m/x", Some("new".into())).unwrap();
+        assert_eq!(conv.system(), Some("new"));
+    }
+
+    #[test]
+    fn clearing_and_saving_empties_the_stored_conversation() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB_FILE);
+        let (mut s, mut conv) = Session::open_at(&db, "w", "openai/gpt-4o", None).unwrap();
+        conv.record("a", &answer("b"));
+        s.save(&conv).unwrap();
+        conv.clear();
+        s.save(&conv).unwrap();
+        let (s, conv) = Session::open_at(&db, "w", "openai/gpt-4o", None).unwrap();
+        assert!(conv.messages().is_empty());
+        assert_eq!(s.usage.turns, 0);
+        assert!(Session::open_at(&db, " ", "openai/gpt-4o", None).is_err());
+    }
+
+    #[test]
+    fn tokens_report_shows_the_window_when_known() {
+        let mut conv = Conversation::new("openai/gpt-4o", Some("sys!".into()));
+        conv.record("hello world!", &answer("ok"));
+        // (4 + 1) system + (4 + 3) user + (4 + 1) assistant = 17.
+        let usage = Usage::new(10, 3);
+        let report = tokens_report(
+            &conv,
+            Some(1170),
+            Some(100),
+            Some(&usage),
+            Some((
+                "work",
+                &SessionUsage {
+                    input_tokens: 30,
+                    output_tokens: 9,
+                    turns: 3,
+                },
+            )),
+        );
+        assert!(
+            report.starts_with(
+                "context: ~17 tokens in 2 messages and the system prompt + 100 reserved"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("window: 117 of 1170 tokens (10.0%), 1053 left"),
+            "{report}"
+        );
+        assert!(report.contains("last answer: 10 in, 3 out"), "{report}");
+        assert!(
+            report.contains("session work: 30 in, 9 out over 3 turns"),
+            "{report}"
+        );
+        let report = tokens_report(&conv, None, None, None, None);
+        assert!(report.contains("+ 1024 reserved"), "{report}");
+        assert!(
+            report.contains("window: unknown for openai/gpt-4o (pass --context-window TOKENS)"),
+            "{report}"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! `llmux chat --session NAME`: the conversation persists across runs of the built binary (in
+//! the data directory, overridable with `LLMUX_DATA_DIR`), and `/tokens` in the REPL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{emulator, env_for, run};
+use llmux_emulator::{Emulator, Fault, FaultKind, Vendor};
+use serde_json::{json, Value};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn env(emu: &Emulator, data: &Path) -> Vec<(&'static str, String)> {
+    let mut env = env_for(emu, Vendor::OpenAi);
+    env.push(("LLMUX_DATA_DIR", data.display().to_string()));
+    env
+}
+
+fn last_messages(emu: &Emulator) -> Value {
+    emu.requests().pop().unwrap().json().unwrap()["messages"].clone()
+}
+
+async fn ask(env: &[(&str, String)], extra: &[&str], prompt: &str) -> common::Output {
+    let mut args = vec!["chat", "-m", "openai/gpt-4o-mini"];
+    args.extend(extra);
+    args.push(prompt);
+    run(&args, env, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_across_one_shot_runs() {
+    let emu = emulator(Vendor::OpenAi).await;
+    let data = tempfile::tempdir().unwrap();
+    let env = env(&emu, data.path());
+    let s = ["--session", "work", "--system", "be brief"];
+    assert_eq!(ask(&env, &s, "first").await.ok(), "You said: first\n");
+    assert!(data.path().join("sessions.sqlite3").exists());
+
+    // No --system this time: the session remembers it.
+    let out = ask(&env, &["--session", "work"], "second").await;
+    assert_eq!(out.ok(), "You said: second\n");
+    assert_eq!(
+        last_messages(&emu),
+        json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "You said: first"},
+            {"role": "user", "content": "second"},
+        ])
+    );
+
+    // Another name, or no session, starts from nothing.
+    ask(&env, &["--session", "other"], "x").await.ok();
+    assert_eq!(
+        last_messages(&emu),
+        json!([{"role": "user", "content": "x"}])
+    );
+    ask(&env, &[], "y").await.ok();
+    assert_eq!(
+        last_messages(&emu),
+        json!([{"role": "user", "content": "y"}])
+    );
+
+    ask(&env, &["--session", "work"], "third").await.ok();
+    assert_eq!(last_messages(&emu).as_array().unwrap().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_answer_is_not_kept() {
+    let emu = emulator(Vendor::OpenAi).await;
+    let data = tempfile::tempdir().unwrap();
+    let env = env(&emu, data.path());
+    let s = ["--session", "s", "--max-retries", "0"];
+    ask(&env, &s, "one").await.ok();
+    emu.push_fault(Fault::once(FaultKind::Status {
+        status: 400,
+        body: None,
+        retry_after: None,
+    }));
+    let failed = ask(&env, &s, "lost").await;
+    failed.err_line();
+    ask(&env, &s, "two").await.ok();
+    let contents: Vec<Value> = last_messages(&emu)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(
+        contents,
+        [json!("one"), json!("You said: one"), json!("two")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_llmux_data_dir_sessions_live_in_xdg_data_home() {
+    let emu = emulator(Vendor::OpenAi).await;
+    let xdg = tempfile::tempdir().unwrap();
+    let mut env = env_for(&emu, Vendor::OpenAi);
+    env.push(("XDG_DATA_HOME", xdg.path().display().to_string()));
+    ask(&env, &["--session", "x"], "hi").await.ok();
+    assert!(xdg.path().join("llmux/sessions.sqlite3").exists());
+    ask(&env, &["--session", "x"], "again").await.ok();
+    assert_eq!(last_messages(&emu).as_array().unwrap().len(), 3);
+}
+
+/// Reads what a child writes to a terminal.
+fn spawn_on_pty(cmd: &mut Command) -> (std::process::Child, File, Arc<Mutex<String>>) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = File::from(pty.slave);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    let child = cmd.spawn().unwrap();
+    let master = File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let mut answerer = master.try_clone().unwrap();
+    let screen = Arc::new(Mutex::new(String::new()));
+    let sink = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
+            // rustyline asks where the cursor is; answer like a terminal would.
+            if chunk.contains("\x1b[6n") {
+                let _ = answerer.write_all(b"\x1b[1;1R");
+            }
+            sink.lock().unwrap().push_str(&chunk);
+        }
+    });
+    (child, master, screen)
+}
+
+fn expect(screen: &Mutex<String>, seen: &mut usize, needle: &str) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let s = screen.lock().unwrap().clone();
+        if let Some(i) = s[*seen..].find(needle) {
+            *seen += i + needle.len();
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {needle:?}; screen:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn the_repl_resumes_a_session_and_shows_tokens() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let emu = rt.block_on(emulator(Vendor::OpenAi));
+    let data = tempfile::tempdir().unwrap();
+    let env = env(&emu, data.path());
+    let first = rt.block_on(ask(&env, &["--session", "work"], "hello world!"));
+    first.ok();
+
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(common::BIN);
+    cmd.env_clear()
+        .env("HOME", home.path())
+        .env("TERM", "xterm")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args([
+            "chat",
+            "-m",
+            "openai/gpt-4o-mini",
+            "--session",
+            "work",
+            "--context-window",
+            "1000",
+            "--max-tokens",
+            "100",
+        ]);
+    let (mut child, mut input, screen) = spawn_on_pty(&mut cmd);
+    let mut seen = 0;
+    expect(&screen, &mut seen, "session work: resumed 2 messages");
+    expect(&screen, &mut seen, "> ");
+    input.write_all(b"/tokens\r").unwrap();
+    // user "hello world!" (4 + 3) + assistant "You said: hello world!" (4 + 6) = 17.
+    expect(
+        &screen,
+        &mut seen,
+        "context: ~17 tokens in 2 messages + 100 reserved for the answer",
+    );
+    expect(
+        &screen,
+        &mut seen,
+        "window: 117 of 1000 tokens (11.7%), 883 left",
+    );
+    expect(&screen, &mut seen, "over 1 turns");
+    expect(&screen, &mut seen, "> ");
+    input.write_all(b"more\r").unwrap();
+    expect(&screen, &mut seen, "You said: more");
+    expect(&screen, &mut seen, "> ");
+    input.write_all(b"/tokens\r").unwrap();
+    expect(&screen, &mut seen, "in 4 messages");
+    expect(&screen, &mut seen, "last answer: ");
+    expect(&screen, &mut seen, "over 2 turns");
+    expect(&screen, &mut seen, "> ");
+    input.write_all(b"/exit\r").unwrap();
+    let start = tokio::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < DEADLINE, "the REPL did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success());
+
+    // The REPL's turn was kept: the next one-shot run carries all of it.
+    rt.block_on(ask(&env, &["--session", "work"], "last")).ok();
+    assert_eq!(last_messages(&emu).as_array().unwrap().len(), 5);
+}
