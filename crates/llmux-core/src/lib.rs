@@ -16,6 +16,7 @@ pub mod providers;
 pub mod resilience;
 pub mod secret;
 pub mod stream;
+pub mod tokenize;
 pub mod tokens;
 pub mod types;
 mod ws;
