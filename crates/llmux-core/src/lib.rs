@@ -10,6 +10,7 @@
 pub mod client;
 pub mod clock;
 pub mod codec;
+pub mod context;
 pub mod error;
 pub mod http;
 pub mod providers;
