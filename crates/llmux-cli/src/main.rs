@@ -14,6 +14,7 @@ mod models;
 mod output;
 mod repl;
 mod request;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,8 @@ enum Command {
     Emulate(emulate::EmulateArgs),
     /// List providers and their known models.
     Models(models::ModelsArgs),
+    /// Count the tokens of a file or stdin with the model's tokenizer (offline).
+    Tokens(tokens::TokensArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => chat::main(&rt, *args, cli.verbose),
         Command::Emulate(args) => rt.block_on(emulate::run(args)),
         Command::Models(args) => rt.block_on(models::run(args)),
+        Command::Tokens(args) => tokens::run(args),
     }
 }
 

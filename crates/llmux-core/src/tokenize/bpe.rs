@@ -133,7 +133,7 @@ fn guarded(f: impl FnOnce() -> Vec<u32>) -> Result<Vec<u32>> {
     std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|_| {
         Error::new(
             ErrorKind::InvalidRequest,
-            "the tokenizer could not split this text (pathological input)",
+            "the tokenizer could not split this text (a very long run of whitespace overflows its pre-tokenizer, as in the reference tokenizer)",
         )
     })
 }

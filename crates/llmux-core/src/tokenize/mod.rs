@@ -123,7 +123,18 @@ impl Tokenizer {
         }
     }
 
-    /// Tokens of raw text.
+    /// Tokens of raw text, or an error when the tokenizer cannot split it (the reference
+    /// tokenizers fail the same way: a run of about a million spaces overflows the
+    /// pre-tokenizer's backtracking stack in Python `tiktoken` too).
+    pub fn try_count_text(&self, text: &str) -> Result<u64> {
+        match self.encoding {
+            Some(e) => Ok(e.encode(text)?.len() as u64),
+            None => Ok(estimate_text(text)),
+        }
+    }
+
+    /// Tokens of raw text; where [`try_count_text`](Self::try_count_text) fails, the number of
+    /// bytes (an upper bound: a byte-level BPE token covers at least one byte).
     pub fn count_text(&self, text: &str) -> u64 {
         match self.encoding {
             Some(e) => e.encode(text).map_or_else(
