@@ -17,6 +17,7 @@ mod repl;
 mod request;
 mod serve;
 mod session;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Validate a gateway configuration file; prints OK or each problem with its path (exit 1).
     CheckConfig(serve::CheckConfigArgs),
+    /// Count the tokens of a file or stdin with the model's tokenizer (offline).
+    Tokens(tokens::TokensArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Emulate(args) => rt.block_on(emulate::run(args)),
         Command::Models(args) => rt.block_on(models::run(args)),
         Command::Serve(_) | Command::CheckConfig(_) => Ok(()),
+        Command::Tokens(args) => tokens::run(args),
     }
 }
 
