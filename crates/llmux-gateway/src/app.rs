@@ -19,20 +19,17 @@ use tokio::time::Instant;
 use crate::auth::Authenticator;
 use crate::config::{Config, ServerConfig};
 use crate::error::{ApiError, ErrorKindExt, Ingress};
+use crate::limits::KeyLimits;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::routing::Routes;
+use crate::store::Store;
+use crate::usage::{PriceTable, UsageRecorder};
 
 /// `x-request-id`.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `x-llmux-added-latency-ms`: see [`crate::routes::added_latency`].
 pub const ADDED_LATENCY: HeaderName = HeaderName::from_static("x-llmux-added-latency-ms");
-
-/// Where usage of finished requests goes (the store's recorder once wired; must not block).
-pub trait UsageSink: Send + Sync + std::fmt::Debug {
-    /// Takes one finished request's record.
-    fn record(&self, event: UsageEvent);
-}
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,33 +42,7 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// One finished request, for accounting.
-#[derive(Debug, Clone)]
-pub struct UsageEvent {
-    /// The gateway request id.
-    pub request_id: Arc<str>,
-    /// The virtual key, when one was used.
-    pub key_id: Option<String>,
-    /// Public model label.
-    pub model: Arc<str>,
-    /// Channel that served it.
-    pub channel: Arc<str>,
-    /// Provider id.
-    pub provider: &'static str,
-    /// Usage as reported (zero when unknown).
-    pub usage: llmux_core::Usage,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Whether it was streamed.
-    pub stream: bool,
-    /// Arrival to last byte, ms.
-    pub latency_ms: u64,
-    /// Arrival to first event, ms (streams).
-    pub ttft_ms: Option<u64>,
-}
-
 /// Shared state of one gateway.
-#[derive(Debug)]
 pub struct AppState {
     /// Server settings.
     pub server: ServerConfig,
@@ -81,25 +52,60 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Client and admin authentication.
     pub auth: Authenticator,
-    /// Usage accounting, when a store is configured.
-    pub usage: Option<Arc<dyn UsageSink>>,
+    /// The store (virtual keys, usage), when `server.database` is set.
+    pub store: Option<Arc<dyn Store>>,
+    /// Usage records go here (never on the response path), when a store is configured.
+    pub recorder: Option<UsageRecorder>,
+    /// Per-key limits and budgets.
+    pub limits: KeyLimits,
+    /// Prices for cost accounting.
+    pub prices: PriceTable,
     /// Set when shutdown begins (readiness turns 503).
     pub shutting_down: AtomicBool,
     /// Unix seconds at start (`created` of `/v1/models`).
     pub started_unix: i64,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("server", &self.server)
+            .field("routes", &self.routes)
+            .field("store", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
-    /// State from a resolved config; `auth` decides who may call.
-    pub fn new(config: Config, auth: Authenticator) -> Result<Arc<AppState>, ApiError> {
-        let metrics = Metrics::new()
-            .map_err(|e| ApiError::new(llmux_core::ErrorKind::Internal, format!("metrics: {e}")))?;
+    /// State from a resolved config; `auth` decides who may call; `store` and `recorder`
+    /// are set when a database is configured.
+    pub fn new(
+        config: Config,
+        auth: Authenticator,
+        store: Option<Arc<dyn Store>>,
+        recorder: Option<UsageRecorder>,
+    ) -> Result<Arc<AppState>, ApiError> {
+        let internal = |m: String| ApiError::new(llmux_core::ErrorKind::Internal, m);
+        let metrics = Metrics::new().map_err(|e| internal(format!("metrics: {e}")))?;
+        let prices = PriceTable::new(
+            config
+                .server
+                .prices
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        )
+        .map_err(|e| internal(format!("invalid price for `{}`", e.model)))?;
+        let limits = KeyLimits::with_cost_per_token(prices.max_per_token());
         Ok(Arc::new(AppState {
             server: config.server,
             routes: Routes::new(config.channels),
             metrics,
             auth,
-            usage: None,
+            store,
+            recorder,
+            limits,
+            prices,
             shutting_down: AtomicBool::new(false),
             started_unix: unix_now(),
         }))
@@ -215,6 +221,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .route("/admin/channels", get(routes::admin::channels))
+        .route(
+            "/admin/keys",
+            get(routes::admin::list_keys).post(routes::admin::create_key),
+        )
+        .route(
+            "/admin/keys/{id}",
+            axum::routing::delete(routes::admin::revoke_key),
+        )
+        .route("/admin/usage", get(routes::admin::usage))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -12,7 +12,9 @@ use axum::http::HeaderMap;
 use llmux_core::providers::BoxFuture;
 use llmux_core::{ErrorKind, SecretString};
 
+use crate::config::RawLimits;
 use crate::error::ApiError;
+use crate::store::{KeyRecord, Store};
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -28,17 +30,23 @@ pub enum Principal {
 /// A virtual key as the router needs it.
 #[derive(Debug, Clone)]
 pub struct VirtualKey {
-    /// The key's id (never the secret).
-    pub id: String,
-    /// Models it may use; empty = all.
-    pub allowed_models: Vec<String>,
+    /// The key as stored (no secret), with `[server.limits]` defaults filled in.
+    pub record: KeyRecord,
 }
 
 impl Principal {
     /// The key id for usage records.
-    pub fn key_id(&self) -> Option<&str> {
+    pub fn key_id(&self) -> Option<i64> {
         match self {
-            Principal::Virtual(k) => Some(&k.id),
+            Principal::Virtual(k) => Some(k.record.id),
+            Principal::Open | Principal::Static(_) => None,
+        }
+    }
+
+    /// The stored key, for limits.
+    pub fn record(&self) -> Option<&KeyRecord> {
+        match self {
+            Principal::Virtual(k) => Some(&k.record),
             Principal::Open | Principal::Static(_) => None,
         }
     }
@@ -46,15 +54,11 @@ impl Principal {
     /// Whether this principal may use `model` (403 otherwise).
     pub fn allows(&self, model: &str) -> Result<(), ApiError> {
         match self {
-            Principal::Virtual(k)
-                if !k.allowed_models.is_empty() && !k.allowed_models.iter().any(|m| m == model) =>
-            {
-                Err(ApiError::new(
-                    ErrorKind::PermissionDenied,
-                    format!("this key may not use the model `{model}`"),
-                )
-                .param("model"))
-            }
+            Principal::Virtual(k) if !k.record.allows_model(model) => Err(ApiError::new(
+                ErrorKind::PermissionDenied,
+                format!("this key may not use the model `{model}`"),
+            )
+            .param("model")),
             _ => Ok(()),
         }
     }
@@ -64,6 +68,59 @@ impl Principal {
 pub trait KeyVerifier: Send + Sync + std::fmt::Debug {
     /// The principal for `key`, `Ok(None)` when the key is unknown.
     fn verify<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Principal>, ApiError>>;
+}
+
+/// Virtual keys from the store: unknown → `Ok(None)`, revoked or expired → 401, store
+/// failure → 503 (never open access).
+#[derive(Clone)]
+pub struct StoreKeys {
+    store: Arc<dyn Store>,
+    defaults: RawLimits,
+}
+
+impl std::fmt::Debug for StoreKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreKeys").finish_non_exhaustive()
+    }
+}
+
+impl StoreKeys {
+    /// Keys from `store`, with `defaults` for keys that set no limits of their own.
+    pub fn new(store: Arc<dyn Store>, defaults: RawLimits) -> Self {
+        StoreKeys { store, defaults }
+    }
+}
+
+impl KeyVerifier for StoreKeys {
+    fn verify<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Principal>, ApiError>> {
+        Box::pin(async move {
+            if !crate::keys::looks_like_key(key) {
+                return Ok(None);
+            }
+            let found = self.store.find_key(key).await.map_err(|e| {
+                tracing::error!(error = %e, "the key store failed; refusing the request");
+                let mut err = ApiError::new(
+                    ErrorKind::Internal,
+                    "the key store is unavailable; try again later",
+                );
+                err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+                err
+            })?;
+            let Some(mut record) = found else {
+                return Ok(None);
+            };
+            if !record.is_active(crate::app::unix_now()) {
+                return Err(ApiError::new(
+                    ErrorKind::Authentication,
+                    "This API key has been revoked or has expired.",
+                ));
+            }
+            record.rpm = record.rpm.or(self.defaults.rpm);
+            record.tpm = record.tpm.or(self.defaults.tpm);
+            record.budget_cost = record.budget_cost.or(self.defaults.budget);
+            Ok(Some(Principal::Virtual(Arc::new(VirtualKey { record }))))
+        })
+    }
 }
 
 /// Checks client keys.
@@ -194,10 +251,22 @@ mod tests {
 
     #[test]
     fn virtual_keys_limit_models() {
-        let p = Principal::Virtual(Arc::new(VirtualKey {
-            id: "k".into(),
-            allowed_models: vec!["a".into()],
-        }));
+        let record = KeyRecord {
+            id: 1,
+            name: "k".into(),
+            prefix: "sk-llmux-abc".into(),
+            created_at: 0,
+            expires_at: None,
+            revoked: false,
+            models: vec!["a".into()],
+            rpm: None,
+            tpm: None,
+            budget_tokens: None,
+            budget_cost: None,
+            spent_tokens: 0,
+            spent_cost: 0.0,
+        };
+        let p = Principal::Virtual(Arc::new(VirtualKey { record }));
         assert!(p.allows("a").is_ok());
         assert_eq!(p.allows("b").unwrap_err().status().as_u16(), 403);
     }

@@ -18,6 +18,8 @@ use llmux_core::resilience::{BreakerConfig, RetryPolicy, Timeouts};
 use llmux_core::{Client, SecretString};
 use serde::Deserialize;
 
+use crate::usage::ModelPrice;
+
 /// The default request body limit: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -61,7 +63,7 @@ pub struct RawServer {
     /// Default per-key limits.
     pub limits: RawLimits,
     /// Prices per public model, for cost accounting.
-    pub prices: BTreeMap<String, RawPrice>,
+    pub prices: BTreeMap<String, ModelPrice>,
 }
 
 impl Default for RawServer {
@@ -91,16 +93,6 @@ pub struct RawLimits {
     pub tpm: Option<u64>,
     /// Spending budget per key, in the price unit.
     pub budget: Option<f64>,
-}
-
-/// `[server.prices."model"]`: price per million tokens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPrice {
-    /// Price of one million input tokens.
-    pub input_per_mtok: f64,
-    /// Price of one million output tokens.
-    pub output_per_mtok: f64,
 }
 
 /// `[resilience]`.
@@ -398,8 +390,8 @@ pub struct ServerConfig {
     pub retention_days: u32,
     /// Default per-key limits.
     pub limits: RawLimits,
-    /// Prices per public model.
-    pub prices: BTreeMap<String, RawPrice>,
+    /// Prices per public model (or `provider/upstream_model`).
+    pub prices: BTreeMap<String, ModelPrice>,
 }
 
 /// One upstream channel: a provider with its own credentials, client and breaker.
@@ -484,6 +476,14 @@ impl Config {
             .database
             .as_deref()
             .and_then(|v| secret("server.database", v, lookup, &mut issues));
+        if crate::usage::PriceTable::new(s.prices.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .is_err()
+        {
+            issues.push(ConfigIssue {
+                path: "server.prices".into(),
+                message: "prices must be finite and not negative".into(),
+            });
+        }
         if let Some(db) = &database {
             let d = db.expose();
             if !(d.starts_with("sqlite:")
@@ -544,7 +544,8 @@ impl Config {
             }
         }
         for model in server.prices.keys() {
-            let served = channels.iter().any(|c| c.models.contains_key(model));
+            let served =
+                model.contains('/') || channels.iter().any(|c| c.models.contains_key(model));
             if !served {
                 issues.push(ConfigIssue {
                     path: format!("server.prices.\"{model}\""),

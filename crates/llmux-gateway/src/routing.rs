@@ -52,6 +52,8 @@ pub struct Routed<T> {
     pub value: T,
     /// The channel that served it.
     pub channel: Arc<Channel>,
+    /// The upstream model it was asked for.
+    pub upstream: Arc<str>,
     /// Time spent inside upstream calls, failed attempts included.
     pub upstream_time: Duration,
 }
@@ -63,6 +65,8 @@ pub struct Failed {
     pub error: ApiError,
     /// The last channel tried.
     pub channel: Option<Arc<Channel>>,
+    /// The upstream model of the last channel tried.
+    pub upstream: Option<Arc<str>>,
     /// Time spent inside upstream calls.
     pub upstream_time: Duration,
 }
@@ -196,7 +200,7 @@ impl Routes {
         Fut: Future<Output = Result<T, Error>>,
     {
         let mut upstream_time = Duration::ZERO;
-        let mut last: Option<(Error, Arc<Channel>)> = None;
+        let mut last: Option<(Error, Arc<Channel>, Arc<str>)> = None;
         for (n, t) in plan.targets.iter().enumerate() {
             let ch = self.channels[t.channel].clone();
             let began = Instant::now();
@@ -207,6 +211,7 @@ impl Routes {
                     return Ok(Routed {
                         value,
                         channel: ch,
+                        upstream: t.upstream.clone(),
                         upstream_time,
                     })
                 }
@@ -216,6 +221,7 @@ impl Routes {
                         return Err(Failed {
                             error: ApiError::from_upstream(&err),
                             channel: Some(ch),
+                            upstream: Some(t.upstream.clone()),
                             upstream_time,
                         });
                     }
@@ -228,19 +234,21 @@ impl Routes {
                         "channel failed; trying the next one"
                     );
                     on_failover(&ch, &err);
-                    last = Some((err, ch));
+                    last = Some((err, ch, t.upstream.clone()));
                 }
             }
         }
         match last {
-            Some((err, ch)) => Err(Failed {
+            Some((err, ch, upstream)) => Err(Failed {
                 error: ApiError::from_upstream(&err),
                 channel: Some(ch),
+                upstream: Some(upstream),
                 upstream_time,
             }),
             None => Err(Failed {
                 error: ApiError::new(ErrorKind::CircuitOpen, "no channel serves this model"),
                 channel: None,
+                upstream: None,
                 upstream_time,
             }),
         }

@@ -13,8 +13,9 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::{router, AppState};
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, KeyVerifier, StoreKeys};
 use crate::config::{Config, ConfigError, RawConfig};
+use crate::usage::{RecorderConfig, UsageRecorder};
 
 /// Start-up options that are not configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,11 +100,23 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds `config.server.listen` (port 0 picks a free port).
+    /// Opens the store (when `server.database` is set), starts the usage recorder and binds
+    /// `config.server.listen` (port 0 picks a free port). Call it inside the serving runtime.
     pub async fn bind(config: Config, opts: ServeOptions) -> Result<Gateway, ServeError> {
+        let store = match &config.server.database {
+            Some(url) => Some(
+                crate::store::open(url.expose())
+                    .await
+                    .map_err(|e| ServeError::Other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let verifier: Option<Arc<dyn KeyVerifier>> = store.as_ref().map(|s| {
+            Arc::new(StoreKeys::new(s.clone(), config.server.limits)) as Arc<dyn KeyVerifier>
+        });
         let auth = Authenticator::new(
             config.server.api_keys.clone(),
-            None,
+            verifier,
             opts.insecure_no_auth,
             config.server.admin_key.clone(),
         );
@@ -113,8 +126,12 @@ impl Gateway {
         if opts.insecure_no_auth {
             tracing::warn!("running WITHOUT client authentication (--insecure-no-auth)");
         }
+        let recorder = store
+            .as_ref()
+            .map(|s| UsageRecorder::spawn(s.clone(), RecorderConfig::default()));
         let listen = config.server.listen;
-        let state = AppState::new(config, auth).map_err(|e| ServeError::Other(e.message))?;
+        let state = AppState::new(config, auth, store, recorder)
+            .map_err(|e| ServeError::Other(e.message))?;
         let listener = TcpListener::bind(listen).await.map_err(ServeError::Io)?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         Ok(Gateway {
@@ -156,17 +173,47 @@ impl Gateway {
             }
         });
         tracing::info!(addr = %self.addr, channels = state.routes.channels().len(), "llmux gateway listening");
-        let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+        let pruner = state.store.clone().map(|store| {
+            let days = i64::from(state.server.retention_days);
+            tokio::spawn(prune_loop(store, days))
+        });
+        let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(signal);
         let deadline = async move {
             began.notified().await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
+        let served = tokio::select! {
             r = server.into_future() => r.map_err(ServeError::Io),
             () = deadline => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; dropping the remaining connections");
                 Ok(())
             }
+        };
+        if let Some(p) = pruner {
+            p.abort();
+        }
+        // Every request's guard has run by now (or runs as its connection is dropped here);
+        // flush what the recorder holds.
+        if let Some(rec) = state.recorder.clone() {
+            match rec.shutdown().await {
+                Ok(n) => tracing::info!(written = n, "usage recorder drained"),
+                Err(e) => tracing::error!(error = %e, "usage recorder could not write everything"),
+            }
+        }
+        served
+    }
+}
+
+/// Deletes raw usage rows older than the retention, once an hour.
+async fn prune_loop(store: Arc<dyn crate::store::Store>, days: i64) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = crate::app::unix_now().saturating_sub(days.saturating_mul(86_400)) * 1000;
+        match store.prune(cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned usage rows past retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning usage rows failed"),
         }
     }
 }

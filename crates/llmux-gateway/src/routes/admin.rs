@@ -1,5 +1,6 @@
 //! `/admin/*`, guarded by `server.admin_key`: `GET /admin/channels` lists channels with their
-//! models, weights, priorities and live breaker state (never credentials).
+//! models, weights, priorities and live breaker state (never credentials); `POST/GET
+//! /admin/keys`, `DELETE /admin/keys/{id}` manage virtual keys; `GET /admin/usage` reports usage.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::fail;
 use crate::app::{AppState, RequestCtx};
-use crate::error::Ingress;
+use crate::error::{ApiError, Ingress};
 
 /// `GET /admin/channels`.
 pub async fn channels(
@@ -40,4 +41,152 @@ pub async fn channels(
         })
         .collect();
     Json(json!({"channels": list})).into_response()
+}
+
+fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
+    state.store.as_ref().ok_or_else(|| {
+        ApiError::new(
+            llmux_core::ErrorKind::Unsupported,
+            "no database is configured (server.database)",
+        )
+    })
+}
+
+fn store_err(e: &crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "admin: the store failed");
+    let mut err = ApiError::new(
+        llmux_core::ErrorKind::Internal,
+        "the store failed; see the logs",
+    );
+    err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+    err
+}
+
+async fn guarded<F, Fut>(
+    state: Arc<AppState>,
+    ctx: RequestCtx,
+    headers: HeaderMap,
+    f: F,
+) -> Response
+where
+    F: FnOnce(Arc<AppState>) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    if let Err(e) = state.auth.admin(&headers) {
+        return fail(e, Ingress::Admin, &ctx, None);
+    }
+    match f(state).await {
+        Ok(r) => r,
+        Err(e) => fail(e, Ingress::Admin, &ctx, None),
+    }
+}
+
+/// `POST /admin/keys` with a `NewKey` body: creates a virtual key; the plaintext is in the
+/// answer once and never again.
+pub async fn create_key(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        // Absent fields take their defaults (no models list = every model, no limits).
+        let given: serde_json::Map<String, Value> = crate::openai_wire::from_json(&body)?;
+        let mut merged = serde_json::to_value(crate::store::NewKey::default())
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        if let Value::Object(m) = &mut merged {
+            m.extend(given);
+        }
+        let new: crate::store::NewKey = serde_path_to_error::deserialize(merged).map_err(|e| {
+            ApiError::invalid(format!("invalid key at `{}`: {}", e.path(), e.inner()))
+        })?;
+        let (record, key) = store_of(&state)?
+            .create_key(new)
+            .await
+            .map_err(|e| store_err(&e))?;
+        Ok((
+            http::StatusCode::CREATED,
+            Json(json!({"key": key, "record": record})),
+        )
+            .into_response())
+    })
+    .await
+}
+
+/// `GET /admin/keys`.
+pub async fn list_keys(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let keys = store_of(&state)?
+            .list_keys()
+            .await
+            .map_err(|e| store_err(&e))?;
+        Ok(Json(json!({"keys": keys})).into_response())
+    })
+    .await
+}
+
+/// `DELETE /admin/keys/{id}`: revokes a key.
+pub async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let found = store_of(&state)?
+            .revoke_key(id)
+            .await
+            .map_err(|e| store_err(&e))?;
+        if !found {
+            return Err(ApiError::new(
+                llmux_core::ErrorKind::NotFound,
+                format!("no key with id {id}"),
+            ));
+        }
+        Ok(Json(json!({"revoked": id})).into_response())
+    })
+    .await
+}
+
+/// Query of `GET /admin/usage`.
+#[derive(Debug, serde::Deserialize)]
+pub struct UsageQuery {
+    /// `key`, `model` or `day` (default `model`).
+    #[serde(default)]
+    by: Option<String>,
+    /// `YYYY-MM-DD`, inclusive.
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// `GET /admin/usage?by=key|model|day&since=YYYY-MM-DD`.
+pub async fn usage(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Query(q): axum::extract::Query<UsageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let by = match q.by.as_deref() {
+            None | Some("model") => crate::store::GroupBy::Model,
+            Some("key") => crate::store::GroupBy::Key,
+            Some("day") => crate::store::GroupBy::Day,
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "`by` must be key, model or day, got `{other}`"
+                ))
+                .param("by"))
+            }
+        };
+        let rows = store_of(&state)?
+            .usage(by, q.since.as_deref())
+            .await
+            .map_err(|e| store_err(&e))?;
+        Ok(Json(json!({"usage": rows})).into_response())
+    })
+    .await
 }

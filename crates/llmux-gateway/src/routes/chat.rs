@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use futures::StreamExt;
+use llmux_core::tokens::estimate_request;
 use llmux_core::{ChatRequest, ChatStream, ErrorKind, StreamEvent};
 use tokio::time::Instant;
 
-use super::{fail, stamp_added_latency, RequestGuard, RouteLabels};
+use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard, RouteLabels};
 use crate::app::{unix_now, AppState, RequestCtx};
 use crate::dashscope_wire::{self, FrameEncoder, GenerationOptions};
 use crate::error::{ApiError, Ingress};
@@ -92,12 +93,17 @@ async fn handle(
     let Some(plan) = state.routes.plan(&req.model) else {
         return fail(ApiError::unknown_model(&req.model), ingress, &ctx, None);
     };
+    let admission = match super::admit(&state, &principal, estimate_request(&req)) {
+        Ok(a) => a,
+        Err(e) => return fail(e, ingress, &ctx, None),
+    };
+    let prompt_estimate = super::prompt_estimate(&req);
     let public_model = req.model.clone();
     let stream = match shape {
         Shape::OpenAi(o) => o.stream,
         Shape::DashScope(_) => wants_dashscope_sse(&headers),
     };
-    let key_id = principal.key_id().map(str::to_owned);
+    let key_id = principal.key_id();
     let metrics = state.metrics.clone();
     let on_failover = |ch: &crate::config::Channel, err: &llmux_core::Error| {
         metrics
@@ -122,8 +128,18 @@ async fn handle(
         return match routed {
             Ok(r) => {
                 let labels = RouteLabels::new(&r.channel, plan.label.clone());
-                let mut guard =
-                    RequestGuard::new(state.clone(), labels, ctx.clone(), key_id, false);
+                let mut guard = RequestGuard::new(
+                    state.clone(),
+                    ctx.clone(),
+                    GuardInit {
+                        labels,
+                        upstream_model: r.upstream.clone(),
+                        key_id,
+                        admission,
+                        stream: false,
+                        prompt_estimate,
+                    },
+                );
                 if let Some(u) = r.value.usage {
                     guard.usage(u);
                 }
@@ -147,7 +163,14 @@ async fn handle(
                 guard.complete();
                 resp
             }
-            Err(f) => failed(&state, &ctx, key_id, &plan.label, f, ingress, false),
+            Err(f) => failed(
+                &state,
+                &ctx,
+                (key_id, admission, false, prompt_estimate),
+                &plan.label,
+                f,
+                ingress,
+            ),
         };
     }
 
@@ -165,7 +188,18 @@ async fn handle(
     match routed {
         Ok(r) => {
             let labels = RouteLabels::new(&r.channel, plan.label.clone());
-            let mut guard = RequestGuard::new(state.clone(), labels, ctx.clone(), key_id, true);
+            let mut guard = RequestGuard::new(
+                state.clone(),
+                ctx.clone(),
+                GuardInit {
+                    labels,
+                    upstream_model: r.upstream.clone(),
+                    key_id,
+                    admission,
+                    stream: true,
+                    prompt_estimate,
+                },
+            );
             guard.ttft(ctx.arrived.elapsed());
             let content_type = match shape {
                 Shape::OpenAi(_) => "text/event-stream",
@@ -190,7 +224,14 @@ async fn handle(
             );
             resp
         }
-        Err(f) => failed(&state, &ctx, key_id, &plan.label, f, ingress, true),
+        Err(f) => failed(
+            &state,
+            &ctx,
+            (key_id, admission, true, prompt_estimate),
+            &plan.label,
+            f,
+            ingress,
+        ),
     }
 }
 
@@ -207,28 +248,6 @@ fn completion_id(rid: &str) -> String {
     s.push_str("chatcmpl-");
     s.extend(rid.chars().filter(|c| *c != '-'));
     s
-}
-
-fn failed(
-    state: &Arc<AppState>,
-    ctx: &RequestCtx,
-    key_id: Option<String>,
-    label: &Arc<str>,
-    f: crate::routing::Failed,
-    ingress: Ingress,
-    stream: bool,
-) -> Response {
-    let labels = f
-        .channel
-        .as_ref()
-        .map(|ch| RouteLabels::new(ch, label.clone()));
-    if let Some(l) = &labels {
-        let mut guard = RequestGuard::new(state.clone(), l.clone(), ctx.clone(), key_id, stream);
-        guard.fail(f.error.kind, true);
-    }
-    let mut resp = fail(f.error, ingress, ctx, labels);
-    stamp_added_latency(state, &mut resp, super::added_latency(ctx, f.upstream_time));
-    resp
 }
 
 enum Encoder {
@@ -290,9 +309,7 @@ fn sse_body(
                 next = upstream.next() => {
                     match next {
                         Some(Ok(ev)) => {
-                            if let StreamEvent::Usage(u) = &ev {
-                                guard.usage(*u);
-                            }
+                            guard.saw(&ev);
                             let done = matches!(ev, StreamEvent::Finished { .. });
                             enc.push(&ev, &mut out);
                             for b in out.drain(..) {
@@ -306,7 +323,7 @@ fn sse_body(
                         }
                         Some(Err(e)) => {
                             let api = ApiError::from_upstream(&e);
-                            tracing::warn!(request_id = %guard_id(&guard), kind = %e.kind(), error = %e, "the upstream failed mid-stream");
+                            tracing::warn!(request_id = %guard.request_id(), kind = %e.kind(), error = %e, "the upstream failed mid-stream");
                             yield Ok(enc.error(&api));
                             guard.fail(api.kind, false);
                             break;
@@ -330,8 +347,4 @@ fn sse_body(
         }
         drop(state);
     }
-}
-
-fn guard_id(g: &RequestGuard) -> Arc<str> {
-    g.ctx.id.clone()
 }

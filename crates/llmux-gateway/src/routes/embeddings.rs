@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use llmux_core::EmbeddingRequest;
 
-use super::{fail, stamp_added_latency, RequestGuard, RouteLabels};
+use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard, RouteLabels};
 use crate::app::{AppState, RequestCtx};
 use crate::error::{ApiError, Ingress};
 use crate::openai_wire::EncodingFormat;
@@ -66,6 +66,15 @@ async fn handle(
     let Some(plan) = state.routes.plan(&req.model) else {
         return fail(ApiError::unknown_model(&req.model), ingress, &ctx, None);
     };
+    let prompt_estimate: u64 = req
+        .input
+        .iter()
+        .map(|t| llmux_core::tokens::estimate_text(t))
+        .sum();
+    let admission = match super::admit(&state, &principal, prompt_estimate) {
+        Ok(a) => a,
+        Err(e) => return fail(e, ingress, &ctx, None),
+    };
     let public_model = req.model.clone();
     let req = Arc::new(req);
     let metrics = state.metrics.clone();
@@ -86,11 +95,22 @@ async fn handle(
             },
         )
         .await;
-    let key_id = principal.key_id().map(str::to_owned);
+    let key_id = principal.key_id();
     match routed {
         Ok(r) => {
             let labels = RouteLabels::new(&r.channel, plan.label.clone());
-            let mut guard = RequestGuard::new(state.clone(), labels, ctx.clone(), key_id, false);
+            let mut guard = RequestGuard::new(
+                state.clone(),
+                ctx.clone(),
+                GuardInit {
+                    labels,
+                    upstream_model: r.upstream.clone(),
+                    key_id,
+                    admission,
+                    stream: false,
+                    prompt_estimate,
+                },
+            );
             if let Some(u) = r.value.usage {
                 let mut u = u;
                 if u.input_tokens == 0 {
@@ -113,23 +133,13 @@ async fn handle(
             guard.complete();
             resp
         }
-        Err(f) => {
-            let labels = f
-                .channel
-                .as_ref()
-                .map(|ch| RouteLabels::new(ch, plan.label.clone()));
-            if let Some(l) = &labels {
-                let mut guard =
-                    RequestGuard::new(state.clone(), l.clone(), ctx.clone(), key_id, false);
-                guard.fail(f.error.kind, true);
-            }
-            let mut resp = fail(f.error, ingress, &ctx, labels);
-            stamp_added_latency(
-                &state,
-                &mut resp,
-                super::added_latency(&ctx, f.upstream_time),
-            );
-            resp
-        }
+        Err(f) => failed(
+            &state,
+            &ctx,
+            (key_id, admission, false, prompt_estimate),
+            &plan.label,
+            f,
+            ingress,
+        ),
     }
 }

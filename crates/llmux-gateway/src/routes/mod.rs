@@ -17,9 +17,13 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use llmux_core::{ErrorKind, Usage};
 
-use crate::app::{AppState, Outcome, RequestCtx, UsageEvent, ADDED_LATENCY};
+use crate::app::{AppState, Outcome, RequestCtx, ADDED_LATENCY};
+use crate::auth::Principal;
 use crate::config::Channel;
 use crate::error::{ApiError, Ingress};
+use crate::limits::{Admission, LimitError};
+use crate::store::UsageRecord;
+use crate::usage::{bill, OutputTally, StreamOutcome};
 
 /// The labels of a routed request, attached to its response for the middleware.
 #[derive(Debug, Clone)]
@@ -108,39 +112,54 @@ pub(crate) fn fail(
 
 /// Records one routed request exactly once: on [`RequestGuard::complete`] or
 /// [`RequestGuard::fail`], or, when dropped before either (the client went away mid-stream),
-/// as cancelled. Metrics and the usage sink are updated in `Drop`, off the response path.
+/// as cancelled. In `Drop` it applies the billing policy ([`crate::usage::bill`]), settles the
+/// key's limit admission, updates metrics and hands a [`UsageRecord`] to the recorder (a
+/// non-blocking send; the write happens in the recorder's task, off the response path).
 #[derive(Debug)]
 pub struct RequestGuard {
     state: Arc<AppState>,
     labels: RouteLabels,
+    upstream_model: Arc<str>,
     ctx: RequestCtx,
-    key_id: Option<String>,
+    key_id: Option<i64>,
+    admission: Option<Admission>,
     stream: bool,
     usage: Option<Usage>,
+    tally: OutputTally,
+    prompt_estimate: u64,
     ttft: Option<Duration>,
     outcome: Option<Outcome>,
     /// The error was already answered (and counted by the middleware).
     answered: bool,
 }
 
+/// What a guard needs to know about the request.
+#[derive(Debug)]
+pub(crate) struct GuardInit {
+    pub(crate) labels: RouteLabels,
+    pub(crate) upstream_model: Arc<str>,
+    pub(crate) key_id: Option<i64>,
+    pub(crate) admission: Option<Admission>,
+    pub(crate) stream: bool,
+    pub(crate) prompt_estimate: u64,
+}
+
 impl RequestGuard {
-    pub(crate) fn new(
-        state: Arc<AppState>,
-        labels: RouteLabels,
-        ctx: RequestCtx,
-        key_id: Option<String>,
-        stream: bool,
-    ) -> Self {
-        if stream {
+    pub(crate) fn new(state: Arc<AppState>, ctx: RequestCtx, init: GuardInit) -> Self {
+        if init.stream {
             state.metrics.inflight_streams.inc();
         }
         RequestGuard {
             state,
-            labels,
+            labels: init.labels,
+            upstream_model: init.upstream_model,
             ctx,
-            key_id,
-            stream,
+            key_id: init.key_id,
+            admission: init.admission,
+            stream: init.stream,
             usage: None,
+            tally: OutputTally::default(),
+            prompt_estimate: init.prompt_estimate,
             ttft: None,
             outcome: None,
             answered: false,
@@ -150,6 +169,24 @@ impl RequestGuard {
     /// Usage as reported.
     pub(crate) fn usage(&mut self, u: Usage) {
         self.usage = Some(u);
+    }
+
+    /// Counts streamed output (for billing when no usage arrives).
+    pub(crate) fn saw(&mut self, ev: &llmux_core::StreamEvent) {
+        match ev {
+            llmux_core::StreamEvent::TextDelta { text } => self.tally.push(text),
+            llmux_core::StreamEvent::ReasoningDelta { text } => self.tally.push_reasoning(text),
+            llmux_core::StreamEvent::ToolCallDelta {
+                name, arguments, ..
+            } => {
+                if let Some(n) = name {
+                    self.tally.push(n);
+                }
+                self.tally.push(arguments);
+            }
+            llmux_core::StreamEvent::Usage(u) => self.usage = Some(*u),
+            llmux_core::StreamEvent::Started { .. } | llmux_core::StreamEvent::Finished { .. } => {}
+        }
     }
 
     /// Time to first event.
@@ -167,6 +204,15 @@ impl RequestGuard {
         self.outcome = Some(Outcome::Error(kind));
         self.answered = answered;
     }
+
+    /// The request id.
+    pub(crate) fn request_id(&self) -> &Arc<str> {
+        &self.ctx.id
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Drop for RequestGuard {
@@ -179,30 +225,43 @@ impl Drop for RequestGuard {
         }
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
         m.requests.with_label_values(&route).inc();
-        match outcome {
-            Outcome::Complete => {}
-            Outcome::Error(kind) if !self.answered => {
-                m.errors
-                    .with_label_values(&[l.provider, &l.channel, &l.model, kind.as_str()])
-                    .inc();
+        let (status, error_kind) = match outcome {
+            Outcome::Complete => (200, None),
+            Outcome::Error(kind) => {
+                if !self.answered {
+                    m.errors
+                        .with_label_values(&[l.provider, &l.channel, &l.model, kind.as_str()])
+                        .inc();
+                }
+                (
+                    crate::error::openai_mapping(kind).0.as_u16(),
+                    Some(kind.as_str().to_owned()),
+                )
             }
-            Outcome::Error(_) => {}
             Outcome::Cancelled => {
                 m.errors
                     .with_label_values(&[l.provider, &l.channel, &l.model, "cancelled"])
                     .inc();
+                (499, Some("cancelled".to_owned()))
             }
-        }
-        let usage = self.usage.unwrap_or_default();
-        if usage.input_tokens > 0 {
+        };
+        let billed = bill(&StreamOutcome {
+            reported: self.usage,
+            output: self.tally,
+            prompt_estimate: self.prompt_estimate,
+            client_disconnected: outcome == Outcome::Cancelled,
+            upstream_error: matches!(outcome, Outcome::Error(_)),
+            finished: outcome == Outcome::Complete,
+        });
+        if billed.input_tokens > 0 {
             m.tokens
                 .with_label_values(&[l.provider, &l.channel, &l.model, "input"])
-                .inc_by(usage.input_tokens);
+                .inc_by(billed.input_tokens);
         }
-        if usage.output_tokens > 0 {
+        if billed.output_tokens > 0 {
             m.tokens
                 .with_label_values(&[l.provider, &l.channel, &l.model, "output"])
-                .inc_by(usage.output_tokens);
+                .inc_by(billed.output_tokens);
         }
         let elapsed = self.ctx.arrived.elapsed();
         m.duration
@@ -211,24 +270,116 @@ impl Drop for RequestGuard {
         if let Some(t) = self.ttft {
             m.ttft.with_label_values(&route).observe(t.as_secs_f64());
         }
-        if let Some(sink) = &self.state.usage {
-            sink.record(UsageEvent {
-                request_id: self.ctx.id.clone(),
-                key_id: self.key_id.take(),
-                model: l.model.clone(),
-                channel: l.channel.clone(),
-                provider: l.provider,
-                usage,
-                outcome,
-                stream: self.stream,
-                latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                ttft_ms: self
-                    .ttft
-                    .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            });
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut rec = UsageRecord {
+            request_id: self.ctx.id.to_string(),
+            at_ms,
+            key_id: self.key_id,
+            channel: l.channel.to_string(),
+            provider: l.provider.to_owned(),
+            model: l.model.to_string(),
+            upstream_model: self.upstream_model.to_string(),
+            input_tokens: billed.input_tokens,
+            output_tokens: billed.output_tokens,
+            cached_tokens: billed.cached_tokens,
+            reasoning_tokens: billed.reasoning_tokens,
+            cost: 0.0,
+            latency_ms: ms(elapsed),
+            ttft_ms: self.ttft.map(ms),
+            status,
+            error_kind,
+            cancelled: billed.cancelled,
+            stream: self.stream,
+            usage_estimated: billed.usage_estimated,
+        };
+        rec.cost = self.state.prices.cost(&rec);
+        if let Some(adm) = self.admission.take() {
+            self.state.limits.settle(adm, billed.total(), rec.cost);
         }
         if outcome == Outcome::Cancelled {
             tracing::info!(request_id = %self.ctx.id, channel = %l.channel, "the client went away before the answer was complete");
         }
+        if let Some(r) = &self.state.recorder {
+            r.record(rec);
+        }
+    }
+}
+
+/// The prompt part of the core's token estimate (no output reserve), for billing.
+pub(crate) fn prompt_estimate(req: &llmux_core::ChatRequest) -> u64 {
+    req.messages
+        .iter()
+        .map(|m| 4 + llmux_core::tokens::estimate_text(&m.content.text()))
+        .sum()
+}
+
+/// The response to a request that failed on every channel it was tried on: the guard records
+/// it (billing nothing unless the upstream said so), the error goes out in the ingress format.
+pub(crate) fn failed(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    init: (Option<i64>, Option<Admission>, bool, u64),
+    label: &Arc<str>,
+    f: crate::routing::Failed,
+    ingress: Ingress,
+) -> Response {
+    let (key_id, admission, stream, prompt_estimate) = init;
+    let labels = f
+        .channel
+        .as_ref()
+        .map(|ch| RouteLabels::new(ch, label.clone()));
+    if let Some(l) = &labels {
+        let mut guard = RequestGuard::new(
+            state.clone(),
+            ctx.clone(),
+            GuardInit {
+                labels: l.clone(),
+                upstream_model: f.upstream.clone().unwrap_or_else(|| Arc::from("")),
+                key_id,
+                admission,
+                stream,
+                prompt_estimate,
+            },
+        );
+        guard.fail(f.error.kind, true);
+    }
+    let mut resp = fail(f.error, ingress, ctx, labels);
+    stamp_added_latency(state, &mut resp, added_latency(ctx, f.upstream_time));
+    resp
+}
+
+/// Admits a request under its key's limits (none for static keys and open access): 429 with
+/// `Retry-After` over a rate, 429 `insufficient_quota` over a budget, 400 when it can never fit.
+pub(crate) fn admit(
+    state: &AppState,
+    principal: &Principal,
+    estimated_tokens: u64,
+) -> Result<Option<Admission>, ApiError> {
+    if state.recorder.as_ref().is_some_and(|r| r.is_saturated()) {
+        // Usage could not be recorded: refuse rather than serve unaccounted requests.
+        let mut err = ApiError::new(
+            ErrorKind::Internal,
+            "usage accounting is saturated (the database is slow or down); try again later",
+        );
+        err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+        err.retry_after = Some(Duration::from_secs(5));
+        return Err(err);
+    }
+    let Some(record) = principal.record() else {
+        return Ok(None);
+    };
+    match state.limits.admit(record, estimated_tokens) {
+        Ok(a) => Ok(Some(a)),
+        Err(e @ LimitError::RateLimited { retry_after }) => {
+            let mut err = ApiError::new(ErrorKind::RateLimited, e.to_string());
+            err.retry_after = Some(retry_after);
+            Err(err)
+        }
+        Err(e @ LimitError::BudgetExhausted) => {
+            Err(ApiError::new(ErrorKind::QuotaExhausted, format!("{e}.")))
+        }
+        Err(e @ LimitError::TooLarge { .. }) => Err(ApiError::invalid(e.to_string())),
     }
 }

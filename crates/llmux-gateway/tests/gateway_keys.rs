@@ -1,0 +1,138 @@
+//! Virtual keys from the store (SQLite in memory): key check, model allow-list, per-key rate
+//! limit and budget, revocation, and usage recorded exactly once per routed request.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use llmux_emulator::Vendor;
+use llmux_gateway::{Config, RawConfig};
+use serde_json::{json, Value};
+
+async fn with_store() -> (Harness, llmux_emulator::Emulator) {
+    let oa = emulator(Vendor::OpenAi).await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_key = \"{ADMIN}\"\ndatabase = \"sqlite::memory:\"\n\n{}",
+        channel("oa", "openai", &oa, "[\"gpt-4o-mini\", \"other\"]", "")
+    );
+    let cfg = Config::resolve(RawConfig::parse(&text, Vec::new()).unwrap(), |_| None).unwrap();
+    (start_config(cfg).await, oa)
+}
+
+async fn create_key(gw: &Harness, body: Value) -> (String, i64) {
+    let resp = gw
+        .http
+        .post(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.unwrap();
+    (
+        v["key"].as_str().unwrap().to_owned(),
+        v["record"]["id"].as_i64().unwrap(),
+    )
+}
+
+async fn chat(gw: &Harness, key: &str, model: &str) -> reqwest::Response {
+    gw.http
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(key)
+        .json(&json!({"model":model,"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn virtual_keys_limits_and_usage_recorded_once() {
+    let (gw, _oa) = with_store().await;
+    let (key, id) = create_key(&gw, json!({"name":"t","models":["gpt-4o-mini"],"rpm":2})).await;
+    assert!(key.starts_with("sk-llmux-"));
+
+    assert_eq!(chat(&gw, &key, "gpt-4o-mini").await.status(), 200);
+
+    // Model not allowed for this key: 403 in both formats.
+    let resp = chat(&gw, &key, "other").await;
+    assert_eq!(resp.status(), 403);
+    let ds = gw
+        .http
+        .post(format!(
+            "{}/api/v1/services/aigc/text-generation/generation",
+            gw.url
+        ))
+        .bearer_auth(&key)
+        .json(&json!({"model":"other","input":{"prompt":"x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ds.status(), 403);
+    assert_eq!(ds.json::<Value>().await.unwrap()["code"], "AccessDenied");
+
+    // rpm = 2: the third routed request in the minute is refused with Retry-After.
+    assert_eq!(chat(&gw, &key, "gpt-4o-mini").await.status(), 200);
+    let resp = chat(&gw, &key, "gpt-4o-mini").await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("retry-after").is_some());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+
+    // Unknown and malformed keys: 401, never open access.
+    let fake = format!("sk-llmux-{}", "a".repeat(40));
+    assert_eq!(chat(&gw, &fake, "gpt-4o-mini").await.status(), 401);
+    assert_eq!(chat(&gw, "nonsense", "gpt-4o-mini").await.status(), 401);
+
+    // A budget too small for the request: 429 insufficient_quota.
+    let (poor, _) = create_key(&gw, json!({"name":"poor","budget_tokens":1})).await;
+    let resp = chat(&gw, &poor, "gpt-4o-mini").await;
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_quota");
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+
+    // Revoked keys are refused.
+    let r = gw
+        .http
+        .delete(format!("{}/admin/keys/{id}", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(chat(&gw, &key, "gpt-4o-mini").await.status(), 401);
+
+    // Exactly the two routed requests were recorded, with the key and tokens.
+    let store = gw.state.store.clone().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.usage_count().await.unwrap() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "usage never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let by_key: Value = gw
+        .http
+        .get(format!("{}/admin/usage?by=key", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = by_key["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"].as_str() == Some(id.to_string().as_str()))
+        .unwrap()
+        .clone();
+    assert_eq!(row["requests"], 2, "{by_key}");
+    assert!(row["output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(store.usage_count().await.unwrap(), 2);
+}
