@@ -1,18 +1,21 @@
-"""Drives the llmux gateway with the official OpenAI Python SDK, one case per run.
+"""Drives the llmux gateway with the official OpenAI Python SDK.
 
-Usage: python openai_cases.py CASE
+Usage: python openai_cases.py CASE[:MODEL]...
 Environment: LLMUX_BASE_URL (the gateway root, e.g. http://127.0.0.1:PORT), LLMUX_API_KEY,
-LLMUX_MODEL (chat model), LLMUX_EMBED_MODEL (embeddings model).
+LLMUX_MODEL (default chat model), LLMUX_EMBED_MODEL (default embeddings model).
 
-Each case prints one JSON object on stdout with what the SDK parsed; the Rust test
-(tests/gateway_python_sdk.rs) asserts on it. An SDK exception that the case does not expect
-propagates: the traceback goes to stderr and the exit code is 1.
+Each case (a `case_*` function) returns what the SDK parsed; all results go to stdout as one
+JSON object keyed by argument, which the Rust test (tests/gateway_python_sdk.rs) asserts on.
+Several cases share one run because starting Python and importing the SDK costs more than the
+cases themselves. An SDK exception that a case does not expect is reported with its traceback
+under that case's key, and the exit code is then 1.
 """
 
 import json
 import math
 import os
 import sys
+import traceback
 
 try:
     import openai
@@ -22,8 +25,10 @@ except ImportError as e:  # exit 3: the SDK is not installed (the Rust test repo
 
 BASE = os.environ["LLMUX_BASE_URL"].rstrip("/") + "/v1"
 KEY = os.environ["LLMUX_API_KEY"]
-MODEL = os.environ.get("LLMUX_MODEL", "gpt-4o-mini")
-EMBED_MODEL = os.environ.get("LLMUX_EMBED_MODEL", "text-embedding-3-small")
+DEFAULT_MODEL = os.environ.get("LLMUX_MODEL", "gpt-4o-mini")
+DEFAULT_EMBED_MODEL = os.environ.get("LLMUX_EMBED_MODEL", "text-embedding-3-small")
+MODEL = DEFAULT_MODEL
+EMBED_MODEL = DEFAULT_EMBED_MODEL
 
 WEATHER_TOOL = {
     "type": "function",
@@ -306,8 +311,24 @@ def case_burst():
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":
-    case = sys.argv[1]
-    result = CASES[case]()
-    result["sdk_version"] = openai.__version__
-    json.dump(result, sys.stdout, ensure_ascii=False, default=str)
+    # Every argument is `CASE` or `CASE:MODEL` (MODEL then replaces both LLMUX_MODEL and
+    # LLMUX_EMBED_MODEL for that case). One JSON object maps each argument to its result; a
+    # case that raised maps to its exception and traceback, and the exit code is then 1.
+    results = {}
+    for arg in sys.argv[1:]:
+        name, _, model = arg.partition(":")
+        MODEL = model or DEFAULT_MODEL
+        EMBED_MODEL = model or DEFAULT_EMBED_MODEL
+        try:
+            result = CASES[name]()
+            result["sdk_version"] = openai.__version__
+        except Exception as e:  # reported per case; the other cases still run
+            result = {
+                "exception": type(e).__name__,
+                "message": str(e),
+                "traceback": traceback.format_exc(),
+            }
+        results[arg] = result
+    json.dump(results, sys.stdout, ensure_ascii=False, default=str)
     sys.stdout.write("\n")
+    sys.exit(1 if any("exception" in r for r in results.values()) else 0)
