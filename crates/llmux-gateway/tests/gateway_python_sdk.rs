@@ -174,6 +174,11 @@ async fn run(sdk: Sdk, cases: &[&str], gw: &Harness, key: &str) -> Option<Result
         raised.join("\n")
     );
     assert!(out.status.success(), "{sdk:?} exited with {}", out.status);
+    // Parsed without complaint: no warnings or logged errors from the SDKs either.
+    assert!(
+        stderr.trim().is_empty(),
+        "{sdk:?} wrote to stderr:\n{stderr}"
+    );
     Some(Results { sdk, map })
 }
 
