@@ -1,0 +1,742 @@
+//! Acceptance: the official OpenAI and dashscope Python SDKs drive the gateway, emulators behind
+//! it, and parse every answer without error: chat, streams with usage, tool-call round trips,
+//! embeddings (base64 and float), models, and the 401, 403 and 429 errors.
+//!
+//! Each test starts emulators and a gateway in-process on `127.0.0.1:0`, then runs some cases
+//! of `tests/python/{openai,dashscope}_cases.py` in one Python process (interpreter start-up and
+//! SDK import cost more than the cases) against the gateway's base URL, and asserts on the JSON
+//! each case prints. Every upstream is an emulator; cross-protocol tests put a DashScope
+//! upstream behind the OpenAI SDK and an OpenAI upstream behind the dashscope SDK. Virtual keys
+//! for 403 and 429 are made through `POST /admin/keys` on a gateway with an in-memory SQLite
+//! store.
+//!
+//! The SDKs are pinned in `.ci/requirements-sdk.txt`; `.ci/run` installs them into
+//! `${LLMUX_VENV:-~/.cache/llmux-venv}` and exports `LLMUX_PYTHON`. Without that interpreter (or
+//! without the SDKs in it) a test fails under `CI=true` and is skipped with a loud line elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use llmux_emulator::{Emulator, Fault, FaultKind, Vendor};
+use llmux_gateway::{Config, RawConfig};
+use serde_json::{json, Value};
+
+/// Which SDK (and script) a case runs with.
+#[derive(Debug, Clone, Copy)]
+enum Sdk {
+    OpenAi,
+    DashScope,
+}
+
+impl Sdk {
+    fn script(self) -> PathBuf {
+        let name = match self {
+            Sdk::OpenAi => "openai_cases.py",
+            Sdk::DashScope => "dashscope_cases.py",
+        };
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/python")
+            .join(name)
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `LLMUX_PYTHON`, else the venv's interpreter (`$LLMUX_VENV`, else `~/.cache/llmux-venv`).
+fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LLMUX_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let venv = std::env::var_os("LLMUX_VENV")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/llmux-venv")))?;
+    let p = venv.join("bin/python");
+    p.exists().then_some(p)
+}
+
+/// The SDKs cannot run here: a failure under CI, a loud skip elsewhere.
+fn unavailable(why: &str) {
+    assert!(
+        !in_ci(),
+        "CI=true but the Python SDK suite cannot run: {why}. `.ci/run` installs the SDKs \
+         (.ci/requirements-sdk.txt) into the venv and exports LLMUX_PYTHON."
+    );
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: the Python SDK acceptance test did not run: {why}.\n\
+         !!!!!!!! Install the SDKs: python3 -m venv ~/.cache/llmux-venv && \
+         ~/.cache/llmux-venv/bin/pip install -r .ci/requirements-sdk.txt\n"
+    );
+}
+
+/// What one run of a script printed: each case's result, keyed by its argument.
+struct Results {
+    sdk: Sdk,
+    map: Value,
+}
+
+impl Results {
+    /// The result of `case`, as passed to [`run`].
+    fn get(&self, case: &str) -> &Value {
+        self.map
+            .get(case)
+            .unwrap_or_else(|| panic!("{:?}: no result for `{case}`: {}", self.sdk, self.map))
+    }
+}
+
+/// Runs `cases` (each `CASE` or `CASE:MODEL`) of `sdk`'s script in one Python process against
+/// the gateway with `key`, and returns what it printed (`None` when skipped). Panics, with the
+/// tracebacks and the script's stderr, if a case raised or the output is not the results.
+async fn run(sdk: Sdk, cases: &[&str], gw: &Harness, key: &str) -> Option<Results> {
+    let Some(py) = python() else {
+        unavailable("no Python venv (set LLMUX_PYTHON or LLMUX_VENV)");
+        return None;
+    };
+    let mut cmd = tokio::process::Command::new(&py);
+    cmd.arg(sdk.script())
+        .args(cases)
+        .env("LLMUX_BASE_URL", &gw.url)
+        .env("LLMUX_API_KEY", key)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("PYTHONIOENCODING", "utf-8")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // Nothing but the gateway on loopback: no proxies, no vendor settings from the environment.
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_ORG_ID",
+        "OPENAI_PROJECT_ID",
+        "DASHSCOPE_API_KEY",
+        "DASHSCOPE_API_REGION",
+        "DASHSCOPE_WORKSPACE_ID",
+        "LLMUX_MODEL",
+        "LLMUX_EMBED_MODEL",
+    ] {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", py.display()));
+    // A hung SDK call must fail the test rather than hang it.
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{sdk:?} cases {cases:?} did not finish within 120 s"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) && stderr.starts_with("missing SDK") {
+        unavailable(&format!(
+            "{} cannot import the SDK ({})",
+            py.display(),
+            stderr.trim()
+        ));
+        return None;
+    }
+    let map: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| {
+            panic!(
+                "{sdk:?} cases {cases:?} printed no results ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+                out.status
+            )
+        });
+    let raised: Vec<String> = cases
+        .iter()
+        .filter_map(|c| {
+            let tb = map.get(*c)?.get("traceback")?.as_str()?;
+            Some(format!("--- {c}\n{tb}"))
+        })
+        .collect();
+    assert!(
+        raised.is_empty(),
+        "{sdk:?} cases raised:\n{}\n--- stderr\n{stderr}",
+        raised.join("\n")
+    );
+    assert!(out.status.success(), "{sdk:?} exited with {}", out.status);
+    // Parsed without complaint: no warnings or logged errors from the SDKs either.
+    assert!(
+        stderr.trim().is_empty(),
+        "{sdk:?} wrote to stderr:\n{stderr}"
+    );
+    Some(Results { sdk, map })
+}
+
+fn assert_usage_adds_up(u: &Value, input: &str, output: &str) {
+    let i = u[input]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {input}: {u}"));
+    let o = u[output]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {output}: {u}"));
+    assert!(i > 0 && o > 0, "{u}");
+    assert_eq!(u["total_tokens"].as_u64(), Some(i + o), "{u}");
+}
+
+/// The standard pair of emulators behind a gateway with a key store (SQLite in memory), so
+/// virtual keys can be created through the admin API.
+async fn with_key_store() -> (Harness, Emulator, Emulator) {
+    let oa = emulator(Vendor::OpenAi).await;
+    let ds = emulator(Vendor::DashScope).await;
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\nadmin_key = \"{ADMIN}\"\n\
+         database = \"sqlite::memory:\"\n\n{}{}",
+        channel(
+            "oa",
+            "openai",
+            &oa,
+            "[\"gpt-4o-mini\", \"text-embedding-3-small\"]",
+            ""
+        ),
+        channel(
+            "ds",
+            "dashscope",
+            &ds,
+            "[\"qwen-plus\", \"text-embedding-v3\"]",
+            ""
+        ),
+    );
+    let cfg = Config::resolve(RawConfig::parse(&text, Vec::new()).unwrap(), |_| None).unwrap();
+    (start_config(cfg).await, oa, ds)
+}
+
+/// A virtual key made with `POST /admin/keys` (`body` is a `NewKey`).
+async fn virtual_key(gw: &Harness, body: Value) -> String {
+    let resp = gw
+        .http
+        .post(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
+
+/// A gateway whose only channel is an emulator that answers every request with 429 and
+/// `Retry-After: 7`, and that does not retry (so nothing waits on the timer).
+async fn throttled_upstream(vendor: Vendor, provider: &str, models: &str) -> (Harness, Emulator) {
+    let emu = emulator(vendor).await;
+    emu.push_fault(Fault::always(FaultKind::Status {
+        status: 429,
+        body: None,
+        retry_after: Some("7".into()),
+    }));
+    let cfg = format!(
+        "[resilience.retry]\nmax_attempts = 1\n\n{}",
+        channel("only", provider, &emu, models, "")
+    );
+    (start(&cfg).await, emu)
+}
+
+/// What the emulator answers to the last user message "hi there", and the tool round trip's
+/// final answer (the emulator echoes tool results).
+const ANSWER: &str = "You said: hi there";
+const TOOL_ANSWER: &str =
+    r#"Tool results: {"city": "Hangzhou", "forecast": "sunny", "celsius": 21}"#;
+
+fn assert_weather_call(calls: &Value) {
+    let calls = calls.as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert_eq!(calls[0]["arguments"], json!({"city": "Hangzhou"}));
+    assert!(!calls[0]["id"].as_str().unwrap().is_empty(), "{calls:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAI SDK
+// ---------------------------------------------------------------------------------------------
+
+fn check_openai_chat(v: &Value, model: &str) {
+    assert_eq!(v["type"], "ChatCompletion", "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], model);
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"), "{v}");
+    assert_eq!(v["n_choices"], 1);
+    assert_eq!(v["index"], 0);
+    assert_eq!(v["role"], "assistant");
+    assert_eq!(v["content"], ANSWER);
+    assert!(v["tool_calls"].is_null(), "{v}");
+    assert_eq!(v["finish_reason"], "stop");
+    assert_usage_adds_up(&v["usage"], "prompt_tokens", "completion_tokens");
+    assert_eq!(v["usage"]["completion_tokens"], 4, "{v}");
+    let rid = v["request_id"].as_str().unwrap();
+    assert_eq!(rid.len(), 36, "{v}");
+    assert_eq!(v["sdk_request_id"], rid);
+}
+
+fn check_openai_stream_usage(v: &Value, model: &str) {
+    assert_eq!(v["objects"], json!(["chat.completion.chunk"]), "{v}");
+    assert_eq!(
+        v["ids"].as_array().unwrap().len(),
+        1,
+        "one id for all chunks: {v}"
+    );
+    assert_eq!(v["models"], json!([model]));
+    assert_eq!(v["first_role"], "assistant");
+    assert_eq!(v["content"], ANSWER);
+    assert_eq!(v["finish_reasons"], json!(["stop"]), "{v}");
+    assert_eq!(v["usage_chunks"], 1, "usage exactly once: {v}");
+    assert_eq!(v["usage_chunk_is_last"], true, "{v}");
+    assert_eq!(v["usage_chunk_choices"], json!([0]), "{v}");
+    assert_usage_adds_up(&v["usage"], "prompt_tokens", "completion_tokens");
+    assert_eq!(v["usage"]["completion_tokens"], 4, "{v}");
+}
+
+fn check_openai_tools(v: &Value) {
+    assert_eq!(v["first_finish"], "tool_calls", "{v}");
+    assert_weather_call(&v["calls"]);
+    assert_eq!(v["calls"][0]["type"], "function");
+    assert_eq!(v["final_finish"], "stop", "{v}");
+    assert_eq!(v["final_content"], TOOL_ANSWER);
+    assert!(v["final_tool_calls"].is_null(), "{v}");
+    assert_usage_adds_up(&v["usage"], "prompt_tokens", "completion_tokens");
+}
+
+fn check_openai_tools_stream(v: &Value) {
+    let events = v["events"].as_array().unwrap();
+    for e in [
+        "chunk",
+        "tool_calls.function.arguments.delta",
+        "tool_calls.function.arguments.done",
+    ] {
+        assert!(events.contains(&json!(e)), "no `{e}` event: {v}");
+    }
+    assert_eq!(v["first_finish"], "tool_calls", "{v}");
+    assert_weather_call(&v["calls"]);
+    assert_usage_adds_up(&v["first_usage"], "prompt_tokens", "completion_tokens");
+    assert_eq!(v["final_finish"], "stop", "{v}");
+    assert_eq!(v["final_content"], TOOL_ANSWER);
+}
+
+fn check_openai_embeddings(v: &Value, model: &str, dims: u64) {
+    // The SDK asked for base64 and the gateway honoured it on the wire.
+    assert_eq!(v["wire_embedding_types"], json!(["str", "str"]), "{v}");
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], model);
+    assert_eq!(v["n"], 2);
+    assert_eq!(v["indexes"], json!([0, 1]));
+    assert_eq!(v["float_indexes"], json!([0, 1]));
+    assert_eq!(v["dims"], json!([dims, dims]), "{v}");
+    assert_eq!(v["float_dims"], json!([dims, dims]), "{v}");
+    for n in v["norms"].as_array().unwrap() {
+        assert!(
+            (n.as_f64().unwrap() - 1.0).abs() < 1e-4,
+            "not unit length: {v}"
+        );
+    }
+    // Float32 both ways: base64 carries the exact bits, JSON the shortest decimal of them.
+    assert!(v["max_abs_diff"].as_f64().unwrap() < 1e-6, "{v}");
+    assert_eq!(v["vectors_differ"], true);
+    let u = &v["usage"];
+    assert!(u["prompt_tokens"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(u["prompt_tokens"], u["total_tokens"]);
+}
+
+#[tokio::test]
+async fn openai_sdk_chat_stream_tools_embeddings_and_models_with_an_openai_upstream() {
+    let (gw, _oa, _ds) = standard().await;
+    let m = "gpt-4o-mini";
+    let cases = [
+        "chat:gpt-4o-mini",
+        "stream_usage:gpt-4o-mini",
+        "tools:gpt-4o-mini",
+        "tools_stream:gpt-4o-mini",
+        "embeddings:text-embedding-3-small",
+        "models:qwen-plus",
+    ];
+    let Some(r) = run(Sdk::OpenAi, &cases, &gw, KEY).await else {
+        return;
+    };
+    assert_eq!(r.get(cases[0])["sdk_version"], "3.54.0");
+    check_openai_chat(r.get(cases[0]), m);
+    check_openai_stream_usage(r.get(cases[1]), m);
+    check_openai_tools(r.get(cases[2]));
+    check_openai_tools_stream(r.get(cases[3]));
+    check_openai_embeddings(r.get(cases[4]), "text-embedding-3-small", 1536);
+    let v = r.get(cases[5]);
+    assert_eq!(
+        v["ids"],
+        json!([
+            "gpt-4o-mini",
+            "qwen-plus",
+            "text-embedding-3-small",
+            "text-embedding-v3"
+        ]),
+        "{v}"
+    );
+    assert_eq!(v["objects"], json!(["model"]));
+    assert_eq!(v["created_ints"], true);
+    assert_eq!(
+        v["retrieved"],
+        json!({"id": "qwen-plus", "object": "model"})
+    );
+}
+
+#[tokio::test]
+async fn openai_sdk_chat_stream_tools_and_embeddings_with_a_dashscope_upstream() {
+    let (gw, _oa, _ds) = standard().await;
+    let m = "qwen-plus";
+    let cases = [
+        "chat:qwen-plus",
+        "stream_usage:qwen-plus",
+        "tools:qwen-plus",
+        "tools_stream:qwen-plus",
+        "embeddings:text-embedding-v3",
+    ];
+    let Some(r) = run(Sdk::OpenAi, &cases, &gw, KEY).await else {
+        return;
+    };
+    check_openai_chat(r.get(cases[0]), m);
+    check_openai_stream_usage(r.get(cases[1]), m);
+    check_openai_tools(r.get(cases[2]));
+    check_openai_tools_stream(r.get(cases[3]));
+    check_openai_embeddings(r.get(cases[4]), "text-embedding-v3", 1024);
+}
+
+/// The error cases print the SDK exception's class and fields; `chat_error` also has a
+/// `stream` result for the same call with `stream=True`.
+fn check_openai_error(e: &Value, class: &str, status: u64, ty: &str, code: &str) {
+    assert_eq!(e["class"], class, "{e}");
+    assert_eq!(e["status_code"], status, "{e}");
+    assert_eq!(e["type"], ty, "{e}");
+    assert_eq!(e["code"], code, "{e}");
+    assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+    assert_eq!(e["request_id"].as_str().unwrap().len(), 36, "{e}");
+}
+
+#[tokio::test]
+async fn openai_sdk_wrong_key_is_authentication_error() {
+    let (gw, oa, ds) = standard().await;
+    let cases = [
+        "chat_error:gpt-4o-mini",
+        "embeddings_error:text-embedding-3-small",
+        "models_error",
+    ];
+    let Some(r) = run(Sdk::OpenAi, &cases, &gw, "sk-wrong").await else {
+        return;
+    };
+    let v = r.get(cases[0]);
+    for e in [v, &v["stream"], r.get(cases[1]), r.get(cases[2])] {
+        check_openai_error(
+            e,
+            "AuthenticationError",
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+        );
+        assert!(e["message"].as_str().unwrap().contains("API key"), "{e}");
+    }
+    assert!(oa.requests().is_empty() && ds.requests().is_empty());
+}
+
+#[tokio::test]
+async fn openai_sdk_key_without_the_model_is_permission_denied() {
+    let (gw, oa, ds) = with_key_store().await;
+    let key = virtual_key(&gw, json!({"name": "gpt only", "models": ["gpt-4o-mini"]})).await;
+    let cases = [
+        "chat_error:qwen-plus",
+        "embeddings_error:text-embedding-3-small",
+        "chat:gpt-4o-mini",
+    ];
+    let Some(r) = run(Sdk::OpenAi, &cases, &gw, &key).await else {
+        return;
+    };
+    let v = r.get(cases[0]);
+    for e in [v, &v["stream"]] {
+        check_openai_error(
+            e,
+            "PermissionDeniedError",
+            403,
+            "permission_error",
+            "permission_denied",
+        );
+        assert_eq!(e["param"], "model");
+        assert!(e["message"].as_str().unwrap().contains("qwen-plus"), "{e}");
+    }
+    let e = r.get(cases[1]);
+    check_openai_error(
+        e,
+        "PermissionDeniedError",
+        403,
+        "permission_error",
+        "permission_denied",
+    );
+    // The allowed model works with the same key; the refused calls never left the gateway.
+    check_openai_chat(r.get(cases[2]), "gpt-4o-mini");
+    assert_eq!(oa.requests().len(), 1);
+    assert!(ds.requests().is_empty());
+}
+
+#[tokio::test]
+async fn openai_sdk_key_over_its_rpm_is_rate_limit_error_with_retry_after() {
+    let (gw, oa, _ds) = with_key_store().await;
+    let key = virtual_key(&gw, json!({"name": "slow", "rpm": 2})).await;
+    let Some(r) = run(Sdk::OpenAi, &["burst:gpt-4o-mini"], &gw, &key).await else {
+        return;
+    };
+    let v = r.get("burst:gpt-4o-mini");
+    assert_eq!(v["ok"], 2, "{v}");
+    let e = &v["error"];
+    check_openai_error(
+        e,
+        "RateLimitError",
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
+    );
+    let after: u64 = e["retry_after"].as_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&after), "{v}");
+    assert_eq!(
+        oa.requests().len(),
+        2,
+        "the refused call never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn openai_sdk_upstream_429_is_rate_limit_error_with_retry_after() {
+    let (gw, emu) = throttled_upstream(Vendor::DashScope, "dashscope", "[\"qwen-plus\"]").await;
+    let Some(r) = run(Sdk::OpenAi, &["chat_error:qwen-plus"], &gw, KEY).await else {
+        return;
+    };
+    let v = r.get("chat_error:qwen-plus");
+    for e in [v, &v["stream"]] {
+        check_openai_error(
+            e,
+            "RateLimitError",
+            429,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+        );
+        assert_eq!(e["retry_after"], "7", "{v}");
+    }
+    assert_eq!(emu.requests().len(), 2, "one upstream attempt per SDK call");
+}
+
+// ---------------------------------------------------------------------------------------------
+// dashscope SDK
+// ---------------------------------------------------------------------------------------------
+
+fn check_dashscope_messages(v: &Value) {
+    assert_eq!(v["status_code"], 200, "{v}");
+    assert_eq!(v["code"], "");
+    assert_eq!(v["request_id"].as_str().unwrap().len(), 36, "{v}");
+    assert_eq!(v["content"], ANSWER);
+    assert_eq!(v["role"], "assistant");
+    assert_eq!(v["finish_reason"], "stop");
+    assert_usage_adds_up(&v["usage"], "input_tokens", "output_tokens");
+    assert_eq!(v["usage"]["output_tokens"], 4);
+}
+
+/// The frames of a DashScope stream as the SDK returned them: `pieces` is the text of each
+/// (incremental: the new piece; cumulative: everything so far). The finish reason may come on
+/// the last text frame (as DashScope does) or on one more frame that adds no text (as the
+/// gateway does, since its upstreams report the finish separately); the SDK parses both.
+fn check_dashscope_stream(v: &Value, pieces: &[&str], cumulative: bool) {
+    assert_eq!(v["status_codes"], json!([200]), "{v}");
+    assert_eq!(v["request_ids"].as_array().unwrap().len(), 1, "{v}");
+    let mut got: Vec<&str> = v["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let adds_nothing = match got.as_slice() {
+        [.., before, last] if cumulative => before == last,
+        [.., last] if !cumulative => last.is_empty(),
+        _ => false,
+    };
+    if got.len() == pieces.len() + 1 && adds_nothing {
+        got.pop();
+    }
+    assert_eq!(got, pieces, "{v}");
+    let finish = v["finish_reasons"].as_array().unwrap();
+    assert_eq!(finish.last().unwrap(), "stop", "{v}");
+    for f in &finish[..finish.len() - 1] {
+        assert!(f == "null" || f.is_null(), "not final yet: {v}");
+    }
+    let toks: Vec<u64> = v["output_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert!(toks.windows(2).all(|w| w[0] <= w[1]), "running usage: {v}");
+    assert_usage_adds_up(&v["last_usage"], "input_tokens", "output_tokens");
+    assert_eq!(v["last_usage"]["output_tokens"], 4, "{v}");
+}
+
+const INCREMENTAL: [&str; 4] = ["You ", "said: ", "hi ", "there"];
+const CUMULATIVE: [&str; 4] = ["You ", "You said: ", "You said: hi ", ANSWER];
+
+fn check_dashscope_tools(v: &Value) {
+    assert_eq!(v["first_finish"], "tool_calls", "{v}");
+    assert_weather_call(&v["calls"]);
+    assert_eq!(v["calls"][0]["type"], "function");
+    assert_eq!(v["final_finish"], "stop", "{v}");
+    assert_eq!(v["final_content"], TOOL_ANSWER);
+    assert_usage_adds_up(&v["usage"], "input_tokens", "output_tokens");
+}
+
+fn check_dashscope_tools_stream(v: &Value) {
+    assert!(v["n"].as_u64().unwrap() >= 2, "{v}");
+    let finish = v["finish_reasons"].as_array().unwrap();
+    assert_eq!(finish.last().unwrap(), "tool_calls", "{v}");
+    assert_weather_call(&v["calls"]);
+    assert_eq!(v["calls"][0]["index"], 0);
+}
+
+fn check_dashscope_embedding(v: &Value) {
+    assert_eq!(v["status_code"], 200, "{v}");
+    assert_eq!(v["text_indexes"], json!([0, 1]), "{v}");
+    assert_eq!(v["dims"], json!([512, 512]), "{v}");
+    assert_eq!(v["vectors_differ"], true);
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0, "{v}");
+}
+
+#[tokio::test]
+async fn dashscope_sdk_generation_streams_tools_and_embedding_with_a_dashscope_upstream() {
+    let (gw, _oa, _ds) = standard().await;
+    let cases = [
+        "messages:qwen-plus",
+        "prompt:qwen-plus",
+        "stream_incremental:qwen-plus",
+        "stream_cumulative:qwen-plus",
+        "stream_merged:qwen-plus",
+        "tools:qwen-plus",
+        "tools_stream:qwen-plus",
+        "embedding:text-embedding-v3",
+    ];
+    let Some(r) = run(Sdk::DashScope, &cases, &gw, KEY).await else {
+        return;
+    };
+    assert_eq!(r.get(cases[0])["sdk_version"], "2.0.2");
+    check_dashscope_messages(r.get(cases[0]));
+    let v = r.get(cases[1]);
+    assert_eq!(v["status_code"], 200, "{v}");
+    assert_eq!(v["text"], ANSWER);
+    assert_eq!(v["finish_reason"], "stop");
+    assert!(v["output"]["choices"].is_null(), "text format: {v}");
+    assert_usage_adds_up(&v["usage"], "input_tokens", "output_tokens");
+    check_dashscope_stream(r.get(cases[2]), &INCREMENTAL, false);
+    // No incremental_output: the server repeats the text so far.
+    check_dashscope_stream(r.get(cases[3]), &CUMULATIVE, true);
+    // incremental_output=False: the SDK asks for increments and accumulates them itself.
+    check_dashscope_stream(r.get(cases[4]), &CUMULATIVE, true);
+    check_dashscope_tools(r.get(cases[5]));
+    check_dashscope_tools_stream(r.get(cases[6]));
+    check_dashscope_embedding(r.get(cases[7]));
+}
+
+#[tokio::test]
+async fn dashscope_sdk_generation_streams_tools_and_embedding_with_an_openai_upstream() {
+    let (gw, _oa, _ds) = standard().await;
+    let cases = [
+        "messages:gpt-4o-mini",
+        "stream_incremental:gpt-4o-mini",
+        "stream_cumulative:gpt-4o-mini",
+        "tools:gpt-4o-mini",
+        "tools_stream:gpt-4o-mini",
+        "embedding:text-embedding-3-small",
+    ];
+    let Some(r) = run(Sdk::DashScope, &cases, &gw, KEY).await else {
+        return;
+    };
+    check_dashscope_messages(r.get(cases[0]));
+    check_dashscope_stream(r.get(cases[1]), &INCREMENTAL, false);
+    check_dashscope_stream(r.get(cases[2]), &CUMULATIVE, true);
+    check_dashscope_tools(r.get(cases[3]));
+    check_dashscope_tools_stream(r.get(cases[4]));
+    check_dashscope_embedding(r.get(cases[5]));
+}
+
+/// A DashScope error as the SDK returns it (`chat_error` also has a `stream` list: the same
+/// call with `stream=True`, which yields one error result).
+fn check_dashscope_error(e: &Value, status: u64, code: &str) {
+    assert_eq!(e["status_code"], status, "{e}");
+    assert_eq!(e["code"], code, "{e}");
+    assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+    assert_eq!(e["request_id"].as_str().unwrap().len(), 36, "{e}");
+    assert!(e["output"].is_null(), "{e}");
+    if let Some(stream) = e.get("stream") {
+        assert_eq!(stream.as_array().unwrap().len(), 1, "{e}");
+        check_dashscope_error(&stream[0], status, code);
+    }
+}
+
+#[tokio::test]
+async fn dashscope_sdk_wrong_key_is_401_invalid_api_key() {
+    let (gw, oa, ds) = standard().await;
+    let cases = ["chat_error:qwen-plus", "embedding_error:text-embedding-v3"];
+    let Some(r) = run(Sdk::DashScope, &cases, &gw, "sk-wrong").await else {
+        return;
+    };
+    check_dashscope_error(r.get(cases[0]), 401, "InvalidApiKey");
+    check_dashscope_error(r.get(cases[1]), 401, "InvalidApiKey");
+    assert!(oa.requests().is_empty() && ds.requests().is_empty());
+}
+
+#[tokio::test]
+async fn dashscope_sdk_key_without_the_model_is_403_access_denied() {
+    let (gw, oa, ds) = with_key_store().await;
+    let key = virtual_key(&gw, json!({"name": "gpt only", "models": ["gpt-4o-mini"]})).await;
+    let cases = ["chat_error:qwen-plus", "embedding_error:text-embedding-v3"];
+    let Some(r) = run(Sdk::DashScope, &cases, &gw, &key).await else {
+        return;
+    };
+    let v = r.get(cases[0]);
+    check_dashscope_error(v, 403, "AccessDenied");
+    assert!(v["message"].as_str().unwrap().contains("qwen-plus"), "{v}");
+    check_dashscope_error(r.get(cases[1]), 403, "AccessDenied");
+    assert!(oa.requests().is_empty() && ds.requests().is_empty());
+}
+
+#[tokio::test]
+async fn dashscope_sdk_key_over_its_rpm_is_429_throttling() {
+    let (gw, _oa, ds) = with_key_store().await;
+    let key = virtual_key(&gw, json!({"name": "slow", "rpm": 2})).await;
+    let Some(r) = run(Sdk::DashScope, &["burst:qwen-plus"], &gw, &key).await else {
+        return;
+    };
+    let v = r.get("burst:qwen-plus");
+    assert_eq!(v["ok"], 2, "{v}");
+    check_dashscope_error(&v["error"], 429, "Throttling.RateQuota");
+    assert_eq!(
+        ds.requests().len(),
+        2,
+        "the refused call never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn dashscope_sdk_upstream_429_is_throttling() {
+    let (gw, emu) = throttled_upstream(Vendor::OpenAi, "openai", "[\"gpt-4o-mini\"]").await;
+    let Some(r) = run(Sdk::DashScope, &["chat_error:gpt-4o-mini"], &gw, KEY).await else {
+        return;
+    };
+    check_dashscope_error(r.get("chat_error:gpt-4o-mini"), 429, "Throttling.RateQuota");
+    assert_eq!(emu.requests().len(), 2, "one upstream attempt per SDK call");
+}
