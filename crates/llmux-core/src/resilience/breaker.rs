@@ -75,6 +75,8 @@ struct Inner {
     opened_at: Option<Instant>,
     consecutive: u32,
     calls: VecDeque<(Instant, bool)>,
+    /// Failures among `calls`, kept in step so recording is O(1) amortised.
+    failed: u32,
     probes: u32,
 }
 
@@ -140,6 +142,7 @@ impl Breaker {
                 opened_at: None,
                 consecutive: 0,
                 calls: VecDeque::new(),
+                failed: 0,
                 probes: 0,
             }),
         })
@@ -223,6 +226,7 @@ impl Breaker {
                     g.opened_at = None;
                     g.consecutive = 0;
                     g.calls.clear();
+                    g.failed = 0;
                 } else {
                     g.state = BreakerState::Open;
                     g.opened_at = Some(now);
@@ -234,11 +238,18 @@ impl Breaker {
         }
         g.consecutive = if ok { 0 } else { g.consecutive + 1 };
         g.calls.push_back((now, ok));
+        if !ok {
+            g.failed += 1;
+        }
         while g.calls.front().is_some_and(|(t, _)| *t + cfg.window <= now) {
-            g.calls.pop_front();
+            if let Some((_, was_ok)) = g.calls.pop_front() {
+                if !was_ok {
+                    g.failed = g.failed.saturating_sub(1);
+                }
+            }
         }
         let total = g.calls.len() as u32;
-        let failed = g.calls.iter().filter(|(_, ok)| !ok).count() as u32;
+        let failed = g.failed;
         let by_count = cfg.consecutive_failures > 0 && g.consecutive >= cfg.consecutive_failures;
         let by_rate = cfg.failure_rate > 0.0
             && cfg.failure_rate <= 1.0
