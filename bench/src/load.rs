@@ -263,9 +263,9 @@ fn summarise(mut all: WorkerOut, measure_from: Instant) -> Measured {
     all.ttft_us.sort_unstable();
     all.self_added_ms.sort_unstable_by(f64::total_cmp);
     let requests = all.total_us.len() as u64;
-    let window = all
-        .last_finish
-        .map_or(Duration::ZERO, |t| t.saturating_duration_since(measure_from));
+    let window = all.last_finish.map_or(Duration::ZERO, |t| {
+        t.saturating_duration_since(measure_from)
+    });
     let rps = if window.is_zero() {
         0.0
     } else {

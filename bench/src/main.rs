@@ -55,7 +55,12 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "0,50")]
     latency: Vec<u64>,
     /// Response modes.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "non-stream,stream")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "non-stream,stream"
+    )]
     mode: Vec<Mode>,
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
@@ -136,6 +141,7 @@ fn secs(v: f64, what: &str) -> Result<Duration, BoxError> {
 
 async fn run(args: Args) -> Result<(), BoxError> {
     let began = Instant::now();
+    let load_before = procs::load_average();
     let llmux = find_llmux(args.llmux.clone())?;
     let warmup = secs(args.warmup, "warmup")?;
     let duration = secs(args.duration, "duration")?;
@@ -144,10 +150,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     let ticks = procs::clock_ticks();
     let tmp = tempfile::Builder::new().prefix("llmux-bench-").tempdir()?;
-    let measurements = args.latency.len()
-        * args.mode.len()
-        * args.concurrency.len()
-        * (1 + args.accounting.len());
+    let measurements =
+        args.latency.len() * args.mode.len() * args.concurrency.len() * (1 + args.accounting.len());
     eprintln!(
         "llmux-bench: {} measurements of {:.1}+{:.1} s (≈{:.0} s); llmux = {}",
         measurements,
@@ -163,9 +167,14 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let mut startup_rss = Vec::new();
     for acct in &args.accounting {
         let on = *acct == Accounting::On;
-        let gw =
-            GatewayProc::start(&llmux, tmp.path(), &emulator, on, args.gateway_log.as_deref())
-                .await?;
+        let gw = GatewayProc::start(
+            &llmux,
+            tmp.path(),
+            &emulator,
+            on,
+            args.gateway_log.as_deref(),
+        )
+        .await?;
         startup_rss.push((on, procs::rss_kib(gw.proc.pid())? as f64 / 1024.0));
         gateways.push((on, gw));
     }
@@ -275,6 +284,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             accounting_database_written,
             gateway_startup_rss_mib: startup_rss,
             wall_s: began.elapsed().as_secs_f64(),
+            load_average: (load_before, procs::load_average()),
         },
         rows,
     };

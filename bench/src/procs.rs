@@ -268,7 +268,10 @@ pub fn cpu_time(pid: u32, ticks_per_sec: u64) -> Result<Duration, BoxError> {
     let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
     let ticks = utime + stime;
     let tps = ticks_per_sec.max(1);
-    Ok(Duration::from_secs(ticks / tps) + Duration::from_nanos((ticks % tps) * 1_000_000_000 / tps))
+    Ok(
+        Duration::from_secs(ticks / tps)
+            + Duration::from_nanos((ticks % tps) * 1_000_000_000 / tps),
+    )
 }
 
 /// Nanoseconds on CPU per thread of `pid` (`/proc/PID/task/TID/schedstat`, first field).
@@ -394,4 +397,11 @@ pub fn machine() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     format!("{model}, {cores} cores, {mem_gib:.0} GiB RAM, Linux {kernel}")
+}
+
+/// `/proc/loadavg`'s 1-, 5- and 15-minute averages (other work on the machine skews results).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

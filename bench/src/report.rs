@@ -57,6 +57,8 @@ pub struct RunInfo {
     pub gateway_startup_rss_mib: Vec<(bool, f64)>,
     /// Wall time of the whole run, s.
     pub wall_s: f64,
+    /// Load average before and after the run (on a shared machine, other work skews results).
+    pub load_average: (String, String),
 }
 
 /// Everything the run produced.
@@ -95,7 +97,11 @@ impl Report {
     pub fn markdown(&self) -> String {
         let i = &self.info;
         let mut s = String::new();
-        let _ = writeln!(s, "Machine: {}  ", i.machine);
+        let _ = writeln!(
+            s,
+            "Machine: {}; load average before/after the run: {} / {}.  ",
+            i.machine, i.load_average.0, i.load_average.1
+        );
         let _ = writeln!(
             s,
             "Per measurement: {:.1} s warm-up, {:.1} s measured; gateway log level: {}; whole run {:.0} s.  ",
@@ -120,7 +126,10 @@ impl Report {
                 .gateway_startup_rss_mib
                 .iter()
                 .map(|(acct, mib)| {
-                    format!("{mib:.1} MiB (accounting {})", if *acct { "on" } else { "off" })
+                    format!(
+                        "{mib:.1} MiB (accounting {})",
+                        if *acct { "on" } else { "off" }
+                    )
                 })
                 .collect();
             let _ = writeln!(s, "Gateway RSS after start-up: {}.  ", parts.join(", "));
