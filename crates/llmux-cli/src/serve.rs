@@ -3,8 +3,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use std::collections::BTreeMap;
+
+use llmux_emulator::{Emulator, EmulatorConfig, Vendor};
 use llmux_gateway::serve::{self as gw, ServeOptions};
-use llmux_gateway::Gateway;
+use llmux_gateway::store::NewKey;
+use llmux_gateway::{Config, Gateway, RawConfig};
 
 use crate::error::{CliError, Result};
 
@@ -21,6 +25,10 @@ pub struct ServeArgs {
     /// Admit requests without any key. For local experiments only, never in production.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// Offline demo: start an emulator of every vendor, serve one channel per provider in front
+    /// of them, and print a fresh virtual key to call the gateway with.
+    #[arg(long, conflicts_with = "config")]
+    pub emulate: bool,
 }
 
 /// `llmux check-config`.
@@ -38,35 +46,111 @@ fn config_error(e: &llmux_gateway::ConfigError) -> CliError {
     ))
 }
 
+/// The embedded SQLite database used when the configuration names none.
+fn default_database() -> Result<String> {
+    let dir = crate::session::data_dir()?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;
+    Ok(format!(
+        "sqlite://{}",
+        dir.join("gateway.sqlite3").display()
+    ))
+}
+
 /// Loads, resolves and serves until Ctrl-C or SIGTERM.
 pub fn serve(args: ServeArgs) -> Result<()> {
-    let mut raw = gw::load_raw(args.config.as_deref()).map_err(|e| config_error(&e))?;
-    if let Some(listen) = args.listen {
-        raw.server.listen = listen;
-    }
-    let config = gw::resolve(raw).map_err(|e| config_error(&e))?;
-    if config.channels.is_empty() {
-        return Err(CliError::msg(
-            "no channels: write a config file (see crates/llmux-gateway/examples/llmux.toml) or set a provider key such as DASHSCOPE_API_KEY",
-        ));
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
-    rt.block_on(async move {
-        let opts = ServeOptions {
-            insecure_no_auth: args.insecure_no_auth,
-        };
-        let gateway = Gateway::bind(config, opts)
-            .await
-            .map_err(|e| CliError::msg(e.to_string()))?;
-        eprintln!("llmux gateway listening on http://{}", gateway.local_addr());
-        gateway
-            .run(gw::shutdown_signal())
-            .await
-            .map_err(|e| CliError::msg(e.to_string()))
-    })
+    rt.block_on(serve_async(args))
+}
+
+async fn serve_async(args: ServeArgs) -> Result<()> {
+    // With --emulate, every vendor's emulator runs in this process and the channels are made
+    // from the variables that point at them (instead of the process environment).
+    let mut emulators = Vec::new();
+    let mut emulated: BTreeMap<String, String> = BTreeMap::new();
+    if args.emulate {
+        for vendor in Vendor::ALL {
+            let emu = Emulator::start(EmulatorConfig::new(vendor))
+                .await
+                .map_err(|e| CliError::io(format!("starting the {} emulator", vendor.id()), e))?;
+            for spec in llmux_core::providers::REGISTRY {
+                if let Some(env) = emu.env_for(spec.id) {
+                    emulated.extend(env);
+                }
+            }
+            emulators.push(emu);
+        }
+    }
+    let mut raw = if args.emulate {
+        let env: Vec<(String, String)> = emulated.clone().into_iter().collect();
+        RawConfig::from_provider_env(env, |k| emulated.get(k).cloned())
+    } else {
+        gw::load_raw(args.config.as_deref())
+    }
+    .map_err(|e| config_error(&e))?;
+    if let Some(listen) = args.listen {
+        raw.server.listen = listen;
+    }
+    if raw.server.database.is_none() {
+        raw.server.database = Some(default_database()?);
+    }
+    let database = raw.server.database.clone();
+    let config = if args.emulate {
+        Config::resolve(raw, |k| emulated.get(k).cloned())
+    } else {
+        gw::resolve(raw)
+    }
+    .map_err(|e| config_error(&e))?;
+    if config.channels.is_empty() {
+        return Err(CliError::msg(
+            "no channels: write a config file (see crates/llmux-gateway/examples/llmux.toml), set a provider key such as DASHSCOPE_API_KEY, or try `llmux serve --emulate`",
+        ));
+    }
+    let demo_key = match (&database, args.emulate) {
+        (Some(url), true) => {
+            let store = llmux_gateway::store::open(url)
+                .await
+                .map_err(|e| CliError::msg(format!("opening {url}: {e}")))?;
+            let (_, key) = store
+                .create_key(NewKey {
+                    name: "emulate-demo".into(),
+                    expires_at: None,
+                    models: Vec::new(),
+                    rpm: None,
+                    tpm: None,
+                    budget_tokens: None,
+                    budget_cost: None,
+                })
+                .await
+                .map_err(|e| CliError::msg(format!("creating a demo key: {e}")))?;
+            Some(key)
+        }
+        _ => None,
+    };
+    let opts = ServeOptions {
+        insecure_no_auth: args.insecure_no_auth,
+    };
+    let gateway = Gateway::bind(config, opts)
+        .await
+        .map_err(|e| CliError::msg(e.to_string()))?;
+    let addr = gateway.local_addr();
+    eprintln!("llmux gateway listening on http://{addr}");
+    if let Some(key) = demo_key {
+        // The key goes to stdout alone on its line, so scripts can read it.
+        println!("{key}");
+        eprintln!(
+            "offline demo: every provider is emulated. Try:\n  curl -s http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"dashscope/qwen-plus\",\"messages\":[{{\"role\":\"user\",\"content\":\"你好\"}}]}}'"
+        );
+    }
+    let result = gateway
+        .run(gw::shutdown_signal())
+        .await
+        .map_err(|e| CliError::msg(e.to_string()));
+    drop(emulators);
+    result
 }
 
 /// Parses and resolves `FILE`; prints `OK: …` or fails with every problem and its path.

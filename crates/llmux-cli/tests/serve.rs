@@ -120,3 +120,70 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
         "{rest}"
     );
 }
+
+#[tokio::test]
+async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command(home.path(), &[]);
+    cmd.args(["serve", "--emulate", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = err_lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve printed its address");
+        if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
+            break rest.to_owned();
+        }
+    };
+    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let key = out_lines
+        .next_line()
+        .await
+        .unwrap()
+        .expect("serve printed a key");
+    assert!(key.starts_with("sk-llmux-"), "{key}");
+    let http = reqwest::Client::new();
+    for model in [
+        "dashscope/qwen-plus",
+        "openai/gpt-4o-mini",
+        "hunyuan/hunyuan-lite",
+    ] {
+        let resp = http
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{model}");
+        assert!(
+            resp.text().await.unwrap().contains("You said: hi"),
+            "{model}"
+        );
+    }
+    let wrong = http
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth("sk-llmux-not-a-key")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().await.unwrap().success());
+    assert!(
+        home.path()
+            .join(".local/share/llmux/gateway.sqlite3")
+            .exists(),
+        "embedded SQLite by default"
+    );
+}

@@ -74,7 +74,10 @@ pub async fn run(args: &[&str], env: &[(&str, String)], stdin: Option<&str>) -> 
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.unwrap();
+        // The process may exit (e.g. on a usage error) before reading its input.
+        if let Err(e) = input.write_all(text.as_bytes()).await {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
     }
     drop(input);
     let out = child.wait_with_output().await.unwrap();
