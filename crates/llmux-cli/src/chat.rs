@@ -130,13 +130,13 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
             Conversation::new(args.model.as_str(), args.request.system.clone()),
         ),
     };
-    let req = session::fit_to_window(&conv, prompt, &args.request)?;
     let client = request::build_client_with(
         pid,
         args.base_url.as_deref(),
         args.emulated_env.as_deref(),
         &args.resilience,
     )?;
+    let req = session::fit_to_window(&conv, prompt, &args.request, &client).await?;
     // Builds the provider now, so a missing key is reported before anything is sent.
     client.resolve(&args.model)?;
     let mut out = Renderer::new(io::stdout(), io::stderr(), args.style(verbose));

@@ -119,7 +119,8 @@ impl Repl<'_> {
     /// Sends one message and keeps the exchange if the answer completes. Only an unusable
     /// stdout ends the REPL; any other failure is reported and the REPL goes on.
     fn turn(&mut self, text: &str) -> Result<Flow> {
-        let req = match session::fit_to_window(&self.conv, text, &self.args.request) {
+        let fitted = session::fit_to_window(&self.conv, text, &self.args.request, &self.client);
+        let req = match self.rt.block_on(fitted) {
             Ok(req) => req,
             Err(e) => {
                 eprintln!("error: {e}");

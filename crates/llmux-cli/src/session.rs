@@ -1,6 +1,6 @@
 //! Named chat sessions (`llmux chat --session NAME`): the conversation kept in SQLite in the
 //! user's data directory, resumed by the next run, and the one place where a conversation is
-//! fitted to the model's context window before it is sent ([`fit_to_window`]).
+//! fitted to the model's context window by the core context manager before it is sent ([`fit_to_window`]).
 //!
 //! The data directory is `$LLMUX_DATA_DIR`, else `$XDG_DATA_HOME/llmux`, else
 //! `$HOME/.local/share/llmux`; the database is `sessions.sqlite3` in it. A session row keeps the
@@ -54,15 +54,27 @@ pub struct SessionArgs {
     pub context_window: Option<u64>,
 }
 
-/// The single call site where the context manager plugs in: the request for the next turn,
-/// fitted to the model's context window.
-///
-/// Today this trims nothing: it returns the whole conversation with `user` appended, exactly as
-/// [`Conversation::request`] builds it, and a conversation longer than the window fails upstream
-/// with `ContextLengthExceeded`. The core context manager (issue 6) replaces this body; every
-/// chat turn, one-shot or REPL, with or without a session, goes through here.
-pub fn fit_to_window(conv: &Conversation, user: &str, args: &RequestArgs) -> Result<ChatRequest> {
-    conv.request(user, args)
+/// The request for this turn: the conversation with `user` appended, fitted to the model's
+/// context window by the core context manager ([`llmux_core::context`]): the system prompt and
+/// the newest turns are kept (tool calls with their results), and older turns are replaced by a
+/// running summary written by the same model. The window comes from the built-in model table;
+/// `max_tokens` (or the default reserve) is kept free for the answer. A model without a known
+/// tokenizer is counted with the documented estimate. Every chat turn, one-shot or REPL, with or
+/// without a session, goes through here; short conversations are sent unchanged and cost no
+/// extra call.
+pub async fn fit_to_window(
+    conv: &Conversation,
+    user: &str,
+    args: &RequestArgs,
+    client: &llmux_core::Client,
+) -> Result<ChatRequest> {
+    let req = conv.request(user, args)?;
+    let tokenizer = llmux_core::tokenize::Tokenizer::for_model(&req.model)?;
+    let summarizer = llmux_core::context::ModelSummarizer::new(client.clone(), req.model.clone());
+    let manager = llmux_core::context::ContextManager::new(tokenizer)
+        .with_summarizer(std::sync::Arc::new(summarizer));
+    let table = llmux_core::context::ModelTable::builtin();
+    Ok(manager.fit_for_model(&req, &table).await?)
 }
 
 /// Where llmux keeps its data, from an environment lookup (see the module docs).
@@ -406,7 +418,18 @@ mod tests {
                 turns: 1
             }
         );
-        let req = fit_to_window(&conv, "again", &RequestArgs::default()).unwrap();
+        let client = llmux_core::Client::builder().without_env().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let req = rt
+            .block_on(fit_to_window(
+                &conv,
+                "again",
+                &RequestArgs::default(),
+                &client,
+            ))
+            .unwrap();
         let texts: Vec<_> = req.messages.iter().map(|m| m.content.text()).collect();
         assert_eq!(texts, ["be brief", "hi", "You said: hi", "again"]);
 
