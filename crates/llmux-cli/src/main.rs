@@ -5,6 +5,7 @@
     reason = "a CLI prints to stdout; `expect` would fail where a module happens not to print"
 )]
 
+mod admin;
 mod batch;
 mod chat;
 mod conversation;
@@ -56,6 +57,10 @@ enum Command {
     CheckConfig(serve::CheckConfigArgs),
     /// Count the tokens of a file or stdin with the model's tokenizer (offline).
     Tokens(tokens::TokensArgs),
+    /// Create, list and revoke the gateway's virtual keys.
+    Keys(admin::KeysArgs),
+    /// The gateway's usage, grouped by key, model or day.
+    Usage(admin::UsageArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +98,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(args) => rt.block_on(models::run(args)),
         Command::Serve(_) | Command::CheckConfig(_) => Ok(()),
         Command::Tokens(args) => tokens::run(args),
+        Command::Keys(args) => rt.block_on(admin::keys(args)),
+        Command::Usage(args) => rt.block_on(admin::usage(args)),
     }
 }
 

@@ -47,7 +47,7 @@ fn config_error(e: &llmux_gateway::ConfigError) -> CliError {
 }
 
 /// The embedded SQLite database used when the configuration names none.
-fn default_database() -> Result<String> {
+pub fn default_database() -> Result<String> {
     let dir = crate::session::data_dir()?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::io(format!("creating {}", dir.display()), e))?;

@@ -1,0 +1,273 @@
+//! `llmux keys` and `llmux usage`: manage the gateway's virtual keys and read its usage
+//! rollups straight from its database (the one `[server] database` names, or the embedded
+//! SQLite file `llmux serve` uses by default).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use llmux_gateway::serve as gw;
+use llmux_gateway::store::{self, GroupBy, KeyRecord, NewKey, Store};
+
+use crate::error::{CliError, Result};
+
+/// Where the gateway's database is.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// The gateway configuration file (default: $LLMUX_CONFIG; without either, the embedded
+    /// SQLite database `llmux serve` uses).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `llmux keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// `llmux keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a virtual key; prints the new key alone on its last line (it is shown only once).
+    Create(CreateArgs),
+    /// List keys (never the keys themselves: their prefixes).
+    List(DbArgs),
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (from `llmux keys list`).
+        id: i64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// `llmux keys create` flags.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// A name for the key (an app or a team).
+    #[arg(long)]
+    pub name: String,
+    /// Requests per minute.
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute (input + output).
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Token budget (input + output) over the key's life.
+    #[arg(long)]
+    pub budget_tokens: Option<u64>,
+    /// Money budget, in the price table's currency.
+    #[arg(long)]
+    pub budget_cost: Option<f64>,
+    /// Allowed public model names, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Expiry date, YYYY-MM-DD (the key stops working at 00:00 UTC that day).
+    #[arg(long, value_parser = parse_date)]
+    pub expires: Option<i64>,
+}
+
+/// `llmux usage` grouping.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum By {
+    /// Per key id.
+    Key,
+    /// Per public model.
+    Model,
+    /// Per UTC day.
+    Day,
+}
+
+/// `llmux usage` output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// An aligned table.
+    Table,
+    /// A JSON list of rows with `group`, `requests`, `input_tokens`, `output_tokens`, `cost`.
+    Json,
+}
+
+/// `llmux usage` flags.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// How to group the rows.
+    #[arg(long, value_enum, default_value = "model")]
+    pub by: By,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Only days from this one on (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+/// Unix seconds of 00:00 UTC on `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> std::result::Result<i64, String> {
+    let bad = || format!("`{s}` is not a date as YYYY-MM-DD");
+    let mut parts = s.trim().split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+        return Err(bad());
+    }
+    // Days from civil (proleptic Gregorian), Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok((era * 146_097 + doe - 719_468) * 86_400)
+}
+
+async fn open(db: &DbArgs) -> Result<std::sync::Arc<dyn Store>> {
+    let raw = gw::load_raw(db.config.as_deref()).map_err(|e| {
+        CliError::msg(format!(
+            "invalid configuration: {}",
+            e.to_string().replace('\n', "; ")
+        ))
+    })?;
+    let url = match raw.server.database {
+        Some(url) if url.starts_with("env:") => std::env::var(&url[4..])
+            .map_err(|_| CliError::msg(format!("server.database names {url}, which is not set")))?,
+        Some(url) => url,
+        None => crate::serve::default_database()?,
+    };
+    store::open(&url)
+        .await
+        .map_err(|e| CliError::msg(format!("opening the gateway database: {e}")))
+}
+
+fn key_line(k: &KeyRecord) -> String {
+    let models = if k.models.is_empty() {
+        "*".to_owned()
+    } else {
+        k.models.join(",")
+    };
+    let state = if k.revoked { "revoked" } else { "active" };
+    format!(
+        "{:<5} {:<20} {:<14} {:<8} models={models} rpm={} tpm={} spent_tokens={} spent_cost={:.4}",
+        k.id,
+        k.name,
+        k.prefix,
+        state,
+        k.rpm.map_or("-".into(), |v| v.to_string()),
+        k.tpm.map_or("-".into(), |v| v.to_string()),
+        k.spent_tokens,
+        k.spent_cost
+    )
+}
+
+/// Runs `llmux keys …`.
+pub async fn keys(args: KeysArgs) -> Result<()> {
+    match args.command {
+        KeysCommand::Create(c) => {
+            let store = open(&c.db).await?;
+            let (record, key) = store
+                .create_key(NewKey {
+                    name: c.name,
+                    expires_at: c.expires,
+                    models: c.models,
+                    rpm: c.rpm,
+                    tpm: c.tpm,
+                    budget_tokens: c.budget_tokens,
+                    budget_cost: c.budget_cost,
+                })
+                .await
+                .map_err(|e| CliError::msg(format!("creating the key: {e}")))?;
+            eprintln!(
+                "created key {} ({}); it is shown once:",
+                record.id, record.name
+            );
+            println!("{key}");
+        }
+        KeysCommand::List(db) => {
+            let store = open(&db).await?;
+            for k in store
+                .list_keys()
+                .await
+                .map_err(|e| CliError::msg(e.to_string()))?
+            {
+                println!("{}", key_line(&k));
+            }
+        }
+        KeysCommand::Revoke { id, db } => {
+            let store = open(&db).await?;
+            if !store
+                .revoke_key(id)
+                .await
+                .map_err(|e| CliError::msg(e.to_string()))?
+            {
+                return Err(CliError::msg(format!("no key with id {id}")));
+            }
+            println!("revoked key {id}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `llmux usage`.
+pub async fn usage(args: UsageArgs) -> Result<()> {
+    let store = open(&args.db).await?;
+    let by = match args.by {
+        By::Key => GroupBy::Key,
+        By::Model => GroupBy::Model,
+        By::Day => GroupBy::Day,
+    };
+    let rows = store
+        .usage(by, args.since.as_deref())
+        .await
+        .map_err(|e| CliError::msg(format!("reading usage: {e}")))?;
+    match args.format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"group": r.group, "requests": r.requests,
+                        "input_tokens": r.input_tokens, "output_tokens": r.output_tokens, "cost": r.cost})
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(v));
+        }
+        Format::Table => {
+            println!(
+                "{:<32} {:>10} {:>14} {:>14} {:>12}",
+                "group", "requests", "input_tokens", "output_tokens", "cost"
+            );
+            for r in &rows {
+                println!(
+                    "{:<32} {:>10} {:>14} {:>14} {:>12.4}",
+                    r.group, r.requests, r.input_tokens, r.output_tokens, r.cost
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_midnights() {
+        assert_eq!(parse_date("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_date("2026-11-22").unwrap(), 1_795_305_600);
+        assert_eq!(parse_date("2000-03-01").unwrap(), 951_868_800);
+        assert!(parse_date("2026-13-01").is_err());
+        assert!(parse_date("tomorrow").is_err());
+    }
+}

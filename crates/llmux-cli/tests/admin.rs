@@ -1,0 +1,126 @@
+//! `llmux keys` and `llmux usage` against a real gateway process and its SQLite database.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{command, run};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
+    let emu = llmux_emulator::Emulator::start(llmux_emulator::EmulatorConfig::new(
+        llmux_emulator::Vendor::OpenAi,
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gw.sqlite3");
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\ndatabase = \"sqlite://{}\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\", \"other\"]\n",
+            db.display(),
+            emu.base_url()
+        ),
+    )
+    .unwrap();
+    let cfg = file.to_str().unwrap();
+    let out = run(
+        &[
+            "keys",
+            "create",
+            "--config",
+            cfg,
+            "--name",
+            "app",
+            "--rpm",
+            "100",
+            "--models",
+            "m",
+            "--expires",
+            "2099-01-01",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let key = out.stdout.lines().last().unwrap().to_owned();
+    assert!(
+        out.status.success() && key.starts_with("sk-llmux-"),
+        "{out:#?}"
+    );
+    let list = run(&["keys", "list", "--config", cfg], &[], None).await;
+    assert!(list.ok().contains("app"), "{list:#?}");
+    assert!(
+        !list.stdout.contains(&key),
+        "the key itself is never listed"
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let mut child = command(home.path(), &[])
+        .args(["serve", "--config", cfg, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve printed its address");
+        if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
+            break rest.to_owned();
+        }
+    };
+    let http = reqwest::Client::new();
+    let send = |model: &'static str| {
+        http.post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#
+            ))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(send("m").await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        send("other").await.unwrap().status(),
+        403,
+        "the key's model list holds"
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().await.unwrap().success());
+
+    // SIGTERM flushed every record: three completed requests, one row for the key.
+    let usage = run(
+        &[
+            "usage", "--config", cfg, "--by", "model", "--format", "json",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let rows: serde_json::Value = serde_json::from_str(usage.ok().trim()).unwrap();
+    let m = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == "m")
+        .unwrap();
+    assert_eq!(m["requests"], 3, "{rows}");
+    assert!(m["input_tokens"].as_u64().unwrap() > 0 && m["output_tokens"].as_u64().unwrap() > 0);
+    let table = run(&["usage", "--config", cfg, "--by", "day"], &[], None).await;
+    assert!(table.ok().starts_with("group"), "{table:#?}");
+
+    let revoked = run(&["keys", "revoke", "1", "--config", cfg], &[], None).await;
+    assert!(revoked.ok().contains("revoked key 1"));
+    let missing = run(&["keys", "revoke", "99", "--config", cfg], &[], None).await;
+    assert!(missing.err_line().contains("no key with id 99"));
+}
