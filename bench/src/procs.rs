@@ -181,7 +181,8 @@ impl GatewayProc {
         let db_line = database
             .as_ref()
             .map(|p| format!("database = \"sqlite://{}\"\n", p.display()))
-            .unwrap_or_default();
+            // `none` turns accounting off (without it `llmux serve` uses its embedded SQLite).
+            .unwrap_or_else(|| "database = \"none\"\n".to_owned());
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\napi_keys = [\"{GATEWAY_KEY}\"]\n{db_line}\
              shutdown_grace = \"2s\"\n\n\

@@ -94,8 +94,11 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         raw.server.listen = listen;
     }
-    if raw.server.database.is_none() {
-        raw.server.database = Some(default_database()?);
+    match raw.server.database.as_deref() {
+        // `database = "none"`: no accounting, no virtual keys (static keys only).
+        Some("none") => raw.server.database = None,
+        Some(_) => {}
+        None => raw.server.database = Some(default_database()?),
     }
     let database = raw.server.database.clone();
     let config = if args.emulate {

@@ -67,7 +67,7 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
     std::fs::write(
         &file,
         format!(
-            "[server]\napi_keys = [\"env:GW_KEY\"]\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
+            "[server]\napi_keys = [\"env:GW_KEY\"]\ndatabase = \"none\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
             emu.base_url()
         ),
     )
@@ -110,6 +110,13 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().await.unwrap();
     assert!(status.success(), "{status:?}");
+    assert!(
+        !home
+            .path()
+            .join(".local/share/llmux/gateway.sqlite3")
+            .exists(),
+        "database = \"none\" turns the embedded database off"
+    );
     // Secrets never reach the log.
     let mut rest = String::new();
     while let Ok(Some(l)) = lines.next_line().await {
