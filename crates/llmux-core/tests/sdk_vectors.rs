@@ -12,7 +12,8 @@ use llmux_core::providers::Provider;
 use llmux_core::*;
 use serde_json::Value;
 
-const BASE_HOST: &str = "http://127.0.0.1:18765";
+/// The captures were recorded against a loopback recorder; only paths, headers and bodies are compared.
+const BASE_HOST: &str = "http://sdk-capture.invalid";
 
 fn bearer_of(exchange: &Value) -> String {
     exchange["headers"]
