@@ -10,7 +10,7 @@ use common::*;
 use llmux_core::codec::{Frame, NdjsonDecoder};
 use llmux_core::http::HttpResponse;
 use llmux_core::providers::hunyuan::{hunyuan_code, Hunyuan};
-use llmux_core::providers::ollama::{parse_host, Ollama};
+use llmux_core::providers::ollama::{parse_host, Ollama, DEFAULT_HOST};
 use llmux_core::providers::zhipu::{zhipu_code, Zhipu, ZhipuAuth};
 use llmux_core::providers::Provider;
 use llmux_core::*;
@@ -36,7 +36,7 @@ fn zhipu() -> Zhipu {
 }
 
 fn ollama() -> Ollama {
-    Ollama::new("127.0.0.1:11434").unwrap()
+    Ollama::new(DEFAULT_HOST).unwrap()
 }
 
 fn json_response(status: u16, body: &str) -> HttpResponse {
