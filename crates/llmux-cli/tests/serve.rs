@@ -1,4 +1,9 @@
 //! `llmux check-config` and `llmux serve` as processes.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed setup must fail the test loudly"
+)]
 
 mod common;
 
@@ -6,6 +11,40 @@ use std::process::Stdio;
 
 use common::{command, run};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+type StderrLines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
+
+/// Spawns `llmux serve ARGS --listen 127.0.0.1:0` and waits for its address line.
+async fn spawn_serve(
+    home: &std::path::Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> (tokio::process::Child, String, StderrLines) {
+    let mut cmd = command(home, env);
+    cmd.arg("serve")
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve printed its address");
+        if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
+            break rest.to_owned();
+        }
+    };
+    (child, url, lines)
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+}
 
 #[tokio::test]
 async fn check_config_accepts_the_example() {
@@ -73,28 +112,12 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
     )
     .unwrap();
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = command(home.path(), &[("GW_KEY", "sk-test-key".to_owned())]);
-    cmd.args([
-        "serve",
-        "--config",
-        file.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serve printed its address");
-        if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
-            break rest.to_owned();
-        }
-    };
+    let (mut child, url, mut lines) = spawn_serve(
+        home.path(),
+        &[("GW_KEY", "sk-test-key".to_owned())],
+        &["--config", file.to_str().unwrap()],
+    )
+    .await;
     let resp = reqwest::Client::new()
         .post(format!("{url}/v1/chat/completions"))
         .bearer_auth("sk-test-key")
@@ -106,8 +129,7 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
     assert_eq!(resp.status(), 200);
     let all = String::new() + &resp.text().await.unwrap();
     assert!(all.contains("You said: hi"));
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    sigterm(&child);
     let status = child.wait().await.unwrap();
     assert!(status.success(), "{status:?}");
     assert!(
@@ -131,22 +153,7 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
 #[tokio::test]
 async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = command(home.path(), &[]);
-    cmd.args(["serve", "--emulate", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = err_lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serve printed its address");
-        if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
-            break rest.to_owned();
-        }
-    };
+    let (mut child, url, _err_lines) = spawn_serve(home.path(), &[], &["--emulate"]).await;
     let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let key = out_lines
         .next_line()
@@ -184,8 +191,7 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    sigterm(&child);
     assert!(child.wait().await.unwrap().success());
     assert!(
         home.path()
@@ -193,4 +199,120 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
             .exists(),
         "embedded SQLite by default"
     );
+}
+
+/// SIGTERM while many requests are in flight: the gateway drains them, flushes the usage
+/// recorder, and the database holds exactly one record per request a client saw completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_usage_record() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let emu = llmux_emulator::Emulator::start(
+        llmux_emulator::EmulatorConfig::new(llmux_emulator::Vendor::OpenAi)
+            .with_token_interval(std::time::Duration::from_millis(3)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.sqlite3");
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\napi_keys = [\"sk-load\"]\ndatabase = \"sqlite://{}\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
+            db.display(),
+            emu.base_url()
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, url, _lines) =
+        spawn_serve(home.path(), &[], &["--config", file.to_str().unwrap()]).await;
+
+    // 24 clients, each sending requests back to back (streams and non-streams alternating)
+    // until the gateway stops answering. A request counts as completed only when its whole
+    // answer arrived.
+    let completed = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let mut workers = Vec::new();
+    for w in 0..24u32 {
+        let (url, completed, progress) = (url.clone(), completed.clone(), progress.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut statuses = Vec::new();
+            for i in 0u32.. {
+                let stream = (w + i) % 2 == 0;
+                let sent = http
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth("sk-load")
+                    .header("content-type", "application/json")
+                    .body(format!(
+                        r#"{{"model":"m","stream":{stream},"messages":[{{"role":"user","content":"load {w} {i} a b c d e f"}}]}}"#
+                    ))
+                    .send()
+                    .await;
+                let Ok(resp) = sent else { break };
+                let status = resp.status().as_u16();
+                let Ok(text) = resp.text().await else { break };
+                if status != 200 {
+                    statuses.push((status, text));
+                    break;
+                }
+                let whole = if stream {
+                    text.contains("data: [DONE]")
+                } else {
+                    text.contains("You said: load")
+                };
+                assert!(whole, "a 200 with a partial answer: {text}");
+                completed.fetch_add(1, Ordering::SeqCst);
+                progress.notify_one();
+            }
+            statuses
+        }));
+    }
+    // Terminate once the load is well under way.
+    tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while completed.load(Ordering::SeqCst) < 150 {
+            progress.notified().await;
+        }
+    })
+    .await
+    .expect("the load never reached 150 completed requests");
+    sigterm(&child);
+    let mut refused = Vec::new();
+    for w in workers {
+        refused.extend(w.await.unwrap());
+    }
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    // Nothing was answered with an error while draining: clients either got their whole
+    // answer or could not connect any more.
+    assert!(refused.is_empty(), "{refused:?}");
+    let completed = completed.load(Ordering::SeqCst);
+    assert!(completed >= 150);
+
+    let out = run(
+        &[
+            "usage",
+            "--config",
+            file.to_str().unwrap(),
+            "--by",
+            "model",
+            "--format",
+            "json",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let rows: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    let recorded: u64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(recorded, completed, "{rows}");
+    assert_eq!(emu.requests().len() as u64, completed);
 }

@@ -230,6 +230,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(routes::admin::revoke_key),
         )
         .route("/admin/usage", get(routes::admin::usage))
+        .route("/admin/usage/records", get(routes::admin::records))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -52,7 +52,7 @@ async fn channel_a_500s_fail_over_to_b_and_open_a_breaker() {
         channel("a", "openai", &a, "[\"m\"]", "priority = 10"),
         channel("b", "openai", &b, "[\"m\"]", "priority = 0"),
     );
-    let gw = start(&text).await;
+    let gw = start_with_store(&text).await;
     assert_eq!(breaker_of(&admin_channels(&gw).await, "a"), "closed");
 
     for stream in [false, true] {
@@ -99,6 +99,17 @@ async fn channel_a_500s_fail_over_to_b_and_open_a_breaker() {
         m.contains("llmux_breaker_state{channel=\"a\",provider=\"openai\"} 2"),
         "{m}"
     );
+    // One usage record per client request, each naming the channel that served it.
+    let recs = records(&gw, 3).await;
+    assert!(
+        recs.iter().all(|r| r.channel == "b"
+            && r.provider == "openai"
+            && r.status == 200
+            && r.error_kind.is_none()
+            && r.output_tokens > 0),
+        "{recs:?}"
+    );
+    assert_eq!(recs.iter().filter(|r| r.stream).count(), 1);
 }
 
 #[tokio::test]

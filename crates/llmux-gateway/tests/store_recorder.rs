@@ -103,6 +103,9 @@ impl Store for FakeStore {
     async fn usage_count(&self) -> store::Result<u64> {
         Ok(self.count() as u64)
     }
+    async fn records(&self, _: store::RecordQuery) -> store::Result<Vec<UsageRecord>> {
+        Err(unsupported())
+    }
     async fn prune(&self, _: i64) -> store::Result<u64> {
         Ok(0)
     }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use llmux_gateway::keys;
-use llmux_gateway::store::{self, utc_day, GroupBy, NewKey, Store, StoreError, UsageRecord};
+use llmux_gateway::store::{
+    self, utc_day, GroupBy, NewKey, RecordQuery, Store, StoreError, UsageRecord,
+};
 use sqlx::{Connection, Row};
 
 const DAY_MS: i64 = 86_400_000;
@@ -440,6 +442,57 @@ async fn concurrent_record_usage_from_many_tasks_counts_every_record_once(b: &Ba
     );
 }
 
+async fn records_read_back_every_field_newest_first(b: &Backend) {
+    let s = &b.store;
+    let (k, _) = s.create_key(limited_key("k")).await.unwrap();
+    let mut odd = rec("odd", T0 + 5, None, "glm-4", 7, 0);
+    odd.ttft_ms = None;
+    odd.status = 499;
+    odd.error_kind = Some("cancelled".into());
+    odd.cancelled = true;
+    odd.stream = false;
+    odd.usage_estimated = true;
+    odd.channel = "backup-b".into();
+    let mut batch: Vec<_> = (0..5)
+        .map(|i| {
+            rec(
+                &format!("r{i}"),
+                T0 + i,
+                Some(k.id),
+                "qwen-plus",
+                100 + i as u64,
+                10,
+            )
+        })
+        .collect();
+    batch.push(odd.clone());
+    s.record_usage(&batch).await.unwrap();
+
+    let all = s.records(RecordQuery::default()).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["odd", "r4", "r3", "r2", "r1", "r0"]);
+    assert_eq!(all[0], odd, "every field round-trips");
+    assert_eq!(all[1], batch[4]);
+
+    let mine = s
+        .records(RecordQuery {
+            key_id: Some(k.id),
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = mine.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, ["r4", "r3"]);
+    assert!(s
+        .records(RecordQuery {
+            key_id: Some(k.id + 1000),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -472,6 +525,7 @@ suite!(
     rollups_by_key_model_and_day_match_raw_sums,
     prune_deletes_old_raw_rows_and_keeps_rollups,
     concurrent_record_usage_from_many_tasks_counts_every_record_once,
+    records_read_back_every_field_newest_first,
 );
 
 #[tokio::test]

@@ -190,3 +190,48 @@ pub async fn usage(
     })
     .await
 }
+
+/// Query of `GET /admin/usage/records` (strings, so a bad value gets our error, not axum's).
+#[derive(Debug, serde::Deserialize)]
+pub struct RecordsQuery {
+    /// Only this key id.
+    #[serde(default)]
+    key: Option<String>,
+    /// At most this many records (default 100, at most 10,000).
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+/// `GET /admin/usage/records?key=ID&limit=N`: raw usage records, newest first.
+pub async fn records(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Query(q): axum::extract::Query<RecordsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let key_id = match q.key.as_deref() {
+            None => None,
+            Some(v) => Some(v.parse::<i64>().map_err(|_| {
+                ApiError::invalid(format!("`key` must be a key id (an integer), got `{v}`"))
+                    .param("key")
+            })?),
+        };
+        let limit = match q.limit.as_deref() {
+            None => 0,
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "`limit` must be a positive integer (at most {}), got `{v}`",
+                    crate::store::RecordQuery::MAX_LIMIT
+                ))
+                .param("limit")
+            })?,
+        };
+        let records = store_of(&state)?
+            .records(crate::store::RecordQuery { key_id, limit })
+            .await
+            .map_err(|e| store_err(&e))?;
+        Ok(Json(json!({"records": records})).into_response())
+    })
+    .await
+}

@@ -105,7 +105,7 @@ pub struct UsageRecord {
     pub at_ms: i64,
     /// The virtual key, if the request had one.
     pub key_id: Option<i64>,
-    /// Ingress channel (`openai`, `dashscope`, …).
+    /// The upstream channel that served (or last failed) the request, by its configured name.
     pub channel: String,
     /// Provider id that served the request.
     pub provider: String,
@@ -143,6 +143,30 @@ impl UsageRecord {
     /// Tokens charged against a key's token budget and TPM: input + output.
     pub fn billed_tokens(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
+    }
+}
+
+/// Which raw records [`Store::records`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordQuery {
+    /// Only this key's records.
+    pub key_id: Option<i64>,
+    /// At most this many (newest first); 0 means [`RecordQuery::DEFAULT_LIMIT`].
+    pub limit: u32,
+}
+
+impl RecordQuery {
+    /// Records returned when no limit is given.
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// The most records one query returns.
+    pub const MAX_LIMIT: u32 = 10_000;
+
+    /// The limit actually applied.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
     }
 }
 
@@ -242,6 +266,8 @@ pub trait Store: Send + Sync + 'static {
     async fn usage(&self, by: GroupBy, since_day: Option<&str>) -> Result<Vec<UsageRow>>;
     /// Number of raw usage records.
     async fn usage_count(&self) -> Result<u64>;
+    /// Raw usage records, newest first (ties by request id), as written.
+    async fn records(&self, query: RecordQuery) -> Result<Vec<UsageRecord>>;
     /// Deletes raw records older than `older_than_ms` (unix ms); rollups and key counters stay.
     /// Returns the number of rows deleted.
     async fn prune(&self, older_than_ms: i64) -> Result<u64>;
@@ -678,6 +704,58 @@ macro_rules! sql_store_impl {
                     .try_get("n")
                     .map_err(|e| StoreError::Data(e.to_string()))?;
                 Ok($crate::store::to_u64(n))
+            }
+
+            async fn records(
+                &self,
+                query: $crate::store::RecordQuery,
+            ) -> $crate::store::Result<Vec<$crate::store::UsageRecord>> {
+                use sqlx::Row as _;
+                use $crate::store::{to_u64, StoreError, UsageRecord};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT request_id, at_ms, key_id, channel, provider, model, upstream_model, \
+                     input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, \
+                     latency_ms, ttft_ms, status, error_kind, cancelled, stream, usage_estimated \
+                     FROM gw_usage",
+                );
+                if let Some(id) = query.key_id {
+                    qb.push(" WHERE key_id = ").push_bind(id);
+                }
+                qb.push(" ORDER BY at_ms DESC, request_id DESC LIMIT ")
+                    .push_bind(i64::from(query.effective_limit()));
+                let rows = qb
+                    .build()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::query("read usage records"))?;
+                let g = |e: sqlx::Error| StoreError::Data(e.to_string());
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let ttft: Option<i64> = row.try_get("ttft_ms").map_err(g)?;
+                    let status: i64 = row.try_get("status").map_err(g)?;
+                    out.push(UsageRecord {
+                        request_id: row.try_get("request_id").map_err(g)?,
+                        at_ms: row.try_get("at_ms").map_err(g)?,
+                        key_id: row.try_get("key_id").map_err(g)?,
+                        channel: row.try_get("channel").map_err(g)?,
+                        provider: row.try_get("provider").map_err(g)?,
+                        model: row.try_get("model").map_err(g)?,
+                        upstream_model: row.try_get("upstream_model").map_err(g)?,
+                        input_tokens: to_u64(row.try_get("input_tokens").map_err(g)?),
+                        output_tokens: to_u64(row.try_get("output_tokens").map_err(g)?),
+                        cached_tokens: to_u64(row.try_get("cached_tokens").map_err(g)?),
+                        reasoning_tokens: to_u64(row.try_get("reasoning_tokens").map_err(g)?),
+                        cost: row.try_get("cost").map_err(g)?,
+                        latency_ms: to_u64(row.try_get("latency_ms").map_err(g)?),
+                        ttft_ms: ttft.map(to_u64),
+                        status: u16::try_from(status).unwrap_or(0),
+                        error_kind: row.try_get("error_kind").map_err(g)?,
+                        cancelled: row.try_get("cancelled").map_err(g)?,
+                        stream: row.try_get("stream").map_err(g)?,
+                        usage_estimated: row.try_get("usage_estimated").map_err(g)?,
+                    });
+                }
+                Ok(out)
             }
 
             async fn prune(&self, older_than_ms: i64) -> $crate::store::Result<u64> {

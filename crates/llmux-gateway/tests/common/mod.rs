@@ -84,6 +84,63 @@ pub async fn start_config(cfg: Config) -> Harness {
     }
 }
 
+/// A gateway recording usage in an in-memory SQLite store, with the admin key and the static
+/// test key, plus `rest` (channels, resilience).
+pub async fn start_with_store(rest: &str) -> Harness {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\nadmin_key = \"{ADMIN}\"\ndatabase = \"sqlite::memory:\"\nshutdown_grace = \"10s\"\n\n{rest}"
+    );
+    let raw = RawConfig::parse(&text, Vec::new()).expect("config parses");
+    start_config(Config::resolve(raw, |_| None).expect("config resolves")).await
+}
+
+/// Creates a virtual key through the admin API; returns its plaintext and id.
+pub async fn create_key(gw: &Harness, body: serde_json::Value) -> (String, i64) {
+    let resp = gw
+        .http
+        .post(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    (
+        v["key"].as_str().unwrap().to_owned(),
+        v["record"]["id"].as_i64().unwrap(),
+    )
+}
+
+/// Waits (bounded) until the store holds `n` usage records, then returns them through the
+/// admin API, newest first. Fails if more than `n` arrive.
+pub async fn records(gw: &Harness, n: u64) -> Vec<llmux_gateway::store::UsageRecord> {
+    let store = gw.state.store.clone().expect("a store");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let count = store.usage_count().await.unwrap();
+        if count >= n {
+            assert_eq!(count, n, "more usage records than requests");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {count} of {n} usage records written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let resp = gw
+        .http
+        .get(format!("{}/admin/usage/records?limit=10000", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut v: serde_json::Value = resp.json().await.unwrap();
+    serde_json::from_value(v["records"].take()).unwrap()
+}
+
 pub async fn emulator(vendor: Vendor) -> Emulator {
     Emulator::start(EmulatorConfig::new(vendor))
         .await
