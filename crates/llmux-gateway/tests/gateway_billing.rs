@@ -67,10 +67,16 @@ async fn spent_tokens(gw: &Harness, id: i64) -> u64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_overlapping_streams_cancelled_by_the_client_are_billed_once_each_per_policy() {
+on_both_stores!(
+    two_overlapping_streams_cancelled_by_the_client_are_billed_once_each_per_policy,
+    streams_that_finish_or_fail_after_the_200_are_billed_per_policy,
+);
+
+async fn two_overlapping_streams_cancelled_by_the_client_are_billed_once_each_per_policy(
+    database: &str,
+) {
     let oa = slow_openai().await;
-    let gw = start_with_store(&channel("oa", "openai", &oa, "[\"m\"]", "")).await;
+    let gw = start_with_database(database, &channel("oa", "openai", &oa, "[\"m\"]", "")).await;
     let (key, id) = create_key(&gw, json!({"name":"cancel"})).await;
     let prompt = long_prompt();
 
@@ -146,10 +152,9 @@ async fn two_overlapping_streams_cancelled_by_the_client_are_billed_once_each_pe
     assert_eq!(gw.state.metrics.inflight_streams.get(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_that_finish_or_fail_after_the_200_are_billed_per_policy() {
+async fn streams_that_finish_or_fail_after_the_200_are_billed_per_policy(database: &str) {
     let oa = emulator(Vendor::OpenAi).await;
-    let gw = start_with_store(&channel("oa", "openai", &oa, "[\"m\"]", "")).await;
+    let gw = start_with_database(database, &channel("oa", "openai", &oa, "[\"m\"]", "")).await;
     let (key, id) = create_key(&gw, json!({"name":"ends"})).await;
     let prompt = long_prompt();
     let stream = |gw: &Harness| {

@@ -15,11 +15,17 @@ fn body(max_tokens: u32) -> Value {
     json!({"model":"m","max_tokens":max_tokens,"messages":[{"role":"user","content":"hi"}]})
 }
 
-async fn gateway() -> (Harness, Emulator) {
+async fn gateway(database: &str) -> (Harness, Emulator) {
     let oa = emulator(Vendor::OpenAi).await;
-    let gw = start_with_store(&channel("oa", "openai", &oa, "[\"m\"]", "")).await;
+    let gw = start_with_database(database, &channel("oa", "openai", &oa, "[\"m\"]", "")).await;
     (gw, oa)
 }
+
+on_both_stores!(
+    hundred_concurrent_requests_on_rpm_30_exactly_30_succeed,
+    tpm_holds_under_200_concurrent_requests,
+    token_budget_holds_under_200_concurrent_requests,
+);
 
 /// Sends `n` requests at once (all in flight together) and returns each status with its
 /// `Retry-After` and error body.
@@ -58,9 +64,8 @@ fn count(results: &[(u16, Option<u64>, Value)], status: u16) -> usize {
     results.iter().filter(|(s, _, _)| *s == status).count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hundred_concurrent_requests_on_rpm_30_exactly_30_succeed() {
-    let (gw, oa) = gateway().await;
+async fn hundred_concurrent_requests_on_rpm_30_exactly_30_succeed(database: &str) {
+    let (gw, oa) = gateway(database).await;
     let (key, id) = create_key(&gw, json!({"name":"rpm","rpm":30})).await;
 
     let results = burst(&gw, &key, 100, 16).await;
@@ -82,9 +87,8 @@ async fn hundred_concurrent_requests_on_rpm_30_exactly_30_succeed() {
     assert!(recs.iter().all(|r| r.key_id == Some(id) && r.status == 200));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tpm_holds_under_200_concurrent_requests() {
-    let (gw, oa) = gateway().await;
+async fn tpm_holds_under_200_concurrent_requests(database: &str) {
+    let (gw, oa) = gateway(database).await;
     const TPM: u64 = 500;
     const ESTIMATE: u64 = 5 + 20;
     let (key, _) = create_key(&gw, json!({"name":"tpm","tpm":TPM})).await;
@@ -125,9 +129,8 @@ async fn tpm_holds_under_200_concurrent_requests() {
     assert_eq!(resp.status(), 400);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn token_budget_holds_under_200_concurrent_requests() {
-    let (gw, oa) = gateway().await;
+async fn token_budget_holds_under_200_concurrent_requests(database: &str) {
+    let (gw, oa) = gateway(database).await;
     const BUDGET: u64 = 1_000;
     const ESTIMATE: u64 = 5 + 20;
     let (key, id) = create_key(&gw, json!({"name":"budget","budget_tokens":BUDGET})).await;

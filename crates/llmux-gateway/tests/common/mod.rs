@@ -87,8 +87,13 @@ pub async fn start_config(cfg: Config) -> Harness {
 /// A gateway recording usage in an in-memory SQLite store, with the admin key and the static
 /// test key, plus `rest` (channels, resilience).
 pub async fn start_with_store(rest: &str) -> Harness {
+    start_with_database("sqlite::memory:", rest).await
+}
+
+/// [`start_with_store`] on the database at `url`.
+pub async fn start_with_database(url: &str, rest: &str) -> Harness {
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\nadmin_key = \"{ADMIN}\"\ndatabase = \"sqlite::memory:\"\nshutdown_grace = \"10s\"\n\n{rest}"
+        "[server]\nlisten = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\nadmin_key = \"{ADMIN}\"\ndatabase = \"{url}\"\nshutdown_grace = \"10s\"\n\n{rest}"
     );
     let raw = RawConfig::parse(&text, Vec::new()).expect("config parses");
     start_config(Config::resolve(raw, |_| None).expect("config resolves")).await
@@ -217,4 +222,91 @@ pub fn openai_chunks(body: &str) -> (Vec<serde_json::Value>, bool) {
         out.push(serde_json::from_str(d).expect("chunk is JSON"));
     }
     (out, done)
+}
+
+/// A fresh schema in the local PostgreSQL (127.0.0.1:5432, database `test`), dropped when the
+/// test calls [`PgSchema::drop_schema`]. `None` (with a loud line) when PostgreSQL is
+/// unreachable outside CI; under `CI=true` an unreachable server fails the test.
+pub struct PgSchema {
+    /// The store URL (`…?schema=NAME`).
+    pub url: String,
+    admin_url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    pub async fn create() -> Option<PgSchema> {
+        use sqlx::Connection as _;
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let schema = format!(
+            "llmux_gw_{}_{}_{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut errors = Vec::new();
+        for user in ["postgres", "root"] {
+            let admin_url = format!("postgres://{user}@127.0.0.1:5432/test");
+            match sqlx::PgConnection::connect(&admin_url).await {
+                Ok(_) => {
+                    return Some(PgSchema {
+                        url: format!("{admin_url}?schema={schema}"),
+                        admin_url,
+                        schema,
+                    })
+                }
+                Err(e) => errors.push(format!("{user}: {e}")),
+            }
+        }
+        assert!(
+            !matches!(std::env::var("CI").as_deref(), Ok("true" | "1")),
+            "PostgreSQL at 127.0.0.1:5432 (database `test`) is required under CI=true: {errors:?}"
+        );
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n!!!!!!!! SKIPPING a PostgreSQL gateway test: {errors:?} !!!!!!!!\n")
+                .as_bytes(),
+        );
+        None
+    }
+
+    pub async fn drop_schema(self) {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+/// Runs each scenario `async fn case(database_url: &str)` on embedded SQLite and on PostgreSQL (a fresh schema).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case("sqlite::memory:").await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(pg) = $crate::common::PgSchema::create().await else { return };
+                    super::$case(&pg.url).await;
+                    pg.drop_schema().await;
+                }
+            )*
+        }
+    };
 }
