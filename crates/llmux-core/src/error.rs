@@ -142,6 +142,7 @@ struct Inner {
     upstream_code: Option<String>,
     request_id: Option<String>,
     retry_after: Option<Duration>,
+    retry_hint: Option<bool>,
     clock_skew: bool,
     source: Option<Source>,
 }
@@ -158,6 +159,7 @@ impl Error {
                 upstream_code: None,
                 request_id: None,
                 retry_after: None,
+                retry_hint: None,
                 clock_skew: false,
                 source: None,
             }),
@@ -221,6 +223,15 @@ impl Error {
         self
     }
 
+    /// Records the upstream's own verdict on retrying (OpenAI's `x-should-retry` header), which
+    /// overrides the kind's default in [`Error::is_retryable`].
+    pub fn with_retry_hint(mut self, hint: Option<bool>) -> Self {
+        if hint.is_some() {
+            self.inner.retry_hint = hint;
+        }
+        self
+    }
+
     /// Marks the error as a rejection for a skewed client clock (the client then syncs its
     /// clock to the response's `Date` and retries once).
     pub fn with_clock_skew(mut self) -> Self {
@@ -274,9 +285,17 @@ impl Error {
         self.inner.retry_after
     }
 
-    /// Whether retrying may help (see [`ErrorKind::is_retryable`]).
+    /// Whether retrying may help: the upstream's verdict when it gave one (see
+    /// [`Error::with_retry_hint`]), else [`ErrorKind::is_retryable`].
     pub fn is_retryable(&self) -> bool {
-        self.inner.kind.is_retryable()
+        self.inner
+            .retry_hint
+            .unwrap_or_else(|| self.inner.kind.is_retryable())
+    }
+
+    /// The upstream's verdict on retrying, if it gave one.
+    pub fn retry_hint(&self) -> Option<bool> {
+        self.inner.retry_hint
     }
 }
 
@@ -296,6 +315,9 @@ impl fmt::Debug for Error {
         }
         if let Some(r) = &self.inner.request_id {
             d.field("request_id", r);
+        }
+        if let Some(h) = self.inner.retry_hint {
+            d.field("retry_hint", &h);
         }
         if let Some(r) = self.inner.retry_after {
             d.field("retry_after", &r);
@@ -344,6 +366,16 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
         429 => ErrorKind::RateLimited,
         500..=599 => ErrorKind::UpstreamServer,
         _ => ErrorKind::UpstreamProtocol,
+    }
+}
+
+/// Reads OpenAI's `x-should-retry: true|false` (the server's verdict on retrying this request,
+/// which the official SDKs obey before looking at the status).
+pub fn parse_should_retry(headers: &http::HeaderMap) -> Option<bool> {
+    match headers.get("x-should-retry")?.to_str().ok()?.trim() {
+        v if v.eq_ignore_ascii_case("true") => Some(true),
+        v if v.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
     }
 }
 

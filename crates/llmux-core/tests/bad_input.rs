@@ -241,3 +241,31 @@ fn missing_key_names_the_variable_and_unknown_provider_lists_known_ones() {
         err.message()
     );
 }
+
+#[test]
+fn openai_x_should_retry_overrides_the_status_default() {
+    let o = openai();
+    let body = br#"{"error":{"message":"boom","type":"server_error","code":null}}"#;
+    let classify = |status: u16, hint: Option<&str>| {
+        let h = match hint {
+            Some(v) => headers(&[("content-type", "application/json"), ("x-should-retry", v)]),
+            None => headers(&[("content-type", "application/json")]),
+        };
+        o.classify_error(status, &h, body)
+    };
+    // The server's verdict wins over the status, as in the official SDKs.
+    assert!(classify(500, None).is_retryable());
+    let no = classify(500, Some("false"));
+    assert_eq!(no.kind(), ErrorKind::UpstreamServer);
+    assert!(!no.is_retryable());
+    assert_eq!(no.retry_hint(), Some(false));
+    assert!(classify(400, Some("true")).is_retryable());
+    assert!(
+        !classify(400, Some("maybe")).is_retryable(),
+        "unknown values are ignored"
+    );
+    // The retry policy obeys it.
+    let policy = resilience::RetryPolicy::default();
+    assert!(policy.next_delay(&no, 1, false).is_err());
+    assert!(policy.next_delay(&classify(500, None), 1, false).is_ok());
+}

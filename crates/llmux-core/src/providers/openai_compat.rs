@@ -13,7 +13,9 @@ use super::{
     ProviderSettings, ProviderSpec, StreamParser,
 };
 use crate::codec::Frame;
-use crate::error::{kind_for_status, parse_retry_after, Error, ErrorKind, Result};
+use crate::error::{
+    kind_for_status, parse_retry_after, parse_should_retry, Error, ErrorKind, Result,
+};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::stream::StreamEvent;
 use crate::types::*;
@@ -570,6 +572,7 @@ pub fn classify_openai_error(
             .with_request_id(header_request_id(headers).or(request_id)),
         _ => non_json_error(spec.id, status, headers, body),
     }
+    .with_retry_hint(parse_should_retry(headers))
 }
 
 /// An error for a non-2xx response whose body is not the vendor's JSON (an HTML proxy page…).
