@@ -45,18 +45,44 @@ fn redis_config(url: &str, prefix: &str, reservation_ttl: Duration) -> RedisConf
     }
 }
 
-/// One "gateway": its own connection to Redis, the shared prefix.
-fn gateway_with(p: &RedisPrefix, cost_per_token: f64, reservation_ttl: Duration) -> KeyLimits {
-    let backend = RedisLimits::new(
-        &redis_config(REDIS_URL, &p.prefix, reservation_ttl),
-        limits_backend_errors().unwrap(),
-    )
-    .unwrap();
-    KeyLimits::with_cost_per_token(cost_per_token).with_redis(backend)
+/// A test's own prefix in Redis and the error counter its gateways share.
+struct Ctx {
+    p: RedisPrefix,
+    errors: IntCounterVec,
 }
 
-fn gateway(p: &RedisPrefix) -> KeyLimits {
-    gateway_with(p, 0.0, Duration::from_secs(900))
+async fn ctx() -> Option<Ctx> {
+    Some(Ctx {
+        p: redis_prefix().await?,
+        errors: limits_backend_errors().unwrap(),
+    })
+}
+
+impl Ctx {
+    /// One "gateway": its own connection to Redis, the shared prefix.
+    fn gateway_with(&self, cost_per_token: f64, reservation_ttl: Duration) -> KeyLimits {
+        let backend = RedisLimits::new(
+            &redis_config(REDIS_URL, &self.p.prefix, reservation_ttl),
+            self.errors.clone(),
+        )
+        .unwrap();
+        KeyLimits::with_cost_per_token(cost_per_token).with_redis(backend)
+    }
+
+    fn gateway(&self) -> KeyLimits {
+        self.gateway_with(0.0, Duration::from_secs(900))
+    }
+
+    /// Waits until every release and settle the gateways sent has reached Redis (so the
+    /// prefix's keys are deleted after the last write), and checks that Redis never failed.
+    async fn finish(&self, gateways: &[KeyLimits]) {
+        for g in gateways {
+            g.drain().await;
+        }
+        for op in ["admit", "settle"] {
+            assert_eq!(self.errors.with_label_values(&[op]).get(), 0, "{op} failed");
+        }
+    }
 }
 
 /// Runs `n` admissions at once, task `i` on gateway `i % 2`; returns each estimate and result.
@@ -83,14 +109,6 @@ async fn admit_across(
     out
 }
 
-/// Waits until every release and settle the gateways sent has reached Redis, so the prefix's
-/// keys are deleted after the last write.
-async fn finish(gateways: &[KeyLimits]) {
-    for g in gateways {
-        g.drain().await;
-    }
-}
-
 fn admitted(results: Vec<(u64, Result<Admission, LimitError>)>) -> Vec<(u64, Admission)> {
     results
         .into_iter()
@@ -100,10 +118,10 @@ fn admitted(results: Vec<(u64, Result<Admission, LimitError>)>) -> Vec<(u64, Adm
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_gateways_admit_exactly_30_of_100_concurrent_requests_on_rpm_30() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let gws = [gateway(&p), gateway(&p)];
+    let gws = [c.gateway(), c.gateway()];
     let k = KeyRecord {
         rpm: Some(30),
         ..key(1)
@@ -135,15 +153,15 @@ async fn two_gateways_admit_exactly_30_of_100_concurrent_requests_on_rpm_30() {
     assert!(gws[0].admit(&other, 10).await.unwrap().is_shared());
     assert!(gws[1].admit(&other, 10).await.is_ok());
     drop(results);
-    finish(&gws).await;
+    c.finish(&gws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tpm_holds_across_two_gateways_under_200_concurrent_requests() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let gws = [gateway(&p), gateway(&p)];
+    let gws = [c.gateway(), c.gateway()];
     let k = KeyRecord {
         tpm: Some(3_000),
         ..key(1)
@@ -174,14 +192,15 @@ async fn tpm_holds_across_two_gateways_under_200_concurrent_requests() {
         gws[1].admit(&k, 200).await,
         Err(LimitError::RateLimited { .. })
     ));
+    c.finish(&gws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_budget_across_two_gateways_admits_exactly_10_of_200() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let gws = [gateway(&p), gateway(&p)];
+    let gws = [c.gateway(), c.gateway()];
     let k = KeyRecord {
         budget_tokens: Some(10_000),
         spent_tokens: 9_000, // from the store
@@ -220,19 +239,19 @@ async fn token_budget_across_two_gateways_admits_exactly_10_of_200() {
         LimitError::BudgetExhausted
     );
     drop(held);
-    finish(&gws).await;
+    c.finish(&gws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cost_budget_across_two_gateways_admits_exactly_8_of_200() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
     // 1/1024 per token, so the arithmetic is exact: each request reserves 0.0625.
     let ttl = Duration::from_secs(900);
     let gws = [
-        gateway_with(&p, 1.0 / 1024.0, ttl),
-        gateway_with(&p, 1.0 / 1024.0, ttl),
+        c.gateway_with(1.0 / 1024.0, ttl),
+        c.gateway_with(1.0 / 1024.0, ttl),
     ];
     let k = KeyRecord {
         budget_cost: Some(1.0),
@@ -254,14 +273,15 @@ async fn cost_budget_across_two_gateways_admits_exactly_8_of_200() {
         gws[1].admit(&k, 1).await.unwrap_err(),
         LimitError::BudgetExhausted
     );
+    c.finish(&gws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn settling_on_one_gateway_replaces_the_reservation_on_the_other() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let (a, b) = (gateway(&p), gateway(&p));
+    let (a, b) = (c.gateway(), c.gateway());
     let k = KeyRecord {
         budget_tokens: Some(1_000),
         tpm: Some(1_000),
@@ -300,14 +320,15 @@ async fn settling_on_one_gateway_replaces_the_reservation_on_the_other() {
         a.admit(&k, 1).await.unwrap_err(),
         LimitError::RateLimited { .. }
     ));
+    c.finish(&[a, b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_admission_releases_its_reservation_for_every_gateway() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let (a, b) = (gateway(&p), gateway(&p));
+    let (a, b) = (c.gateway(), c.gateway());
     let k = KeyRecord {
         budget_tokens: Some(1_000),
         ..key(4)
@@ -322,22 +343,22 @@ async fn a_dropped_admission_releases_its_reservation_for_every_gateway() {
     let usage = b.shared_usage(4).await.unwrap();
     assert_eq!((usage.spent_tokens, usage.reserved_tokens), (0, 0));
     assert!(b.admit(&k, 900).await.is_ok());
-    finish(&[a, b]).await;
+    c.finish(&[a, b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reservation_leaked_by_a_dead_gateway_expires() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let alive = gateway(&p);
+    let alive = c.gateway();
     let k = KeyRecord {
         budget_tokens: Some(1_000),
         ..key(5)
     };
     // A gateway that dies mid-request never settles nor releases: with the normal expiry its
     // reservation holds the budget...
-    let dying = gateway(&p);
+    let dying = c.gateway();
     std::mem::forget(dying.admit(&k, 800).await.unwrap());
     assert_eq!(
         alive.admit(&k, 300).await.unwrap_err(),
@@ -350,21 +371,21 @@ async fn a_reservation_leaked_by_a_dead_gateway_expires() {
         budget_tokens: Some(1_000),
         ..key(6)
     };
-    let expiring = gateway_with(&p, 0.0, Duration::ZERO);
+    let expiring = c.gateway_with(0.0, Duration::ZERO);
     std::mem::forget(expiring.admit(&k, 800).await.unwrap());
     let after = alive.admit(&k, 900).await.unwrap();
     assert!(after.is_shared());
     assert_eq!(alive.shared_usage(6).await.unwrap().reserved_tokens, 900);
     drop(after);
-    finish(&[alive]).await;
+    c.finish(&[alive, dying, expiring]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spend_is_seeded_from_the_store_so_a_flushed_redis_keeps_budgets() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let g = gateway(&p);
+    let g = c.gateway();
     // Nothing in Redis yet (as after a flush); the store says 9,950 of 10,000 are spent.
     let k = KeyRecord {
         budget_tokens: Some(10_000),
@@ -377,20 +398,20 @@ async fn spend_is_seeded_from_the_store_so_a_flushed_redis_keeps_budgets() {
     );
     assert!(g.admit(&k, 50).await.is_ok());
     assert_eq!(g.shared_usage(8).await.unwrap().spent_tokens, 9_950);
-    finish(&[g]).await;
+    c.finish(&[g]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl() {
-    let Some(p) = redis_prefix().await else {
+    let Some(c) = ctx().await else {
         return;
     };
-    let g = gateway(&p);
+    let g = c.gateway();
     let free = g.admit(&key(9), 100).await.unwrap();
     assert!(!free.is_shared());
     g.settle(free, 100, 0.0);
     g.drain().await;
-    assert!(p.keys().is_empty(), "{:?}", p.keys());
+    assert!(c.p.keys().is_empty(), "{:?}", c.p.keys());
 
     let limited = g
         .admit(
@@ -406,9 +427,9 @@ async fn keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl()
     let with_ttl = || {
         let client = redis::Client::open(REDIS_URL).unwrap();
         let mut conn = client.get_connection().unwrap();
-        let keys = p.keys();
+        let keys = c.p.keys();
         for k in &keys {
-            assert!(k.starts_with(&format!("{}{{9}}:", p.prefix)), "{k}");
+            assert!(k.starts_with(&format!("{}{{9}}:", c.p.prefix)), "{k}");
             let ttl: i64 = redis::cmd("PTTL").arg(k).query(&mut conn).unwrap();
             assert!(ttl > 0, "{k} has no TTL ({ttl})");
         }
@@ -420,6 +441,7 @@ async fn keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl()
     g.drain().await;
     // Nothing held any more: Redis dropped the empty set.
     assert_eq!(with_ttl(), 2);
+    c.finish(&[g]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -211,9 +211,12 @@ fn finite(v: f64) -> Option<f64> {
 }
 
 impl Shared {
-    async fn call(&self, inv: &ScriptInvocation<'_>) -> Result<Vec<i64>, Failure> {
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, Failure> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async::<Vec<i64>>(&mut conn)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Failure::Redis(e)),
             Err(_) => Err(Failure::Timeout),
@@ -245,7 +248,7 @@ impl Shared {
             .arg(finite(key.spent_cost).unwrap_or(0.0).max(0.0))
             .arg(self.reservation_ms)
             .arg(self.key_ttl_ms);
-        let decision = match self.call(&inv).await {
+        let decision = match self.call::<Vec<i64>>(&inv).await {
             Ok(reply) => match reply.as_slice() {
                 [0, id] => Ok(Ok(Ticket {
                     shared: self.clone(),
@@ -319,7 +322,7 @@ impl Shared {
                 None => inv.arg("").arg(""),
             };
             inv.arg(shared.key_ttl_ms);
-            if let Err(f) = shared.call(&inv).await {
+            if let Err(f) = shared.call::<i64>(&inv).await {
                 shared.unavailable(&shared.settle_errors, Some(&f));
             }
         });
