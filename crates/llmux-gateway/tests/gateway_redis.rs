@@ -18,7 +18,7 @@ fn gateway_config(database: &str, redis: &str, prefix: &str, oa: &Emulator) -> C
     Config::resolve(RawConfig::parse(&text, Vec::new()).unwrap(), |_| None).unwrap()
 }
 
-async fn create_key(gw: &Harness, body: Value) -> String {
+async fn create_key(gw: &Harness, body: Value) -> (String, i64) {
     let resp = gw
         .http
         .post(format!("{}/admin/keys", gw.url))
@@ -29,7 +29,10 @@ async fn create_key(gw: &Harness, body: Value) -> String {
         .unwrap();
     assert_eq!(resp.status(), 201);
     let v: Value = resp.json().await.unwrap();
-    v["key"].as_str().unwrap().to_owned()
+    (
+        v["key"].as_str().unwrap().to_owned(),
+        v["record"]["id"].as_i64().unwrap(),
+    )
 }
 
 async fn chat(gw: &Harness, key: &str) -> reqwest::Response {
@@ -69,7 +72,7 @@ async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm() {
     let a = start_config(gateway_config(&db, REDIS_URL, &p.prefix, &oa)).await;
     let b = start_config(gateway_config(&db, REDIS_URL, &p.prefix, &oa)).await;
     // The key is created on one gateway; the other finds it in the shared store.
-    let key = create_key(&a, json!({"name":"shared","rpm":10})).await;
+    let (key, id) = create_key(&a, json!({"name":"shared","rpm":10})).await;
 
     let gateways = [&a, &b];
     let responses = futures::future::join_all((0..30).map(|i| chat(gateways[i % 2], &key))).await;
@@ -106,6 +109,16 @@ async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm() {
     }
     stop(a).await;
     stop(b).await;
+    // Shutdown waited for the settles: the ten requests' tokens are in the shared spend.
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let spent: Option<u64> = redis::cmd("HGET")
+        .arg(format!("{}{{{id}}}:s", p.prefix))
+        .arg("st")
+        .query(&mut conn)
+        .unwrap();
+    let spent = spent.unwrap_or(0);
+    assert!(spent >= 10, "{spent} tokens settled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -118,7 +131,7 @@ async fn with_redis_down_requests_are_served_under_in_process_limits_and_counted
         &oa,
     ))
     .await;
-    let key = create_key(&gw, json!({"name":"k","rpm":2})).await;
+    let (key, _) = create_key(&gw, json!({"name":"k","rpm":2})).await;
     assert_eq!(chat(&gw, &key).await.status(), 200);
     assert_eq!(chat(&gw, &key).await.status(), 200);
     // The gateway's own limits still apply.
