@@ -230,7 +230,7 @@ pub async fn redis_prefix() -> Option<RedisPrefix> {
             &mut std::io::stderr(),
             format!(
                 "\n!!!!!!!! SKIPPING a Redis limits test: 127.0.0.1:6379 unreachable ({e}). \
-                 Start it with `redis-server --daemonize yes`. !!!!!!!!\n"
+                 Start it with `redis-server --daemonize yes --port 6379 --save \"\"`. !!!!!!!!\n"
             )
             .as_bytes(),
         );
