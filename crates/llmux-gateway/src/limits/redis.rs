@@ -232,7 +232,7 @@ impl Shared {
         estimated_cost: f64,
     ) -> Option<Result<Ticket, LimitError>> {
         let Ok(permit) = self.breaker.acquire(Instant::now()) else {
-            self.unavailable(&self.admit_errors, None);
+            self.admit_fallback(None);
             return None;
         };
         let keys = Keys::new(&self.prefix, key.id);
@@ -273,27 +273,43 @@ impl Shared {
                     Instant::now(),
                     &llmux_core::Error::new(ErrorKind::Connect, "the Redis limits backend failed"),
                 );
-                self.unavailable(&self.admit_errors, Some(&failure));
+                self.admit_fallback(Some(&failure));
                 None
             }
         }
     }
 
-    /// Counts a fallback and warns, at most once per [`WARN_EVERY`].
-    fn unavailable(&self, counter: &IntCounter, failure: Option<&Failure>) {
-        counter.inc();
-        if let Some(suppressed) = self.warn.allow() {
-            match failure {
-                Some(f) => tracing::warn!(
-                    error = %f, suppressed,
-                    "the Redis limits backend failed; limits are decided by this gateway alone until it answers again"
-                ),
-                None => tracing::warn!(
-                    suppressed,
-                    "the Redis limits backend is skipped after repeated failures; limits are decided by this gateway alone"
-                ),
-            }
+    /// Counts an admission decided in process (Redis failed, or is skipped after failures)
+    /// and warns, at most once per [`WARN_EVERY`] together with settle failures.
+    fn admit_fallback(&self, failure: Option<&Failure>) {
+        self.admit_errors.inc();
+        let Some(suppressed) = self.warn.allow() else {
+            return;
+        };
+        match failure {
+            Some(f) => tracing::warn!(
+                error = %f, suppressed,
+                "the Redis limits backend failed; this gateway decides limits alone until it answers again"
+            ),
+            None => tracing::warn!(
+                suppressed,
+                "the Redis limits backend is skipped after repeated failures; this gateway decides limits alone"
+            ),
         }
+    }
+
+    /// Counts a settle or release that did not reach Redis, and warns like
+    /// [`Shared::admit_fallback`].
+    fn settle_lost(&self, failure: Option<&Failure>) {
+        self.settle_errors.inc();
+        let Some(suppressed) = self.warn.allow() else {
+            return;
+        };
+        let error = failure.map_or_else(|| "no async runtime".to_owned(), ToString::to_string);
+        tracing::warn!(
+            %error, suppressed,
+            "a limit settle did not reach Redis; its reservation is held until it expires"
+        );
     }
 
     /// Settles (`actual` given) or releases an admission in a spawned task, so the response is
@@ -306,7 +322,7 @@ impl Shared {
     ) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             // No runtime (the process is exiting): the reservation expires on its own.
-            self.unavailable(&self.settle_errors, None);
+            self.settle_lost(None);
             return;
         };
         let guard = self.pending.enter(self.clone());
@@ -323,7 +339,7 @@ impl Shared {
             };
             inv.arg(shared.key_ttl_ms);
             if let Err(f) = shared.call::<i64>(&inv).await {
-                shared.unavailable(&shared.settle_errors, Some(&f));
+                shared.settle_lost(Some(&f));
             }
         });
     }
