@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::auth::Authenticator;
 use crate::config::{Config, ServerConfig};
 use crate::error::{ApiError, ErrorKindExt, Ingress};
-use crate::limits::KeyLimits;
+use crate::limits::{KeyLimits, RedisLimits};
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::routing::Routes;
@@ -56,7 +56,7 @@ pub struct AppState {
     pub store: Option<Arc<dyn Store>>,
     /// Usage records go here (never on the response path), when a store is configured.
     pub recorder: Option<UsageRecorder>,
-    /// Per-key limits and budgets.
+    /// Per-key limits and budgets (in process, or shared through Redis).
     pub limits: KeyLimits,
     /// Prices for cost accounting.
     pub prices: PriceTable,
@@ -96,7 +96,12 @@ impl AppState {
                 .collect(),
         )
         .map_err(|e| internal(format!("invalid price for `{}`", e.model)))?;
-        let limits = KeyLimits::with_cost_per_token(prices.max_per_token());
+        let mut limits = KeyLimits::with_cost_per_token(prices.max_per_token());
+        if let Some(redis) = &config.server.redis {
+            let backend = RedisLimits::new(redis, metrics.limits_backend_errors.clone())
+                .map_err(|e| internal(e.to_string()))?;
+            limits = limits.with_redis(backend);
+        }
         Ok(Arc::new(AppState {
             server: config.server,
             routes: Routes::new(config.channels),

@@ -23,6 +23,13 @@ use crate::usage::ModelPrice;
 /// The default request body limit: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// The default `server.redis_prefix`.
+pub const DEFAULT_REDIS_PREFIX: &str = "llmux:";
+
+/// The shortest time a budget reservation is held in Redis before it expires (see
+/// [`RedisConfig::reservation_ttl`]).
+pub const MIN_RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
+
 /// The whole file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +53,11 @@ pub struct RawServer {
     pub listen: String,
     /// `sqlite://PATH` or `postgres://…` (literal or `env:VAR`).
     pub database: Option<String>,
+    /// `redis://[user:password@]host[:port][/db]` or `unix:///path` (literal or `env:VAR`):
+    /// per-key limits shared by every gateway that uses the same Redis and prefix.
+    pub redis: Option<String>,
+    /// Prefix of every Redis key this gateway writes, so deployments can share one Redis.
+    pub redis_prefix: String,
     /// Key for `/admin/*` (literal or `env:VAR`); without it the admin endpoints are off.
     pub admin_key: Option<String>,
     /// Static client keys (literal or `env:VAR` each) accepted as `Authorization: Bearer`.
@@ -71,6 +83,8 @@ impl Default for RawServer {
         RawServer {
             listen: "127.0.0.1:8080".into(),
             database: None,
+            redis: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.into(),
             admin_key: None,
             api_keys: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -376,6 +390,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Database URL (may hold a password, hence secret).
     pub database: Option<SecretString>,
+    /// Shared per-key limits in Redis, when `server.redis` is set.
+    pub redis: Option<RedisConfig>,
     /// Admin key.
     pub admin_key: Option<SecretString>,
     /// Static client keys.
@@ -392,6 +408,19 @@ pub struct ServerConfig {
     pub limits: RawLimits,
     /// Prices per public model (or `provider/upstream_model`).
     pub prices: BTreeMap<String, ModelPrice>,
+}
+
+/// Resolved `server.redis` and `server.redis_prefix`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// The URL (may hold a password, hence secret).
+    pub url: SecretString,
+    /// Prefix of every key written.
+    pub prefix: String,
+    /// How long an admitted request's budget reservation is held when it is never settled
+    /// (its gateway died): the longer of [`MIN_RESERVATION_TTL`] and the longest a request can
+    /// run on one channel (`resilience.timeouts.total` × `resilience.retry.max_attempts`).
+    pub reservation_ttl: Duration,
 }
 
 /// One upstream channel: a provider with its own credentials, client and breaker.
@@ -496,6 +525,25 @@ impl Config {
                 });
             }
         }
+        let redis = s
+            .redis
+            .as_deref()
+            .and_then(|v| secret("server.redis", v, lookup, &mut issues))
+            .and_then(|url| {
+                let before = issues.len();
+                check_redis_url(url.expose(), &mut issues);
+                check_redis_prefix(&s.redis_prefix, &mut issues);
+                let longest = raw
+                    .resilience
+                    .timeouts
+                    .total
+                    .saturating_mul(raw.resilience.retry.max_attempts.max(1));
+                (issues.len() == before).then(|| RedisConfig {
+                    url,
+                    prefix: s.redis_prefix.clone(),
+                    reservation_ttl: longest.max(MIN_RESERVATION_TTL),
+                })
+            });
         let admin_key = s
             .admin_key
             .as_deref()
@@ -515,6 +563,7 @@ impl Config {
         let server = ServerConfig {
             listen,
             database,
+            redis,
             admin_key,
             api_keys,
             max_body_bytes: s.max_body_bytes,
@@ -566,6 +615,51 @@ impl Config {
             .iter()
             .flat_map(|c| c.models.keys().map(String::as_str))
             .collect()
+    }
+}
+
+/// Checks the shape of a Redis URL without connecting. Messages never repeat the value: it may
+/// hold a password.
+fn check_redis_url(url: &str, issues: &mut Vec<ConfigIssue>) {
+    let path = "server.redis";
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let message = match scheme.as_deref() {
+        Some("redis" | "valkey" | "unix" | "redis+unix" | "valkey+unix") => {
+            match redis::Client::open(url) {
+                Ok(_) => return,
+                // The client's reasons for a bad URL are fixed sentences ("Missing hostname -
+                // InvalidClientConfig"); they never contain the URL.
+                Err(e) => format!(
+                    "not a usable Redis URL ({e}); expected redis://[user:password@]host[:port][/db] or unix:///path"
+                ),
+            }
+        }
+        Some("rediss" | "valkeys") => {
+            "TLS Redis URLs (rediss://) are not supported by this build; use redis:// on a trusted network or a unix socket".to_owned()
+        }
+        _ => "must be redis://[user:password@]host[:port][/db] or unix:///path".to_owned(),
+    };
+    issues.push(ConfigIssue {
+        path: path.to_owned(),
+        message,
+    });
+}
+
+/// Prefixes are printable ASCII without spaces or braces (braces would change the Redis
+/// Cluster hash tag that keeps one key's entries together).
+fn check_redis_prefix(prefix: &str, issues: &mut Vec<ConfigIssue>) {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+    if !ok {
+        issues.push(ConfigIssue {
+            path: "server.redis_prefix".into(),
+            message: format!(
+                "`{prefix}` is not a usable prefix: 1 to 64 printable ASCII characters without spaces, `{{` or `}}`"
+            ),
+        });
     }
 }
 
@@ -844,6 +938,59 @@ models = { public = "gpt-4o-mini" }
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("secret-value"), "{dbg}");
         assert_eq!(cfg.channels[0].models["public"], "gpt-4o-mini");
+    }
+
+    #[test]
+    fn redis_is_a_secret_with_a_prefix_and_a_reservation_ttl() {
+        let text = "[server]\nredis = \"env:LLMUX_REDIS\"\n";
+        let url = "redis://:pw-secret-value@10.0.0.5:6380/2";
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |v| {
+            (v == "LLMUX_REDIS").then(|| url.to_owned())
+        })
+        .unwrap();
+        let redis = cfg.server.redis.as_ref().unwrap();
+        assert_eq!(redis.url.expose(), url);
+        assert_eq!(redis.prefix, DEFAULT_REDIS_PREFIX);
+        // The gateway's default: 2 attempts of at most 10 minutes each.
+        assert_eq!(redis.reservation_ttl, Duration::from_secs(1200));
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("secret-value"), "{dbg}");
+
+        let text = "[server]\nredis = \"unix:///run/redis.sock\"\nredis_prefix = \"team-a:\"\n[resilience.timeouts]\ntotal = \"1m\"\n";
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap();
+        let redis = cfg.server.redis.unwrap();
+        assert_eq!(redis.prefix, "team-a:");
+        assert_eq!(redis.reservation_ttl, MIN_RESERVATION_TTL);
+
+        // Without `redis` there is no shared backend, whatever the prefix says.
+        let text = "[server]\nredis_prefix = \"x:\"\n";
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap();
+        assert!(cfg.server.redis.is_none());
+    }
+
+    #[test]
+    fn bad_redis_urls_and_prefixes_are_explained_without_the_url() {
+        let check = |redis: &str, prefix: &str| {
+            let text = format!("[server]\nredis = \"{redis}\"\nredis_prefix = \"{prefix}\"\n");
+            Config::resolve(RawConfig::parse(&text, no_env()).unwrap(), |_| None)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = check("http://u:pw-secret-value@host:6379", "llmux:");
+        assert!(e.starts_with("server.redis: must be redis://"), "{e}");
+        assert!(!e.contains("secret-value"), "{e}");
+        let e = check("rediss://u:pw-secret-value@host:6379", "llmux:");
+        assert!(e.contains("TLS"), "{e}");
+        assert!(!e.contains("secret-value"), "{e}");
+        let e = check("redis://u:pw-secret-value@host:6379/not-a-number", "llmux:");
+        assert!(e.contains("not a usable Redis URL"), "{e}");
+        assert!(!e.contains("secret-value"), "{e}");
+        let e = check("redis://127.0.0.1", "two words");
+        assert!(e.starts_with("server.redis_prefix:"), "{e}");
+        let e = check("redis://127.0.0.1", "{tag}");
+        assert!(e.starts_with("server.redis_prefix:"), "{e}");
+        let e = check("", "llmux:");
+        assert!(e.contains("server.redis: must not be empty"), "{e}");
     }
 
     #[test]

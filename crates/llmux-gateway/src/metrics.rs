@@ -31,6 +31,10 @@ pub struct Metrics {
     pub breaker: IntGaugeVec,
     /// `llmux_inflight_streams`.
     pub inflight_streams: IntGauge,
+    /// `llmux_limits_backend_errors_total{op="admit"|"settle"}`: admissions decided in this
+    /// process because the shared limits backend (Redis) failed or was skipped after failures,
+    /// and settles that could not reach it.
+    pub limits_backend_errors: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -39,6 +43,18 @@ const LATENCY_BUCKETS: &[f64] = &[
 const ADDED_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
+
+/// A fresh, unregistered `llmux_limits_backend_errors_total{op}` (the shared limits backend
+/// makes one of its own when it is built outside a gateway).
+pub fn limits_backend_errors() -> Result<IntCounterVec, prometheus::Error> {
+    IntCounterVec::new(
+        Opts::new(
+            "llmux_limits_backend_errors_total",
+            "Limit operations that could not use the shared backend (Redis): admissions decided in this process instead, settles lost.",
+        ),
+        &["op"],
+    )
+}
 
 impl Metrics {
     /// A fresh registry with every series registered.
@@ -96,7 +112,9 @@ impl Metrics {
         registry.register(Box::new(ttft.clone()))?;
         registry.register(Box::new(added_latency.clone()))?;
         registry.register(Box::new(breaker.clone()))?;
+        let limits_backend_errors = limits_backend_errors()?;
         registry.register(Box::new(inflight_streams.clone()))?;
+        registry.register(Box::new(limits_backend_errors.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -108,6 +126,7 @@ impl Metrics {
             added_latency,
             breaker,
             inflight_streams,
+            limits_backend_errors,
         })
     }
 

@@ -1,7 +1,8 @@
 //! Starting and stopping: load the configuration ([`load_raw`]), bind ([`Gateway::bind`]),
 //! serve with `TCP_NODELAY` on every accepted socket, and shut down gracefully: on the signal
 //! the listener closes, `/readyz` turns 503, and in-flight requests and streams get
-//! `server.shutdown_grace` to finish before the remaining connections are dropped.
+//! `server.shutdown_grace` to finish before the remaining connections are dropped; then limit
+//! settles still on their way to Redis get a few seconds, and the usage recorder is flushed.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -16,6 +17,9 @@ use crate::app::{router, AppState};
 use crate::auth::{Authenticator, KeyVerifier, StoreKeys};
 use crate::config::{Config, ConfigError, RawConfig};
 use crate::usage::{RecorderConfig, UsageRecorder};
+
+/// How long shutdown waits for settles still being sent to Redis.
+const SETTLE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Start-up options that are not configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -192,8 +196,17 @@ impl Gateway {
         if let Some(p) = pruner {
             p.abort();
         }
-        // Every request's guard has run by now (or runs as its connection is dropped here);
-        // flush what the recorder holds.
+        // Every request's guard has run by now (or runs as its connection is dropped here).
+        // Settles sent to Redis run in spawned tasks: give them a moment to land, so the shared
+        // counters see this gateway's last usage. One still pending when this gives up is lost
+        // to Redis only: its reservation expires, and its spend arrives through the store.
+        if tokio::time::timeout(SETTLE_DRAIN, state.limits.drain())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some limit settles were still pending in Redis at shutdown");
+        }
+        // Flush what the recorder holds.
         if let Some(rec) = state.recorder.clone() {
             match rec.shutdown().await {
                 Ok(n) => tracing::info!(written = n, "usage recorder drained"),

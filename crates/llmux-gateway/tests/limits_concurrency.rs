@@ -42,7 +42,7 @@ async fn admit_concurrently(
         let est = estimate(i);
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (est, limits.admit(&key, est))
+            (est, limits.admit(&key, est).await)
         }));
     }
     let mut out = Vec::new();
@@ -79,7 +79,7 @@ async fn hundred_concurrent_admits_on_rpm_30_admit_exactly_30() {
         rpm: Some(30),
         ..key(2)
     };
-    assert!(limits.admit(&other, 10).is_ok());
+    assert!(limits.admit(&other, 10).await.is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -89,17 +89,17 @@ async fn rpm_frees_when_the_window_slides() {
         rpm: Some(2),
         ..key(1)
     };
-    let _a = limits.admit(&k, 0).unwrap();
+    let _a = limits.admit(&k, 0).await.unwrap();
     tokio::time::advance(Duration::from_secs(30)).await;
-    let _b = limits.admit(&k, 0).unwrap();
-    match limits.admit(&k, 0) {
+    let _b = limits.admit(&k, 0).await.unwrap();
+    match limits.admit(&k, 0).await {
         Err(LimitError::RateLimited { retry_after }) => {
             assert_eq!(retry_after, Duration::from_secs(30))
         }
         other => panic!("{other:?}"),
     }
     tokio::time::advance(Duration::from_secs(30)).await;
-    assert!(limits.admit(&k, 0).is_ok());
+    assert!(limits.admit(&k, 0).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -132,7 +132,7 @@ async fn tpm_holds_under_200_concurrent_requests() {
         limits.settle(a, est, 0.0);
     }
     assert!(matches!(
-        limits.admit(&k, 200),
+        limits.admit(&k, 200).await,
         Err(LimitError::RateLimited { .. })
     ));
     assert_eq!(limits.in_flight(1), (0, 0.0));
@@ -146,7 +146,7 @@ async fn a_request_larger_than_tpm_is_refused_as_too_large() {
         ..key(1)
     };
     assert_eq!(
-        limits.admit(&k, 1_001).unwrap_err(),
+        limits.admit(&k, 1_001).await.unwrap_err(),
         LimitError::TooLarge {
             needed: 1_001,
             limit: 1_000
@@ -182,7 +182,7 @@ async fn token_budget_holds_under_200_concurrent_requests() {
     assert!(spent <= 10_000 + n * 20);
     // A stale key record from the store (still 9,000 spent) does not erase settled spend.
     assert_eq!(
-        limits.admit(&k, 1).unwrap_err(),
+        limits.admit(&k, 1).await.unwrap_err(),
         LimitError::BudgetExhausted
     );
     // A fresher record from the store that includes the same usage is not counted twice.
@@ -191,8 +191,8 @@ async fn token_budget_holds_under_200_concurrent_requests() {
         budget_tokens: Some(20_000),
         ..k.clone()
     };
-    let _held = limits.admit(&fresh, 8_000).unwrap();
-    assert!(limits.admit(&fresh, 2_000).is_err());
+    let _held = limits.admit(&fresh, 8_000).await.unwrap();
+    assert!(limits.admit(&fresh, 2_000).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -213,7 +213,7 @@ async fn cost_budget_holds_under_200_concurrent_requests() {
     }
     assert_eq!(limits.spent(7).1, 1.0);
     assert_eq!(
-        limits.admit(&k, 1).unwrap_err(),
+        limits.admit(&k, 1).await.unwrap_err(),
         LimitError::BudgetExhausted
     );
 }
@@ -227,7 +227,7 @@ async fn without_a_cost_estimate_an_exhausted_cost_budget_still_refuses() {
         ..key(3)
     };
     assert_eq!(
-        limits.admit(&k, 10).unwrap_err(),
+        limits.admit(&k, 10).await.unwrap_err(),
         LimitError::BudgetExhausted
     );
     // Another key with a little budget left (spend is monotonic per key, so a new id).
@@ -236,7 +236,7 @@ async fn without_a_cost_estimate_an_exhausted_cost_budget_still_refuses() {
         spent_cost: 0.99,
         ..key(4)
     };
-    assert!(limits.admit(&k, 10).is_ok());
+    assert!(limits.admit(&k, 10).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -246,18 +246,18 @@ async fn settling_below_the_estimate_and_dropping_release_reservations() {
         budget_tokens: Some(1_000),
         ..key(1)
     };
-    let a = limits.admit(&k, 900).unwrap();
+    let a = limits.admit(&k, 900).await.unwrap();
     assert_eq!(
-        limits.admit(&k, 200).unwrap_err(),
+        limits.admit(&k, 200).await.unwrap_err(),
         LimitError::BudgetExhausted
     );
     limits.settle(a, 100, 0.0);
-    let b = limits.admit(&k, 800).unwrap();
+    let b = limits.admit(&k, 800).await.unwrap();
     assert_eq!(limits.in_flight(1).0, 800);
     drop(b); // abandoned without settling: nothing spent, reservation released
     assert_eq!(limits.in_flight(1).0, 0);
     assert_eq!(limits.spent(1).0, 100);
-    assert!(limits.admit(&k, 900).is_ok());
+    assert!(limits.admit(&k, 900).await.is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -267,8 +267,8 @@ async fn edited_key_limits_take_effect() {
         rpm: Some(1),
         ..key(1)
     };
-    let _a = limits.admit(&k, 0).unwrap();
-    assert!(limits.admit(&k, 0).is_err());
+    let _a = limits.admit(&k, 0).await.unwrap();
+    assert!(limits.admit(&k, 0).await.is_err());
     let raised = KeyRecord { rpm: Some(5), ..k };
-    assert!(limits.admit(&raised, 0).is_ok());
+    assert!(limits.admit(&raised, 0).await.is_ok());
 }

@@ -101,7 +101,10 @@ impl Limiter {
         let mut wait = Duration::ZERO;
         if let Some(rpm) = self.config.rpm {
             let rpm = rpm as usize;
-            if g.entries.len() >= rpm {
+            if rpm == 0 {
+                // Nothing is ever admitted; a full window is the honest wait.
+                wait = WINDOW;
+            } else if g.entries.len() >= rpm {
                 // The call fits once enough of the oldest entries have aged out.
                 let idx = g.entries.len() - rpm;
                 wait = wait.max(g.entries[idx].at + WINDOW - now);
@@ -184,6 +187,17 @@ mod tests {
         let wait = l.try_admit(0, t0 + Duration::from_secs(10)).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
         assert!(l.try_admit(0, t0 + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn rpm_zero_refuses_every_call_with_a_full_window_wait() {
+        let t0 = Instant::now();
+        let l = Limiter::new(LimitConfig {
+            rpm: Some(0),
+            ..Default::default()
+        });
+        assert_eq!(l.try_admit(0, t0).unwrap_err(), WINDOW);
+        assert_eq!(l.try_admit(0, t0 + WINDOW).unwrap_err(), WINDOW);
     }
 
     #[test]

@@ -93,7 +93,7 @@ async fn handle(
     let Some(plan) = state.routes.plan(&req.model) else {
         return fail(ApiError::unknown_model(&req.model), ingress, &ctx, None);
     };
-    let admission = match super::admit(&state, &principal, estimate_request(&req)) {
+    let admission = match super::admit(&state, &principal, estimate_request(&req)).await {
         Ok(a) => a,
         Err(e) => return fail(e, ingress, &ctx, None),
     };

@@ -71,7 +71,7 @@ async fn handle(
         .iter()
         .map(|t| llmux_core::tokens::estimate_text(t))
         .sum();
-    let admission = match super::admit(&state, &principal, prompt_estimate) {
+    let admission = match super::admit(&state, &principal, prompt_estimate).await {
         Ok(a) => a,
         Err(e) => return fail(e, ingress, &ctx, None),
     };

@@ -1,6 +1,7 @@
 //! `/healthz` (the process answers), `/readyz` (it can serve: not shutting down and some
-//! channel's breaker is not open) and `/metrics` (Prometheus text exposition, no auth: expose
-//! it on an internal network only).
+//! channel's breaker is not open; an unavailable Redis does not make it unready, since limits
+//! then fall back to this process, and shows as `"limits": "redis_unavailable"`) and
+//! `/metrics` (Prometheus text exposition, no auth: expose it on an internal network only).
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "status": if usable > 0 { "ready" } else { "no_usable_channel" },
             "channels": routes.channels().len(),
             "usable_channels": usable,
+            "limits": state.limits.backend(),
         })),
     )
         .into_response()

@@ -352,7 +352,8 @@ pub(crate) fn failed(
 
 /// Admits a request under its key's limits (none for static keys and open access): 429 with
 /// `Retry-After` over a rate, 429 `insufficient_quota` over a budget, 400 when it can never fit.
-pub(crate) fn admit(
+/// With Redis configured this is one round trip to it (see [`crate::limits::redis`]).
+pub(crate) async fn admit(
     state: &AppState,
     principal: &Principal,
     estimated_tokens: u64,
@@ -370,7 +371,7 @@ pub(crate) fn admit(
     let Some(record) = principal.record() else {
         return Ok(None);
     };
-    match state.limits.admit(record, estimated_tokens) {
+    match state.limits.admit(record, estimated_tokens).await {
         Ok(a) => Ok(Some(a)),
         Err(e @ LimitError::RateLimited { retry_after }) => {
             let mut err = ApiError::new(ErrorKind::RateLimited, e.to_string());

@@ -310,3 +310,94 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// The Redis every machine runs for tests.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// A unique key prefix in the test Redis, whose keys are deleted when it is dropped (also when
+/// the test fails), so concurrent tests and reruns never see each other's keys.
+pub struct RedisPrefix {
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    /// Every key under the prefix (for assertions about what was written).
+    pub fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(REDIS_URL).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+            .unwrap();
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(REDIS_URL) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<u64, _> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+        }
+    }
+}
+
+/// A fresh prefix in the test Redis at 127.0.0.1:6379, or `None` (with a loud line) when it is
+/// unreachable on a developer machine. Under `CI=true` an unreachable Redis fails the test.
+pub async fn redis_prefix() -> Option<RedisPrefix> {
+    let reached = async {
+        let client = redis::Client::open(REDIS_URL).map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let outcome = match tokio::time::timeout(std::time::Duration::from_secs(5), reached).await {
+        Ok(r) => r,
+        Err(_) => Err("no answer within 5 s".to_owned()),
+    };
+    if let Err(e) = outcome {
+        if matches!(std::env::var("CI").as_deref(), Ok("true" | "1")) {
+            panic!("Redis at 127.0.0.1:6379 is required under CI=true: {e}");
+        }
+        // Straight to stderr: the test harness captures `eprintln!`, and this line must be seen.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "\n!!!!!!!! SKIPPING a Redis limits test: 127.0.0.1:6379 unreachable ({e}). \
+                 Start it with `redis-server --daemonize yes --port 6379 --save \"\"`. !!!!!!!!\n"
+            )
+            .as_bytes(),
+        );
+        return None;
+    }
+    Some(RedisPrefix {
+        prefix: format!(
+            "llmux-test:{}:{:016x}:",
+            std::process::id(),
+            fastrand::u64(..)
+        ),
+    })
+}
+
+/// A `redis://` URL on a loopback port nothing listens on (bound, then released).
+pub fn closed_redis_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("redis://127.0.0.1:{port}/0")
+}

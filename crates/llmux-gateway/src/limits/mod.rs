@@ -17,6 +17,12 @@
 //! `spent` is the larger of the key's counters read from the store and the spend settled
 //! here, so usage settled but not yet flushed by the recorder is never forgotten, and usage
 //! the store already holds is never counted twice.
+//!
+//! Two modes. In-process (the default), the state above lives in this gateway. With a
+//! [`RedisLimits`] backend ([`KeyLimits::with_redis`], `server.redis`), the same checks run as
+//! one Lua script on the Redis server, so they hold across every gateway sharing that Redis and
+//! prefix; when Redis cannot answer, the request is decided in process instead (see
+//! [`redis`] for the failure policy). Keys with no limits never touch Redis.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +32,10 @@ use llmux_core::resilience::{LimitConfig, Limiter, Reservation};
 use tokio::time::Instant;
 
 use crate::store::KeyRecord;
+
+pub mod redis;
+
+pub use self::redis::{RedisLimits, RedisSetupError};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -90,18 +100,46 @@ impl Inner {
 pub struct KeyLimits {
     inner: Arc<Inner>,
     cost_per_token: f64,
+    shared: Option<Arc<redis::Shared>>,
 }
 
 /// An admitted request. Settle it with the actual usage; dropping it unsettled releases the
 /// budget reservation without spending (the RPM/TPM slot stays until it ages out).
 #[derive(Debug)]
 pub struct Admission {
-    inner: Arc<Inner>,
-    key_id: i64,
-    reservation: Option<Reservation>,
     tokens: u64,
     cost: f64,
     settled: bool,
+    ticket: Ticket,
+}
+
+/// Where an admission was made.
+#[derive(Debug)]
+enum Ticket {
+    /// In this process.
+    Local {
+        inner: Arc<Inner>,
+        key_id: i64,
+        reservation: Option<Reservation>,
+    },
+    /// In Redis, shared with other gateways.
+    Shared(redis::Ticket),
+}
+
+/// A key's spend and reservations as the shared backend holds them
+/// ([`KeyLimits::shared_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeyUsage {
+    /// Tokens spent (the store's counter or the settled spend, whichever is larger).
+    pub spent_tokens: u64,
+    /// Cost spent.
+    pub spent_cost: f64,
+    /// Tokens reserved by requests in flight.
+    pub reserved_tokens: u64,
+    /// Cost reserved by requests in flight.
+    pub reserved_cost: f64,
+    /// Tokens counted in the TPM window.
+    pub window_tokens: u64,
 }
 
 impl Admission {
@@ -114,14 +152,34 @@ impl Admission {
     pub fn reserved_cost(&self) -> f64 {
         self.cost
     }
+
+    /// True when Redis made this admission (false: this process did, including as the fallback
+    /// while Redis is unavailable).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.ticket, Ticket::Shared(_))
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if !self.settled {
-            self.inner
-                .release(self.key_id, self.tokens, self.cost, None);
+        if self.settled {
+            return;
         }
+        match &self.ticket {
+            Ticket::Local { inner, key_id, .. } => {
+                inner.release(*key_id, self.tokens, self.cost, None);
+            }
+            Ticket::Shared(t) => t.release((self.tokens, self.cost)),
+        }
+    }
+}
+
+/// A cost as the limits use it: finite and not negative.
+fn sane_cost(cost: f64) -> f64 {
+    if cost.is_finite() {
+        cost.max(0.0)
+    } else {
+        0.0
     }
 }
 
@@ -136,38 +194,44 @@ impl KeyLimits {
     pub fn with_cost_per_token(cost_per_token: f64) -> Self {
         KeyLimits {
             inner: Arc::default(),
-            cost_per_token: if cost_per_token.is_finite() {
-                cost_per_token.max(0.0)
-            } else {
-                0.0
-            },
+            cost_per_token: sane_cost(cost_per_token),
+            shared: None,
         }
     }
 
+    /// The same limits kept in Redis, shared with every gateway using the same Redis and
+    /// prefix (admissions become one round trip; see [`redis`] for what happens when Redis
+    /// fails).
+    pub fn with_redis(mut self, backend: RedisLimits) -> Self {
+        self.shared = Some(backend.shared);
+        self
+    }
+
+    /// Which backend decides admissions now: `local` (no Redis configured), `redis`, or
+    /// `redis_unavailable` (Redis failed repeatedly; this process decides until it answers).
+    pub fn backend(&self) -> &'static str {
+        self.shared.as_ref().map_or("local", |s| s.state())
+    }
+
     /// Admits a request estimated at `estimated_tokens` (prompt + output reserve), reserving
-    /// its tokens and estimated cost.
-    pub fn admit(&self, key: &KeyRecord, estimated_tokens: u64) -> Result<Admission, LimitError> {
+    /// its tokens and estimated cost. With Redis this is one round trip.
+    pub async fn admit(
+        &self,
+        key: &KeyRecord,
+        estimated_tokens: u64,
+    ) -> Result<Admission, LimitError> {
         let cost = estimated_tokens as f64 * self.cost_per_token;
-        self.admit_with_cost(key, estimated_tokens, cost)
+        self.admit_with_cost(key, estimated_tokens, cost).await
     }
 
     /// Admits a request with an explicit cost estimate (for example from the model's price).
-    pub fn admit_with_cost(
+    pub async fn admit_with_cost(
         &self,
         key: &KeyRecord,
         estimated_tokens: u64,
         estimated_cost: f64,
     ) -> Result<Admission, LimitError> {
-        let estimated_cost = if estimated_cost.is_finite() {
-            estimated_cost.max(0.0)
-        } else {
-            0.0
-        };
-        let config = LimitConfig {
-            rpm: key.rpm,
-            tpm: key.tpm,
-            wait: false,
-        };
+        let estimated_cost = sane_cost(estimated_cost);
         if let Some(limit) = key.tpm {
             if estimated_tokens > limit {
                 return Err(LimitError::TooLarge {
@@ -176,6 +240,35 @@ impl KeyLimits {
                 });
             }
         }
+        let limited = key.rpm.is_some()
+            || key.tpm.is_some()
+            || key.budget_tokens.is_some()
+            || key.budget_cost.is_some();
+        if let (Some(shared), true) = (&self.shared, limited) {
+            if let Some(decision) = shared.admit(key, estimated_tokens, estimated_cost).await {
+                return decision.map(|t| Admission {
+                    tokens: estimated_tokens,
+                    cost: estimated_cost,
+                    settled: false,
+                    ticket: Ticket::Shared(t),
+                });
+            }
+        }
+        self.admit_local(key, estimated_tokens, estimated_cost)
+    }
+
+    /// The in-process decision: the only one without Redis, the fallback with it.
+    fn admit_local(
+        &self,
+        key: &KeyRecord,
+        estimated_tokens: u64,
+        estimated_cost: f64,
+    ) -> Result<Admission, LimitError> {
+        let config = LimitConfig {
+            rpm: key.rpm,
+            tpm: key.tpm,
+            wait: false,
+        };
         let mut keys = self.inner.lock();
         let state = keys.entry(key.id).or_insert_with(|| KeyState {
             config,
@@ -230,36 +323,57 @@ impl KeyLimits {
         state.reserved_tokens = state.reserved_tokens.saturating_add(estimated_tokens);
         state.reserved_cost += estimated_cost;
         Ok(Admission {
-            inner: self.inner.clone(),
-            key_id: key.id,
-            reservation,
             tokens: estimated_tokens,
             cost: estimated_cost,
             settled: false,
+            ticket: Ticket::Local {
+                inner: self.inner.clone(),
+                key_id: key.id,
+                reservation,
+            },
         })
     }
 
     /// Replaces the admission's reservations by the actual usage: the TPM window counts the
-    /// actual tokens, and the budgets count them as spent.
+    /// actual tokens, and the budgets count them as spent. With Redis the update is sent from a
+    /// spawned task (the caller never waits); [`KeyLimits::drain`] waits for those in flight.
     pub fn settle(&self, mut adm: Admission, actual_tokens: u64, actual_cost: f64) {
         adm.settled = true;
-        if let Some(r) = adm.reservation.take() {
-            r.settle(actual_tokens);
+        let cost = sane_cost(actual_cost);
+        let est = (adm.tokens, adm.cost);
+        match &mut adm.ticket {
+            Ticket::Local {
+                inner,
+                key_id,
+                reservation,
+            } => {
+                if let Some(r) = reservation.take() {
+                    r.settle(actual_tokens);
+                }
+                inner.release(*key_id, est.0, est.1, Some((actual_tokens, cost)));
+            }
+            Ticket::Shared(t) => t.settle(est, (actual_tokens, cost)),
         }
-        let cost = if actual_cost.is_finite() {
-            actual_cost.max(0.0)
-        } else {
-            0.0
-        };
-        adm.inner.release(
-            adm.key_id,
-            adm.tokens,
-            adm.cost,
-            Some((actual_tokens, cost)),
-        );
     }
 
-    /// Tokens and cost reserved by in-flight requests of a key.
+    /// Waits until every settle and release sent to Redis has finished (at once without Redis).
+    /// Shutdown calls it so settled usage reaches the shared counters before the process ends.
+    pub async fn drain(&self) {
+        if let Some(s) = &self.shared {
+            s.drain().await;
+        }
+    }
+
+    /// A key's spend and reservations as Redis holds them; `None` without Redis or when it
+    /// cannot be read. Expired reservations still count until the key's next admission.
+    pub async fn shared_usage(&self, key_id: i64) -> Option<KeyUsage> {
+        match &self.shared {
+            Some(s) => s.usage(key_id).await,
+            None => None,
+        }
+    }
+
+    /// Tokens and cost reserved by in-flight requests of a key admitted in this process.
     pub fn in_flight(&self, key_id: i64) -> (u64, f64) {
         self.inner
             .lock()
@@ -267,7 +381,8 @@ impl KeyLimits {
             .map_or((0, 0.0), |s| (s.reserved_tokens, s.reserved_cost))
     }
 
-    /// Spend of a key as known here (store counters or settled usage, whichever is larger).
+    /// Spend of a key as known in this process (store counters or usage settled here,
+    /// whichever is larger).
     pub fn spent(&self, key_id: i64) -> (u64, f64) {
         self.inner
             .lock()
