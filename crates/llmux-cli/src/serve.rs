@@ -94,6 +94,17 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         raw.server.listen = listen;
     }
+    // The offline demo gets an admin key of its own (printed below) so the dashboard and the
+    // admin API can be tried too; a configured one is kept and never printed.
+    let demo_admin = if args.emulate && raw.server.admin_key.is_none() {
+        let key = llmux_gateway::keys::generate()
+            .map_err(|e| CliError::msg(format!("generating an admin key: {e}")))?
+            .replacen("sk-llmux-", "adm-llmux-", 1);
+        raw.server.admin_key = Some(key.clone());
+        Some(key)
+    } else {
+        None
+    };
     match raw.server.database.as_deref() {
         // `database = "none"`: no accounting, no virtual keys (static keys only).
         Some("none") => raw.server.database = None,
@@ -147,6 +158,9 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         eprintln!(
             "offline demo: every provider is emulated. Try:\n  curl -s http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"dashscope/qwen-plus\",\"messages\":[{{\"role\":\"user\",\"content\":\"你好\"}}]}}'"
         );
+    }
+    if let Some(admin) = demo_admin {
+        eprintln!("dashboard: http://{addr}/dashboard (admin key for this run: {admin})");
     }
     let result = gateway
         .run(gw::shutdown_signal())

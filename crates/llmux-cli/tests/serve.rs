@@ -153,7 +153,7 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
 #[tokio::test]
 async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
     let home = tempfile::tempdir().unwrap();
-    let (mut child, url, _err_lines) = spawn_serve(home.path(), &[], &["--emulate"]).await;
+    let (mut child, url, mut err_lines) = spawn_serve(home.path(), &[], &["--emulate"]).await;
     let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let key = out_lines
         .next_line()
@@ -162,6 +162,35 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
         .expect("serve printed a key");
     assert!(key.starts_with("sk-llmux-"), "{key}");
     let http = reqwest::Client::new();
+    // The demo has an admin key of its own, printed with the dashboard's address.
+    let (dashboard, admin) = loop {
+        let line = err_lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve printed the dashboard line");
+        if let Some(rest) = line.strip_prefix("dashboard: ") {
+            let (u, k) = rest.split_once(" (admin key for this run: ").unwrap();
+            break (u.to_owned(), k.trim_end_matches(')').to_owned());
+        }
+    };
+    assert_eq!(dashboard, format!("{url}/dashboard"));
+    assert!(admin.starts_with("adm-llmux-"), "{admin}");
+    assert_eq!(http.get(&dashboard).send().await.unwrap().status(), 200);
+    let channels = http
+        .get(format!("{url}/admin/channels"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(channels.status(), 200);
+    let wrong = http
+        .get(format!("{url}/admin/channels"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401, "a client key is not an admin key");
     for model in [
         "dashscope/qwen-plus",
         "openai/gpt-4o-mini",

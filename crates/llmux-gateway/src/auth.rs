@@ -205,6 +205,11 @@ impl Authenticator {
         ))
     }
 
+    /// Whether an admin key is configured (the admin API and the dashboard are on).
+    pub fn has_admin(&self) -> bool {
+        self.admin_key.is_some()
+    }
+
     /// Checks the admin key (403 when none is configured, 401 when wrong).
     pub fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(admin) = &self.admin_key else {

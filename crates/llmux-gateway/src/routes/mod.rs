@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod chat;
+pub mod dashboard;
 pub mod embeddings;
 pub mod health;
 pub mod models;

@@ -1,0 +1,87 @@
+//! The web dashboard: three static files compiled into the binary (`src/dashboard/`), a page
+//! over the admin API (channels and breakers, virtual keys, usage, recent requests). Served
+//! only when `server.admin_key` is set; the page holds no data itself, and every call it makes
+//! carries the admin key the user types in. A strict Content-Security-Policy allows nothing but
+//! these files and same-origin API calls.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use super::fail;
+use crate::app::{AppState, RequestCtx};
+use crate::error::{ApiError, Ingress};
+
+const INDEX: &str = include_str!("../dashboard/index.html");
+const APP_JS: &str = include_str!("../dashboard/app.js");
+const STYLE: &str = include_str!("../dashboard/style.css");
+
+/// The policy on every dashboard file: scripts, styles and API calls from this origin only, no
+/// inline code, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+fn file(
+    state: &AppState,
+    ctx: &RequestCtx,
+    content_type: &'static str,
+    body: &'static str,
+) -> Response {
+    if !state.auth.has_admin() {
+        return fail(
+            ApiError::new(
+                llmux_core::ErrorKind::NotFound,
+                "the dashboard is off: set server.admin_key to use it",
+            ),
+            Ingress::Admin,
+            ctx,
+            None,
+        );
+    }
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// `GET /dashboard`.
+pub async fn index(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Response {
+    file(&state, &ctx, "text/html; charset=utf-8", INDEX)
+}
+
+/// `GET /dashboard/app.js`.
+pub async fn app_js(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Response {
+    file(&state, &ctx, "text/javascript; charset=utf-8", APP_JS)
+}
+
+/// `GET /dashboard/style.css`.
+pub async fn style(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+) -> Response {
+    file(&state, &ctx, "text/css; charset=utf-8", STYLE)
+}
