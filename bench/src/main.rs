@@ -20,10 +20,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
 use tokio::time::Instant;
 
 use crate::load::{Load, Measured, Target};
-use crate::procs::{BoxError, CpuReading, EmulatorProc, GatewayProc, GATEWAY_KEY};
+use crate::procs::{Accounting, BoxError, CpuReading, EmulatorProc, GatewayProc};
 use crate::report::{Report, Row, RunInfo};
 
 /// Response mode.
@@ -33,15 +34,6 @@ enum Mode {
     NonStream,
     /// Server-sent events.
     Stream,
-}
-
-/// Accounting setting of the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Accounting {
-    /// No database.
-    Off,
-    /// `database = "sqlite://…"` in a temporary directory.
-    On,
 }
 
 /// Benchmarks `llmux serve` in front of `llmux emulate` against direct calls to the emulator.
@@ -65,8 +57,9 @@ struct Args {
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     concurrency: Vec<usize>,
-    /// Gateway accounting settings.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on")]
+    /// Gateway settings: `off` (no database, static key), `on` (SQLite usage records, static
+    /// key), `keys` (SQLite and a virtual key with RPM, TPM and budget limits).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on,keys")]
     accounting: Vec<Accounting>,
     /// Measured seconds per measurement (each cell has one direct and one gateway measurement
     /// per accounting setting).
@@ -163,20 +156,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let control = load::client(4)?;
     let mut emulator = EmulatorProc::start(&llmux)?;
-    let mut gateways: Vec<(bool, GatewayProc)> = Vec::new();
+    let mut gateways: Vec<(Accounting, GatewayProc)> = Vec::new();
     let mut startup_rss = Vec::new();
-    for acct in &args.accounting {
-        let on = *acct == Accounting::On;
+    for &acct in &args.accounting {
         let gw = GatewayProc::start(
             &llmux,
             tmp.path(),
             &emulator,
-            on,
+            acct,
             args.gateway_log.as_deref(),
         )
         .await?;
-        startup_rss.push((on, procs::rss_kib(gw.proc.pid())? as f64 / 1024.0));
-        gateways.push((on, gw));
+        startup_rss.push((acct, procs::rss_kib(gw.proc.pid())? as f64 / 1024.0));
+        gateways.push((acct, gw));
     }
     let direct = Target {
         url: format!("{}/chat/completions", emulator.openai_base),
@@ -201,7 +193,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                     gw.proc.ensure_running()?;
                     let target = Target {
                         url: format!("{}/v1/chat/completions", gw.url),
-                        key: GATEWAY_KEY.to_owned(),
+                        key: gw.key.clone(),
                     };
                     let pid = gw.proc.pid();
                     peak_rss_per_cell &= procs::reset_peak_rss(pid);
@@ -241,11 +233,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
                         gateway: g,
                     };
                     eprintln!(
-                        "  {:>3} ms {:<10} c={:<3} acct={:<3}  direct {:>7.0} rps p50 {:>7.2}  gw {:>7.0} rps p50 {:>7.2}  added {:+.2} ms  cpu {:.3} s/1k  rss {:.1} MiB",
+                        "  {:>3} ms {:<10} c={:<3} acct={:<4}  direct {:>7.0} rps p50 {:>7.2}  gw {:>7.0} rps p50 {:>7.2}  added {:+.2} ms  cpu {:.3} s/1k  rss {:.1} MiB",
                         latency,
                         if load.stream { "stream" } else { "non-stream" },
                         concurrency,
-                        if *accounting { "on" } else { "off" },
+                        accounting.label(),
                         row.direct.rps,
                         row.direct.p50_ms,
                         row.gateway.rps,
@@ -262,15 +254,15 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     let accounting_database_written = gateways
         .iter()
-        .find(|(on, _)| *on)
-        .and_then(|(_, gw)| gw.database_written());
+        .filter_map(|(_, gw)| gw.database_written())
+        .reduce(|a, b| a && b);
     for (_, gw) in &mut gateways {
         gw.proc.stop(Duration::from_secs(3));
     }
     if accounting_database_written == Some(false) {
         eprintln!(
-            "llmux-bench: warning: accounting was on but the gateway never wrote its database; \
-             the 'on' rows measure a gateway without usage recording"
+            "llmux-bench: warning: accounting was on but a gateway never wrote its database; \
+             its rows measure a gateway without usage recording"
         );
     }
     let report = Report {

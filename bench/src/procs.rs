@@ -153,6 +153,32 @@ pub const GATEWAY_KEY: &str = "sk-llmux-bench";
 /// The public model routed to the emulator.
 pub const MODEL: &str = "gpt-4o-mini";
 
+/// How the gateway under test is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Accounting {
+    /// No database; the client uses a static key.
+    Off,
+    /// `database = "sqlite://…"` in a temporary directory: every request is recorded; the client
+    /// still uses a static key.
+    On,
+    /// As `on`, and the client uses a virtual key (made by `llmux keys create`) with RPM, TPM
+    /// and token-budget limits set far above what the bench sends: every request pays the key
+    /// lookup, the limit admission and the settle.
+    Keys,
+}
+
+impl Accounting {
+    /// The name in the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Accounting::Off => "off",
+            Accounting::On => "on",
+            Accounting::Keys => "keys",
+        }
+    }
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct GatewayProc {
@@ -162,6 +188,8 @@ pub struct GatewayProc {
     pub url: String,
     /// The SQLite file when accounting is on.
     pub database: Option<PathBuf>,
+    /// The client key to send (the static key, or the virtual key made for `keys`).
+    pub key: String,
     /// Where its stderr (logs) goes.
     pub log: PathBuf,
 }
@@ -172,12 +200,12 @@ impl GatewayProc {
         llmux: &Path,
         dir: &Path,
         emulator: &EmulatorProc,
-        accounting: bool,
+        accounting: Accounting,
         rust_log: Option<&str>,
     ) -> Result<GatewayProc, BoxError> {
         let port = free_port()?;
-        let tag = if accounting { "acct-on" } else { "acct-off" };
-        let database = accounting.then(|| dir.join(format!("usage-{tag}.db")));
+        let tag = format!("acct-{}", accounting.label());
+        let database = (accounting != Accounting::Off).then(|| dir.join(format!("usage-{tag}.db")));
         let db_line = database
             .as_ref()
             .map(|p| format!("database = \"sqlite://{}\"\n", p.display()))
@@ -192,6 +220,10 @@ impl GatewayProc {
         );
         let config_path = dir.join(format!("llmux-{tag}.toml"));
         std::fs::write(&config_path, config)?;
+        let key = match accounting {
+            Accounting::Keys => create_virtual_key(llmux, &config_path)?,
+            Accounting::Off | Accounting::On => GATEWAY_KEY.to_owned(),
+        };
         let log = dir.join(format!("gateway-{tag}.log"));
         let mut cmd = Command::new(llmux);
         cmd.arg("serve")
@@ -215,6 +247,7 @@ impl GatewayProc {
             },
             url: format!("http://127.0.0.1:{port}"),
             database,
+            key,
             log,
         };
         gw.wait_healthy().await?;
@@ -247,6 +280,41 @@ impl GatewayProc {
             .as_ref()
             .map(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
     }
+}
+
+/// Runs `llmux keys create` on the gateway's config and returns the key it prints last. The
+/// limits are real (checked on every request) but far above what any cell sends.
+fn create_virtual_key(llmux: &Path, config: &Path) -> Result<String, BoxError> {
+    let out = Command::new(llmux)
+        .args(["keys", "create", "--config"])
+        .arg(config)
+        .args([
+            "--name",
+            "bench",
+            "--rpm",
+            "1000000000",
+            "--tpm",
+            "1000000000000",
+            "--budget-tokens",
+            "1000000000000000",
+        ])
+        .env_remove("LLMUX_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {} keys create: {e}", llmux.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "llmux keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| l.trim().to_owned())
+        .filter(|k| k.starts_with("sk-llmux-"))
+        .ok_or_else(|| "llmux keys create printed no key".into())
 }
 
 /// A free loopback port (bound and released; the gateway binds it right after).

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::load::Measured;
+use crate::procs::Accounting;
 
 /// One cell: the same load sent directly to the emulator and through the gateway.
 #[derive(Debug, Clone, Serialize)]
@@ -16,8 +17,8 @@ pub struct Row {
     pub stream: bool,
     /// Concurrent clients.
     pub concurrency: usize,
-    /// Gateway with a usage database (`true`) or without.
-    pub accounting: bool,
+    /// Gateway setup: no database, usage records, or usage records and a limited virtual key.
+    pub accounting: Accounting,
     /// Straight to the emulator.
     pub direct: Measured,
     /// Through the gateway.
@@ -51,10 +52,10 @@ pub struct RunInfo {
     pub gateway_log: Option<String>,
     /// Whether the per-cell peak RSS could be reset (`/proc/PID/clear_refs`).
     pub peak_rss_per_cell: bool,
-    /// With accounting on: whether the gateway wrote its database (None = accounting not run).
+    /// With accounting on: whether every gateway with a database wrote it (None = none ran).
     pub accounting_database_written: Option<bool>,
-    /// Gateway RSS right after start-up, MiB (accounting off / on).
-    pub gateway_startup_rss_mib: Vec<(bool, f64)>,
+    /// Gateway RSS right after start-up, MiB, per setup.
+    pub gateway_startup_rss_mib: Vec<(Accounting, f64)>,
     /// Wall time of the whole run, s.
     pub wall_s: f64,
     /// Load average before and after the run (on a shared machine, other work skews results).
@@ -113,7 +114,7 @@ impl Report {
         if let Some(written) = i.accounting_database_written {
             let _ = writeln!(
                 s,
-                "Accounting on: `database = \"sqlite://…\"`; the gateway {} the database file.  ",
+                "Accounting on and keys: `database = \"sqlite://…\"`; the gateways {} the database file.  ",
                 if written {
                     "wrote"
                 } else {
@@ -125,12 +126,7 @@ impl Report {
             let parts: Vec<String> = i
                 .gateway_startup_rss_mib
                 .iter()
-                .map(|(acct, mib)| {
-                    format!(
-                        "{mib:.1} MiB (accounting {})",
-                        if *acct { "on" } else { "off" }
-                    )
-                })
+                .map(|(acct, mib)| format!("{mib:.1} MiB (accounting {})", acct.label()))
                 .collect();
             let _ = writeln!(s, "Gateway RSS after start-up: {}.  ", parts.join(", "));
         }
@@ -159,7 +155,7 @@ impl Report {
                 r.upstream_latency_ms,
                 if r.stream { "stream" } else { "non-stream" },
                 r.concurrency,
-                if r.accounting { "on" } else { "off" },
+                r.accounting.label(),
                 r.direct.rps,
                 r.gateway.rps,
                 ms(r.direct.p50_ms),
