@@ -214,6 +214,9 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 return Err(CliError::msg(format!("no key with id {id}")));
             }
             println!("revoked key {id}");
+            eprintln!(
+                "running gateways refuse it within their server.key_cache_ttl (10 s by default)"
+            );
         }
     }
     Ok(())

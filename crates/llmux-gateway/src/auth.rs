@@ -7,6 +7,7 @@
 //! `server.admin_key`; without one the admin endpoints answer 403.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use llmux_core::providers::BoxFuture;
@@ -68,26 +69,77 @@ impl Principal {
 pub trait KeyVerifier: Send + Sync + std::fmt::Debug {
     /// The principal for `key`, `Ok(None)` when the key is unknown.
     fn verify<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Principal>, ApiError>>;
+
+    /// Keys were changed (revoked) through this gateway: forget any cached copies.
+    fn forget_cached(&self) {}
+}
+
+/// Most virtual keys the cache holds; beyond it the least useful entries are evicted.
+const KEY_CACHE_CAPACITY: u64 = 100_000;
+
+/// Why a key lookup produced no key (errors are not cached; a miss is not cached either, so a
+/// key created anywhere works at once).
+#[derive(Debug)]
+enum Lookup {
+    /// No such key.
+    Missing,
+    /// The store failed (already logged).
+    Unavailable,
 }
 
 /// Virtual keys from the store: unknown → `Ok(None)`, revoked or expired → 401, store
 /// failure → 503 (never open access).
+///
+/// Found keys are cached in memory for `cache_ttl` (indexed by the key's SHA-256, never the
+/// plaintext), with `[server.limits]` defaults applied, so the hot path does not query the
+/// store on every request; concurrent first uses of a key share one lookup. Expiry is checked
+/// on every request against the cached record; a revocation through this gateway's admin API
+/// empties the cache at once, one made elsewhere (the CLI, another gateway) applies within
+/// `cache_ttl`.
 #[derive(Clone)]
 pub struct StoreKeys {
     store: Arc<dyn Store>,
     defaults: RawLimits,
+    cache: Option<moka::future::Cache<[u8; 32], Arc<VirtualKey>>>,
 }
 
 impl std::fmt::Debug for StoreKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreKeys").finish_non_exhaustive()
+        f.debug_struct("StoreKeys")
+            .field("cached", &self.cache.as_ref().map(|c| c.entry_count()))
+            .finish_non_exhaustive()
     }
 }
 
 impl StoreKeys {
-    /// Keys from `store`, with `defaults` for keys that set no limits of their own.
-    pub fn new(store: Arc<dyn Store>, defaults: RawLimits) -> Self {
-        StoreKeys { store, defaults }
+    /// Keys from `store`, with `defaults` for keys that set no limits of their own, cached for
+    /// `cache_ttl` (zero: every request reads the store).
+    pub fn new(store: Arc<dyn Store>, defaults: RawLimits, cache_ttl: Duration) -> Self {
+        let cache = (!cache_ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(KEY_CACHE_CAPACITY)
+                .time_to_live(cache_ttl)
+                .build()
+        });
+        StoreKeys {
+            store,
+            defaults,
+            cache,
+        }
+    }
+
+    async fn load(&self, key: &str) -> Result<Arc<VirtualKey>, Lookup> {
+        let found = self.store.find_key(key).await.map_err(|e| {
+            tracing::error!(error = %e, "the key store failed; refusing the request");
+            Lookup::Unavailable
+        })?;
+        let Some(mut record) = found else {
+            return Err(Lookup::Missing);
+        };
+        record.rpm = record.rpm.or(self.defaults.rpm);
+        record.tpm = record.tpm.or(self.defaults.tpm);
+        record.budget_cost = record.budget_cost.or(self.defaults.budget);
+        Ok(Arc::new(VirtualKey { record }))
     }
 }
 
@@ -97,29 +149,42 @@ impl KeyVerifier for StoreKeys {
             if !crate::keys::looks_like_key(key) {
                 return Ok(None);
             }
-            let found = self.store.find_key(key).await.map_err(|e| {
-                tracing::error!(error = %e, "the key store failed; refusing the request");
-                let mut err = ApiError::new(
-                    ErrorKind::Internal,
-                    "the key store is unavailable; try again later",
-                );
-                err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
-                err
-            })?;
-            let Some(mut record) = found else {
-                return Ok(None);
+            let found = match &self.cache {
+                Some(cache) => cache
+                    .try_get_with(crate::keys::digest(key), self.load(key))
+                    .await
+                    .map_err(|e| match *e {
+                        Lookup::Missing => Lookup::Missing,
+                        Lookup::Unavailable => Lookup::Unavailable,
+                    }),
+                None => self.load(key).await,
             };
-            if !record.is_active(crate::app::unix_now()) {
+            let vk = match found {
+                Ok(vk) => vk,
+                Err(Lookup::Missing) => return Ok(None),
+                Err(Lookup::Unavailable) => {
+                    let mut err = ApiError::new(
+                        ErrorKind::Internal,
+                        "the key store is unavailable; try again later",
+                    );
+                    err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+                    return Err(err);
+                }
+            };
+            if !vk.record.is_active(crate::app::unix_now()) {
                 return Err(ApiError::new(
                     ErrorKind::Authentication,
                     "This API key has been revoked or has expired.",
                 ));
             }
-            record.rpm = record.rpm.or(self.defaults.rpm);
-            record.tpm = record.tpm.or(self.defaults.tpm);
-            record.budget_cost = record.budget_cost.or(self.defaults.budget);
-            Ok(Some(Principal::Virtual(Arc::new(VirtualKey { record }))))
+            Ok(Some(Principal::Virtual(vk)))
         })
+    }
+
+    fn forget_cached(&self) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
     }
 }
 
@@ -203,6 +268,14 @@ impl Authenticator {
             ErrorKind::Authentication,
             "Incorrect API key provided.",
         ))
+    }
+
+    /// Keys were revoked through this gateway: drop cached copies so the change applies to
+    /// the next request.
+    pub fn keys_changed(&self) {
+        if let Some(v) = &self.verifier {
+            v.forget_cached();
+        }
     }
 
     /// Whether an admin key is configured (the admin API and the dashboard are on).

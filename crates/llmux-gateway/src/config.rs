@@ -70,6 +70,11 @@ pub struct RawServer {
     /// Interval of `: ping` comments on idle streams.
     #[serde(with = "humantime_serde")]
     pub keepalive: Duration,
+    /// How long a virtual key found in the store is reused from memory (zero: look it up on
+    /// every request). Revocations through this gateway's admin API apply at once; others
+    /// within this time.
+    #[serde(with = "humantime_serde")]
+    pub key_cache_ttl: Duration,
     /// Days usage rows are kept.
     pub retention_days: u32,
     /// Default per-key limits.
@@ -90,6 +95,7 @@ impl Default for RawServer {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: Duration::from_secs(30),
             keepalive: Duration::from_secs(15),
+            key_cache_ttl: Duration::from_secs(10),
             retention_days: 90,
             limits: RawLimits::default(),
             prices: BTreeMap::new(),
@@ -402,6 +408,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Keep-alive comment interval on idle streams.
     pub keepalive: Duration,
+    /// How long found virtual keys are reused from memory (zero: not cached).
+    pub key_cache_ttl: Duration,
     /// Usage retention in days.
     pub retention_days: u32,
     /// Default per-key limits.
@@ -573,6 +581,7 @@ impl Config {
             } else {
                 s.keepalive
             },
+            key_cache_ttl: s.key_cache_ttl,
             retention_days: s.retention_days,
             limits: s.limits,
             prices: s.prices,

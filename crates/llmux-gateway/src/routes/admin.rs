@@ -141,6 +141,7 @@ pub async fn revoke_key(
             .revoke_key(id)
             .await
             .map_err(|e| store_err(&e))?;
+        state.auth.keys_changed();
         if !found {
             return Err(ApiError::new(
                 llmux_core::ErrorKind::NotFound,
