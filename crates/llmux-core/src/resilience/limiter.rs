@@ -36,10 +36,21 @@ struct Entry {
     tokens: u64,
 }
 
+/// The window: entries in admission order, so ids are consecutive from the front's (a settle
+/// finds its entry by subtraction), and the running sum of their tokens (no scan per call).
 #[derive(Debug, Default)]
 struct State {
     entries: VecDeque<Entry>,
     next_id: u64,
+    tokens: u64,
+}
+
+impl State {
+    fn entry_mut(&mut self, id: u64) -> Option<&mut Entry> {
+        let front = self.entries.front()?.id;
+        let idx = usize::try_from(id.checked_sub(front)?).ok()?;
+        self.entries.get_mut(idx)
+    }
 }
 
 /// A sliding-window limiter. Share it with `Arc`.
@@ -66,8 +77,10 @@ impl Reservation {
     /// Replaces the reservation by the tokens actually used.
     pub fn settle(self, actual_tokens: u64) {
         let mut g = self.limiter.lock();
-        if let Some(e) = g.entries.iter_mut().find(|e| e.id == self.id) {
-            e.tokens = actual_tokens;
+        // An entry that already aged out of the window no longer counts either way.
+        if let Some(e) = g.entry_mut(self.id) {
+            let before = std::mem::replace(&mut e.tokens, actual_tokens);
+            g.tokens = g.tokens - before + actual_tokens;
         }
     }
 }
@@ -96,7 +109,9 @@ impl Limiter {
     pub fn try_admit(self: &Arc<Self>, tokens: u64, now: Instant) -> Result<Reservation, Duration> {
         let mut g = self.lock();
         while g.entries.front().is_some_and(|e| e.at + WINDOW <= now) {
-            g.entries.pop_front();
+            if let Some(e) = g.entries.pop_front() {
+                g.tokens -= e.tokens;
+            }
         }
         let mut wait = Duration::ZERO;
         if let Some(rpm) = self.config.rpm {
@@ -111,7 +126,7 @@ impl Limiter {
             }
         }
         if let Some(tpm) = self.config.tpm {
-            let used: u64 = g.entries.iter().map(|e| e.tokens).sum();
+            let used = g.tokens;
             if tokens > tpm {
                 // Can never fit: callers get a full window as the wait (`admit` rejects it outright).
                 return Err(WINDOW);
@@ -137,6 +152,7 @@ impl Limiter {
             at: now,
             tokens,
         });
+        g.tokens += tokens;
         Ok(Reservation {
             limiter: self.clone(),
             id,
@@ -283,7 +299,53 @@ mod tests {
         }
     }
 
+    /// The naive window the limiter must agree with: every admitted call with its current
+    /// tokens, summed afresh at each decision.
+    #[derive(Default)]
+    struct Model {
+        calls: Vec<(Instant, u64)>,
+    }
+
+    impl Model {
+        fn admits(&self, now: Instant, tokens: u64, rpm: u32, tpm: u64) -> bool {
+            let live: Vec<_> = self
+                .calls
+                .iter()
+                .filter(|(at, _)| *at + WINDOW > now)
+                .collect();
+            (live.len() as u32) < rpm && live.iter().map(|(_, t)| t).sum::<u64>() + tokens <= tpm
+        }
+    }
+
     proptest! {
+        #[test]
+        fn admissions_and_settles_agree_with_a_naive_window(
+            ops in proptest::collection::vec((0u64..20_000, 1u64..400, any::<bool>(), 0usize..8, 0u64..500), 1..300),
+            rpm in 1u32..40, tpm in 400u64..5_000,
+        ) {
+            let l = Limiter::new(LimitConfig { rpm: Some(rpm), tpm: Some(tpm), wait: false });
+            let mut now = Instant::now();
+            let mut model = Model::default();
+            let mut open: Vec<(usize, Reservation)> = Vec::new();
+            for (step, tokens, settle, pick, actual) in ops {
+                now += Duration::from_millis(step);
+                if settle && !open.is_empty() {
+                    // Settle some earlier call, possibly one that has aged out already.
+                    let (at, r) = open.remove(pick % open.len());
+                    r.settle(actual);
+                    model.calls[at].1 = actual;
+                    continue;
+                }
+                let expected = model.admits(now, tokens, rpm, tpm);
+                let got = l.try_admit(tokens, now);
+                prop_assert_eq!(got.is_ok(), expected, "at {:?}", now);
+                if let Ok(r) = got {
+                    model.calls.push((now, tokens));
+                    open.push((model.calls.len() - 1, r));
+                }
+            }
+        }
+
         #[test]
         fn no_window_holds_more_than_the_budget(
             calls in proptest::collection::vec((0u64..5_000, 1u64..400), 1..300),
