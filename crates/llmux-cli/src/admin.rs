@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use llmux_gateway::serve as gw;
-use llmux_gateway::store::{self, GroupBy, KeyRecord, NewKey, Store};
+use llmux_gateway::store::{self, GroupBy, KeyRecord, KeyUpdate, NewKey, Store};
 
 use crate::error::{CliError, Result};
 
@@ -33,6 +33,9 @@ pub enum KeysCommand {
     Create(CreateArgs),
     /// List keys (never the keys themselves: their prefixes).
     List(DbArgs),
+    /// Change a key's name, expiry, models or limits (`none` removes a limit); prints the key
+    /// as `keys list` does. Running gateways apply it within their `server.key_cache_ttl`.
+    Update(UpdateArgs),
     /// Revoke a key by id.
     Revoke {
         /// The key id (from `llmux keys list`).
@@ -68,6 +71,77 @@ pub struct CreateArgs {
     /// Expiry date, YYYY-MM-DD (the key stops working at 00:00 UTC that day).
     #[arg(long, value_parser = parse_date)]
     pub expires: Option<i64>,
+}
+
+/// `llmux keys update` flags: each one given changes that field, the others stay.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The key id (from `llmux keys list`).
+    pub id: i64,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// New name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Requests per minute, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = limit::<u32>)]
+    pub rpm: Option<Change<u32>>,
+    /// Tokens per minute, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = limit::<u64>)]
+    pub tpm: Option<Change<u64>>,
+    /// Token budget over the key's life, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = limit::<u64>)]
+    pub budget_tokens: Option<Change<u64>>,
+    /// Money budget, or `none`.
+    #[arg(long, value_name = "X|none", value_parser = limit::<f64>)]
+    pub budget_cost: Option<Change<f64>>,
+    /// Allowed public model names, comma-separated, or `all`.
+    #[arg(long, value_name = "A,B|all")]
+    pub models: Option<String>,
+    /// Expiry date, YYYY-MM-DD, or `never`.
+    #[arg(long, value_name = "YYYY-MM-DD|never", value_parser = expiry)]
+    pub expires: Option<Change<i64>>,
+}
+
+/// A new value, or the value removed (`none`, `never`).
+#[derive(Debug, Clone, Copy)]
+pub enum Change<T> {
+    /// Set to this.
+    Set(T),
+    /// Removed.
+    Clear,
+}
+
+impl<T> Change<T> {
+    fn into_option(self) -> Option<T> {
+        match self {
+            Change::Set(v) => Some(v),
+            Change::Clear => None,
+        }
+    }
+}
+
+/// A limit or `none`.
+fn limit<T>(s: &str) -> std::result::Result<Change<T>, String>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+{
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Change::Clear);
+    }
+    match s.parse::<T>() {
+        Ok(v) if v >= T::default() => Ok(Change::Set(v)),
+        _ => Err(format!("`{s}` is not a non-negative number or `none`")),
+    }
+}
+
+/// A date or `never`.
+fn expiry(s: &str) -> std::result::Result<Change<i64>, String> {
+    if s.eq_ignore_ascii_case("never") {
+        Ok(Change::Clear)
+    } else {
+        parse_date(s).map(Change::Set)
+    }
 }
 
 /// `llmux usage` grouping.
@@ -159,13 +233,15 @@ fn key_line(k: &KeyRecord) -> String {
     };
     let state = if k.revoked { "revoked" } else { "active" };
     format!(
-        "{:<5} {:<20} {:<14} {:<8} models={models} rpm={} tpm={} spent_tokens={} spent_cost={:.4}",
+        "{:<5} {:<20} {:<14} {:<8} models={models} rpm={} tpm={} budget_tokens={} budget_cost={} spent_tokens={} spent_cost={:.4}",
         k.id,
         k.name,
         k.prefix,
         state,
         k.rpm.map_or("-".into(), |v| v.to_string()),
         k.tpm.map_or("-".into(), |v| v.to_string()),
+        k.budget_tokens.map_or("-".into(), |v| v.to_string()),
+        k.budget_cost.map_or("-".into(), |v| v.to_string()),
         k.spent_tokens,
         k.spent_cost
     )
@@ -204,6 +280,43 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 println!("{}", key_line(&k));
             }
         }
+        KeysCommand::Update(u) => {
+            let models = u.models.map(|m| {
+                if m.trim().eq_ignore_ascii_case("all") {
+                    Vec::new()
+                } else {
+                    m.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                }
+            });
+            let update = KeyUpdate {
+                name: u.name,
+                expires_at: u.expires.map(Change::into_option),
+                models,
+                rpm: u.rpm.map(Change::into_option),
+                tpm: u.tpm.map(Change::into_option),
+                budget_tokens: u.budget_tokens.map(Change::into_option),
+                budget_cost: u.budget_cost.map(Change::into_option),
+            };
+            if update.is_empty() {
+                return Err(CliError::msg(
+                    "nothing to change: give --name, --rpm, --tpm, --budget-tokens, \
+                     --budget-cost, --models or --expires",
+                ));
+            }
+            if update.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(CliError::msg("a key's name cannot be empty"));
+            }
+            let store = open(&u.db).await?;
+            let record = store
+                .update_key(u.id, update)
+                .await
+                .map_err(|e| CliError::msg(format!("updating the key: {e}")))?
+                .ok_or_else(|| CliError::msg(format!("no key with id {}", u.id)))?;
+            println!("{}", key_line(&record));
+        }
         KeysCommand::Revoke { id, db } => {
             let store = open(&db).await?;
             if !store
@@ -213,9 +326,8 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
             {
                 return Err(CliError::msg(format!("no key with id {id}")));
             }
-            println!("revoked key {id}");
-            eprintln!(
-                "running gateways refuse it within their server.key_cache_ttl (10 s by default)"
+            println!(
+                "revoked key {id} (running gateways refuse it within their server.key_cache_ttl, 10 s by default)"
             );
         }
     }

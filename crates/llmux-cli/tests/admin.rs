@@ -124,3 +124,86 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
     let missing = run(&["keys", "revoke", "99", "--config", cfg], &[], None).await;
     assert!(missing.err_line().contains("no key with id 99"));
 }
+
+#[tokio::test]
+async fn keys_update_changes_limits_and_models_and_explains_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\ndatabase = \"sqlite://{}\"\n",
+            dir.path().join("gw.sqlite3").display()
+        ),
+    )
+    .unwrap();
+    let cfg = file.to_str().unwrap();
+    let created = run(
+        &[
+            "keys", "create", "--config", cfg, "--name", "app", "--rpm", "10", "--tpm", "500",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert!(created.status.success(), "{created:#?}");
+
+    let updated = run(
+        &[
+            "keys",
+            "update",
+            "1",
+            "--config",
+            cfg,
+            "--rpm",
+            "60",
+            "--tpm",
+            "none",
+            "--budget-tokens",
+            "100000",
+            "--models",
+            "a, b",
+            "--name",
+            "renamed",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let line = updated.ok();
+    for part in [
+        "renamed",
+        "models=a,b",
+        "rpm=60",
+        "tpm=-",
+        "budget_tokens=100000",
+    ] {
+        assert!(line.contains(part), "{part} missing from {line}");
+    }
+    // Fields not given stay; `all` lifts the model list.
+    let again = run(
+        &["keys", "update", "1", "--config", cfg, "--models", "all"],
+        &[],
+        None,
+    )
+    .await;
+    let line = again.ok();
+    assert!(line.contains("models=* rpm=60"), "{line}");
+    let list = run(&["keys", "list", "--config", cfg], &[], None).await;
+    assert!(list.ok().contains("renamed"), "{list:#?}");
+
+    for (args, says) in [
+        (vec!["99", "--rpm", "1"], "no key with id 99"),
+        (vec!["1"], "nothing to change"),
+        (vec!["1", "--rpm=-3"], "not a non-negative number"),
+        (vec!["1", "--expires", "tomorrow"], "not a date"),
+        (vec!["1", "--name", " "], "name cannot be empty"),
+    ] {
+        let mut argv = vec!["keys", "update"];
+        argv.extend(args.iter().copied());
+        argv.extend(["--config", cfg]);
+        let out = run(&argv, &[], None).await;
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(out.stderr.contains(says), "{args:?}: {:#?}", out.stderr);
+    }
+}

@@ -232,7 +232,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/admin/keys/{id}",
-            axum::routing::delete(routes::admin::revoke_key),
+            axum::routing::delete(routes::admin::revoke_key).patch(routes::admin::update_key),
         )
         .route("/admin/usage", get(routes::admin::usage))
         .route("/admin/usage/records", get(routes::admin::records))

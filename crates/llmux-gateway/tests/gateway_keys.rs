@@ -115,3 +115,90 @@ async fn virtual_keys_limits_and_usage_recorded_once() {
     assert_eq!(row["requests"], 2, "{by_key}");
     assert!(row["output_tokens"].as_u64().unwrap() > 0);
 }
+
+async fn patch(gw: &Harness, id: i64, auth: &str, body: &str) -> reqwest::Response {
+    gw.http
+        .patch(format!("{}/admin/keys/{id}", gw.url))
+        .bearer_auth(auth)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_key_updated_through_the_admin_api_applies_to_the_next_request() {
+    let (gw, _oa) = with_store().await;
+    let (key, id) = create_key(&gw, json!({"name":"t","rpm":1})).await;
+    assert_eq!(chat(&gw, &key, "gpt-4o-mini").await.status(), 200);
+    // The key is now cached by the gateway and its one request a minute is used.
+    assert_eq!(chat(&gw, &key, "gpt-4o-mini").await.status(), 429);
+
+    // Raise the limit: the next request passes at once (cached copy dropped, fresh window).
+    let r = patch(&gw, id, ADMIN, r#"{"rpm": 100}"#).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["record"]["rpm"], 100);
+    assert_eq!(body["record"]["name"], "t");
+    assert_eq!(chat(&gw, &key, "gpt-4o-mini").await.status(), 200);
+
+    // Narrow the models: the next request for another model is refused.
+    assert_eq!(
+        patch(&gw, id, ADMIN, r#"{"models": ["other"]}"#)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(chat(&gw, &key, "gpt-4o-mini").await.status(), 403);
+    assert_eq!(chat(&gw, &key, "other").await.status(), 200);
+
+    // A budget already spent: insufficient_quota; removing it (null) lifts the refusal.
+    assert_eq!(
+        patch(&gw, id, ADMIN, r#"{"budget_tokens": 1}"#)
+            .await
+            .status(),
+        200
+    );
+    let resp = chat(&gw, &key, "other").await;
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "insufficient_quota");
+    let r = patch(&gw, id, ADMIN, r#"{"budget_tokens": null}"#).await;
+    let body: Value = r.json().await.unwrap();
+    assert!(body["record"]["budget_tokens"].is_null(), "{body}");
+    assert_eq!(chat(&gw, &key, "other").await.status(), 200);
+
+    // Bad updates: OpenAI-shaped 4xx, nothing changed.
+    for (who, target, body, status, says) in [
+        (ADMIN, id, "{}", 400, "nothing to change"),
+        (ADMIN, id, r#"{"spent_tokens": 0}"#, 400, "spent_tokens"),
+        (ADMIN, id, r#"{"rpm": "many"}"#, 400, "rpm"),
+        (ADMIN, id, r#"{"rpm": -1}"#, 400, "rpm"),
+        (ADMIN, id, r#"{"name": "  "}"#, 400, "name"),
+        (ADMIN, id, "{not json", 400, "not valid JSON"),
+        (ADMIN, id + 1_000, r#"{"rpm": 5}"#, 404, "no key with id"),
+        (KEY, id, r#"{"rpm": 5}"#, 401, "admin"),
+    ] {
+        let r = patch(&gw, target, who, body).await;
+        assert_eq!(r.status(), status, "{body}");
+        let err: Value = r.json().await.unwrap();
+        let msg = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(says), "{body}: {err}");
+    }
+    let keys: Value = gw
+        .http
+        .get(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let k = &keys["keys"][0];
+    assert_eq!(
+        (k["rpm"].as_u64(), k["name"].as_str()),
+        (Some(100), Some("t"))
+    );
+}

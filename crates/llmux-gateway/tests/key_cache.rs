@@ -11,7 +11,7 @@ use std::time::Duration;
 use llmux_gateway::auth::{KeyVerifier, Principal, StoreKeys};
 use llmux_gateway::config::RawLimits;
 use llmux_gateway::store::{
-    self, GroupBy, KeyRecord, NewKey, RecordQuery, Store, UsageRecord, UsageRow,
+    self, GroupBy, KeyRecord, KeyUpdate, NewKey, RecordQuery, Store, UsageRecord, UsageRow,
 };
 
 /// A real SQLite store that counts key lookups.
@@ -36,6 +36,9 @@ impl Store for Counting {
     }
     async fn revoke_key(&self, id: i64) -> store::Result<bool> {
         self.inner.revoke_key(id).await
+    }
+    async fn update_key(&self, id: i64, update: KeyUpdate) -> store::Result<Option<KeyRecord>> {
+        self.inner.update_key(id, update).await
     }
     async fn record_usage(&self, batch: &[UsageRecord]) -> store::Result<()> {
         self.inner.record_usage(batch).await

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use llmux_gateway::store::{
-    self, GroupBy, KeyRecord, NewKey, Store, StoreError, UsageRecord, UsageRow,
+    self, GroupBy, KeyRecord, KeyUpdate, NewKey, Store, StoreError, UsageRecord, UsageRow,
 };
 use llmux_gateway::usage::{RecorderConfig, RecorderError, UsageRecorder};
 use tokio::sync::Semaphore;
@@ -77,6 +77,9 @@ impl Store for FakeStore {
     }
     async fn revoke_key(&self, _: i64) -> store::Result<bool> {
         Ok(false)
+    }
+    async fn update_key(&self, _: i64, _: KeyUpdate) -> store::Result<Option<KeyRecord>> {
+        Err(unsupported())
     }
     async fn record_usage(&self, batch: &[UsageRecord]) -> store::Result<()> {
         if let Some(gate) = &self.gate {

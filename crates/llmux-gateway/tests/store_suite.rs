@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use llmux_gateway::keys;
 use llmux_gateway::store::{
-    self, utc_day, GroupBy, NewKey, RecordQuery, Store, StoreError, UsageRecord,
+    self, utc_day, GroupBy, KeyUpdate, NewKey, RecordQuery, Store, StoreError, UsageRecord,
 };
 use sqlx::{Connection, Row};
 
@@ -232,6 +232,62 @@ async fn keys_revoke_expire_and_list(b: &Backend) {
     assert_eq!(
         list.iter().map(|k| (k.id, k.revoked)).collect::<Vec<_>>(),
         vec![(a.id, true), (bk.id, false)]
+    );
+}
+
+async fn keys_update_only_the_fields_given(b: &Backend) {
+    let s = &b.store;
+    let (k, plaintext) = s.create_key(limited_key("a")).await.unwrap();
+    s.record_usage(&[rec("u1", T0, Some(k.id), "glm-4", 7, 3)])
+        .await
+        .unwrap();
+
+    // Set some fields, clear others, leave the rest.
+    let updated = s
+        .update_key(
+            k.id,
+            KeyUpdate {
+                name: Some("renamed".into()),
+                rpm: Some(Some(600)),
+                tpm: Some(None),
+                budget_cost: Some(None),
+                models: Some(vec!["qwen-max".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .expect("the key exists");
+    assert_eq!(updated.id, k.id);
+    assert_eq!(updated.name, "renamed");
+    assert_eq!((updated.rpm, updated.tpm), (Some(600), None));
+    assert_eq!(updated.budget_cost, None);
+    assert_eq!(updated.models, vec!["qwen-max".to_owned()]);
+    // Untouched: expiry, token budget, spend, prefix, revocation.
+    assert_eq!(updated.expires_at, k.expires_at);
+    assert_eq!(updated.budget_tokens, Some(1_000_000));
+    assert_eq!((updated.spent_tokens, updated.revoked), (10, false));
+    assert_eq!(updated.prefix, k.prefix);
+    // What the key's holder sees is the same record.
+    assert_eq!(s.find_key(&plaintext).await.unwrap().unwrap(), updated);
+
+    // JSON semantics: absent = unchanged, null = removed.
+    let from_json: KeyUpdate =
+        serde_json::from_value(serde_json::json!({"expires_at": null, "budget_tokens": 5}))
+            .unwrap();
+    assert_eq!(from_json.rpm, None);
+    let again = s.update_key(k.id, from_json).await.unwrap().unwrap();
+    assert_eq!(
+        (again.expires_at, again.budget_tokens, again.rpm),
+        (None, Some(5), Some(600))
+    );
+    assert!(serde_json::from_value::<KeyUpdate>(serde_json::json!({"spent_tokens": 0})).is_err());
+
+    assert_eq!(
+        s.update_key(k.id + 1_000, KeyUpdate::default())
+            .await
+            .unwrap(),
+        None
     );
 }
 
@@ -521,6 +577,7 @@ macro_rules! suite {
 suite!(
     keys_are_found_by_plaintext_and_hashed_at_rest,
     keys_revoke_expire_and_list,
+    keys_update_only_the_fields_given,
     record_usage_is_idempotent_and_charges_keys_once,
     rollups_by_key_model_and_day_match_raw_sums,
     prune_deletes_old_raw_rows_and_keeps_rollups,

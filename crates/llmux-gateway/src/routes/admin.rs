@@ -113,6 +113,42 @@ pub async fn create_key(
     .await
 }
 
+/// `PATCH /admin/keys/{id}` with a `KeyUpdate` body: changes a key's name, expiry, models or
+/// limits (absent fields stay, `null` removes a limit); answers the updated record.
+pub async fn update_key(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let update: crate::store::KeyUpdate = crate::openai_wire::from_json(&body)?;
+        if update.is_empty() {
+            return Err(ApiError::invalid(
+                "nothing to change: send one or more of name, expires_at, models, rpm, tpm, \
+                 budget_tokens, budget_cost",
+            ));
+        }
+        if update.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(ApiError::invalid("a key's name cannot be empty").param("name"));
+        }
+        let Some(record) = store_of(&state)?
+            .update_key(id, update)
+            .await
+            .map_err(|e| store_err(&e))?
+        else {
+            return Err(ApiError::new(
+                llmux_core::ErrorKind::NotFound,
+                format!("no key with id {id}"),
+            ));
+        };
+        state.auth.keys_changed();
+        Ok(Json(json!({"record": record})).into_response())
+    })
+    .await
+}
+
 /// `GET /admin/keys`.
 pub async fn list_keys(
     State(state): State<Arc<AppState>>,

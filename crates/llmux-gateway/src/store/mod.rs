@@ -244,6 +244,51 @@ impl StoreError {
     }
 }
 
+/// Changes to a key ([`Store::update_key`]); `None` leaves a field as it is. For the limits and
+/// the expiry, `Some(None)` removes the limit (JSON `null`), `Some(Some(v))` sets it; absent
+/// JSON fields are left alone. `models: []` allows every model.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyUpdate {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New expiry (unix seconds), or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub expires_at: Option<Option<i64>>,
+    /// New model allow-list (empty = all).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// New requests per minute, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub rpm: Option<Option<u32>>,
+    /// New tokens per minute, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub tpm: Option<Option<u64>>,
+    /// New lifetime token budget, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub budget_tokens: Option<Option<u64>>,
+    /// New lifetime cost budget, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub budget_cost: Option<Option<f64>>,
+}
+
+impl KeyUpdate {
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == KeyUpdate::default()
+    }
+}
+
+/// A present JSON field (`null` included) is `Some`; an absent one stays `None` by `default`.
+fn set_or_clear<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// The gateway's storage. Every method is one round trip or one transaction.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -257,6 +302,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_keys(&self) -> Result<Vec<KeyRecord>>;
     /// Revokes a key; `false` when no key has this id.
     async fn revoke_key(&self, id: i64) -> Result<bool>;
+    /// Changes a key's name, expiry, models or limits in one statement (spend and revocation
+    /// stay); the record as updated, `None` when no key has this id.
+    async fn update_key(&self, id: i64, update: KeyUpdate) -> Result<Option<KeyRecord>>;
     /// Records a batch in one transaction: inserts raw rows (a `request_id` already stored is
     /// skipped, so a replayed batch never double-counts), upserts the daily rollups per
     /// (day, key, model) and adds tokens and cost to the keys' spent counters.
@@ -540,6 +588,54 @@ macro_rules! sql_store_impl {
                     .await
                     .map_err($crate::store::StoreError::query("revoke a key"))?;
                 Ok(res.rows_affected() > 0)
+            }
+
+            async fn update_key(
+                &self,
+                id: i64,
+                update: $crate::store::KeyUpdate,
+            ) -> $crate::store::Result<Option<$crate::store::KeyRecord>> {
+                use $crate::store::{to_i64, StoreError, KEY_COLUMNS};
+                let models = update
+                    .models
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Data(e.to_string()))?;
+                // One statement: each column is replaced only when its flag is set, so
+                // concurrent edits of different fields do not undo each other.
+                let sql = format!(
+                    "UPDATE gw_keys SET \
+                     name = CASE WHEN $2 THEN $3 ELSE name END, \
+                     expires_at = CASE WHEN $4 THEN $5 ELSE expires_at END, \
+                     models = CASE WHEN $6 THEN $7 ELSE models END, \
+                     rpm = CASE WHEN $8 THEN $9 ELSE rpm END, \
+                     tpm = CASE WHEN $10 THEN $11 ELSE tpm END, \
+                     budget_tokens = CASE WHEN $12 THEN $13 ELSE budget_tokens END, \
+                     budget_cost = CASE WHEN $14 THEN $15 ELSE budget_cost END \
+                     WHERE id = $1 RETURNING {KEY_COLUMNS}"
+                );
+                let _w = self.write_lock().await;
+                let row = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(update.name.is_some())
+                    .bind(update.name)
+                    .bind(update.expires_at.is_some())
+                    .bind(update.expires_at.flatten())
+                    .bind(models.is_some())
+                    .bind(models)
+                    .bind(update.rpm.is_some())
+                    .bind(update.rpm.flatten().map(i64::from))
+                    .bind(update.tpm.is_some())
+                    .bind(update.tpm.flatten().map(to_i64))
+                    .bind(update.budget_tokens.is_some())
+                    .bind(update.budget_tokens.flatten().map(to_i64))
+                    .bind(update.budget_cost.is_some())
+                    .bind(update.budget_cost.flatten())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::query("update a key"))?;
+                row.as_ref().map(key_from_row).transpose()
             }
 
             async fn record_usage(
