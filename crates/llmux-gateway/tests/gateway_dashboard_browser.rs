@@ -141,7 +141,7 @@ async fn click(c: &Client, css: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_see_channels_create_use_and_revoke_a_key() {
+async fn sign_in_see_channels_create_use_edit_and_revoke_a_key() {
     let Some(d) = driver().await else { return };
     let c = &d.client;
     let oa = emulator(Vendor::OpenAi).await;
@@ -206,8 +206,41 @@ async fn sign_in_see_channels_create_use_and_revoke_a_key() {
     })
     .await;
 
-    // Revoke it (confirming the dialog): the key is refused from then on.
+    // Edit it: the form starts from the key's values; raise RPM, clear the model list.
     click(c, "nav button[data-tab=keys]").await;
+    click(c, "#keys button.edit").await;
+    let rpm = c
+        .find(Locator::Css("#edit-form input[name=rpm]"))
+        .await
+        .unwrap();
+    assert_eq!(rpm.prop("value").await.unwrap().as_deref(), Some("7"));
+    rpm.clear().await.unwrap();
+    rpm.send_keys("42").await.unwrap();
+    c.find(Locator::Css("#edit-form input[name=models]"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    click(c, "#edit-form button[type=submit]").await;
+    let listed = text_until(c, "#keys tbody", |t| t.contains("42")).await;
+    assert!(listed.contains("all"), "{listed}");
+    let keys: serde_json::Value = gw
+        .http
+        .get(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let k = &keys["keys"][0];
+    assert_eq!(k["rpm"], 42, "{keys}");
+    assert_eq!(k["models"], json!([]), "{keys}");
+    assert_eq!(k["name"], "from-browser", "{keys}");
+
+    // Revoke it (confirming the dialog): the key is refused from then on.
     click(c, "#keys button.danger").await;
     c.accept_alert().await.unwrap();
     text_until(c, "#keys tbody", |t| t.contains("revoked")).await;

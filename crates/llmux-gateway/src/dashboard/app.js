@@ -99,6 +99,13 @@ async function loadKeys() {
       k.budget_cost !== null && k.budget_cost !== undefined ? money(k.budget_cost) : null,
     ].filter(Boolean).join(" / ");
     const actions = document.createElement("td");
+    if (state !== "revoked") {
+      const e = document.createElement("button");
+      e.textContent = "Edit";
+      e.className = "edit";
+      e.addEventListener("click", () => startEdit(k));
+      actions.appendChild(e);
+    }
     if (state === "active") {
       const b = document.createElement("button");
       b.textContent = "Revoke";
@@ -121,6 +128,59 @@ async function loadKeys() {
       actions,
     ];
   });
+}
+
+// The key being edited (its id), or null.
+let editing = null;
+
+const orEmpty = (v) => (v === null || v === undefined ? "" : String(v));
+
+function startEdit(k) {
+  editing = k.id;
+  const f = $("edit-form").elements;
+  $("edit-title").textContent = `Edit key ${k.id} (${k.prefix}…)`;
+  f.name.value = k.name;
+  f.models.value = k.models.join(", ");
+  f.rpm.value = orEmpty(k.rpm);
+  f.tpm.value = orEmpty(k.tpm);
+  f.budget_tokens.value = orEmpty(k.budget_tokens);
+  f.budget_cost.value = orEmpty(k.budget_cost);
+  f.expires.value = k.expires_at ? new Date(k.expires_at * 1000).toISOString().slice(0, 10) : "";
+  $("edit").hidden = false;
+}
+
+function stopEdit() {
+  editing = null;
+  $("edit").hidden = true;
+}
+
+// Sends every field: an empty one removes that limit (null), as the form says.
+async function saveEdit(ev) {
+  ev.preventDefault();
+  if (editing === null) return;
+  const f = new FormData(ev.target);
+  const num = (name) => (f.get(name) === "" ? null : Number(f.get(name)));
+  const body = {
+    name: String(f.get("name")).trim(),
+    models: String(f.get("models")).split(",").map((s) => s.trim()).filter(Boolean),
+    rpm: num("rpm"),
+    tpm: num("tpm"),
+    budget_tokens: num("budget_tokens"),
+    budget_cost: num("budget_cost"),
+    expires_at: f.get("expires") ? Math.floor(Date.parse(f.get("expires") + "T00:00:00Z") / 1000) : null,
+  };
+  try {
+    await api("/admin/keys/" + encodeURIComponent(editing), {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    stopEdit();
+    showError($("error"), null);
+    await loadKeys();
+  } catch (e) {
+    showError($("error"), e);
+  }
 }
 
 async function revoke(id, name) {
@@ -272,6 +332,8 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("signout").addEventListener("click", () => signOut());
   $("key-form").addEventListener("submit", createKey);
+  $("edit-form").addEventListener("submit", saveEdit);
+  $("edit-cancel").addEventListener("click", stopEdit);
   $("usage-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     refresh();
