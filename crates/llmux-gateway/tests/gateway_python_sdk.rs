@@ -585,6 +585,16 @@ fn check_dashscope_stream(v: &Value, pieces: &[&str], cumulative: bool) {
         .map(|t| t.as_u64().unwrap())
         .collect();
     assert!(toks.windows(2).all(|w| w[0] <= w[1]), "running usage: {v}");
+    // Like DashScope's own frames, every frame counts the output so far (not 0 until the end).
+    assert!(toks.iter().all(|t| *t > 0), "running usage: {v}");
+    assert!(
+        v["usage_adds_up"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b == true),
+        "every frame's usage has input + output = total: {v}"
+    );
     assert_usage_adds_up(&v["last_usage"], "input_tokens", "output_tokens");
     assert_eq!(v["last_usage"]["output_tokens"], 4, "{v}");
 }

@@ -3,8 +3,12 @@
 //! until the last frame, no `[DONE]`. Incremental mode sends only the new piece; cumulative mode
 //! (the default) sends everything generated so far in every frame.
 //!
-//! Usage is only known when the upstream reports it (at the end), so it is sent on the final
-//! frame only; intermediate frames have no `usage` object.
+//! Every frame carries `usage`, as DashScope's do, with running `output_tokens`. Core streams
+//! report usage once, just before `Finished`, so frames before it carry the gateway's running
+//! count: the prompt estimate in, and out one token per upstream piece so far (a piece holds at
+//! least one token, so the count only grows and the upstream's final figure, on the last frame,
+//! is never below it; a text-length estimate can overshoot and would make the count go back).
+//! With no usage from the upstream the last frame keeps that count.
 
 use bytes::Bytes;
 use llmux_core::{StreamEvent, ToolCall, Usage};
@@ -23,6 +27,8 @@ pub struct FrameEncoder {
     reasoning: String,
     calls: Vec<ToolCall>,
     usage: Option<Usage>,
+    prompt_estimate: u64,
+    pieces: u64,
 }
 
 enum Piece<'a> {
@@ -43,6 +49,30 @@ impl FrameEncoder {
             reasoning: String::new(),
             calls: Vec::new(),
             usage: None,
+            prompt_estimate: 0,
+            pieces: 0,
+        }
+    }
+
+    /// The estimated prompt tokens, reported as `input_tokens` until the upstream reports usage.
+    pub fn with_prompt_estimate(mut self, tokens: u64) -> Self {
+        self.prompt_estimate = tokens;
+        self
+    }
+
+    /// The usage to put on a frame: the upstream's, else the running count.
+    fn running_usage(&self) -> Usage {
+        let out = self.pieces;
+        match self.usage {
+            // The upstream counts its output: its figures.
+            Some(u) if u.output_tokens > 0 || out == 0 => u,
+            // It reported the prompt only: its input, the counted output.
+            Some(u) => Usage {
+                output_tokens: out,
+                total_tokens: u.input_tokens + out,
+                ..u
+            },
+            None => Usage::new(self.prompt_estimate, out),
         }
     }
 
@@ -106,11 +136,11 @@ impl FrameEncoder {
                 json!({"choices": [{"finish_reason": finish, "message": message}]})
             }
         };
-        let mut data = json!({"output": output, "request_id": self.request_id});
-        if let (Piece::Final(_), Some(u)) = (piece, &self.usage) {
-            data["usage"] = super::response::usage_json(u);
-        }
-        data
+        json!({
+            "output": output,
+            "usage": super::response::usage_json(&self.running_usage()),
+            "request_id": self.request_id,
+        })
     }
 
     /// Frames for one event.
@@ -126,10 +156,12 @@ impl FrameEncoder {
                     return;
                 }
                 self.text.push_str(text);
+                self.pieces += 1;
                 Piece::Text(text)
             }
             StreamEvent::ReasoningDelta { text } => {
                 self.reasoning.push_str(text);
+                self.pieces += u64::from(!text.is_empty());
                 Piece::Reasoning(text)
             }
             StreamEvent::ToolCallDelta {
@@ -161,6 +193,7 @@ impl FrameEncoder {
                     c.name = n.to_owned();
                 }
                 c.arguments.push_str(arguments);
+                self.pieces += u64::from(!arguments.is_empty());
                 Piece::Call(i, arguments, first)
             }
             StreamEvent::Finished { reason } => {
@@ -250,6 +283,60 @@ mod tests {
         );
         assert_eq!(data(&f[2])["usage"]["output_tokens"], 2);
         assert_eq!(data(&f[2])["request_id"], "rid");
+    }
+
+    #[test]
+    fn every_frame_has_running_usage_and_the_last_the_upstreams() {
+        let opts = GenerationOptions {
+            result_format: ResultFormat::Message,
+            incremental: true,
+        };
+        let mut enc = FrameEncoder::new(opts, "rid".into()).with_prompt_estimate(9);
+        let mut out = Vec::new();
+        for text in ["Hello, ", "world", "。你好"] {
+            enc.push(&StreamEvent::TextDelta { text: text.into() }, &mut out);
+        }
+        let usage: Vec<Value> = out
+            .iter()
+            .map(|b| data(std::str::from_utf8(b).unwrap())["usage"].clone())
+            .collect();
+        // One token per piece so far, the prompt estimate in.
+        assert_eq!(
+            usage,
+            vec![
+                json!({"input_tokens": 9, "output_tokens": 1, "total_tokens": 10}),
+                json!({"input_tokens": 9, "output_tokens": 2, "total_tokens": 11}),
+                json!({"input_tokens": 9, "output_tokens": 3, "total_tokens": 12}),
+            ]
+        );
+        enc.push(&StreamEvent::Usage(Usage::new(12, 5)), &mut out);
+        enc.push(
+            &StreamEvent::Finished {
+                reason: FinishReason::Stop,
+            },
+            &mut out,
+        );
+        let last = data(std::str::from_utf8(out.last().unwrap()).unwrap());
+        assert_eq!(
+            last["usage"],
+            json!({"input_tokens": 12, "output_tokens": 5, "total_tokens": 17})
+        );
+        // No upstream usage at all: the last frame keeps the count.
+        let f = run(
+            GenerationOptions {
+                result_format: ResultFormat::Text,
+                incremental: true,
+            },
+            &[
+                StreamEvent::TextDelta {
+                    text: "abcd efgh".into(),
+                },
+                StreamEvent::Finished {
+                    reason: FinishReason::Stop,
+                },
+            ],
+        );
+        assert_eq!(data(&f[1])["usage"]["output_tokens"], 1);
     }
 
     #[test]

@@ -205,7 +205,15 @@ async fn handle(
                 Shape::OpenAi(_) => "text/event-stream",
                 Shape::DashScope(_) => "text/event-stream;charset=UTF-8",
             };
-            let body = sse_body(state.clone(), &ctx, shape, &public_model, r.value, guard);
+            let body = sse_body(
+                state.clone(),
+                &ctx,
+                shape,
+                &public_model,
+                prompt_estimate,
+                r.value,
+                guard,
+            );
             let mut resp = Response::new(Body::from_stream(body));
             let h = resp.headers_mut();
             h.insert(
@@ -280,6 +288,7 @@ fn sse_body(
     ctx: &RequestCtx,
     shape: Shape,
     model: &str,
+    prompt_estimate: u64,
     mut upstream: ChatStream,
     mut guard: RequestGuard,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
@@ -294,7 +303,9 @@ fn sse_body(
             Some(state.server.keepalive),
         ),
         Shape::DashScope(o) => (
-            Encoder::DashScope(FrameEncoder::new(o, ctx.id.to_string())),
+            Encoder::DashScope(
+                FrameEncoder::new(o, ctx.id.to_string()).with_prompt_estimate(prompt_estimate),
+            ),
             None,
         ),
     };

@@ -108,6 +108,9 @@ def stream_summary(responses, pick):
             for r in responses
         ],
         "output_tokens": [r.usage.output_tokens for r in responses],
+        "usage_adds_up": [
+            r.usage.input_tokens + r.usage.output_tokens == r.usage.total_tokens for r in responses
+        ],
         "last_usage": plain(responses[-1].usage),
     }
 
