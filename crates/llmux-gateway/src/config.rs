@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,9 @@ pub struct RawServer {
     pub redis: Option<String>,
     /// Prefix of every Redis key this gateway writes, so deployments can share one Redis.
     pub redis_prefix: String,
+    /// PEM file with the CA certificate(s) that sign a `rediss://` server's certificate; when
+    /// set, only these are trusted (otherwise the system's CAs).
+    pub redis_ca_file: Option<PathBuf>,
     /// Key for `/admin/*` (literal or `env:VAR`); without it the admin endpoints are off.
     pub admin_key: Option<String>,
     /// Static client keys (literal or `env:VAR` each) accepted as `Authorization: Bearer`.
@@ -90,6 +94,7 @@ impl Default for RawServer {
             database: None,
             redis: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.into(),
+            redis_ca_file: None,
             admin_key: None,
             api_keys: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -425,6 +430,8 @@ pub struct RedisConfig {
     pub url: SecretString,
     /// Prefix of every key written.
     pub prefix: String,
+    /// The CA certificates (PEM) trusted for a `rediss://` URL instead of the system's.
+    pub ca_pem: Option<Vec<u8>>,
     /// How long an admitted request's budget reservation is held when it is never settled
     /// (its gateway died): the longer of [`MIN_RESERVATION_TTL`] and the longest a request can
     /// run on one channel (`resilience.timeouts.total` × `resilience.retry.max_attempts`).
@@ -546,9 +553,11 @@ impl Config {
                     .timeouts
                     .total
                     .saturating_mul(raw.resilience.retry.max_attempts.max(1));
+                let ca_pem = read_redis_ca(url.expose(), s.redis_ca_file.as_deref(), &mut issues);
                 (issues.len() == before).then(|| RedisConfig {
                     url,
                     prefix: s.redis_prefix.clone(),
+                    ca_pem,
                     reservation_ttl: longest.max(MIN_RESERVATION_TTL),
                 })
             });
@@ -643,15 +652,58 @@ fn check_redis_url(url: &str, issues: &mut Vec<ConfigIssue>) {
                 ),
             }
         }
-        Some("rediss" | "valkeys") => {
-            "TLS Redis URLs (rediss://) are not supported by this build; use redis:// on a trusted network or a unix socket".to_owned()
-        }
-        _ => "must be redis://[user:password@]host[:port][/db] or unix:///path".to_owned(),
+        Some("rediss" | "valkeys") => match redis::Client::open(url) {
+            Ok(_) if url.contains("#insecure") => {
+                "`#insecure` (TLS without certificate checks) is not accepted; give the server's CA in server.redis_ca_file".to_owned()
+            }
+            Ok(_) => return,
+            Err(e) => format!(
+                "not a usable Redis URL ({e}); expected rediss://[user:password@]host[:port][/db]"
+            ),
+        },
+        _ => "must be redis://[user:password@]host[:port][/db], rediss://… (TLS) or unix:///path"
+            .to_owned(),
     };
     issues.push(ConfigIssue {
         path: path.to_owned(),
         message,
     });
+}
+
+/// Reads `server.redis_ca_file` (only meaningful with a `rediss://` URL): PEM with at least one
+/// certificate.
+fn read_redis_ca(url: &str, file: Option<&Path>, issues: &mut Vec<ConfigIssue>) -> Option<Vec<u8>> {
+    let file = file?;
+    let path = "server.redis_ca_file".to_owned();
+    let tls = url
+        .split_once("://")
+        .is_some_and(|(s, _)| matches!(s.to_ascii_lowercase().as_str(), "rediss" | "valkeys"));
+    if !tls {
+        issues.push(ConfigIssue {
+            path,
+            message: "only used with a TLS URL: set server.redis to rediss://…".into(),
+        });
+        return None;
+    }
+    match std::fs::read(file) {
+        Ok(pem) if String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") => {
+            Some(pem)
+        }
+        Ok(_) => {
+            issues.push(ConfigIssue {
+                path,
+                message: format!("{} holds no PEM certificate", file.display()),
+            });
+            None
+        }
+        Err(e) => {
+            issues.push(ConfigIssue {
+                path,
+                message: format!("cannot read {}: {e}", file.display()),
+            });
+            None
+        }
+    }
 }
 
 /// Prefixes are printable ASCII without spaces or braces (braces would change the Redis
@@ -988,8 +1040,11 @@ models = { public = "gpt-4o-mini" }
         let e = check("http://u:pw-secret-value@host:6379", "llmux:");
         assert!(e.starts_with("server.redis: must be redis://"), "{e}");
         assert!(!e.contains("secret-value"), "{e}");
-        let e = check("rediss://u:pw-secret-value@host:6379", "llmux:");
-        assert!(e.contains("TLS"), "{e}");
+        let e = check("rediss://u:pw-secret-value@host:6379/#insecure", "llmux:");
+        assert!(e.contains("redis_ca_file"), "{e}");
+        assert!(!e.contains("secret-value"), "{e}");
+        let e = check("rediss://u:pw-secret-value@host:6379/x", "llmux:");
+        assert!(e.contains("not a usable Redis URL"), "{e}");
         assert!(!e.contains("secret-value"), "{e}");
         let e = check("redis://u:pw-secret-value@host:6379/not-a-number", "llmux:");
         assert!(e.contains("not a usable Redis URL"), "{e}");

@@ -41,6 +41,7 @@ fn redis_config(url: &str, prefix: &str, reservation_ttl: Duration) -> RedisConf
     RedisConfig {
         url: SecretString::new(url),
         prefix: prefix.to_owned(),
+        ca_pem: None,
         reservation_ttl,
     }
 }

@@ -86,8 +86,18 @@ impl RedisLimits {
             return Err(RedisSetupError::NoRuntime);
         }
         // The client's reasons for a bad URL are fixed sentences that never contain the URL.
-        let client = redis::Client::open(config.url.expose())
-            .map_err(|e| RedisSetupError::Url(e.to_string()))?;
+        let client = match &config.ca_pem {
+            // A private CA for `rediss://`: trusted instead of the system's.
+            Some(pem) => redis::Client::build_with_tls(
+                config.url.expose(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(config.url.expose()),
+        }
+        .map_err(|e| RedisSetupError::Url(e.to_string()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
             .set_response_timeout(Some(CALL_TIMEOUT))
