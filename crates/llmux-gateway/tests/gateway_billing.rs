@@ -47,16 +47,7 @@ async fn read_until(
 }
 
 async fn spent_tokens(gw: &Harness, id: i64) -> u64 {
-    let keys: Value = gw
-        .http
-        .get(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys: Value = admin_json(gw, "/admin/keys").await;
     keys["keys"]
         .as_array()
         .unwrap()

@@ -163,16 +163,7 @@ async fn every_admin_call_the_script_makes_exists() {
         assert_eq!(anon.status(), 401, "{path}");
     }
     // The fields the script reads are the ones the API returns.
-    let keys: serde_json::Value = gw
-        .http
-        .get(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys: serde_json::Value = admin_json(&gw, "/admin/keys").await;
     let k = &keys["keys"][0];
     for field in [
         "id",

@@ -225,16 +225,7 @@ async fn sign_in_see_channels_create_use_edit_and_revoke_a_key() {
     click(c, "#edit-form button[type=submit]").await;
     let listed = text_until(c, "#keys tbody", |t| t.contains("42")).await;
     assert!(listed.contains("all"), "{listed}");
-    let keys: serde_json::Value = gw
-        .http
-        .get(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys: serde_json::Value = admin_json(&gw, "/admin/keys").await;
     let k = &keys["keys"][0];
     assert_eq!(k["rpm"], 42, "{keys}");
     assert_eq!(k["models"], json!([]), "{keys}");

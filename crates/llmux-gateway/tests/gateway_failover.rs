@@ -19,15 +19,7 @@ fn status_500() -> Fault {
 }
 
 async fn admin_channels(gw: &Harness) -> Value {
-    gw.http
-        .get(format!("{}/admin/channels", gw.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    admin_json(gw, "/admin/channels").await
 }
 
 fn breaker_of(channels: &Value, name: &str) -> String {

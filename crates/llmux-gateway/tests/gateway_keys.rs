@@ -95,16 +95,7 @@ async fn virtual_keys_limits_and_usage_recorded_once() {
             .all(|r| r.key_id == Some(id) && r.status == 200 && r.channel == "oa"),
         "{recs:?}"
     );
-    let by_key: Value = gw
-        .http
-        .get(format!("{}/admin/usage?by=key", gw.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_key: Value = admin_json(&gw, "/admin/usage?by=key").await;
     let row = by_key["usage"]
         .as_array()
         .unwrap()
@@ -186,16 +177,7 @@ async fn a_key_updated_through_the_admin_api_applies_to_the_next_request() {
         let msg = err["error"]["message"].as_str().unwrap_or_default();
         assert!(msg.contains(says), "{body}: {err}");
     }
-    let keys: Value = gw
-        .http
-        .get(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys: Value = admin_json(&gw, "/admin/keys").await;
     let k = &keys["keys"][0];
     assert_eq!(
         (k["rpm"].as_u64(), k["name"].as_str()),

@@ -177,16 +177,7 @@ async fn token_budget_holds_under_200_concurrent_requests(database: &str) {
         "refused with {spent} of {BUDGET} spent"
     );
     // The key's counter in the store agrees with its records (debited once each).
-    let keys: Value = gw
-        .http
-        .get(format!("{}/admin/keys", gw.url))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys: Value = admin_json(&gw, "/admin/keys").await;
     let k = keys["keys"]
         .as_array()
         .unwrap()

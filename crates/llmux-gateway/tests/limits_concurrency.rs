@@ -14,17 +14,7 @@ fn key(id: i64) -> KeyRecord {
     KeyRecord {
         id,
         name: format!("k{id}"),
-        prefix: "sk-llmux-abc".into(),
-        created_at: 0,
-        expires_at: None,
-        revoked: false,
-        models: vec![],
-        rpm: None,
-        tpm: None,
-        budget_tokens: None,
-        budget_cost: None,
-        spent_tokens: 0,
-        spent_cost: 0.0,
+        ..KeyRecord::default()
     }
 }
 

@@ -154,13 +154,12 @@ function stopEdit() {
   $("edit").hidden = true;
 }
 
-// Sends every field: an empty one removes that limit (null), as the form says.
-async function saveEdit(ev) {
-  ev.preventDefault();
-  if (editing === null) return;
-  const f = new FormData(ev.target);
+// A key form's fields as the admin API takes them: an empty limit is null (none), an empty
+// model list allows every model, the expiry date is 00:00 UTC that day in unix seconds.
+function keyBody(form) {
+  const f = new FormData(form);
   const num = (name) => (f.get(name) === "" ? null : Number(f.get(name)));
-  const body = {
+  return {
     name: String(f.get("name")).trim(),
     models: String(f.get("models")).split(",").map((s) => s.trim()).filter(Boolean),
     rpm: num("rpm"),
@@ -169,6 +168,13 @@ async function saveEdit(ev) {
     budget_cost: num("budget_cost"),
     expires_at: f.get("expires") ? Math.floor(Date.parse(f.get("expires") + "T00:00:00Z") / 1000) : null,
   };
+}
+
+// Sends every field: an empty one removes that limit (null), as the form says.
+async function saveEdit(ev) {
+  ev.preventDefault();
+  if (editing === null) return;
+  const body = keyBody(ev.target);
   try {
     await api("/admin/keys/" + encodeURIComponent(editing), {
       method: "PATCH",
@@ -195,17 +201,7 @@ async function revoke(id, name) {
 
 async function createKey(ev) {
   ev.preventDefault();
-  const f = new FormData(ev.target);
-  const num = (name) => (f.get(name) === "" ? null : Number(f.get(name)));
-  const body = {
-    name: String(f.get("name")).trim(),
-    models: String(f.get("models")).split(",").map((s) => s.trim()).filter(Boolean),
-    rpm: num("rpm"),
-    tpm: num("tpm"),
-    budget_tokens: num("budget_tokens"),
-    budget_cost: num("budget_cost"),
-    expires_at: f.get("expires") ? Math.floor(Date.parse(f.get("expires") + "T00:00:00Z") / 1000) : null,
-  };
+  const body = keyBody(ev.target);
   try {
     const created = await api("/admin/keys", {
       method: "POST",

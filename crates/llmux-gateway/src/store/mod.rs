@@ -35,7 +35,7 @@ pub use sqlite::SqliteStore;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A virtual key as stored (never the plaintext key; only its hash is kept, and is not exposed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// Row id (≥ 1).
     pub id: i64,

@@ -117,6 +117,19 @@ pub async fn create_key(gw: &Harness, body: serde_json::Value) -> (String, i64) 
     )
 }
 
+/// `GET path` on the admin API with the admin key; the JSON answer (asserting 200).
+pub async fn admin_json(gw: &Harness, path: &str) -> serde_json::Value {
+    let resp = gw
+        .http
+        .get(format!("{}{path}", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp.json().await.unwrap()
+}
+
 /// Waits (bounded) until the store holds `n` usage records, then returns them through the
 /// admin API, newest first. Fails if more than `n` arrive.
 pub async fn records(gw: &Harness, n: u64) -> Vec<llmux_gateway::store::UsageRecord> {
