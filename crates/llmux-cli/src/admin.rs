@@ -300,14 +300,15 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 budget_tokens: u.budget_tokens.map(Change::into_option),
                 budget_cost: u.budget_cost.map(Change::into_option),
             };
-            if update.is_empty() {
-                return Err(CliError::msg(
-                    "nothing to change: give --name, --rpm, --tpm, --budget-tokens, \
-                     --budget-cost, --models or --expires",
-                ));
-            }
-            if update.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-                return Err(CliError::msg("a key's name cannot be empty"));
+            match update.problem() {
+                Some(p) if update.is_empty() => {
+                    return Err(CliError::msg(format!(
+                        "{p}: give --name, --rpm, --tpm, --budget-tokens, --budget-cost, \
+                         --models or --expires"
+                    )))
+                }
+                Some(p) => return Err(CliError::msg(p)),
+                None => {}
             }
             let store = open(&u.db).await?;
             let record = store

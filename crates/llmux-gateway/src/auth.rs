@@ -79,7 +79,7 @@ const KEY_CACHE_CAPACITY: u64 = 100_000;
 
 /// Why a key lookup produced no key (errors are not cached; a miss is not cached either, so a
 /// key created anywhere works at once).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Lookup {
     /// No such key.
     Missing,
@@ -153,10 +153,7 @@ impl KeyVerifier for StoreKeys {
                 Some(cache) => cache
                     .try_get_with(crate::keys::digest(key), self.load(key))
                     .await
-                    .map_err(|e| match *e {
-                        Lookup::Missing => Lookup::Missing,
-                        Lookup::Unavailable => Lookup::Unavailable,
-                    }),
+                    .map_err(|e| *e),
                 None => self.load(key).await,
             };
             let vk = match found {

@@ -640,8 +640,7 @@ impl Config {
 /// hold a password.
 fn check_redis_url(url: &str, issues: &mut Vec<ConfigIssue>) {
     let path = "server.redis";
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    let message = match scheme.as_deref() {
+    let message = match redis_scheme(url).as_deref() {
         Some("redis" | "valkey" | "unix" | "redis+unix" | "valkey+unix") => {
             match redis::Client::open(url) {
                 Ok(_) => return,
@@ -670,15 +669,17 @@ fn check_redis_url(url: &str, issues: &mut Vec<ConfigIssue>) {
     });
 }
 
+/// The scheme of a Redis URL, lower-cased.
+fn redis_scheme(url: &str) -> Option<String> {
+    url.split_once("://").map(|(s, _)| s.to_ascii_lowercase())
+}
+
 /// Reads `server.redis_ca_file` (only meaningful with a `rediss://` URL): PEM with at least one
 /// certificate.
 fn read_redis_ca(url: &str, file: Option<&Path>, issues: &mut Vec<ConfigIssue>) -> Option<Vec<u8>> {
     let file = file?;
     let path = "server.redis_ca_file".to_owned();
-    let tls = url
-        .split_once("://")
-        .is_some_and(|(s, _)| matches!(s.to_ascii_lowercase().as_str(), "rediss" | "valkeys"));
-    if !tls {
+    if !matches!(redis_scheme(url).as_deref(), Some("rediss" | "valkeys")) {
         issues.push(ConfigIssue {
             path,
             message: "only used with a TLS URL: set server.redis to rediss://…".into(),

@@ -231,10 +231,10 @@ fn the_ca_file_is_checked_with_the_configuration() {
             .unwrap_err()
             .to_string()
     };
-    let e = check("rediss://127.0.0.1:6380", &dir.path().join("missing.pem"));
+    let e = check("rediss://127.0.0.1", &dir.path().join("missing.pem"));
     assert!(e.starts_with("server.redis_ca_file: cannot read"), "{e}");
-    let e = check("rediss://127.0.0.1:6380", &not_pem);
+    let e = check("rediss://127.0.0.1", &not_pem);
     assert!(e.contains("no PEM certificate"), "{e}");
-    let e = check("redis://127.0.0.1:6379", &not_pem);
+    let e = check("redis://127.0.0.1", &not_pem);
     assert!(e.contains("only used with a TLS URL"), "{e}");
 }

@@ -124,14 +124,15 @@ pub async fn update_key(
 ) -> Response {
     guarded(state, ctx, headers, |state| async move {
         let update: crate::store::KeyUpdate = crate::openai_wire::from_json(&body)?;
-        if update.is_empty() {
-            return Err(ApiError::invalid(
-                "nothing to change: send one or more of name, expires_at, models, rpm, tpm, \
-                 budget_tokens, budget_cost",
-            ));
-        }
-        if update.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            return Err(ApiError::invalid("a key's name cannot be empty").param("name"));
+        match update.problem() {
+            Some(p) if update.is_empty() => {
+                return Err(ApiError::invalid(format!(
+                    "{p}: send one or more of name, expires_at, models, rpm, tpm, \
+                     budget_tokens, budget_cost"
+                )))
+            }
+            Some(p) => return Err(ApiError::invalid(p).param("name")),
+            None => {}
         }
         let Some(record) = store_of(&state)?
             .update_key(id, update)

@@ -278,6 +278,18 @@ impl KeyUpdate {
     pub fn is_empty(&self) -> bool {
         *self == KeyUpdate::default()
     }
+
+    /// Why this update cannot be applied, if it cannot: it changes nothing, or it empties the
+    /// name. Callers add how to say it right in their own terms (JSON fields, CLI flags).
+    pub fn problem(&self) -> Option<&'static str> {
+        if self.is_empty() {
+            Some("nothing to change")
+        } else if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            Some("a key's name cannot be empty")
+        } else {
+            None
+        }
+    }
 }
 
 /// A present JSON field (`null` included) is `Some`; an absent one stays `None` by `default`.
