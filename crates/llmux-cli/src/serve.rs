@@ -46,6 +46,9 @@ fn config_error(e: &llmux_gateway::ConfigError) -> CliError {
     ))
 }
 
+/// The database of `serve --emulate`: in memory, gone with the process.
+const DEMO_DATABASE: &str = "sqlite::memory:";
+
 /// The embedded SQLite database used when the configuration names none.
 pub fn default_database() -> Result<String> {
     let dir = crate::session::data_dir()?;
@@ -105,13 +108,18 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     } else {
         None
     };
-    match raw.server.database.as_deref() {
-        // `database = "none"`: no accounting, no virtual keys (static keys only).
-        Some("none") => raw.server.database = None,
-        Some(_) => {}
-        None => raw.server.database = Some(default_database()?),
+    if args.emulate {
+        // The demo's keys live in memory only: they die with the process and never reach the
+        // default database, where a later real `llmux serve` would accept them.
+        raw.server.database = Some(DEMO_DATABASE.to_owned());
+    } else {
+        match raw.server.database.as_deref() {
+            // `database = "none"`: no accounting, no virtual keys (static keys only).
+            Some("none") => raw.server.database = None,
+            Some(_) => {}
+            None => raw.server.database = Some(default_database()?),
+        }
     }
-    let database = raw.server.database.clone();
     let config = if args.emulate {
         Config::resolve(raw, |k| emulated.get(k).cloned())
     } else {
@@ -123,20 +131,19 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
             "no channels: write a config file (see crates/llmux-gateway/examples/llmux.toml), set a provider key such as DASHSCOPE_API_KEY, or try `llmux serve --emulate`",
         ));
     }
-    let demo_key = match (&database, args.emulate) {
-        (Some(url), true) => {
-            let store = llmux_gateway::store::open(url)
-                .await
-                .map_err(|e| CliError::msg(format!("opening {url}: {e}")))?;
+    let opts = ServeOptions {
+        insecure_no_auth: args.insecure_no_auth,
+    };
+    let gateway = Gateway::bind(config, opts)
+        .await
+        .map_err(|e| CliError::msg(e.to_string()))?;
+    // The demo key goes into the gateway's own (in-memory) store.
+    let demo_key = match (gateway.state().store.as_ref(), args.emulate) {
+        (Some(store), true) => {
             let (_, key) = store
                 .create_key(NewKey {
                     name: "emulate-demo".into(),
-                    expires_at: None,
-                    models: Vec::new(),
-                    rpm: None,
-                    tpm: None,
-                    budget_tokens: None,
-                    budget_cost: None,
+                    ..NewKey::default()
                 })
                 .await
                 .map_err(|e| CliError::msg(format!("creating a demo key: {e}")))?;
@@ -144,12 +151,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         }
         _ => None,
     };
-    let opts = ServeOptions {
-        insecure_no_auth: args.insecure_no_auth,
-    };
-    let gateway = Gateway::bind(config, opts)
-        .await
-        .map_err(|e| CliError::msg(e.to_string()))?;
+    let shutdown = gw::shutdown_signal();
     let addr = gateway.local_addr();
     eprintln!("llmux gateway listening on http://{addr}");
     if let Some(key) = demo_key {
@@ -163,7 +165,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         eprintln!("dashboard: http://{addr}/dashboard (admin key for this run: {admin})");
     }
     let result = gateway
-        .run(gw::shutdown_signal())
+        .run(shutdown)
         .await
         .map_err(|e| CliError::msg(e.to_string()));
     drop(emulators);

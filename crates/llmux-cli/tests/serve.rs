@@ -223,11 +223,50 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
     sigterm(&child);
     assert!(child.wait().await.unwrap().success());
     assert!(
-        home.path()
+        !home
+            .path()
             .join(".local/share/llmux/gateway.sqlite3")
             .exists(),
-        "embedded SQLite by default"
+        "the demo keeps its keys in memory, away from the default database"
     );
+}
+
+/// Issue 13: a key printed by `serve --emulate` dies with the demo; a later real `serve` on the
+/// default database rejects it (before the fix the demo wrote an active, unlimited key there).
+#[tokio::test]
+async fn issue_13_demo_key_is_rejected_by_a_real_serve() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, _, _err) = spawn_serve(home.path(), &[], &["--emulate"]).await;
+    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let key = out_lines.next_line().await.unwrap().expect("a demo key");
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+
+    // A real gateway on the default database, one channel from a provider variable.
+    let emu = llmux_emulator::Emulator::start(llmux_emulator::EmulatorConfig::new(
+        llmux_emulator::Vendor::OpenAi,
+    ))
+    .await
+    .unwrap();
+    let vars = emu.env_for("openai").unwrap();
+    let env: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let (mut child, url, _err) = spawn_serve(home.path(), &env, &[]).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(r#"{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "the demo key must not open a real gateway"
+    );
+    assert!(emu.requests().is_empty(), "nothing reached the upstream");
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
 }
 
 /// SIGTERM while many requests are in flight: the gateway drains them, flushes the usage
