@@ -182,29 +182,7 @@ pub struct UsageArgs {
 
 /// Unix seconds of 00:00 UTC on `YYYY-MM-DD`.
 pub fn parse_date(s: &str) -> std::result::Result<i64, String> {
-    let bad = || format!("`{s}` is not a date as YYYY-MM-DD");
-    let mut parts = s.trim().split('-');
-    let (Some(y), Some(m), Some(d), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let (y, m, d): (i64, i64, i64) = (
-        y.parse().map_err(|_| bad())?,
-        m.parse().map_err(|_| bad())?,
-        d.parse().map_err(|_| bad())?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
-        return Err(bad());
-    }
-    // Days from civil (proleptic Gregorian), Howard Hinnant's algorithm.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Ok((era * 146_097 + doe - 719_468) * 86_400)
+    store::parse_day(s).ok_or_else(|| format!("`{s}` is not a date as YYYY-MM-DD"))
 }
 
 async fn open(db: &DbArgs) -> Result<std::sync::Arc<dyn Store>> {
@@ -247,21 +225,34 @@ fn key_line(k: &KeyRecord) -> String {
     )
 }
 
+/// A key problem in the CLI's terms: the JSON field name becomes the flag.
+fn problem_line(p: &store::KeyProblem) -> String {
+    let flag = match p.field {
+        "expires_at" => "--expires".to_owned(),
+        "" => return p.rule.clone(),
+        f => format!("--{}", f.replace('_', "-")),
+    };
+    format!("{flag} {}", p.rule)
+}
+
 /// Runs `llmux keys …`.
 pub async fn keys(args: KeysArgs) -> Result<()> {
     match args.command {
         KeysCommand::Create(c) => {
+            let new = NewKey {
+                name: c.name,
+                expires_at: c.expires,
+                models: c.models,
+                rpm: c.rpm,
+                tpm: c.tpm,
+                budget_tokens: c.budget_tokens,
+                budget_cost: c.budget_cost,
+            };
+            new.check(store::unix_now())
+                .map_err(|p| CliError::msg(problem_line(&p)))?;
             let store = open(&c.db).await?;
             let (record, key) = store
-                .create_key(NewKey {
-                    name: c.name,
-                    expires_at: c.expires,
-                    models: c.models,
-                    rpm: c.rpm,
-                    tpm: c.tpm,
-                    budget_tokens: c.budget_tokens,
-                    budget_cost: c.budget_cost,
-                })
+                .create_key(new)
                 .await
                 .map_err(|e| CliError::msg(format!("creating the key: {e}")))?;
             eprintln!(
@@ -300,16 +291,15 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 budget_tokens: u.budget_tokens.map(Change::into_option),
                 budget_cost: u.budget_cost.map(Change::into_option),
             };
-            match update.problem() {
-                Some(p) if update.is_empty() => {
-                    return Err(CliError::msg(format!(
-                        "{p}: give --name, --rpm, --tpm, --budget-tokens, --budget-cost, \
-                         --models or --expires"
-                    )))
-                }
-                Some(p) => return Err(CliError::msg(p)),
-                None => {}
+            if update.is_empty() {
+                return Err(CliError::msg(
+                    "nothing to change: give --name, --rpm, --tpm, --budget-tokens, \
+                     --budget-cost, --models or --expires",
+                ));
             }
+            update
+                .check(store::unix_now())
+                .map_err(|p| CliError::msg(problem_line(&p)))?;
             let store = open(&u.db).await?;
             let record = store
                 .update_key(u.id, update)

@@ -184,3 +184,87 @@ async fn a_key_updated_through_the_admin_api_applies_to_the_next_request() {
         (Some(100), Some("t"))
     );
 }
+
+/// Issue 13: the admin API refuses nonsense with a 400 that names the field and the rule, and
+/// a missing key is `key_not_found`, not a model error.
+#[tokio::test]
+async fn issue_13_admin_refuses_nonsense_naming_the_field() {
+    let (gw, _oa) = with_store().await;
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN);
+    let past = llmux_gateway::store::unix_now() - 60;
+    let cases = [
+        (json!({"name":"n","budget_cost":-5}), "budget_cost"),
+        (json!({"name":"n","expires_at":past}), "expires_at"),
+        (
+            json!({"name":"n","budget_tokens":u64::MAX}),
+            "budget_tokens",
+        ),
+        (json!({"name":"n","tpm":u64::MAX}), "tpm"),
+        (json!({"name":"n","rpm":0}), "rpm"),
+        (json!({"name":"n","tpm":0}), "tpm"),
+        (json!({"name":""}), "name"),
+        (json!({"name":"x".repeat(201)}), "name"),
+        (json!({"name":"n","models":[""]}), "models"),
+    ];
+    let (_, id) = create_key(&gw, json!({"name":"ok"})).await;
+    for (body, field) in cases {
+        let resp = admin(gw.http.post(format!("{}/admin/keys", gw.url)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "create {body}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["param"], field, "create {body}: {err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(field),
+            "{err}"
+        );
+        // The same rules hold for updates (the name-only cases aside, which need one field).
+        let mut update = body.as_object().unwrap().clone();
+        if update.len() > 1 {
+            update.remove("name");
+        }
+        let resp = admin(gw.http.patch(format!("{}/admin/keys/{id}", gw.url)))
+            .json(&update)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "update {update:?}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["param"], field, "update {update:?}: {err}");
+    }
+    // Nothing was stored by the refused creations.
+    let keys = admin_json(&gw, "/admin/keys").await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+
+    for since in ["garbage", "2026-02-30", "2026-1-01"] {
+        let resp = admin(gw.http.get(format!("{}/admin/usage?since={since}", gw.url)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "since={since}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["param"], "since", "{err}");
+    }
+    let ok = admin(
+        gw.http
+            .get(format!("{}/admin/usage?since=2026-02-28", gw.url)),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    for req in [
+        gw.http
+            .patch(format!("{}/admin/keys/999999", gw.url))
+            .json(&json!({"rpm":5})),
+        gw.http.delete(format!("{}/admin/keys/999999", gw.url)),
+    ] {
+        let resp = admin(req).send().await.unwrap();
+        assert_eq!(resp.status(), 404);
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "key_not_found", "{err}");
+    }
+}

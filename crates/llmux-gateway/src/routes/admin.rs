@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::fail;
-use crate::app::{AppState, RequestCtx};
+use crate::app::{unix_now, AppState, RequestCtx};
 use crate::error::{ApiError, Ingress};
 
 /// `GET /admin/channels`.
@@ -62,6 +62,26 @@ fn store_err(e: &crate::store::StoreError) -> ApiError {
     err
 }
 
+/// A key field that breaks its rule: 400 naming the field.
+fn problem(p: crate::store::KeyProblem) -> ApiError {
+    let e = ApiError::invalid(p.to_string());
+    if p.field.is_empty() {
+        e
+    } else {
+        e.param(p.field)
+    }
+}
+
+/// 404 for a key id that does not exist.
+fn key_not_found(id: i64) -> ApiError {
+    let mut e = ApiError::new(
+        llmux_core::ErrorKind::NotFound,
+        format!("no key with id {id}"),
+    );
+    e.openai_code = Some("key_not_found");
+    e
+}
+
 async fn guarded<F, Fut>(
     state: Arc<AppState>,
     ctx: RequestCtx,
@@ -100,6 +120,7 @@ pub async fn create_key(
         let new: crate::store::NewKey = serde_path_to_error::deserialize(merged).map_err(|e| {
             ApiError::invalid(format!("invalid key at `{}`: {}", e.path(), e.inner()))
         })?;
+        new.check(unix_now()).map_err(problem)?;
         let (record, key) = store_of(&state)?
             .create_key(new)
             .await
@@ -124,25 +145,19 @@ pub async fn update_key(
 ) -> Response {
     guarded(state, ctx, headers, |state| async move {
         let update: crate::store::KeyUpdate = crate::openai_wire::from_json(&body)?;
-        match update.problem() {
-            Some(p) if update.is_empty() => {
-                return Err(ApiError::invalid(format!(
-                    "{p}: send one or more of name, expires_at, models, rpm, tpm, \
-                     budget_tokens, budget_cost"
-                )))
-            }
-            Some(p) => return Err(ApiError::invalid(p).param("name")),
-            None => {}
+        if update.is_empty() {
+            return Err(ApiError::invalid(
+                "nothing to change: send one or more of name, expires_at, models, rpm, tpm, \
+                 budget_tokens, budget_cost",
+            ));
         }
+        update.check(unix_now()).map_err(problem)?;
         let Some(record) = store_of(&state)?
             .update_key(id, update)
             .await
             .map_err(|e| store_err(&e))?
         else {
-            return Err(ApiError::new(
-                llmux_core::ErrorKind::NotFound,
-                format!("no key with id {id}"),
-            ));
+            return Err(key_not_found(id));
         };
         state.auth.keys_changed();
         Ok(Json(json!({"record": record})).into_response())
@@ -180,10 +195,7 @@ pub async fn revoke_key(
             .map_err(|e| store_err(&e))?;
         state.auth.keys_changed();
         if !found {
-            return Err(ApiError::new(
-                llmux_core::ErrorKind::NotFound,
-                format!("no key with id {id}"),
-            ));
+            return Err(key_not_found(id));
         }
         Ok(Json(json!({"revoked": id})).into_response())
     })
@@ -220,8 +232,16 @@ pub async fn usage(
                 .param("by"))
             }
         };
+        if let Some(since) = q.since.as_deref() {
+            if crate::store::parse_day(since).is_none() {
+                return Err(ApiError::invalid(format!(
+                    "`since` must be a day as YYYY-MM-DD, got `{since}`"
+                ))
+                .param("since"));
+            }
+        }
         let rows = store_of(&state)?
-            .usage(by, q.since.as_deref())
+            .usage(by, q.since.as_deref().map(str::trim))
             .await
             .map_err(|e| store_err(&e))?;
         Ok(Json(json!({"usage": rows})).into_response())

@@ -279,17 +279,166 @@ impl KeyUpdate {
         *self == KeyUpdate::default()
     }
 
-    /// Why this update cannot be applied, if it cannot: it changes nothing, or it empties the
-    /// name. Callers add how to say it right in their own terms (JSON fields, CLI flags).
-    pub fn problem(&self) -> Option<&'static str> {
+    /// Why this update cannot be applied, if it cannot: it changes nothing, or a field breaks
+    /// its rule ([`KeyProblem`]). `now` is unix seconds (an expiry must lie after it).
+    pub fn check(&self, now: i64) -> std::result::Result<(), KeyProblem> {
         if self.is_empty() {
-            Some("nothing to change")
-        } else if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-            Some("a key's name cannot be empty")
-        } else {
-            None
+            return Err(KeyProblem::new("", "nothing to change"));
+        }
+        check_fields(
+            KeyFields {
+                name: self.name.as_deref(),
+                expires_at: self.expires_at.flatten(),
+                models: self.models.as_deref(),
+                rpm: self.rpm.flatten(),
+                tpm: self.tpm.flatten(),
+                budget_tokens: self.budget_tokens.flatten(),
+                budget_cost: self.budget_cost.flatten(),
+            },
+            now,
+        )
+    }
+}
+
+impl NewKey {
+    /// Why this key cannot be created, if it cannot ([`KeyProblem`]); `now` is unix seconds.
+    pub fn check(&self, now: i64) -> std::result::Result<(), KeyProblem> {
+        check_fields(
+            KeyFields {
+                name: Some(&self.name),
+                expires_at: self.expires_at,
+                models: Some(&self.models),
+                rpm: self.rpm,
+                tpm: self.tpm,
+                budget_tokens: self.budget_tokens,
+                budget_cost: self.budget_cost,
+            },
+            now,
+        )
+    }
+}
+
+/// A field of a key that breaks its rule: `field` names it as in the JSON body (empty when the
+/// problem is the request as a whole), `rule` says what it must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyProblem {
+    /// The JSON field name.
+    pub field: &'static str,
+    /// The rule it breaks, as a sentence fragment.
+    pub rule: String,
+}
+
+impl KeyProblem {
+    fn new(field: &'static str, rule: impl Into<String>) -> Self {
+        KeyProblem {
+            field,
+            rule: rule.into(),
         }
     }
+}
+
+impl std::fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.rule)
+        } else {
+            write!(f, "`{}` {}", self.field, self.rule)
+        }
+    }
+}
+
+/// The longest key name, in characters.
+pub const MAX_KEY_NAME_CHARS: usize = 200;
+/// The most models one key may list.
+pub const MAX_KEY_MODELS: usize = 1_000;
+/// The longest model name a key may list, in bytes.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+/// The largest token count a limit or budget may hold (the stores keep signed 64-bit integers).
+pub const MAX_TOKEN_LIMIT: u64 = i64::MAX as u64;
+
+/// The fields of a new key or of an update (absent ones are `None`).
+struct KeyFields<'a> {
+    name: Option<&'a str>,
+    expires_at: Option<i64>,
+    models: Option<&'a [String]>,
+    rpm: Option<u32>,
+    tpm: Option<u64>,
+    budget_tokens: Option<u64>,
+    budget_cost: Option<f64>,
+}
+
+/// The rules every key obeys, for creation and update alike.
+fn check_fields(k: KeyFields<'_>, now: i64) -> std::result::Result<(), KeyProblem> {
+    if let Some(name) = k.name {
+        if name.trim().is_empty() {
+            return Err(KeyProblem::new("name", "cannot be empty"));
+        }
+        if name.chars().count() > MAX_KEY_NAME_CHARS {
+            return Err(KeyProblem::new(
+                "name",
+                format!("must be at most {MAX_KEY_NAME_CHARS} characters"),
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(KeyProblem::new("name", "cannot contain control characters"));
+        }
+    }
+    if let Some(at) = k.expires_at {
+        if at <= now {
+            return Err(KeyProblem::new(
+                "expires_at",
+                format!("must lie in the future (after unix second {now})"),
+            ));
+        }
+    }
+    if let Some(models) = k.models {
+        if models.len() > MAX_KEY_MODELS {
+            return Err(KeyProblem::new(
+                "models",
+                format!("may list at most {MAX_KEY_MODELS} models"),
+            ));
+        }
+        if models
+            .iter()
+            .any(|m| m.trim().is_empty() || m.len() > MAX_MODEL_NAME_BYTES)
+        {
+            return Err(KeyProblem::new(
+                "models",
+                format!(
+                    "entries must be non-empty model names of at most {MAX_MODEL_NAME_BYTES} bytes"
+                ),
+            ));
+        }
+    }
+    if k.rpm == Some(0) {
+        return Err(KeyProblem::new(
+            "rpm",
+            "must be at least 1 (remove the limit for none, or revoke the key to stop it)",
+        ));
+    }
+    if k.tpm == Some(0) {
+        return Err(KeyProblem::new(
+            "tpm",
+            "must be at least 1 (remove the limit for none, or revoke the key to stop it)",
+        ));
+    }
+    for (field, v) in [("tpm", k.tpm), ("budget_tokens", k.budget_tokens)] {
+        if v.is_some_and(|v| v > MAX_TOKEN_LIMIT) {
+            return Err(KeyProblem::new(
+                field,
+                format!("must be at most {MAX_TOKEN_LIMIT}"),
+            ));
+        }
+    }
+    if let Some(c) = k.budget_cost {
+        if !c.is_finite() || c < 0.0 {
+            return Err(KeyProblem::new(
+                "budget_cost",
+                "must be a finite number of at least 0",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A present JSON field (`null` included) is `Some`; an absent one stays `None` by `default`.
@@ -347,7 +496,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 }
 
 /// Current unix time in seconds.
-pub(crate) fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -366,6 +515,36 @@ pub fn utc_day(at_ms: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Unix seconds of 00:00 UTC on the day `YYYY-MM-DD` (years 1970 to 9999), or `None` when `s`
+/// is not such a day (`2026-02-30` is not).
+pub fn parse_day(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let secs = (era * 146_097 + doe - 719_468) * 86_400;
+    // A day past the month's end rolls over into the next month: refuse it.
+    (utc_day(secs * 1000) == s).then_some(secs)
 }
 
 /// Saturating u64 → i64 for storage.
