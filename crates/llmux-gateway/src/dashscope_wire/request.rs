@@ -2,6 +2,7 @@
 
 use llmux_core::{ChatRequest, InputStyle, Message, Role, Thinking};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::openai_wire::request::{
@@ -28,8 +29,11 @@ pub struct GenerationOptions {
     pub incremental: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct GenerationRequest {
+/// A DashScope text-generation body (also the multimodal path). Fields not listed here are
+/// accepted and ignored; `X-DashScope-SSE: enable` asks for a stream.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "qwen-plus", "input": {"prompt": "Hello"}}))]
+pub(crate) struct GenerationRequest {
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
@@ -38,16 +42,21 @@ struct GenerationRequest {
     parameters: Option<Parameters>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Input {
+/// `input`: a `prompt`, or `messages` (which win when both are given).
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = GenerationInput)]
+pub(crate) struct Input {
     #[serde(default)]
     prompt: Option<String>,
     #[serde(default)]
     messages: Option<Vec<WireMessage>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct Parameters {
+/// `parameters`: sampling, tools and the answer's shape (`result_format`,
+/// `incremental_output` for streams).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = GenerationParameters)]
+pub(crate) struct Parameters {
     #[serde(default)]
     result_format: Option<String>,
     #[serde(default)]

@@ -7,6 +7,7 @@ use llmux_core::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -19,8 +20,11 @@ pub struct ChatOptions {
     pub include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct ChatCompletionRequest {
+/// A `POST /v1/chat/completions` body, as the OpenAI API defines it. Fields not listed here are
+/// accepted and ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))]
+pub(crate) struct ChatCompletionRequest {
     model: String,
     messages: Vec<WireMessage>,
     #[serde(default)]
@@ -68,13 +72,15 @@ struct ChatCompletionRequest {
     thinking_budget: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
-struct StreamOptions {
+#[derive(Debug, Deserialize, ToSchema)]
+/// `stream_options`.
+pub(crate) struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One stop sequence or several.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Stop {
     One(String),
@@ -90,8 +96,10 @@ impl Stop {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A chat message.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireMessage {
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub(crate) role: String,
     #[serde(default)]
     pub(crate) content: Option<WireContent>,
@@ -103,14 +111,17 @@ pub(crate) struct WireMessage {
     pub(crate) tool_call_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A message's content: text, or a list of parts.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum WireContent {
     Text(String),
     Parts(Vec<WirePart>),
 }
 
-#[derive(Debug, Deserialize)]
+/// A content part: `{"type":"text","text":…}`, `{"type":"image_url","image_url":…}`, or
+/// DashScope's `{"text":…}` / `{"image":…}`.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WirePart {
     #[serde(rename = "type", default)]
     kind: Option<String>,
@@ -123,9 +134,10 @@ pub(crate) struct WirePart {
     image: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An image URL (or `data:` URL), bare or with a `detail` level.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
-enum WireImageUrl {
+pub(crate) enum WireImageUrl {
     Url(String),
     Object {
         url: String,
@@ -134,29 +146,33 @@ enum WireImageUrl {
     },
 }
 
-#[derive(Debug, Deserialize)]
+/// A tool call the assistant made (in the conversation history).
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireToolCall {
     #[serde(default)]
     id: Option<String>,
     function: WireFunctionCall,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireFunctionCall {
+/// The function of a tool call; `arguments` is a JSON string (or a JSON value).
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct WireFunctionCall {
     name: String,
     #[serde(default)]
     arguments: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A tool the model may call (`type` is `function`).
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireTool {
     #[serde(rename = "type", default)]
     kind: Option<String>,
     function: WireFunction,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireFunction {
+/// A function tool: name, description and JSON-schema parameters.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct WireFunction {
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -166,19 +182,22 @@ struct WireFunction {
     strict: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `none`, `auto`, `required`, or `{"type":"function","function":{"name":…}}`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum WireToolChoice {
     Mode(String),
     Named { function: NamedFunction },
 }
 
-#[derive(Debug, Deserialize)]
+/// The function a named tool choice forces.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NamedFunction {
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `response_format`: `text`, `json_object` or `json_schema`.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireResponseFormat {
     #[serde(rename = "type")]
     kind: String,
@@ -186,8 +205,9 @@ pub(crate) struct WireResponseFormat {
     json_schema: Option<WireJsonSchema>,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireJsonSchema {
+/// The schema of a `json_schema` response format.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct WireJsonSchema {
     name: String,
     #[serde(default)]
     schema: Option<Value>,
