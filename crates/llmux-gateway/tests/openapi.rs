@@ -40,8 +40,14 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/v1/models"),
     ("get", "/v1/models/{id}"),
     ("post", "/api/v1/services/aigc/text-generation/generation"),
-    ("post", "/api/v1/services/aigc/multimodal-generation/generation"),
-    ("post", "/api/v1/services/embeddings/text-embedding/text-embedding"),
+    (
+        "post",
+        "/api/v1/services/aigc/multimodal-generation/generation",
+    ),
+    (
+        "post",
+        "/api/v1/services/embeddings/text-embedding/text-embedding",
+    ),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -123,10 +129,18 @@ async fn the_description_is_served_without_auth_and_covers_every_route() {
             );
             // Operations behind a key say which, and document its rejection.
             if path.starts_with("/admin/") {
-                assert_eq!(op["security"], serde_json::json!([{"admin_key": []}]), "{path}");
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"admin_key": []}]),
+                    "{path}"
+                );
                 assert!(responses.contains_key("401"), "{method} {path}");
             } else if path.starts_with("/v1/") || path.starts_with("/api/") {
-                assert_eq!(op["security"], serde_json::json!([{"client_key": []}]), "{path}");
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"client_key": []}]),
+                    "{path}"
+                );
                 assert!(responses.contains_key("401"), "{method} {path}");
             } else {
                 assert!(op.get("security").is_none(), "{method} {path}");

@@ -10,7 +10,9 @@ use crate::error::ApiError;
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = DashScopeEmbeddingRequest, example = json!({"model": "text-embedding-v3", "input": {"texts": ["Hello"]}}))]
 pub(crate) struct WireRequest {
+    /// The public model name (required: `BadRequest.EmptyModel` without it).
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1)]
     model: Option<String>,
     input: WireInput,
     #[serde(default)]

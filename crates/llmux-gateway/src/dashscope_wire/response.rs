@@ -48,10 +48,12 @@ impl From<&Usage> for DsUsage {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             total_tokens: u.total_tokens,
-            prompt_tokens_details: u.cached_tokens.map(|c| DsPromptDetails { cached_tokens: c }),
-            output_tokens_details: u
-                .reasoning_tokens
-                .map(|r| DsOutputDetails { reasoning_tokens: r }),
+            prompt_tokens_details: u
+                .cached_tokens
+                .map(|c| DsPromptDetails { cached_tokens: c }),
+            output_tokens_details: u.reasoning_tokens.map(|r| DsOutputDetails {
+                reasoning_tokens: r,
+            }),
         }
     }
 }

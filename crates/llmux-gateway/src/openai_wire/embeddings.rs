@@ -22,10 +22,13 @@ pub enum EncodingFormat {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = EmbeddingRequest, example = json!({"model": "text-embedding-3-small", "input": "Hello"}))]
 pub(crate) struct WireEmbeddingRequest {
+    /// The public model name.
+    #[schema(min_length = 1)]
     model: String,
     input: Input,
     /// `float` (the default) or `base64` (little-endian f32).
     #[serde(default)]
+    #[schema(pattern = "^(float|base64)$")]
     encoding_format: Option<String>,
     #[serde(default)]
     dimensions: Option<u32>,

@@ -25,28 +25,43 @@ pub struct ChatOptions {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))]
 pub(crate) struct ChatCompletionRequest {
+    /// The public model name.
+    #[schema(min_length = 1)]
     model: String,
+    /// The conversation, oldest first.
+    #[schema(min_items = 1)]
     messages: Vec<WireMessage>,
+    /// Answer as server-sent events.
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[schema(minimum = 0, maximum = 2)]
     #[serde(default)]
     temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     #[serde(default)]
     top_p: Option<f64>,
+    /// One choice only: at most 1.
+    #[schema(minimum = 1, maximum = 1)]
     #[serde(default)]
     n: Option<u32>,
     #[serde(default)]
     stop: Option<Stop>,
+    /// Deprecated by OpenAI in favour of `max_completion_tokens` (which wins).
+    #[schema(minimum = 1)]
     #[serde(default)]
     max_tokens: Option<u32>,
+    #[schema(minimum = 1)]
     #[serde(default)]
     max_completion_tokens: Option<u32>,
+    #[schema(minimum = -2, maximum = 2)]
     #[serde(default)]
     presence_penalty: Option<f64>,
+    #[schema(minimum = -2, maximum = 2)]
     #[serde(default)]
     frequency_penalty: Option<f64>,
+    #[schema(minimum = 0)]
     #[serde(default)]
     seed: Option<i64>,
     #[serde(default)]
@@ -62,6 +77,8 @@ pub(crate) struct ChatCompletionRequest {
     // Vendor knobs clients send through OpenAI SDKs' `extra_body` (DashScope compatible mode).
     #[serde(default)]
     top_k: Option<u32>,
+    /// DashScope compatible mode (sent through `extra_body`).
+    #[schema(exclusive_minimum = 0)]
     #[serde(default)]
     repetition_penalty: Option<f64>,
     #[serde(default)]
@@ -100,6 +117,7 @@ impl Stop {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
+    #[schema(pattern = "^(system|developer|user|assistant|tool)$")]
     pub(crate) role: String,
     #[serde(default)]
     pub(crate) content: Option<WireContent>,
@@ -123,7 +141,9 @@ pub(crate) enum WireContent {
 /// DashScope's `{"text":…}` / `{"image":…}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WirePart {
+    /// `text`, `image_url` or `image`.
     #[serde(rename = "type", default)]
+    #[schema(pattern = "^(text|image_url|image)$")]
     kind: Option<String>,
     #[serde(default)]
     text: Option<String>,
@@ -165,7 +185,9 @@ pub(crate) struct WireFunctionCall {
 /// A tool the model may call (`type` is `function`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireTool {
+    /// `function`.
     #[serde(rename = "type", default)]
+    #[schema(pattern = "^function$")]
     kind: Option<String>,
     function: WireFunction,
 }
@@ -199,7 +221,9 @@ pub(crate) struct NamedFunction {
 /// `response_format`: `text`, `json_object` or `json_schema`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireResponseFormat {
+    /// `text`, `json_object` or `json_schema` (which needs `json_schema`).
     #[serde(rename = "type")]
+    #[schema(pattern = "^(text|json_object|json_schema)$")]
     kind: String,
     #[serde(default)]
     json_schema: Option<WireJsonSchema>,

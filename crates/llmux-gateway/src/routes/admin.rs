@@ -208,11 +208,7 @@ pub async fn create_key(
             .create_key(new)
             .await
             .map_err(|e| store_err(&e))?;
-        Ok((
-            http::StatusCode::CREATED,
-            Json(CreatedKey { key, record }),
-        )
-            .into_response())
+        Ok((http::StatusCode::CREATED, Json(CreatedKey { key, record })).into_response())
     })
     .await
 }
@@ -350,6 +346,7 @@ pub async fn revoke_key(
 pub struct UsageQuery {
     /// `key`, `model` or `day` (default `model`).
     #[serde(default)]
+    #[param(pattern = "^(key|model|day)$")]
     by: Option<String>,
     /// `YYYY-MM-DD`, inclusive (UTC days).
     #[serde(default)]

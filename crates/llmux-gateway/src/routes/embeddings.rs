@@ -162,17 +162,17 @@ async fn handle(
                 }
                 guard.usage(u);
             }
-            let mut resp = match ingress {
-                Ingress::DashScope => {
-                    Json(crate::dashscope_wire::encode_embeddings(&r.value, &ctx.id)).into_response()
-                }
-                Ingress::OpenAi | Ingress::Admin => Json(crate::openai_wire::encode_embeddings(
-                    &r.value,
-                    &public_model,
-                    format,
-                ))
-                .into_response(),
-            };
+            let mut resp =
+                match ingress {
+                    Ingress::DashScope => {
+                        Json(crate::dashscope_wire::encode_embeddings(&r.value, &ctx.id))
+                            .into_response()
+                    }
+                    Ingress::OpenAi | Ingress::Admin => Json(
+                        crate::openai_wire::encode_embeddings(&r.value, &public_model, format),
+                    )
+                    .into_response(),
+                };
             stamp_added_latency(
                 &state,
                 &mut resp,

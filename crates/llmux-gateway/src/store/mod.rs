@@ -253,8 +253,10 @@ impl StoreError {
 /// JSON fields are left alone. `models: []` allows every model.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(description = "Changes to a key: absent fields stay as they are, `null` removes a limit \
-    or the expiry, `models: []` allows every model. At least one field.")]
+#[schema(
+    description = "Changes to a key: absent fields stay as they are, `null` removes a limit \
+    or the expiry, `models: []` allows every model. At least one field."
+)]
 pub struct KeyUpdate {
     /// New name.
     #[serde(default)]
