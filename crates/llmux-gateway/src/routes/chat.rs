@@ -42,7 +42,11 @@ enum Shape {
     description = "A chat completion, whole or (with `stream: true`) as server-sent events. \
         Failover to the next channel happens before the first byte; after it, an upstream error \
         is a last `data:` frame holding an error object.",
-    request_body(content = crate::openai_wire::request::ChatCompletionRequest, content_type = "application/json"),
+    request_body(content = crate::openai_wire::request::ChatCompletionRequest, content_type = "application/json",
+        examples(
+            ("answer" = (summary = "A whole answer", value = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))),
+            ("stream" = (summary = "A stream with usage", value = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}], "stream": true, "stream_options": {"include_usage": true}}))),
+        )),
     responses(
         (status = 200, description = "The answer: JSON, or with `stream: true` an event stream of `chat.completion.chunk` frames ending with `data: [DONE]`.",
             content(
@@ -82,7 +86,7 @@ pub async fn openai(
         `event:result` frames, cumulative unless `parameters.incremental_output` is true, and \
         an `event:error` frame if the upstream fails after the first one.",
     params(
-        ("X-DashScope-SSE" = Option<String>, Header, description = "`enable` asks for a stream."),
+        ("X-DashScope-SSE" = Option<String>, Header, description = "`enable` asks for a stream.", example = "enable"),
     ),
     request_body(content = crate::dashscope_wire::request::GenerationRequest, content_type = "application/json"),
     responses(
