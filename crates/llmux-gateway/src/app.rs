@@ -239,6 +239,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/dashboard", get(routes::dashboard::index))
         .route("/dashboard/app.js", get(routes::dashboard::app_js))
         .route("/dashboard/style.css", get(routes::dashboard::style))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -11,7 +11,8 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use llmux_core::{Error, ErrorKind};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Which protocol a request came in on; errors and responses follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,32 +202,53 @@ impl ApiError {
             .unwrap_or_else(|| dashscope_mapping(self.kind).0)
     }
 
+    /// The OpenAI envelope, typed.
+    pub fn openai_error(&self) -> OpenAiError {
+        let (_, ty, code) = openai_mapping(self.kind);
+        OpenAiError {
+            error: OpenAiErrorDetail {
+                message: self.message.clone(),
+                kind: ty.to_owned(),
+                param: self.param.clone(),
+                code: self.openai_code.or(code).map(str::to_owned),
+            },
+        }
+    }
+
     /// The OpenAI envelope.
     pub fn openai_body(&self) -> serde_json::Value {
-        let (_, ty, code) = openai_mapping(self.kind);
-        json!({"error": {
-            "message": self.message,
-            "type": ty,
-            "param": self.param,
-            "code": self.openai_code.or(code),
-        }})
+        serde_json::to_value(self.openai_error()).unwrap_or_default()
+    }
+
+    /// The DashScope body, typed.
+    pub fn dashscope_error(&self, request_id: &str) -> DashScopeError {
+        let code = self
+            .dashscope_code
+            .unwrap_or_else(|| dashscope_mapping(self.kind).1);
+        DashScopeError {
+            code: code.to_owned(),
+            message: self.message.clone(),
+            request_id: request_id.to_owned(),
+        }
     }
 
     /// The DashScope body.
     pub fn dashscope_body(&self, request_id: &str) -> serde_json::Value {
-        let code = self
-            .dashscope_code
-            .unwrap_or_else(|| dashscope_mapping(self.kind).1);
-        json!({"code": code, "message": self.message, "request_id": request_id})
+        serde_json::to_value(self.dashscope_error(request_id)).unwrap_or_default()
     }
 
     /// The response in `ingress`'s format.
     pub fn into_response_for(self, ingress: Ingress, request_id: &str) -> Response {
-        let (status, body) = match ingress {
-            Ingress::DashScope => (self.dashscope_status(), self.dashscope_body(request_id)),
-            Ingress::OpenAi | Ingress::Admin => (self.status(), self.openai_body()),
+        let mut resp = match ingress {
+            Ingress::DashScope => (
+                self.dashscope_status(),
+                axum::Json(self.dashscope_error(request_id)),
+            )
+                .into_response(),
+            Ingress::OpenAi | Ingress::Admin => {
+                (self.status(), axum::Json(self.openai_error())).into_response()
+            }
         };
-        let mut resp = (status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -255,6 +277,40 @@ impl ApiError {
         e.retry_after = err.retry_after();
         e
     }
+}
+
+/// The OpenAI error envelope, on `/v1/*` and (the same shape) on `/admin/*`, the dashboard and
+/// every unknown path outside `/api/`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct OpenAiError {
+    /// The error.
+    pub error: OpenAiErrorDetail,
+}
+
+/// The inside of `OpenAiError`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct OpenAiErrorDetail {
+    /// What went wrong, safe to show.
+    pub message: String,
+    /// `invalid_request_error`, `permission_error`, `rate_limit_error`, `insufficient_quota`,
+    /// `api_error` or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request field at fault, when known.
+    pub param: Option<String>,
+    /// A machine-readable code (`invalid_api_key`, `model_not_found`, …), when there is one.
+    pub code: Option<String>,
+}
+
+/// The DashScope error body, on `/api/v1/*`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DashScopeError {
+    /// DashScope's error code (`InvalidApiKey`, `InvalidParameter`, `ModelNotFound`, …).
+    pub code: String,
+    /// What went wrong, safe to show.
+    pub message: String,
+    /// The request id (also in the `x-request-id` header).
+    pub request_id: String,
 }
 
 /// Marks a response with the error kind, for the logging and metrics middleware.

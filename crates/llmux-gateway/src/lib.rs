@@ -20,6 +20,7 @@ pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod openai_wire;
+pub mod openapi;
 pub mod redact;
 pub mod routes;
 pub mod routing;

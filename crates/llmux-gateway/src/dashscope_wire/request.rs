@@ -2,6 +2,7 @@
 
 use llmux_core::{ChatRequest, InputStyle, Message, Role, Thinking};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::openai_wire::request::{
@@ -28,46 +29,66 @@ pub struct GenerationOptions {
     pub incremental: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct GenerationRequest {
+/// A DashScope text-generation body (also the multimodal path). Fields not listed here are
+/// accepted and ignored; `X-DashScope-SSE: enable` asks for a stream.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "qwen-plus", "input": {"prompt": "Hello"}}))]
+pub(crate) struct GenerationRequest {
+    /// The public model name (required: `BadRequest.EmptyModel` without it).
     #[serde(default)]
+    #[schema(required = true, nullable = false, min_length = 1)]
     model: Option<String>,
+    /// The prompt or messages (required: `BadRequest.EmptyInput` without it).
     #[serde(default)]
+    #[schema(required = true, nullable = false)]
     input: Option<Input>,
     #[serde(default)]
     parameters: Option<Parameters>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Input {
+/// `input`: a `prompt`, or `messages` (which win when both are given).
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = GenerationInput)]
+pub(crate) struct Input {
     #[serde(default)]
     prompt: Option<String>,
     #[serde(default)]
     messages: Option<Vec<WireMessage>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct Parameters {
+/// `parameters`: sampling, tools and the answer's shape (`result_format`,
+/// `incremental_output` for streams).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = GenerationParameters)]
+pub(crate) struct Parameters {
+    /// `text` (the default) or `message`.
+    #[schema(pattern = "^(text|message)$")]
     #[serde(default)]
     result_format: Option<String>,
+    /// Streams only: each frame holds only the new piece (default: everything so far).
     #[serde(default)]
     incremental_output: Option<bool>,
     #[serde(default)]
     enable_search: Option<bool>,
     #[serde(default)]
     seed: Option<u64>,
+    #[schema(minimum = 0, maximum = 2)]
     #[serde(default)]
     temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     #[serde(default)]
     top_p: Option<f64>,
     #[serde(default)]
     top_k: Option<u32>,
+    #[schema(minimum = 1)]
     #[serde(default)]
     max_tokens: Option<u32>,
     #[serde(default)]
     stop: Option<Stop>,
+    #[schema(exclusive_minimum = 0)]
     #[serde(default)]
     repetition_penalty: Option<f64>,
+    #[schema(minimum = -2, maximum = 2)]
     #[serde(default)]
     presence_penalty: Option<f64>,
     #[serde(default)]
@@ -82,6 +103,8 @@ struct Parameters {
     enable_thinking: Option<bool>,
     #[serde(default)]
     thinking_budget: Option<u32>,
+    /// One choice only: at most 1.
+    #[schema(minimum = 1, maximum = 1)]
     #[serde(default)]
     n: Option<u32>,
 }

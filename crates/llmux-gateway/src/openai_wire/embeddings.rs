@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use llmux_core::{EmbeddingRequest, EmbeddingResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -18,11 +18,17 @@ pub enum EncodingFormat {
     Base64,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireEmbeddingRequest {
+/// A `POST /v1/embeddings` body. Fields not listed here are accepted and ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = EmbeddingRequest, example = json!({"model": "text-embedding-3-small", "input": "Hello"}))]
+pub(crate) struct WireEmbeddingRequest {
+    /// The public model name.
+    #[schema(min_length = 1)]
     model: String,
     input: Input,
+    /// `float` (the default) or `base64` (little-endian f32).
     #[serde(default)]
+    #[schema(pattern = "^(float|base64)$")]
     encoding_format: Option<String>,
     #[serde(default)]
     dimensions: Option<u32>,
@@ -30,12 +36,17 @@ struct WireEmbeddingRequest {
     user: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One text, several texts, or token ids (not supported: answered with a 400).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
-enum Input {
+#[schema(as = EmbeddingInput)]
+pub(crate) enum Input {
+    /// One text.
     One(String),
+    /// Several texts.
     Many(Vec<String>),
     /// Token ids (`[1, 2]` or `[[1, 2]]`): not supported, but recognised for a clear error.
+    #[schema(value_type = Vec<i64>)]
     Tokens(#[expect(dead_code, reason = "only the shape matters")] Vec<serde::de::IgnoredAny>),
 }
 
@@ -84,26 +95,79 @@ pub fn base64_f32(v: &[f32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// A `POST /v1/embeddings` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct EmbeddingList {
+    /// Always `list`.
+    #[schema(value_type = String)]
+    pub object: &'static str,
+    /// One vector per input.
+    pub data: Vec<EmbeddingItem>,
+    /// The public model name.
+    pub model: String,
+    /// Token usage.
+    pub usage: EmbeddingUsage,
+}
+
+/// One vector of an `EmbeddingList`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct EmbeddingItem {
+    /// Always `embedding`.
+    #[schema(value_type = String)]
+    pub object: &'static str,
+    /// Index of the input.
+    pub index: u32,
+    /// The vector: numbers, or base64 of little-endian f32 with `encoding_format: base64`.
+    pub embedding: EmbeddingVector,
+}
+
+/// A vector as numbers or as base64.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EmbeddingVector {
+    /// `encoding_format: float`.
+    Float(Vec<f32>),
+    /// `encoding_format: base64`.
+    Base64(String),
+}
+
+/// `usage` of an `EmbeddingList`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct EmbeddingUsage {
+    /// Tokens in the input.
+    pub prompt_tokens: u64,
+    /// The same.
+    pub total_tokens: u64,
+}
+
 /// The `list` body.
-pub fn encode_embeddings(resp: &EmbeddingResponse, model: &str, format: EncodingFormat) -> Value {
-    let data: Vec<Value> = resp
+pub fn encode_embeddings(
+    resp: &EmbeddingResponse,
+    model: &str,
+    format: EncodingFormat,
+) -> EmbeddingList {
+    let data = resp
         .data
         .iter()
-        .map(|e| {
-            let embedding = match format {
-                EncodingFormat::Float => json!(e.vector),
-                EncodingFormat::Base64 => Value::String(base64_f32(&e.vector)),
-            };
-            json!({"object": "embedding", "index": e.index, "embedding": embedding})
+        .map(|e| EmbeddingItem {
+            object: "embedding",
+            index: e.index,
+            embedding: match format {
+                EncodingFormat::Float => EmbeddingVector::Float(e.vector.clone()),
+                EncodingFormat::Base64 => EmbeddingVector::Base64(base64_f32(&e.vector)),
+            },
         })
         .collect();
     let tokens = resp.usage.map_or(0, |u| u.input_tokens.max(u.total_tokens));
-    json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    })
+    EmbeddingList {
+        object: "list",
+        data,
+        model: model.to_owned(),
+        usage: EmbeddingUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }
 }
 
 #[cfg(test)]

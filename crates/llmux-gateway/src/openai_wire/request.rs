@@ -7,6 +7,7 @@ use llmux_core::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -19,30 +20,48 @@ pub struct ChatOptions {
     pub include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct ChatCompletionRequest {
+/// A `POST /v1/chat/completions` body, as the OpenAI API defines it. Fields not listed here are
+/// accepted and ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))]
+pub(crate) struct ChatCompletionRequest {
+    /// The public model name.
+    #[schema(min_length = 1)]
     model: String,
+    /// The conversation, oldest first.
+    #[schema(min_items = 1)]
     messages: Vec<WireMessage>,
+    /// Answer as server-sent events.
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[schema(minimum = 0, maximum = 2)]
     #[serde(default)]
     temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     #[serde(default)]
     top_p: Option<f64>,
+    /// One choice only: at most 1.
+    #[schema(minimum = 1, maximum = 1)]
     #[serde(default)]
     n: Option<u32>,
     #[serde(default)]
     stop: Option<Stop>,
+    /// Deprecated by OpenAI in favour of `max_completion_tokens` (which wins).
+    #[schema(minimum = 1)]
     #[serde(default)]
     max_tokens: Option<u32>,
+    #[schema(minimum = 1)]
     #[serde(default)]
     max_completion_tokens: Option<u32>,
+    #[schema(minimum = -2, maximum = 2)]
     #[serde(default)]
     presence_penalty: Option<f64>,
+    #[schema(minimum = -2, maximum = 2)]
     #[serde(default)]
     frequency_penalty: Option<f64>,
+    #[schema(minimum = 0)]
     #[serde(default)]
     seed: Option<i64>,
     #[serde(default)]
@@ -58,6 +77,8 @@ struct ChatCompletionRequest {
     // Vendor knobs clients send through OpenAI SDKs' `extra_body` (DashScope compatible mode).
     #[serde(default)]
     top_k: Option<u32>,
+    /// DashScope compatible mode (sent through `extra_body`).
+    #[schema(exclusive_minimum = 0)]
     #[serde(default)]
     repetition_penalty: Option<f64>,
     #[serde(default)]
@@ -68,13 +89,15 @@ struct ChatCompletionRequest {
     thinking_budget: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
-struct StreamOptions {
+#[derive(Debug, Deserialize, ToSchema)]
+/// `stream_options`.
+pub(crate) struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One stop sequence or several.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum Stop {
     One(String),
@@ -90,8 +113,11 @@ impl Stop {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A chat message.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireMessage {
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
+    #[schema(pattern = "^(system|developer|user|assistant|tool)$")]
     pub(crate) role: String,
     #[serde(default)]
     pub(crate) content: Option<WireContent>,
@@ -103,16 +129,21 @@ pub(crate) struct WireMessage {
     pub(crate) tool_call_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A message's content: text, or a list of parts.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum WireContent {
     Text(String),
     Parts(Vec<WirePart>),
 }
 
-#[derive(Debug, Deserialize)]
+/// A content part: `{"type":"text","text":…}`, `{"type":"image_url","image_url":…}`, or
+/// DashScope's `{"text":…}` / `{"image":…}`.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WirePart {
+    /// `text`, `image_url` or `image`.
     #[serde(rename = "type", default)]
+    #[schema(pattern = "^(text|image_url|image)$")]
     kind: Option<String>,
     #[serde(default)]
     text: Option<String>,
@@ -123,9 +154,10 @@ pub(crate) struct WirePart {
     image: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An image URL (or `data:` URL), bare or with a `detail` level.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
-enum WireImageUrl {
+pub(crate) enum WireImageUrl {
     Url(String),
     Object {
         url: String,
@@ -134,29 +166,35 @@ enum WireImageUrl {
     },
 }
 
-#[derive(Debug, Deserialize)]
+/// A tool call the assistant made (in the conversation history).
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireToolCall {
     #[serde(default)]
     id: Option<String>,
     function: WireFunctionCall,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireFunctionCall {
+/// The function of a tool call; `arguments` is a JSON string (or a JSON value).
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct WireFunctionCall {
     name: String,
     #[serde(default)]
     arguments: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A tool the model may call (`type` is `function`).
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireTool {
+    /// `function`.
     #[serde(rename = "type", default)]
+    #[schema(pattern = "^function$")]
     kind: Option<String>,
     function: WireFunction,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireFunction {
+/// A function tool: name, description and JSON-schema parameters.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct WireFunction {
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -166,28 +204,34 @@ struct WireFunction {
     strict: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `none`, `auto`, `required`, or `{"type":"function","function":{"name":…}}`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum WireToolChoice {
     Mode(String),
     Named { function: NamedFunction },
 }
 
-#[derive(Debug, Deserialize)]
+/// The function a named tool choice forces.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NamedFunction {
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `response_format`: `text`, `json_object` or `json_schema`.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct WireResponseFormat {
+    /// `text`, `json_object` or `json_schema` (which needs `json_schema`).
     #[serde(rename = "type")]
+    #[schema(pattern = "^(text|json_object|json_schema)$")]
     kind: String,
     #[serde(default)]
     json_schema: Option<WireJsonSchema>,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireJsonSchema {
+/// The schema of a `json_schema` response format.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct WireJsonSchema {
     name: String,
     #[serde(default)]
     schema: Option<Value>,

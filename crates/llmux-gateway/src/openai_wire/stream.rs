@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use llmux_core::{FinishReason, StreamEvent, Usage};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -19,15 +20,31 @@ pub struct ChunkEncoder {
     started: bool,
 }
 
-#[derive(Serialize)]
-struct Chunk<'a> {
+/// One `data:` frame of an OpenAI stream: a `chat.completion.chunk`. The stream is a role
+/// chunk, content, reasoning and tool-call deltas, a chunk with `finish_reason`, with
+/// `stream_options.include_usage` a last chunk with `choices: []` and the `usage`, then
+/// `data: [DONE]`. An error after the first chunk is a last `data:` frame holding an
+/// `OpenAiError`; `: ping` comment lines keep an idle stream alive.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatCompletionChunk)]
+pub(crate) struct Chunk<'a> {
+    /// The same on every chunk of a stream.
     id: &'a str,
+    /// Always `chat.completion.chunk`.
+    #[schema(value_type = String)]
     object: &'static str,
+    /// Unix seconds.
     created: i64,
+    /// The public model name.
     model: &'a str,
+    /// Always `null`.
     system_fingerprint: Option<&'a str>,
+    /// One delta, or none on the usage chunk.
+    #[schema(value_type = Vec<ChoiceDelta>)]
     choices: &'a [ChoiceDelta<'a>],
+    /// Present (and `null` until the usage chunk) only with `stream_options.include_usage`.
     #[serde(skip_serializing_if = "UsageField::skip")]
+    #[schema(value_type = Option<super::response::OpenAiUsage>)]
     usage: UsageField,
 }
 
@@ -53,38 +70,50 @@ impl Serialize for UsageField {
     }
 }
 
-#[derive(Serialize)]
-struct ChoiceDelta<'a> {
+/// The choice of a `ChatCompletionChunk`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChoiceDelta<'a> {
+    /// Always 0.
     index: u32,
+    /// What is new.
     delta: Delta<'a>,
+    /// Always `null`.
+    #[schema(value_type = Option<Object>)]
     logprobs: Option<()>,
+    /// `null` until the finish chunk.
     finish_reason: Option<&'a str>,
 }
 
-#[derive(Serialize, Default)]
-struct Delta<'a> {
+/// What a `ChoiceDelta` adds.
+#[derive(Serialize, Default, ToSchema)]
+pub(crate) struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<ToolCallDelta>>)]
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
 }
 
-#[derive(Serialize)]
-struct ToolCallDelta<'a> {
+/// A piece of a tool call: the first carries `id`, `type` and `name`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ToolCallDelta<'a> {
     index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     kind: Option<&'static str>,
     function: FunctionDelta<'a>,
 }
 
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
+/// The function part of a `ToolCallDelta`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FunctionDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     arguments: &'a str,

@@ -8,13 +8,103 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::fail;
 use crate::app::{unix_now, AppState, RequestCtx};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::store::{KeyRecord, UsageRecord, UsageRow};
 
 /// `GET /admin/channels`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ChannelList {
+    /// Every configured channel, in configuration order.
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// A channel as the admin API shows it (never its credentials).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ChannelInfo {
+    /// The configured name.
+    pub name: String,
+    /// The provider id.
+    #[schema(value_type = String)]
+    pub provider: &'static str,
+    /// The upstream base URL.
+    pub base_url: String,
+    /// Public model name → upstream model name.
+    pub models: std::collections::BTreeMap<String, String>,
+    /// Routing weight within its priority.
+    pub weight: u32,
+    /// Routing priority (higher first).
+    pub priority: i32,
+    /// Unknown models are passed through to this channel.
+    pub passthrough: bool,
+    /// The breaker: `closed`, `open` or `half_open`.
+    #[schema(value_type = String)]
+    pub breaker: &'static str,
+}
+
+/// `GET /admin/keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Every key, revoked ones included, by id.
+    pub keys: Vec<KeyRecord>,
+}
+
+/// `POST /admin/keys`: the new key, in plaintext this once, and its record.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The key (`sk-llmux-…`); only its hash is stored.
+    pub key: String,
+    /// The stored record.
+    pub record: KeyRecord,
+}
+
+/// `PATCH /admin/keys/{id}`: the updated record.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UpdatedKey {
+    /// The record as updated.
+    pub record: KeyRecord,
+}
+
+/// `DELETE /admin/keys/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RevokedKey {
+    /// The id of the revoked key.
+    pub revoked: i64,
+}
+
+/// `GET /admin/usage`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UsageReport {
+    /// One row per group, sorted by group.
+    pub usage: Vec<UsageRow>,
+}
+
+/// `GET /admin/usage/records`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RecordList {
+    /// Raw records, newest first.
+    pub records: Vec<UsageRecord>,
+}
+
+/// `GET /admin/channels`.
+#[utoipa::path(
+    get,
+    path = "/admin/channels",
+    tag = "admin",
+    operation_id = "adminChannels",
+    summary = "Channels with their models, routing weights and breaker state",
+    responses(
+        (status = 200, description = "Every channel (never its credentials).", body = ChannelList),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
 pub async fn channels(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -24,23 +114,21 @@ pub async fn channels(
         return fail(e, Ingress::Admin, &ctx, None);
     }
     let routes = &state.routes;
-    let list: Vec<Value> = routes
+    let channels = routes
         .channels()
         .iter()
-        .map(|c| {
-            json!({
-                "name": &*c.name,
-                "provider": c.provider_id,
-                "base_url": c.provider.base_url(),
-                "models": c.models,
-                "weight": c.weight,
-                "priority": c.priority,
-                "passthrough": c.passthrough,
-                "breaker": routes.breaker_state(c).as_str(),
-            })
+        .map(|c| ChannelInfo {
+            name: c.name.to_string(),
+            provider: c.provider_id,
+            base_url: c.provider.base_url().to_owned(),
+            models: c.models.clone(),
+            weight: c.weight,
+            priority: c.priority,
+            passthrough: c.passthrough,
+            breaker: routes.breaker_state(c).as_str(),
         })
         .collect();
-    Json(json!({"channels": list})).into_response()
+    Json(ChannelList { channels }).into_response()
 }
 
 fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
@@ -103,6 +191,22 @@ where
 
 /// `POST /admin/keys` with a `NewKey` body: creates a virtual key; the plaintext is in the
 /// answer once and never again.
+#[utoipa::path(
+    post,
+    path = "/admin/keys",
+    tag = "admin",
+    operation_id = "adminCreateKey",
+    summary = "Create a virtual key",
+    request_body(content = crate::store::NewKey, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The key, in plaintext this once, and its record.", body = CreatedKey),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 413, description = "The body is too large.", body = OpenAiError),
+        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
 pub async fn create_key(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -125,17 +229,32 @@ pub async fn create_key(
             .create_key(new)
             .await
             .map_err(|e| store_err(&e))?;
-        Ok((
-            http::StatusCode::CREATED,
-            Json(json!({"key": key, "record": record})),
-        )
-            .into_response())
+        Ok((http::StatusCode::CREATED, Json(CreatedKey { key, record })).into_response())
     })
     .await
 }
 
 /// `PATCH /admin/keys/{id}` with a `KeyUpdate` body: changes a key's name, expiry, models or
 /// limits (absent fields stay, `null` removes a limit); answers the updated record.
+#[utoipa::path(
+    patch,
+    path = "/admin/keys/{id}",
+    tag = "admin",
+    operation_id = "adminUpdateKey",
+    summary = "Change a key's name, expiry, models or limits",
+    params(("id" = i64, Path, description = "The key's id.")),
+    request_body(content = crate::store::KeyUpdate, content_type = "application/json",
+        description = "Absent fields stay as they are; `null` removes a limit or the expiry; `models: []` allows every model."),
+    responses(
+        (status = 200, description = "The record as updated.", body = UpdatedKey),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 404, description = "No key with this id.", body = OpenAiError),
+        (status = 413, description = "The body is too large.", body = OpenAiError),
+        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
 pub async fn update_key(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -160,12 +279,26 @@ pub async fn update_key(
             return Err(key_not_found(id));
         };
         state.auth.keys_changed();
-        Ok(Json(json!({"record": record})).into_response())
+        Ok(Json(UpdatedKey { record }).into_response())
     })
     .await
 }
 
 /// `GET /admin/keys`.
+#[utoipa::path(
+    get,
+    path = "/admin/keys",
+    tag = "admin",
+    operation_id = "adminListKeys",
+    summary = "Every virtual key (records, never the keys)",
+    responses(
+        (status = 200, description = "The keys, by id.", body = KeyList),
+        (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
 pub async fn list_keys(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -176,12 +309,29 @@ pub async fn list_keys(
             .list_keys()
             .await
             .map_err(|e| store_err(&e))?;
-        Ok(Json(json!({"keys": keys})).into_response())
+        Ok(Json(KeyList { keys }).into_response())
     })
     .await
 }
 
 /// `DELETE /admin/keys/{id}`: revokes a key.
+#[utoipa::path(
+    delete,
+    path = "/admin/keys/{id}",
+    tag = "admin",
+    operation_id = "adminRevokeKey",
+    summary = "Revoke a virtual key",
+    params(("id" = i64, Path, description = "The key's id.")),
+    responses(
+        (status = 200, description = "Revoked (the record stays, marked revoked).", body = RevokedKey),
+        (status = 400, description = "Invalid id, or no database is configured (`unsupported`).", body = OpenAiError),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 404, description = "No key with this id.", body = OpenAiError),
+        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
 pub async fn revoke_key(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -197,23 +347,39 @@ pub async fn revoke_key(
         if !found {
             return Err(key_not_found(id));
         }
-        Ok(Json(json!({"revoked": id})).into_response())
+        Ok(Json(RevokedKey { revoked: id }).into_response())
     })
     .await
 }
 
 /// Query of `GET /admin/usage`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// `key`, `model` or `day` (default `model`).
     #[serde(default)]
+    #[param(pattern = "^(key|model|day)$")]
     by: Option<String>,
-    /// `YYYY-MM-DD`, inclusive.
+    /// `YYYY-MM-DD`, inclusive (UTC days).
     #[serde(default)]
     since: Option<String>,
 }
 
 /// `GET /admin/usage?by=key|model|day&since=YYYY-MM-DD`.
+#[utoipa::path(
+    get,
+    path = "/admin/usage",
+    tag = "admin",
+    operation_id = "adminUsage",
+    summary = "Usage grouped by key, model or day, from the daily rollups",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "One row per group.", body = UsageReport),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
 pub async fn usage(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -244,23 +410,40 @@ pub async fn usage(
             .usage(by, q.since.as_deref().map(str::trim))
             .await
             .map_err(|e| store_err(&e))?;
-        Ok(Json(json!({"usage": rows})).into_response())
+        Ok(Json(UsageReport { usage: rows }).into_response())
     })
     .await
 }
 
 /// Query of `GET /admin/usage/records` (strings, so a bad value gets our error, not axum's).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecordsQuery {
-    /// Only this key id.
+    /// Only this key id (an integer).
     #[serde(default)]
+    #[param(value_type = Option<i64>)]
     key: Option<String>,
-    /// At most this many records (default 100, at most 10,000).
+    /// At most this many records (a positive integer; default 100, at most 10,000).
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
 }
 
 /// `GET /admin/usage/records?key=ID&limit=N`: raw usage records, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/usage/records",
+    tag = "admin",
+    operation_id = "adminUsageRecords",
+    summary = "Raw usage records, newest first",
+    params(RecordsQuery),
+    responses(
+        (status = 200, description = "The records.", body = RecordList),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
 pub async fn records(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -289,7 +472,7 @@ pub async fn records(
             .records(crate::store::RecordQuery { key_id, limit })
             .await
             .map_err(|e| store_err(&e))?;
-        Ok(Json(json!({"records": records})).into_response())
+        Ok(Json(RecordList { records }).into_response())
     })
     .await
 }

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard, RouteLabels};
 use crate::app::{unix_now, AppState, RequestCtx};
 use crate::dashscope_wire::{self, FrameEncoder, GenerationOptions};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, DashScopeError, Ingress, OpenAiError};
 use crate::openai_wire::{self, stream::PING, ChatOptions, ChunkEncoder};
 
 /// How the answer is shaped.
@@ -33,6 +33,39 @@ enum Shape {
 }
 
 /// `POST /v1/chat/completions`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    operation_id = "createChatCompletion",
+    summary = "Chat completion (OpenAI protocol)",
+    description = "A chat completion, whole or (with `stream: true`) as server-sent events. \
+        Failover to the next channel happens before the first byte; after it, an upstream error \
+        is a last `data:` frame holding an error object.",
+    request_body(content = crate::openai_wire::request::ChatCompletionRequest, content_type = "application/json",
+        examples(
+            ("answer" = (summary = "A whole answer", value = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))),
+            ("stream" = (summary = "A stream with usage", value = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}], "stream": true, "stream_options": {"include_usage": true}}))),
+        )),
+    responses(
+        (status = 200, description = "The answer: JSON, or with `stream: true` an event stream of `chat.completion.chunk` frames ending with `data: [DONE]`.",
+            content(
+                (crate::openai_wire::response::ChatCompletion = "application/json"),
+                (crate::openapi::OpenAiStreamEvent = "text/event-stream"),
+            )),
+        (status = 400, description = "Invalid or unsupported request (the message and `param` name the field).", body = OpenAiError),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
+        (status = 403, description = "The key may not use this model.", body = OpenAiError),
+        (status = 404, description = "No such model here.", body = OpenAiError),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = OpenAiError),
+        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`insufficient_quota`).", body = OpenAiError),
+        (status = 500, description = "A gateway fault.", body = OpenAiError),
+        (status = 502, description = "Every upstream tried failed or answered badly.", body = OpenAiError),
+        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = OpenAiError),
+        (status = 504, description = "The upstream timed out.", body = OpenAiError),
+    ),
+    security(("client_key" = []))
+)]
 pub async fn openai(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -43,6 +76,38 @@ pub async fn openai(
 }
 
 /// `POST /api/v1/services/aigc/text-generation/generation` (and the multimodal path).
+#[utoipa::path(
+    post,
+    path = "/api/v1/services/aigc/text-generation/generation",
+    tag = "dashscope",
+    operation_id = "dashscopeGeneration",
+    summary = "Text generation (DashScope protocol)",
+    description = "A generation, whole or (with `X-DashScope-SSE: enable`) as server-sent events: \
+        `event:result` frames, cumulative unless `parameters.incremental_output` is true, and \
+        an `event:error` frame if the upstream fails after the first one.",
+    params(
+        ("X-DashScope-SSE" = Option<String>, Header, description = "`enable` asks for a stream.", example = "enable"),
+    ),
+    request_body(content = crate::dashscope_wire::request::GenerationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The answer: JSON, or with `X-DashScope-SSE: enable` an event stream.",
+            content(
+                (crate::dashscope_wire::response::GenerationResponse = "application/json"),
+                (crate::openapi::DashScopeStreamEvent = "text/event-stream"),
+            )),
+        (status = 400, description = "Invalid or unsupported request.", body = DashScopeError),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = DashScopeError),
+        (status = 403, description = "The key may not use this model.", body = DashScopeError),
+        (status = 404, description = "No such model here.", body = DashScopeError),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = DashScopeError),
+        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`Throttling.AllocationQuota`).", body = DashScopeError),
+        (status = 500, description = "A gateway fault.", body = DashScopeError),
+        (status = 502, description = "Every upstream tried failed or answered badly.", body = DashScopeError),
+        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = DashScopeError),
+        (status = 504, description = "The upstream timed out.", body = DashScopeError),
+    ),
+    security(("client_key" = []))
+)]
 pub async fn dashscope(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -143,18 +208,21 @@ async fn handle(
                 if let Some(u) = r.value.usage {
                     guard.usage(u);
                 }
-                let body = match shape {
-                    Shape::OpenAi(_) => openai_wire::encode_chat(
+                let mut resp = match shape {
+                    Shape::OpenAi(_) => Json(openai_wire::encode_chat(
                         &r.value,
                         &completion_id(&ctx.id),
                         unix_now(),
                         &public_model,
-                    ),
-                    Shape::DashScope(o) => {
-                        dashscope_wire::encode_generation(&r.value, o.result_format, &ctx.id)
-                    }
+                    ))
+                    .into_response(),
+                    Shape::DashScope(o) => Json(dashscope_wire::encode_generation(
+                        &r.value,
+                        o.result_format,
+                        &ctx.id,
+                    ))
+                    .into_response(),
                 };
-                let mut resp = Json(body).into_response();
                 stamp_added_latency(
                     &state,
                     &mut resp,

@@ -13,7 +13,7 @@ use axum::Extension;
 
 use super::fail;
 use crate::app::{AppState, RequestCtx};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, Ingress, OpenAiError};
 
 const INDEX: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");
@@ -63,6 +63,17 @@ fn file(
 }
 
 /// `GET /dashboard`.
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    tag = "dashboard",
+    operation_id = "dashboardPage",
+    summary = "The dashboard page (the page asks for the admin key and calls the admin API with it)",
+    responses(
+        (status = 200, description = "The file.", content((String = "text/html"))),
+        (status = 404, description = "The dashboard is off (no `server.admin_key`).", body = OpenAiError),
+    )
+)]
 pub async fn index(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -71,6 +82,17 @@ pub async fn index(
 }
 
 /// `GET /dashboard/app.js`.
+#[utoipa::path(
+    get,
+    path = "/dashboard/app.js",
+    tag = "dashboard",
+    operation_id = "dashboardScript",
+    summary = "The dashboard's script (the page asks for the admin key and calls the admin API with it)",
+    responses(
+        (status = 200, description = "The file.", content((String = "text/javascript"))),
+        (status = 404, description = "The dashboard is off (no `server.admin_key`).", body = OpenAiError),
+    )
+)]
 pub async fn app_js(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -79,6 +101,17 @@ pub async fn app_js(
 }
 
 /// `GET /dashboard/style.css`.
+#[utoipa::path(
+    get,
+    path = "/dashboard/style.css",
+    tag = "dashboard",
+    operation_id = "dashboardStylesheet",
+    summary = "The dashboard's stylesheet (the page asks for the admin key and calls the admin API with it)",
+    responses(
+        (status = 200, description = "The file.", content((String = "text/css"))),
+        (status = 404, description = "The dashboard is off (no `server.admin_key`).", body = OpenAiError),
+    )
+)]
 pub async fn style(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,

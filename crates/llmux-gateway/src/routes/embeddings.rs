@@ -12,10 +12,32 @@ use llmux_core::EmbeddingRequest;
 
 use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard, RouteLabels};
 use crate::app::{AppState, RequestCtx};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, DashScopeError, Ingress, OpenAiError};
 use crate::openai_wire::EncodingFormat;
 
 /// `POST /v1/embeddings`.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "openai",
+    operation_id = "createEmbedding",
+    summary = "Embeddings (OpenAI protocol)",
+    request_body(content = crate::openai_wire::embeddings::WireEmbeddingRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One vector per input.", body = crate::openai_wire::embeddings::EmbeddingList),
+        (status = 400, description = "Invalid or unsupported request (the message and `param` name the field).", body = OpenAiError),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
+        (status = 403, description = "The key may not use this model.", body = OpenAiError),
+        (status = 404, description = "No such model here.", body = OpenAiError),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = OpenAiError),
+        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`insufficient_quota`).", body = OpenAiError),
+        (status = 500, description = "A gateway fault.", body = OpenAiError),
+        (status = 502, description = "Every upstream tried failed or answered badly.", body = OpenAiError),
+        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = OpenAiError),
+        (status = 504, description = "The upstream timed out.", body = OpenAiError),
+    ),
+    security(("client_key" = []))
+)]
 pub async fn openai(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -26,6 +48,28 @@ pub async fn openai(
 }
 
 /// `POST /api/v1/services/embeddings/text-embedding/text-embedding`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/services/embeddings/text-embedding/text-embedding",
+    tag = "dashscope",
+    operation_id = "dashscopeTextEmbedding",
+    summary = "Text embeddings (DashScope protocol)",
+    request_body(content = crate::dashscope_wire::embeddings::WireRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One vector per text.", body = crate::dashscope_wire::embeddings::EmbeddingAnswer),
+        (status = 400, description = "Invalid or unsupported request.", body = DashScopeError),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = DashScopeError),
+        (status = 403, description = "The key may not use this model.", body = DashScopeError),
+        (status = 404, description = "No such model here.", body = DashScopeError),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = DashScopeError),
+        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`Throttling.AllocationQuota`).", body = DashScopeError),
+        (status = 500, description = "A gateway fault.", body = DashScopeError),
+        (status = 502, description = "Every upstream tried failed or answered badly.", body = DashScopeError),
+        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = DashScopeError),
+        (status = 504, description = "The upstream timed out.", body = DashScopeError),
+    ),
+    security(("client_key" = []))
+)]
 pub async fn dashscope(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -118,13 +162,17 @@ async fn handle(
                 }
                 guard.usage(u);
             }
-            let body = match ingress {
-                Ingress::DashScope => crate::dashscope_wire::encode_embeddings(&r.value, &ctx.id),
-                Ingress::OpenAi | Ingress::Admin => {
-                    crate::openai_wire::encode_embeddings(&r.value, &public_model, format)
-                }
-            };
-            let mut resp = Json(body).into_response();
+            let mut resp =
+                match ingress {
+                    Ingress::DashScope => {
+                        Json(crate::dashscope_wire::encode_embeddings(&r.value, &ctx.id))
+                            .into_response()
+                    }
+                    Ingress::OpenAi | Ingress::Admin => Json(
+                        crate::openai_wire::encode_embeddings(&r.value, &public_model, format),
+                    )
+                    .into_response(),
+                };
             stamp_added_latency(
                 &state,
                 &mut resp,

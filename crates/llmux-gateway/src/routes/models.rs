@@ -6,23 +6,67 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::fail;
 use crate::app::{AppState, RequestCtx};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, Ingress, OpenAiError};
 
-fn model_json(state: &AppState, id: &str) -> Value {
+/// A model this gateway serves.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Model {
+    /// The public model name (may contain `/`).
+    pub id: String,
+    /// Always `model`.
+    #[schema(value_type = String)]
+    pub object: &'static str,
+    /// When the gateway started, unix seconds.
+    pub created: i64,
+    /// The provider id of the first channel serving it.
+    #[schema(value_type = String)]
+    pub owned_by: &'static str,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    #[schema(value_type = String)]
+    pub object: &'static str,
+    /// The models, by name.
+    pub data: Vec<Model>,
+}
+
+fn model_json(state: &AppState, id: &str) -> Model {
     let owner = state
         .routes
         .channels()
         .iter()
         .find(|c| c.models.contains_key(id))
         .map_or("llmux", |c| c.provider_id);
-    json!({"id": id, "object": "model", "created": state.started_unix, "owned_by": owner})
+    Model {
+        id: id.to_owned(),
+        object: "model",
+        created: state.started_unix,
+        owned_by: owner,
+    }
 }
 
 /// `GET /v1/models`.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "openai",
+    operation_id = "listModels",
+    summary = "The models this gateway serves",
+    responses(
+        (status = 200, description = "Every public model name, sorted.", body = ModelList),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
+        (status = 503, description = "The key store is unavailable.", body = OpenAiError),
+    ),
+    security(("client_key" = []))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
@@ -31,16 +75,35 @@ pub async fn list(
     if let Err(e) = state.auth.authenticate(&headers).await {
         return fail(e, Ingress::OpenAi, &ctx, None);
     }
-    let data: Vec<Value> = state
+    let data = state
         .routes
         .models()
         .into_iter()
         .map(|m| model_json(&state, m))
         .collect();
-    Json(json!({"object": "list", "data": data})).into_response()
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+    .into_response()
 }
 
 /// `GET /v1/models/{id}` (ids may contain slashes).
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    tag = "openai",
+    operation_id = "retrieveModel",
+    summary = "One model",
+    params(("id" = String, Path, description = "The public model name (may contain `/`).")),
+    responses(
+        (status = 200, description = "The model.", body = Model),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
+        (status = 404, description = "No such model here.", body = OpenAiError),
+        (status = 503, description = "The key store is unavailable.", body = OpenAiError),
+    ),
+    security(("client_key" = []))
+)]
 pub async fn one(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::keys::RngError;
 
@@ -35,7 +36,7 @@ pub use sqlite::SqliteStore;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A virtual key as stored (never the plaintext key; only its hash is kept, and is not exposed).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyRecord {
     /// Row id (≥ 1).
     pub id: i64,
@@ -77,8 +78,10 @@ impl KeyRecord {
     }
 }
 
-/// What to create a key with.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What to create a key with; absent fields take their defaults (no name, every model, no
+/// limits).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
 pub struct NewKey {
     /// Human-readable name.
     pub name: String,
@@ -97,7 +100,7 @@ pub struct NewKey {
 }
 
 /// One finished (or abandoned) request, as billed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UsageRecord {
     /// Unique per request; the idempotency key of the record.
     pub request_id: String,
@@ -182,9 +185,10 @@ pub enum GroupBy {
 }
 
 /// One group of a usage report, sorted by `group`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UsageRow {
-    /// The group value (see [`GroupBy`]).
+    /// The group value: a key id in decimal (`none` for requests without a key), a public
+    /// model name, or a UTC day (`YYYY-MM-DD`).
     pub group: String,
     /// Number of requests.
     pub requests: u64,
@@ -247,8 +251,12 @@ impl StoreError {
 /// Changes to a key ([`Store::update_key`]); `None` leaves a field as it is. For the limits and
 /// the expiry, `Some(None)` removes the limit (JSON `null`), `Some(Some(v))` sets it; absent
 /// JSON fields are left alone. `models: []` allows every model.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(
+    description = "Changes to a key: absent fields stay as they are, `null` removes a limit \
+    or the expiry, `models: []` allows every model. At least one field."
+)]
 pub struct KeyUpdate {
     /// New name.
     #[serde(default)]

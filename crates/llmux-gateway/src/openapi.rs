@@ -1,0 +1,223 @@
+//! The gateway's OpenAPI 3.1 description, generated from the code: the request types the
+//! parsers deserialize into, the response types the handlers serialize, and the
+//! `#[utoipa::path]` annotation on every handler. [`spec_json`] builds it once per process and
+//! `GET /openapi.json` ([`openapi_json`]) answers it without auth.
+//!
+//! A copy is kept in the repository (`crates/llmux-gateway/openapi.json`); the `openapi` test
+//! fails when the two differ (`UPDATE_OPENAPI=1 cargo test -p llmux-gateway --test openapi`
+//! rewrites it), and the `openapi_schemathesis` test runs schemathesis against a live gateway
+//! with it.
+
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::RefOr;
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+/// DashScope's multimodal generation path: the same handler and body as text generation.
+const MULTIMODAL: &str = "/api/v1/services/aigc/multimodal-generation/generation";
+const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "llmux gateway",
+        description = "OpenAI- and DashScope-compatible ingress over many model providers, with \
+            virtual keys, limits, failover and usage accounting. `/v1/*` speaks the OpenAI \
+            protocol (errors as `{\"error\":{…}}`), `/api/v1/*` DashScope's (errors as \
+            `{\"code\",\"message\",\"request_id\"}`), `/admin/*` is the admin API (errors in \
+            the OpenAI envelope). Every response carries `x-request-id`.",
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        crate::routes::chat::openai,
+        crate::routes::embeddings::openai,
+        crate::routes::models::list,
+        crate::routes::models::one,
+        crate::routes::chat::dashscope,
+        crate::routes::embeddings::dashscope,
+        crate::routes::health::healthz,
+        crate::routes::health::readyz,
+        crate::routes::health::metrics,
+        crate::routes::admin::channels,
+        crate::routes::admin::list_keys,
+        crate::routes::admin::create_key,
+        crate::routes::admin::update_key,
+        crate::routes::admin::revoke_key,
+        crate::routes::admin::usage,
+        crate::routes::admin::records,
+        crate::routes::dashboard::index,
+        crate::routes::dashboard::app_js,
+        crate::routes::dashboard::style,
+        openapi_json,
+    ),
+    components(schemas(
+        crate::openai_wire::stream::Chunk,
+        crate::error::OpenAiError,
+        crate::error::DashScopeError,
+    )),
+    modifiers(&Gateway),
+    tags(
+        (name = "openai", description = "The OpenAI protocol: chat completions, embeddings, models."),
+        (name = "dashscope", description = "DashScope's native protocol: generation and embeddings."),
+        (name = "admin", description = "The admin API, behind `server.admin_key`."),
+        (name = "dashboard", description = "The web dashboard's static files (on when `server.admin_key` is set)."),
+        (name = "operations", description = "Health, readiness, metrics and this description."),
+    ),
+)]
+struct ApiDoc;
+
+/// Security schemes, and the multimodal path (same handler as text generation).
+struct Gateway;
+
+impl Modify for Gateway {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "client_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A client key: one of `server.api_keys`, or a virtual key \
+                         (`sk-llmux-…`) made through the admin API.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("`server.admin_key`."))
+                    .build(),
+            ),
+        );
+        let text = api.paths.paths.get(TEXT_GENERATION).cloned();
+        if let Some(mut item) = text {
+            if let Some(op) = item.post.as_mut() {
+                multimodal(op);
+            }
+            api.paths.paths.insert(MULTIMODAL.to_owned(), item);
+        }
+    }
+}
+
+fn multimodal(op: &mut Operation) {
+    op.operation_id = Some("dashscopeMultimodalGeneration".to_owned());
+    op.summary = Some("Multimodal generation (DashScope protocol)".to_owned());
+    op.description = Some(
+        "The same as text generation: `input.messages` content may hold `{\"image\": url}` \
+         and `{\"text\": …}` parts."
+            .to_owned(),
+    );
+}
+
+fn string(description: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+/// One event of an OpenAI chat stream, as an SSE parser reads it.
+#[derive(Debug)]
+pub struct OpenAiStreamEvent;
+
+impl PartialSchema for OpenAiStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "One server-sent event of an OpenAI chat stream. `data` is a JSON \
+                 `ChatCompletionChunk` (see components), a JSON `OpenAiError` for a failure \
+                 after the first chunk, or `[DONE]` last. `: ping` comments keep an idle \
+                 stream alive.",
+            ))
+            .property(
+                "data",
+                string("A `ChatCompletionChunk` or an `OpenAiError` as JSON, or `[DONE]`."),
+            )
+            .required("data")
+            .property("event", string("Not sent (the SSE default, `message`)."))
+            .into()
+    }
+}
+
+impl ToSchema for OpenAiStreamEvent {}
+
+/// One event of a DashScope stream, as an SSE parser reads it.
+#[derive(Debug)]
+pub struct DashScopeStreamEvent;
+
+impl PartialSchema for DashScopeStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "One server-sent event of a DashScope stream: `id:N`, `event:result` with a \
+                 JSON `GenerationResponse` in `data` (`finish_reason` is the string `null` \
+                 until the last frame), or `event:error` with a JSON `DashScopeError` for a \
+                 failure after the first frame; each frame carries a `:HTTP_STATUS/N` comment.",
+            ))
+            .property(
+                "data",
+                string("A `GenerationResponse` or a `DashScopeError`, as JSON."),
+            )
+            .required("data")
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(["result", "error"])),
+            )
+            .required("event")
+            .property("id", string("The frame's sequence number, from 1."))
+            .into()
+    }
+}
+
+impl ToSchema for DashScopeStreamEvent {}
+
+/// `GET /openapi.json`: this description.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    summary = "This OpenAPI 3.1 description (no auth)",
+    responses(
+        (status = 200, description = "The description.", content((Object = "application/json"))),
+    )
+)]
+pub async fn openapi_json() -> Response {
+    let mut resp = spec_json().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The description as a value.
+pub fn spec() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The description, pretty-printed JSON with a final newline, built once per process.
+pub fn spec_json() -> &'static str {
+    static SPEC: OnceLock<String> = OnceLock::new();
+    SPEC.get_or_init(|| match spec().to_pretty_json() {
+        Ok(mut s) => {
+            s.push('\n');
+            s
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the OpenAPI description could not be serialized");
+            String::from("{}")
+        }
+    })
+}
