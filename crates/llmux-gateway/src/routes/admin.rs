@@ -1,5 +1,6 @@
 //! `/admin/*`, guarded by `server.admin_key`: `GET /admin/channels` lists channels with their
-//! models, weights, priorities and live breaker state (never credentials); `POST/GET
+//! models, weights, priorities and live breaker state (never credentials), and `POST
+//! /admin/channels/{name}/enable` puts a channel back in rotation; `POST/GET
 //! /admin/keys`, `DELETE /admin/keys/{id}` manage virtual keys; `GET /admin/usage` reports usage.
 
 use std::sync::Arc;
@@ -27,20 +28,50 @@ pub async fn channels(
     let list: Vec<Value> = routes
         .channels()
         .iter()
-        .map(|c| {
-            json!({
-                "name": &*c.name,
-                "provider": c.provider_id,
-                "base_url": c.provider.base_url(),
-                "models": c.models,
-                "weight": c.weight,
-                "priority": c.priority,
-                "passthrough": c.passthrough,
-                "breaker": routes.breaker_state(c).as_str(),
-            })
-        })
+        .map(|c| channel_json(routes, c))
         .collect();
     Json(json!({"channels": list})).into_response()
+}
+
+/// One channel as the admin API shows it. `state` is `disabled` while the upstream's rejection
+/// of the credentials keeps it out of rotation, `enabled` otherwise; `reason` says why the
+/// breaker is open or disabled; `next_trial_in_ms` is the time until the next probe or trial.
+fn channel_json(routes: &crate::routing::Routes, c: &crate::config::Channel) -> Value {
+    let status = routes.breaker_status(c);
+    let disabled = status.state == llmux_core::resilience::BreakerState::Disabled;
+    json!({
+        "name": &*c.name,
+        "provider": c.provider_id,
+        "base_url": c.provider.base_url(),
+        "models": c.models,
+        "weight": c.weight,
+        "priority": c.priority,
+        "passthrough": c.passthrough,
+        "state": if disabled { "disabled" } else { "enabled" },
+        "breaker": status.state.as_str(),
+        "reason": status.reason,
+        "next_trial_in_ms": status.retry_in.map(|d| d.as_millis() as u64),
+    })
+}
+
+/// `POST /admin/channels/{name}/enable`: closes the channel's breaker (disabled after a
+/// credential rejection, or open after failures), so the next request tries it in its place.
+pub async fn enable_channel(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let Some(ch) = state.routes.enable(&name) else {
+            return Err(ApiError::new(
+                llmux_core::ErrorKind::NotFound,
+                format!("no channel named `{name}`"),
+            ));
+        };
+        Ok(Json(json!({"channel": channel_json(&state.routes, &ch)})).into_response())
+    })
+    .await
 }
 
 fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
