@@ -461,6 +461,7 @@ impl Breaker {
                 if ok {
                     g.close();
                 } else {
+                    g.reason = Some("the probe after the cool-down failed too".to_owned());
                     let cool = cfg.cool_down;
                     g.trip(BreakerState::Open, now, cool);
                 }
