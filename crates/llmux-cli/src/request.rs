@@ -4,7 +4,7 @@ use clap::{Args, ValueEnum};
 use llmux_core::providers::{self, ProviderSettings};
 use std::time::Duration;
 
-use llmux_core::resilience::{RetryPolicy, Timeouts};
+use llmux_core::resilience::{BreakerConfig, RetryPolicy, Timeouts};
 use llmux_core::{ChatRequest, Client, ClientBuilder, ResponseFormat, Thinking};
 use serde_json::{Map, Value};
 
@@ -175,6 +175,10 @@ pub struct ResilienceArgs {
     /// Time to connect, e.g. 5s. Default 10s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub connect_timeout: Option<Duration>,
+    /// How long a circuit breaker stays open after repeated upstream failures before one
+    /// probe goes through, e.g. 5s. Default 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub breaker_cool_down: Option<Duration>,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -202,6 +206,12 @@ impl ResilienceArgs {
         }
         if let Some(d) = self.connect_timeout {
             t.connect = d;
+        }
+        if let Some(d) = self.breaker_cool_down {
+            b = b.breaker(Some(BreakerConfig {
+                cool_down: d,
+                ..BreakerConfig::default()
+            }));
         }
         b.timeouts(t)
     }

@@ -485,6 +485,54 @@ async fn failed_lines_are_output_lines_and_retry_failed_redoes_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_a_burst_of_500s_opens_the_breaker_and_the_batch_waits_it_out() {
+    let emu = emulator(Vendor::OpenAi).await;
+    // 15 consecutive 500s: the breaker (5 consecutive failures) opens, and every probe after
+    // its cool-down meets one of the remaining 500s until they run out.
+    emu.push_fault(Fault::once(status(500)).times(15));
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.jsonl", &short_lines(300));
+    let out = dir.path().join("out.jsonl");
+    let result = run(
+        &[
+            "batch",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-m",
+            "openai/gpt-4o-mini",
+            "--concurrency",
+            "8",
+            "--breaker-cool-down",
+            "300ms",
+        ],
+        &env(&emu),
+        None,
+    )
+    .await;
+    assert!(result.status.success(), "{result:#?}");
+    assert_one_success_per_input(&out, 300);
+    assert_eq!(statuses(&emu, 500), 15);
+    assert_eq!(statuses(&emu, 200), 300);
+    // The breaker did open, and the progress output said the batch was waiting for it.
+    let stderr = &result.stderr;
+    let waiting = format!(
+        "batch: waiting for openai@{}: circuit open (",
+        emu.base_url()
+    );
+    assert!(stderr.contains(&waiting), "{stderr}");
+    assert!(
+        stderr.contains("consecutive upstream failures), retry in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("recovered; lines are flowing again"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("batch done: ok 300, failed 0,"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_key_is_one_error_before_anything_is_sent() {
     let emu = emulator(Vendor::OpenAi).await;
     let dir = tempfile::tempdir().unwrap();

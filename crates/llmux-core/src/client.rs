@@ -17,7 +17,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{HttpRequest, HttpResponse, StreamingResponse, Transport, TransportConfig};
 use crate::providers::{self, AuthContext, Framing, Provider, ProviderSettings, StreamParser};
 use crate::resilience::{
-    Breaker, BreakerConfig, BreakerState, LimitConfig, Limiter, Reservation, RetryPolicy, Timeouts,
+    Breaker, BreakerConfig, BreakerState, BreakerStatus, LimitConfig, Limiter, Reservation,
+    RetryPolicy, Timeouts,
 };
 use crate::stream::{response_to_events, ChatStream, StreamEvent};
 use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, ModelInfo};
@@ -34,7 +35,14 @@ pub struct ClientBuilder {
     timeouts: Timeouts,
     breaker: Option<BreakerConfig>,
     limits: HashMap<String, LimitConfig>,
+    batch_breaker_wait: Duration,
 }
+
+/// How long a batch item waits out open circuit breakers by default.
+pub const DEFAULT_BATCH_BREAKER_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// How long a batch item waits for a probe's outcome when the breaker gave no time.
+const PROBE_POLL: Duration = Duration::from_secs(1);
 
 impl Default for ClientBuilder {
     fn default() -> Self {
@@ -48,6 +56,7 @@ impl Default for ClientBuilder {
             timeouts: Timeouts::default(),
             breaker: Some(BreakerConfig::default()),
             limits: HashMap::new(),
+            batch_breaker_wait: DEFAULT_BATCH_BREAKER_WAIT,
         }
     }
 }
@@ -101,6 +110,14 @@ impl ClientBuilder {
         self
     }
 
+    /// How long [`Client::batch`] items wait out an open circuit breaker (its cool-down, then
+    /// the probe) before failing with `circuit_open`, counted from when the breaker first
+    /// opened (default 10 min; zero = fail at once, as single calls do).
+    pub fn batch_breaker_wait(mut self, wait: Duration) -> Self {
+        self.batch_breaker_wait = wait;
+        self
+    }
+
     /// Client-side requests/tokens per minute for provider `id`.
     pub fn limit(mut self, id: &str, limits: LimitConfig) -> Self {
         self.limits.insert(id.to_owned(), limits);
@@ -122,6 +139,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 timeouts: self.timeouts,
                 breaker: self.breaker,
+                batch_breaker_wait: self.batch_breaker_wait,
                 breakers: Mutex::new(HashMap::new()),
                 limiters,
                 transport: Transport::new(self.transport)?,
@@ -149,6 +167,7 @@ struct Inner {
     retry: RetryPolicy,
     timeouts: Timeouts,
     breaker: Option<BreakerConfig>,
+    batch_breaker_wait: Duration,
     breakers: Mutex<BreakerMap>,
     limiters: HashMap<String, Arc<Limiter>>,
 }
@@ -228,8 +247,11 @@ impl Client {
 
     /// Runs many requests (`model` = `provider/model` each) with at most `concurrency` in
     /// flight, through the same retries, breakers and rate limits as single calls. Results come
-    /// in input order; one item's failure never stops the others. Dropping the future stops new
-    /// work and drops the requests in flight.
+    /// in input order; one item's failure never stops the others. An open circuit breaker does
+    /// not fail the items: they wait for its cool-down and the probe's outcome, and fail with
+    /// `circuit_open` only once the upstream has been failing for longer than
+    /// [`ClientBuilder::batch_breaker_wait`]. Dropping the future stops new work and drops the
+    /// requests in flight.
     pub async fn batch(
         &self,
         reqs: Vec<ChatRequest>,
@@ -261,10 +283,47 @@ impl Client {
         let stream = futures::stream::iter(reqs.into_iter().enumerate())
             .map(move |(i, req)| {
                 let client = client.clone();
-                async move { (i, Box::pin(client.chat(req)).await) }
+                async move { (i, Box::pin(client.chat_waiting_out_breakers(req)).await) }
             })
             .buffer_unordered(concurrency.max(1));
         Box::pin(stream)
+    }
+
+    /// One batch item: [`Client::chat`], except that an open breaker is waited out (see
+    /// [`Client::batch`]).
+    async fn chat_waiting_out_breakers(&self, mut req: ChatRequest) -> Result<ChatResponse> {
+        let provider = self.route(&mut req)?;
+        let patience = self.inner.batch_breaker_wait;
+        loop {
+            let breaker = self.breaker_for(provider.as_ref());
+            // Created before the call, so a probe that settles meanwhile still wakes us.
+            let settled = breaker.as_ref().map(|b| b.settled());
+            let err = match Box::pin(self.chat_with(provider.as_ref(), &req)).await {
+                Err(e) if e.kind() == ErrorKind::CircuitOpen => e,
+                other => return other,
+            };
+            let (Some(b), Some(settled)) = (&breaker, settled) else {
+                return Err(err);
+            };
+            let status = b.status(Instant::now());
+            if status.state == BreakerState::Closed {
+                continue;
+            }
+            let left = patience.saturating_sub(status.not_closed_for.unwrap_or_default());
+            if left.is_zero() {
+                return Err(err);
+            }
+            let wait = err.retry_after().unwrap_or(PROBE_POLL).min(left);
+            tracing::debug!(
+                breaker = b.name(),
+                wait_ms = wait.as_millis() as u64,
+                "batch item waits for the circuit breaker"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = settled => {}
+            }
+        }
     }
 
     /// Embeddings. `req.model` is `provider/model`.
@@ -409,6 +468,23 @@ impl Client {
         v
     }
 
+    /// Every upstream's breaker (`provider@base_url`) with its reason and timing.
+    pub fn breaker_statuses(&self) -> Vec<(String, BreakerStatus)> {
+        let now = Instant::now();
+        let map = self
+            .inner
+            .breakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<_> = map
+            .values()
+            .flatten()
+            .map(|(_, b)| (b.name().to_owned(), b.status(now)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     /// Takes a rate-limit reservation for one attempt, when provider `id` has limits.
     async fn admit(&self, id: &str, req: &ChatRequest) -> Result<Option<Reservation>> {
         match self.inner.limiters.get(id) {
@@ -491,10 +567,12 @@ impl Client {
 
     /// A streamed answer from a given provider; `req.model` is the upstream model name.
     ///
-    /// Returns once the first event arrived: failures before it (status, auth, timeouts, a
-    /// stream that breaks before its first event) are retried per the policy and returned
-    /// here; after it, errors end the stream with an `Err` item and are never retried (the
-    /// caller has seen output). The stream enforces the idle and total timeouts. Dropping it
+    /// Returns once the first content event arrived (anything after `Started`, which is held
+    /// back until then, so nothing has reached the caller before the answer really began):
+    /// failures before it (status, auth, timeouts, a stream that breaks before any content)
+    /// are retried per the policy and returned here, where a router can still fail over;
+    /// after it, errors end the stream with an `Err` item and are never retried (the caller
+    /// has seen output). The stream enforces the idle and total timeouts. Dropping it
     /// drops the upstream connection.
     pub async fn stream_with(
         &self,
@@ -515,8 +593,8 @@ impl Client {
             let started = Instant::now();
             let opening = async {
                 let mut s = Box::pin(self.open_stream(provider, req)).await?;
-                let first = s.next().await;
-                Ok::<_, Error>((s, first))
+                let head = first_content(&mut s).await?;
+                Ok::<_, Error>((s, head))
             };
             let outcome = within(
                 t.first_event,
@@ -525,14 +603,13 @@ impl Client {
             )
             .await;
             let err = match outcome {
-                Ok((s, Some(Ok(first)))) => {
+                Ok((s, head)) => {
                     if let Some(p) = permit {
                         p.success(Instant::now());
                     }
-                    return Ok(guard_stream(id, first, s, t, started, reservation));
+                    return Ok(guard_stream(id, head, s, t, started, reservation));
                 }
-                Ok((_, Some(Err(e)))) | Err(e) => e,
-                Ok((_, None)) => Error::protocol("the stream ended without any event"),
+                Err(e) => e,
             };
             let err = err.with_provider(id);
             if let Some(p) = permit {
@@ -671,22 +748,51 @@ async fn within<T>(
     }
 }
 
-/// The stream after its first event: idle gaps and the total time are bounded, usage trues
-/// up the rate-limit reservation, and a timeout ends the stream with an error (dropping the
-/// upstream).
+/// Reads a stream up to its first content event: the `Started` event (if any) and the event
+/// after it. A stream that fails or ends before that is an error, as if it never opened.
+async fn first_content(s: &mut ChatStream) -> Result<Vec<StreamEvent>> {
+    let mut head = Vec::with_capacity(2);
+    loop {
+        match s.next().await {
+            Some(Ok(ev)) => {
+                let started = matches!(ev, StreamEvent::Started { .. });
+                head.push(ev);
+                // At most one `Started` is held back (the invariant allows no second one).
+                if !started || head.len() > 1 {
+                    return Ok(head);
+                }
+            }
+            Some(Err(e)) => return Err(e),
+            None if head.is_empty() => {
+                return Err(Error::protocol("the stream ended without any event"))
+            }
+            None => {
+                return Err(Error::protocol(
+                    "the stream ended before its first content event",
+                ))
+            }
+        }
+    }
+}
+
+/// The stream after its first content event: idle gaps and the total time are bounded, usage
+/// trues up the rate-limit reservation, and a timeout ends the stream with an error (dropping
+/// the upstream).
 fn guard_stream(
     id: &'static str,
-    first: StreamEvent,
+    head: Vec<StreamEvent>,
     mut inner: ChatStream,
     t: Timeouts,
     started: Instant,
     mut reservation: Option<Reservation>,
 ) -> ChatStream {
     let stream = async_stream::stream! {
-        if let (StreamEvent::Usage(u), Some(r)) = (&first, reservation.take()) {
-            r.settle(u.total_tokens);
+        for ev in head {
+            if let (StreamEvent::Usage(u), Some(r)) = (&ev, reservation.take()) {
+                r.settle(u.total_tokens);
+            }
+            yield Ok(ev);
         }
-        yield Ok(first);
         loop {
             let now = Instant::now();
             let mut deadline = None;

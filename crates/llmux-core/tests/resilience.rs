@@ -263,3 +263,79 @@ async fn dropping_a_batch_stops_new_work() {
         "{n} requests were sent after the batch was dropped"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn issue_13_a_stream_cut_before_content_fails_the_call_not_the_stream() {
+    let (emu, client) = setup(|b| b).await;
+    // The first frame is the role-only chunk (`Started`); the cut comes before any content, so
+    // nothing has reached the caller and the call itself fails (a router can still fail over).
+    emu.push_fault(Fault::once(FaultKind::StreamCutAfter(1)));
+    let err = client.chat_stream(ask("hi")).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{err}");
+    assert_eq!(emu.requests().len(), 1, "a cut stream is not retried");
+    // The next stream holds `Started` back until content and delivers everything.
+    let events: Vec<_> = client.chat_stream(ask("hi")).await.unwrap().collect().await;
+    let mut acc = stream::StreamAccumulator::new();
+    for e in &events {
+        acc.push(e.as_ref().unwrap()).unwrap();
+    }
+    assert_eq!(acc.finish().unwrap().text(), "You said: hi");
+    assert!(
+        matches!(events[0], Ok(StreamEvent::Started { .. })),
+        "{events:?}"
+    );
+}
+
+fn short_breaker() -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: 5,
+        cool_down: Duration::from_secs(4),
+        ..BreakerConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_13_batch_waits_out_an_open_breaker_instead_of_failing_items() {
+    let (emu, client) = setup(|b| b.breaker(Some(short_breaker()))).await;
+    emu.set_latency(Duration::from_millis(10));
+    emu.push_fault(Fault::once(status(500, None)).times(15));
+    let reqs: Vec<_> = (0..300).map(|i| ask(&format!("item {i}"))).collect();
+    let results = client.batch(reqs, 8).await;
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.as_ref().unwrap().text(), format!("You said: item {i}"));
+    }
+    let log = emu.requests();
+    assert_eq!(log.iter().filter(|r| r.status == 500).count(), 15);
+    assert_eq!(log.iter().filter(|r| r.status == 200).count(), 300);
+    let (_, st) = &client.breaker_statuses()[0];
+    assert!(st.trips >= 1, "the breaker opened: {st:?}");
+    assert_eq!(st.state, BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_13_batch_stops_waiting_once_the_upstream_failed_for_the_breaker_wait() {
+    let (emu, client) = setup(|b| {
+        b.breaker(Some(short_breaker()))
+            .batch_breaker_wait(Duration::from_secs(60))
+    })
+    .await;
+    emu.push_fault(Fault::always(status(500, None)));
+    let began = tokio::time::Instant::now();
+    let reqs: Vec<_> = (0..50).map(|i| ask(&format!("item {i}"))).collect();
+    let results = client.batch(reqs, 8).await;
+    let took = began.elapsed();
+    assert!(results.iter().all(|r| matches!(
+        r.as_ref().map_err(Error::kind),
+        Err(ErrorKind::CircuitOpen | ErrorKind::UpstreamServer)
+    )));
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(90),
+        "items wait the breaker wait, then fail fast: {took:?}"
+    );
+    // One probe per cool-down while waiting, not a request per item.
+    let n = emu.requests().len();
+    assert!(n < 8 * 3 + 60 / 4 + 2, "{n} upstream requests");
+    // Single calls never wait.
+    let err = client.chat(ask("x")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CircuitOpen);
+}

@@ -148,8 +148,10 @@ async fn hunyuan_chat_stream_and_tools_are_signed_with_tc3() {
 #[tokio::test]
 async fn hunyuan_bad_signature_is_an_authentication_error() {
     let emu = start(EmulatorConfig::new(Vendor::Hunyuan)).await;
-    let client = hunyuan_client(&emu, "not-the-key");
     for streamed in [false, true] {
+        // A fresh client each time: a rejected key disables the upstream's breaker, so the
+        // same client would answer the second call without sending it.
+        let client = hunyuan_client(&emu, "not-the-key");
         let req = ask("hunyuan/hunyuan-lite", "hi");
         let err = if streamed {
             client.chat_stream(req).await.err().unwrap()

@@ -442,12 +442,25 @@ async fn pangu_wrong_password_and_faults_are_classified() {
     emu.push_fault(Fault::once(FaultKind::ErrorBody200));
     let err = client.chat(ask("pangu/dep-001", "hi")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UpstreamServer);
+    // The first frame carries only the role (a `Started` event): an error right after it comes
+    // before any content, so the call itself fails (a router could still fail over).
     emu.push_fault(Fault::once(FaultKind::ErrorEvent { after: 1 }));
+    let early = client
+        .chat_stream(ask("pangu/dep-001", "one two three"))
+        .await
+        .err()
+        .unwrap();
+    assert_ne!(early.kind(), ErrorKind::Internal, "{early}");
+    // After content, it ends the stream.
+    emu.push_fault(Fault::once(FaultKind::ErrorEvent { after: 2 }));
     let events: Vec<_> = client
         .chat_stream(ask("pangu/dep-001", "one two three"))
         .await
         .unwrap()
         .collect()
         .await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Ok(llmux_core::StreamEvent::TextDelta { .. }))));
     assert!(events.last().unwrap().is_err());
 }

@@ -227,6 +227,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::health::metrics))
         .route("/admin/channels", get(routes::admin::channels))
         .route(
+            "/admin/channels/{name}/enable",
+            post(routes::admin::enable_channel),
+        )
+        .route(
             "/admin/keys",
             get(routes::admin::list_keys).post(routes::admin::create_key),
         )

@@ -23,12 +23,18 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     /// `llmux_request_duration_seconds{provider,channel,model}`: arrival to last byte.
     pub duration: HistogramVec,
-    /// `llmux_ttft_seconds{provider,channel,model}`: arrival to the first event of a stream.
+    /// `llmux_ttft_seconds{provider,channel,model}`: arrival to the first content event of a
+    /// stream (the upstream's start marker alone does not count).
     pub ttft: HistogramVec,
     /// `llmux_added_latency_seconds`: time spent in the gateway itself before the response head.
     pub added_latency: Histogram,
-    /// `llmux_breaker_state{provider,channel}`: 0 closed, 1 half-open, 2 open.
+    /// `llmux_breaker_state{provider,channel}`: 0 closed, 1 half-open, 2 open, 3 disabled (the
+    /// upstream rejected the credentials).
     pub breaker: IntGaugeVec,
+    /// `llmux_channel_disabled{provider,channel,reason}`: 1 while the channel is out of rotation
+    /// because the upstream rejected its credentials, by the rejection's kind
+    /// (`authentication`, `permission_denied`); 0 otherwise.
+    pub channel_disabled: IntGaugeVec,
     /// `llmux_inflight_streams`.
     pub inflight_streams: IntGauge,
     /// `llmux_limits_backend_errors_total{op="admit"|"settle"}`: admissions decided in this
@@ -98,9 +104,16 @@ impl Metrics {
         let breaker = IntGaugeVec::new(
             Opts::new(
                 "llmux_breaker_state",
-                "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+                "Circuit breaker: 0 closed, 1 half-open, 2 open, 3 disabled (credentials rejected).",
             ),
             &["provider", "channel"],
+        )?;
+        let channel_disabled = IntGaugeVec::new(
+            Opts::new(
+                "llmux_channel_disabled",
+                "1 while the upstream's rejection of the channel's credentials keeps it out of rotation.",
+            ),
+            &["provider", "channel", "reason"],
         )?;
         let inflight_streams =
             IntGauge::with_opts(Opts::new("llmux_inflight_streams", "Streams being served."))?;
@@ -112,6 +125,7 @@ impl Metrics {
         registry.register(Box::new(ttft.clone()))?;
         registry.register(Box::new(added_latency.clone()))?;
         registry.register(Box::new(breaker.clone()))?;
+        registry.register(Box::new(channel_disabled.clone()))?;
         let limits_backend_errors = limits_backend_errors()?;
         registry.register(Box::new(inflight_streams.clone()))?;
         registry.register(Box::new(limits_backend_errors.clone()))?;
@@ -125,6 +139,7 @@ impl Metrics {
             ttft,
             added_latency,
             breaker,
+            channel_disabled,
             inflight_streams,
             limits_backend_errors,
         })
@@ -132,15 +147,27 @@ impl Metrics {
 
     /// The text exposition, with breaker gauges refreshed.
     pub fn render(&self, routes: &Routes) -> String {
+        use llmux_core::resilience::{breaker::verdict, BreakerState, Verdict};
         for ch in routes.channels() {
-            let v = match routes.breaker_state(ch) {
-                llmux_core::resilience::BreakerState::Closed => 0,
-                llmux_core::resilience::BreakerState::HalfOpen => 1,
-                llmux_core::resilience::BreakerState::Open => 2,
+            let status = routes.breaker_status(ch);
+            let v = match status.state {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen => 1,
+                BreakerState::Open => 2,
+                BreakerState::Disabled => 3,
             };
             self.breaker
                 .with_label_values(&[ch.provider_id, &ch.name])
                 .set(v);
+            let credential_kinds = llmux_core::ErrorKind::ALL
+                .into_iter()
+                .filter(|k| verdict(*k) == Verdict::CredentialsRejected);
+            for kind in credential_kinds {
+                let on = status.state == BreakerState::Disabled && status.disabled_by == Some(kind);
+                self.channel_disabled
+                    .with_label_values(&[ch.provider_id, &ch.name, kind.as_str()])
+                    .set(i64::from(on));
+            }
         }
         let mut buf = Vec::with_capacity(8192);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {

@@ -44,6 +44,7 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
         crate::routes::health::readyz,
         crate::routes::health::metrics,
         crate::routes::admin::channels,
+        crate::routes::admin::enable_channel,
         crate::routes::admin::list_keys,
         crate::routes::admin::create_key,
         crate::routes::admin::update_key,

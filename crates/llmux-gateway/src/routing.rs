@@ -1,9 +1,11 @@
 //! Routing: a public model name → the channels that serve it, in the order to try them.
 //!
 //! Order: channels are grouped by `priority` (highest first); within a group, channels whose
-//! breaker is not open come first, in a weighted random order (`weight`, drawn without
-//! replacement); channels with an open breaker go last (they fail fast, so a request still
-//! gets a definite answer when everything is down). [`Routes::failover`] walks that order and
+//! breaker lets calls through come first, in a weighted random order (`weight`, drawn without
+//! replacement); channels whose breaker is open, or disabled because the upstream rejected the
+//! credentials, go last until their cool-down ends (they fail fast, so a request still gets a
+//! definite answer when everything is down). When the cool-down ends the channel takes its
+//! place again, and the next request is its probe (or trial). [`Routes::failover`] walks that order and
 //! moves to the next channel on errors that concern the channel rather than the request
 //! ([`fails_over`]). Callers only invoke it before anything was sent to the client.
 
@@ -12,7 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmux_core::resilience::BreakerState;
+use llmux_core::resilience::{BreakerState, BreakerStatus};
 use llmux_core::{Error, ErrorKind};
 use tokio::time::Instant;
 
@@ -154,6 +156,41 @@ impl Routes {
             .map_or(BreakerState::Closed, |b| b.state(Instant::now()))
     }
 
+    /// The breaker state of a channel with its reason and timing.
+    pub fn breaker_status(&self, ch: &Channel) -> BreakerStatus {
+        match ch.client.breaker_for(ch.provider.as_ref()) {
+            Some(b) => b.status(Instant::now()),
+            None => BreakerStatus {
+                state: BreakerState::Closed,
+                reason: None,
+                disabled_by: None,
+                retry_in: None,
+                not_closed_for: None,
+                trips: 0,
+            },
+        }
+    }
+
+    /// Whether calls to a channel fail fast right now (breaker open or disabled, cool-down
+    /// not over).
+    fn fails_fast(&self, ch: &Channel) -> bool {
+        ch.client
+            .breaker_for(ch.provider.as_ref())
+            .is_some_and(|b| b.fails_fast(Instant::now()))
+    }
+
+    /// The channel named `name`, back in rotation (its breaker closed, whatever its state);
+    /// `None` for an unknown name.
+    pub fn enable(&self, name: &str) -> Option<Arc<Channel>> {
+        let &i = self.by_name.get(name)?;
+        let ch = self.channels[i].clone();
+        if let Some(b) = ch.client.breaker_for(ch.provider.as_ref()) {
+            b.reset();
+        }
+        tracing::info!(channel = %ch.name, "channel enabled by an admin");
+        Some(ch)
+    }
+
     /// The targets for `model` in the order to try, or `None` for an unknown model.
     pub fn plan(&self, model: &str) -> Option<Plan> {
         let (label, targets) = self.lookup(model)?;
@@ -161,11 +198,10 @@ impl Routes {
             .into_iter()
             .map(|t| {
                 let ch = &self.channels[t.channel];
-                let open = self.breaker_state(ch) == BreakerState::Open;
-                (ch.priority, open, t)
+                (ch.priority, self.fails_fast(ch), t)
             })
             .collect();
-        // Open breakers last, then by priority (highest first).
+        // Failing fast last, then by priority (highest first).
         keyed.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
         let mut ordered = Vec::with_capacity(keyed.len());
         let mut start = 0;

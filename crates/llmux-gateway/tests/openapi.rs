@@ -58,6 +58,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/admin/keys/{id}"),
     ("get", "/admin/usage"),
     ("get", "/admin/usage/records"),
+    ("post", "/admin/channels/{name}/enable"),
     ("get", "/dashboard"),
     ("get", "/dashboard/app.js"),
     ("get", "/dashboard/style.css"),
@@ -101,7 +102,11 @@ async fn the_description_is_served_without_auth_and_covers_every_route() {
 
     // Each documented route is really served: a request to it is not the router's 404.
     for (method, path) in OPERATIONS {
-        let url = format!("{}{}", gw.url, path.replace("{id}", "1"));
+        let url = format!(
+            "{}{}",
+            gw.url,
+            path.replace("{id}", "1").replace("{name}", "oa")
+        );
         let req = match *method {
             "get" => gw.http.get(&url),
             "post" => gw.http.post(&url),

@@ -12,6 +12,10 @@
 //!   run again, so none is lost and none is written twice.
 //! * Bad input lines (not JSON, no `custom_id`, a duplicate `custom_id`, an unsupported `url`,
 //!   invalid values) are reported with their line number and skipped.
+//! * An open circuit breaker (repeated upstream failures) does not fail lines: they wait for
+//!   its cool-down and probe, and the progress output says so; only when the upstream has been
+//!   failing for longer than `--breaker-wait` do the waiting lines fail with `circuit_open`.
+//!   Lines that fail on their own merits (after retries) are written as errors at once.
 //! * The exit status is 0 only when every input line has a successful output line; otherwise
 //!   the run still completes and ends with one `error:` line saying what is missing.
 
@@ -38,7 +42,7 @@ use crate::request::ResilienceArgs;
 
 use input::{parse_all, Item, ModelFlag};
 use output::{failure_line, success_line, Resume, Writer};
-use progress::{Prices, Progress, Tally};
+use progress::{BreakerWatch, Prices, Progress, Tally};
 
 /// `llmux batch` flags.
 #[derive(Debug, Clone, Args)]
@@ -84,6 +88,10 @@ pub struct BatchArgs {
     /// Price of output tokens, USD per million.
     #[arg(long, value_name = "USD", requires = "price_in")]
     pub price_out: Option<f64>,
+    /// How long lines wait out an open circuit breaker, counted from when it opened, before
+    /// they fail with `circuit_open` (0 = fail at once), e.g. 30m.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub breaker_wait: Duration,
     /// When stderr is not a terminal: time between progress lines, e.g. 10s or 500ms.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub progress_interval: Duration,
@@ -179,7 +187,10 @@ fn client_for(args: &BatchArgs, pending: &[Item]) -> Result<Client> {
     for m in &models {
         pids.insert(providers::split_model(m)?.0);
     }
-    let mut builder = args.resilience.apply(Client::builder());
+    let mut builder = args
+        .resilience
+        .apply(Client::builder())
+        .batch_breaker_wait(args.breaker_wait);
     if let Some(url) = &args.base_url {
         let mut it = pids.iter();
         match (it.next(), it.next()) {
@@ -215,6 +226,9 @@ fn client_for(args: &BatchArgs, pending: &[Item]) -> Result<Client> {
     Ok(client)
 }
 
+/// How often the breakers are looked at for the progress display.
+const BREAKER_POLL: Duration = Duration::from_millis(100);
+
 async fn run(
     args: &BatchArgs,
     out: &Path,
@@ -247,12 +261,21 @@ async fn run(
     let mut results = client.batch_stream(reqs, args.concurrency as usize);
     let mut interrupt = pin!(ctrl_c());
     let mut interrupted = false;
+    let mut watch = BreakerWatch::default();
+    let mut tick = tokio::time::interval(BREAKER_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = tokio::select! {
             next = results.next() => next,
             () = &mut interrupt => {
                 interrupted = true;
                 None
+            }
+            _ = tick.tick() => {
+                if let Some(note) = watch.observe(&client.breaker_statuses()) {
+                    bar.note(&note);
+                }
+                continue;
             }
         };
         let Some((i, result)) = next else { break };

@@ -1,8 +1,11 @@
 //! Batch progress: the running tally, a progress bar on a terminal (rate, ETA, tokens, cost) or
 //! periodic one-line reports when stderr is not a terminal, and the closing summary.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
+
+use llmux_core::resilience::{BreakerState, BreakerStatus};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::time::Instant;
@@ -115,6 +118,56 @@ pub fn summary(t: &Tally, elapsed: Duration, prices: &Prices, interrupted: bool)
     )
 }
 
+/// Notices circuit breakers opening and recovering, for the progress display: lines waiting
+/// for a breaker are not stuck, and the user should see why.
+#[derive(Debug, Default)]
+pub struct BreakerWatch {
+    /// Trips seen per breaker.
+    trips: HashMap<String, u64>,
+    /// Breakers reported as not closed and not yet reported as recovered.
+    waiting: HashMap<String, BreakerState>,
+}
+
+impl BreakerWatch {
+    /// A note when a breaker opened (or reopened after a failed probe), was disabled, or
+    /// recovered since the last look; `None` when nothing changed.
+    pub fn observe(&mut self, statuses: &[(String, BreakerStatus)]) -> Option<String> {
+        let mut notes = Vec::new();
+        for (name, st) in statuses {
+            let seen = self.trips.insert(name.clone(), st.trips).unwrap_or(0);
+            let tripped = st.trips > seen;
+            match st.state {
+                BreakerState::Closed => {
+                    if self.waiting.remove(name).is_some() {
+                        notes.push(format!("{name} recovered; lines are flowing again"));
+                    } else if tripped {
+                        notes.push(format!("{name}: circuit opened and recovered"));
+                    }
+                }
+                BreakerState::Open | BreakerState::HalfOpen if tripped => {
+                    self.waiting.insert(name.clone(), st.state);
+                    let retry = st.retry_in.unwrap_or_default();
+                    notes.push(format!(
+                        "waiting for {name}: circuit open ({}), retry in {:.1}s",
+                        st.reason.as_deref().unwrap_or("upstream failures"),
+                        retry.as_secs_f64()
+                    ));
+                }
+                BreakerState::Disabled if tripped => {
+                    self.waiting.insert(name.clone(), st.state);
+                    notes.push(format!(
+                        "{name} is disabled: {}; its lines fail until a trial call succeeds (in {:.0}s)",
+                        st.reason.as_deref().unwrap_or("the upstream rejected the credentials"),
+                        st.retry_in.unwrap_or_default().as_secs_f64()
+                    ));
+                }
+                BreakerState::Open | BreakerState::HalfOpen | BreakerState::Disabled => {}
+            }
+        }
+        (!notes.is_empty()).then(|| notes.join("; "))
+    }
+}
+
 /// How progress is shown.
 #[derive(Debug)]
 pub enum Progress {
@@ -172,6 +225,14 @@ impl Progress {
                     eprintln!("{}", report_line(t, now.duration_since(started), prices));
                 }
             }
+        }
+    }
+
+    /// Shows a note about the run (a breaker opened or recovered): the bar's message, or a line.
+    pub fn note(&mut self, note: &str) {
+        match self {
+            Progress::Bar(bar) => bar.println(format!("batch: {note}")),
+            Progress::Lines { .. } => eprintln!("batch: {note}"),
         }
     }
 

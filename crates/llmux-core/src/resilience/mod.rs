@@ -7,7 +7,7 @@ pub mod limiter;
 pub mod retry;
 pub mod timeouts;
 
-pub use breaker::{Breaker, BreakerConfig, BreakerState};
+pub use breaker::{Breaker, BreakerConfig, BreakerState, BreakerStatus, Verdict};
 pub use limiter::{LimitConfig, Limiter, Reservation};
 pub use retry::RetryPolicy;
 pub use timeouts::Timeouts;

@@ -358,7 +358,7 @@ impl Shared {
     /// (`redis_unavailable`).
     pub(super) fn state(&self) -> &'static str {
         match self.breaker.state(Instant::now()) {
-            BreakerState::Open => "redis_unavailable",
+            BreakerState::Open | BreakerState::Disabled => "redis_unavailable",
             BreakerState::Closed | BreakerState::HalfOpen => "redis",
         }
     }

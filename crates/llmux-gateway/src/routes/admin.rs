@@ -1,5 +1,6 @@
 //! `/admin/*`, guarded by `server.admin_key`: `GET /admin/channels` lists channels with their
-//! models, weights, priorities and live breaker state (never credentials); `POST/GET
+//! models, weights, priorities and live breaker state (never credentials), and `POST
+//! /admin/channels/{name}/enable` puts a channel back in rotation; `POST/GET
 //! /admin/keys`, `DELETE /admin/keys/{id}` manage virtual keys; `GET /admin/usage` reports usage.
 
 use std::sync::Arc;
@@ -42,9 +43,17 @@ pub struct ChannelInfo {
     pub priority: i32,
     /// Unknown models are passed through to this channel.
     pub passthrough: bool,
-    /// The breaker: `closed`, `open` or `half_open`.
+    /// `disabled` while the upstream's rejection of the credentials keeps the channel out of
+    /// rotation, `enabled` otherwise.
+    #[schema(value_type = String)]
+    pub state: &'static str,
+    /// The breaker: `closed`, `open`, `half_open` or `disabled`.
     #[schema(value_type = String)]
     pub breaker: &'static str,
+    /// Why the breaker is open or disabled.
+    pub reason: Option<String>,
+    /// Milliseconds until the next probe or trial, while open or disabled.
+    pub next_trial_in_ms: Option<u64>,
 }
 
 /// `GET /admin/keys`.
@@ -117,18 +126,79 @@ pub async fn channels(
     let channels = routes
         .channels()
         .iter()
-        .map(|c| ChannelInfo {
-            name: c.name.to_string(),
-            provider: c.provider_id,
-            base_url: c.provider.base_url().to_owned(),
-            models: c.models.clone(),
-            weight: c.weight,
-            priority: c.priority,
-            passthrough: c.passthrough,
-            breaker: routes.breaker_state(c).as_str(),
-        })
+        .map(|c| channel_info(routes, c))
         .collect();
     Json(ChannelList { channels }).into_response()
+}
+
+/// One channel as the admin API shows it. `state` is `disabled` while the upstream's rejection
+/// of the credentials keeps it out of rotation, `enabled` otherwise; `reason` says why the
+/// breaker is open or disabled; `next_trial_in_ms` is the time until the next probe or trial.
+fn channel_info(routes: &crate::routing::Routes, c: &crate::config::Channel) -> ChannelInfo {
+    let status = routes.breaker_status(c);
+    let disabled = status.state == llmux_core::resilience::BreakerState::Disabled;
+    ChannelInfo {
+        name: c.name.to_string(),
+        provider: c.provider_id,
+        base_url: c.provider.base_url().to_owned(),
+        models: c.models.clone(),
+        weight: c.weight,
+        priority: c.priority,
+        passthrough: c.passthrough,
+        state: if disabled { "disabled" } else { "enabled" },
+        breaker: status.state.as_str(),
+        reason: status.reason,
+        next_trial_in_ms: status
+            .retry_in
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+/// `POST /admin/channels/{name}/enable`: the channel as it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct EnabledChannel {
+    /// The channel, enabled.
+    pub channel: ChannelInfo,
+}
+
+/// `POST /admin/channels/{name}/enable`: closes the channel's breaker (disabled after a
+/// credential rejection, or open after failures), so the next request tries it in its place.
+#[utoipa::path(
+    post,
+    path = "/admin/channels/{name}/enable",
+    tag = "admin",
+    operation_id = "adminEnableChannel",
+    summary = "Put a channel back into rotation (closes its breaker, open or disabled)",
+    params(("name" = String, Path, description = "The channel's configured name.")),
+    responses(
+        (status = 200, description = "The channel, enabled.", body = EnabledChannel),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn enable_channel(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let Some(ch) = state.routes.enable(&name) else {
+            let mut e = ApiError::new(
+                llmux_core::ErrorKind::NotFound,
+                format!("no channel named `{name}`"),
+            );
+            e.openai_code = Some("channel_not_found");
+            return Err(e);
+        };
+        Ok(Json(EnabledChannel {
+            channel: channel_info(&state.routes, &ch),
+        })
+        .into_response())
+    })
+    .await
 }
 
 fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {

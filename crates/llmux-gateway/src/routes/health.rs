@@ -84,7 +84,12 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let usable = routes
         .channels()
         .iter()
-        .filter(|c| routes.breaker_state(c) != BreakerState::Open)
+        .filter(|c| {
+            !matches!(
+                routes.breaker_state(c),
+                BreakerState::Open | BreakerState::Disabled
+            )
+        })
         .count();
     let status = if usable > 0 {
         StatusCode::OK
