@@ -14,12 +14,14 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod dashscope_wire;
 pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod openai_wire;
+pub mod rejection;
 pub mod routes;
 pub mod routing;
 pub mod serve;
