@@ -989,6 +989,42 @@ weight = "heavy"
     }
 
     #[test]
+    fn connection_settings_default_parse_and_are_bounded() {
+        let cfg = Config::resolve(RawConfig::parse("", no_env()).unwrap(), |_| None).unwrap();
+        assert_eq!(cfg.server.connections, ConnectionLimits::default());
+        assert_eq!(cfg.server.connections.idle_timeout, Duration::from_secs(75));
+        let text = "[server]\nheader_read_timeout = \"2s\"\nidle_timeout = \"5s\"\nbody_read_timeout = \"3s\"\nmax_connections = 7\n";
+        let env = vec![(
+            "LLMUX__SERVER__MAX_HEADER_BYTES".to_owned(),
+            "16384".to_owned(),
+        )];
+        let cfg = Config::resolve(RawConfig::parse(text, env).unwrap(), |_| None).unwrap();
+        assert_eq!(
+            cfg.server.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(5),
+                body_read_timeout: Duration::from_secs(3),
+                max_connections: 7,
+                max_header_bytes: 16384,
+            }
+        );
+        let text = "[server]\nheader_read_timeout = \"0s\"\nidle_timeout = \"2h\"\nmax_connections = 0\nmax_header_bytes = 100\n";
+        let err = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.header_read_timeout",
+                "server.idle_timeout",
+                "server.max_connections",
+                "server.max_header_bytes"
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_path() {
         let err = RawConfig::parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 1\n", no_env())
             .unwrap_err();

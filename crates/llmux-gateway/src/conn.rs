@@ -97,11 +97,9 @@ pub(crate) async fn serve(
     drop(close_rx);
     // Closes the receivers' channel: every connection task sees it.
     drop(close_tx);
-    let drained = tokio::time::timeout(grace, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await
-    .is_ok();
+    let drained = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
+        .await
+        .is_ok();
     if !drained {
         tracing::warn!(
             connections = conns.len(),
@@ -398,7 +396,10 @@ impl AsyncWrite for Io {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &**b);
         if this.intercept(first) {
             return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
         }

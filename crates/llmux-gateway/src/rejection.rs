@@ -108,7 +108,11 @@ pub async fn rewrite(
 }
 
 /// The 408 for a request body that did not arrive within `timeout`.
-pub fn body_timeout(ingress: Ingress, request_id: Option<HeaderValue>, timeout: Duration) -> Response {
+pub fn body_timeout(
+    ingress: Ingress,
+    request_id: Option<HeaderValue>,
+    timeout: Duration,
+) -> Response {
     let rid = request_id
         .as_ref()
         .and_then(|v| v.to_str().ok())
@@ -175,7 +179,10 @@ mod tests {
         assert_eq!(ingress_of(b"/api/v1/x"), Ingress::DashScope);
         assert_eq!(ingress_of(b"/admin/keys/1"), Ingress::Admin);
         assert_eq!(ingress_of(b"/v1/chat/completions"), Ingress::OpenAi);
-        assert_eq!(ingress_of_head(b"POST /api/v1/services HTTP/1.1\r\n"), Ingress::DashScope);
+        assert_eq!(
+            ingress_of_head(b"POST /api/v1/services HTTP/1.1\r\n"),
+            Ingress::DashScope
+        );
         assert_eq!(ingress_of_head(b"GET /admin/keys HTTP/1.1"), Ingress::Admin);
         assert_eq!(ingress_of_head(b"garbage"), Ingress::OpenAi);
     }

@@ -84,10 +84,7 @@ fn parse_raw(raw: &[u8]) -> (u16, String, Value) {
 
 fn assert_openai_error(v: &Value) {
     let e = &v["error"];
-    assert!(
-        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{v}"
-    );
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     assert!(e["type"].is_string(), "{v}");
     assert!(e.get("param").is_some() && e.get("code").is_some(), "{v}");
 }
@@ -121,7 +118,8 @@ async fn issue_13_slow_and_silent_heads_are_closed_within_the_header_timeout() {
     }
     // Every slow or silent connection is closed, without an answer, well within the deadline.
     let deadline = started + Duration::from_secs(8);
-    let results = futures::future::join_all(conns.iter_mut().map(|s| read_until_closed(s, deadline))).await;
+    let results =
+        futures::future::join_all(conns.iter_mut().map(|s| read_until_closed(s, deadline))).await;
     let open = results.iter().filter(|(_, closed)| !closed).count();
     assert_eq!(open, 0, "{open} of 300 slow connections were still open");
     assert!(results.iter().all(|(got, _)| got.is_empty()));
@@ -221,7 +219,10 @@ async fn issue_13_connections_over_the_cap_wait_until_one_closes() {
         .unwrap();
     let mut buf = [0u8; 64];
     let waited = tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf)).await;
-    assert!(waited.is_err(), "served over the connection cap: {waited:?}");
+    assert!(
+        waited.is_err(),
+        "served over the connection cap: {waited:?}"
+    );
     // One closes: the third is served.
     drop(first);
     assert_eq!(read_response(&mut third).await.0, 200);
@@ -314,7 +315,10 @@ async fn issue_13_a_body_shorter_than_its_length_gets_408_in_the_ingress_format(
         assert!(!got.is_empty(), "{path}: no answer to a short body");
         let (status, head, body) = parse_raw(&got);
         assert_eq!(status, 408, "{path}: {body}");
-        assert!(head.to_ascii_lowercase().contains("x-request-id:"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("x-request-id:"),
+            "{head}"
+        );
         match shape {
             "dashscope" => {
                 assert_dashscope_error(&body);
@@ -326,4 +330,37 @@ async fn issue_13_a_body_shorter_than_its_length_gets_408_in_the_ingress_format(
             }
         }
     }
+}
+
+#[tokio::test]
+async fn h2c_is_served_with_json_errors_and_idle_h2_connections_close() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let gw = gateway("idle_timeout = \"1s\"", "").await;
+    let tcp = TcpStream::connect(addr(&gw)).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let get = http::Request::get(format!("{}/healthz", gw.url))
+        .body(String::new())
+        .unwrap();
+    let resp = send.send_request(get).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let delete = http::Request::delete(format!("{}/v1/chat/completions", gw.url))
+        .body(String::new())
+        .unwrap();
+    let resp = send.send_request(delete).await.unwrap();
+    assert_eq!(resp.status(), 405);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+    // With nothing in flight the server closes the HTTP/2 connection after idle_timeout.
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the idle HTTP/2 connection was never closed")
+        .unwrap()
+        .ok();
 }

@@ -197,9 +197,7 @@ async fn issue_13_hyper_refusals_are_json_in_the_ingress_format() {
         assert_eq!(status, 431, "{path}: {v}");
         assert_shape(shape, &v);
         // A Content-Length that is not a number.
-        let bad_len = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
-        );
+        let bad_len = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
         let (status, _, v) = raw_exchange(addr, bad_len.as_bytes()).await;
         assert_eq!(status, 400, "{path}: {v}");
         assert_shape(shape, &v);
