@@ -10,7 +10,8 @@
 //! * `max_header_bytes`: the HTTP/1 read buffer holds at most this much of an unfinished head
 //!   (so memory per connection stays bounded), HTTP/2 header lists likewise; a larger head, more
 //!   than 100 header fields, a malformed request line or header (such as a bad `Content-Length`)
-//!   or an over-long URL get hyper's refusal, which [`Io`] rewrites into the ingress's JSON;
+//!   or an over-long URL get hyper's refusal, which the socket wrapper here rewrites into the
+//!   ingress's JSON;
 //! * `body_read_timeout`: a request body must arrive whole within it once the gateway reads it;
 //!   otherwise the answer is a 408 in the ingress's format;
 //! * on shutdown a connection with no request in flight (idle, or with an unfinished head or
