@@ -2,7 +2,8 @@
 //!
 //! Every response carries `x-request-id` (the client's, when it sent a sane one, else a new
 //! UUID-shaped id). Errors are rendered by the handlers in the ingress protocol's format and
-//! tagged with their kind, which this middleware counts and logs.
+//! tagged with their kind, which this middleware counts and logs; an error response no handler
+//! rendered (an axum rejection) is rewritten into that format here ([`crate::rejection`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -171,6 +172,10 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         arrived,
     });
     let mut resp = next.run(req).await;
+    if needs_rewrite(&resp) {
+        let ingress = crate::rejection::ingress_of(path.as_bytes());
+        resp = crate::rejection::rewrite(resp, ingress, &id, &method, &path).await;
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -201,6 +206,18 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         ),
     }
     resp
+}
+
+/// An error response no handler rendered (axum's rejections: 405, a body limit's 413, path,
+/// query and JSON extractor errors): not tagged with a kind, and not JSON.
+fn needs_rewrite(resp: &Response) -> bool {
+    let status = resp.status();
+    (status.is_client_error() || status.is_server_error())
+        && resp.extensions().get::<ErrorKindExt>().is_none()
+        && !resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
 }
 
 /// The router with every route and the middleware.

@@ -24,6 +24,20 @@ use crate::usage::ModelPrice;
 /// The default request body limit: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// The default `server.header_read_timeout`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default `server.idle_timeout`: longer than the 60 s idle timeout common in load
+/// balancers, so the gateway is never the side that closes a connection the balancer is reusing.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// The default `server.body_read_timeout`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default `server.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The default `server.max_header_bytes`: 32 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// The smallest accepted `server.max_header_bytes` (the HTTP/1 parser's own minimum buffer).
+pub const MIN_MAX_HEADER_BYTES: usize = 8 * 1024;
+
 /// The default `server.redis_prefix`.
 pub const DEFAULT_REDIS_PREFIX: &str = "llmux:";
 
@@ -74,6 +88,21 @@ pub struct RawServer {
     /// Interval of `: ping` comments on idle streams.
     #[serde(with = "humantime_serde")]
     pub keepalive: Duration,
+    /// How long a new connection has to send its first request head, and a kept-alive one to
+    /// finish a head it has begun; slower connections are closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait, with no request in flight, for its next
+    /// request to begin before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long the whole request body may take to arrive once the gateway reads it (408 after).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Open client connections at most; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Largest request head (request line and header fields) in bytes (431 beyond it).
+    pub max_header_bytes: usize,
     /// How long a virtual key found in the store is reused from memory (zero: look it up on
     /// every request). Revocations through this gateway's admin API apply at once; others
     /// within this time.
@@ -100,6 +129,11 @@ impl Default for RawServer {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: Duration::from_secs(30),
             keepalive: Duration::from_secs(15),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             key_cache_ttl: Duration::from_secs(10),
             retention_days: 90,
             limits: RawLimits::default(),
@@ -413,6 +447,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Keep-alive comment interval on idle streams.
     pub keepalive: Duration,
+    /// Client connection limits and timeouts, applied before any request is read.
+    pub connections: ConnectionLimits,
     /// How long found virtual keys are reused from memory (zero: not cached).
     pub key_cache_ttl: Duration,
     /// Usage retention in days.
@@ -421,6 +457,74 @@ pub struct ServerConfig {
     pub limits: RawLimits,
     /// Prices per public model (or `provider/upstream_model`).
     pub prices: BTreeMap<String, ModelPrice>,
+}
+
+/// Resolved `server.header_read_timeout`, `idle_timeout`, `body_read_timeout`,
+/// `max_connections` and `max_header_bytes` (see `docs/gateway.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time for a new connection's first request head, or for a begun head on a kept-alive one.
+    pub header_read_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Time for a whole request body once the gateway reads it.
+    pub body_read_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+/// Checks the `[server]` connection settings; every problem becomes an issue with its path.
+fn connection_limits(s: &RawServer, issues: &mut Vec<ConfigIssue>) -> ConnectionLimits {
+    const SHORTEST: Duration = Duration::from_millis(100);
+    const LONGEST: Duration = Duration::from_secs(3600);
+    for (key, d) in [
+        ("header_read_timeout", s.header_read_timeout),
+        ("idle_timeout", s.idle_timeout),
+        ("body_read_timeout", s.body_read_timeout),
+    ] {
+        if d < SHORTEST || d > LONGEST {
+            issues.push(ConfigIssue {
+                path: format!("server.{key}"),
+                message: format!("{d:?} is outside 100ms..=1h"),
+            });
+        }
+    }
+    if !(1..=1_000_000).contains(&s.max_connections) {
+        issues.push(ConfigIssue {
+            path: "server.max_connections".into(),
+            message: format!("{} is outside 1..=1000000", s.max_connections),
+        });
+    }
+    if !(MIN_MAX_HEADER_BYTES..=1024 * 1024).contains(&s.max_header_bytes) {
+        issues.push(ConfigIssue {
+            path: "server.max_header_bytes".into(),
+            message: format!(
+                "{} is outside {MIN_MAX_HEADER_BYTES}..=1048576",
+                s.max_header_bytes
+            ),
+        });
+    }
+    ConnectionLimits {
+        header_read_timeout: s.header_read_timeout,
+        idle_timeout: s.idle_timeout,
+        body_read_timeout: s.body_read_timeout,
+        max_connections: s.max_connections,
+        max_header_bytes: s.max_header_bytes,
+    }
 }
 
 /// Resolved `server.redis` and `server.redis_prefix`.
@@ -577,6 +681,7 @@ impl Config {
                 message: format!("{} is too small (at least 1024)", s.max_body_bytes),
             });
         }
+        let connections = connection_limits(&s, &mut issues);
         let server = ServerConfig {
             listen,
             database,
@@ -590,6 +695,7 @@ impl Config {
             } else {
                 s.keepalive
             },
+            connections,
             key_cache_ttl: s.key_cache_ttl,
             retention_days: s.retention_days,
             limits: s.limits,
@@ -880,6 +986,42 @@ weight = "heavy"
         let err = RawConfig::parse(text, no_env()).unwrap_err();
         assert_eq!(err.issues[0].path, "channels[1].weight");
         assert!(err.issues[0].message.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn connection_settings_default_parse_and_are_bounded() {
+        let cfg = Config::resolve(RawConfig::parse("", no_env()).unwrap(), |_| None).unwrap();
+        assert_eq!(cfg.server.connections, ConnectionLimits::default());
+        assert_eq!(cfg.server.connections.idle_timeout, Duration::from_secs(75));
+        let text = "[server]\nheader_read_timeout = \"2s\"\nidle_timeout = \"5s\"\nbody_read_timeout = \"3s\"\nmax_connections = 7\n";
+        let env = vec![(
+            "LLMUX__SERVER__MAX_HEADER_BYTES".to_owned(),
+            "16384".to_owned(),
+        )];
+        let cfg = Config::resolve(RawConfig::parse(text, env).unwrap(), |_| None).unwrap();
+        assert_eq!(
+            cfg.server.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(5),
+                body_read_timeout: Duration::from_secs(3),
+                max_connections: 7,
+                max_header_bytes: 16384,
+            }
+        );
+        let text = "[server]\nheader_read_timeout = \"0s\"\nidle_timeout = \"2h\"\nmax_connections = 0\nmax_header_bytes = 100\n";
+        let err = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.header_read_timeout",
+                "server.idle_timeout",
+                "server.max_connections",
+                "server.max_header_bytes"
+            ],
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod dashscope_wire;
 pub mod error;
 pub mod keys;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod openai_wire;
 pub mod openapi;
 pub mod redact;
+pub mod rejection;
 pub mod routes;
 pub mod routing;
 pub mod serve;

@@ -1,16 +1,16 @@
 //! Starting and stopping: load the configuration ([`load_raw`]), bind ([`Gateway::bind`]),
-//! serve with `TCP_NODELAY` on every accepted socket, and shut down gracefully: on the signal
-//! the listener closes, `/readyz` turns 503, and in-flight requests and streams get
-//! `server.shutdown_grace` to finish before the remaining connections are dropped; then limit
+//! serve (connections, their limits and timeouts: [`crate::conn`]), and shut down gracefully: on
+//! the signal the listener closes, `/readyz` turns 503, idle connections close at once, and
+//! in-flight requests and streams get `server.shutdown_grace` to finish before the remaining
+//! connections are dropped; then limit
 //! settles still on their way to Redis get a few seconds, and the usage recorder is flushed.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::app::{router, AppState};
@@ -159,44 +159,33 @@ impl Gateway {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then drains for up to `server.shutdown_grace`.
+    /// Serves until `shutdown` completes, then drains for up to `server.shutdown_grace`:
+    /// connections with no request in flight close at once (see [`crate::conn`]).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let state = self.state.clone();
         let grace = state.server.shutdown_grace;
-        let began = Arc::new(tokio::sync::Notify::new());
-        let began_tx = began.clone();
         let flag = state.clone();
         let signal = async move {
             shutdown.await;
             flag.shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: no new connections; draining in-flight requests");
-            began_tx.notify_one();
         };
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("could not set TCP_NODELAY: {e}");
-            }
-        });
         tracing::info!(addr = %self.addr, channels = state.routes.channels().len(), "llmux gateway listening");
         let pruner = state.store.clone().map(|store| {
             let days = i64::from(state.server.retention_days);
             tokio::spawn(prune_loop(store, days))
         });
-        let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(signal);
-        let deadline = async move {
-            began.notified().await;
-            tokio::time::sleep(grace).await;
-        };
-        let served = tokio::select! {
-            r = server.into_future() => r.map_err(ServeError::Io),
-            () = deadline => {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace expired; dropping the remaining connections");
-                Ok(())
-            }
-        };
+        crate::conn::serve(
+            self.listener,
+            router(state.clone()),
+            state.server.connections,
+            grace,
+            signal,
+        )
+        .await;
         if let Some(p) = pruner {
             p.abort();
         }
@@ -217,7 +206,7 @@ impl Gateway {
                 Err(e) => tracing::error!(error = %e, "usage recorder could not write everything"),
             }
         }
-        served
+        Ok(())
     }
 }
 
