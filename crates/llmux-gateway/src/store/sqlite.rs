@@ -13,11 +13,18 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::{sql_store_impl, Result, StoreError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "ledger",
+        include_str!("../../migrations/sqlite/0002_ledger.sql"),
+    ),
+];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
 #[derive(Debug)]
