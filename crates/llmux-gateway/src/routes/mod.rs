@@ -241,7 +241,12 @@ impl RequestGuard {
                 .prices
                 .price(&row.model, &row.provider, &row.upstream_model)
                 .map_or(0.0, |p| p.cost(row.input_tokens, row.output_tokens, 0));
-            guard.journaled = recorder.journal(row).await;
+            if let Some(rx) = recorder.journal(row) {
+                // Set before waiting: if the client leaves during the wait, the record the
+                // dropped guard writes still clears the row.
+                guard.journaled = true;
+                recorder.wait_commit(rx).await;
+            }
         }
         guard
     }

@@ -310,23 +310,27 @@ impl UsageRecorder {
         self.wait(rx).await
     }
 
-    /// In `sync` mode, journals `row` (its `instance` is set here) and waits (at most
-    /// `commit_timeout`) for the commit. Returns true when the row was handed over, so the
-    /// request's record must clear it; false in `relaxed` mode (no journal).
-    pub async fn journal(&self, mut row: InflightRecord) -> bool {
+    /// In `sync` mode, hands over the journal row `row` (its `instance` is set here) and
+    /// returns the receiver to wait on with [`UsageRecorder::wait_commit`]; the request's
+    /// record must then clear the row (`journaled`). `None` in `relaxed` mode (no journal) or
+    /// after shutdown.
+    pub fn journal(&self, mut row: InflightRecord) -> Option<oneshot::Receiver<()>> {
         if self.cfg.durability == Durability::Relaxed {
-            return false;
+            return None;
         }
         self.instance.as_ref().clone_into(&mut row.instance);
         let (done, rx) = oneshot::channel();
-        if !self.push_item(Item {
+        self.push_item(Item {
             entry: Entry::Begin(row),
             done: Some(done),
-        }) {
-            return false;
-        }
-        self.wait(rx).await;
-        true
+        })
+        .then_some(rx)
+    }
+
+    /// Waits, at most `commit_timeout` (and not at all while the store is failing), until the
+    /// entry behind `rx` is committed. True when it was.
+    pub async fn wait_commit(&self, rx: oneshot::Receiver<()>) -> bool {
+        self.wait(rx).await
     }
 
     /// Clears the journal row of a request that ended without a record (nothing was sent
