@@ -116,7 +116,7 @@ pub(crate) fn fail(
 /// billing policy ([`crate::usage::bill`]), settles the key's limit admission, updates metrics
 /// and hands a [`UsageRecord`] to the recorder.
 ///
-/// The guard is opened with [`RequestGuard::begin`] before the first upstream call: in `sync`
+/// The guard is opened with `RequestGuard::begin` before the first upstream call: in `sync`
 /// durability that journals the request (awaited, bounded), so a crash after that point leaves
 /// a row the next start records as interrupted. `finish` waits (bounded) until the record is
 /// committed, so handlers call it before the end of the response goes out; a guard dropped
