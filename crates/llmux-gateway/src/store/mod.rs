@@ -959,9 +959,11 @@ macro_rules! sql_store_impl {
                 }
                 let _w = self.write_lock().await;
                 let mut tx = self.begin_write().await?;
+                // Journal rows first, then rollups and keys: the same order as the recovery's
+                // transaction, so the two never wait on each other in opposite orders.
                 insert_inflight(&mut tx, journal).await?;
-                insert_usage(&mut tx, records).await?;
                 delete_inflight(&mut tx, clear).await?;
+                insert_usage(&mut tx, records).await?;
                 tx.commit()
                     .await
                     .map_err(StoreError::query("commit usage records"))
