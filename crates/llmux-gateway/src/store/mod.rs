@@ -662,7 +662,7 @@ macro_rules! sql_store_impl {
 
         /// Adds journal rows (an id already there is left as it is).
         async fn insert_inflight(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             journal: &[$crate::store::InflightRecord],
         ) -> $crate::store::Result<()> {
             use $crate::store::{to_i64, StoreError, INFLIGHT_COLUMNS, INSERT_CHUNK};
@@ -688,7 +688,7 @@ macro_rules! sql_store_impl {
                 });
                 qb.push(" ON CONFLICT (request_id) DO NOTHING");
                 qb.build()
-                    .execute(&mut **tx)
+                    .execute(&mut *conn)
                     .await
                     .map_err(StoreError::query("journal requests in flight"))?;
             }
@@ -697,7 +697,7 @@ macro_rules! sql_store_impl {
 
         /// Deletes the journal rows of requests that ended.
         async fn delete_inflight(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             ids: &[String],
         ) -> $crate::store::Result<()> {
             use $crate::store::{StoreError, INSERT_CHUNK};
@@ -710,7 +710,7 @@ macro_rules! sql_store_impl {
                 }
                 qb.push(")");
                 qb.build()
-                    .execute(&mut **tx)
+                    .execute(&mut *conn)
                     .await
                     .map_err(StoreError::query("clear requests in flight"))?;
             }
@@ -720,7 +720,7 @@ macro_rules! sql_store_impl {
         /// Inserts raw rows (an id already stored is skipped), then adds the rows actually
         /// inserted to the daily rollups and the keys' spend. Returns the ids inserted.
         async fn insert_usage(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             batch: &[$crate::store::UsageRecord],
         ) -> $crate::store::Result<std::collections::HashSet<String>> {
             use sqlx::Row as _;
@@ -763,7 +763,7 @@ macro_rules! sql_store_impl {
                 qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
                 let rows = qb
                     .build()
-                    .fetch_all(&mut **tx)
+                    .fetch_all(&mut *conn)
                     .await
                     .map_err(StoreError::query("insert usage records"))?;
                 for row in rows {
@@ -803,7 +803,7 @@ macro_rules! sql_store_impl {
                 .bind(a.cached_tokens)
                 .bind(a.reasoning_tokens)
                 .bind(a.cost)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(StoreError::query("update daily usage rollups"))?;
             }
@@ -815,7 +815,7 @@ macro_rules! sql_store_impl {
                 .bind(tokens)
                 .bind(cost)
                 .bind(key_id)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(StoreError::query("update key spend"))?;
             }
@@ -953,11 +953,21 @@ macro_rules! sql_store_impl {
                 records: &[$crate::store::UsageRecord],
                 clear: &[String],
             ) -> $crate::store::Result<()> {
-                use $crate::store::StoreError;
+                use $crate::store::{StoreError, INSERT_CHUNK};
                 if journal.is_empty() && records.is_empty() && clear.is_empty() {
                     return Ok(());
                 }
                 let _w = self.write_lock().await;
+                if records.is_empty() && clear.is_empty() && journal.len() <= INSERT_CHUNK {
+                    // One statement is atomic on its own: no explicit transaction (two round
+                    // trips fewer on the path every request waits for).
+                    let mut conn = self
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(StoreError::query("journal requests in flight"))?;
+                    return insert_inflight(&mut conn, journal).await;
+                }
                 let mut tx = self.begin_write().await?;
                 // Journal rows first, then rollups and keys: the same order as the recovery's
                 // transaction, so the two never wait on each other in opposite orders.

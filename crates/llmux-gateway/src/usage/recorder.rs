@@ -445,6 +445,11 @@ impl Writer {
                 got = self.rx.recv() => match got {
                     Some(item) => {
                         batch.push(item);
+                        if threshold == 1 {
+                            // Let handlers that are ready to hand over run first, so they
+                            // join this commit instead of waiting for the next one.
+                            tokio::task::yield_now().await;
+                        }
                         self.fill(&mut batch);
                         if batch.len() >= threshold {
                             self.flush(std::mem::take(&mut batch)).await;
