@@ -250,13 +250,13 @@ async fn issue_13_sync_mode_commits_concurrent_requests_in_shared_transactions()
     // record on its own would need 100 transactions.
     let first = {
         let r = recorder.clone();
-        tokio::spawn(async move { r.record_durably(rec("r0".into()), false).await })
+        tokio::spawn(async move { r.record_durably(rec("r0".into())).await })
     };
     let mut rest = Vec::new();
     for i in 1..100 {
         let r = recorder.clone();
         rest.push(tokio::spawn(async move {
-            r.record_durably(rec(format!("r{i}")), false).await
+            r.record_durably(rec(format!("r{i}"))).await
         }));
     }
     while recorder.backlog() < 100 {
@@ -295,7 +295,7 @@ async fn issue_13_a_stuck_store_bounds_the_wait_and_keeps_the_record() {
     };
     let recorder = UsageRecorder::spawn(fake.clone(), cfg);
     let started = tokio::time::Instant::now();
-    assert!(!recorder.record_durably(rec("slow".into()), false).await);
+    assert!(!recorder.record_durably(rec("slow".into())).await);
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(recorder.backlog(), 1, "still queued");
@@ -316,7 +316,7 @@ async fn relaxed_mode_neither_waits_nor_journals() {
     assert!(recorder
         .journal(llmux_gateway::store::InflightRecord::default())
         .is_none());
-    assert!(!recorder.record_durably(rec("a".into()), false).await);
+    assert!(!recorder.record_durably(rec("a".into())).await);
     assert_eq!(fake.count(), 0, "written at the next flush, not at once");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(fake.count(), 1);

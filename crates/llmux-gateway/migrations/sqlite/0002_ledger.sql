@@ -3,8 +3,8 @@
 ALTER TABLE gw_usage ADD COLUMN client_request_id TEXT;
 
 -- The in-flight journal: one row per admitted request that is being (or about to be) sent
--- upstream, written before the first upstream call and replaced by its usage record in the
--- same transaction. Rows left by an instance whose lease expired are recorded as
+-- upstream, written before the first upstream call and replaced by its usage record (the
+-- trigger below) in the same transaction. Rows left by an instance whose lease expired are recorded as
 -- `interrupted`, billed at the reserved estimate held here.
 CREATE TABLE gw_inflight (
     request_id        TEXT    PRIMARY KEY,
@@ -23,6 +23,13 @@ CREATE TABLE gw_inflight (
     client_request_id TEXT
 );
 CREATE INDEX gw_inflight_instance ON gw_inflight (instance);
+
+-- A usage record replaces its request's journal row: inserting the record deletes the row in
+-- the same statement (no separate round trip on the path every request waits for).
+CREATE TRIGGER gw_usage_clears_inflight AFTER INSERT ON gw_usage
+BEGIN
+    DELETE FROM gw_inflight WHERE request_id = NEW.request_id;
+END;
 
 -- One row per running gateway instance: its lease is renewed while it lives and removed on
 -- a graceful shutdown.

@@ -137,7 +137,8 @@ pub struct RequestGuard {
     outcome: Option<Outcome>,
     /// The error was already answered (and counted by the middleware).
     answered: bool,
-    /// A journal row was written for this request; its record replaces it.
+    /// A journal row was handed over for this request (its record replaces it; abandoning the
+    /// request clears it).
     journaled: bool,
     /// The record was handed over (or the request abandoned).
     done: bool,
@@ -242,8 +243,8 @@ impl RequestGuard {
                 .price(&row.model, &row.provider, &row.upstream_model)
                 .map_or(0.0, |p| p.cost(row.input_tokens, row.output_tokens, 0));
             if let Some(rx) = recorder.journal(row) {
-                // Set before waiting: if the client leaves during the wait, the record the
-                // dropped guard writes still clears the row.
+                // Set before waiting: if the client leaves during the wait, the dropped guard
+                // still records the request, and its record replaces the row.
                 guard.journaled = true;
                 recorder.wait_commit(rx).await;
             }
@@ -321,7 +322,7 @@ impl RequestGuard {
         }
         let rec = self.conclude();
         if let Some(r) = self.state.recorder.clone() {
-            r.record_durably(rec, self.journaled).await;
+            r.record_durably(rec).await;
         }
     }
 
@@ -425,7 +426,7 @@ impl Drop for RequestGuard {
         }
         let rec = self.conclude();
         if let Some(r) = &self.state.recorder {
-            r.record_journaled(rec, self.journaled);
+            r.record(rec);
         }
     }
 }

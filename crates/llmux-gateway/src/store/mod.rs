@@ -397,8 +397,9 @@ pub trait Store: Send + Sync + 'static {
     /// (day, key, model) and adds tokens and cost to the keys' spent counters.
     async fn record_usage(&self, batch: &[UsageRecord]) -> Result<()>;
     /// One group commit, in one transaction: adds the `journal` rows (an id already journaled
-    /// is skipped), records `records` as [`Store::record_usage`] does, and deletes the journal
-    /// rows named in `clear` (the requests that ended, whether or not they have a record).
+    /// is skipped), deletes the journal rows named in `clear` (requests that ended without a
+    /// record), and records `records` as [`Store::record_usage`] does; inserting a record
+    /// deletes its request's journal row (a trigger in both backends).
     ///
     /// Both backends implement the journal; the default, for stores without one (test
     /// doubles), writes the records and refuses journal rows.

@@ -52,6 +52,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A local file: a ping before every acquire would only add a round trip to the
+            // connection's worker thread on every write.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(connect_err)?;

@@ -133,8 +133,8 @@ pub enum RecorderError {
 enum Entry {
     /// A journal row: the request is about to be sent upstream.
     Begin(InflightRecord),
-    /// A final record; `journaled` when it replaces a journal row.
-    Finish { rec: UsageRecord, journaled: bool },
+    /// A final record (storing it deletes the request's journal row, if any).
+    Finish(UsageRecord),
     /// A journaled request that ended without a record (nothing was sent upstream).
     Abandon(String),
 }
@@ -150,7 +150,7 @@ impl Item {
     fn request_id(&self) -> &str {
         match &self.entry {
             Entry::Begin(j) => &j.request_id,
-            Entry::Finish { rec, .. } => &rec.request_id,
+            Entry::Finish(rec) => &rec.request_id,
             Entry::Abandon(id) => id,
         }
     }
@@ -174,12 +174,7 @@ impl Batch {
         }
         match item.entry {
             Entry::Begin(j) => self.journal.push(j),
-            Entry::Finish { rec, journaled } => {
-                if journaled {
-                    self.clear.push(rec.request_id.clone());
-                }
-                self.records.push(rec);
-            }
+            Entry::Finish(rec) => self.records.push(rec),
             Entry::Abandon(id) => self.clear.push(id),
         }
     }
@@ -279,30 +274,22 @@ impl UsageRecorder {
     }
 
     /// Hands a record to the writer without waiting. Never blocks, never drops (see the
-    /// module docs).
+    /// module docs). The record replaces the request's journal row, if
+    /// [`UsageRecorder::journal`] wrote one (the store deletes the row as it inserts the record).
     pub fn record(&self, rec: UsageRecord) {
-        self.push(Entry::Finish {
-            rec,
-            journaled: false,
-        });
+        self.push(Entry::Finish(rec));
     }
 
-    /// Hands a record over without waiting; `journaled` when it replaces a journal row written
-    /// by [`UsageRecorder::journal`].
-    pub fn record_journaled(&self, rec: UsageRecord, journaled: bool) {
-        self.push(Entry::Finish { rec, journaled });
-    }
-
-    /// Hands a record over and, in `sync` mode, waits (at most `commit_timeout`) until it is
-    /// committed. Returns true when it is known to be committed.
-    pub async fn record_durably(&self, rec: UsageRecord, journaled: bool) -> bool {
+    /// Hands a record over as [`UsageRecorder::record`] does and, in `sync` mode, waits (at
+    /// most `commit_timeout`) until it is committed. Returns true when it is known to be.
+    pub async fn record_durably(&self, rec: UsageRecord) -> bool {
         if self.cfg.durability == Durability::Relaxed {
-            self.record_journaled(rec, journaled);
+            self.record(rec);
             return false;
         }
         let (done, rx) = oneshot::channel();
         if !self.push_item(Item {
-            entry: Entry::Finish { rec, journaled },
+            entry: Entry::Finish(rec),
             done: Some(done),
         }) {
             return false;
@@ -312,8 +299,8 @@ impl UsageRecorder {
 
     /// In `sync` mode, hands over the journal row `row` (its `instance` is set here) and
     /// returns the receiver to wait on with [`UsageRecorder::wait_commit`]; the request's
-    /// record must then clear the row (`journaled`). `None` in `relaxed` mode (no journal) or
-    /// after shutdown.
+    /// record replaces the row, or [`UsageRecorder::abandon`] clears it. `None` in `relaxed`
+    /// mode (no journal) or after shutdown.
     pub fn journal(&self, mut row: InflightRecord) -> Option<oneshot::Receiver<()>> {
         if self.cfg.durability == Durability::Relaxed {
             return None;
