@@ -58,7 +58,8 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     concurrency: Vec<usize>,
     /// Gateway settings: `off` (no database, static key), `on` (SQLite usage records, static
-    /// key), `keys` (SQLite and a virtual key with RPM, TPM and budget limits).
+    /// key, default `sync` durability), `relaxed` (as `on` with `usage_durability = "relaxed"`),
+    /// `keys` (SQLite and a virtual key with RPM, TPM and budget limits).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on,keys")]
     accounting: Vec<Accounting>,
     /// Measured seconds per measurement (each cell has one direct and one gateway measurement

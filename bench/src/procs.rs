@@ -159,9 +159,13 @@ pub const MODEL: &str = "gpt-4o-mini";
 pub enum Accounting {
     /// No database; the client uses a static key.
     Off,
-    /// `database = "sqlite://…"` in a temporary directory: every request is recorded; the client
-    /// still uses a static key.
+    /// `database = "sqlite://…"` in a temporary directory: every request is recorded (the
+    /// default `server.usage_durability = "sync"`: journaled, and committed before the end of
+    /// each answer); the client still uses a static key.
     On,
+    /// As `on` with `server.usage_durability = "relaxed"` (records flushed every second, no
+    /// journal, no waiting): what `sync` costs is `on` against this.
+    Relaxed,
     /// As `on`, and the client uses a virtual key (made by `llmux keys create`) with RPM, TPM
     /// and token-budget limits set far above what the bench sends: every request pays the key
     /// lookup, the limit admission and the settle.
@@ -174,6 +178,7 @@ impl Accounting {
         match self {
             Accounting::Off => "off",
             Accounting::On => "on",
+            Accounting::Relaxed => "relaxed",
             Accounting::Keys => "keys",
         }
     }
@@ -211,8 +216,13 @@ impl GatewayProc {
             .map(|p| format!("database = \"sqlite://{}\"\n", p.display()))
             // `none` turns accounting off (without it `llmux serve` uses its embedded SQLite).
             .unwrap_or_else(|| "database = \"none\"\n".to_owned());
+        let durability = if accounting == Accounting::Relaxed {
+            "usage_durability = \"relaxed\"\n"
+        } else {
+            ""
+        };
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\napi_keys = [\"{GATEWAY_KEY}\"]\n{db_line}\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\napi_keys = [\"{GATEWAY_KEY}\"]\n{db_line}{durability}\
              shutdown_grace = \"2s\"\n\n\
              [[channels]]\nname = \"emulator\"\nprovider = \"openai\"\nbase_url = \"{}\"\n\
              api_key = \"{}\"\nmodels = [\"{MODEL}\"]\n",
@@ -222,7 +232,7 @@ impl GatewayProc {
         std::fs::write(&config_path, config)?;
         let key = match accounting {
             Accounting::Keys => create_virtual_key(llmux, &config_path)?,
-            Accounting::Off | Accounting::On => GATEWAY_KEY.to_owned(),
+            Accounting::Off | Accounting::On | Accounting::Relaxed => GATEWAY_KEY.to_owned(),
         };
         let log = dir.join(format!("gateway-{tag}.log"));
         let mut cmd = Command::new(llmux);

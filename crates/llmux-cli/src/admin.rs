@@ -178,6 +178,17 @@ pub struct UsageArgs {
     /// Only days from this one on (YYYY-MM-DD).
     #[arg(long)]
     pub since: Option<String>,
+    /// List raw usage records (newest first) instead of the rollups: the gateway's
+    /// `request_id`, the client's `client_request_id`, key, model, status, tokens and cost
+    /// (JSON: the records as `/admin/usage/records` returns them).
+    #[arg(long, conflicts_with_all = ["by", "since"])]
+    pub records: bool,
+    /// With `--records`: only this key's records.
+    #[arg(long, requires = "records", value_name = "ID")]
+    pub key: Option<i64>,
+    /// With `--records`: at most this many (default 100, at most 10,000).
+    #[arg(long, requires = "records", value_name = "N")]
+    pub limit: Option<u32>,
 }
 
 /// Unix seconds of 00:00 UTC on `YYYY-MM-DD`.
@@ -328,6 +339,9 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
 /// Runs `llmux usage`.
 pub async fn usage(args: UsageArgs) -> Result<()> {
     let store = open(&args.db).await?;
+    if args.records {
+        return records(store.as_ref(), &args).await;
+    }
     let by = match args.by {
         By::Key => GroupBy::Key,
         By::Model => GroupBy::Model,
@@ -357,6 +371,52 @@ pub async fn usage(args: UsageArgs) -> Result<()> {
                 println!(
                     "{:<32} {:>10} {:>14} {:>14} {:>12.4}",
                     r.group, r.requests, r.input_tokens, r.output_tokens, r.cost
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `llmux usage --records`.
+async fn records(store: &dyn Store, args: &UsageArgs) -> Result<()> {
+    let recs = store
+        .records(store::RecordQuery {
+            key_id: args.key,
+            limit: args.limit.unwrap_or(0),
+        })
+        .await
+        .map_err(|e| CliError::msg(format!("reading usage records: {e}")))?;
+    match args.format {
+        Format::Json => {
+            let text = serde_json::to_string(&recs)
+                .map_err(|e| CliError::msg(format!("encoding usage records: {e}")))?;
+            println!("{text}");
+        }
+        Format::Table => {
+            println!(
+                "{:<36} {:<24} {:>5} {:<20} {:>6} {:>8} {:>8} {:>10} error",
+                "request_id",
+                "client_request_id",
+                "key",
+                "model",
+                "status",
+                "input",
+                "output",
+                "cost"
+            );
+            for r in &recs {
+                println!(
+                    "{:<36} {:<24} {:>5} {:<20} {:>6} {:>8} {:>8} {:>10.6} {}",
+                    r.request_id,
+                    r.client_request_id.as_deref().unwrap_or("-"),
+                    r.key_id.map_or_else(|| "-".to_owned(), |k| k.to_string()),
+                    r.model,
+                    r.status,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cost,
+                    r.error_kind.as_deref().unwrap_or("")
                 );
             }
         }

@@ -80,6 +80,7 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
     let send = |model: &'static str| {
         http.post(format!("{url}/v1/chat/completions"))
             .bearer_auth(&key)
+            .header("x-request-id", "cli-corr")
             .header("content-type", "application/json")
             .body(format!(
                 r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#
@@ -118,6 +119,33 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
     assert!(m["input_tokens"].as_u64().unwrap() > 0 && m["output_tokens"].as_u64().unwrap() > 0);
     let table = run(&["usage", "--config", cfg, "--by", "day"], &[], None).await;
     assert!(table.ok().starts_with("group"), "{table:#?}");
+    // Raw records: the gateway's own ids, the client's X-Request-Id kept beside them (issue
+    // 13: one client id sent three times is three records).
+    let recs = run(
+        &["usage", "--config", cfg, "--records", "--format", "json"],
+        &[],
+        None,
+    )
+    .await;
+    let recs: serde_json::Value = serde_json::from_str(recs.ok().trim()).unwrap();
+    let mine: Vec<&serde_json::Value> = recs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["client_request_id"] == "cli-corr")
+        .collect();
+    assert_eq!(mine.len(), 3, "{recs}");
+    let ids: std::collections::BTreeSet<&str> = mine
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| id.len() == 36 && *id != "cli-corr"),
+        "{ids:?}"
+    );
+    assert_eq!(ids.len(), 3);
+    let table = run(&["usage", "--config", cfg, "--records"], &[], None).await;
+    assert!(table.ok().contains("cli-corr"), "{table:#?}");
 
     let revoked = run(&["keys", "revoke", "1", "--config", cfg], &[], None).await;
     assert!(revoked.ok().contains("revoked key 1"));

@@ -384,3 +384,240 @@ async fn sigterm_under_load_loses_no_usage_record() {
     assert_eq!(recorded, completed, "{rows}");
     assert_eq!(emu.requests().len() as u64, completed);
 }
+
+/// SIGKILL under load (issue 13): 120 clients (streams and non-streams) against `llmux serve`
+/// on SQLite, the process killed once 150 answers were complete, then restarted on the same
+/// database. Every answer a client received in full has its record, every request the upstream
+/// saw has one (complete, or `interrupted` at its reserved estimate, recovered once the dead
+/// instance's lease lapsed), no request is recorded twice and the key's spend is the sum of
+/// its records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_sigkill_under_load_loses_no_completed_usage() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const CLIENTS: u32 = 120;
+    const KILL_AFTER: u64 = 150;
+
+    let emu = llmux_emulator::Emulator::start(
+        llmux_emulator::EmulatorConfig::new(llmux_emulator::Vendor::OpenAi)
+            .with_token_interval(std::time::Duration::from_millis(3)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.sqlite3");
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nadmin_key = \"adm-kill\"\ndatabase = \"sqlite://{}\"\ninstance_lease = \"1s\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
+            db.display(),
+            emu.base_url()
+        ),
+    )
+    .unwrap();
+    let created = run(
+        &[
+            "keys",
+            "create",
+            "--config",
+            file.to_str().unwrap(),
+            "--name",
+            "load",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert!(created.status.success(), "{created:#?}");
+    let key = created.stdout.lines().last().unwrap().trim().to_owned();
+    assert!(key.starts_with("sk-llmux-"), "{key}");
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, url, _lines) =
+        spawn_serve(home.path(), &[], &["--config", file.to_str().unwrap()]).await;
+
+    // Each client sends requests back to back (streams and non-streams alternating), each with
+    // its own X-Request-Id `w-i`, until the gateway stops answering. An answer counts as
+    // received in full only when the whole body arrived.
+    let completed = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let count = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let mut workers = Vec::new();
+    for w in 0..CLIENTS {
+        let (url, key) = (url.clone(), key.clone());
+        let (completed, count, progress) = (completed.clone(), count.clone(), progress.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut errors = Vec::new();
+            for i in 0u32.. {
+                let stream = (w + i) % 2 == 0;
+                let sent = http
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .header("x-request-id", format!("{w}-{i}"))
+                    .header("content-type", "application/json")
+                    .body(format!(
+                        r#"{{"model":"m","stream":{stream},"max_tokens":40,"messages":[{{"role":"user","content":"load {w} {i} a b c d e f"}}]}}"#
+                    ))
+                    .send()
+                    .await;
+                let Ok(resp) = sent else { break };
+                let status = resp.status().as_u16();
+                let Ok(text) = resp.text().await else { break };
+                if status != 200 {
+                    errors.push((status, text));
+                    break;
+                }
+                let whole = if stream {
+                    text.contains("data: [DONE]")
+                } else {
+                    text.contains("You said: load")
+                };
+                if !whole {
+                    // Cut by the kill mid-body: not received in full.
+                    break;
+                }
+                completed.lock().unwrap().insert(format!("{w}-{i}"));
+                count.fetch_add(1, Ordering::SeqCst);
+                progress.notify_one();
+            }
+            errors
+        }));
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(180), async {
+        while count.load(Ordering::SeqCst) < KILL_AFTER {
+            progress.notified().await;
+        }
+    })
+    .await
+    .expect("the load never reached the kill point");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "{status:?}");
+    let mut errors = Vec::new();
+    for w in workers {
+        errors.extend(w.await.unwrap());
+    }
+    assert!(
+        errors.is_empty(),
+        "answers other than 200 before the kill: {errors:?}"
+    );
+    let completed = completed.lock().unwrap().clone();
+
+    // What the upstream saw, by the client id written into each prompt.
+    let upstream: BTreeSet<String> = emu
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let text = body["messages"][0]["content"].as_str().unwrap().to_owned();
+            let mut words = text.split(' ').skip(1);
+            format!("{}-{}", words.next().unwrap(), words.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        upstream.len(),
+        emu.requests().len(),
+        "one upstream call per request"
+    );
+
+    // Restart on the same database; once the dead instance's lease (1 s) lapsed, its journal
+    // rows are recorded as interrupted.
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, url, _lines) =
+        spawn_serve(home.path(), &[], &["--config", file.to_str().unwrap()]).await;
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let records = loop {
+        let v: serde_json::Value = http
+            .get(format!("{url}/admin/usage/records?limit=10000"))
+            .bearer_auth("adm-kill")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let records = v["records"].as_array().unwrap().clone();
+        let have: BTreeSet<&str> = records
+            .iter()
+            .filter_map(|r| r["client_request_id"].as_str())
+            .collect();
+        // Done once every upstream request has a record (the checks below say what is
+        // missing if that never happens).
+        if upstream.iter().all(|id| have.contains(id.as_str()))
+            || tokio::time::Instant::now() > deadline
+        {
+            break records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+
+    let mut by_client: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for r in &records {
+        let cid = r["client_request_id"].as_str().unwrap().to_owned();
+        by_client.entry(cid).or_default().push(r);
+    }
+    let twice: Vec<_> = by_client.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(twice.is_empty(), "requests recorded twice: {twice:?}");
+    let lost: Vec<&String> = completed
+        .iter()
+        .filter(|id| {
+            by_client
+                .get(*id)
+                .is_none_or(|v| v[0]["status"] != 200 || !v[0]["error_kind"].is_null())
+        })
+        .collect();
+    let interrupted = records
+        .iter()
+        .filter(|r| r["error_kind"] == "interrupted")
+        .count();
+    let tokens: u64 = records
+        .iter()
+        .map(|r| r["input_tokens"].as_u64().unwrap() + r["output_tokens"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "SIGKILL under load: {CLIENTS} clients, {} answers received in full, {} upstream requests, \
+         {} records ({} complete, {interrupted} interrupted), {} completed answers without a record",
+        completed.len(),
+        upstream.len(),
+        records.len(),
+        records.iter().filter(|r| r["status"] == 200).count(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "answers received in full without their record: {lost:?}"
+    );
+    let missing: Vec<&String> = upstream
+        .iter()
+        .filter(|id| !by_client.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "upstream requests without a record: {missing:?}"
+    );
+    assert!(completed.len() as u64 >= KILL_AFTER);
+    assert!(
+        interrupted > 0,
+        "{CLIENTS} clients were in flight at the kill; some must be recorded as interrupted"
+    );
+    let keys: serde_json::Value = http
+        .get(format!("{url}/admin/keys"))
+        .bearer_auth("adm-kill")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        keys["keys"][0]["spent_tokens"], tokens,
+        "key spend = Σ records"
+    );
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+}

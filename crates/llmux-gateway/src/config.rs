@@ -19,7 +19,7 @@ use llmux_core::resilience::{BreakerConfig, RetryPolicy, Timeouts};
 use llmux_core::{Client, SecretString};
 use serde::Deserialize;
 
-use crate::usage::ModelPrice;
+use crate::usage::{Durability, ModelPrice};
 
 /// The default request body limit: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -114,6 +114,15 @@ pub struct RawServer {
     pub limits: RawLimits,
     /// Prices per public model, for cost accounting.
     pub prices: BTreeMap<String, ModelPrice>,
+    /// `sync` (journal and awaited group commit) or `relaxed` (periodic flush).
+    pub usage_durability: Durability,
+    /// The longest a request waits for its usage commit in `sync` mode.
+    #[serde(with = "humantime_serde")]
+    pub usage_commit_timeout: Duration,
+    /// This instance's lease in the store: renewed every third of it; once it lapses (the
+    /// process died), other gateways record its requests in flight as interrupted.
+    #[serde(with = "humantime_serde")]
+    pub instance_lease: Duration,
 }
 
 impl Default for RawServer {
@@ -138,6 +147,9 @@ impl Default for RawServer {
             retention_days: 90,
             limits: RawLimits::default(),
             prices: BTreeMap::new(),
+            usage_durability: Durability::Sync,
+            usage_commit_timeout: Duration::from_secs(2),
+            instance_lease: Duration::from_secs(30),
         }
     }
 }
@@ -457,6 +469,12 @@ pub struct ServerConfig {
     pub limits: RawLimits,
     /// Prices per public model (or `provider/upstream_model`).
     pub prices: BTreeMap<String, ModelPrice>,
+    /// How usage reaches the store.
+    pub usage_durability: Durability,
+    /// The longest a request waits for its usage commit (`sync` mode).
+    pub usage_commit_timeout: Duration,
+    /// This instance's lease in the store.
+    pub instance_lease: Duration,
 }
 
 /// Resolved `server.header_read_timeout`, `idle_timeout`, `body_read_timeout`,
@@ -682,6 +700,18 @@ impl Config {
             });
         }
         let connections = connection_limits(&s, &mut issues);
+        if s.instance_lease < Duration::from_secs(1) {
+            issues.push(ConfigIssue {
+                path: "server.instance_lease".into(),
+                message: "must be at least 1s".into(),
+            });
+        }
+        if s.usage_commit_timeout.is_zero() {
+            issues.push(ConfigIssue {
+                path: "server.usage_commit_timeout".into(),
+                message: "must be more than 0s".into(),
+            });
+        }
         let server = ServerConfig {
             listen,
             database,
@@ -700,6 +730,9 @@ impl Config {
             retention_days: s.retention_days,
             limits: s.limits,
             prices: s.prices,
+            usage_durability: s.usage_durability,
+            usage_commit_timeout: s.usage_commit_timeout,
+            instance_lease: s.instance_lease,
         };
 
         let mut names = BTreeSet::new();

@@ -2,8 +2,9 @@
 //! serve (connections, their limits and timeouts: [`crate::conn`]), and shut down gracefully: on
 //! the signal the listener closes, `/readyz` turns 503, idle connections close at once, and
 //! in-flight requests and streams get `server.shutdown_grace` to finish before the remaining
-//! connections are dropped; then limit
-//! settles still on their way to Redis get a few seconds, and the usage recorder is flushed.
+//! connections are dropped; then limit settles still on their way to Redis get a few seconds,
+//! the usage recorder is flushed and the instance's lease in the store is released (see
+//! [`crate::usage::lease`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::app::{router, AppState};
 use crate::auth::{Authenticator, KeyVerifier, StoreKeys};
 use crate::config::{Config, ConfigError, RawConfig};
-use crate::usage::{RecorderConfig, UsageRecorder};
+use crate::usage::{InstanceLease, RecorderConfig, UsageRecorder};
 
 /// How long shutdown waits for settles still being sent to Redis.
 const SETTLE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -101,6 +102,7 @@ pub struct Gateway {
     state: Arc<AppState>,
     listener: TcpListener,
     addr: SocketAddr,
+    lease: Option<InstanceLease>,
 }
 
 impl Gateway {
@@ -134,9 +136,25 @@ impl Gateway {
         if opts.insecure_no_auth {
             tracing::warn!("running WITHOUT client authentication (--insecure-no-auth)");
         }
+        // The lease comes first: journal rows are only written under a live lease. Taking it
+        // also records what dead instances left in flight.
+        let instance = crate::usage::recorder::new_instance_id();
+        let lease = match &store {
+            Some(s) => Some(
+                InstanceLease::start(s.clone(), instance.clone(), config.server.instance_lease)
+                    .await
+                    .map_err(|e| ServeError::Other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let recorder_cfg = RecorderConfig {
+            durability: config.server.usage_durability,
+            commit_timeout: config.server.usage_commit_timeout,
+            ..RecorderConfig::default()
+        };
         let recorder = store
             .as_ref()
-            .map(|s| UsageRecorder::spawn(s.clone(), RecorderConfig::default()));
+            .map(|s| UsageRecorder::spawn_as(s.clone(), recorder_cfg, instance.clone()));
         let listen = config.server.listen;
         let state = AppState::new(config, auth, store, recorder)
             .map_err(|e| ServeError::Other(e.message))?;
@@ -146,6 +164,7 @@ impl Gateway {
             state,
             listener,
             addr,
+            lease,
         })
     }
 
@@ -205,6 +224,9 @@ impl Gateway {
                 Ok(n) => tracing::info!(written = n, "usage recorder drained"),
                 Err(e) => tracing::error!(error = %e, "usage recorder could not write everything"),
             }
+        }
+        if let Some(lease) = self.lease {
+            lease.release().await;
         }
         Ok(())
     }

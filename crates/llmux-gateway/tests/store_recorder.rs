@@ -232,3 +232,93 @@ async fn a_partial_batch_is_written_after_the_flush_interval() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(fake.count(), 4);
 }
+
+/// `sync` durability is a group commit: requests that arrive while a commit runs share the
+/// next transaction, and each waiter is told when its own record is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_sync_mode_commits_concurrent_requests_in_shared_transactions() {
+    let fake = Arc::new(FakeStore {
+        gate: Some(Semaphore::new(0)),
+        ..Arc::into_inner(FakeStore::new(0, Fault::Fail)).unwrap()
+    });
+    let cfg = RecorderConfig {
+        commit_timeout: Duration::from_secs(60),
+        ..RecorderConfig::default()
+    };
+    let recorder = UsageRecorder::spawn(fake.clone(), cfg);
+    // Commits are held at the gate until all 100 records are queued: a writer committing each
+    // record on its own would need 100 transactions.
+    let first = {
+        let r = recorder.clone();
+        tokio::spawn(async move { r.record_durably(rec("r0".into())).await })
+    };
+    let mut rest = Vec::new();
+    for i in 1..100 {
+        let r = recorder.clone();
+        rest.push(tokio::spawn(async move {
+            r.record_durably(rec(format!("r{i}"))).await
+        }));
+    }
+    while recorder.backlog() < 100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        fake.count(),
+        0,
+        "nothing is committed while the gate is shut"
+    );
+    fake.gate.as_ref().unwrap().add_permits(1_000);
+    assert!(first.await.unwrap(), "told of its commit");
+    for t in rest {
+        assert!(t.await.unwrap(), "every waiter is told of its commit");
+    }
+    assert_eq!(fake.count(), 100);
+    let calls = fake.calls.load(Ordering::SeqCst);
+    assert!(
+        calls <= 3,
+        "100 concurrent records took {calls} transactions, not one each"
+    );
+    recorder.shutdown().await.unwrap();
+}
+
+/// A waiter gives up after `commit_timeout` when the store hangs; the record is not lost: it
+/// is written once the store answers again.
+#[tokio::test(start_paused = true)]
+async fn issue_13_a_stuck_store_bounds_the_wait_and_keeps_the_record() {
+    let fake = Arc::new(FakeStore {
+        gate: Some(Semaphore::new(0)),
+        ..Arc::into_inner(FakeStore::new(0, Fault::Fail)).unwrap()
+    });
+    let cfg = RecorderConfig {
+        commit_timeout: Duration::from_millis(500),
+        ..RecorderConfig::default()
+    };
+    let recorder = UsageRecorder::spawn(fake.clone(), cfg);
+    let started = tokio::time::Instant::now();
+    assert!(!recorder.record_durably(rec("slow".into())).await);
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(recorder.backlog(), 1, "still queued");
+    fake.gate.as_ref().unwrap().add_permits(10);
+    assert_eq!(recorder.shutdown().await.unwrap(), 1);
+    assert_eq!(fake.count(), 1);
+}
+
+/// `relaxed` durability never waits and keeps no journal.
+#[tokio::test(start_paused = true)]
+async fn relaxed_mode_neither_waits_nor_journals() {
+    let fake = FakeStore::new(0, Fault::Fail);
+    let cfg = RecorderConfig {
+        durability: llmux_gateway::usage::Durability::Relaxed,
+        ..RecorderConfig::default()
+    };
+    let recorder = UsageRecorder::spawn(fake.clone(), cfg);
+    assert!(recorder
+        .journal(llmux_gateway::store::InflightRecord::default())
+        .is_none());
+    assert!(!recorder.record_durably(rec("a".into())).await);
+    assert_eq!(fake.count(), 0, "written at the next flush, not at once");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(fake.count(), 1);
+    recorder.shutdown().await.unwrap();
+}

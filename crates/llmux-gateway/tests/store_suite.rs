@@ -139,6 +139,7 @@ async fn pg_backend() -> Option<Backend> {
 fn rec(id: &str, at_ms: i64, key_id: Option<i64>, model: &str, i: u64, o: u64) -> UsageRecord {
     UsageRecord {
         request_id: id.to_owned(),
+        client_request_id: Some(format!("client-{id}")),
         at_ms,
         key_id,
         channel: "openai".into(),

@@ -19,7 +19,7 @@ use llmux_core::tokens::estimate_request;
 use llmux_core::{ChatRequest, ChatStream, ErrorKind, StreamEvent};
 use tokio::time::Instant;
 
-use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard, RouteLabels};
+use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard};
 use crate::app::{unix_now, AppState, RequestCtx};
 use crate::dashscope_wire::{self, FrameEncoder, GenerationOptions};
 use crate::error::{ApiError, DashScopeError, Ingress, OpenAiError};
@@ -158,7 +158,8 @@ async fn handle(
     let Some(plan) = state.routes.plan(&req.model) else {
         return fail(ApiError::unknown_model(&req.model), ingress, &ctx, None);
     };
-    let admission = match super::admit(&state, &principal, estimate_request(&req)).await {
+    let estimate = estimate_request(&req);
+    let admission = match super::admit(&state, &principal, estimate).await {
         Ok(a) => a,
         Err(e) => return fail(e, ingress, &ctx, None),
     };
@@ -177,6 +178,21 @@ async fn handle(
             .inc();
     };
     let req = Arc::new(req);
+    // From here on the request is accounted for: journaled (in `sync` durability) before the
+    // first upstream call, and recorded exactly once however it ends.
+    let mut guard = RequestGuard::begin(
+        state.clone(),
+        ctx.clone(),
+        &plan,
+        GuardInit {
+            key_id,
+            admission,
+            stream,
+            prompt_estimate,
+            estimate,
+        },
+    )
+    .await;
 
     if !stream {
         let routed = state
@@ -192,19 +208,7 @@ async fn handle(
             .await;
         return match routed {
             Ok(r) => {
-                let labels = RouteLabels::new(&r.channel, plan.label.clone());
-                let mut guard = RequestGuard::new(
-                    state.clone(),
-                    ctx.clone(),
-                    GuardInit {
-                        labels,
-                        upstream_model: r.upstream.clone(),
-                        key_id,
-                        admission,
-                        stream: false,
-                        prompt_estimate,
-                    },
-                );
+                guard.routed(&r.channel, r.upstream.clone());
                 if let Some(u) = r.value.usage {
                     guard.usage(u);
                 }
@@ -229,16 +233,11 @@ async fn handle(
                     super::added_latency(&ctx, r.upstream_time),
                 );
                 guard.complete();
+                // Durable before the client sees the answer.
+                guard.finish().await;
                 resp
             }
-            Err(f) => failed(
-                &state,
-                &ctx,
-                (key_id, admission, false, prompt_estimate),
-                &plan.label,
-                f,
-                ingress,
-            ),
+            Err(f) => failed(&state, &ctx, guard, f, ingress).await,
         };
     }
 
@@ -255,19 +254,7 @@ async fn handle(
         .await;
     match routed {
         Ok(r) => {
-            let labels = RouteLabels::new(&r.channel, plan.label.clone());
-            let mut guard = RequestGuard::new(
-                state.clone(),
-                ctx.clone(),
-                GuardInit {
-                    labels,
-                    upstream_model: r.upstream.clone(),
-                    key_id,
-                    admission,
-                    stream: true,
-                    prompt_estimate,
-                },
-            );
+            guard.routed(&r.channel, r.upstream.clone());
             guard.ttft(ctx.arrived.elapsed());
             let content_type = match shape {
                 Shape::OpenAi(_) => "text/event-stream",
@@ -300,14 +287,7 @@ async fn handle(
             );
             resp
         }
-        Err(f) => failed(
-            &state,
-            &ctx,
-            (key_id, admission, true, prompt_estimate),
-            &plan.label,
-            f,
-            ingress,
-        ),
+        Err(f) => failed(&state, &ctx, guard, f, ingress).await,
     }
 }
 
@@ -349,8 +329,10 @@ impl Encoder {
 
 /// The response body of a stream: encoded events, keep-alive comments while the upstream is
 /// idle (OpenAI ingress only: DashScope's SDK does not expect comments), and a final error
-/// frame if the upstream fails after the first event. Dropping it (client gone) drops the
-/// upstream stream and the guard, which records the request as cancelled.
+/// frame if the upstream fails after the first event. The record is committed before the
+/// last frames (the finish, usage and `[DONE]` chunks, or the error frame) are yielded.
+/// Dropping it (client gone) drops the upstream stream and the guard, which records the
+/// request as cancelled.
 fn sse_body(
     state: Arc<AppState>,
     ctx: &RequestCtx,
@@ -391,11 +373,14 @@ fn sse_body(
                             guard.saw(&ev);
                             let done = matches!(ev, StreamEvent::Finished { .. });
                             enc.push(&ev, &mut out);
+                            if done {
+                                guard.complete();
+                                guard.finish().await;
+                            }
                             for b in out.drain(..) {
                                 yield Ok(b);
                             }
                             if done {
-                                guard.complete();
                                 break;
                             }
                             sleep.as_mut().reset(Instant::now() + period);
@@ -403,8 +388,9 @@ fn sse_body(
                         Some(Err(e)) => {
                             let api = ApiError::from_upstream(&e);
                             tracing::warn!(request_id = %guard.request_id(), kind = %e.kind(), error = %e, "the upstream failed mid-stream");
-                            yield Ok(enc.error(&api));
                             guard.fail(api.kind, false);
+                            guard.finish().await;
+                            yield Ok(enc.error(&api));
                             break;
                         }
                         None => {
@@ -412,8 +398,9 @@ fn sse_body(
                                 ErrorKind::UpstreamProtocol,
                                 "the upstream stream ended before the answer was complete",
                             );
-                            yield Ok(enc.error(&api));
                             guard.fail(api.kind, false);
+                            guard.finish().await;
+                            yield Ok(enc.error(&api));
                             break;
                         }
                     }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use llmux_core::EmbeddingRequest;
 
-use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard, RouteLabels};
+use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard};
 use crate::app::{AppState, RequestCtx};
 use crate::error::{ApiError, DashScopeError, Ingress, OpenAiError};
 use crate::openai_wire::EncodingFormat;
@@ -121,6 +121,20 @@ async fn handle(
     };
     let public_model = req.model.clone();
     let req = Arc::new(req);
+    let key_id = principal.key_id();
+    let mut guard = RequestGuard::begin(
+        state.clone(),
+        ctx.clone(),
+        &plan,
+        GuardInit {
+            key_id,
+            admission,
+            stream: false,
+            prompt_estimate,
+            estimate: prompt_estimate,
+        },
+    )
+    .await;
     let metrics = state.metrics.clone();
     let routed = state
         .routes
@@ -139,22 +153,9 @@ async fn handle(
             },
         )
         .await;
-    let key_id = principal.key_id();
     match routed {
         Ok(r) => {
-            let labels = RouteLabels::new(&r.channel, plan.label.clone());
-            let mut guard = RequestGuard::new(
-                state.clone(),
-                ctx.clone(),
-                GuardInit {
-                    labels,
-                    upstream_model: r.upstream.clone(),
-                    key_id,
-                    admission,
-                    stream: false,
-                    prompt_estimate,
-                },
-            );
+            guard.routed(&r.channel, r.upstream.clone());
             if let Some(u) = r.value.usage {
                 let mut u = u;
                 if u.input_tokens == 0 {
@@ -179,15 +180,9 @@ async fn handle(
                 super::added_latency(&ctx, r.upstream_time),
             );
             guard.complete();
+            guard.finish().await;
             resp
         }
-        Err(f) => failed(
-            &state,
-            &ctx,
-            (key_id, admission, false, prompt_estimate),
-            &plan.label,
-            f,
-            ingress,
-        ),
+        Err(f) => failed(&state, &ctx, guard, f, ingress).await,
     }
 }

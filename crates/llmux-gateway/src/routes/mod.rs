@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::config::Channel;
 use crate::error::{ApiError, Ingress};
 use crate::limits::{Admission, LimitError};
-use crate::store::UsageRecord;
+use crate::store::{InflightRecord, UsageRecord};
 use crate::usage::{bill, OutputTally, StreamOutcome};
 
 /// The labels of a routed request, attached to its response for the middleware.
@@ -111,11 +111,16 @@ pub(crate) fn fail(
     resp
 }
 
-/// Records one routed request exactly once: on `RequestGuard::complete` or
-/// `RequestGuard::fail`, or, when dropped before either (the client went away mid-stream),
-/// as cancelled. In `Drop` it applies the billing policy ([`crate::usage::bill`]), settles the
-/// key's limit admission, updates metrics and hands a [`UsageRecord`] to the recorder (a
-/// non-blocking send; the write happens in the recorder's task, off the response path).
+/// Records one routed request exactly once: on `RequestGuard::finish` after `complete` or
+/// `fail`, or, when dropped before (the client went away), as cancelled. It applies the
+/// billing policy ([`crate::usage::bill`]), settles the key's limit admission, updates metrics
+/// and hands a [`UsageRecord`] to the recorder.
+///
+/// The guard is opened with `RequestGuard::begin` before the first upstream call: in `sync`
+/// durability that journals the request (awaited, bounded), so a crash after that point leaves
+/// a row the next start records as interrupted. `finish` waits (bounded) until the record is
+/// committed, so handlers call it before the end of the response goes out; a guard dropped
+/// without `finish` hands its record over without waiting.
 #[derive(Debug)]
 pub struct RequestGuard {
     state: Arc<AppState>,
@@ -132,28 +137,64 @@ pub struct RequestGuard {
     outcome: Option<Outcome>,
     /// The error was already answered (and counted by the middleware).
     answered: bool,
+    /// A journal row was handed over for this request (its record replaces it; abandoning the
+    /// request clears it).
+    journaled: bool,
+    /// The record was handed over (or the request abandoned).
+    done: bool,
 }
 
 /// What a guard needs to know about the request.
 #[derive(Debug)]
 pub(crate) struct GuardInit {
-    pub(crate) labels: RouteLabels,
-    pub(crate) upstream_model: Arc<str>,
     pub(crate) key_id: Option<i64>,
     pub(crate) admission: Option<Admission>,
     pub(crate) stream: bool,
+    /// Prompt tokens as estimated (billed when nothing better is known).
     pub(crate) prompt_estimate: u64,
+    /// The whole estimate admitted: prompt plus output reserve.
+    pub(crate) estimate: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl RequestGuard {
-    pub(crate) fn new(state: Arc<AppState>, ctx: RequestCtx, init: GuardInit) -> Self {
+    /// Opens the guard of an admitted request before its first upstream call, labelled with
+    /// the plan's first channel, and journals it in `sync` durability (waiting at most
+    /// `server.usage_commit_timeout` for the commit).
+    pub(crate) async fn begin(
+        state: Arc<AppState>,
+        ctx: RequestCtx,
+        plan: &crate::routing::Plan,
+        init: GuardInit,
+    ) -> Self {
+        let first = plan
+            .targets
+            .first()
+            .and_then(|t| state.routes.channels().get(t.channel).map(|c| (c, t)));
+        let (labels, upstream_model) = match first {
+            Some((ch, t)) => (RouteLabels::new(ch, plan.label.clone()), t.upstream.clone()),
+            None => (
+                RouteLabels {
+                    provider: "",
+                    channel: Arc::from(""),
+                    model: plan.label.clone(),
+                },
+                Arc::from(""),
+            ),
+        };
+        let routable = first.is_some();
         if init.stream {
             state.metrics.inflight_streams.inc();
         }
-        RequestGuard {
+        let mut guard = RequestGuard {
             state,
-            labels: init.labels,
-            upstream_model: init.upstream_model,
+            labels,
+            upstream_model,
             ctx,
             key_id: init.key_id,
             admission: init.admission,
@@ -164,6 +205,67 @@ impl RequestGuard {
             ttft: None,
             outcome: None,
             answered: false,
+            journaled: false,
+            done: false,
+        };
+        let journal = guard
+            .state
+            .recorder
+            .as_ref()
+            .filter(|r| r.durability() == crate::usage::Durability::Sync && routable);
+        if let Some(recorder) = journal {
+            let channels = guard.state.routes.channels();
+            let plan_names = plan
+                .targets
+                .iter()
+                .filter_map(|t| channels.get(t.channel).map(|c| &*c.name))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut row = InflightRecord {
+                request_id: guard.ctx.id.to_string(),
+                instance: String::new(),
+                at_ms: now_ms(),
+                key_id: guard.key_id,
+                channel: guard.labels.channel.to_string(),
+                provider: guard.labels.provider.to_owned(),
+                model: guard.labels.model.to_string(),
+                upstream_model: guard.upstream_model.to_string(),
+                plan: plan_names,
+                input_tokens: init.prompt_estimate,
+                output_tokens: init.estimate.saturating_sub(init.prompt_estimate),
+                cost: 0.0,
+                stream: guard.stream,
+                client_request_id: guard.ctx.client_id.as_deref().map(str::to_owned),
+            };
+            row.cost = guard
+                .state
+                .prices
+                .price(&row.model, &row.provider, &row.upstream_model)
+                .map_or(0.0, |p| p.cost(row.input_tokens, row.output_tokens, 0));
+            if let Some(rx) = recorder.journal(row) {
+                // Set before waiting: if the client leaves during the wait, the dropped guard
+                // still records the request, and its record replaces the row.
+                guard.journaled = true;
+                recorder.wait_commit(rx).await;
+            }
+        }
+        guard
+    }
+
+    /// The channel that served (or last failed) the request, and its upstream model.
+    pub(crate) fn routed(&mut self, ch: &Channel, upstream: Arc<str>) {
+        self.labels = RouteLabels::new(ch, self.labels.model.clone());
+        self.upstream_model = upstream;
+    }
+
+    /// The request ended before any channel was tried: no record, the journal row is cleared
+    /// and the admission released.
+    pub(crate) fn abandon(mut self) {
+        self.done = true;
+        if self.journaled {
+            if let Some(r) = &self.state.recorder {
+                r.abandon(self.ctx.id.to_string());
+            }
         }
     }
 
@@ -210,20 +312,26 @@ impl RequestGuard {
     pub(crate) fn request_id(&self) -> &Arc<str> {
         &self.ctx.id
     }
-}
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+    /// Records the request now and, in `sync` durability, waits (at most
+    /// `server.usage_commit_timeout`) until the record is committed. Call it after `complete`
+    /// or `fail` and before the end of the response is sent. A second call does nothing.
+    pub(crate) async fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        let rec = self.conclude();
+        if let Some(r) = self.state.recorder.clone() {
+            r.record_durably(rec).await;
+        }
+    }
 
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
+    /// Bills, settles, counts and builds the record (once).
+    fn conclude(&mut self) -> UsageRecord {
+        self.done = true;
         let m = &self.state.metrics;
         let l = &self.labels;
         let route = [l.provider, &*l.channel, &*l.model];
-        if self.stream {
-            m.inflight_streams.dec();
-        }
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
         m.requests.with_label_values(&route).inc();
         let (status, error_kind) = match outcome {
@@ -271,12 +379,10 @@ impl Drop for RequestGuard {
         if let Some(t) = self.ttft {
             m.ttft.with_label_values(&route).observe(t.as_secs_f64());
         }
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let mut rec = UsageRecord {
             request_id: self.ctx.id.to_string(),
-            at_ms,
+            client_request_id: self.ctx.client_id.as_deref().map(str::to_owned),
+            at_ms: now_ms(),
             key_id: self.key_id,
             channel: l.channel.to_string(),
             provider: l.provider.to_owned(),
@@ -302,6 +408,23 @@ impl Drop for RequestGuard {
         if outcome == Outcome::Cancelled {
             tracing::info!(request_id = %self.ctx.id, channel = %l.channel, "the client went away before the answer was complete");
         }
+        rec
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.stream {
+            self.state.metrics.inflight_streams.dec();
+        }
+        if self.done {
+            return;
+        }
+        let rec = self.conclude();
         if let Some(r) = &self.state.recorder {
             r.record(rec);
         }
@@ -317,35 +440,28 @@ pub(crate) fn prompt_estimate(req: &llmux_core::ChatRequest) -> u64 {
 }
 
 /// The response to a request that failed on every channel it was tried on: the guard records
-/// it (billing nothing unless the upstream said so), the error goes out in the ingress format.
-pub(crate) fn failed(
+/// it (billing nothing unless the upstream said so; committed before the answer goes out),
+/// the error goes out in the ingress format. When no channel was tried at all, nothing is
+/// recorded.
+pub(crate) async fn failed(
     state: &Arc<AppState>,
     ctx: &RequestCtx,
-    init: (Option<i64>, Option<Admission>, bool, u64),
-    label: &Arc<str>,
+    mut guard: RequestGuard,
     f: crate::routing::Failed,
     ingress: Ingress,
 ) -> Response {
-    let (key_id, admission, stream, prompt_estimate) = init;
-    let labels = f
-        .channel
-        .as_ref()
-        .map(|ch| RouteLabels::new(ch, label.clone()));
-    if let Some(l) = &labels {
-        let mut guard = RequestGuard::new(
-            state.clone(),
-            ctx.clone(),
-            GuardInit {
-                labels: l.clone(),
-                upstream_model: f.upstream.clone().unwrap_or_else(|| Arc::from("")),
-                key_id,
-                admission,
-                stream,
-                prompt_estimate,
-            },
-        );
-        guard.fail(f.error.kind, true);
-    }
+    let labels = match &f.channel {
+        Some(ch) => {
+            guard.routed(ch, f.upstream.clone().unwrap_or_else(|| Arc::from("")));
+            guard.fail(f.error.kind, true);
+            guard.finish().await;
+            Some(guard.labels.clone())
+        }
+        None => {
+            guard.abandon();
+            None
+        }
+    };
     let mut resp = fail(f.error, ingress, ctx, labels);
     stamp_added_latency(state, &mut resp, added_latency(ctx, f.upstream_time));
     resp

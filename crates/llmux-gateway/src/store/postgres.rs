@@ -13,11 +13,18 @@ use tokio::sync::MutexGuard;
 
 use super::{sql_store_impl, Result, StoreError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "ledger",
+        include_str!("../../migrations/postgres/0002_ledger.sql"),
+    ),
+];
 
 /// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].
 #[derive(Debug)]

@@ -13,11 +13,18 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::{sql_store_impl, Result, StoreError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "ledger",
+        include_str!("../../migrations/sqlite/0002_ledger.sql"),
+    ),
+];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
 #[derive(Debug)]
@@ -45,6 +52,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A local file: a ping before every acquire would only add a round trip to the
+            // connection's worker thread on every write.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(connect_err)?;
