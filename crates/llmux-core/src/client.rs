@@ -453,19 +453,10 @@ impl Client {
 
     /// Every upstream's breaker (`provider@base_url`) and its state, for health views and metrics.
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
-        let now = Instant::now();
-        let map = self
-            .inner
-            .breakers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut v: Vec<_> = map
-            .values()
-            .flatten()
-            .map(|(_, b)| (b.name().to_owned(), b.state(now)))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        self.breaker_statuses()
+            .into_iter()
+            .map(|(name, status)| (name, status.state))
+            .collect()
     }
 
     /// Every upstream's breaker (`provider@base_url`) with its reason and timing.

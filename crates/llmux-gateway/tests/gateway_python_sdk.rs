@@ -45,23 +45,6 @@ impl Sdk {
     }
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// `LLMUX_PYTHON`, else the venv's interpreter (`$LLMUX_VENV`, else `~/.cache/llmux-venv`).
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LLMUX_PYTHON").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let venv = std::env::var_os("LLMUX_VENV")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/llmux-venv")))?;
-    let p = venv.join("bin/python");
-    p.exists().then_some(p)
-}
-
 /// The SDKs cannot run here: a failure under CI, a loud skip elsewhere.
 fn unavailable(why: &str) {
     assert!(

@@ -821,6 +821,24 @@ pub(crate) const KEY_COLUMNS: &str = "id, name, prefix, created_at, expires_at, 
 /// `begin_write()` (opens a write transaction). The SQL is shared by both backends.
 macro_rules! sql_store_impl {
     ($ty:ty, $db:ty) => {
+        /// The one number a `SELECT COUNT(*) AS n …` answers.
+        async fn count_rows(
+            pool: &sqlx::Pool<$db>,
+            sql: &'static str,
+            what: &'static str,
+        ) -> $crate::store::Result<u64> {
+            use sqlx::Row as _;
+            use $crate::store::StoreError;
+            let row = sqlx::query(sql)
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::query(what))?;
+            let n: i64 = row
+                .try_get("n")
+                .map_err(|e| StoreError::Data(e.to_string()))?;
+            Ok($crate::store::to_u64(n))
+        }
+
         fn key_from_row(row: &<$db as sqlx::Database>::Row) -> $crate::store::Result<$crate::store::KeyRecord> {
             use sqlx::Row as _;
             use $crate::store::{to_u64, StoreError};
@@ -1252,16 +1270,7 @@ macro_rules! sql_store_impl {
             }
 
             async fn inflight_count(&self) -> $crate::store::Result<u64> {
-                use sqlx::Row as _;
-                use $crate::store::StoreError;
-                let row = sqlx::query("SELECT COUNT(*) AS n FROM gw_inflight")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(StoreError::query("count in-flight requests"))?;
-                let n: i64 = row
-                    .try_get("n")
-                    .map_err(|e| StoreError::Data(e.to_string()))?;
-                Ok($crate::store::to_u64(n))
+                count_rows(&self.pool, "SELECT COUNT(*) AS n FROM gw_inflight", "count in-flight requests").await
             }
 
             async fn usage(
@@ -1310,16 +1319,7 @@ macro_rules! sql_store_impl {
             }
 
             async fn usage_count(&self) -> $crate::store::Result<u64> {
-                use sqlx::Row as _;
-                use $crate::store::StoreError;
-                let row = sqlx::query("SELECT COUNT(*) AS n FROM gw_usage")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(StoreError::query("count usage records"))?;
-                let n: i64 = row
-                    .try_get("n")
-                    .map_err(|e| StoreError::Data(e.to_string()))?;
-                Ok($crate::store::to_u64(n))
+                count_rows(&self.pool, "SELECT COUNT(*) AS n FROM gw_usage", "count usage records").await
             }
 
             async fn records(

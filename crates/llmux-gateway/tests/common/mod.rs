@@ -414,3 +414,22 @@ pub fn closed_redis_url() -> String {
     drop(listener);
     format!("redis://127.0.0.1:{port}/0")
 }
+
+/// True under CI (`CI=true` or `CI=1`), where a missing tool is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// `LLMUX_PYTHON`, else the venv's interpreter (`$LLMUX_VENV`, else `~/.cache/llmux-venv`).
+pub fn python() -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
+    if let Some(p) = std::env::var_os("LLMUX_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let venv = std::env::var_os("LLMUX_VENV")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/llmux-venv")))?;
+    let p = venv.join("bin/python");
+    p.exists().then_some(p)
+}
