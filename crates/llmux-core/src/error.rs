@@ -11,8 +11,11 @@ use std::time::Duration;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, said once. Drives retry decisions, gateway status codes and metric labels.
+///
+/// Deliberately exhaustive: every classification of a kind (retry, failover, each ingress's
+/// status and code, the CLI's batch error type) is a `match` without a wildcard arm, so a new
+/// kind does not compile until each of them has decided what it means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum ErrorKind {
     /// The request is malformed or has values out of range (HTTP 400).
     InvalidRequest,

@@ -94,7 +94,6 @@ pub fn openai_mapping(kind: ErrorKind) -> (StatusCode, &'static str, Option<&'st
             Some("configuration_error"),
         ),
         K::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
     }
 }
 
@@ -119,7 +118,6 @@ pub fn dashscope_mapping(kind: ErrorKind) -> (StatusCode, &'static str) {
         K::CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
         K::Cancelled => (client_closed(), "RequestCancelled"),
         K::Config | K::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
     }
 }
 

@@ -75,16 +75,28 @@ pub struct Failed {
 
 /// Whether an error concerns the channel (try the next one) rather than the request.
 pub fn fails_over(kind: ErrorKind) -> bool {
-    kind.is_retryable()
-        || matches!(
-            kind,
-            ErrorKind::CircuitOpen
-                | ErrorKind::QuotaExhausted
-                | ErrorKind::Authentication
-                | ErrorKind::PermissionDenied
-                | ErrorKind::UpstreamProtocol
-                | ErrorKind::Config
-        )
+    use ErrorKind as K;
+    match kind {
+        // The channel is unwell or refuses this gateway: another channel may serve.
+        K::RateLimited
+        | K::Timeout
+        | K::Connect
+        | K::UpstreamServer
+        | K::UpstreamProtocol
+        | K::CircuitOpen
+        | K::QuotaExhausted
+        | K::Authentication
+        | K::PermissionDenied
+        | K::Config => true,
+        // The request itself is the problem (or the client left): every channel would say so.
+        K::InvalidRequest
+        | K::Unsupported
+        | K::NotFound
+        | K::ContextLengthExceeded
+        | K::ContentFiltered
+        | K::Cancelled
+        | K::Internal => false,
+    }
 }
 
 impl Routes {

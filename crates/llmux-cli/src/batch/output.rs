@@ -86,7 +86,14 @@ fn error_type(kind: ErrorKind) -> &'static str {
         | ErrorKind::Unsupported
         | ErrorKind::ContextLengthExceeded
         | ErrorKind::ContentFiltered => "invalid_request_error",
-        _ => "server_error",
+        ErrorKind::Timeout
+        | ErrorKind::Connect
+        | ErrorKind::UpstreamServer
+        | ErrorKind::UpstreamProtocol
+        | ErrorKind::CircuitOpen
+        | ErrorKind::Cancelled
+        | ErrorKind::Config
+        | ErrorKind::Internal => "server_error",
     }
 }
 
