@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Err(e) = Config::resolve(raw, |k| {
-        ENV.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        ENV.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
     }) {
         let _ = e.to_string();
     }

@@ -19,7 +19,9 @@ fn split_headers(data: &[u8]) -> (HeaderMap, &[u8]) {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let value = line[colon + 1..].strip_prefix(b" ").unwrap_or(&line[colon + 1..]);
+        let value = line[colon + 1..]
+            .strip_prefix(b" ")
+            .unwrap_or(&line[colon + 1..]);
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(&line[..colon]),
             HeaderValue::from_bytes(value),
