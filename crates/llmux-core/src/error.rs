@@ -390,7 +390,7 @@ pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .and_then(|v| v.trim().parse::<f64>().ok())
     {
         if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
+            return Some(saturating_secs(ms / 1000.0));
         }
     }
     let value = headers
@@ -399,7 +399,7 @@ pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         .ok()?
         .trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0).then(|| saturating_secs(secs));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(
@@ -408,9 +408,40 @@ pub fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     )
 }
 
+/// Finite, non-negative seconds as a `Duration`; a wait beyond `Duration`'s range (an
+/// upstream's `Retry-After: 1e300`) is `Duration::MAX`, which every retry cap then refuses.
+fn saturating_secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_13_fuzz_retry_after_beyond_duration_range_saturates() {
+        // Found by the provider_response fuzz target: a 40-digit `Retry-After` panicked in
+        // `Duration::from_secs_f64` while classifying a 429.
+        for (name, value) in [
+            ("retry-after", "3555555555555555555555555555555555555555"),
+            ("retry-after", "1e300"),
+            ("retry-after-ms", "1e300"),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(name, http::HeaderValue::from_static(value));
+            assert_eq!(
+                parse_retry_after(&headers),
+                Some(Duration::MAX),
+                "{name}: {value}"
+            );
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert("retry-after", http::HeaderValue::from_static("2.5"));
+        assert_eq!(
+            parse_retry_after(&headers),
+            Some(Duration::from_millis(2500))
+        );
+    }
 
     #[test]
     fn retryable_kinds_are_exactly_the_transient_ones() {

@@ -789,7 +789,7 @@ impl WireUsage {
             output_tokens: self.completion_tokens,
             total_tokens: self
                 .total_tokens
-                .unwrap_or(self.prompt_tokens + self.completion_tokens),
+                .unwrap_or(self.prompt_tokens.saturating_add(self.completion_tokens)),
             cached_tokens: self.prompt_tokens_details.and_then(|d| d.cached_tokens),
             reasoning_tokens: self
                 .completion_tokens_details
@@ -995,3 +995,23 @@ pub const VLLM: ProviderSpec = compat_row(
     &[],
     |row, s| OpenAiCompat::from_settings(VLLM_COMPAT, row, &s),
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_13_fuzz_usage_without_total_saturates() {
+        // Found with the provider fuzz targets: `"prompt_tokens": 18446744073709551615` and no
+        // `total_tokens` overflowed the computed total.
+        let wire: WireUsage = serde_json::from_str(
+            r#"{"prompt_tokens": 18446744073709551615, "completion_tokens": 1}"#,
+        )
+        .unwrap();
+        let u = wire.into_usage();
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.total_tokens),
+            (u64::MAX, 1, u64::MAX)
+        );
+    }
+}

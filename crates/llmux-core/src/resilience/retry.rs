@@ -131,8 +131,8 @@ pub mod humantime_serde {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-            Raw::Secs(s) => Err(serde::de::Error::custom(format!("invalid duration {s}"))),
+            Raw::Secs(s) => Duration::try_from_secs_f64(s)
+                .map_err(|_| serde::de::Error::custom(format!("invalid duration {s}"))),
             Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
         }
     }
@@ -160,7 +160,7 @@ pub mod humantime_serde {
                 ))
             }
         };
-        Ok(Duration::from_secs_f64(secs))
+        Duration::try_from_secs_f64(secs).map_err(|_| format!("duration `{text}` is too long"))
     }
 }
 
@@ -168,6 +168,29 @@ pub mod humantime_serde {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn issue_13_fuzz_config_durations_beyond_range_are_errors() {
+        // The config fuzz target's input class: `connect = 1e300` (or "1e20h") in llmux.toml
+        // panicked in `Duration::from_secs_f64` instead of being reported.
+        #[derive(Debug, serde::Deserialize)]
+        struct T {
+            #[serde(with = "humantime_serde")]
+            d: Duration,
+        }
+        assert!(serde_json::from_str::<T>(r#"{"d": 1e300}"#).is_err());
+        assert!(serde_json::from_str::<T>(r#"{"d": -1}"#).is_err());
+        let err = humantime_serde::parse_duration("100000000000000000000h").unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        assert_eq!(
+            humantime_serde::parse_duration("1.5s"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            serde_json::from_str::<T>(r#"{"d": 2}"#).map(|t| t.d).ok(),
+            Some(Duration::from_secs(2))
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -522,7 +522,8 @@ impl Usage {
         Usage {
             input_tokens,
             output_tokens,
-            total_tokens: input_tokens + output_tokens,
+            // Counts come from upstream JSON: a sum past u64::MAX saturates, never wraps.
+            total_tokens: input_tokens.saturating_add(output_tokens),
             cached_tokens: None,
             reasoning_tokens: None,
         }
@@ -586,6 +587,15 @@ impl ChatResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_13_fuzz_usage_total_saturates() {
+        // Vendors' token counts are u64 from their JSON; prompt_tokens = u64::MAX made the
+        // total overflow (a panic with overflow checks, a wrapped total without).
+        let u = Usage::new(u64::MAX, 1);
+        assert_eq!(u.total_tokens, u64::MAX);
+        assert_eq!(Usage::new(2, 3).total_tokens, 5);
+    }
 
     fn check_invalid(req: ChatRequest, needle: &str) {
         let err = req.validate().unwrap_err();

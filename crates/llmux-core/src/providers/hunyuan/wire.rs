@@ -311,7 +311,7 @@ impl WireUsage {
             output_tokens: self.completion_tokens,
             total_tokens: self
                 .total_tokens
-                .unwrap_or(self.prompt_tokens + self.completion_tokens),
+                .unwrap_or(self.prompt_tokens.saturating_add(self.completion_tokens)),
             cached_tokens: None,
             reasoning_tokens: None,
         }
@@ -377,5 +377,20 @@ impl WireMessage {
             tool_call_id: None,
             reasoning: self.reasoning_content.filter(|r| !r.is_empty()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_13_fuzz_usage_without_total_saturates() {
+        // `PromptTokens: u64::MAX` without `TotalTokens` overflowed the computed total.
+        let wire: WireUsage = serde_json::from_str(
+            r#"{"PromptTokens": 18446744073709551615, "CompletionTokens": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(wire.usage().total_tokens, u64::MAX);
     }
 }

@@ -334,13 +334,20 @@ impl StreamParser for SparkStreamParser {
                 self.usage = Some(Usage {
                     total_tokens: u
                         .total_tokens
-                        .unwrap_or(u.prompt_tokens + u.completion_tokens),
+                        .unwrap_or(u.prompt_tokens.saturating_add(u.completion_tokens)),
                     ..Usage::new(u.prompt_tokens, u.completion_tokens)
                 });
             }
             if let Some(choices) = payload.choices {
                 last |= choices.status == Some(2);
                 let seq = choices.seq.unwrap_or(self.arrival);
+                // `seq + 1` must stay in range here and in `flush`.
+                if seq == u64::MAX {
+                    return Err(Error::protocol(format!(
+                        "spark sent frame seq {seq}, out of range"
+                    ))
+                    .with_provider(ID));
+                }
                 self.arrival = seq + 1;
                 let next = *self.next_seq.get_or_insert(seq);
                 if seq < next || self.pending.contains_key(&seq) {
@@ -408,5 +415,46 @@ impl StreamParser for SparkStreamParser {
         };
         out.push(StreamEvent::Finished { reason });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(json: &str) -> Frame {
+        Frame::data(json.to_owned())
+    }
+
+    #[test]
+    fn issue_13_fuzz_frame_seq_at_u64_max_is_an_error() {
+        // `seq: u64::MAX` overflowed `seq + 1` (a panic with overflow checks).
+        let mut p = SparkStreamParser::new();
+        let mut out = Vec::new();
+        let err = p
+            .on_frame(
+                &frame(r#"{"header":{"code":0,"message":"Success","sid":"s","status":1},"payload":{"choices":{"status":1,"seq":18446744073709551615,"text":[{"content":"hi","role":"assistant","index":0}]}}}"#),
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{err:?}");
+    }
+
+    #[test]
+    fn issue_13_fuzz_usage_without_total_saturates() {
+        // `prompt_tokens: u64::MAX` without `total_tokens` overflowed the computed total.
+        let mut p = SparkStreamParser::new();
+        let mut out = Vec::new();
+        p.on_frame(
+            &frame(r#"{"header":{"code":0,"message":"Success","sid":"s","status":2},"payload":{"choices":{"status":2,"seq":0,"text":[{"content":"hi","role":"assistant","index":0}]},"usage":{"text":{"prompt_tokens":18446744073709551615,"completion_tokens":1}}}}"#),
+            &mut out,
+        )
+        .unwrap();
+        p.finish(&mut out).unwrap();
+        let usage = out.iter().find_map(|e| match e {
+            StreamEvent::Usage(u) => Some(*u),
+            _ => None,
+        });
+        assert_eq!(usage.map(|u| u.total_tokens), Some(u64::MAX));
     }
 }
