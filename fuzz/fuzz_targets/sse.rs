@@ -1,37 +1,16 @@
 //! The SSE decoder: any input, split where the fuzzer says, gives the same frames, tail and
-//! error as the same input fed at once; no panic, no frame over the bound.
+//! error as the same input fed at once; no panic, no frame over the bound
+//! (`llmux_fuzz::check_decoder`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llmux_core::codec::{Frame, SseDecoder, SseTail};
-use llmux_fuzz::{chunks, take_plan};
-
-fn decode(max: usize, parts: &[&[u8]]) -> (Vec<Frame>, Option<SseTail>) {
-    let mut d = SseDecoder::new(max);
-    let mut out = Vec::new();
-    for p in parts {
-        if d.push(p, &mut out).is_err() {
-            return (out, None);
-        }
-    }
-    let tail = d.finish();
-    (out, Some(tail))
-}
+use llmux_core::codec::SseDecoder;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&bound, data)) = data.split_first() else {
-        return;
-    };
-    // Small bounds exercise the size check; 0 means the production default.
-    let max = match bound {
-        0 => llmux_core::codec::DEFAULT_MAX_FRAME,
-        b => usize::from(b) * 8,
-    };
-    let (plan, body) = take_plan(data);
-    let whole = decode(max, &[body]);
-    let split = decode(max, &chunks(plan, body));
-    assert_eq!(whole, split, "chunking changed the frames");
-    for f in &whole.0 {
-        assert!(f.data.len() <= max * 3, "frame larger than its bound");
-    }
+    llmux_fuzz::check_decoder(
+        data,
+        SseDecoder::new,
+        |d, p, out| d.push(p, out).is_ok(),
+        SseDecoder::finish,
+    );
 });

@@ -37,6 +37,44 @@ pub fn take_plan(data: &[u8]) -> (&[u8], &[u8]) {
     rest.split_at(n)
 }
 
+/// The chunking invariant of a byte decoder (the `sse` and `ndjson` targets): the first input
+/// byte picks the frame bound (0: the production default, else 8 × the byte, so small bounds
+/// exercise the size check), the next ones the split plan; the rest, fed split that way, must
+/// give the same frames, tail and error as fed at once, and no frame may pass 3 × the bound
+/// (lossy UTF-8 may turn one invalid byte into a 3-byte replacement character).
+/// `push` answers false when the decoder reports an error.
+pub fn check_decoder<D, T: PartialEq + std::fmt::Debug>(
+    data: &[u8],
+    new: impl Fn(usize) -> D,
+    push: impl Fn(&mut D, &[u8], &mut Vec<Frame>) -> bool,
+    finish: impl Fn(&mut D) -> T,
+) {
+    let Some((&bound, data)) = data.split_first() else {
+        return;
+    };
+    let max = match bound {
+        0 => llmux_core::codec::DEFAULT_MAX_FRAME,
+        b => usize::from(b) * 8,
+    };
+    let decode = |parts: &[&[u8]]| -> (Vec<Frame>, Option<T>) {
+        let mut d = new(max);
+        let mut out = Vec::new();
+        for p in parts {
+            if !push(&mut d, p, &mut out) {
+                return (out, None);
+            }
+        }
+        (out, Some(finish(&mut d)))
+    };
+    let (plan, body) = take_plan(data);
+    let whole = decode(&[body]);
+    let split = decode(&chunks(plan, body));
+    assert_eq!(whole, split, "chunking changed the frames");
+    for f in &whole.0 {
+        assert!(f.data.len() <= max * 3, "frame larger than its bound");
+    }
+}
+
 /// Every registered provider, built once with placeholder credentials and its default
 /// endpoint: the required credentials first, every credential when that is not enough (Pangu
 /// takes one of two optional sets). Panics, naming the provider, when neither builds: the
