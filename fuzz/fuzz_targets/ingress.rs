@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use llmux_fuzz::pick_provider;
-use llmux_gateway::{dashscope_wire, openai_wire};
+use llmux_gateway::ingress::{dashscope, openai};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -15,27 +15,27 @@ fuzz_target!(|data: &[u8]| {
     let model = spec.models.first().copied().unwrap_or("model");
     match selector & 0x03 {
         0 => {
-            if let Ok((mut req, opts)) = openai_wire::parse_chat(body) {
+            if let Ok((mut req, opts)) = openai::decode_chat(body) {
                 req.model = model.to_owned();
                 let _ = provider.build_chat(&req, opts.stream);
             }
         }
         1 => {
-            if let Ok((mut req, _)) = openai_wire::parse_embeddings(body) {
+            if let Ok((mut req, _)) = openai::decode_embeddings(body) {
                 req.model = model.to_owned();
                 let _ = provider.build_embeddings(&req);
             }
         }
         2 => {
             // DashScope streams are asked for with a header, not in the body: build both.
-            if let Ok((mut req, _)) = dashscope_wire::parse_generation(body) {
+            if let Ok((mut req, _)) = dashscope::decode_generation(body) {
                 req.model = model.to_owned();
                 let _ = provider.build_chat(&req, false);
                 let _ = provider.build_chat(&req, true);
             }
         }
         _ => {
-            if let Ok(mut req) = dashscope_wire::parse_embeddings(body) {
+            if let Ok(mut req) = dashscope::decode_embeddings(body) {
                 req.model = model.to_owned();
                 let _ = provider.build_embeddings(&req);
             }

@@ -1,4 +1,4 @@
-//! The axum application: [`AppState`], the router, and the request-id and logging middleware.
+//! The axum application: the router and the request-id and logging middleware.
 //!
 //! Every request gets an id generated here (a UUID v7: time-ordered, 74 random bits from the
 //! OS random number generator), which is the identity of its usage record, the DashScope
@@ -11,149 +11,20 @@
 //! An error response no handler rendered (an axum rejection) is rewritten into that format here
 //! ([`crate::rejection`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::time::Instant;
 
-use crate::auth::Authenticator;
-use crate::config::{Config, ServerConfig};
 use crate::error::{ApiError, ErrorKindExt, Ingress};
-use crate::limits::{KeyLimits, RedisLimits};
-use crate::metrics::Metrics;
+use crate::pipeline::RouteLabels;
 use crate::routes;
-use crate::routing::Routes;
-use crate::store::Store;
-use crate::usage::{PriceTable, UsageRecorder};
-
-/// `x-request-id`: the client's correlation id when it sent one, else the gateway's id.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// `x-llmux-request-id`: the gateway's id of the request (the usage record's id).
-pub const GATEWAY_REQUEST_ID: HeaderName = HeaderName::from_static("x-llmux-request-id");
-/// `x-llmux-added-latency-ms`: see [`crate::routes::added_latency`].
-pub const ADDED_LATENCY: HeaderName = HeaderName::from_static("x-llmux-added-latency-ms");
-
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Answered completely.
-    Complete,
-    /// Ended with an error of this kind.
-    Error(llmux_core::ErrorKind),
-    /// The client went away first.
-    Cancelled,
-}
-
-/// Shared state of one gateway.
-pub struct AppState {
-    /// Server settings.
-    pub server: ServerConfig,
-    /// The routing table (owns the channels).
-    pub routes: Routes,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Client and admin authentication.
-    pub auth: Authenticator,
-    /// The store (virtual keys, usage), when `server.database` is set.
-    pub store: Option<Arc<dyn Store>>,
-    /// Usage records go here (never on the response path), when a store is configured.
-    pub recorder: Option<UsageRecorder>,
-    /// Per-key limits and budgets (in process, or shared through Redis).
-    pub limits: KeyLimits,
-    /// Prices for cost accounting.
-    pub prices: PriceTable,
-    /// Set when shutdown begins (readiness turns 503).
-    pub shutting_down: AtomicBool,
-    /// Unix seconds at start (`created` of `/v1/models`).
-    pub started_unix: i64,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("server", &self.server)
-            .field("routes", &self.routes)
-            .field("store", &self.store.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// State from a resolved config; `auth` decides who may call; `store` and `recorder`
-    /// are set when a database is configured.
-    pub fn new(
-        config: Config,
-        auth: Authenticator,
-        store: Option<Arc<dyn Store>>,
-        recorder: Option<UsageRecorder>,
-    ) -> Result<Arc<AppState>, ApiError> {
-        let internal = |m: String| ApiError::new(llmux_core::ErrorKind::Internal, m);
-        let metrics = Metrics::new().map_err(|e| internal(format!("metrics: {e}")))?;
-        let prices = PriceTable::new(
-            config
-                .server
-                .prices
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-        )
-        .map_err(|e| internal(format!("invalid price for `{}`", e.model)))?;
-        let mut limits = KeyLimits::with_cost_per_token(prices.max_per_token());
-        if let Some(redis) = &config.server.redis {
-            let backend = RedisLimits::new(redis, metrics.limits_backend_errors.clone())
-                .map_err(|e| internal(e.to_string()))?;
-            limits = limits.with_redis(backend);
-        }
-        Ok(Arc::new(AppState {
-            server: config.server,
-            routes: Routes::new(config.channels),
-            metrics,
-            auth,
-            store,
-            recorder,
-            limits,
-            prices,
-            shutting_down: AtomicBool::new(false),
-            started_unix: unix_now(),
-        }))
-    }
-
-    /// True once shutdown started.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
-    }
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
-}
-
-/// Per-request facts the handlers read: ids and arrival time.
-#[derive(Debug, Clone)]
-pub struct RequestCtx {
-    /// The request id, generated by the gateway: unique across replicas and restarts.
-    pub id: Arc<str>,
-    /// The client's `X-Request-Id` (≤ 128 visible ASCII characters), for correlation only.
-    pub client_id: Option<Arc<str>>,
-    /// When the request arrived.
-    pub arrived: Instant,
-}
-
-/// A new request id: a UUID v7 (unix milliseconds, then 74 bits from the OS random number
-/// generator), so ids never collide across replicas or restarts and sort by time.
-pub fn new_request_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+use crate::state::{new_request_id, AppState, RequestCtx, GATEWAY_REQUEST_ID, REQUEST_ID};
 
 fn sane_id(v: &HeaderValue) -> Option<&str> {
     let s = v.to_str().ok()?;
@@ -195,7 +66,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
     }
     let status = resp.status().as_u16();
     let kind = resp.extensions().get::<ErrorKindExt>().map(|k| k.0);
-    let route = resp.extensions().get::<routes::RouteLabels>().cloned();
+    let route = resp.extensions().get::<RouteLabels>().cloned();
     if let Some(kind) = kind {
         let (p, c, m) = route
             .as_ref()
@@ -237,21 +108,21 @@ fn needs_rewrite(resp: &Response) -> bool {
 /// The router with every route and the middleware.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(routes::chat::openai))
-        .route("/v1/embeddings", post(routes::embeddings::openai))
+        .route("/v1/chat/completions", post(crate::ingress::openai::chat))
+        .route("/v1/embeddings", post(crate::ingress::openai::embeddings))
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::one))
         .route(
             "/api/v1/services/aigc/text-generation/generation",
-            post(routes::chat::dashscope),
+            post(crate::ingress::dashscope::generation),
         )
         .route(
             "/api/v1/services/aigc/multimodal-generation/generation",
-            post(routes::chat::dashscope),
+            post(crate::ingress::dashscope::generation),
         )
         .route(
             "/api/v1/services/embeddings/text-embedding/text-embedding",
-            post(routes::embeddings::dashscope),
+            post(crate::ingress::dashscope::text_embedding),
         )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

@@ -168,7 +168,7 @@ impl KeyVerifier for StoreKeys {
                     return Err(err);
                 }
             };
-            if !vk.record.is_active(crate::app::unix_now()) {
+            if !vk.record.is_active(crate::state::unix_now()) {
                 return Err(ApiError::new(
                     ErrorKind::Authentication,
                     "This API key has been revoked or has expired.",

@@ -485,7 +485,7 @@ impl Future for SvcFuture {
         if resp.status().is_client_error()
             && shared.is_some_and(|s| s.body_timeouts.load(Ordering::Acquire) != *this.timeouts)
         {
-            let rid = resp.headers().get(crate::app::REQUEST_ID).cloned();
+            let rid = resp.headers().get(crate::state::REQUEST_ID).cloned();
             resp = rejection::body_timeout(*this.ingress, rid, *this.body_timeout);
         }
         let in_flight = this.in_flight.take();

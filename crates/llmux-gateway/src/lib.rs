@@ -2,12 +2,13 @@
 //! DashScope-compatible ingress, virtual keys, limits, routing with failover, and usage
 //! accounting in SQLite or PostgreSQL.
 //!
-//! Request path: [`app::router`] → a handler in [`routes`] → auth ([`auth`], virtual keys in
-//! [`keys`] over the [`store`]) → per-key [`limits`] → the ingress wire ([`openai_wire`],
-//! [`dashscope_wire`]) into core types → [`routing::Routes`] picks channels and fails over →
-//! `llmux_core::Client` per channel → events encoded back in the ingress protocol → usage
-//! recorded once per request ([`usage`]). [`serve::Gateway`] binds and runs it; [`config`]
-//! loads `llmux.toml`.
+//! Request path: [`conn`] accepts and bounds connections → [`app::router`] (request id, log,
+//! metrics) → an endpoint of an ingress dialect ([`ingress`]) → the one [`pipeline`]:
+//! admission (auth with virtual keys from [`keys`] over the [`store`], the dialect's pure
+//! decoder, the model allow-list, the route plan, per-key [`limits`]) → the usage guard →
+//! one routed call ([`routing::Routes`] fails over across channels, each an
+//! `llmux_core::Client`) → the dialect's pure encoder → usage recorded once per request
+//! ([`usage`]). [`serve::Gateway`] binds and runs it; [`config`] loads `llmux.toml`.
 //!
 //! Invariant: the gateway never parses vendor JSON; it sees only core types and `Error`.
 
@@ -15,18 +16,19 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod conn;
-pub mod dashscope_wire;
 pub mod error;
+pub mod ingress;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
-pub mod openai_wire;
 pub mod openapi;
+pub mod pipeline;
 pub mod redact;
 pub mod rejection;
 pub mod routes;
 pub mod routing;
 pub mod serve;
+pub mod state;
 pub mod store;
 pub mod usage;
 

@@ -13,8 +13,8 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use llmux_core::ErrorKind;
 
-use crate::app::REQUEST_ID;
 use crate::error::{ApiError, Ingress};
+use crate::state::REQUEST_ID;
 
 /// The ingress a request path belongs to.
 pub fn ingress_of(path: &[u8]) -> Ingress {
@@ -152,7 +152,7 @@ pub(crate) fn head_rejection(status: u16, ingress: Ingress, max_header_bytes: us
             .to_owned(),
     };
     let e = error_for_status(status, message);
-    let rid = crate::app::new_request_id();
+    let rid = crate::state::new_request_id();
     let body = match ingress {
         Ingress::DashScope => e.dashscope_body(&rid),
         Ingress::OpenAi | Ingress::Admin => e.openai_body(),

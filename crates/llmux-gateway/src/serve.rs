@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::app::{router, AppState};
+use crate::app::router;
 use crate::auth::{Authenticator, KeyVerifier, StoreKeys};
 use crate::config::{Config, ConfigError, RawConfig};
+use crate::state::AppState;
 use crate::usage::{InstanceLease, RecorderConfig, UsageRecorder};
 
 /// How long shutdown waits for settles still being sent to Redis.
@@ -237,7 +238,7 @@ async fn prune_loop(store: Arc<dyn crate::store::Store>, days: i64) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let cutoff = crate::app::unix_now().saturating_sub(days.saturating_mul(86_400)) * 1000;
+        let cutoff = crate::state::unix_now().saturating_sub(days.saturating_mul(86_400)) * 1000;
         match store.prune(cutoff).await {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned usage rows past retention"),
             Ok(_) => {}

@@ -14,8 +14,8 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::fail;
-use crate::app::{unix_now, AppState, RequestCtx};
 use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::state::{unix_now, AppState, RequestCtx};
 use crate::store::{KeyRecord, UsageRecord, UsageRow};
 
 /// `GET /admin/channels`.
@@ -285,7 +285,7 @@ pub async fn create_key(
 ) -> Response {
     guarded(state, ctx, headers, |state| async move {
         // Absent fields take their defaults (no models list = every model, no limits).
-        let given: serde_json::Map<String, Value> = crate::openai_wire::from_json(&body)?;
+        let given: serde_json::Map<String, Value> = crate::ingress::openai::from_json(&body)?;
         let mut merged = serde_json::to_value(crate::store::NewKey::default())
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         if let Value::Object(m) = &mut merged {
@@ -333,7 +333,7 @@ pub async fn update_key(
     body: axum::body::Bytes,
 ) -> Response {
     guarded(state, ctx, headers, |state| async move {
-        let update: crate::store::KeyUpdate = crate::openai_wire::from_json(&body)?;
+        let update: crate::store::KeyUpdate = crate::ingress::openai::from_json(&body)?;
         if update.is_empty() {
             return Err(ApiError::invalid(
                 "nothing to change: send one or more of name, expires_at, models, rpm, tpm, \

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::fail;
-use crate::app::{AppState, RequestCtx};
 use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::state::{AppState, RequestCtx};
 
 const INDEX: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");

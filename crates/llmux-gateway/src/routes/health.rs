@@ -13,7 +13,7 @@ use llmux_core::resilience::BreakerState;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The answer of `/healthz`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

@@ -10,8 +10,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::fail;
-use crate::app::{AppState, RequestCtx};
 use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::state::{AppState, RequestCtx};
 
 /// A model this gateway serves.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]

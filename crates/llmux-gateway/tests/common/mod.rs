@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use llmux_emulator::{Emulator, EmulatorConfig, Vendor};
-use llmux_gateway::app::AppState;
+use llmux_gateway::state::AppState;
 use llmux_gateway::{Config, Gateway, RawConfig, ServeError, ServeOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -46,8 +46,8 @@ pub(crate) struct WireParameters {
 }
 
 /// Parses a native embeddings request.
-pub fn parse_embeddings(body: &[u8]) -> Result<EmbeddingRequest, ApiError> {
-    let w: WireRequest = crate::openai_wire::from_json(body)?;
+pub fn decode_embeddings(body: &[u8]) -> Result<EmbeddingRequest, ApiError> {
+    let w: WireRequest = crate::ingress::openai::from_json(body)?;
     let model = w.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
         let mut e = ApiError::invalid("Model not specified.").param("model");
         e.dashscope_code = Some("BadRequest.EmptyModel");

@@ -240,7 +240,7 @@ pub(crate) struct WireJsonSchema {
 }
 
 /// Parses and validates a chat request.
-pub fn parse_chat(body: &[u8]) -> Result<(ChatRequest, ChatOptions), ApiError> {
+pub fn decode_chat(body: &[u8]) -> Result<(ChatRequest, ChatOptions), ApiError> {
     let w: ChatCompletionRequest = super::from_json(body)?;
     let opts = ChatOptions {
         stream: w.stream.unwrap_or(false),
@@ -430,7 +430,7 @@ mod tests {
             "stream":true,"stream_options":{"include_usage":true},"stop":"x","max_completion_tokens":5,
             "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
             "tool_choice":{"type":"function","function":{"name":"f"}},"metadata":{"a":"b"},"store":false}"#;
-        let (req, opts) = parse_chat(body).unwrap();
+        let (req, opts) = decode_chat(body).unwrap();
         assert!(opts.stream && opts.include_usage);
         assert_eq!(req.messages[0].role, Role::System);
         assert_eq!(req.messages[2].tool_calls[0].name, "f");
@@ -442,16 +442,16 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let e =
-            parse_chat(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
+            decode_chat(br#"{"model":"m","messages":[{"role":"user","content":5}]}"#).unwrap_err();
         assert!(e.message.contains("messages[0].content"), "{}", e.message);
-        let e = parse_chat(br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#)
+        let e = decode_chat(br#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#)
             .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
-        let e = parse_chat(br#"{"model":"m","messages":[]}"#).unwrap_err();
+        let e = decode_chat(br#"{"model":"m","messages":[]}"#).unwrap_err();
         assert!(e.message.contains("at least one message"));
-        let e = parse_chat(b"{not json").unwrap_err();
+        let e = decode_chat(b"{not json").unwrap_err();
         assert!(e.message.contains("not valid JSON"));
-        let e = parse_chat(br#"{"messages":[]}"#).unwrap_err();
+        let e = decode_chat(br#"{"messages":[]}"#).unwrap_err();
         assert!(e.message.contains("model"), "{}", e.message);
     }
 }

@@ -141,7 +141,7 @@ pub struct GenerationToolCall {
     #[schema(value_type = String)]
     pub kind: &'static str,
     /// The function and its arguments.
-    pub function: crate::openai_wire::response::FunctionCallOut,
+    pub function: crate::ingress::openai::response::FunctionCallOut,
 }
 
 /// The whole answer.
@@ -178,7 +178,7 @@ pub fn encode_generation(
                                     index: i,
                                     id: t.id.clone(),
                                     kind: "function",
-                                    function: crate::openai_wire::response::FunctionCallOut {
+                                    function: crate::ingress::openai::response::FunctionCallOut {
                                         name: t.name.clone(),
                                         arguments: t.arguments.clone(),
                                     },

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::openai_wire::request::{
+use crate::ingress::openai::request::{
     message, response_format, tool_choice, tools, Stop, WireMessage, WireResponseFormat, WireTool,
     WireToolChoice,
 };
@@ -115,8 +115,8 @@ fn code(mut e: ApiError, code: &'static str) -> ApiError {
 }
 
 /// Parses and validates a generation request.
-pub fn parse_generation(body: &[u8]) -> Result<(ChatRequest, GenerationOptions), ApiError> {
-    let w: GenerationRequest = crate::openai_wire::from_json(body)?;
+pub fn decode_generation(body: &[u8]) -> Result<(ChatRequest, GenerationOptions), ApiError> {
+    let w: GenerationRequest = crate::ingress::openai::from_json(body)?;
     let model = w.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
         code(
             ApiError::invalid("Model not specified.").param("model"),
@@ -184,7 +184,7 @@ pub fn parse_generation(body: &[u8]) -> Result<(ChatRequest, GenerationOptions),
         stream_usage: Some(true),
         ..ChatRequest::default()
     };
-    crate::openai_wire::request::validate(&req)?;
+    crate::ingress::openai::request::validate(&req)?;
     Ok((
         req,
         GenerationOptions {
@@ -201,11 +201,11 @@ mod tests {
 
     #[test]
     fn prompt_and_messages_forms() {
-        let (r, o) = parse_generation(br#"{"model":"qwen-plus","input":{"prompt":"hi"},"parameters":{"incremental_output":true}}"#).unwrap();
+        let (r, o) = decode_generation(br#"{"model":"qwen-plus","input":{"prompt":"hi"},"parameters":{"incremental_output":true}}"#).unwrap();
         assert_eq!(r.input_style, InputStyle::Prompt);
         assert!(o.incremental);
         assert_eq!(o.result_format, ResultFormat::Text);
-        let (r, o) = parse_generation(br#"{"model":"q","input":{"messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]},"parameters":{"result_format":"message","stop":["x"]}}"#).unwrap();
+        let (r, o) = decode_generation(br#"{"model":"q","input":{"messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}]},"parameters":{"result_format":"message","stop":["x"]}}"#).unwrap();
         assert_eq!(r.messages.len(), 2);
         assert_eq!(o.result_format, ResultFormat::Message);
         assert_eq!(r.stop, vec!["x"]);
@@ -213,9 +213,9 @@ mod tests {
 
     #[test]
     fn missing_input_is_the_dashscope_error() {
-        let e = parse_generation(br#"{"model":"q","input":{}}"#).unwrap_err();
+        let e = decode_generation(br#"{"model":"q","input":{}}"#).unwrap_err();
         assert!(e.message.contains("Either \"prompt\" or \"messages\""));
-        let e = parse_generation(br#"{"input":{"prompt":"x"}}"#).unwrap_err();
+        let e = decode_generation(br#"{"input":{"prompt":"x"}}"#).unwrap_err();
         assert_eq!(e.dashscope_code, Some("BadRequest.EmptyModel"));
     }
 }

@@ -51,7 +51,7 @@ pub(crate) enum Input {
 }
 
 /// Parses an embeddings request.
-pub fn parse_embeddings(body: &[u8]) -> Result<(EmbeddingRequest, EncodingFormat), ApiError> {
+pub fn decode_embeddings(body: &[u8]) -> Result<(EmbeddingRequest, EncodingFormat), ApiError> {
     let w: WireEmbeddingRequest = super::from_json(body)?;
     let input = match w.input {
         Input::One(s) => vec![s],
@@ -188,10 +188,10 @@ mod tests {
     #[test]
     fn input_shapes() {
         let (r, f) =
-            parse_embeddings(br#"{"model":"m","input":"a","encoding_format":"base64"}"#).unwrap();
+            decode_embeddings(br#"{"model":"m","input":"a","encoding_format":"base64"}"#).unwrap();
         assert_eq!(r.input, vec!["a"]);
         assert_eq!(f, EncodingFormat::Base64);
-        assert!(parse_embeddings(br#"{"model":"m","input":[1,2]}"#).is_err());
-        assert!(parse_embeddings(br#"{"model":"m","input":[]}"#).is_err());
+        assert!(decode_embeddings(br#"{"model":"m","input":[1,2]}"#).is_err());
+        assert!(decode_embeddings(br#"{"model":"m","input":[]}"#).is_err());
     }
 }

@@ -1,0 +1,213 @@
+//! The OpenAI dialect (PROTOCOLS §2): `POST /v1/chat/completions` (whole answers and
+//! `chat.completion.chunk` streams) and `POST /v1/embeddings` (float or base64), decoded into
+//! core types and encoded back; its endpoints are declared here.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::Extension;
+use bytes::Bytes;
+use llmux_core::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent};
+
+use super::{Decoded, Dialect, Egress, StreamEncoder};
+use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::pipeline::{self, Chat, Embed};
+use crate::state::{unix_now, AppState, RequestCtx};
+
+pub mod embeddings;
+pub mod request;
+pub mod response;
+pub mod stream;
+
+pub use embeddings::{decode_embeddings, encode_embeddings, EncodingFormat};
+pub use request::{decode_chat, ChatOptions};
+pub use response::encode_chat;
+pub use stream::ChunkEncoder;
+
+/// The OpenAI dialect.
+#[derive(Debug)]
+pub struct OpenAi;
+
+impl Dialect<Chat> for OpenAi {
+    const INGRESS: Ingress = Ingress::OpenAi;
+    type Options = ChatOptions;
+    type Body = response::ChatCompletion;
+
+    fn decode(
+        _head: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
+        let (request, options) = decode_chat(body)?;
+        Ok(Decoded {
+            request,
+            stream: options.stream,
+            options,
+        })
+    }
+
+    fn encode(answer: &ChatResponse, e: &Egress<'_, ChatOptions>) -> response::ChatCompletion {
+        encode_chat(answer, &completion_id(e.request_id), unix_now(), e.model)
+    }
+
+    fn stream_encoder(e: &Egress<'_, ChatOptions>) -> Option<Box<dyn StreamEncoder>> {
+        Some(Box::new(ChunkEncoder::new(
+            completion_id(e.request_id),
+            unix_now(),
+            e.model.to_owned(),
+            e.options.include_usage,
+        )))
+    }
+}
+
+impl Dialect<Embed> for OpenAi {
+    const INGRESS: Ingress = Ingress::OpenAi;
+    type Options = EncodingFormat;
+    type Body = embeddings::EmbeddingList;
+
+    fn decode(
+        _head: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Decoded<EmbeddingRequest, EncodingFormat>, ApiError> {
+        let (request, options) = decode_embeddings(body)?;
+        Ok(Decoded {
+            request,
+            options,
+            stream: false,
+        })
+    }
+
+    fn encode(
+        answer: &EmbeddingResponse,
+        e: &Egress<'_, EncodingFormat>,
+    ) -> embeddings::EmbeddingList {
+        encode_embeddings(answer, e.model, *e.options)
+    }
+}
+
+impl StreamEncoder for ChunkEncoder {
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    fn keepalive(&self) -> bool {
+        true
+    }
+
+    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
+        ChunkEncoder::push(self, ev, out);
+    }
+
+    fn error(&mut self, err: &ApiError) -> Bytes {
+        ChunkEncoder::error(self, err)
+    }
+}
+
+/// The OpenAI completion id for a request id: `chatcmpl-` and the id's hex digits.
+pub fn completion_id(rid: &str) -> String {
+    let mut s = String::with_capacity(9 + rid.len());
+    s.push_str("chatcmpl-");
+    s.extend(rid.chars().filter(|c| *c != '-'));
+    s
+}
+
+/// `POST /v1/chat/completions`.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    operation_id = "createChatCompletion",
+    summary = "Chat completion (OpenAI protocol)",
+    description = "A chat completion, whole or (with `stream: true`) as server-sent events. \
+        Failover to the next channel happens before the first byte; after it, an upstream error \
+        is a last `data:` frame holding an error object.",
+    request_body(content = crate::ingress::openai::request::ChatCompletionRequest, content_type = "application/json",
+        examples(
+            ("answer" = (summary = "A whole answer", value = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}))),
+            ("stream" = (summary = "A stream with usage", value = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}], "stream": true, "stream_options": {"include_usage": true}}))),
+        )),
+    responses(
+        (status = 200, description = "The answer: JSON, or with `stream: true` an event stream of `chat.completion.chunk` frames ending with `data: [DONE]`.",
+            content(
+                (crate::ingress::openai::response::ChatCompletion = "application/json"),
+                (crate::openapi::OpenAiStreamEvent = "text/event-stream"),
+            )),
+        (status = 400, description = "Invalid or unsupported request (the message and `param` name the field).", body = OpenAiError),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
+        (status = 403, description = "The key may not use this model.", body = OpenAiError),
+        (status = 404, description = "No such model here.", body = OpenAiError),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = OpenAiError),
+        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`insufficient_quota`).", body = OpenAiError),
+        (status = 500, description = "A gateway fault.", body = OpenAiError),
+        (status = 502, description = "Every upstream tried failed or answered badly.", body = OpenAiError),
+        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = OpenAiError),
+        (status = 504, description = "The upstream timed out.", body = OpenAiError),
+    ),
+    security(("client_key" = []))
+)]
+pub async fn chat(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    head: HeaderMap,
+    body: Body,
+) -> Response {
+    Box::pin(pipeline::serve::<Chat, OpenAi>(state, ctx, head, body)).await
+}
+
+/// `POST /v1/embeddings`.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "openai",
+    operation_id = "createEmbedding",
+    summary = "Embeddings (OpenAI protocol)",
+    request_body(content = crate::ingress::openai::embeddings::WireEmbeddingRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One vector per input.", body = crate::ingress::openai::embeddings::EmbeddingList),
+        (status = 400, description = "Invalid or unsupported request (the message and `param` name the field).", body = OpenAiError),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
+        (status = 403, description = "The key may not use this model.", body = OpenAiError),
+        (status = 404, description = "No such model here.", body = OpenAiError),
+        (status = 413, description = "The body is over `server.max_body_bytes`.", body = OpenAiError),
+        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`insufficient_quota`).", body = OpenAiError),
+        (status = 500, description = "A gateway fault.", body = OpenAiError),
+        (status = 502, description = "Every upstream tried failed or answered badly.", body = OpenAiError),
+        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = OpenAiError),
+        (status = 504, description = "The upstream timed out.", body = OpenAiError),
+    ),
+    security(("client_key" = []))
+)]
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    head: HeaderMap,
+    body: Body,
+) -> Response {
+    Box::pin(pipeline::serve::<Embed, OpenAi>(state, ctx, head, body)).await
+}
+
+/// Parses JSON with the path of the first problem in the error (`messages[0].role: …`).
+pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(
+    body: &'a [u8],
+) -> Result<T, crate::error::ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if inner.is_syntax() || inner.is_eof() {
+            format!("the request body is not valid JSON: {inner}")
+        } else if path == "." {
+            format!("invalid request body: {inner}")
+        } else {
+            format!("invalid request body at `{path}`: {inner}")
+        };
+        let err = crate::error::ApiError::invalid(msg);
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            err
+        } else {
+            err.param(path)
+        }
+    })
+}

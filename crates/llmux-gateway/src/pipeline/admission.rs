@@ -1,0 +1,129 @@
+//! Step 1 of the pipeline: who is asking, what, and may they. Authentication, the body (with
+//! the size limit), the dialect's decoder, the key's model allow-list, the route plan and the
+//! key's limits, in that order, once for every dialect and operation.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use llmux_core::ErrorKind;
+
+use super::guard::GuardInit;
+use super::Operation;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::ingress::{Decoded, Dialect};
+use crate::limits::{Admission, LimitError};
+use crate::routing::Plan;
+use crate::state::AppState;
+
+/// An admitted request: decoded, routable, within its key's limits.
+pub(super) struct Admitted<R, O> {
+    pub(super) decoded: Decoded<R, O>,
+    pub(super) plan: Plan,
+    pub(super) guard: GuardInit,
+}
+
+/// Admits one request of `Op` in dialect `D`, or says why not (in no particular format: the
+/// caller renders it in the dialect's).
+pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
+    state: &AppState,
+    head: &HeaderMap,
+    body: Body,
+) -> Result<Admitted<Op::Request, D::Options>, ApiError> {
+    let principal = state.auth.authenticate(head).await?;
+    let bytes = read_body(body, head, state.server.max_body_bytes).await?;
+    let decoded = D::decode(head, &bytes)?;
+    drop(bytes);
+    let model = Op::model(&decoded.request);
+    principal.allows(model)?;
+    let plan = state
+        .routes
+        .plan(model)
+        .ok_or_else(|| ApiError::unknown_model(model))?;
+    let estimate = Op::estimate(&decoded.request);
+    let admission = admit_key(state, &principal, estimate.total).await?;
+    let guard = GuardInit {
+        key_id: principal.key_id(),
+        admission,
+        stream: decoded.stream,
+        prompt_estimate: estimate.prompt,
+        estimate: estimate.total,
+    };
+    Ok(Admitted {
+        decoded,
+        plan,
+        guard,
+    })
+}
+
+/// Reads the body, enforcing `limit` (413 in the ingress format when over it). An oversized
+/// body is drained (up to 4× the limit) before answering, so clients that are still sending
+/// see the 413 instead of a reset connection.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut seen = 0usize;
+    let mut over = declared.is_some_and(|n| n > limit);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::invalid(format!("could not read the request body: {e}")))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
+            over = true;
+        }
+        if over {
+            buf.clear();
+            if seen > limit.saturating_mul(4) {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if over {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(buf.freeze())
+}
+
+/// Admits a request under its key's limits (none for static keys and open access): 429 with
+/// `Retry-After` over a rate, 429 `insufficient_quota` over a budget, 400 when it can never fit.
+/// With Redis configured this is one round trip to it (see [`crate::limits::redis`]).
+async fn admit_key(
+    state: &AppState,
+    principal: &Principal,
+    estimated_tokens: u64,
+) -> Result<Option<Admission>, ApiError> {
+    if state.recorder.as_ref().is_some_and(|r| r.is_saturated()) {
+        // Usage could not be recorded: refuse rather than serve unaccounted requests.
+        let mut err = ApiError::new(
+            ErrorKind::Internal,
+            "usage accounting is saturated (the database is slow or down); try again later",
+        );
+        err.status = Some(http::StatusCode::SERVICE_UNAVAILABLE);
+        err.retry_after = Some(Duration::from_secs(5));
+        return Err(err);
+    }
+    let Some(record) = principal.record() else {
+        return Ok(None);
+    };
+    match state.limits.admit(record, estimated_tokens).await {
+        Ok(a) => Ok(Some(a)),
+        Err(e @ LimitError::RateLimited { retry_after }) => {
+            let mut err = ApiError::new(ErrorKind::RateLimited, e.to_string());
+            err.retry_after = Some(retry_after);
+            Err(err)
+        }
+        Err(e @ LimitError::BudgetExhausted) => {
+            Err(ApiError::new(ErrorKind::QuotaExhausted, format!("{e}.")))
+        }
+        Err(e @ LimitError::TooLarge { .. }) => Err(ApiError::invalid(e.to_string())),
+    }
+}

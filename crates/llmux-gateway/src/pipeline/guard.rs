@@ -1,0 +1,359 @@
+//! Steps 2 and 5 of the pipeline: the per-request usage guard, opened before the first
+//! upstream call and closed exactly once, however the request ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmux_core::{ErrorKind, Usage};
+
+use crate::config::Channel;
+use crate::limits::Admission;
+use crate::state::{AppState, Outcome, RequestCtx};
+use crate::store::{InflightRecord, UsageRecord};
+use crate::usage::{bill, OutputTally, StreamOutcome};
+
+/// The labels of a routed request, attached to its response for the middleware.
+#[derive(Debug, Clone)]
+pub struct RouteLabels {
+    /// Provider id.
+    pub provider: &'static str,
+    /// Channel name.
+    pub channel: Arc<str>,
+    /// Public model label.
+    pub model: Arc<str>,
+}
+
+impl RouteLabels {
+    pub(crate) fn new(ch: &Channel, model: Arc<str>) -> Self {
+        RouteLabels {
+            provider: ch.provider_id,
+            channel: ch.name.clone(),
+            model,
+        }
+    }
+}
+
+/// Records one routed request exactly once: on `RequestGuard::finish` after `complete` or
+/// `fail`, or, when dropped before (the client went away), as cancelled. It applies the
+/// billing policy ([`crate::usage::bill`]), settles the key's limit admission, updates metrics
+/// and hands a [`UsageRecord`] to the recorder.
+///
+/// The guard is opened with `RequestGuard::begin` before the first upstream call: in `sync`
+/// durability that journals the request (awaited, bounded), so a crash after that point leaves
+/// a row the next start records as interrupted. `finish` waits (bounded) until the record is
+/// committed, so handlers call it before the end of the response goes out; a guard dropped
+/// without `finish` hands its record over without waiting.
+#[derive(Debug)]
+pub struct RequestGuard {
+    state: Arc<AppState>,
+    labels: RouteLabels,
+    upstream_model: Arc<str>,
+    ctx: RequestCtx,
+    key_id: Option<i64>,
+    admission: Option<Admission>,
+    stream: bool,
+    usage: Option<Usage>,
+    tally: OutputTally,
+    prompt_estimate: u64,
+    ttft: Option<Duration>,
+    outcome: Option<Outcome>,
+    /// The error was already answered (and counted by the middleware).
+    answered: bool,
+    /// A journal row was handed over for this request (its record replaces it; abandoning the
+    /// request clears it).
+    journaled: bool,
+    /// The record was handed over (or the request abandoned).
+    done: bool,
+}
+
+/// What a guard needs to know about the request.
+#[derive(Debug)]
+pub(crate) struct GuardInit {
+    pub(crate) key_id: Option<i64>,
+    pub(crate) admission: Option<Admission>,
+    pub(crate) stream: bool,
+    /// Prompt tokens as estimated (billed when nothing better is known).
+    pub(crate) prompt_estimate: u64,
+    /// The whole estimate admitted: prompt plus output reserve.
+    pub(crate) estimate: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl RequestGuard {
+    /// Opens the guard of an admitted request before its first upstream call, labelled with
+    /// the plan's first channel, and journals it in `sync` durability (waiting at most
+    /// `server.usage_commit_timeout` for the commit).
+    pub(crate) async fn begin(
+        state: Arc<AppState>,
+        ctx: RequestCtx,
+        plan: &crate::routing::Plan,
+        init: GuardInit,
+    ) -> Self {
+        let first = plan
+            .targets
+            .first()
+            .and_then(|t| state.routes.channels().get(t.channel).map(|c| (c, t)));
+        let (labels, upstream_model) = match first {
+            Some((ch, t)) => (RouteLabels::new(ch, plan.label.clone()), t.upstream.clone()),
+            None => (
+                RouteLabels {
+                    provider: "",
+                    channel: Arc::from(""),
+                    model: plan.label.clone(),
+                },
+                Arc::from(""),
+            ),
+        };
+        let routable = first.is_some();
+        if init.stream {
+            state.metrics.inflight_streams.inc();
+        }
+        let mut guard = RequestGuard {
+            state,
+            labels,
+            upstream_model,
+            ctx,
+            key_id: init.key_id,
+            admission: init.admission,
+            stream: init.stream,
+            usage: None,
+            tally: OutputTally::default(),
+            prompt_estimate: init.prompt_estimate,
+            ttft: None,
+            outcome: None,
+            answered: false,
+            journaled: false,
+            done: false,
+        };
+        let journal = guard
+            .state
+            .recorder
+            .as_ref()
+            .filter(|r| r.durability() == crate::usage::Durability::Sync && routable);
+        if let Some(recorder) = journal {
+            let channels = guard.state.routes.channels();
+            let plan_names = plan
+                .targets
+                .iter()
+                .filter_map(|t| channels.get(t.channel).map(|c| &*c.name))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut row = InflightRecord {
+                request_id: guard.ctx.id.to_string(),
+                instance: String::new(),
+                at_ms: now_ms(),
+                key_id: guard.key_id,
+                channel: guard.labels.channel.to_string(),
+                provider: guard.labels.provider.to_owned(),
+                model: guard.labels.model.to_string(),
+                upstream_model: guard.upstream_model.to_string(),
+                plan: plan_names,
+                input_tokens: init.prompt_estimate,
+                output_tokens: init.estimate.saturating_sub(init.prompt_estimate),
+                cost: 0.0,
+                stream: guard.stream,
+                client_request_id: guard.ctx.client_id.as_deref().map(str::to_owned),
+            };
+            row.cost = guard
+                .state
+                .prices
+                .price(&row.model, &row.provider, &row.upstream_model)
+                .map_or(0.0, |p| p.cost(row.input_tokens, row.output_tokens, 0));
+            if let Some(rx) = recorder.journal(row) {
+                // Set before waiting: if the client leaves during the wait, the dropped guard
+                // still records the request, and its record replaces the row.
+                guard.journaled = true;
+                recorder.wait_commit(rx).await;
+            }
+        }
+        guard
+    }
+
+    /// The channel that served (or last failed) the request, and its upstream model.
+    pub(crate) fn routed(&mut self, ch: &Channel, upstream: Arc<str>) {
+        self.labels = RouteLabels::new(ch, self.labels.model.clone());
+        self.upstream_model = upstream;
+    }
+
+    /// The request ended before any channel was tried: no record, the journal row is cleared
+    /// and the admission released.
+    pub(crate) fn abandon(mut self) {
+        self.done = true;
+        if self.journaled {
+            if let Some(r) = &self.state.recorder {
+                r.abandon(self.ctx.id.to_string());
+            }
+        }
+    }
+
+    /// Usage as reported.
+    pub(crate) fn usage(&mut self, u: Usage) {
+        self.usage = Some(u);
+    }
+
+    /// Counts streamed output (for billing when no usage arrives).
+    pub(crate) fn saw(&mut self, ev: &llmux_core::StreamEvent) {
+        match ev {
+            llmux_core::StreamEvent::TextDelta { text } => self.tally.push(text),
+            llmux_core::StreamEvent::ReasoningDelta { text } => self.tally.push_reasoning(text),
+            llmux_core::StreamEvent::ToolCallDelta {
+                name, arguments, ..
+            } => {
+                if let Some(n) = name {
+                    self.tally.push(n);
+                }
+                self.tally.push(arguments);
+            }
+            llmux_core::StreamEvent::Usage(u) => self.usage = Some(*u),
+            llmux_core::StreamEvent::Started { .. } | llmux_core::StreamEvent::Finished { .. } => {}
+        }
+    }
+
+    /// Time to first event.
+    pub(crate) fn ttft(&mut self, d: Duration) {
+        self.ttft = Some(d);
+    }
+
+    /// Answered completely.
+    pub(crate) fn complete(&mut self) {
+        self.outcome = Some(Outcome::Complete);
+    }
+
+    /// Ended with an error; `answered` when an error response carried it (counted elsewhere).
+    pub(crate) fn fail(&mut self, kind: ErrorKind, answered: bool) {
+        self.outcome = Some(Outcome::Error(kind));
+        self.answered = answered;
+    }
+
+    /// The route labels (the channel that served or last failed).
+    pub(crate) fn labels(&self) -> &RouteLabels {
+        &self.labels
+    }
+
+    /// The request id.
+    pub(crate) fn request_id(&self) -> &Arc<str> {
+        &self.ctx.id
+    }
+
+    /// Records the request now and, in `sync` durability, waits (at most
+    /// `server.usage_commit_timeout`) until the record is committed. Call it after `complete`
+    /// or `fail` and before the end of the response is sent. A second call does nothing.
+    pub(crate) async fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        let rec = self.conclude();
+        if let Some(r) = self.state.recorder.clone() {
+            r.record_durably(rec).await;
+        }
+    }
+
+    /// Bills, settles, counts and builds the record (once).
+    fn conclude(&mut self) -> UsageRecord {
+        self.done = true;
+        let m = &self.state.metrics;
+        let l = &self.labels;
+        let route = [l.provider, &*l.channel, &*l.model];
+        let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
+        m.requests.with_label_values(&route).inc();
+        let (status, error_kind) = match outcome {
+            Outcome::Complete => (200, None),
+            Outcome::Error(kind) => {
+                if !self.answered {
+                    m.errors
+                        .with_label_values(&[l.provider, &l.channel, &l.model, kind.as_str()])
+                        .inc();
+                }
+                (
+                    crate::error::openai_mapping(kind).0.as_u16(),
+                    Some(kind.as_str().to_owned()),
+                )
+            }
+            Outcome::Cancelled => {
+                m.errors
+                    .with_label_values(&[l.provider, &l.channel, &l.model, "cancelled"])
+                    .inc();
+                (499, Some("cancelled".to_owned()))
+            }
+        };
+        let billed = bill(&StreamOutcome {
+            reported: self.usage,
+            output: self.tally,
+            prompt_estimate: self.prompt_estimate,
+            client_disconnected: outcome == Outcome::Cancelled,
+            upstream_error: matches!(outcome, Outcome::Error(_)),
+            finished: outcome == Outcome::Complete,
+        });
+        if billed.input_tokens > 0 {
+            m.tokens
+                .with_label_values(&[l.provider, &l.channel, &l.model, "input"])
+                .inc_by(billed.input_tokens);
+        }
+        if billed.output_tokens > 0 {
+            m.tokens
+                .with_label_values(&[l.provider, &l.channel, &l.model, "output"])
+                .inc_by(billed.output_tokens);
+        }
+        let elapsed = self.ctx.arrived.elapsed();
+        m.duration
+            .with_label_values(&route)
+            .observe(elapsed.as_secs_f64());
+        if let Some(t) = self.ttft {
+            m.ttft.with_label_values(&route).observe(t.as_secs_f64());
+        }
+        let mut rec = UsageRecord {
+            request_id: self.ctx.id.to_string(),
+            client_request_id: self.ctx.client_id.as_deref().map(str::to_owned),
+            at_ms: now_ms(),
+            key_id: self.key_id,
+            channel: l.channel.to_string(),
+            provider: l.provider.to_owned(),
+            model: l.model.to_string(),
+            upstream_model: self.upstream_model.to_string(),
+            input_tokens: billed.input_tokens,
+            output_tokens: billed.output_tokens,
+            cached_tokens: billed.cached_tokens,
+            reasoning_tokens: billed.reasoning_tokens,
+            cost: 0.0,
+            latency_ms: ms(elapsed),
+            ttft_ms: self.ttft.map(ms),
+            status,
+            error_kind,
+            cancelled: billed.cancelled,
+            stream: self.stream,
+            usage_estimated: billed.usage_estimated,
+        };
+        rec.cost = self.state.prices.cost(&rec);
+        if let Some(adm) = self.admission.take() {
+            self.state.limits.settle(adm, billed.total(), rec.cost);
+        }
+        if outcome == Outcome::Cancelled {
+            tracing::info!(request_id = %self.ctx.id, channel = %l.channel, "the client went away before the answer was complete");
+        }
+        rec
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.stream {
+            self.state.metrics.inflight_streams.dec();
+        }
+        if self.done {
+            return;
+        }
+        let rec = self.conclude();
+        if let Some(r) = &self.state.recorder {
+            r.record(rec);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The request pipeline: every model endpoint of every ingress dialect runs the same steps.
+//!
+//! ```text
+//!   client ──HTTP──▶ conn.rs (timeouts, caps) ──▶ app.rs middleware (request id, log, metrics)
+//!                                │
+//!   ┌────────────────────────────▼─────────────────────────────────────────────────────────┐
+//!   │ pipeline::serve::<Op, Dialect>                                                       │
+//!   │  1. admission   authenticate → read body (size limit) → Dialect::decode (pure)       │
+//!   │                 → model allow-list → route plan → key limits          (admission.rs) │
+//!   │  2. ledger      RequestGuard::begin: journaled before any upstream call   (guard.rs) │
+//!   │  3. routed call Routes::failover over the plan, Op::call per channel:                │
+//!   │                 breaker, retries, timeouts inside the core client; one call for      │
+//!   │                 whole and streamed answers                                (ops.rs)   │
+//!   │  4. egress      whole:  Dialect::encode (pure) → JSON, record committed, answered    │
+//!   │                 stream: Dialect::stream_encoder, event by event; the record is       │
+//!   │                 committed before the last frames                       (stream.rs)   │
+//!   │  5. usage       RequestGuard::finish / Drop: billed, limits settled, metrics, the    │
+//!   │                 record handed to the recorder exactly once                (guard.rs) │
+//!   └──────────────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! An error at any step is answered in the dialect's format ([`Dialect::INGRESS`]); after
+//! step 2 the guard records it. A dialect is one module of pure functions ([`crate::ingress`]);
+//! an operation ([`Chat`], [`Embed`]) says what is asked of an upstream and how its usage is
+//! read.
+
+mod admission;
+mod guard;
+mod ops;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use llmux_core::ErrorKind;
+
+pub use admission::read_body;
+pub use guard::{RequestGuard, RouteLabels};
+pub use ops::{Chat, Embed, Estimate, Operation, Reply};
+
+use crate::error::{ApiError, Ingress};
+use crate::ingress::{Dialect, Egress};
+use crate::state::{AppState, RequestCtx, ADDED_LATENCY};
+
+/// Serves one request of operation `Op` in dialect `D`: the whole pipeline.
+pub async fn serve<Op: Operation, D: Dialect<Op>>(
+    state: Arc<AppState>,
+    ctx: RequestCtx,
+    head: HeaderMap,
+    body: Body,
+) -> Response {
+    let admitted = match admission::admit::<Op, D>(&state, &head, body).await {
+        Ok(a) => a,
+        Err(e) => return fail(e, D::INGRESS, &ctx, None),
+    };
+    drop(head);
+    let (decoded, plan, init) = (admitted.decoded, admitted.plan, admitted.guard);
+    let prompt_estimate = init.prompt_estimate;
+    let mut guard = RequestGuard::begin(state.clone(), ctx.clone(), &plan, init).await;
+    let routed = ops::route::<Op>(&state, &plan, &decoded.request, decoded.stream).await;
+    let r = match routed {
+        Ok(r) => r,
+        Err(f) => return failed(&state, &ctx, guard, f, D::INGRESS).await,
+    };
+    guard.routed(&r.channel, r.upstream.clone());
+    let egress = Egress {
+        request_id: &ctx.id,
+        model: Op::model(&decoded.request),
+        options: &decoded.options,
+        prompt_estimate,
+    };
+    let added = added_latency(&ctx, r.upstream_time);
+    match r.value {
+        Reply::Whole(answer) => {
+            if let Some(u) = Op::usage(&answer) {
+                guard.usage(u);
+            }
+            let mut resp = json_response(&D::encode(&answer, &egress), D::INGRESS, &ctx.id);
+            stamp_added_latency(&state, &mut resp, added);
+            guard.complete();
+            // Durable before the client sees the answer.
+            guard.finish().await;
+            resp
+        }
+        Reply::Stream(events) => {
+            guard.ttft(ctx.arrived.elapsed());
+            let Some(encoder) = D::stream_encoder(&egress) else {
+                let err = ApiError::new(ErrorKind::Internal, "this endpoint cannot stream");
+                guard.fail(err.kind, true);
+                guard.finish().await;
+                return fail(err, D::INGRESS, &ctx, Some(guard.labels().clone()));
+            };
+            let mut resp = stream::response(&state, encoder, events, guard);
+            stamp_added_latency(&state, &mut resp, added);
+            resp
+        }
+    }
+}
+
+/// A JSON response, serialized once into one buffer.
+fn json_response<T: serde::Serialize>(body: &T, ingress: Ingress, request_id: &str) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut resp = Response::new(Body::from(bytes));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => ApiError::new(
+            ErrorKind::Internal,
+            format!("could not encode the answer: {e}"),
+        )
+        .into_response_for(ingress, request_id),
+    }
+}
+
+/// Added latency: time from the request's arrival until its response head is ready, minus the
+/// time spent inside upstream calls (every attempt on every channel, retries and backoff
+/// included). What is left is the gateway's own work: auth, parsing, routing and encoding.
+pub fn added_latency(ctx: &RequestCtx, upstream: Duration) -> Duration {
+    ctx.arrived.elapsed().saturating_sub(upstream)
+}
+
+/// Sets `x-llmux-added-latency-ms` (milliseconds, three decimals) and records the histogram.
+pub(crate) fn stamp_added_latency(state: &AppState, resp: &mut Response, added: Duration) {
+    state.metrics.added_latency.observe(added.as_secs_f64());
+    let ms = added.as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("{ms:.3}")) {
+        resp.headers_mut().insert(ADDED_LATENCY, v);
+    }
+}
+
+/// An error response in the ingress format, labelled with its route when known.
+pub(crate) fn fail(
+    err: ApiError,
+    ingress: Ingress,
+    ctx: &RequestCtx,
+    labels: Option<RouteLabels>,
+) -> Response {
+    let mut resp = err.into_response_for(ingress, &ctx.id);
+    if let Some(l) = labels {
+        resp.extensions_mut().insert(l);
+    }
+    resp.into_response()
+}
+
+/// The response to a request that failed on every channel it was tried on: the guard records
+/// it (billing nothing unless the upstream said so; committed before the answer goes out),
+/// the error goes out in the ingress format. When no channel was tried at all, nothing is
+/// recorded.
+async fn failed(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    mut guard: RequestGuard,
+    f: crate::routing::Failed,
+    ingress: Ingress,
+) -> Response {
+    let labels = match &f.channel {
+        Some(ch) => {
+            guard.routed(ch, f.upstream.clone().unwrap_or_else(|| Arc::from("")));
+            guard.fail(f.error.kind, true);
+            guard.finish().await;
+            Some(guard.labels().clone())
+        }
+        None => {
+            guard.abandon();
+            None
+        }
+    };
+    let mut resp = fail(f.error, ingress, ctx, labels);
+    stamp_added_latency(state, &mut resp, added_latency(ctx, f.upstream_time));
+    resp
+}

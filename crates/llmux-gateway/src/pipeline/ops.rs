@@ -1,0 +1,189 @@
+//! Step 3 of the pipeline: what an operation asks of an upstream, and the one routed call.
+//!
+//! An [`Operation`] names the core request and answer types, how a request is estimated and an
+//! answer's usage read, and how one channel is called. [`route`] walks the plan with failover;
+//! breakers, retries and timeouts happen inside the core client, once per channel.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use llmux_core::tokens::{estimate_request, estimate_text};
+use llmux_core::{
+    ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse, Error, Usage,
+};
+
+use crate::config::Channel;
+use crate::routing::{Failed, Plan, Routed};
+use crate::state::AppState;
+
+/// A token estimate made before the call.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    /// The prompt (billed when nothing better is known).
+    pub prompt: u64,
+    /// Prompt plus the output reserve (what limits admit).
+    pub total: u64,
+}
+
+/// What one channel answered.
+pub enum Reply<A> {
+    /// A whole answer.
+    Whole(A),
+    /// A stream whose first content event has arrived (nothing was sent to the client yet).
+    Stream(ChatStream),
+}
+
+impl<A> std::fmt::Debug for Reply<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reply::Whole(_) => "Reply::Whole",
+            Reply::Stream(_) => "Reply::Stream",
+        })
+    }
+}
+
+/// A boxed call future.
+pub type CallFuture<'a, A> = Pin<Box<dyn Future<Output = Result<Reply<A>, Error>> + Send + 'a>>;
+
+/// What is asked of an upstream.
+pub trait Operation: Send + Sync + 'static {
+    /// The core request.
+    type Request: Send + Sync + 'static;
+    /// The core whole answer.
+    type Answer: Send + 'static;
+    /// The public model the request names.
+    fn model(req: &Self::Request) -> &str;
+    /// The token estimate for limits and fallback billing.
+    fn estimate(req: &Self::Request) -> Estimate;
+    /// The usage an answer reports.
+    fn usage(answer: &Self::Answer) -> Option<Usage>;
+    /// One call on `channel` for its `upstream` model; `stream` when the client asked for one.
+    fn call<'a>(
+        channel: &'a Channel,
+        upstream: &'a str,
+        req: &'a Self::Request,
+        stream: bool,
+    ) -> CallFuture<'a, Self::Answer>;
+}
+
+/// Chat completions, whole or streamed.
+#[derive(Debug)]
+pub struct Chat;
+
+impl Operation for Chat {
+    type Request = ChatRequest;
+    type Answer = ChatResponse;
+
+    fn model(req: &ChatRequest) -> &str {
+        &req.model
+    }
+
+    fn estimate(req: &ChatRequest) -> Estimate {
+        Estimate {
+            prompt: req
+                .messages
+                .iter()
+                .map(|m| 4 + estimate_text(&m.content.text()))
+                .sum(),
+            total: estimate_request(req),
+        }
+    }
+
+    fn usage(answer: &ChatResponse) -> Option<Usage> {
+        answer.usage
+    }
+
+    fn call<'a>(
+        ch: &'a Channel,
+        upstream: &'a str,
+        req: &'a ChatRequest,
+        stream: bool,
+    ) -> CallFuture<'a, ChatResponse> {
+        Box::pin(async move {
+            let mut r = req.clone();
+            upstream.clone_into(&mut r.model);
+            if stream {
+                ch.client
+                    .stream_with(ch.provider.as_ref(), &r)
+                    .await
+                    .map(Reply::Stream)
+            } else {
+                ch.client
+                    .chat_with(ch.provider.as_ref(), &r)
+                    .await
+                    .map(Reply::Whole)
+            }
+        })
+    }
+}
+
+/// Embeddings.
+#[derive(Debug)]
+pub struct Embed;
+
+impl Operation for Embed {
+    type Request = EmbeddingRequest;
+    type Answer = EmbeddingResponse;
+
+    fn model(req: &EmbeddingRequest) -> &str {
+        &req.model
+    }
+
+    fn estimate(req: &EmbeddingRequest) -> Estimate {
+        let prompt = req.input.iter().map(|t| estimate_text(t)).sum();
+        Estimate {
+            prompt,
+            total: prompt,
+        }
+    }
+
+    fn usage(answer: &EmbeddingResponse) -> Option<Usage> {
+        answer.usage.map(|mut u| {
+            // Some upstreams report only a total for embeddings: it is all input.
+            if u.input_tokens == 0 {
+                u.input_tokens = u.total_tokens;
+            }
+            u
+        })
+    }
+
+    fn call<'a>(
+        ch: &'a Channel,
+        upstream: &'a str,
+        req: &'a EmbeddingRequest,
+        _stream: bool,
+    ) -> CallFuture<'a, EmbeddingResponse> {
+        Box::pin(async move {
+            let mut r = req.clone();
+            upstream.clone_into(&mut r.model);
+            ch.client
+                .embed_with(ch.provider.as_ref(), &r)
+                .await
+                .map(Reply::Whole)
+        })
+    }
+}
+
+/// The one routed call: the plan's channels in order until one answers or an error that
+/// concerns the request (not the channel) stops it; every failover is counted.
+pub(super) async fn route<Op: Operation>(
+    state: &AppState,
+    plan: &Plan,
+    req: &Op::Request,
+    stream: bool,
+) -> Result<Routed<Reply<Op::Answer>>, Failed> {
+    let metrics = &state.metrics;
+    state
+        .routes
+        .failover(
+            plan,
+            |ch, upstream| async move { Op::call(&ch, &upstream, req, stream).await },
+            |ch, err| {
+                metrics
+                    .failovers
+                    .with_label_values(&[ch.provider_id, &ch.name, err.kind().as_str()])
+                    .inc();
+            },
+        )
+        .await
+}
