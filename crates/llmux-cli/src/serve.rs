@@ -29,6 +29,12 @@ pub struct ServeArgs {
     /// of them, and print a fresh virtual key to call the gateway with.
     #[arg(long, conflicts_with = "config")]
     pub emulate: bool,
+    /// Threads that serve requests (default: the CPUs this process may run on). With one, the
+    /// gateway runs on tokio's single-threaded scheduler, which spends less per wake-up than
+    /// the work-stealing one has to.
+    #[arg(long, env = "LLMUX_WORKER_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
 }
 
 /// `llmux check-config`.
@@ -62,7 +68,18 @@ pub fn default_database() -> Result<String> {
 
 /// Loads, resolves and serves until Ctrl-C or SIGTERM.
 pub fn serve(args: ServeArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let workers = args.worker_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        usize::from,
+    );
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = builder
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;

@@ -620,7 +620,9 @@ impl Client {
     async fn chat_once(&self, provider: &dyn Provider, req: &ChatRequest) -> Result<ChatResponse> {
         tracing::debug!(provider = provider.id(), model = %req.model, "sending chat request");
         if provider.framing() == Framing::WebSocket {
-            return collect_stream(self.open_stream(provider, req).await?).await;
+            // Boxed: the WebSocket path's future is ten times the size of the HTTP one, and
+            // every HTTP call would otherwise carry (and copy) its size.
+            return collect_stream(Box::pin(self.open_stream(provider, req)).await?).await;
         }
         let mut out = self
             .exchange_parsed(
@@ -670,14 +672,15 @@ impl Client {
         tracing::debug!(provider = id, model = %req.model, "sending streaming chat request");
         let framing = provider.framing();
         if framing == Framing::WebSocket {
-            return crate::ws::open(
+            // Boxed, as in `chat_once`: the WebSocket handshake's future is large.
+            return Box::pin(crate::ws::open(
                 provider,
                 req,
                 &self.auth_context(),
                 self.inner.max_frame,
                 self.inner.transport.config().connect_timeout,
                 |p, e, h| self.recover_auth(p, e, h),
-            )
+            ))
             .await;
         }
         let mut attempt = 0;

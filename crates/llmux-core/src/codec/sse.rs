@@ -124,7 +124,12 @@ impl SseDecoder {
             self.reset();
             return;
         }
-        let text = String::from_utf8_lossy(line);
+        // Valid UTF-8 (every vendor's case) is borrowed as is; only invalid bytes take the
+        // slower lossy path, which replaces them with U+FFFD.
+        let text = match std::str::from_utf8(line) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         if let Some(comment) = text.strip_prefix(':') {
             self.frame.comment = Some(comment.trim_start().to_owned());
             self.has_fields = true;

@@ -18,7 +18,15 @@ pub struct ChunkEncoder {
     include_usage: bool,
     usage: Option<Usage>,
     started: bool,
+    /// `data: {…,"choices":[{"index":0,"delta":{"content":` for this stream: everything
+    /// before a text delta's content, serialized once.
+    content_head: Vec<u8>,
 }
+
+/// What follows a text delta's content on an ordinary chunk, without and with `usage: null`.
+const CONTENT_TAIL: &[u8] = b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+const CONTENT_TAIL_USAGE: &[u8] =
+    b"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n";
 
 /// One `data:` frame of an OpenAI stream: a `chat.completion.chunk`. The stream is a role
 /// chunk, content, reasoning and tool-call deltas, a chunk with `finish_reason`, with
@@ -139,6 +147,17 @@ fn frame(value: &impl Serialize) -> Bytes {
 impl ChunkEncoder {
     /// An encoder for one response.
     pub fn new(id: String, created: i64, model: String, include_usage: bool) -> Self {
+        let mut content_head = Vec::with_capacity(160 + id.len() + model.len());
+        content_head.extend_from_slice(b"data: {\"id\":");
+        // Strings always serialize.
+        let _ = serde_json::to_writer(&mut content_head, &id);
+        content_head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        content_head.extend_from_slice(created.to_string().as_bytes());
+        content_head.extend_from_slice(b",\"model\":");
+        let _ = serde_json::to_writer(&mut content_head, &model);
+        content_head.extend_from_slice(
+            b",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":",
+        );
         ChunkEncoder {
             id,
             created,
@@ -146,7 +165,23 @@ impl ChunkEncoder {
             include_usage,
             usage: None,
             started: false,
+            content_head,
         }
+    }
+
+    /// A text delta's chunk: the stream's prefix, the escaped text, the fixed tail. The same
+    /// bytes `chunk` would serialize (a test holds them equal), without walking the struct.
+    fn content_chunk(&self, text: &str) -> Bytes {
+        let tail = if self.include_usage {
+            CONTENT_TAIL_USAGE
+        } else {
+            CONTENT_TAIL
+        };
+        let mut buf = Vec::with_capacity(self.content_head.len() + text.len() + 8 + tail.len());
+        buf.extend_from_slice(&self.content_head);
+        let _ = serde_json::to_writer(&mut buf, text);
+        buf.extend_from_slice(tail);
+        Bytes::from(buf)
     }
 
     fn chunk(&self, delta: Delta<'_>, finish: Option<&str>) -> Bytes {
@@ -192,13 +227,7 @@ impl ChunkEncoder {
             StreamEvent::TextDelta { text } => {
                 self.role_chunk(out);
                 if !text.is_empty() {
-                    out.push(self.chunk(
-                        Delta {
-                            content: Some(text),
-                            ..Delta::default()
-                        },
-                        None,
-                    ));
+                    out.push(self.content_chunk(text));
                 }
             }
             StreamEvent::ReasoningDelta { text } => {
@@ -275,6 +304,34 @@ fn finish_str(r: &FinishReason) -> &str {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn issue_14_text_chunks_are_the_bytes_the_struct_serializes() {
+        for include_usage in [false, true] {
+            for (id, model) in [("chatcmpl-1", "m"), ("chatcmpl-\"q\"", "qwen/\u{1F600}\\x")] {
+                let enc = ChunkEncoder::new(id.into(), -7, model.into(), include_usage);
+                for text in [
+                    "Hi",
+                    "a \"quote\"\n\ttab \\ \u{7}",
+                    "中文 \u{1F600}",
+                    "</script>",
+                ] {
+                    let fast = enc.content_chunk(text);
+                    let slow = enc.chunk(
+                        Delta {
+                            content: Some(text),
+                            ..Delta::default()
+                        },
+                        None,
+                    );
+                    assert_eq!(
+                        std::str::from_utf8(&fast).unwrap(),
+                        std::str::from_utf8(&slow).unwrap()
+                    );
+                }
+            }
+        }
+    }
 
     fn frames(include_usage: bool, evs: &[StreamEvent]) -> Vec<serde_json::Value> {
         let mut enc = ChunkEncoder::new("chatcmpl-1".into(), 7, "m".into(), include_usage);

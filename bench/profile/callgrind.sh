@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Instructions per request of `llmux serve`, counted by callgrind (repeatable on a busy machine).
+#
+# usage: bench/profile/callgrind.sh [LLMUX] ; env: MODE=nonstream|stream  N=2000  ACCT=off|on
+#   OUT=dir (callgrind files and annotations; default /tmp/llmux-callgrind)
+# The gateway runs under valgrind with one openai channel pointing at a fixed-response mock
+# upstream (../shared/peer-bench/mock-upstream, or any OpenAI-compatible mock at MOCK_URL). A
+# Python keep-alive client sends N requests after 200 warm-up requests; the counters are zeroed
+# after the warm-up and dumped after the N (callgrind_control), so start-up is excluded.
+# Prints instructions/request and writes the annotations (inclusive and self) to $OUT.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+LLMUX="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/llmux-target}/release/llmux}"
+MODE="${MODE:-nonstream}"; N="${N:-2000}"; ACCT="${ACCT:-off}"
+OUT="${OUT:-/tmp/llmux-callgrind}"; mkdir -p "$OUT"; rm -f "$OUT"/callgrind.out*
+MOCK_URL="${MOCK_URL:-}"
+pick_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+if [ -z "$MOCK_URL" ]; then
+  MOCK_DIR="$ROOT/../shared/peer-bench/mock-upstream"
+  MOCK="${MOCK_BIN:-/tmp/gw-bench/mock-target/release/mock-upstream}"
+  [ -x "$MOCK" ] || (cd "$MOCK_DIR" && CARGO_TARGET_DIR=/tmp/gw-bench/mock-target cargo build --release -q)
+  mport=$(pick_port)
+  "$MOCK" "127.0.0.1:$mport" >/dev/null 2>&1 & pids+=($!)
+  MOCK_URL="http://127.0.0.1:$mport/v1"
+fi
+gport=$(pick_port)
+D="$(mktemp -d)"; db='none'; [ "$ACCT" = on ] && db="sqlite://$D/usage.db"
+cat >"$D/llmux.toml" <<TOML
+[server]
+listen = "127.0.0.1:$gport"
+database = "$db"
+api_keys = ["sk-bench-7f3c9a1e5b2d4f6a8c0e1b3d5f7a9c2e"]
+[[channels]]
+name = "mock"
+provider = "openai"
+api_key = "sk-upstream"
+base_url = "$MOCK_URL"
+models = ["mock"]
+TOML
+RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+  "$LLMUX" serve --config "$D/llmux.toml" >"$OUT/gateway.log" 2>&1 & vpid=$!; pids+=($vpid)
+python3 - "$gport" "$MODE" "$N" "$vpid" <<'PY'
+import http.client, json, subprocess, sys, time
+port, mode, n, vpid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+                   **({"stream": True} if mode == "stream" else {})})
+hdr = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench-7f3c9a1e5b2d4f6a8c0e1b3d5f7a9c2e"}
+for _ in range(600):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60); c.connect(); break
+    except OSError:
+        time.sleep(0.1)
+def one():
+    c.request("POST", "/v1/chat/completions", body, hdr)
+    r = c.getresponse(); data = r.read()
+    assert r.status == 200, (r.status, data[:200])
+for _ in range(200):
+    one()
+subprocess.run(["callgrind_control", "-z", vpid], check=True, capture_output=True)
+for _ in range(n):
+    one()
+subprocess.run(["callgrind_control", "-d", vpid], check=True, capture_output=True)
+PY
+kill -TERM "$vpid"; wait "$vpid" 2>/dev/null || true
+f="$OUT/callgrind.out.1"  # the dump taken right after the N requests
+total=$(awk '/^totals:/ {print $2; exit}' "$f")
+callgrind_annotate --inclusive=yes "$f" > "$OUT/inclusive.txt" 2>/dev/null || true
+callgrind_annotate "$f" > "$OUT/self.txt" 2>/dev/null || true
+echo "mode=$MODE acct=$ACCT requests=$N instructions=$total per_request=$((total / N))"
