@@ -18,6 +18,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
+use crate::error::{DashScopeError, OpenAiError};
+
 /// DashScope's multimodal generation path: the same handler and body as text generation.
 const MULTIMODAL: &str = "/api/v1/services/aigc/multimodal-generation/generation";
 const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation";
@@ -124,6 +126,109 @@ fn string(description: &str) -> Object {
         .schema_type(SchemaType::Type(Type::String))
         .description(Some(description))
         .build()
+}
+
+/// The errors every model endpoint of the OpenAI dialect may answer (chat, embeddings).
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum OpenAiModelErrors {
+    /// 400.
+    #[response(
+        status = 400,
+        description = "Invalid or unsupported request (the message and `param` name the field)."
+    )]
+    Invalid(OpenAiError),
+    /// 401.
+    #[response(
+        status = 401,
+        description = "No API key, or an unknown, revoked or expired one."
+    )]
+    Unauthorized(OpenAiError),
+    /// 403.
+    #[response(status = 403, description = "The key may not use this model.")]
+    Forbidden(OpenAiError),
+    /// 404.
+    #[response(status = 404, description = "No such model here.")]
+    UnknownModel(OpenAiError),
+    /// 413.
+    #[response(
+        status = 413,
+        description = "The body is over `server.max_body_bytes`."
+    )]
+    TooLarge(OpenAiError),
+    /// 429.
+    #[response(
+        status = 429,
+        description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`insufficient_quota`)."
+    )]
+    Limited(OpenAiError),
+    /// 500.
+    #[response(status = 500, description = "A gateway fault.")]
+    Fault(OpenAiError),
+    /// 502.
+    #[response(
+        status = 502,
+        description = "Every upstream tried failed or answered badly."
+    )]
+    Upstream(OpenAiError),
+    /// 503.
+    #[response(
+        status = 503,
+        description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known)."
+    )]
+    Unavailable(OpenAiError),
+    /// 504.
+    #[response(status = 504, description = "The upstream timed out.")]
+    Timeout(OpenAiError),
+}
+
+/// The errors every model endpoint of the DashScope dialect may answer.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum DashScopeModelErrors {
+    /// 400.
+    #[response(status = 400, description = "Invalid or unsupported request.")]
+    Invalid(DashScopeError),
+    /// 401.
+    #[response(
+        status = 401,
+        description = "No API key, or an unknown, revoked or expired one."
+    )]
+    Unauthorized(DashScopeError),
+    /// 403.
+    #[response(status = 403, description = "The key may not use this model.")]
+    Forbidden(DashScopeError),
+    /// 404.
+    #[response(status = 404, description = "No such model here.")]
+    UnknownModel(DashScopeError),
+    /// 413.
+    #[response(
+        status = 413,
+        description = "The body is over `server.max_body_bytes`."
+    )]
+    TooLarge(DashScopeError),
+    /// 429.
+    #[response(
+        status = 429,
+        description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`Throttling.AllocationQuota`)."
+    )]
+    Limited(DashScopeError),
+    /// 500.
+    #[response(status = 500, description = "A gateway fault.")]
+    Fault(DashScopeError),
+    /// 502.
+    #[response(
+        status = 502,
+        description = "Every upstream tried failed or answered badly."
+    )]
+    Upstream(DashScopeError),
+    /// 503.
+    #[response(
+        status = 503,
+        description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known)."
+    )]
+    Unavailable(DashScopeError),
+    /// 504.
+    #[response(status = 504, description = "The upstream timed out.")]
+    Timeout(DashScopeError),
 }
 
 /// One event of an OpenAI chat stream, as an SSE parser reads it.

@@ -45,6 +45,47 @@ use crate::error::{ApiError, Ingress};
 use crate::ingress::{Dialect, Egress};
 use crate::state::{AppState, RequestCtx, ADDED_LATENCY};
 
+/// One call of a model endpoint, as the router hands it over: what [`serve`] needs. An
+/// endpoint is `async fn e(call: Call) -> Response { call.serve::<Op, Dialect>().await }`.
+#[derive(Debug)]
+pub struct Call {
+    state: Arc<AppState>,
+    ctx: RequestCtx,
+    head: HeaderMap,
+    body: Body,
+}
+
+impl Call {
+    /// Runs the pipeline for operation `Op` in dialect `D`.
+    pub async fn serve<Op: Operation, D: Dialect<Op>>(self) -> Response {
+        Box::pin(serve::<Op, D>(self.state, self.ctx, self.head, self.body)).await
+    }
+}
+
+impl axum::extract::FromRequest<Arc<AppState>> for Call {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        // The middleware in `app.rs` sets it on every request it routes.
+        let Some(ctx) = parts.extensions.remove::<RequestCtx>() else {
+            return Err(
+                ApiError::new(ErrorKind::Internal, "request without a context")
+                    .into_response_for(Ingress::OpenAi, ""),
+            );
+        };
+        Ok(Call {
+            state: state.clone(),
+            ctx,
+            head: std::mem::take(&mut parts.headers),
+            body,
+        })
+    }
+}
+
 /// Serves one request of operation `Op` in dialect `D`: the whole pipeline.
 pub async fn serve<Op: Operation, D: Dialect<Op>>(
     state: Arc<AppState>,

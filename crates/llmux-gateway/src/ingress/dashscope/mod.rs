@@ -2,20 +2,14 @@
 //! formats; `X-DashScope-SSE` streams, incremental or cumulative) and native text embeddings,
 //! decoded into core types and encoded back; its endpoints are declared here.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Extension;
 use bytes::Bytes;
 use llmux_core::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
-use crate::error::{ApiError, DashScopeError, Ingress};
-use crate::pipeline::{self, Chat, Embed};
-use crate::state::{AppState, RequestCtx};
+use crate::error::{ApiError, Ingress};
+use crate::pipeline::{Call, Chat, Embed};
 
 pub mod embeddings;
 pub mod request;
@@ -127,26 +121,12 @@ impl StreamEncoder for FrameEncoder {
                 (crate::ingress::dashscope::response::GenerationResponse = "application/json"),
                 (crate::openapi::DashScopeStreamEvent = "text/event-stream"),
             )),
-        (status = 400, description = "Invalid or unsupported request.", body = DashScopeError),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = DashScopeError),
-        (status = 403, description = "The key may not use this model.", body = DashScopeError),
-        (status = 404, description = "No such model here.", body = DashScopeError),
-        (status = 413, description = "The body is over `server.max_body_bytes`.", body = DashScopeError),
-        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`Throttling.AllocationQuota`).", body = DashScopeError),
-        (status = 500, description = "A gateway fault.", body = DashScopeError),
-        (status = 502, description = "Every upstream tried failed or answered badly.", body = DashScopeError),
-        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = DashScopeError),
-        (status = 504, description = "The upstream timed out.", body = DashScopeError),
+        crate::openapi::DashScopeModelErrors,
     ),
     security(("client_key" = []))
 )]
-pub async fn generation(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestCtx>,
-    head: HeaderMap,
-    body: Body,
-) -> Response {
-    Box::pin(pipeline::serve::<Chat, DashScope>(state, ctx, head, body)).await
+pub async fn generation(call: Call) -> Response {
+    call.serve::<Chat, DashScope>().await
 }
 
 /// `POST /api/v1/services/embeddings/text-embedding/text-embedding`.
@@ -159,24 +139,10 @@ pub async fn generation(
     request_body(content = crate::ingress::dashscope::embeddings::WireRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "One vector per text.", body = crate::ingress::dashscope::embeddings::EmbeddingAnswer),
-        (status = 400, description = "Invalid or unsupported request.", body = DashScopeError),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = DashScopeError),
-        (status = 403, description = "The key may not use this model.", body = DashScopeError),
-        (status = 404, description = "No such model here.", body = DashScopeError),
-        (status = 413, description = "The body is over `server.max_body_bytes`.", body = DashScopeError),
-        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`Throttling.AllocationQuota`).", body = DashScopeError),
-        (status = 500, description = "A gateway fault.", body = DashScopeError),
-        (status = 502, description = "Every upstream tried failed or answered badly.", body = DashScopeError),
-        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = DashScopeError),
-        (status = 504, description = "The upstream timed out.", body = DashScopeError),
+        crate::openapi::DashScopeModelErrors,
     ),
     security(("client_key" = []))
 )]
-pub async fn text_embedding(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestCtx>,
-    head: HeaderMap,
-    body: Body,
-) -> Response {
-    Box::pin(pipeline::serve::<Embed, DashScope>(state, ctx, head, body)).await
+pub async fn text_embedding(call: Call) -> Response {
+    call.serve::<Embed, DashScope>().await
 }

@@ -2,20 +2,15 @@
 //! `chat.completion.chunk` streams) and `POST /v1/embeddings` (float or base64), decoded into
 //! core types and encoded back; its endpoints are declared here.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::Extension;
 use bytes::Bytes;
 use llmux_core::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
-use crate::error::{ApiError, Ingress, OpenAiError};
-use crate::pipeline::{self, Chat, Embed};
-use crate::state::{unix_now, AppState, RequestCtx};
+use crate::error::{ApiError, Ingress};
+use crate::pipeline::{Call, Chat, Embed};
+use crate::state::unix_now;
 
 pub mod embeddings;
 pub mod request;
@@ -134,26 +129,12 @@ pub fn completion_id(rid: &str) -> String {
                 (crate::ingress::openai::response::ChatCompletion = "application/json"),
                 (crate::openapi::OpenAiStreamEvent = "text/event-stream"),
             )),
-        (status = 400, description = "Invalid or unsupported request (the message and `param` name the field).", body = OpenAiError),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
-        (status = 403, description = "The key may not use this model.", body = OpenAiError),
-        (status = 404, description = "No such model here.", body = OpenAiError),
-        (status = 413, description = "The body is over `server.max_body_bytes`.", body = OpenAiError),
-        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`insufficient_quota`).", body = OpenAiError),
-        (status = 500, description = "A gateway fault.", body = OpenAiError),
-        (status = 502, description = "Every upstream tried failed or answered badly.", body = OpenAiError),
-        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = OpenAiError),
-        (status = 504, description = "The upstream timed out.", body = OpenAiError),
+        crate::openapi::OpenAiModelErrors,
     ),
     security(("client_key" = []))
 )]
-pub async fn chat(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestCtx>,
-    head: HeaderMap,
-    body: Body,
-) -> Response {
-    Box::pin(pipeline::serve::<Chat, OpenAi>(state, ctx, head, body)).await
+pub async fn chat(call: Call) -> Response {
+    call.serve::<Chat, OpenAi>().await
 }
 
 /// `POST /v1/embeddings`.
@@ -166,26 +147,12 @@ pub async fn chat(
     request_body(content = crate::ingress::openai::embeddings::WireEmbeddingRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "One vector per input.", body = crate::ingress::openai::embeddings::EmbeddingList),
-        (status = 400, description = "Invalid or unsupported request (the message and `param` name the field).", body = OpenAiError),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = OpenAiError),
-        (status = 403, description = "The key may not use this model.", body = OpenAiError),
-        (status = 404, description = "No such model here.", body = OpenAiError),
-        (status = 413, description = "The body is over `server.max_body_bytes`.", body = OpenAiError),
-        (status = 429, description = "Over the key's RPM or TPM (with `Retry-After`), or over its budget (`insufficient_quota`).", body = OpenAiError),
-        (status = 500, description = "A gateway fault.", body = OpenAiError),
-        (status = 502, description = "Every upstream tried failed or answered badly.", body = OpenAiError),
-        (status = 503, description = "Every upstream's breaker is open, or usage accounting or the key store is unavailable (with `Retry-After` when known).", body = OpenAiError),
-        (status = 504, description = "The upstream timed out.", body = OpenAiError),
+        crate::openapi::OpenAiModelErrors,
     ),
     security(("client_key" = []))
 )]
-pub async fn embeddings(
-    State(state): State<Arc<AppState>>,
-    Extension(ctx): Extension<RequestCtx>,
-    head: HeaderMap,
-    body: Body,
-) -> Response {
-    Box::pin(pipeline::serve::<Embed, OpenAi>(state, ctx, head, body)).await
+pub async fn embeddings(call: Call) -> Response {
+    call.serve::<Embed, OpenAi>().await
 }
 
 /// Parses JSON with the path of the first problem in the error (`messages[0].role: …`).
