@@ -227,22 +227,16 @@ impl Client {
         Ok((self.provider(pid)?, m))
     }
 
-    fn route(&self, req: &mut ChatRequest) -> Result<Arc<dyn Provider>> {
-        let (provider, model) = self.resolve(&req.model)?;
-        req.model = model.to_owned();
-        Ok(provider)
-    }
-
     /// A complete answer. `req.model` is `provider/model`.
-    pub async fn chat(&self, mut req: ChatRequest) -> Result<ChatResponse> {
-        let provider = self.route(&mut req)?;
-        Box::pin(self.chat_with(provider.as_ref(), &req)).await
+    pub async fn chat(&self, req: ChatRequest) -> Result<ChatResponse> {
+        let (provider, model) = self.resolve(&req.model)?;
+        Box::pin(self.chat_with(provider.as_ref(), model, &req)).await
     }
 
     /// A streamed answer. `req.model` is `provider/model`.
-    pub async fn chat_stream(&self, mut req: ChatRequest) -> Result<ChatStream> {
-        let provider = self.route(&mut req)?;
-        Box::pin(self.stream_with(provider.as_ref(), &req)).await
+    pub async fn chat_stream(&self, req: ChatRequest) -> Result<ChatStream> {
+        let (provider, model) = self.resolve(&req.model)?;
+        Box::pin(self.stream_with(provider.as_ref(), model, &req)).await
     }
 
     /// Runs many requests (`model` = `provider/model` each) with at most `concurrency` in
@@ -291,14 +285,14 @@ impl Client {
 
     /// One batch item: [`Client::chat`], except that an open breaker is waited out (see
     /// [`Client::batch`]).
-    async fn chat_waiting_out_breakers(&self, mut req: ChatRequest) -> Result<ChatResponse> {
-        let provider = self.route(&mut req)?;
+    async fn chat_waiting_out_breakers(&self, req: ChatRequest) -> Result<ChatResponse> {
+        let (provider, model) = self.resolve(&req.model)?;
         let patience = self.inner.batch_breaker_wait;
         loop {
             let breaker = self.breaker_for(provider.as_ref());
             // Created before the call, so a probe that settles meanwhile still wakes us.
             let settled = breaker.as_ref().map(|b| b.settled());
-            let err = match Box::pin(self.chat_with(provider.as_ref(), &req)).await {
+            let err = match Box::pin(self.chat_with(provider.as_ref(), model, &req)).await {
                 Err(e) if e.kind() == ErrorKind::CircuitOpen => e,
                 other => return other,
             };
@@ -327,10 +321,9 @@ impl Client {
     }
 
     /// Embeddings. `req.model` is `provider/model`.
-    pub async fn embed(&self, mut req: EmbeddingRequest) -> Result<EmbeddingResponse> {
+    pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse> {
         let (provider, model) = self.resolve(&req.model)?;
-        req.model = model.to_owned();
-        self.embed_with(provider.as_ref(), &req).await
+        self.embed_with(provider.as_ref(), model, &req).await
     }
 
     fn auth_context(&self) -> AuthContext {
@@ -505,11 +498,13 @@ impl Client {
         }
     }
 
-    /// A complete answer from a given provider; `req.model` is the upstream model name.
+    /// A complete answer from a given provider, asking for the upstream `model` (`req.model`
+    /// is not read: one request serves any number of attempts and upstreams, never copied).
     /// Applies the circuit breaker, client-side limits, timeouts and the retry policy.
     pub async fn chat_with(
         &self,
         provider: &dyn Provider,
+        model: &str,
         req: &ChatRequest,
     ) -> Result<ChatResponse> {
         let id = provider.id();
@@ -526,7 +521,7 @@ impl Client {
             let result = within(
                 total,
                 "the call took longer than its total timeout",
-                Box::pin(self.chat_once(provider, req)),
+                Box::pin(self.chat_once(provider, model, req)),
             )
             .await;
             match result {
@@ -556,7 +551,8 @@ impl Client {
         }
     }
 
-    /// A streamed answer from a given provider; `req.model` is the upstream model name.
+    /// A streamed answer from a given provider, asking for the upstream `model` (`req.model`
+    /// is not read, as in [`Client::chat_with`]).
     ///
     /// Returns once the first content event arrived (anything after `Started`, which is held
     /// back until then, so nothing has reached the caller before the answer really began):
@@ -568,6 +564,7 @@ impl Client {
     pub async fn stream_with(
         &self,
         provider: &dyn Provider,
+        model: &str,
         req: &ChatRequest,
     ) -> Result<ChatStream> {
         let id = provider.id();
@@ -583,7 +580,7 @@ impl Client {
             let reservation = self.admit(id, req).await?;
             let started = Instant::now();
             let opening = async {
-                let mut s = Box::pin(self.open_stream(provider, req)).await?;
+                let mut s = Box::pin(self.open_stream(provider, model, req)).await?;
                 let head = first_content(&mut s).await?;
                 Ok::<_, Error>((s, head))
             };
@@ -617,39 +614,46 @@ impl Client {
     }
 
     /// One attempt at a complete answer.
-    async fn chat_once(&self, provider: &dyn Provider, req: &ChatRequest) -> Result<ChatResponse> {
-        tracing::debug!(provider = provider.id(), model = %req.model, "sending chat request");
+    async fn chat_once(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &ChatRequest,
+    ) -> Result<ChatResponse> {
+        tracing::debug!(provider = provider.id(), model, "sending chat request");
         if provider.framing() == Framing::WebSocket {
-            return collect_stream(self.open_stream(provider, req).await?).await;
+            return collect_stream(self.open_stream(provider, model, req).await?).await;
         }
         let mut out = self
             .exchange_parsed(
                 provider,
-                || provider.build_chat(req, false),
+                || provider.build_chat(model, req, false),
                 |r| provider.parse_chat(r),
             )
             .await?;
         if out.model.is_empty() {
-            out.model.clone_from(&req.model);
+            model.clone_into(&mut out.model);
         }
         Ok(out)
     }
 
-    /// Embeddings from a given provider; `req.model` is the upstream model name.
+    /// Embeddings from a given provider, asking for the upstream `model` (`req.model` is not
+    /// read, as in [`Client::chat_with`]).
     pub async fn embed_with(
         &self,
         provider: &dyn Provider,
+        model: &str,
         req: &EmbeddingRequest,
     ) -> Result<EmbeddingResponse> {
         let mut out = self
             .exchange_parsed(
                 provider,
-                || provider.build_embeddings(req),
+                || provider.build_embeddings(model, req),
                 |r| provider.parse_embeddings(r),
             )
             .await?;
         if out.model.is_empty() {
-            out.model.clone_from(&req.model);
+            model.clone_into(&mut out.model);
         }
         Ok(out)
     }
@@ -662,16 +666,22 @@ impl Client {
     }
 
     /// One attempt at opening a stream: returns once the response head arrived.
-    async fn open_stream(&self, provider: &dyn Provider, req: &ChatRequest) -> Result<ChatStream> {
+    async fn open_stream(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &ChatRequest,
+    ) -> Result<ChatStream> {
         let id = provider.id();
         if !provider.capabilities().streaming {
             return Err(Error::unsupported(format!("{id} does not stream")).with_provider(id));
         }
-        tracing::debug!(provider = id, model = %req.model, "sending streaming chat request");
+        tracing::debug!(provider = id, model, "sending streaming chat request");
         let framing = provider.framing();
         if framing == Framing::WebSocket {
             return crate::ws::open(
                 provider,
+                model,
                 req,
                 &self.auth_context(),
                 self.inner.max_frame,
@@ -684,7 +694,7 @@ impl Client {
         let resp = loop {
             attempt += 1;
             let resp = self
-                .exchange(provider, || provider.build_chat(req, true))
+                .exchange(provider, || provider.build_chat(model, req, true))
                 .await?;
             if !resp.content_type().starts_with("application/json") {
                 break resp;
@@ -698,7 +708,7 @@ impl Client {
                 Err(err) => return Err(err),
                 Ok(mut full) => {
                     if full.model.is_empty() {
-                        full.model.clone_from(&req.model);
+                        model.clone_into(&mut full.model);
                     }
                     let events: Vec<Result<StreamEvent>> =
                         response_to_events(&full).into_iter().map(Ok).collect();
@@ -707,7 +717,7 @@ impl Client {
             }
         };
         let header_rid = providers::header_request_id(&resp.headers);
-        let parser = provider.stream_parser(req);
+        let parser = provider.stream_parser(model, req);
         let body = resp.bytes_stream();
         Ok(drive(
             id,
@@ -715,7 +725,7 @@ impl Client {
             body,
             parser,
             self.inner.max_frame,
-            req.model.clone(),
+            model.to_owned(),
             header_rid,
         ))
     }

@@ -16,7 +16,7 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use futures::StreamExt;
 use llmux_core::tokens::estimate_request;
-use llmux_core::{ChatRequest, ChatStream, ErrorKind, StreamEvent};
+use llmux_core::{ChatStream, ErrorKind, StreamEvent};
 use tokio::time::Instant;
 
 use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard};
@@ -200,8 +200,10 @@ async fn handle(
             .failover(
                 &plan,
                 |ch, upstream| {
-                    let req = upstream_request(&req, &upstream);
-                    async move { Box::pin(ch.client.chat_with(ch.provider.as_ref(), &req)).await }
+                    let req = Arc::clone(&req);
+                    async move {
+                        Box::pin(ch.client.chat_with(ch.provider.as_ref(), &upstream, &req)).await
+                    }
                 },
                 on_failover,
             )
@@ -246,8 +248,10 @@ async fn handle(
         .failover(
             &plan,
             |ch, upstream| {
-                let req = upstream_request(&req, &upstream);
-                async move { Box::pin(ch.client.stream_with(ch.provider.as_ref(), &req)).await }
+                let req = Arc::clone(&req);
+                async move {
+                    Box::pin(ch.client.stream_with(ch.provider.as_ref(), &upstream, &req)).await
+                }
             },
             on_failover,
         )
@@ -289,13 +293,6 @@ async fn handle(
         }
         Err(f) => failed(&state, &ctx, guard, f, ingress).await,
     }
-}
-
-/// The request as sent upstream: the channel's model name.
-fn upstream_request(req: &ChatRequest, upstream: &str) -> ChatRequest {
-    let mut r = req.clone();
-    upstream.clone_into(&mut r.model);
-    r
 }
 
 /// The OpenAI completion id for a request id.

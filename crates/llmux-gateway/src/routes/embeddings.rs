@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use llmux_core::EmbeddingRequest;
 
 use super::{fail, failed, stamp_added_latency, GuardInit, RequestGuard};
 use crate::app::{AppState, RequestCtx};
@@ -136,23 +135,25 @@ async fn handle(
     )
     .await;
     let metrics = state.metrics.clone();
-    let routed = state
-        .routes
-        .failover(
-            &plan,
-            |ch, upstream| {
-                let mut r: EmbeddingRequest = (*req).clone();
-                upstream.as_ref().clone_into(&mut r.model);
-                async move { Box::pin(ch.client.embed_with(ch.provider.as_ref(), &r)).await }
-            },
-            |ch, err| {
-                metrics
-                    .failovers
-                    .with_label_values(&[ch.provider_id, &ch.name, err.kind().as_str()])
-                    .inc();
-            },
-        )
-        .await;
+    let routed =
+        state
+            .routes
+            .failover(
+                &plan,
+                |ch, upstream| {
+                    let r = Arc::clone(&req);
+                    async move {
+                        Box::pin(ch.client.embed_with(ch.provider.as_ref(), &upstream, &r)).await
+                    }
+                },
+                |ch, err| {
+                    metrics
+                        .failovers
+                        .with_label_values(&[ch.provider_id, &ch.name, err.kind().as_str()])
+                        .inc();
+                },
+            )
+            .await;
     match routed {
         Ok(r) => {
             guard.routed(&r.channel, r.upstream.clone());
