@@ -469,14 +469,6 @@ impl Client {
         v
     }
 
-    /// Takes a rate-limit reservation for one attempt, when provider `id` has limits.
-    async fn admit(&self, id: &str, req: &ChatRequest) -> Result<Option<Reservation>> {
-        match self.inner.limiters.get(id) {
-            Some(l) => Ok(Some(l.admit(crate::tokens::estimate_request(req)).await?)),
-            None => Ok(None),
-        }
-    }
-
     /// Logs a failed attempt and says how long to wait before the next, or gives up.
     fn retry_delay(&self, id: &str, err: &Error, attempt: u32, streamed: bool) -> Option<Duration> {
         match self.inner.retry.next_delay(err, attempt, streamed) {
@@ -507,48 +499,17 @@ impl Client {
         model: &str,
         req: &ChatRequest,
     ) -> Result<ChatResponse> {
-        let id = provider.id();
-        let breaker = self.breaker_for(provider);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let permit = match &breaker {
-                Some(b) => Some(b.acquire(Instant::now()).map_err(|e| e.with_provider(id))?),
-                None => None,
-            };
-            let reservation = self.admit(id, req).await?;
-            let total = self.inner.timeouts.total;
-            let result = within(
-                total,
-                "the call took longer than its total timeout",
-                Box::pin(self.chat_once(provider, model, req)),
-            )
-            .await;
-            match result {
-                Ok(resp) => {
-                    if let Some(p) = permit {
-                        p.success(Instant::now());
-                    }
-                    if let Some(r) = reservation {
-                        r.settle(resp.usage.map_or(0, |u| u.total_tokens));
-                    }
-                    return Ok(resp);
-                }
-                Err(err) => {
-                    let err = err.with_provider(id);
-                    if let Some(p) = permit {
-                        p.failure(Instant::now(), &err);
-                    }
-                    if let Some(r) = reservation {
-                        r.settle(0);
-                    }
-                    match self.retry_delay(id, &err, attempt, false) {
-                        Some(delay) => tokio::time::sleep(delay).await,
-                        None => return Err(err),
-                    }
-                }
-            }
-        }
+        self.attempts(
+            provider,
+            || crate::tokens::estimate_request(req),
+            self.total_deadline(),
+            move || self.chat_once(provider, model, req),
+            |resp, reservation| {
+                settle(reservation, resp.usage);
+                resp
+            },
+        )
+        .await
     }
 
     /// A streamed answer from a given provider, asking for the upstream `model` (`req.model`
@@ -568,45 +529,105 @@ impl Client {
         req: &ChatRequest,
     ) -> Result<ChatStream> {
         let id = provider.id();
-        let breaker = self.breaker_for(provider);
         let t = self.inner.timeouts;
-        let mut attempt = 0;
+        let first_event = Deadline {
+            limit: t.first_event,
+            what: "the upstream sent nothing within the first-event timeout",
+        };
+        self.attempts(
+            provider,
+            || crate::tokens::estimate_request(req),
+            first_event,
+            move || {
+                let started = Instant::now();
+                async move {
+                    let mut s = Box::pin(self.open_stream(provider, model, req)).await?;
+                    let head = first_content(&mut s).await?;
+                    Ok((s, head, started))
+                }
+            },
+            // The reservation rides with the stream and settles on its usage event.
+            |(s, head, started), reservation| guard_stream(id, head, s, t, started, reservation),
+        )
+        .await
+    }
+
+    /// Embeddings from a given provider, asking for the upstream `model` (`req.model` is not
+    /// read, as in [`Client::chat_with`]). Applies the circuit breaker, client-side limits,
+    /// timeouts and the retry policy, as chats do.
+    pub async fn embed_with(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &EmbeddingRequest,
+    ) -> Result<EmbeddingResponse> {
+        self.attempts(
+            provider,
+            || crate::tokens::estimate_embeddings(req),
+            self.total_deadline(),
+            move || self.embed_once(provider, model, req),
+            |resp, reservation| {
+                settle(reservation, resp.usage);
+                resp
+            },
+        )
+        .await
+    }
+
+    /// One attempt of every call, bounded by the total timeout.
+    fn total_deadline(&self) -> Deadline {
+        Deadline {
+            limit: self.inner.timeouts.total,
+            what: "the call took longer than its total timeout",
+        }
+    }
+
+    /// The attempt loop every call goes through. Per attempt: the upstream's breaker admits
+    /// it (or the call fails fast), the provider's rate limiter reserves `estimate()` tokens,
+    /// and `attempt()` runs within `deadline`. A success is reported to the breaker and
+    /// handed to `finish` with the reservation, to settle it from the value (or carry it
+    /// on, as a stream does). A failure is reported to the breaker, releases its
+    /// reservation, and is retried after the policy's delay or returned.
+    async fn attempts<V, T, F, Fut>(
+        &self,
+        provider: &dyn Provider,
+        estimate: impl Fn() -> u64,
+        deadline: Deadline,
+        mut attempt: F,
+        finish: impl FnOnce(V, Option<Reservation>) -> T,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<V>>,
+    {
+        let id = provider.id();
+        let breaker = self.breaker_for(provider);
+        let limiter = self.inner.limiters.get(id);
+        let mut n = 0;
         loop {
-            attempt += 1;
+            n += 1;
             let permit = match &breaker {
                 Some(b) => Some(b.acquire(Instant::now()).map_err(|e| e.with_provider(id))?),
                 None => None,
             };
-            let reservation = self.admit(id, req).await?;
-            let started = Instant::now();
-            let opening = async {
-                let mut s = Box::pin(self.open_stream(provider, model, req)).await?;
-                let head = first_content(&mut s).await?;
-                Ok::<_, Error>((s, head))
+            let reservation = match limiter {
+                Some(l) => Some(l.admit(estimate()).await?),
+                None => None,
             };
-            let outcome = within(
-                t.first_event,
-                "the upstream sent nothing within the first-event timeout",
-                Box::pin(opening),
-            )
-            .await;
-            let err = match outcome {
-                Ok((s, head)) => {
+            let err = match within(deadline.limit, deadline.what, Box::pin(attempt())).await {
+                Ok(value) => {
                     if let Some(p) = permit {
                         p.success(Instant::now());
                     }
-                    return Ok(guard_stream(id, head, s, t, started, reservation));
+                    return Ok(finish(value, reservation));
                 }
-                Err(e) => e,
+                Err(e) => e.with_provider(id),
             };
-            let err = err.with_provider(id);
             if let Some(p) = permit {
                 p.failure(Instant::now(), &err);
             }
-            if let Some(r) = reservation {
-                r.settle(0);
-            }
-            match self.retry_delay(id, &err, attempt, false) {
+            settle(reservation, None);
+            match self.retry_delay(id, &err, n, false) {
                 Some(delay) => tokio::time::sleep(delay).await,
                 None => return Err(err),
             }
@@ -637,14 +658,18 @@ impl Client {
         Ok(out)
     }
 
-    /// Embeddings from a given provider, asking for the upstream `model` (`req.model` is not
-    /// read, as in [`Client::chat_with`]).
-    pub async fn embed_with(
+    /// One attempt at embeddings.
+    async fn embed_once(
         &self,
         provider: &dyn Provider,
         model: &str,
         req: &EmbeddingRequest,
     ) -> Result<EmbeddingResponse> {
+        tracing::debug!(
+            provider = provider.id(),
+            model,
+            "sending embeddings request"
+        );
         let mut out = self
             .exchange_parsed(
                 provider,
@@ -728,6 +753,20 @@ impl Client {
             model.to_owned(),
             header_rid,
         ))
+    }
+}
+
+/// How long one attempt may take (zero = no limit) and what a miss is called.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    limit: Duration,
+    what: &'static str,
+}
+
+/// Trues a rate-limit reservation up to the tokens used (none for a failed attempt).
+fn settle(reservation: Option<Reservation>, usage: Option<crate::Usage>) {
+    if let Some(r) = reservation {
+        r.settle(usage.map_or(0, |u| u.total_tokens));
     }
 }
 

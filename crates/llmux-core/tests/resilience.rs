@@ -432,3 +432,61 @@ async fn issue_14_embeddings_send_the_model_given_beside_the_request() {
     assert_eq!(log[0].json().unwrap()["model"], "embed-upstream");
     assert_eq!(req.model, "public-name");
 }
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_embeddings_are_retried_and_counted_by_the_breaker_like_chats() {
+    let breaker = BreakerConfig {
+        consecutive_failures: 3,
+        cool_down: Duration::from_secs(30),
+        ..BreakerConfig::default()
+    };
+    let (emu, client) = setup(|b| b.breaker(Some(breaker))).await;
+    let provider = client.provider("openai").unwrap();
+    let req = EmbeddingRequest::new("public-name", vec!["a".into(), "b".into()]);
+
+    // Transient failures are retried per the policy, each attempt with the upstream model.
+    emu.push_fault(Fault::once(status(500, None)).times(2));
+    let r = client
+        .embed_with(provider.as_ref(), "embed-upstream", &req)
+        .await
+        .unwrap();
+    assert_eq!(r.data.len(), 2);
+    let log = emu.requests();
+    assert_eq!(
+        log.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
+    assert!(log
+        .iter()
+        .all(|r| r.json().unwrap()["model"] == "embed-upstream"));
+
+    // A failing upstream opens the breaker; the next call fails fast and sends nothing.
+    emu.clear_requests();
+    emu.push_fault(Fault::always(status(500, None)));
+    let addressed = EmbeddingRequest::new("openai/embed-upstream", vec!["a".into()]);
+    let err = client.embed(addressed.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamServer, "{err}");
+    assert_eq!(emu.requests().len(), 3, "max_attempts");
+    let err = client.embed(addressed).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CircuitOpen, "{err}");
+    assert_eq!(emu.requests().len(), 3);
+    assert_eq!(client.breaker_states()[0].1, BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_embeddings_go_through_the_client_side_rate_limit() {
+    let limits = LimitConfig {
+        rpm: Some(2),
+        tpm: None,
+        wait: false,
+    };
+    let (emu, client) = setup(|b| b.limit("openai", limits)).await;
+    let req = EmbeddingRequest::new("openai/text-embedding-3-small", vec!["a".into()]);
+    client.embed(req.clone()).await.unwrap();
+    // A chat and an embedding share the provider's budget.
+    client.chat(ask("hi")).await.unwrap();
+    let err = client.embed(req).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+    assert!(err.retry_after().is_some());
+    assert_eq!(emu.requests().len(), 2, "the limited call sent nothing");
+}
