@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let req = request_for(spec, *flags);
     let (plan, body) = take_plan(rest);
     let frames = frames(provider.framing(), plan, body, 64 * 1024);
-    let mut parser = provider.stream_parser(&req);
+    let mut parser = provider.stream_parser(&req.model, &req);
     let events = run_parser(parser.as_mut(), &frames);
     let mut acc = StreamAccumulator::new();
     for ev in &events {

@@ -96,7 +96,7 @@ async fn ws_exchange(
     ctx: &AuthContext,
     req: &ChatRequest,
 ) -> Option<Vec<u8>> {
-    let ws = provider.build_ws(req, ctx).ok()?;
+    let ws = provider.build_ws(&req.model, req, ctx).ok()?;
     let mut request = ws.url.as_str().into_client_request().ok()?;
     request.headers_mut().extend(ws.headers);
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.ok()?;
@@ -145,7 +145,8 @@ async fn provider_seeds(index: u8, id: &'static str, seeds: &mut Seeds) {
         let req = chat(&model, tools);
         // Non-stream answers (WebSocket providers fold their stream; seed their frames only).
         if provider.framing() != Framing::WebSocket {
-            if let Some((_, _, body)) = exchange(p, &ctx, p.build_chat(&req, false).unwrap()).await
+            if let Some((_, _, body)) =
+                exchange(p, &ctx, p.build_chat(&req.model, &req, false).unwrap()).await
             {
                 seeds.add(
                     "provider_response",
@@ -159,7 +160,7 @@ async fn provider_seeds(index: u8, id: &'static str, seeds: &mut Seeds) {
         }
         let body = match provider.framing() {
             Framing::WebSocket => ws_exchange(p, &ctx, &req).await,
-            _ => exchange(p, &ctx, p.build_chat(&req, true).unwrap())
+            _ => exchange(p, &ctx, p.build_chat(&req.model, &req, true).unwrap())
                 .await
                 .map(|(_, _, b)| b),
         };
@@ -183,8 +184,12 @@ async fn provider_seeds(index: u8, id: &'static str, seeds: &mut Seeds) {
             ("malformed", FaultKind::MalformedFrame { after: 1 }),
         ] {
             emu.push_fault(Fault::once(kind));
-            if let Some((_, _, body)) =
-                exchange(p, &ctx, p.build_chat(&chat(&model, false), true).unwrap()).await
+            if let Some((_, _, body)) = exchange(
+                p,
+                &ctx,
+                p.build_chat(&model, &chat(&model, false), true).unwrap(),
+            )
+            .await
             {
                 seeds.add(
                     "provider_stream",
@@ -228,8 +233,12 @@ async fn provider_seeds(index: u8, id: &'static str, seeds: &mut Seeds) {
     if provider.framing() != Framing::WebSocket {
         for (name, kind) in faults {
             emu.push_fault(Fault::once(kind));
-            let Some((status, head, body)) =
-                exchange(p, &ctx, p.build_chat(&chat(&model, false), false).unwrap()).await
+            let Some((status, head, body)) = exchange(
+                p,
+                &ctx,
+                p.build_chat(&model, &chat(&model, false), false).unwrap(),
+            )
+            .await
             else {
                 continue;
             };
@@ -250,7 +259,7 @@ async fn provider_seeds(index: u8, id: &'static str, seeds: &mut Seeds) {
             .find(|m| m.contains("embed"))
             .unwrap_or_else(|| model.clone());
         let req = EmbeddingRequest::new(model, vec!["hello".into(), "world".into()]);
-        if let Ok(built) = p.build_embeddings(&req) {
+        if let Ok(built) = p.build_embeddings(&req.model, &req) {
             if let Some((_, _, body)) = exchange(p, &ctx, built).await {
                 seeds.add(
                     "provider_response",

@@ -227,22 +227,16 @@ impl Client {
         Ok((self.provider(pid)?, m))
     }
 
-    fn route(&self, req: &mut ChatRequest) -> Result<Arc<dyn Provider>> {
-        let (provider, model) = self.resolve(&req.model)?;
-        req.model = model.to_owned();
-        Ok(provider)
-    }
-
     /// A complete answer. `req.model` is `provider/model`.
-    pub async fn chat(&self, mut req: ChatRequest) -> Result<ChatResponse> {
-        let provider = self.route(&mut req)?;
-        Box::pin(self.chat_with(provider.as_ref(), &req)).await
+    pub async fn chat(&self, req: ChatRequest) -> Result<ChatResponse> {
+        let (provider, model) = self.resolve(&req.model)?;
+        Box::pin(self.chat_with(provider.as_ref(), model, &req)).await
     }
 
     /// A streamed answer. `req.model` is `provider/model`.
-    pub async fn chat_stream(&self, mut req: ChatRequest) -> Result<ChatStream> {
-        let provider = self.route(&mut req)?;
-        Box::pin(self.stream_with(provider.as_ref(), &req)).await
+    pub async fn chat_stream(&self, req: ChatRequest) -> Result<ChatStream> {
+        let (provider, model) = self.resolve(&req.model)?;
+        Box::pin(self.stream_with(provider.as_ref(), model, &req)).await
     }
 
     /// Runs many requests (`model` = `provider/model` each) with at most `concurrency` in
@@ -291,14 +285,14 @@ impl Client {
 
     /// One batch item: [`Client::chat`], except that an open breaker is waited out (see
     /// [`Client::batch`]).
-    async fn chat_waiting_out_breakers(&self, mut req: ChatRequest) -> Result<ChatResponse> {
-        let provider = self.route(&mut req)?;
+    async fn chat_waiting_out_breakers(&self, req: ChatRequest) -> Result<ChatResponse> {
+        let (provider, model) = self.resolve(&req.model)?;
         let patience = self.inner.batch_breaker_wait;
         loop {
             let breaker = self.breaker_for(provider.as_ref());
             // Created before the call, so a probe that settles meanwhile still wakes us.
             let settled = breaker.as_ref().map(|b| b.settled());
-            let err = match Box::pin(self.chat_with(provider.as_ref(), &req)).await {
+            let err = match Box::pin(self.chat_with(provider.as_ref(), model, &req)).await {
                 Err(e) if e.kind() == ErrorKind::CircuitOpen => e,
                 other => return other,
             };
@@ -327,10 +321,9 @@ impl Client {
     }
 
     /// Embeddings. `req.model` is `provider/model`.
-    pub async fn embed(&self, mut req: EmbeddingRequest) -> Result<EmbeddingResponse> {
+    pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse> {
         let (provider, model) = self.resolve(&req.model)?;
-        req.model = model.to_owned();
-        self.embed_with(provider.as_ref(), &req).await
+        self.embed_with(provider.as_ref(), model, &req).await
     }
 
     fn auth_context(&self) -> AuthContext {
@@ -476,14 +469,6 @@ impl Client {
         v
     }
 
-    /// Takes a rate-limit reservation for one attempt, when provider `id` has limits.
-    async fn admit(&self, id: &str, req: &ChatRequest) -> Result<Option<Reservation>> {
-        match self.inner.limiters.get(id) {
-            Some(l) => Ok(Some(l.admit(crate::tokens::estimate_request(req)).await?)),
-            None => Ok(None),
-        }
-    }
-
     /// Logs a failed attempt and says how long to wait before the next, or gives up.
     fn retry_delay(&self, id: &str, err: &Error, attempt: u32, streamed: bool) -> Option<Duration> {
         match self.inner.retry.next_delay(err, attempt, streamed) {
@@ -505,58 +490,30 @@ impl Client {
         }
     }
 
-    /// A complete answer from a given provider; `req.model` is the upstream model name.
+    /// A complete answer from a given provider, asking for the upstream `model` (`req.model`
+    /// is not read: one request serves any number of attempts and upstreams, never copied).
     /// Applies the circuit breaker, client-side limits, timeouts and the retry policy.
     pub async fn chat_with(
         &self,
         provider: &dyn Provider,
+        model: &str,
         req: &ChatRequest,
     ) -> Result<ChatResponse> {
-        let id = provider.id();
-        let breaker = self.breaker_for(provider);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let permit = match &breaker {
-                Some(b) => Some(b.acquire(Instant::now()).map_err(|e| e.with_provider(id))?),
-                None => None,
-            };
-            let reservation = self.admit(id, req).await?;
-            let total = self.inner.timeouts.total;
-            let result = within(
-                total,
-                "the call took longer than its total timeout",
-                Box::pin(self.chat_once(provider, req)),
-            )
-            .await;
-            match result {
-                Ok(resp) => {
-                    if let Some(p) = permit {
-                        p.success(Instant::now());
-                    }
-                    if let Some(r) = reservation {
-                        r.settle(resp.usage.map_or(0, |u| u.total_tokens));
-                    }
-                    return Ok(resp);
-                }
-                Err(err) => {
-                    let err = err.with_provider(id);
-                    if let Some(p) = permit {
-                        p.failure(Instant::now(), &err);
-                    }
-                    if let Some(r) = reservation {
-                        r.settle(0);
-                    }
-                    match self.retry_delay(id, &err, attempt, false) {
-                        Some(delay) => tokio::time::sleep(delay).await,
-                        None => return Err(err),
-                    }
-                }
-            }
-        }
+        self.attempts(
+            provider,
+            || crate::tokens::estimate_request(req),
+            self.total_deadline(),
+            move || self.chat_once(provider, model, req),
+            |resp, reservation| {
+                settle(reservation, resp.usage);
+                resp
+            },
+        )
+        .await
     }
 
-    /// A streamed answer from a given provider; `req.model` is the upstream model name.
+    /// A streamed answer from a given provider, asking for the upstream `model` (`req.model`
+    /// is not read, as in [`Client::chat_with`]).
     ///
     /// Returns once the first content event arrived (anything after `Started`, which is held
     /// back until then, so nothing has reached the caller before the answer really began):
@@ -568,48 +525,109 @@ impl Client {
     pub async fn stream_with(
         &self,
         provider: &dyn Provider,
+        model: &str,
         req: &ChatRequest,
     ) -> Result<ChatStream> {
         let id = provider.id();
-        let breaker = self.breaker_for(provider);
         let t = self.inner.timeouts;
-        let mut attempt = 0;
+        let first_event = Deadline {
+            limit: t.first_event,
+            what: "the upstream sent nothing within the first-event timeout",
+        };
+        self.attempts(
+            provider,
+            || crate::tokens::estimate_request(req),
+            first_event,
+            move || {
+                let started = Instant::now();
+                async move {
+                    let mut s = Box::pin(self.open_stream(provider, model, req)).await?;
+                    let head = first_content(&mut s).await?;
+                    Ok((s, head, started))
+                }
+            },
+            // The reservation rides with the stream and settles on its usage event.
+            |(s, head, started), reservation| guard_stream(id, head, s, t, started, reservation),
+        )
+        .await
+    }
+
+    /// Embeddings from a given provider, asking for the upstream `model` (`req.model` is not
+    /// read, as in [`Client::chat_with`]). Applies the circuit breaker, client-side limits,
+    /// timeouts and the retry policy, as chats do.
+    pub async fn embed_with(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &EmbeddingRequest,
+    ) -> Result<EmbeddingResponse> {
+        self.attempts(
+            provider,
+            || crate::tokens::estimate_embeddings(req),
+            self.total_deadline(),
+            move || self.embed_once(provider, model, req),
+            |resp, reservation| {
+                settle(reservation, resp.usage);
+                resp
+            },
+        )
+        .await
+    }
+
+    /// One attempt of every call, bounded by the total timeout.
+    fn total_deadline(&self) -> Deadline {
+        Deadline {
+            limit: self.inner.timeouts.total,
+            what: "the call took longer than its total timeout",
+        }
+    }
+
+    /// The attempt loop every call goes through. Per attempt: the upstream's breaker admits
+    /// it (or the call fails fast), the provider's rate limiter reserves `estimate()` tokens,
+    /// and `attempt()` runs within `deadline`. A success is reported to the breaker and
+    /// handed to `finish` with the reservation, to settle it from the value (or carry it
+    /// on, as a stream does). A failure is reported to the breaker, releases its
+    /// reservation, and is retried after the policy's delay or returned.
+    async fn attempts<V, T, F, Fut>(
+        &self,
+        provider: &dyn Provider,
+        estimate: impl Fn() -> u64,
+        deadline: Deadline,
+        mut attempt: F,
+        finish: impl FnOnce(V, Option<Reservation>) -> T,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<V>>,
+    {
+        let id = provider.id();
+        let breaker = self.breaker_for(provider);
+        let limiter = self.inner.limiters.get(id);
+        let mut n = 0;
         loop {
-            attempt += 1;
+            n += 1;
             let permit = match &breaker {
                 Some(b) => Some(b.acquire(Instant::now()).map_err(|e| e.with_provider(id))?),
                 None => None,
             };
-            let reservation = self.admit(id, req).await?;
-            let started = Instant::now();
-            let opening = async {
-                let mut s = Box::pin(self.open_stream(provider, req)).await?;
-                let head = first_content(&mut s).await?;
-                Ok::<_, Error>((s, head))
+            let reservation = match limiter {
+                Some(l) => Some(l.admit(estimate()).await?),
+                None => None,
             };
-            let outcome = within(
-                t.first_event,
-                "the upstream sent nothing within the first-event timeout",
-                Box::pin(opening),
-            )
-            .await;
-            let err = match outcome {
-                Ok((s, head)) => {
+            let err = match within(deadline.limit, deadline.what, Box::pin(attempt())).await {
+                Ok(value) => {
                     if let Some(p) = permit {
                         p.success(Instant::now());
                     }
-                    return Ok(guard_stream(id, head, s, t, started, reservation));
+                    return Ok(finish(value, reservation));
                 }
-                Err(e) => e,
+                Err(e) => e.with_provider(id),
             };
-            let err = err.with_provider(id);
             if let Some(p) = permit {
                 p.failure(Instant::now(), &err);
             }
-            if let Some(r) = reservation {
-                r.settle(0);
-            }
-            match self.retry_delay(id, &err, attempt, false) {
+            settle(reservation, None);
+            match self.retry_delay(id, &err, n, false) {
                 Some(delay) => tokio::time::sleep(delay).await,
                 None => return Err(err),
             }
@@ -617,41 +635,52 @@ impl Client {
     }
 
     /// One attempt at a complete answer.
-    async fn chat_once(&self, provider: &dyn Provider, req: &ChatRequest) -> Result<ChatResponse> {
-        tracing::debug!(provider = provider.id(), model = %req.model, "sending chat request");
+    async fn chat_once(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &ChatRequest,
+    ) -> Result<ChatResponse> {
+        tracing::debug!(provider = provider.id(), model, "sending chat request");
         if provider.framing() == Framing::WebSocket {
             // Boxed: the WebSocket path's future is ten times the size of the HTTP one, and
             // every HTTP call would otherwise carry (and copy) its size.
-            return collect_stream(Box::pin(self.open_stream(provider, req)).await?).await;
+            return collect_stream(Box::pin(self.open_stream(provider, model, req)).await?).await;
         }
         let mut out = self
             .exchange_parsed(
                 provider,
-                || provider.build_chat(req, false),
+                || provider.build_chat(model, req, false),
                 |r| provider.parse_chat(r),
             )
             .await?;
         if out.model.is_empty() {
-            out.model.clone_from(&req.model);
+            model.clone_into(&mut out.model);
         }
         Ok(out)
     }
 
-    /// Embeddings from a given provider; `req.model` is the upstream model name.
-    pub async fn embed_with(
+    /// One attempt at embeddings.
+    async fn embed_once(
         &self,
         provider: &dyn Provider,
+        model: &str,
         req: &EmbeddingRequest,
     ) -> Result<EmbeddingResponse> {
+        tracing::debug!(
+            provider = provider.id(),
+            model,
+            "sending embeddings request"
+        );
         let mut out = self
             .exchange_parsed(
                 provider,
-                || provider.build_embeddings(req),
+                || provider.build_embeddings(model, req),
                 |r| provider.parse_embeddings(r),
             )
             .await?;
         if out.model.is_empty() {
-            out.model.clone_from(&req.model);
+            model.clone_into(&mut out.model);
         }
         Ok(out)
     }
@@ -664,17 +693,23 @@ impl Client {
     }
 
     /// One attempt at opening a stream: returns once the response head arrived.
-    async fn open_stream(&self, provider: &dyn Provider, req: &ChatRequest) -> Result<ChatStream> {
+    async fn open_stream(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &ChatRequest,
+    ) -> Result<ChatStream> {
         let id = provider.id();
         if !provider.capabilities().streaming {
             return Err(Error::unsupported(format!("{id} does not stream")).with_provider(id));
         }
-        tracing::debug!(provider = id, model = %req.model, "sending streaming chat request");
+        tracing::debug!(provider = id, model, "sending streaming chat request");
         let framing = provider.framing();
         if framing == Framing::WebSocket {
             // Boxed, as in `chat_once`: the WebSocket handshake's future is large.
             return Box::pin(crate::ws::open(
                 provider,
+                model,
                 req,
                 &self.auth_context(),
                 self.inner.max_frame,
@@ -687,7 +722,7 @@ impl Client {
         let resp = loop {
             attempt += 1;
             let resp = self
-                .exchange(provider, || provider.build_chat(req, true))
+                .exchange(provider, || provider.build_chat(model, req, true))
                 .await?;
             if !resp.content_type().starts_with("application/json") {
                 break resp;
@@ -701,7 +736,7 @@ impl Client {
                 Err(err) => return Err(err),
                 Ok(mut full) => {
                     if full.model.is_empty() {
-                        full.model.clone_from(&req.model);
+                        model.clone_into(&mut full.model);
                     }
                     let events: Vec<Result<StreamEvent>> =
                         response_to_events(&full).into_iter().map(Ok).collect();
@@ -710,7 +745,7 @@ impl Client {
             }
         };
         let header_rid = providers::header_request_id(&resp.headers);
-        let parser = provider.stream_parser(req);
+        let parser = provider.stream_parser(model, req);
         let body = resp.bytes_stream();
         Ok(drive(
             id,
@@ -718,9 +753,23 @@ impl Client {
             body,
             parser,
             self.inner.max_frame,
-            req.model.clone(),
+            model.to_owned(),
             header_rid,
         ))
+    }
+}
+
+/// How long one attempt may take (zero = no limit) and what a miss is called.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    limit: Duration,
+    what: &'static str,
+}
+
+/// Trues a rate-limit reservation up to the tokens used (none for a failed attempt).
+fn settle(reservation: Option<Reservation>, usage: Option<crate::Usage>) {
+    if let Some(r) = reservation {
+        r.settle(usage.map_or(0, |u| u.total_tokens));
     }
 }
 

@@ -15,6 +15,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Deliberately exhaustive: every classification of a kind (retry, failover, each ingress's
 /// status and code, the CLI's batch error type) is a `match` without a wildcard arm, so a new
 /// kind does not compile until each of them has decided what it means.
+///
+/// Two questions about an error are answered here, next to each other:
+/// [`ErrorKind::is_retryable`] (may the *same* upstream succeed on a new attempt?) and
+/// [`ErrorKind::concerns_upstream`] (may *another* upstream serve this request?).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// The request is malformed or has values out of range (HTTP 400).
@@ -74,6 +78,36 @@ impl ErrorKind {
             | ErrorKind::CircuitOpen
             | ErrorKind::Cancelled
             | ErrorKind::Config
+            | ErrorKind::Internal => false,
+        }
+    }
+
+    /// Whether the error concerns the upstream that raised it rather than the request, so
+    /// that another upstream (a router's next channel) may serve the same request: the
+    /// upstream is unwell, busy, out of quota, refuses our credentials or is misconfigured.
+    /// False when the request itself is the problem (every upstream would answer the same) or
+    /// the caller left. One exhaustive match: a new kind forces a decision.
+    ///
+    /// Wider than [`ErrorKind::is_retryable`]: a rejected key or an exhausted quota is not
+    /// worth a second attempt at the same upstream, but another upstream has its own.
+    pub fn concerns_upstream(self) -> bool {
+        match self {
+            ErrorKind::RateLimited
+            | ErrorKind::Timeout
+            | ErrorKind::Connect
+            | ErrorKind::UpstreamServer
+            | ErrorKind::UpstreamProtocol
+            | ErrorKind::CircuitOpen
+            | ErrorKind::QuotaExhausted
+            | ErrorKind::Authentication
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Config => true,
+            ErrorKind::InvalidRequest
+            | ErrorKind::Unsupported
+            | ErrorKind::NotFound
+            | ErrorKind::ContextLengthExceeded
+            | ErrorKind::ContentFiltered
+            | ErrorKind::Cancelled
             | ErrorKind::Internal => false,
         }
     }
@@ -459,6 +493,34 @@ mod tests {
                 ErrorKind::UpstreamServer
             ]
         );
+    }
+
+    #[test]
+    fn issue_14_upstream_kinds_fail_over_and_request_kinds_do_not() {
+        let other_upstream: Vec<_> = ErrorKind::ALL
+            .iter()
+            .filter(|k| k.concerns_upstream())
+            .copied()
+            .collect();
+        assert_eq!(
+            other_upstream,
+            vec![
+                ErrorKind::Authentication,
+                ErrorKind::PermissionDenied,
+                ErrorKind::RateLimited,
+                ErrorKind::QuotaExhausted,
+                ErrorKind::Timeout,
+                ErrorKind::Connect,
+                ErrorKind::UpstreamServer,
+                ErrorKind::UpstreamProtocol,
+                ErrorKind::CircuitOpen,
+                ErrorKind::Config,
+            ]
+        );
+        // Whatever the same upstream may retry, another upstream may serve.
+        for k in ErrorKind::ALL {
+            assert!(!k.is_retryable() || k.concerns_upstream(), "{k}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (ASCII text ≈ 4 characters per token, other characters ≈ 1 token each, 4 tokens of
 //! overhead per message) plus the output reservation.
 
-use crate::types::ChatRequest;
+use crate::types::{ChatRequest, EmbeddingRequest};
 
 /// Output tokens reserved when a request sets no `max_tokens`.
 pub const DEFAULT_OUTPUT_RESERVE: u64 = 1024;
@@ -28,6 +28,11 @@ pub fn estimate_request(req: &ChatRequest) -> u64 {
         .map(|m| 4 + estimate_text(&m.content.text()))
         .sum();
     prompt + req.max_tokens.map_or(DEFAULT_OUTPUT_RESERVE, u64::from)
+}
+
+/// Estimated tokens of an embeddings request: its input texts (there is no output to reserve).
+pub fn estimate_embeddings(req: &EmbeddingRequest) -> u64 {
+    req.input.iter().map(|t| estimate_text(t)).sum()
 }
 
 #[cfg(test)]

@@ -15,10 +15,11 @@ use crate::providers::{AuthContext, Provider};
 use crate::stream::{ChatStream, StreamEvent};
 use crate::types::ChatRequest;
 
-/// Opens a WebSocket chat; a skewed-clock or rejected-credential handshake is retried once
-/// when `recover` says so.
+/// Opens a WebSocket chat of `req` for the upstream `model`; a skewed-clock or
+/// rejected-credential handshake is retried once when `recover` says so.
 pub(crate) async fn open(
     provider: &dyn Provider,
+    model: &str,
     req: &ChatRequest,
     ctx: &AuthContext,
     max_frame: usize,
@@ -29,7 +30,7 @@ pub(crate) async fn open(
     let mut attempt = 0;
     let (mut socket, message) = loop {
         attempt += 1;
-        let ws = provider.build_ws(req, ctx)?;
+        let ws = provider.build_ws(model, req, ctx)?;
         let mut request = ws.url.as_str().into_client_request().map_err(|e| {
             Error::config(format!("{id}: invalid WebSocket URL"))
                 .with_provider(id)
@@ -75,8 +76,8 @@ pub(crate) async fn open(
                 .with_provider(id)
                 .with_source(e)
         })?;
-    let mut parser = provider.stream_parser(req);
-    let model = req.model.clone();
+    let mut parser = provider.stream_parser(model, req);
+    let model = model.to_owned();
     let stream = async_stream::try_stream! {
         let mut events = Vec::new();
         while let Some(msg) = socket.next().await {

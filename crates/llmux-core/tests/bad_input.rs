@@ -48,7 +48,7 @@ fn table() -> Vec<Case> {
     vec![
         Case {
             name: "empty messages",
-            error: o.build_chat(&req(vec![]), false).unwrap_err(),
+            error: o.build_chat("m", &req(vec![]), false).unwrap_err(),
             kind: ErrorKind::InvalidRequest,
             message_has: "`messages` must contain at least one message",
         },
@@ -60,7 +60,7 @@ fn table() -> Vec<Case> {
         },
         Case {
             name: "temperature out of range",
-            error: d.build_chat(&hot, false).unwrap_err(),
+            error: d.build_chat(&hot.model, &hot, false).unwrap_err(),
             kind: ErrorKind::InvalidRequest,
             message_has: "`temperature` must be between 0 and 2, got 3",
         },
@@ -209,7 +209,7 @@ fn secrets_never_show_in_debug_output() {
     .unwrap();
     assert!(!format!("{p:?}").contains("super-secret"));
     let req = p
-        .build_chat(&ChatRequest::new("m", vec![Message::user("x")]), false)
+        .build_chat("m", &ChatRequest::new("m", vec![Message::user("x")]), false)
         .unwrap();
     assert!(!format!("{req:?}").contains("super-secret"), "{req:?}");
     let client = Client::builder()

@@ -104,7 +104,7 @@ fn hunyuan_bodies_match_the_sdk_vector_params() {
             req.tool_choice = Some(ToolChoice::Auto);
         }
         let stream = params["Stream"].as_bool().unwrap_or(false);
-        let built = p.build_chat(&req, stream).unwrap();
+        let built = p.build_chat(&req.model, &req, stream).unwrap();
         assert_eq!(built.headers["x-tc-action"], "ChatCompletions");
         assert_eq!(built.headers["x-tc-version"], "2023-09-01");
         assert_eq!(built.headers["content-type"], "application/json");
@@ -132,7 +132,7 @@ fn hunyuan_rejects_what_it_lacks_naming_every_field() {
         parameters: json!({}),
         strict: None,
     }];
-    let err = hunyuan().build_chat(&req, false).unwrap_err();
+    let err = hunyuan().build_chat(&req.model, &req, false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     for name in ["max_tokens", "presence_penalty", "required"] {
         assert!(err.message().contains(name), "{}", err.message());
@@ -140,7 +140,10 @@ fn hunyuan_rejects_what_it_lacks_naming_every_field() {
     let mut req = ChatRequest::new("hunyuan-lite", vec![Message::user("hi")]);
     req.seed = Some(20_000);
     assert_eq!(
-        hunyuan().build_chat(&req, false).unwrap_err().kind(),
+        hunyuan()
+            .build_chat(&req.model, &req, false)
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidRequest
     );
     let mut req = ChatRequest::new("hunyuan-lite", vec![Message::user("hi")]);
@@ -153,7 +156,8 @@ fn hunyuan_rejects_what_it_lacks_naming_every_field() {
     req.stop = vec!["END".into()];
     req.extra.insert("StreamModeration".into(), json!(true));
     let body: Value =
-        serde_json::from_slice(&hunyuan().build_chat(&req, true).unwrap().body).unwrap();
+        serde_json::from_slice(&hunyuan().build_chat(&req.model, &req, true).unwrap().body)
+            .unwrap();
     assert_eq!(body["EnableEnhancement"], true);
     assert_eq!(body["EnableThinking"], true);
     assert_eq!(body["Seed"], 7);
@@ -345,7 +349,8 @@ fn zhipu_rules_and_error_codes() {
         enabled: false,
         budget_tokens: None,
     });
-    let body: Value = serde_json::from_slice(&p.build_chat(&req, true).unwrap().body).unwrap();
+    let body: Value =
+        serde_json::from_slice(&p.build_chat(&req.model, &req, true).unwrap().body).unwrap();
     assert_eq!(body["do_sample"], false);
     assert_eq!(body["temperature"], 0.01);
     assert_eq!(body["top_p"], 0.99);
@@ -357,7 +362,7 @@ fn zhipu_rules_and_error_codes() {
     let mut req = ChatRequest::new("glm-4-flash", vec![Message::user("hi")]);
     req.seed = Some(1);
     req.frequency_penalty = Some(0.1);
-    let err = p.build_chat(&req, false).unwrap_err();
+    let err = p.build_chat(&req.model, &req, false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.message().contains("seed") && err.message().contains("frequency_penalty"));
 
@@ -445,7 +450,8 @@ fn ollama_options_format_and_extra_mapping() {
     req.extra.insert("mirostat".into(), json!(2));
     req.extra.insert("options.num_ctx".into(), json!(8192));
     req.extra.insert("options".into(), json!({"top_k": null}));
-    let b: Value = serde_json::from_slice(&p.build_chat(&req, false).unwrap().body).unwrap();
+    let b: Value =
+        serde_json::from_slice(&p.build_chat(&req.model, &req, false).unwrap().body).unwrap();
     assert_eq!(
         b["options"],
         json!({"num_predict": 10, "repeat_penalty": 1.1, "mirostat": 2, "num_ctx": 8192})
@@ -457,7 +463,8 @@ fn ollama_options_format_and_extra_mapping() {
 
     let mut req = ChatRequest::new("llama3.2", vec![Message::user("hi")]);
     req.response_format = Some(ResponseFormat::JsonObject);
-    let b: Value = serde_json::from_slice(&p.build_chat(&req, true).unwrap().body).unwrap();
+    let b: Value =
+        serde_json::from_slice(&p.build_chat(&req.model, &req, true).unwrap().body).unwrap();
     assert_eq!(b["format"], "json");
     assert!(b.get("options").is_none());
 
@@ -476,7 +483,8 @@ fn ollama_options_format_and_extra_mapping() {
             Message::tool_result("call_0", "sunny"),
         ],
     );
-    let b: Value = serde_json::from_slice(&p.build_chat(&req, false).unwrap().body).unwrap();
+    let b: Value =
+        serde_json::from_slice(&p.build_chat(&req.model, &req, false).unwrap().body).unwrap();
     assert_eq!(
         b["messages"][1]["tool_calls"][0]["function"]["arguments"],
         json!({"city": "Paris"})
@@ -486,7 +494,7 @@ fn ollama_options_format_and_extra_mapping() {
     let mut req = ChatRequest::new("llama3.2", vec![Message::user("hi")]);
     req.n = Some(2);
     req.tool_choice = Some(ToolChoice::Required);
-    let err = p.build_chat(&req, false).unwrap_err();
+    let err = p.build_chat(&req.model, &req, false).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(err.message().contains("n (more") && err.message().contains("required"));
     let req = ChatRequest::new(
@@ -497,14 +505,14 @@ fn ollama_options_format_and_extra_mapping() {
         }]))],
     );
     assert_eq!(
-        p.build_chat(&req, false).unwrap_err().kind(),
+        p.build_chat(&req.model, &req, false).unwrap_err().kind(),
         ErrorKind::Unsupported
     );
 }
 
 fn ndjson_events(p: &Ollama, body: &[u8], split: usize) -> Vec<Result<StreamEvent>> {
     let req = ChatRequest::new("llama3.2", vec![Message::user("x")]);
-    let mut parser = p.stream_parser(&req);
+    let mut parser = p.stream_parser(&req.model, &req);
     let mut dec = NdjsonDecoder::default();
     let mut frames: Vec<Frame> = Vec::new();
     let mut out = Vec::new();

@@ -339,3 +339,154 @@ async fn issue_13_batch_stops_waiting_once_the_upstream_failed_for_the_breaker_w
     let err = client.chat(ask("x")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CircuitOpen);
 }
+
+/// A request whose messages are large (256 KiB), addressed by a name no upstream knows: the
+/// model to send travels beside it.
+fn large_request() -> (ChatRequest, String) {
+    let text = "x".repeat(256 * 1024);
+    let req = ChatRequest::new("public-name", vec![Message::user(text.clone())]);
+    (req, text)
+}
+
+/// Every attempt in the emulator's log asked for `model` and carried the whole conversation.
+fn assert_each_attempt_sent(emu: &Emulator, model: &str, text: &str, statuses: &[u16]) {
+    let log = emu.requests();
+    assert_eq!(
+        log.iter().map(|r| r.status).collect::<Vec<_>>(),
+        statuses,
+        "attempts"
+    );
+    for (i, r) in log.iter().enumerate() {
+        let body = r.json().unwrap();
+        assert_eq!(body["model"], model, "attempt {i}");
+        assert_eq!(body["messages"][0]["content"], text, "attempt {i}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_every_retry_of_a_borrowed_request_sends_the_model_given_beside_it() {
+    let (emu, client) = setup(|b| b.breaker(None)).await;
+    let provider = client.provider("openai").unwrap();
+    let (req, text) = large_request();
+
+    emu.push_fault(Fault::once(status(500, None)).times(2));
+    let r = client
+        .chat_with(provider.as_ref(), "gpt-upstream", &req)
+        .await
+        .unwrap();
+    assert_eq!(r.model, "gpt-upstream");
+    assert_each_attempt_sent(&emu, "gpt-upstream", &text, &[500, 500, 200]);
+
+    emu.clear_requests();
+    emu.push_fault(Fault::once(status(503, None)).times(2));
+    let events: Vec<_> = client
+        .stream_with(provider.as_ref(), "gpt-streamed", &req)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let started = events.iter().find_map(|e| match e {
+        Ok(StreamEvent::Started { model, .. }) => Some(model.clone()),
+        _ => None,
+    });
+    assert_eq!(started.as_deref(), Some("gpt-streamed"));
+    assert!(events.iter().all(Result::is_ok), "{:?}", events.last());
+    assert_each_attempt_sent(&emu, "gpt-streamed", &text, &[503, 503, 200]);
+
+    // Borrowed, never rewritten: the caller's request is as it was.
+    assert_eq!(req.model, "public-name");
+    assert_eq!(req.messages[0].content.text(), text);
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_an_empty_upstream_model_is_an_invalid_request_before_any_send() {
+    let (emu, client) = setup(|b| b).await;
+    let provider = client.provider("openai").unwrap();
+    // The request's own model is set; the one beside it, the one sent, is not.
+    let err = client
+        .chat_with(provider.as_ref(), " ", &ask("hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    let emb = EmbeddingRequest::new("openai/text-embedding-3-small", vec!["a".into()]);
+    let err = client
+        .embed_with(provider.as_ref(), "", &emb)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert!(emu.requests().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_embeddings_send_the_model_given_beside_the_request() {
+    let (emu, client) = setup(|b| b).await;
+    let provider = client.provider("openai").unwrap();
+    let req = EmbeddingRequest::new("public-name", vec!["a".into(), "b".into()]);
+    let r = client
+        .embed_with(provider.as_ref(), "embed-upstream", &req)
+        .await
+        .unwrap();
+    assert_eq!(r.data.len(), 2);
+    let log = emu.requests();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].json().unwrap()["model"], "embed-upstream");
+    assert_eq!(req.model, "public-name");
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_embeddings_are_retried_and_counted_by_the_breaker_like_chats() {
+    let breaker = BreakerConfig {
+        consecutive_failures: 3,
+        cool_down: Duration::from_secs(30),
+        ..BreakerConfig::default()
+    };
+    let (emu, client) = setup(|b| b.breaker(Some(breaker))).await;
+    let provider = client.provider("openai").unwrap();
+    let req = EmbeddingRequest::new("public-name", vec!["a".into(), "b".into()]);
+
+    // Transient failures are retried per the policy, each attempt with the upstream model.
+    emu.push_fault(Fault::once(status(500, None)).times(2));
+    let r = client
+        .embed_with(provider.as_ref(), "embed-upstream", &req)
+        .await
+        .unwrap();
+    assert_eq!(r.data.len(), 2);
+    let log = emu.requests();
+    assert_eq!(
+        log.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [500, 500, 200]
+    );
+    assert!(log
+        .iter()
+        .all(|r| r.json().unwrap()["model"] == "embed-upstream"));
+
+    // A failing upstream opens the breaker; the next call fails fast and sends nothing.
+    emu.clear_requests();
+    emu.push_fault(Fault::always(status(500, None)));
+    let addressed = EmbeddingRequest::new("openai/embed-upstream", vec!["a".into()]);
+    let err = client.embed(addressed.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamServer, "{err}");
+    assert_eq!(emu.requests().len(), 3, "max_attempts");
+    let err = client.embed(addressed).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CircuitOpen, "{err}");
+    assert_eq!(emu.requests().len(), 3);
+    assert_eq!(client.breaker_states()[0].1, BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_embeddings_go_through_the_client_side_rate_limit() {
+    let limits = LimitConfig {
+        rpm: Some(2),
+        tpm: None,
+        wait: false,
+    };
+    let (emu, client) = setup(|b| b.limit("openai", limits)).await;
+    let req = EmbeddingRequest::new("openai/text-embedding-3-small", vec!["a".into()]);
+    client.embed(req.clone()).await.unwrap();
+    // A chat and an embedding share the provider's budget.
+    client.chat(ask("hi")).await.unwrap();
+    let err = client.embed(req).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+    assert!(err.retry_after().is_some());
+    assert_eq!(emu.requests().len(), 2, "the limited call sent nothing");
+}

@@ -165,7 +165,7 @@ fn openai_sdk_capture_cases_are_reproduced() {
         match case["op"].as_str().unwrap() {
             "chat" => {
                 let (req, stream) = openai_chat_request(args);
-                let built = p.build_chat(&req, stream).unwrap();
+                let built = p.build_chat(&req.model, &req, stream).unwrap();
                 assert_same_request(name, &built, ex, &headers);
                 let resp = http_response(ex);
                 let result = &case["sdk_result"];
@@ -225,7 +225,7 @@ fn openai_sdk_capture_cases_are_reproduced() {
                 if let Some(f) = args.get("encoding_format") {
                     req.extra.insert("encoding_format".into(), f.clone());
                 }
-                let built = p.build_embeddings(&req).unwrap();
+                let built = p.build_embeddings(&req.model, &req).unwrap();
                 assert_same_request(name, &built, ex, &headers);
                 let got = p.parse_embeddings(&http_response(ex)).unwrap();
                 let expected = case["sdk_result"]["data"].as_array().unwrap();
@@ -290,7 +290,7 @@ fn dashscope_sdk_capture_cases_are_reproduced() {
         match case["op"].as_str().unwrap() {
             "generation" => {
                 let (req, stream) = dashscope_chat_request(args);
-                let built = p.build_chat(&req, stream).unwrap();
+                let built = p.build_chat(&req.model, &req, stream).unwrap();
                 assert_same_request(name, &built, ex, &headers);
                 let resp = http_response(ex);
                 if resp.status >= 400 {
@@ -363,7 +363,7 @@ fn dashscope_sdk_capture_cases_are_reproduced() {
                 let mut req = EmbeddingRequest::new(args["model"].as_str().unwrap(), input);
                 req.dimensions = args["dimension"].as_u64().map(|d| d as u32);
                 req.text_type = args["text_type"].as_str().map(str::to_owned);
-                let built = p.build_embeddings(&req).unwrap();
+                let built = p.build_embeddings(&req.model, &req).unwrap();
                 assert_same_request(
                     name,
                     &built,

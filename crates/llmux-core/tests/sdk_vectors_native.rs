@@ -74,7 +74,7 @@ fn run_stream(
         Framing::Ndjson => Dec::Nd(NdjsonDecoder::default()),
         _ => Dec::Sse(SseDecoder::default()),
     };
-    let mut parser = provider.stream_parser(req);
+    let mut parser = provider.stream_parser(&req.model, req);
     let mut out = Vec::new();
     let mut frames: Vec<Frame> = Vec::new();
     let mut events = Vec::new();
@@ -227,7 +227,9 @@ async fn zhipu_sdk_wire_capture_is_reproduced() {
                 .get("dimensions")
                 .and_then(Value::as_u64)
                 .map(|d| d as u32);
-            let built = p.authorize(p.build_embeddings(&req).unwrap(), &ctx).await;
+            let built = p
+                .authorize(p.build_embeddings(&req.model, &req).unwrap(), &ctx)
+                .await;
             assert_same_request(&name, &built.unwrap(), &expected, &["authorization"]);
             let got = p.parse_embeddings(&resp).unwrap();
             for (g, e) in got.data.iter().zip(canned["data"].as_array().unwrap()) {
@@ -247,7 +249,9 @@ async fn zhipu_sdk_wire_capture_is_reproduced() {
             continue;
         }
         let (req, stream) = zhipu_chat_request(&body);
-        let built = p.authorize(p.build_chat(&req, stream).unwrap(), &ctx).await;
+        let built = p
+            .authorize(p.build_chat(&req.model, &req, stream).unwrap(), &ctx)
+            .await;
         assert_same_request(
             &name,
             &built.unwrap(),
@@ -471,7 +475,7 @@ fn ollama_sdk_capture_cases_are_reproduced() {
         match op {
             "chat" | "generate" => {
                 let (req, stream) = ollama_chat_request(op, args);
-                let built = p.build_chat(&req, stream).unwrap();
+                let built = p.build_chat(&req.model, &req, stream).unwrap();
                 assert_same_request(name, &built, &expected, &["content-type", "accept"]);
                 if stream {
                     let sdk = sdk_outcome(result.as_array().unwrap());
@@ -517,7 +521,7 @@ fn ollama_sdk_capture_cases_are_reproduced() {
                         req.extra.insert(k.into(), v.clone());
                     }
                 }
-                let built = p.build_embeddings(&req).unwrap();
+                let built = p.build_embeddings(&req.model, &req).unwrap();
                 assert_same_request(name, &built, &expected, &["content-type", "accept"]);
                 let got = p.parse_embeddings(&resp).unwrap();
                 let vectors: Vec<Vec<f32>> = got.data.iter().map(|e| e.vector.clone()).collect();
@@ -559,6 +563,6 @@ fn zhipu_builds_without_credentials_until_authorized() {
     )
     .unwrap();
     let req = ChatRequest::new("glm-4-flash", vec![Message::user("hi")]);
-    let built: HttpRequest = p.build_chat(&req, false).unwrap();
+    let built: HttpRequest = p.build_chat(&req.model, &req, false).unwrap();
     assert!(built.headers.get("authorization").is_none());
 }

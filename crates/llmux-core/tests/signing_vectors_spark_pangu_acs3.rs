@@ -109,7 +109,7 @@ fn spark_ws_url_vectors() {
             frame => spark_request(frame),
         };
         assert_eq!(req.model, dom.name, "{name}: the domain picks the path");
-        let ws = provider.build_ws(&req, &ctx_at(at)).unwrap();
+        let ws = provider.build_ws(&req.model, &req, &ctx_at(at)).unwrap();
         assert_eq!(ws.url, s(&exp["url"]), "{name}: provider url");
         if !exp["request_frame"].is_null() {
             let sent: Value = serde_json::from_str(&ws.message).unwrap();

@@ -219,7 +219,7 @@ fn ctx() -> AuthContext {
 }
 
 fn ws_frame(req: &ChatRequest) -> Result<Value> {
-    let ws = spark().build_ws(req, &ctx())?;
+    let ws = spark().build_ws(&req.model, req, &ctx())?;
     Ok(serde_json::from_str(&ws.message).unwrap())
 }
 
@@ -239,7 +239,7 @@ fn spark_domain_picks_the_path() {
         ("general", "/v1.1/chat"),
         ("generalv2", "/v2.1/chat"),
     ] {
-        let ws = spark().build_ws(&req(domain), &ctx()).unwrap();
+        let ws = spark().build_ws(domain, &req(domain), &ctx()).unwrap();
         assert!(
             ws.url
                 .starts_with(&format!("wss://spark-api.xf-yun.com{path}?authorization=")),
@@ -249,7 +249,9 @@ fn spark_domain_picks_the_path() {
         let f: Value = serde_json::from_str(&ws.message).unwrap();
         assert_eq!(f["parameter"]["chat"]["domain"], domain);
     }
-    let err = spark().build_ws(&req("gpt-4"), &ctx()).unwrap_err();
+    let err = spark()
+        .build_ws("gpt-4", &req("gpt-4"), &ctx())
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().contains("generalv3.5"));
 }
@@ -365,7 +367,7 @@ fn spark_handshake_rejections_are_classified() {
     assert!(!e.is_clock_skew());
     let e = p.classify_error(502, &h, b"<html>bad gateway</html>");
     assert_eq!(e.kind(), ErrorKind::UpstreamServer);
-    assert!(p.build_chat(&req("lite"), false).is_err());
+    assert!(p.build_chat("lite", &req("lite"), false).is_err());
 }
 
 // ---- spark-http -----------------------------------------------------------------------
@@ -410,7 +412,9 @@ fn spark_http_reports_errors_inside_200_bodies() {
         br#"{"error":{"message":"invalid user","type":"api_error","param":null,"code":null}}"#,
     );
     assert_eq!(e.kind(), ErrorKind::Authentication);
-    let built = p.build_chat(&req("generalv3.5"), true).unwrap();
+    let built = p
+        .build_chat("generalv3.5", &req("generalv3.5"), true)
+        .unwrap();
     assert_eq!(
         built.url,
         "https://spark-api-open.xf-yun.com/v1/chat/completions"
@@ -443,7 +447,7 @@ fn pangu_body_is_openai_shaped_without_model() {
     r.temperature = Some(0.3);
     r.max_tokens = Some(256);
     r.user = Some("u1".into());
-    let built = pangu().build_chat(&r, true).unwrap();
+    let built = pangu().build_chat(&r.model, &r, true).unwrap();
     assert_eq!(
         built.url,
         format!("{BASE}/v1/{PROJECT}/deployments/dep-001/chat/completions")
@@ -457,13 +461,19 @@ fn pangu_body_is_openai_shaped_without_model() {
     let mut hot = req("dep-001");
     hot.temperature = Some(1.5);
     assert_eq!(
-        pangu().build_chat(&hot, false).unwrap_err().kind(),
+        pangu()
+            .build_chat(&hot.model, &hot, false)
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidRequest
     );
     let mut topk = req("dep-001");
     topk.top_k = Some(3);
     assert_eq!(
-        pangu().build_chat(&topk, false).unwrap_err().kind(),
+        pangu()
+            .build_chat(&topk.model, &topk, false)
+            .unwrap_err()
+            .kind(),
         ErrorKind::Unsupported
     );
 }
@@ -555,7 +565,7 @@ async fn pangu_aksk_signs_the_bytes_it_sends() {
         clock: Clock::fixed(at),
         transport: Transport::new(TransportConfig::default()).unwrap(),
     };
-    let built = p.build_chat(&req("dep-001"), false).unwrap();
+    let built = p.build_chat("dep-001", &req("dep-001"), false).unwrap();
     let sent = p.authorize(built, &ctx).await.unwrap();
     assert_eq!(sent.headers["x-sdk-date"], "20240101T000000Z");
     assert_eq!(

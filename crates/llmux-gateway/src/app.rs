@@ -78,17 +78,19 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
             .inc();
     }
     let ms = arrived.elapsed().as_secs_f64() * 1000.0;
-    match kind {
-        Some(kind) if status >= 500 => tracing::warn!(
+    // A server-side failure is a warning; everything else, client errors included, is info.
+    if let Some(kind) = kind.filter(|_| status >= 500) {
+        tracing::warn!(
             request_id = %id, client_request_id = client_id.as_deref().unwrap_or(""), %method, path, status, kind = %kind, ms,
             channel = route.as_ref().map_or("", |r| &*r.channel),
             "request failed"
-        ),
-        _ => tracing::info!(
+        );
+    } else {
+        tracing::info!(
             request_id = %id, client_request_id = client_id.as_deref().unwrap_or(""), %method, path, status, ms,
             channel = route.as_ref().map_or("", |r| &*r.channel),
             "request answered"
-        ),
+        );
     }
     resp
 }

@@ -7,7 +7,7 @@
 //! definite answer when everything is down). When the cool-down ends the channel takes its
 //! place again, and the next request is its probe (or trial). [`Routes::failover`] walks that order and
 //! moves to the next channel on errors that concern the channel rather than the request
-//! ([`fails_over`]). Callers only invoke it before anything was sent to the client.
+//! ([`ErrorKind::concerns_upstream`]). Callers only invoke it before anything was sent to the client.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,32 +71,6 @@ pub struct Failed {
     pub upstream: Option<Arc<str>>,
     /// Time spent inside upstream calls.
     pub upstream_time: Duration,
-}
-
-/// Whether an error concerns the channel (try the next one) rather than the request.
-pub fn fails_over(kind: ErrorKind) -> bool {
-    use ErrorKind as K;
-    match kind {
-        // The channel is unwell or refuses this gateway: another channel may serve.
-        K::RateLimited
-        | K::Timeout
-        | K::Connect
-        | K::UpstreamServer
-        | K::UpstreamProtocol
-        | K::CircuitOpen
-        | K::QuotaExhausted
-        | K::Authentication
-        | K::PermissionDenied
-        | K::Config => true,
-        // The request itself is the problem (or the client left): every channel would say so.
-        K::InvalidRequest
-        | K::Unsupported
-        | K::NotFound
-        | K::ContextLengthExceeded
-        | K::ContentFiltered
-        | K::Cancelled
-        | K::Internal => false,
-    }
 }
 
 impl Routes {
@@ -265,7 +239,7 @@ impl Routes {
                 }
                 Err(err) => {
                     let more = n + 1 < plan.targets.len();
-                    if !fails_over(err.kind()) {
+                    if !err.kind().concerns_upstream() {
                         return Err(Failed {
                             error: ApiError::from_upstream(&err),
                             channel: Some(ch),
@@ -343,15 +317,5 @@ mod tests {
         }
         // Expect about 75 %.
         assert!((1300..1700).contains(&first_a), "{first_a}");
-    }
-
-    #[test]
-    fn failover_kinds_are_channel_problems() {
-        assert!(fails_over(ErrorKind::UpstreamServer));
-        assert!(fails_over(ErrorKind::CircuitOpen));
-        assert!(fails_over(ErrorKind::RateLimited));
-        assert!(!fails_over(ErrorKind::InvalidRequest));
-        assert!(!fails_over(ErrorKind::ContentFiltered));
-        assert!(!fails_over(ErrorKind::ContextLengthExceeded));
     }
 }

@@ -183,3 +183,60 @@ async fn weights_spread_traffic_within_a_priority() {
     // The upstream saw its own model name.
     assert_eq!(a.requests()[0].json().unwrap()["model"], "m");
 }
+
+#[tokio::test]
+async fn issue_14_failover_sends_each_channel_its_upstream_model_with_the_whole_request() {
+    let (a, b, c) = (
+        emulator(Vendor::OpenAi).await,
+        emulator(Vendor::OpenAi).await,
+        emulator(Vendor::OpenAi).await,
+    );
+    a.push_fault(status_500());
+    b.push_fault(status_500());
+    // Breakers stay closed, so every call walks all three channels.
+    let resilience =
+        "[resilience.retry]\nmax_attempts = 1\n[resilience.breaker]\nconsecutive_failures = 100\n";
+    let text = format!(
+        "{resilience}{}{}{}",
+        channel("a", "openai", &a, "{ m = \"up-a\" }", "priority = 30"),
+        channel("b", "openai", &b, "{ m = \"up-b\" }", "priority = 20"),
+        channel("c", "openai", &c, "{ m = \"up-c\" }", "priority = 10"),
+    );
+    let gw = start_with_store(&text).await;
+    let big = "y".repeat(512 * 1024);
+    for stream in [false, true] {
+        let resp = gw
+            .post("/v1/chat/completions")
+            .json(&json!({"model":"m","stream":stream,"messages":[{"role":"user","content":big}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "stream={stream}");
+        let body = resp.text().await.unwrap();
+        // The client sees its public model name, whatever the upstream was called.
+        assert!(body.contains("\"model\":\"m\""), "stream={stream}");
+    }
+    let resp = gw
+        .post("/v1/embeddings")
+        .json(&json!({"model":"m","input":[big]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for (emu, model, status) in [(&a, "up-a", 500), (&b, "up-b", 500), (&c, "up-c", 200)] {
+        let log = emu.requests();
+        assert_eq!(log.len(), 3, "{model}: chat, stream, embeddings");
+        for r in &log {
+            assert_eq!(r.status, status, "{model} {}", r.path);
+            let body = r.json().unwrap();
+            assert_eq!(body["model"], model, "{}", r.path);
+            // One embeddings input goes upstream as a plain string.
+            let sent = if r.path.ends_with("/embeddings") {
+                &body["input"]
+            } else {
+                &body["messages"][0]["content"]
+            };
+            assert_eq!(sent.as_str(), Some(big.as_str()), "{model} {}", r.path);
+        }
+    }
+}

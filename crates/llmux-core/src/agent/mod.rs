@@ -336,14 +336,14 @@ impl Agent {
 
     async fn complete(&self, req: ChatRequest) -> Result<ChatResponse> {
         match &self.provider {
-            Some(p) => Box::pin(self.client.chat_with(p.as_ref(), &req)).await,
+            Some(p) => Box::pin(self.client.chat_with(p.as_ref(), &self.model, &req)).await,
             None => Box::pin(self.client.chat(req)).await,
         }
     }
 
     async fn open(&self, req: ChatRequest) -> Result<crate::ChatStream> {
         match &self.provider {
-            Some(p) => Box::pin(self.client.stream_with(p.as_ref(), &req)).await,
+            Some(p) => Box::pin(self.client.stream_with(p.as_ref(), &self.model, &req)).await,
             None => Box::pin(self.client.chat_stream(req)).await,
         }
     }

@@ -254,8 +254,8 @@ impl DashScope {
         Ok(r)
     }
 
-    /// The generation body as JSON.
-    pub fn chat_body(&self, req: &ChatRequest, stream: bool) -> Result<Value> {
+    /// The generation body as JSON for the upstream `model`.
+    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
         let multimodal = req.messages.iter().any(|m| m.content.has_images());
         let mut input = Map::new();
         let mut p = Map::new();
@@ -346,7 +346,7 @@ impl DashScope {
         if !stream {
             p.remove("incremental_output");
         }
-        Ok(json!({"model": req.model, "input": input, "parameters": p}))
+        Ok(json!({"model": model, "input": input, "parameters": p}))
     }
 }
 
@@ -534,9 +534,9 @@ impl Provider for DashScope {
         &self.base_url
     }
 
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
-        let body = self.chat_body(req, stream)?;
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
+        let body = self.chat_body(model, req, stream)?;
         let multimodal = req.messages.iter().any(|m| m.content.has_images());
         let path = if multimodal {
             "services/aigc/multimodal-generation/generation"
@@ -606,7 +606,7 @@ impl Provider for DashScope {
         })
     }
 
-    fn stream_parser(&self, req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(DashScopeStreamParser::new(stream_is_incremental(req)))
     }
 
@@ -632,8 +632,8 @@ impl Provider for DashScope {
         }
     }
 
-    fn build_embeddings(&self, req: &EmbeddingRequest) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
+    fn build_embeddings(&self, model: &str, req: &EmbeddingRequest) -> Result<HttpRequest> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         let mut p = Map::new();
         if let Some(t) = &req.text_type {
             p.insert("text_type".into(), Value::from(t.as_str()));
@@ -642,7 +642,7 @@ impl Provider for DashScope {
             p.insert("dimension".into(), Value::from(d));
         }
         merge_extra(&mut p, &req.extra);
-        let body = json!({"model": req.model, "input": {"texts": req.input}, "parameters": p});
+        let body = json!({"model": model, "input": {"texts": req.input}, "parameters": p});
         self.request(
             "services/embeddings/text-embedding/text-embedding",
             &body,

@@ -89,6 +89,11 @@ pub trait StreamParser: Send {
 }
 
 /// One provider: pure functions from core types to the vendor's wire and back.
+///
+/// The methods that build a call take the upstream `model` beside the request: the model
+/// to send is the caller's (a gateway channel's upstream name, the model part of
+/// `provider/model`), and a request's own `model` field is never read here, so one request
+/// can be sent to several upstreams without being copied.
 pub trait Provider: Send + Sync + std::fmt::Debug {
     /// The stable lowercase id (`openai`, `dashscope`).
     fn id(&self) -> &'static str;
@@ -96,8 +101,8 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn capabilities(&self) -> Capabilities;
     /// The base URL requests go to.
     fn base_url(&self) -> &str;
-    /// Builds the chat request (stream or not).
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest>;
+    /// Builds the chat request (stream or not) of `req` for the upstream `model`.
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest>;
     /// Reads a complete chat response (2xx); vendors that report errors with 200 fail here.
     fn parse_chat(&self, resp: &HttpResponse) -> Result<ChatResponse>;
     /// How streams are framed.
@@ -119,19 +124,20 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn invalidate_credentials(&self) -> bool {
         false
     }
-    /// For [`Framing::WebSocket`] providers: the signed URL and first message of a chat.
-    fn build_ws(&self, _req: &ChatRequest, _ctx: &AuthContext) -> Result<WsRequest> {
+    /// For [`Framing::WebSocket`] providers: the signed URL and first message of a chat of
+    /// `req` for the upstream `model`.
+    fn build_ws(&self, _model: &str, _req: &ChatRequest, _ctx: &AuthContext) -> Result<WsRequest> {
         Err(
             Error::unsupported(format!("{} does not speak WebSocket", self.id()))
                 .with_provider(self.id()),
         )
     }
-    /// A fresh parser for one stream of `req`.
-    fn stream_parser(&self, req: &ChatRequest) -> Box<dyn StreamParser>;
+    /// A fresh parser for one stream of `req` sent as the upstream `model`.
+    fn stream_parser(&self, model: &str, req: &ChatRequest) -> Box<dyn StreamParser>;
     /// Classifies a non-2xx response (reads the body, not only the status).
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Error;
-    /// Builds an embeddings request.
-    fn build_embeddings(&self, _req: &EmbeddingRequest) -> Result<HttpRequest> {
+    /// Builds the embeddings request of `req` for the upstream `model`.
+    fn build_embeddings(&self, _model: &str, _req: &EmbeddingRequest) -> Result<HttpRequest> {
         Err(
             Error::unsupported(format!("{} does not offer embeddings", self.id()))
                 .with_provider(self.id()),

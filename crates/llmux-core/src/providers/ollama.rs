@@ -148,8 +148,8 @@ impl Ollama {
             .header("accept", "application/json")
     }
 
-    /// The `/api/chat` or `/api/generate` body for `req`.
-    pub fn chat_body(&self, req: &ChatRequest, stream: bool) -> Result<Value> {
+    /// The `/api/chat` or `/api/generate` body for `req` sent to the upstream `model`.
+    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
         let mut lacking = Vec::new();
         for (set, name) in [
             (req.n.is_some_and(|n| n > 1), "n (more than one choice)"),
@@ -183,7 +183,7 @@ impl Ollama {
             .with_provider(ID));
         }
         let mut o = Map::new();
-        o.insert("model".into(), Value::from(req.model.as_str()));
+        o.insert("model".into(), Value::from(model));
         o.insert("stream".into(), Value::Bool(stream));
         match req.input_style {
             InputStyle::Prompt => {
@@ -512,9 +512,9 @@ impl Provider for Ollama {
         Framing::Ndjson
     }
 
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
-        let body = self.chat_body(req, stream)?;
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
+        let body = self.chat_body(model, req, stream)?;
         let path = match req.input_style {
             InputStyle::Prompt => "api/generate",
             InputStyle::Messages => "api/chat",
@@ -561,7 +561,7 @@ impl Provider for Ollama {
         })
     }
 
-    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, _req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(OllamaStreamParser::default())
     }
 
@@ -583,15 +583,15 @@ impl Provider for Ollama {
         }
     }
 
-    fn build_embeddings(&self, req: &EmbeddingRequest) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
+    fn build_embeddings(&self, model: &str, req: &EmbeddingRequest) -> Result<HttpRequest> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         if req.text_type.is_some() {
             return Err(
                 Error::unsupported("ollama embeddings do not accept `text_type`").with_provider(ID),
             );
         }
         let mut o = Map::new();
-        o.insert("model".into(), Value::from(req.model.as_str()));
+        o.insert("model".into(), Value::from(model));
         o.insert("input".into(), json!(req.input));
         if let Some(d) = req.dimensions {
             o.insert("dimensions".into(), Value::from(d));

@@ -273,12 +273,12 @@ fn unsupported_param(id: &'static str, name: &str) -> Error {
 }
 
 impl OpenAiCompat {
-    /// The chat body as JSON (shared with tests and other modules).
-    pub fn chat_body(&self, req: &ChatRequest, stream: bool) -> Result<Value> {
+    /// The chat body as JSON for the upstream `model` (shared with tests and other modules).
+    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
         let id = self.spec.id;
         let ext = self.spec.extensions;
         let mut o = Map::new();
-        o.insert("model".into(), Value::from(req.model.as_str()));
+        o.insert("model".into(), Value::from(model));
         o.insert(
             "messages".into(),
             Value::Array(encode_messages(&req.messages)),
@@ -353,9 +353,10 @@ impl Provider for OpenAiCompat {
         &self.base_url
     }
 
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(self.spec.id))?;
-        let body = self.chat_body(req, stream)?;
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+        req.validate_for(model)
+            .map_err(|e| e.with_provider(self.spec.id))?;
+        let body = self.chat_body(model, req, stream)?;
         let r = HttpRequest::post_json(join_url(&self.base_url, "chat/completions"), &body)?
             .header("accept", "application/json")?;
         self.authed(r)
@@ -390,7 +391,7 @@ impl Provider for OpenAiCompat {
         })
     }
 
-    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, _req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(OpenAiStreamParser::new(self.spec))
     }
 
@@ -398,16 +399,17 @@ impl Provider for OpenAiCompat {
         classify_openai_error(&self.spec, status, headers, body)
     }
 
-    fn build_embeddings(&self, req: &EmbeddingRequest) -> Result<HttpRequest> {
+    fn build_embeddings(&self, model: &str, req: &EmbeddingRequest) -> Result<HttpRequest> {
         if !self.spec.capabilities.embeddings {
             return Err(
                 Error::unsupported(format!("{} does not offer embeddings", self.spec.id))
                     .with_provider(self.spec.id),
             );
         }
-        req.validate().map_err(|e| e.with_provider(self.spec.id))?;
+        req.validate_for(model)
+            .map_err(|e| e.with_provider(self.spec.id))?;
         let mut o = Map::new();
-        o.insert("model".into(), Value::from(req.model.as_str()));
+        o.insert("model".into(), Value::from(model));
         o.insert(
             "input".into(),
             match req.input.as_slice() {

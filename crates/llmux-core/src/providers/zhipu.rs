@@ -264,8 +264,9 @@ impl Zhipu {
         Ok(t.token)
     }
 
-    /// The chat body: the OpenAI codec plus Zhipu's rules (see `docs/providers.md`).
-    pub fn chat_body(&self, req: &ChatRequest, stream: bool) -> Result<Value> {
+    /// The chat body for the upstream `model`: the OpenAI codec plus Zhipu's rules (see
+    /// `docs/providers.md`).
+    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
         let mut lacking = Vec::new();
         for (set, name) in [
             (req.presence_penalty.is_some(), "presence_penalty"),
@@ -317,7 +318,7 @@ impl Zhipu {
                 r.top_p = Some(0.99);
             }
         }
-        let Value::Object(mut o) = self.compat.chat_body(&r, stream)? else {
+        let Value::Object(mut o) = self.compat.chat_body(model, &r, stream)? else {
             return Err(Error::new(
                 ErrorKind::Internal,
                 "chat body is not an object",
@@ -394,9 +395,9 @@ impl Provider for Zhipu {
         &self.base_url
     }
 
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
-        let body = self.chat_body(req, stream)?;
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
+        let body = self.chat_body(model, req, stream)?;
         HttpRequest::post_json(join_url(&self.base_url, "chat/completions"), &body)?
             .header("accept", "application/json")
     }
@@ -428,7 +429,7 @@ impl Provider for Zhipu {
         Ok(r)
     }
 
-    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, _req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(ZhipuStreamParser {
             inner: OpenAiStreamParser::new(COMPAT),
         })
@@ -444,15 +445,15 @@ impl Provider for Zhipu {
         e
     }
 
-    fn build_embeddings(&self, req: &EmbeddingRequest) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
+    fn build_embeddings(&self, model: &str, req: &EmbeddingRequest) -> Result<HttpRequest> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         if req.text_type.is_some() {
             return Err(
                 Error::unsupported("zhipu embeddings do not accept `text_type`").with_provider(ID),
             );
         }
         let mut o = Map::new();
-        o.insert("model".into(), Value::from(req.model.as_str()));
+        o.insert("model".into(), Value::from(model));
         o.insert("input".into(), json!(req.input));
         if let Some(d) = req.dimensions {
             o.insert("dimensions".into(), Value::from(d));

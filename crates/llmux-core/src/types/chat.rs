@@ -275,7 +275,9 @@ pub enum InputStyle {
 /// otherwise send by default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
-    /// Model name (`qwen-plus`), or `provider/model` when given to [`crate::Client`].
+    /// `provider/model` for [`crate::Client::chat`] and [`crate::Client::chat_stream`]. The
+    /// provider-level calls ([`crate::Client::chat_with`], [`crate::providers::Provider`]) take
+    /// the upstream model name beside the request and do not read this field.
     pub model: String,
     /// The conversation.
     pub messages: Vec<Message>,
@@ -351,10 +353,16 @@ impl ChatRequest {
         }
     }
 
-    /// Checks what every provider needs: messages present, roles in a sensible order,
-    /// sampling values in range. Providers check their own narrower limits.
+    /// Checks what every provider needs: a model named, messages present, roles in a sensible
+    /// order, sampling values in range. Providers check their own narrower limits.
     pub fn validate(&self) -> Result<()> {
-        if self.model.trim().is_empty() {
+        self.validate_for(&self.model)
+    }
+
+    /// [`ChatRequest::validate`] for a request sent as `model` (the upstream model name that
+    /// travels beside the request; the request's own `model` field is not read).
+    pub fn validate_for(&self, model: &str) -> Result<()> {
+        if model.trim().is_empty() {
             return Err(Error::invalid_request("`model` must not be empty"));
         }
         if self.messages.is_empty() {

@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 /// Turn texts into vectors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddingRequest {
-    /// Model name, or `provider/model` when given to [`crate::Client`].
+    /// `provider/model` for [`crate::Client::embed`]. The provider-level calls
+    /// ([`crate::Client::embed_with`], [`crate::providers::Provider`]) take the upstream model
+    /// name beside the request and do not read this field.
     pub model: String,
     /// The texts, in order.
     pub input: Vec<String>,
@@ -36,9 +38,15 @@ impl EmbeddingRequest {
         }
     }
 
-    /// Input must be present.
+    /// A model named and input present.
     pub fn validate(&self) -> Result<()> {
-        if self.model.trim().is_empty() {
+        self.validate_for(&self.model)
+    }
+
+    /// [`EmbeddingRequest::validate`] for a request sent as `model` (the upstream model name
+    /// that travels beside the request; the request's own `model` field is not read).
+    pub fn validate_for(&self, model: &str) -> Result<()> {
+        if model.trim().is_empty() {
             return Err(Error::invalid_request("`model` must not be empty"));
         }
         if self.input.is_empty() {

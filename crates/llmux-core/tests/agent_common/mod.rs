@@ -187,13 +187,13 @@ impl Provider for Wrapped {
     fn base_url(&self) -> &str {
         self.inner.base_url()
     }
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
         if self.nag && req.messages.last().is_some_and(|m| m.role == Role::Tool) {
             let mut req = req.clone();
             req.messages.push(Message::user("Once more."));
-            return self.inner.build_chat(&req, stream);
+            return self.inner.build_chat(model, &req, stream);
         }
-        self.inner.build_chat(req, stream)
+        self.inner.build_chat(model, req, stream)
     }
     fn parse_chat(&self, resp: &HttpResponse) -> Result<ChatResponse> {
         let mut out = self.inner.parse_chat(resp)?;
@@ -214,9 +214,9 @@ impl Provider for Wrapped {
     ) -> BoxFuture<'a, Result<HttpRequest>> {
         self.inner.authorize(req, ctx)
     }
-    fn stream_parser(&self, req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, model: &str, req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(TamperParser {
-            inner: self.inner.stream_parser(req),
+            inner: self.inner.stream_parser(model, req),
             tamper: self.tamper,
         })
     }

@@ -165,7 +165,7 @@ pub fn parse_stream(
     body: &[u8],
     split: usize,
 ) -> Vec<Result<StreamEvent>> {
-    let mut parser = provider.stream_parser(req);
+    let mut parser = provider.stream_parser(&req.model, req);
     let mut decoder = SseDecoder::default();
     let mut out: Vec<Result<StreamEvent>> = Vec::new();
     let mut frames = Vec::new();

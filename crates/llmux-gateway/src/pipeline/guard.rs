@@ -10,7 +10,7 @@ use crate::config::Channel;
 use crate::limits::Admission;
 use crate::state::{AppState, Outcome, RequestCtx};
 use crate::store::{InflightRecord, UsageRecord};
-use crate::usage::{bill, OutputTally, StreamOutcome};
+use crate::usage::{bill, BilledUsage, OutputTally, StreamOutcome};
 
 /// The labels of a routed request, attached to its response for the middleware.
 #[derive(Debug, Clone)]
@@ -133,38 +133,11 @@ impl RequestGuard {
         let journal = guard
             .state
             .recorder
-            .as_ref()
+            .clone()
             .filter(|r| r.durability() == crate::usage::Durability::Sync && routable);
         if let Some(recorder) = journal {
-            let channels = guard.state.routes.channels();
-            let plan_names = plan
-                .targets
-                .iter()
-                .filter_map(|t| channels.get(t.channel).map(|c| &*c.name))
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut row = InflightRecord {
-                request_id: guard.ctx.id.to_string(),
-                instance: String::new(),
-                at_ms: now_ms(),
-                key_id: guard.key_id,
-                channel: guard.labels.channel.to_string(),
-                provider: guard.labels.provider.to_owned(),
-                model: guard.labels.model.to_string(),
-                upstream_model: guard.upstream_model.to_string(),
-                plan: plan_names,
-                input_tokens: init.prompt_estimate,
-                output_tokens: init.estimate.saturating_sub(init.prompt_estimate),
-                cost: 0.0,
-                stream: guard.stream,
-                client_request_id: guard.ctx.client_id.as_deref().map(str::to_owned),
-            };
-            row.cost = guard
-                .state
-                .prices
-                .price(&row.model, &row.provider, &row.upstream_model)
-                .map_or(0.0, |p| p.cost(row.input_tokens, row.output_tokens, 0));
-            if let Some(rx) = recorder.journal(row) {
+            let reserve = init.estimate.saturating_sub(init.prompt_estimate);
+            if let Some(rx) = recorder.journal(guard.journal_row(plan, reserve)) {
                 // Set before waiting: if the client leaves during the wait, the dropped guard
                 // still records the request, and its record replaces the row.
                 guard.journaled = true;
@@ -172,6 +145,40 @@ impl RequestGuard {
             }
         }
         guard
+    }
+
+    /// The in-flight journal row of this request: its first channel, the whole plan, and the
+    /// estimate it would be billed if its gateway died before it ended.
+    fn journal_row(&self, plan: &crate::routing::Plan, output_reserve: u64) -> InflightRecord {
+        let channels = self.state.routes.channels();
+        let plan_names = plan
+            .targets
+            .iter()
+            .filter_map(|t| channels.get(t.channel).map(|c| &*c.name))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut row = InflightRecord {
+            request_id: self.ctx.id.to_string(),
+            instance: String::new(),
+            at_ms: now_ms(),
+            key_id: self.key_id,
+            channel: self.labels.channel.to_string(),
+            provider: self.labels.provider.to_owned(),
+            model: self.labels.model.to_string(),
+            upstream_model: self.upstream_model.to_string(),
+            plan: plan_names,
+            input_tokens: self.prompt_estimate,
+            output_tokens: output_reserve,
+            cost: 0.0,
+            stream: self.stream,
+            client_request_id: self.ctx.client_id.as_deref().map(str::to_owned),
+        };
+        row.cost = self
+            .state
+            .prices
+            .price(&row.model, &row.provider, &row.upstream_model)
+            .map_or(0.0, |p| p.cost(row.input_tokens, row.output_tokens, 0));
+        row
     }
 
     /// The channel that served (or last failed) the request, and its upstream model.
@@ -256,30 +263,14 @@ impl RequestGuard {
     /// Bills, settles, counts and builds the record (once).
     fn conclude(&mut self) -> UsageRecord {
         self.done = true;
-        let m = &self.state.metrics;
-        let l = &self.labels;
-        let route = [l.provider, &*l.channel, &*l.model];
         let outcome = self.outcome.unwrap_or(Outcome::Cancelled);
-        m.requests.with_label_values(&route).inc();
         let (status, error_kind) = match outcome {
             Outcome::Complete => (200, None),
-            Outcome::Error(kind) => {
-                if !self.answered {
-                    m.errors
-                        .with_label_values(&[l.provider, &l.channel, &l.model, kind.as_str()])
-                        .inc();
-                }
-                (
-                    crate::error::openai_mapping(kind).0.as_u16(),
-                    Some(kind.as_str().to_owned()),
-                )
-            }
-            Outcome::Cancelled => {
-                m.errors
-                    .with_label_values(&[l.provider, &l.channel, &l.model, "cancelled"])
-                    .inc();
-                (499, Some("cancelled".to_owned()))
-            }
+            Outcome::Error(kind) => (
+                crate::error::openai_mapping(kind).0.as_u16(),
+                Some(kind.as_str().to_owned()),
+            ),
+            Outcome::Cancelled => (499, Some("cancelled".to_owned())),
         };
         let billed = bill(&StreamOutcome {
             reported: self.usage,
@@ -289,23 +280,9 @@ impl RequestGuard {
             upstream_error: matches!(outcome, Outcome::Error(_)),
             finished: outcome == Outcome::Complete,
         });
-        if billed.input_tokens > 0 {
-            m.tokens
-                .with_label_values(&[l.provider, &l.channel, &l.model, "input"])
-                .inc_by(billed.input_tokens);
-        }
-        if billed.output_tokens > 0 {
-            m.tokens
-                .with_label_values(&[l.provider, &l.channel, &l.model, "output"])
-                .inc_by(billed.output_tokens);
-        }
         let elapsed = self.ctx.arrived.elapsed();
-        m.duration
-            .with_label_values(&route)
-            .observe(elapsed.as_secs_f64());
-        if let Some(t) = self.ttft {
-            m.ttft.with_label_values(&route).observe(t.as_secs_f64());
-        }
+        self.count(outcome, &billed, elapsed);
+        let l = &self.labels;
         let mut rec = UsageRecord {
             request_id: self.ctx.id.to_string(),
             client_request_id: self.ctx.client_id.as_deref().map(str::to_owned),
@@ -336,6 +313,43 @@ impl RequestGuard {
             tracing::info!(request_id = %self.ctx.id, channel = %l.channel, "the client went away before the answer was complete");
         }
         rec
+    }
+}
+
+impl RequestGuard {
+    /// The request's metrics: one request; its error kind, unless an error response carried it
+    /// (the middleware counts those); its billed tokens, duration and time to first event.
+    fn count(&self, outcome: Outcome, billed: &BilledUsage, elapsed: Duration) {
+        let m = &self.state.metrics;
+        let l = &self.labels;
+        let route = [l.provider, &*l.channel, &*l.model];
+        m.requests.with_label_values(&route).inc();
+        let error = match outcome {
+            Outcome::Complete => None,
+            Outcome::Error(kind) => (!self.answered).then_some(kind.as_str()),
+            Outcome::Cancelled => Some("cancelled"),
+        };
+        if let Some(kind) = error {
+            m.errors
+                .with_label_values(&[l.provider, &l.channel, &l.model, kind])
+                .inc();
+        }
+        for (tokens, direction) in [
+            (billed.input_tokens, "input"),
+            (billed.output_tokens, "output"),
+        ] {
+            if tokens > 0 {
+                m.tokens
+                    .with_label_values(&[l.provider, &l.channel, &l.model, direction])
+                    .inc_by(tokens);
+            }
+        }
+        m.duration
+            .with_label_values(&route)
+            .observe(elapsed.as_secs_f64());
+        if let Some(t) = self.ttft {
+            m.ttft.with_label_values(&route).observe(t.as_secs_f64());
+        }
     }
 }
 

@@ -57,7 +57,8 @@ pub trait Operation: Send + Sync + 'static {
     fn estimate(req: &Self::Request) -> Estimate;
     /// The usage an answer reports.
     fn usage(answer: &Self::Answer) -> Option<Usage>;
-    /// One call on `channel` for its `upstream` model; `stream` when the client asked for one.
+    /// One call on `channel` for its `upstream` model (passed beside the request, which is
+    /// borrowed, never copied); `stream` when the client asked for one.
     fn call<'a>(
         channel: &'a Channel,
         upstream: &'a str,
@@ -100,16 +101,15 @@ impl Operation for Chat {
         stream: bool,
     ) -> CallFuture<'a, ChatResponse> {
         Box::pin(async move {
-            let mut r = req.clone();
-            upstream.clone_into(&mut r.model);
+            let provider = ch.provider.as_ref();
             if stream {
                 ch.client
-                    .stream_with(ch.provider.as_ref(), &r)
+                    .stream_with(provider, upstream, req)
                     .await
                     .map(Reply::Stream)
             } else {
                 ch.client
-                    .chat_with(ch.provider.as_ref(), &r)
+                    .chat_with(provider, upstream, req)
                     .await
                     .map(Reply::Whole)
             }
@@ -154,10 +154,8 @@ impl Operation for Embed {
         _stream: bool,
     ) -> CallFuture<'a, EmbeddingResponse> {
         Box::pin(async move {
-            let mut r = req.clone();
-            upstream.clone_into(&mut r.model);
             ch.client
-                .embed_with(ch.provider.as_ref(), &r)
+                .embed_with(ch.provider.as_ref(), upstream, req)
                 .await
                 .map(Reply::Whole)
         })

@@ -382,9 +382,9 @@ impl Provider for Hunyuan {
         &self.base_url
     }
 
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
-        let body = wire::chat_body(req, stream)?;
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
+        let body = wire::chat_body(model, req, stream)?;
         self.action("ChatCompletions", &body)
     }
 
@@ -422,7 +422,7 @@ impl Provider for Hunyuan {
         })
     }
 
-    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, _req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(HunyuanStreamParser::new())
     }
 
@@ -440,8 +440,9 @@ impl Provider for Hunyuan {
         }
     }
 
-    fn build_embeddings(&self, req: &EmbeddingRequest) -> Result<HttpRequest> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
+    fn build_embeddings(&self, model: &str, req: &EmbeddingRequest) -> Result<HttpRequest> {
+        // The body names no model (GetEmbedding serves one), but one must be given.
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         let body = wire::embedding_body(req)?;
         self.action("GetEmbedding", &body)
     }

@@ -12,9 +12,10 @@ use crate::types::*;
 /// The largest `Seed` Hunyuan accepts (the smallest is 1).
 pub const MAX_SEED: u64 = 10_000;
 
-/// The `ChatCompletions` body for `req`. Fields Hunyuan lacks fail with `Unsupported`, naming
-/// every one of them; `extra` keys are merged at the top level (PascalCase, verbatim).
-pub fn chat_body(req: &ChatRequest, stream: bool) -> Result<Value> {
+/// The `ChatCompletions` body for `req` sent as the upstream `model`. Fields Hunyuan lacks fail
+/// with `Unsupported`, naming every one of them; `extra` keys are merged at the top level
+/// (PascalCase, verbatim).
+pub fn chat_body(model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
     let mut lacking: Vec<&str> = Vec::new();
     if req.top_k.is_some() {
         lacking.push("top_k");
@@ -61,7 +62,7 @@ pub fn chat_body(req: &ChatRequest, stream: bool) -> Result<Value> {
         .with_provider(ID));
     }
     let mut o = Map::new();
-    o.insert("Model".into(), Value::from(req.model.as_str()));
+    o.insert("Model".into(), Value::from(model));
     o.insert("Messages".into(), encode_messages(&req.messages));
     if stream {
         // Omitted when false, as the SDK does (the server's default).

@@ -245,9 +245,10 @@ impl Pangu {
         }
     }
 
-    /// The chat body as JSON (OpenAI-shaped, no `model`: the deployment is in the path).
-    pub fn chat_body(&self, req: &ChatRequest, stream: bool) -> Result<Value> {
-        req.validate().map_err(|e| e.with_provider(ID))?;
+    /// The chat body as JSON for the deployment `model` (OpenAI-shaped, naming no model: the
+    /// deployment is in the path).
+    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
+        req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         let unsupported = |what: &str| {
             Error::unsupported(format!("pangu does not accept {what}")).with_provider(ID)
         };
@@ -457,9 +458,9 @@ impl Provider for Pangu {
         &self.base_url
     }
 
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
-        let body = self.chat_body(req, stream)?;
-        let r = HttpRequest::post_json(self.chat_url(&req.model), &body)?;
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+        let body = self.chat_body(model, req, stream)?;
+        let r = HttpRequest::post_json(self.chat_url(model), &body)?;
         if stream {
             Ok(r)
         } else {
@@ -489,7 +490,7 @@ impl Provider for Pangu {
         self.codec.parse_chat(resp)
     }
 
-    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, _req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(PanguStreamParser {
             inner: OpenAiStreamParser::new(COMPAT),
         })

@@ -215,7 +215,7 @@ impl Provider for Spark {
         Framing::WebSocket
     }
 
-    fn build_chat(&self, _req: &ChatRequest, _stream: bool) -> Result<HttpRequest> {
+    fn build_chat(&self, _model: &str, _req: &ChatRequest, _stream: bool) -> Result<HttpRequest> {
         Err(Error::unsupported(
             "spark speaks WebSocket only; use the client (it calls build_ws) or spark-http",
         )
@@ -229,8 +229,8 @@ impl Provider for Spark {
         )
     }
 
-    fn build_ws(&self, req: &ChatRequest, ctx: &AuthContext) -> Result<WsRequest> {
-        let d = domain(&req.model)?;
+    fn build_ws(&self, model: &str, req: &ChatRequest, ctx: &AuthContext) -> Result<WsRequest> {
+        let d = domain(model)?;
         let frame = request_frame(&self.app_id, d, req)?;
         let message = serde_json::to_string(&frame).map_err(|e| {
             Error::new(ErrorKind::Internal, "could not encode the Spark frame").with_source(e)
@@ -250,7 +250,7 @@ impl Provider for Spark {
         })
     }
 
-    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, _req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(SparkStreamParser::new())
     }
 
@@ -455,7 +455,7 @@ impl Provider for SparkHttp {
         self.inner.base_url()
     }
 
-    fn build_chat(&self, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
+    fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
         if let Some(k) = req.top_k {
             if !(1..=6).contains(&k) {
                 return Err(Error::invalid_request(format!(
@@ -464,7 +464,7 @@ impl Provider for SparkHttp {
                 .with_provider(HTTP_ID));
             }
         }
-        self.inner.build_chat(req, stream)
+        self.inner.build_chat(model, req, stream)
     }
 
     fn parse_chat(&self, resp: &HttpResponse) -> Result<ChatResponse> {
@@ -474,7 +474,7 @@ impl Provider for SparkHttp {
         self.inner.parse_chat(resp)
     }
 
-    fn stream_parser(&self, _req: &ChatRequest) -> Box<dyn StreamParser> {
+    fn stream_parser(&self, _model: &str, _req: &ChatRequest) -> Box<dyn StreamParser> {
         Box::new(SparkHttpStreamParser {
             inner: OpenAiStreamParser::new(HTTP_COMPAT),
         })

@@ -39,7 +39,8 @@ fn message_text(i: usize, m: &Message) -> Result<String> {
 
 /// Builds the request frame for `domain` (pure; the vectors compare it as a JSON value).
 pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result<Value> {
-    req.validate().map_err(|e| e.with_provider(ID))?;
+    req.validate_for(domain.name)
+        .map_err(|e| e.with_provider(ID))?;
     let mut header = Map::new();
     header.insert("app_id".into(), Value::from(app_id));
     if let Some(uid) = &req.user {
