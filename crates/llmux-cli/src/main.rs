@@ -29,7 +29,8 @@ use crate::error::{CliError, Result};
 
 /// mimalloc instead of the system allocator: the gateway allocates and frees small buffers per
 /// request and per stream chunk, where glibc's malloc and free were a sixth of the instructions
-/// (bench/README.md, "Profile").
+/// (bench/README.md, "Profile"). Built without transparent huge pages (`no_thp`): with them an
+/// idle gateway's resident memory was 22 MB instead of 16 MB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
