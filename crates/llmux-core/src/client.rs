@@ -821,6 +821,11 @@ async fn first_content(s: &mut ChatStream) -> Result<Vec<StreamEvent>> {
 /// The stream after its first content event: idle gaps and the total time are bounded, usage
 /// trues up the rate-limit reservation, and a timeout ends the stream with an error (dropping
 /// the upstream).
+///
+/// One timer serves the whole stream. An event does not touch it (it only notes when the
+/// wait for the next one began); when it fires, the deadline is worked out again from that
+/// note, and either it has passed (the timeout) or the timer is set to it. So a stream of
+/// events arriving well within the idle timeout costs no timer work per event.
 fn guard_stream(
     id: &'static str,
     head: Vec<StreamEvent>,
@@ -836,25 +841,16 @@ fn guard_stream(
             }
             yield Ok(ev);
         }
+        let mut timed = Deadlines::new(t, started).map(|d| {
+            let (first, _) = d.after(Instant::now());
+            (d, Box::pin(tokio::time::sleep_until(first)))
+        });
         loop {
-            let now = Instant::now();
-            let mut deadline = None;
-            let mut what = "";
-            if !t.idle.is_zero() {
-                deadline = Some(now + t.idle);
-                what = "the upstream stream went idle";
-            }
-            if !t.total.is_zero() {
-                let end = started + t.total;
-                if deadline.is_none_or(|d| end < d) {
-                    deadline = Some(end);
-                    what = "the stream took longer than its total timeout";
-                }
-            }
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, inner.next()).await {
+            let waiting_since = Instant::now();
+            let next = match &mut timed {
+                Some((d, timer)) => match next_before(&mut inner, timer, *d, waiting_since).await {
                     Ok(n) => n,
-                    Err(_) => {
+                    Err(what) => {
                         yield Err(Error::new(ErrorKind::Timeout, what).with_provider(id));
                         break;
                     }
@@ -877,6 +873,70 @@ fn guard_stream(
         }
     };
     Box::pin(stream)
+}
+
+/// What bounds the wait for each event of a stream (when any timeout does).
+#[derive(Debug, Clone, Copy)]
+enum Deadlines {
+    /// The idle timeout alone.
+    Idle(Duration),
+    /// The end of the total time alone.
+    Total(Instant),
+    /// Both: whichever comes first.
+    Both(Duration, Instant),
+}
+
+impl Deadlines {
+    /// The bounds of a stream that started at `started`; `None` when both timeouts are off.
+    fn new(t: Timeouts, started: Instant) -> Option<Self> {
+        let end = (!t.total.is_zero()).then(|| started + t.total);
+        match (t.idle.is_zero(), end) {
+            (false, None) => Some(Deadlines::Idle(t.idle)),
+            (true, Some(end)) => Some(Deadlines::Total(end)),
+            (false, Some(end)) => Some(Deadlines::Both(t.idle, end)),
+            (true, None) => None,
+        }
+    }
+
+    /// When a wait that began at `waiting_since` must end, and what missing it is called
+    /// (the idle timeout when both fall at the same instant).
+    fn after(self, waiting_since: Instant) -> (Instant, &'static str) {
+        const IDLE: &str = "the upstream stream went idle";
+        const TOTAL: &str = "the stream took longer than its total timeout";
+        match self {
+            Deadlines::Idle(idle) => (waiting_since + idle, IDLE),
+            Deadlines::Total(end) => (end, TOTAL),
+            Deadlines::Both(idle, end) if end < waiting_since + idle => (end, TOTAL),
+            Deadlines::Both(idle, _) => (waiting_since + idle, IDLE),
+        }
+    }
+}
+
+/// The next item of `inner`, or what the wait that began at `waiting_since` missed. `timer`
+/// may be set earlier than this wait's deadline (it is only moved when it fires): then it is
+/// set to that deadline and the wait goes on.
+async fn next_before(
+    inner: &mut ChatStream,
+    timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadlines: Deadlines,
+    waiting_since: Instant,
+) -> std::result::Result<Option<Result<StreamEvent>>, &'static str> {
+    use std::future::Future;
+    use std::task::Poll;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(next) = inner.poll_next_unpin(cx) {
+            return Poll::Ready(Ok(next));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            let (at, what) = deadlines.after(waiting_since);
+            if Instant::now() >= at {
+                return Poll::Ready(Err(what));
+            }
+            timer.as_mut().reset(at);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// One decoder for whichever framing the body uses.
@@ -978,4 +1038,188 @@ pub async fn collect_stream(mut stream: ChatStream) -> Result<ChatResponse> {
         acc.push(&ev?)?;
     }
     acc.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::providers::openai_compat::{OpenAiCompat, OPENAI};
+
+    /// The emulator's answer to the gateway benchmark's streamed request (`llmux-bench`):
+    /// 24 chunks (role, 21 text pieces, finish, usage) and `[DONE]`.
+    const OPENAI_STREAM: &[u8] = include_bytes!("../benches/openai_stream.sse");
+
+    /// Text events after each of `gaps`.
+    fn paced(gaps: Vec<u64>) -> ChatStream {
+        Box::pin(async_stream::stream! {
+            for gap in gaps {
+                tokio::time::sleep(Duration::from_secs(gap)).await;
+                yield Ok(StreamEvent::TextDelta { text: "x".into() });
+            }
+        })
+    }
+
+    fn timeouts(idle: u64, total: u64) -> Timeouts {
+        Timeouts {
+            idle: Duration::from_secs(idle),
+            total: Duration::from_secs(total),
+            ..Timeouts::default()
+        }
+    }
+
+    /// The guarded stream's items: the number of events, then the error (if any) and when it
+    /// came, in seconds from the start.
+    async fn guarded(gaps: Vec<u64>, t: Timeouts) -> (usize, Option<(String, u64)>) {
+        let began = Instant::now();
+        let mut s = guard_stream("openai", Vec::new(), paced(gaps), t, began, None);
+        let mut n = 0;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::Timeout);
+                    assert!(s.next().await.is_none(), "a timeout ends the stream");
+                    return (n, Some((e.message().to_owned(), began.elapsed().as_secs())));
+                }
+            }
+        }
+        (n, None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn issue_14_events_within_the_idle_timeout_never_time_out_whatever_the_timer_lags() {
+        // The one timer was set for 60 s after the start; each event moves the deadline on.
+        assert_eq!(guarded(vec![40; 12], timeouts(60, 0)).await, (12, None));
+        assert_eq!(
+            guarded(vec![59, 1, 59, 59], timeouts(60, 0)).await,
+            (4, None)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn issue_14_an_idle_gap_times_out_one_idle_timeout_after_the_last_event() {
+        let (n, err) = guarded(vec![40, 40, 61, 1], timeouts(60, 0)).await;
+        assert_eq!(n, 2);
+        assert_eq!(
+            err,
+            Some(("the upstream stream went idle".to_owned(), 80 + 60))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn issue_14_the_total_timeout_ends_a_stream_that_keeps_sending() {
+        let (n, err) = guarded(vec![10; 20], timeouts(60, 95)).await;
+        assert_eq!(n, 9);
+        assert_eq!(
+            err,
+            Some((
+                "the stream took longer than its total timeout".to_owned(),
+                95
+            ))
+        );
+        // No timeouts: nothing bounds the stream.
+        assert_eq!(guarded(vec![1000, 1000], timeouts(0, 0)).await, (2, None));
+        // When both fall at once, the idle timeout names it.
+        let (_, err) = guarded(vec![40, 100], timeouts(60, 100)).await;
+        assert_eq!(err, Some(("the upstream stream went idle".to_owned(), 100)));
+    }
+
+    /// A response body whose every chunk is pending once (its waker woken at once) before it
+    /// is ready, as a socket read waits for the upstream's next write.
+    struct Arriving {
+        chunks: &'static [bytes::Bytes],
+        next: usize,
+        ready: bool,
+    }
+
+    impl futures::Stream for Arriving {
+        type Item = Result<bytes::Bytes>;
+
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            let Some(chunk) = self.chunks.get(self.next) else {
+                return std::task::Poll::Ready(None);
+            };
+            if !self.ready {
+                self.ready = true;
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            let chunk = chunk.clone();
+            self.ready = false;
+            self.next += 1;
+            std::task::Poll::Ready(Some(Ok(chunk)))
+        }
+    }
+
+    /// The core's whole per-chunk path of a streamed answer, without the network: body chunks
+    /// (one SSE event each, each pending once as if it came off a socket) → `drive` (SSE
+    /// decoder, OpenAI stream parser) → first content → `guard_stream` (idle and total
+    /// timeouts) → consumer, run
+    /// `LLMUX_HOT_PATH_STREAMS` times (default 10,000) on one thread. A benchmark for
+    /// instruction counts, not a timed assert:
+    ///
+    /// ```sh
+    /// cargo test --release -p llmux-core --lib --no-run   # prints the test binary's path
+    /// valgrind --tool=callgrind --callgrind-out-file=hot.out BINARY --ignored --exact \
+    ///     client::tests::stream_hot_path
+    /// callgrind_annotate hot.out | head -40
+    /// ```
+    #[test]
+    #[ignore = "a benchmark: run it under callgrind"]
+    fn stream_hot_path() {
+        let streams: usize = std::env::var("LLMUX_HOT_PATH_STREAMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        // 'static, as a response body is: the stream below borrows nothing.
+        let chunks: &'static [bytes::Bytes] = OPENAI_STREAM
+            .split_inclusive(|b| *b == b'\n')
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .map(|c| bytes::Bytes::from(c.concat()))
+            .collect::<Vec<_>>()
+            .leak();
+        assert_eq!(chunks.len(), 25, "one chunk per SSE event");
+        let provider =
+            OpenAiCompat::new(OPENAI, "http://127.0.0.1:1/v1", Some("k".into())).unwrap();
+        let req = ChatRequest::new("gpt-4o-mini", vec![]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let events = rt.block_on(async {
+            let mut events = 0;
+            for _ in 0..streams {
+                let body = Arriving {
+                    chunks,
+                    next: 0,
+                    ready: false,
+                };
+                let parser = provider.stream_parser("gpt-4o-mini", &req);
+                let mut s = drive(
+                    "openai",
+                    Framing::Sse,
+                    body,
+                    parser,
+                    DEFAULT_MAX_FRAME,
+                    "gpt-4o-mini".to_owned(),
+                    None,
+                );
+                let head = first_content(&mut s).await.unwrap();
+                let t = Timeouts::default();
+                let mut s = guard_stream("openai", head, s, t, Instant::now(), None);
+                while let Some(ev) = s.next().await {
+                    ev.unwrap();
+                    events += 1;
+                }
+            }
+            events
+        });
+        // Started, 21 text deltas (the role chunk's empty content is none), usage, finished.
+        assert_eq!(events, streams * 24);
+    }
 }

@@ -124,37 +124,42 @@ impl SseDecoder {
             self.reset();
             return;
         }
-        // Valid UTF-8 (every vendor's case) is borrowed as is; only invalid bytes take the
-        // slower lossy path, which replaces them with U+FFFD.
-        let text = match std::str::from_utf8(line) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(line),
-        };
-        if let Some(comment) = text.strip_prefix(':') {
-            self.frame.comment = Some(comment.trim_start().to_owned());
-            self.has_fields = true;
+        self.has_fields = true;
+        // The field name is split off at the first colon on the bytes (a colon never belongs
+        // to a multi-byte character, nor ends an invalid sequence's replacement), so only the
+        // value needs decoding: validated in one pass, replaced lossily only when invalid.
+        if let Some(comment) = line.strip_prefix(b":") {
+            self.frame.comment = Some(text(comment).trim_start().to_owned());
             return;
         }
-        let (field, value) = match text.find(':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(i) => {
-                let v = &text[i + 1..];
-                (&text[..i], v.strip_prefix(' ').unwrap_or(v))
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
             }
-            None => (&text[..], ""),
+            None => (line, &b""[..]),
         };
-        self.has_fields = true;
         match field {
-            "data" => {
+            b"data" => {
                 if self.has_data {
                     self.frame.data.push('\n');
                 }
-                self.frame.data.push_str(value);
+                self.frame.data.push_str(&text(value));
                 self.has_data = true;
             }
-            "event" => self.frame.event = Some(value.to_owned()),
-            "id" => self.frame.id = Some(value.to_owned()),
+            b"event" => self.frame.event = Some(text(value).into_owned()),
+            b"id" => self.frame.id = Some(text(value).into_owned()),
             _ => {}
         }
+    }
+}
+
+/// Bytes as text: borrowed when valid UTF-8 (the common case, checked at full speed), with
+/// U+FFFD for each invalid sequence otherwise.
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -249,7 +254,93 @@ mod tests {
         })
     }
 
+    /// The frames of `lines` (each without its line end) as the grammar reads them, decoding
+    /// each whole line lossily before splitting it: the reference for the byte-level split.
+    fn reference(lines: &[Vec<u8>]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut frame = Frame::default();
+        let mut has_data = false;
+        for line in lines {
+            if line.is_empty() {
+                if has_data {
+                    out.push(std::mem::take(&mut frame));
+                }
+                frame = Frame::default();
+                has_data = false;
+                continue;
+            }
+            let text = String::from_utf8_lossy(line);
+            if let Some(c) = text.strip_prefix(':') {
+                frame.comment = Some(c.trim_start().to_owned());
+                continue;
+            }
+            let (field, value) = match text.find(':') {
+                Some(i) => (
+                    &text[..i],
+                    text[i + 1..].strip_prefix(' ').unwrap_or(&text[i + 1..]),
+                ),
+                None => (&text[..], ""),
+            };
+            match field {
+                "data" => {
+                    if has_data {
+                        frame.data.push('\n');
+                    }
+                    frame.data.push_str(value);
+                    has_data = true;
+                }
+                "event" => frame.event = Some(value.to_owned()),
+                "id" => frame.id = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_in_values_and_names() {
+        let (f, _) = frames(&[b"data: a\xffb\nda\xe4:ta: x\n\xe4: y\nevent: \xf0\x9f\n\n"]);
+        assert_eq!(f[0].data, "a\u{fffd}b");
+        assert_eq!(f[0].event.as_deref(), Some("\u{fffd}"));
+    }
+
+    fn byte_lines() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let line = prop_oneof![
+            Just(Vec::new()),
+            proptest::collection::vec(any::<u8>(), 0..12),
+            (
+                prop_oneof![
+                    Just(&b"data"[..]),
+                    Just(&b"event"[..]),
+                    Just(&b"id"[..]),
+                    Just(&b""[..])
+                ],
+                proptest::collection::vec(any::<u8>(), 0..12)
+            )
+                .prop_map(|(f, v)| [f, &b":"[..], &v[..]].concat()),
+        ];
+        proptest::collection::vec(
+            line.prop_map(|l: Vec<u8>| {
+                l.into_iter()
+                    .filter(|b| *b != b'\n' && *b != b'\r')
+                    .collect()
+            }),
+            0..30,
+        )
+    }
+
     proptest! {
+        #[test]
+        fn any_bytes_decode_as_the_lossy_line_grammar(lines in byte_lines()) {
+            let mut body = Vec::new();
+            for l in &lines {
+                body.extend_from_slice(l);
+                body.push(b'\n');
+            }
+            let (got, _) = frames(&[&body]);
+            prop_assert_eq!(got, reference(&lines));
+        }
+
         #[test]
         fn any_chunking_gives_the_same_frames(body in sample_body(), cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12)) {
             let whole = frames(&[&body]);

@@ -1,6 +1,7 @@
 //! The shared OpenAI chat-completions codec, and the `OpenAiCompat` provider that serves every
 //! vendor with an OpenAI-style endpoint. Vendor differences are data in a [`CompatSpec`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -680,8 +681,6 @@ struct WireChoice {
     #[serde(default)]
     message: Option<WireMessage>,
     #[serde(default)]
-    delta: Option<WireMessage>,
-    #[serde(default)]
     finish_reason: Option<String>,
 }
 
@@ -800,6 +799,268 @@ impl WireUsage {
     }
 }
 
+/// One `chat.completion.chunk`, read in place: strings borrow from the frame unless they
+/// need unescaping, so a text piece costs one copy (into its event) and the fields only the
+/// first chunk needs (`id`, `model`) cost nothing on the others.
+#[derive(Debug, Default, Deserialize)]
+struct WireChunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    model: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    choices: FirstChoices<'a>,
+    // Boxed, as `error` and `message`: rare, and kept out of the struct every chunk moves.
+    #[serde(default)]
+    usage: Option<Box<WireUsage>>,
+    #[serde(default)]
+    error: Option<Box<WireError>>,
+    #[serde(default, borrow)]
+    request_id: Option<Str<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WireChunkChoice<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default, borrow)]
+    delta: Option<WireDelta<'a>>,
+    #[serde(default, borrow)]
+    message: Option<Box<WireDelta<'a>>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Str<'a>>,
+}
+
+/// A chunk's `delta` (or `message`): what [`WireMessage`] holds, borrowed.
+#[derive(Debug, Default, Deserialize)]
+struct WireDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<ContentText<'a>>,
+    #[serde(default, borrow, alias = "reasoning")]
+    reasoning_content: Option<Str<'a>>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+/// A JSON string, borrowed from the input unless it had escapes. (`Option<Cow<str>>` would
+/// always copy: serde borrows a `Cow` only when it is not inside an `Option`.)
+#[derive(Debug)]
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl Str<'_> {
+    fn into_owned(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The choices of a chunk the stream follows: those with index 0 (or none), in order. Every
+/// element is still read (a malformed one fails the frame), but the others are not kept, and
+/// the usual single choice is held without a heap allocation.
+#[derive(Debug, Default)]
+struct FirstChoices<'a> {
+    first: Option<WireChunkChoice<'a>>,
+    more: Vec<WireChunkChoice<'a>>,
+}
+
+impl<'a> IntoIterator for FirstChoices<'a> {
+    type Item = WireChunkChoice<'a>;
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<WireChunkChoice<'a>>,
+        std::vec::IntoIter<WireChunkChoice<'a>>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.more)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoices<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FirstChoices<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<FirstChoices<'de>, A::Error> {
+                let mut out = FirstChoices::default();
+                while let Some(choice) = seq.next_element::<WireChunkChoice<'de>>()? {
+                    if choice.index.unwrap_or(0) != 0 {
+                        continue;
+                    }
+                    if out.first.is_none() {
+                        out.first = Some(choice);
+                    } else {
+                        out.more.push(choice);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// The text of a message `content` as [`WireMessage::text`] reads it: a string, or the
+/// `text` strings of an array's parts joined; any other value has none.
+#[derive(Debug, Default)]
+struct ContentText<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for ContentText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        serde::de::DeserializeSeed::deserialize(TextAt::Content, d).map(ContentText)
+    }
+}
+
+/// The text a value holds, if any.
+type Found<'a> = Option<Cow<'a, str>>;
+
+/// Where a value sits in a `content`, and so what text it has: the content itself (a string,
+/// or an array of parts), one part of the array (an object's `text` key), or the value of
+/// that key (a string). Values without text are read and dropped, never an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextAt {
+    Content,
+    Part,
+    PartValue,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TextAt {
+    type Value = Found<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Found<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TextAt {
+    type Value = Found<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("message content")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Found<'de>, E> {
+        Ok((self != TextAt::Part).then_some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Found<'de>, E> {
+        Ok((self != TextAt::Part).then(|| Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Found<'de>, E> {
+        Ok((self != TextAt::Part).then_some(Cow::Owned(v)))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Found<'de>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Found<'de>, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Found<'de>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Found<'de>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Found<'de>, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Found<'de>, A::Error> {
+        if self != TextAt::Content {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        }
+        let mut text = String::new();
+        while let Some(part) = seq.next_element_seed(TextAt::Part)? {
+            if let Some(t) = part {
+                text.push_str(&t);
+            }
+        }
+        Ok(Some(Cow::Owned(text)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Found<'de>, A::Error> {
+        // Only a part has a text key; as with JSON objects, the last one wins.
+        let mut text = None;
+        while let Some(IsText(is_text)) = map.next_key()? {
+            if is_text && self == TextAt::Part {
+                text = map.next_value_seed(TextAt::PartValue)?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// A map key: whether it is `text`.
+struct IsText(bool);
+
+impl<'de> Deserialize<'de> for IsText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = IsText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<IsText, E> {
+                Ok(IsText(v == "text"))
+            }
+        }
+        d.deserialize_str(Key)
+    }
+}
+
 /// Parses OpenAI `chat.completion.chunk` frames into events.
 #[derive(Debug)]
 pub struct OpenAiStreamParser {
@@ -833,33 +1094,34 @@ impl StreamParser for OpenAiStreamParser {
         if data.is_empty() {
             return Ok(());
         }
-        let chunk: WireResponse = serde_json::from_str(data).map_err(|e| {
+        let chunk: WireChunk<'_> = serde_json::from_str(data).map_err(|e| {
             Error::protocol(format!("{} sent a malformed stream frame", self.spec.id))
                 .with_provider(self.spec.id)
                 .with_source(e)
         })?;
         if let Some(err) = chunk.error {
-            return Err(error_from_envelope(&self.spec, 0, &HeaderMap::new(), err));
+            return Err(error_from_envelope(&self.spec, 0, &HeaderMap::new(), *err));
         }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::Started {
-                id: chunk.id.clone().unwrap_or_default(),
-                model: chunk.model.clone().unwrap_or_default(),
-                request_id: chunk.request_id.clone(),
+                id: chunk.id.map(Str::into_owned).unwrap_or_default(),
+                model: chunk.model.map(Str::into_owned).unwrap_or_default(),
+                request_id: chunk.request_id.map(Str::into_owned),
             });
         }
+        // Only index 0 is kept (see `FirstChoices`).
         for choice in chunk.choices {
-            if choice.index.unwrap_or(0) != 0 {
-                continue;
-            }
-            if let Some(delta) = choice.delta.or(choice.message) {
-                if let Some(r) = delta.reasoning_content.as_deref().filter(|r| !r.is_empty()) {
-                    out.push(StreamEvent::ReasoningDelta { text: r.to_owned() });
+            if let Some(delta) = choice.delta.or(choice.message.map(|m| *m)) {
+                if let Some(r) = delta.reasoning_content.filter(|r| !r.is_empty()) {
+                    out.push(StreamEvent::ReasoningDelta {
+                        text: r.into_owned(),
+                    });
                 }
-                let text = delta.text();
-                if !text.is_empty() {
-                    out.push(StreamEvent::TextDelta { text });
+                if let Some(text) = delta.content.and_then(|c| c.0).filter(|t| !t.is_empty()) {
+                    out.push(StreamEvent::TextDelta {
+                        text: text.into_owned(),
+                    });
                 }
                 for (pos, tc) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
                     let f = tc.function.unwrap_or_default();
@@ -871,7 +1133,12 @@ impl StreamParser for OpenAiStreamParser {
                     });
                 }
             }
-            if let Some(fr) = choice.finish_reason.as_deref().filter(|s| !s.is_empty()) {
+            if let Some(fr) = choice
+                .finish_reason
+                .as_ref()
+                .map(|s| &*s.0)
+                .filter(|s| !s.is_empty())
+            {
                 self.finish = Some(FinishReason::parse(fr));
             }
         }
@@ -1001,6 +1268,81 @@ pub const VLLM: ProviderSpec = compat_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issue_14_borrowed_chunk_content_reads_as_the_owned_message_does() {
+        for content in [
+            r#""plain""#,
+            r#""esc\"aped \u00e9 \ud83d\ude00 \n""#,
+            r#""""#,
+            "null",
+            "12",
+            "true",
+            r#"{"text": "an object is not an array of parts"}"#,
+            r#"[]"#,
+            r#"[{"type": "text", "text": "a"}, {"text": "b\u0021"}, "bare", 3, null]"#,
+            r#"[{"text": {"text": "nested"}}, {"text": ["x"]}, {"text": 1}, [{"text": "deep"}]]"#,
+            r#"[{"text": "first", "text": "last"}, {"image_url": {"url": "u"}, "text": "c"}]"#,
+        ] {
+            let body = format!(r#"{{"content": {content}, "reasoning": "r"}}"#);
+            let owned: WireMessage = serde_json::from_str(&body).unwrap();
+            let borrowed: WireDelta<'_> = serde_json::from_str(&body).unwrap();
+            let text = borrowed.content.and_then(|c| c.0).unwrap_or_default();
+            assert_eq!(text, owned.text(), "{content}");
+            assert_eq!(
+                borrowed.reasoning_content.as_deref(),
+                owned.reasoning_content.as_deref()
+            );
+        }
+        for bad in [r#"{"content": [1,}"#, r#"{"content": "x", "content": "y"}"#] {
+            assert_eq!(
+                serde_json::from_str::<WireDelta<'_>>(bad).is_err(),
+                serde_json::from_str::<WireMessage>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    fn frame_events(data: &str) -> Result<Vec<StreamEvent>> {
+        let mut p = OpenAiStreamParser::new(OPENAI);
+        let mut out = Vec::new();
+        p.on_frame(&Frame::data(data.to_owned()), &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn issue_14_borrowed_chunks_unescape_and_keep_the_index_0_choices_in_order() {
+        let events = frame_events(
+            r#"{"id": "chatcmpl-\u0031", "model": "gpt\/4", "request_id": "r\"1", "choices": [
+                {"index": 1, "delta": {"content": "other choice"}},
+                {"index": 0, "delta": {"content": "a\u00e9", "reasoning": "why"}},
+                {"delta": {"content": [{"text": "b"}]}, "finish_reason": "length"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::Started {
+                    id: "chatcmpl-1".into(),
+                    model: "gpt/4".into(),
+                    request_id: Some("r\"1".into()),
+                },
+                StreamEvent::ReasoningDelta { text: "why".into() },
+                StreamEvent::TextDelta { text: "aé".into() },
+                StreamEvent::TextDelta { text: "b".into() },
+            ]
+        );
+        // Wrong types are malformed frames, as with the owned structs.
+        for bad in [
+            r#"{"id": 5, "choices": []}"#,
+            r#"{"choices": [{"index": "0"}]}"#,
+            r#"{"choices": [{"index": 1, "finish_reason": 3}]}"#,
+            r#"{"choices": {"index": 0}}"#,
+        ] {
+            let err = frame_events(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{bad}");
+        }
+    }
 
     #[test]
     fn issue_13_fuzz_usage_without_total_saturates() {
