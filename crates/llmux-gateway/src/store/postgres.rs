@@ -68,6 +68,9 @@ fn split_schema(url: &str) -> Result<(String, Option<String>)> {
 }
 
 impl PgStore {
+    /// Other connections write concurrently with a transaction.
+    pub(crate) const EXCLUSIVE_WRITES: bool = false;
+
     /// Connects, creates the schema named in the URL if any, and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let (url, schema) = split_schema(url)?;

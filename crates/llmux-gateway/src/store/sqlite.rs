@@ -41,6 +41,10 @@ fn connect_err(e: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
+    /// A write transaction (`BEGIN IMMEDIATE`) holds the database's write lock until it ends:
+    /// no other connection or process writes meanwhile.
+    pub(crate) const EXCLUSIVE_WRITES: bool = true;
+
     /// Opens (creating if missing) the database at `sqlite://PATH` and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)
