@@ -816,11 +816,11 @@ pub(crate) const INFLIGHT_COLUMNS: &str = "request_id, instance, at_ms, key_id, 
 pub(crate) const KEY_COLUMNS: &str = "id, name, prefix, created_at, expires_at, revoked, models, \
      rpm, tpm, budget_tokens, budget_cost, spent_tokens, spent_cost";
 
-/// Implements [`Store`] for a backend struct with a `pool: sqlx::Pool<$db>` field, two
-/// inherent methods, `write_lock()` (serializes writers where the backend needs it) and
-/// `begin_write()` (opens a write transaction), and the constant `EXCLUSIVE_WRITES` (true when
-/// a write transaction excludes every other writer until it ends). The SQL is shared by both
-/// backends.
+/// Implements [`Store`] for a backend struct with a `pool: sqlx::Pool<$db>` field (reads),
+/// three inherent methods, `writes()` (the pool writes go to), `write_lock()` (serializes
+/// writers where the backend needs it) and `begin_write()` (opens a write transaction on
+/// `writes()`), and the constant `EXCLUSIVE_WRITES` (true when a write transaction excludes
+/// every other writer until it ends). The SQL is shared by both backends.
 macro_rules! sql_store_impl {
     ($ty:ty, $db:ty) => {
         /// The one number a `SELECT COUNT(*) AS n …` answers.
@@ -1120,7 +1120,7 @@ macro_rules! sql_store_impl {
                     .bind(new.tpm.map(to_i64))
                     .bind(new.budget_tokens.map(to_i64))
                     .bind(new.budget_cost)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.writes())
                     .await
                     .map_err(StoreError::query("create a key"))?;
                 Ok((key_from_row(&row)?, plaintext))
@@ -1157,7 +1157,7 @@ macro_rules! sql_store_impl {
                 let _w = self.write_lock().await;
                 let res = sqlx::query("UPDATE gw_keys SET revoked = TRUE WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err($crate::store::StoreError::query("revoke a key"))?;
                 Ok(res.rows_affected() > 0)
@@ -1205,7 +1205,7 @@ macro_rules! sql_store_impl {
                     .bind(update.budget_tokens.flatten().map(to_i64))
                     .bind(update.budget_cost.is_some())
                     .bind(update.budget_cost.flatten())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.writes())
                     .await
                     .map_err(StoreError::query("update a key"))?;
                 row.as_ref().map(key_from_row).transpose()
@@ -1233,7 +1233,7 @@ macro_rules! sql_store_impl {
                     // One statement is atomic on its own: no explicit transaction (two round
                     // trips fewer on the path every request waits for).
                     let mut conn = self
-                        .pool
+                        .writes()
                         .acquire()
                         .await
                         .map_err(StoreError::query("journal requests in flight"))?;
@@ -1265,7 +1265,7 @@ macro_rules! sql_store_impl {
                 .bind(instance)
                 .bind(started_ms)
                 .bind(lease_until_ms)
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err($crate::store::StoreError::query("renew the instance lease"))?;
                 Ok(())
@@ -1275,7 +1275,7 @@ macro_rules! sql_store_impl {
                 let _w = self.write_lock().await;
                 sqlx::query("DELETE FROM gw_instances WHERE instance = $1")
                     .bind(instance)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err($crate::store::StoreError::query("release the instance lease"))?;
                 Ok(())
@@ -1444,7 +1444,7 @@ macro_rules! sql_store_impl {
                 let _w = self.write_lock().await;
                 let res = sqlx::query("DELETE FROM gw_usage WHERE at_ms < $1")
                     .bind(older_than_ms)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err($crate::store::StoreError::query("prune usage records"))?;
                 Ok(res.rows_affected())

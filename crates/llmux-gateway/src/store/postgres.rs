@@ -119,6 +119,10 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn write_lock(&self) -> Option<MutexGuard<'_, ()>> {
         // PostgreSQL handles concurrent writers itself.
         None
