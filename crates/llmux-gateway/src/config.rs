@@ -114,9 +114,14 @@ pub struct RawServer {
     pub limits: RawLimits,
     /// Prices per public model, for cost accounting.
     pub prices: BTreeMap<String, ModelPrice>,
-    /// `sync` (journal and awaited group commit) or `relaxed` (periodic flush).
+    /// `sync` (requests journaled, records durable before the answer ends) or `relaxed`
+    /// (periodic flush).
     pub usage_durability: Durability,
-    /// The longest a request waits for its usage commit in `sync` mode.
+    /// Where `sync` journals requests: a directory for the local file journal, or `database`
+    /// for the store's own journal. Default: `PATH-ledger` beside a `sqlite://PATH` database,
+    /// `database` otherwise.
+    pub usage_journal: Option<String>,
+    /// The longest a request waits for its usage commit in `sync` mode (database journal).
     #[serde(with = "humantime_serde")]
     pub usage_commit_timeout: Duration,
     /// This instance's lease in the store: renewed every third of it; once it lapses (the
@@ -148,6 +153,7 @@ impl Default for RawServer {
             limits: RawLimits::default(),
             prices: BTreeMap::new(),
             usage_durability: Durability::Sync,
+            usage_journal: None,
             usage_commit_timeout: Duration::from_secs(2),
             instance_lease: Duration::from_secs(30),
         }
@@ -471,10 +477,53 @@ pub struct ServerConfig {
     pub prices: BTreeMap<String, ModelPrice>,
     /// How usage reaches the store.
     pub usage_durability: Durability,
-    /// The longest a request waits for its usage commit (`sync` mode).
+    /// Where `sync` durability journals requests.
+    pub usage_journal: UsageJournal,
+    /// The longest a request waits for its usage commit (`sync` mode, database journal).
     pub usage_commit_timeout: Duration,
     /// This instance's lease in the store.
     pub instance_lease: Duration,
+}
+
+/// Resolved `server.usage_journal`: where `sync` durability journals a request before its first
+/// upstream call and keeps its record until the store has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageJournal {
+    /// The store's own journal (`gw_inflight`), each entry an awaited group commit; what a dead
+    /// gateway left is recovered through instance leases, by any gateway on the same store.
+    Database,
+    /// The local file journal in this directory ([`crate::usage::journal`]): appended by the
+    /// request itself, recovered by the next gateway started on the directory.
+    Directory(PathBuf),
+}
+
+impl UsageJournal {
+    /// The default for a database URL: `PATH-ledger` beside a `sqlite://PATH` file, the
+    /// database's journal for PostgreSQL and in-memory SQLite.
+    pub fn default_for(database: &str) -> UsageJournal {
+        match sqlite_file(database) {
+            Some(path) => {
+                let mut dir = path.into_os_string();
+                dir.push("-ledger");
+                UsageJournal::Directory(PathBuf::from(dir))
+            }
+            None => UsageJournal::Database,
+        }
+    }
+}
+
+/// The file of a `sqlite://PATH` (or `sqlite:PATH`) URL; `None` for in-memory databases and
+/// other URLs.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return None;
+    }
+    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    Some(PathBuf::from(path.as_ref()))
 }
 
 /// Resolved `server.header_read_timeout`, `idle_timeout`, `body_read_timeout`,
@@ -712,6 +761,20 @@ impl Config {
                 message: "must be more than 0s".into(),
             });
         }
+        let usage_journal = match s.usage_journal.as_deref() {
+            Some("database") => UsageJournal::Database,
+            Some(dir) if !dir.trim().is_empty() => UsageJournal::Directory(PathBuf::from(dir)),
+            Some(_) => {
+                issues.push(ConfigIssue {
+                    path: "server.usage_journal".into(),
+                    message: "must be a directory path or \"database\"".into(),
+                });
+                UsageJournal::Database
+            }
+            None => database.as_ref().map_or(UsageJournal::Database, |d| {
+                UsageJournal::default_for(d.expose())
+            }),
+        };
         let server = ServerConfig {
             listen,
             database,
@@ -731,6 +794,7 @@ impl Config {
             limits: s.limits,
             prices: s.prices,
             usage_durability: s.usage_durability,
+            usage_journal,
             usage_commit_timeout: s.usage_commit_timeout,
             instance_lease: s.instance_lease,
         };
@@ -1019,6 +1083,49 @@ weight = "heavy"
         let err = RawConfig::parse(text, no_env()).unwrap_err();
         assert_eq!(err.issues[0].path, "channels[1].weight");
         assert!(err.issues[0].message.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn usage_journal_defaults_beside_a_sqlite_file_and_can_be_chosen() {
+        let journal = |text: &str| {
+            Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None)
+                .map(|c| c.server.usage_journal)
+                .map_err(|e| e.issues[0].path.clone())
+        };
+        let dir = |p: &str| Ok(UsageJournal::Directory(PathBuf::from(p)));
+        assert_eq!(
+            journal("[server]\ndatabase = \"sqlite:///var/lib/gw.db\"\n"),
+            dir("/var/lib/gw.db-ledger")
+        );
+        assert_eq!(
+            journal("[server]\ndatabase = \"sqlite:rel%20dir/gw.db?mode=rwc\"\n"),
+            dir("rel dir/gw.db-ledger")
+        );
+        for db in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://x.db?mode=memory",
+            "postgres://u@h/db",
+        ] {
+            assert_eq!(
+                journal(&format!("[server]\ndatabase = \"{db}\"\n")),
+                Ok(UsageJournal::Database),
+                "{db}"
+            );
+        }
+        assert_eq!(journal(""), Ok(UsageJournal::Database));
+        assert_eq!(
+            journal("[server]\ndatabase = \"sqlite://a.db\"\nusage_journal = \"database\"\n"),
+            Ok(UsageJournal::Database)
+        );
+        assert_eq!(
+            journal("[server]\ndatabase = \"postgres://u@h/db\"\nusage_journal = \"/j\"\n"),
+            dir("/j")
+        );
+        assert_eq!(
+            journal("[server]\nusage_journal = \" \"\n"),
+            Err("server.usage_journal".to_owned())
+        );
     }
 
     #[test]

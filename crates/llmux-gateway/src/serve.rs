@@ -3,8 +3,12 @@
 //! the signal the listener closes, `/readyz` turns 503, idle connections close at once, and
 //! in-flight requests and streams get `server.shutdown_grace` to finish before the remaining
 //! connections are dropped; then limit settles still on their way to Redis get a few seconds,
-//! the usage recorder is flushed and the instance's lease in the store is released (see
-//! [`crate::usage::lease`]).
+//! the usage recorder is flushed (which, with the file journal, deletes its segments) and the
+//! instance's lease in the store is released (see [`crate::usage::lease`]).
+//!
+//! At start, before anything is served, the file journal's directory is locked and what a
+//! previous process left in it is recorded ([`crate::usage::journal`]); then the lease is taken,
+//! which records what dead instances left in the store's journal.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,9 +20,9 @@ use tokio::net::TcpListener;
 
 use crate::app::router;
 use crate::auth::{Authenticator, KeyVerifier, StoreKeys};
-use crate::config::{Config, ConfigError, RawConfig};
+use crate::config::{Config, ConfigError, RawConfig, UsageJournal};
 use crate::state::AppState;
-use crate::usage::{InstanceLease, RecorderConfig, UsageRecorder};
+use crate::usage::{InstanceLease, JournalConfig, LedgerJournal, RecorderConfig, UsageRecorder};
 
 /// How long shutdown waits for settles still being sent to Redis.
 const SETTLE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -137,8 +141,21 @@ impl Gateway {
         if opts.insecure_no_auth {
             tracing::warn!("running WITHOUT client authentication (--insecure-no-auth)");
         }
-        // The lease comes first: journal rows are only written under a live lease. Taking it
-        // also records what dead instances left in flight.
+        // The file journal first: its leftovers (records, requests in flight) are recorded
+        // before anything else writes, so a record it holds replaces the same request's row in
+        // the store's journal instead of meeting it recovered as interrupted. In `relaxed` mode
+        // the directory is still recovered (a crash under `sync`, then a switch), then closed.
+        let journal = match (&store, &config.server.usage_journal) {
+            (Some(s), UsageJournal::Directory(dir)) => {
+                let (journal, _) = LedgerJournal::open(dir, JournalConfig::default(), s.as_ref())
+                    .await
+                    .map_err(|e| ServeError::Other(e.to_string()))?;
+                Some(Arc::new(journal))
+            }
+            _ => None,
+        };
+        // Then the lease: journal rows are only written to the store under a live lease.
+        // Taking it also records what dead instances left in flight there.
         let instance = crate::usage::recorder::new_instance_id();
         let lease = match &store {
             Some(s) => Some(
@@ -153,9 +170,10 @@ impl Gateway {
             commit_timeout: config.server.usage_commit_timeout,
             ..RecorderConfig::default()
         };
-        let recorder = store
-            .as_ref()
-            .map(|s| UsageRecorder::spawn_as(s.clone(), recorder_cfg, instance.clone()));
+        let recorder = store.as_ref().map(|s| match journal {
+            Some(j) => UsageRecorder::spawn_journaled(s.clone(), recorder_cfg, instance.clone(), j),
+            None => UsageRecorder::spawn_as(s.clone(), recorder_cfg, instance.clone()),
+        });
         let listen = config.server.listen;
         let state = AppState::new(config, auth, store, recorder)
             .map_err(|e| ServeError::Other(e.message))?;

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use llmux_emulator::{Emulator, Vendor};
+use llmux_gateway::config::UsageJournal;
 use llmux_gateway::{Config, RawConfig};
 use serde_json::{json, Value};
 
@@ -69,8 +70,15 @@ async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm() {
     let oa = emulator(Vendor::OpenAi).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("gateway.sqlite3").display());
-    let a = start_config(gateway_config(&db, REDIS_URL, &p.prefix, &oa)).await;
-    let b = start_config(gateway_config(&db, REDIS_URL, &p.prefix, &oa)).await;
+    // One SQLite file, but a usage journal each: two gateways never share one (the default
+    // beside the database is locked by the first).
+    let config = |journal: &str| {
+        let mut c = gateway_config(&db, REDIS_URL, &p.prefix, &oa);
+        c.server.usage_journal = UsageJournal::Directory(dir.path().join(journal));
+        c
+    };
+    let a = start_config(config("journal-a")).await;
+    let b = start_config(config("journal-b")).await;
     // The key is created on one gateway; the other finds it in the shared store.
     let (key, id) = create_key(&a, json!({"name":"shared","rpm":10})).await;
 

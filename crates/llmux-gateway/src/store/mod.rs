@@ -816,9 +816,11 @@ pub(crate) const INFLIGHT_COLUMNS: &str = "request_id, instance, at_ms, key_id, 
 pub(crate) const KEY_COLUMNS: &str = "id, name, prefix, created_at, expires_at, revoked, models, \
      rpm, tpm, budget_tokens, budget_cost, spent_tokens, spent_cost";
 
-/// Implements [`Store`] for a backend struct with a `pool: sqlx::Pool<$db>` field and two
-/// inherent methods: `write_lock()` (serializes writers where the backend needs it) and
-/// `begin_write()` (opens a write transaction). The SQL is shared by both backends.
+/// Implements [`Store`] for a backend struct with a `pool: sqlx::Pool<$db>` field (reads),
+/// three inherent methods, `writes()` (the pool writes go to), `write_lock()` (serializes
+/// writers where the backend needs it) and `begin_write()` (opens a write transaction on
+/// `writes()`), and the constant `EXCLUSIVE_WRITES` (true when a write transaction excludes
+/// every other writer until it ends). The SQL is shared by both backends.
 macro_rules! sql_store_impl {
     ($ty:ty, $db:ty) => {
         /// The one number a `SELECT COUNT(*) AS n …` answers.
@@ -923,60 +925,123 @@ macro_rules! sql_store_impl {
             Ok(())
         }
 
+        /// `INSERT INTO gw_usage … ON CONFLICT (request_id) DO NOTHING` for `rows`.
+        fn usage_insert<'a>(
+            rows: &[&'a $crate::store::UsageRecord],
+        ) -> sqlx::QueryBuilder<'a, $db> {
+            use $crate::store::{to_i64, utc_day};
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO gw_usage (request_id, at_ms, day, key_id, channel, provider, \
+                 model, upstream_model, input_tokens, output_tokens, cached_tokens, \
+                 reasoning_tokens, cost, latency_ms, ttft_ms, status, error_kind, \
+                 cancelled, stream, usage_estimated, client_request_id) ",
+            );
+            qb.push_values(rows, |mut b, r| {
+                b.push_bind(r.request_id.clone())
+                    .push_bind(r.at_ms)
+                    .push_bind(utc_day(r.at_ms))
+                    .push_bind(r.key_id)
+                    .push_bind(r.channel.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.model.clone())
+                    .push_bind(r.upstream_model.clone())
+                    .push_bind(to_i64(r.input_tokens))
+                    .push_bind(to_i64(r.output_tokens))
+                    .push_bind(to_i64(r.cached_tokens))
+                    .push_bind(to_i64(r.reasoning_tokens))
+                    .push_bind(r.cost)
+                    .push_bind(to_i64(r.latency_ms))
+                    .push_bind(r.ttft_ms.map(to_i64))
+                    .push_bind(i64::from(r.status))
+                    .push_bind(r.error_kind.clone())
+                    .push_bind(r.cancelled)
+                    .push_bind(r.stream)
+                    .push_bind(r.usage_estimated)
+                    .push_bind(r.client_request_id.clone());
+            });
+            qb.push(" ON CONFLICT (request_id) DO NOTHING");
+            qb
+        }
+
         /// Inserts raw rows (an id already stored is skipped), then adds the rows actually
         /// inserted to the daily rollups and the keys' spend. Returns the ids inserted.
+        ///
+        /// Where a write transaction excludes every other writer (`EXCLUSIVE_WRITES`: SQLite's
+        /// `BEGIN IMMEDIATE`), the ids already stored are read first and the others inserted without `RETURNING`: the driver hands
+        /// every returned row from its connection thread to the task one by one, a thread
+        /// round trip per record. Elsewhere (PostgreSQL, concurrent writers) `RETURNING`
+        /// decides which rows this transaction inserted.
         async fn insert_usage(
             conn: &mut <$db as sqlx::Database>::Connection,
             batch: &[$crate::store::UsageRecord],
         ) -> $crate::store::Result<std::collections::HashSet<String>> {
             use sqlx::Row as _;
-            use $crate::store::{deltas, dedup_sorted, to_i64, utc_day, StoreError, INSERT_CHUNK};
+            use $crate::store::{deltas, dedup_sorted, StoreError, INSERT_CHUNK};
             let mut inserted = std::collections::HashSet::new();
             if batch.is_empty() {
                 return Ok(inserted);
             }
             let records = dedup_sorted(batch);
             for chunk in records.chunks(INSERT_CHUNK) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO gw_usage (request_id, at_ms, day, key_id, channel, provider, \
-                     model, upstream_model, input_tokens, output_tokens, cached_tokens, \
-                     reasoning_tokens, cost, latency_ms, ttft_ms, status, error_kind, \
-                     cancelled, stream, usage_estimated, client_request_id) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.request_id.clone())
-                        .push_bind(r.at_ms)
-                        .push_bind(utc_day(r.at_ms))
-                        .push_bind(r.key_id)
-                        .push_bind(r.channel.clone())
-                        .push_bind(r.provider.clone())
-                        .push_bind(r.model.clone())
-                        .push_bind(r.upstream_model.clone())
-                        .push_bind(to_i64(r.input_tokens))
-                        .push_bind(to_i64(r.output_tokens))
-                        .push_bind(to_i64(r.cached_tokens))
-                        .push_bind(to_i64(r.reasoning_tokens))
-                        .push_bind(r.cost)
-                        .push_bind(to_i64(r.latency_ms))
-                        .push_bind(r.ttft_ms.map(to_i64))
-                        .push_bind(i64::from(r.status))
-                        .push_bind(r.error_kind.clone())
-                        .push_bind(r.cancelled)
-                        .push_bind(r.stream)
-                        .push_bind(r.usage_estimated)
-                        .push_bind(r.client_request_id.clone());
-                });
-                qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-                let rows = qb
-                    .build()
-                    .fetch_all(&mut *conn)
-                    .await
-                    .map_err(StoreError::query("insert usage records"))?;
-                for row in rows {
-                    let id: String = row
-                        .try_get(0)
-                        .map_err(|e| StoreError::Data(e.to_string()))?;
-                    inserted.insert(id);
+                if <$ty>::EXCLUSIVE_WRITES {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT request_id FROM gw_usage WHERE request_id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for r in chunk {
+                        list.push_bind(r.request_id.clone());
+                    }
+                    qb.push(")");
+                    let rows = qb
+                        .build()
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::query("find usage records already stored"))?;
+                    let mut stored = std::collections::HashSet::with_capacity(rows.len());
+                    for row in rows {
+                        let id: String = row
+                            .try_get(0)
+                            .map_err(|e| StoreError::Data(e.to_string()))?;
+                        stored.insert(id);
+                    }
+                    let fresh: Vec<&$crate::store::UsageRecord> = chunk
+                        .iter()
+                        .copied()
+                        .filter(|r| !stored.contains(&r.request_id))
+                        .collect();
+                    if fresh.is_empty() {
+                        continue;
+                    }
+                    let done = usage_insert(&fresh)
+                        .build()
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(StoreError::query("insert usage records"))?;
+                    if done.rows_affected() != fresh.len() as u64 {
+                        // Another writer inside an exclusive transaction: impossible unless
+                        // the database is shared in a way it must not be. Abort (the batch is
+                        // retried) rather than count rows this transaction did not insert.
+                        return Err(StoreError::Data(format!(
+                            "inserted {} of {} new usage records: another writer changed gw_usage during an exclusive transaction",
+                            done.rows_affected(),
+                            fresh.len()
+                        )));
+                    }
+                    inserted.extend(fresh.iter().map(|r| r.request_id.clone()));
+                } else {
+                    let mut qb = usage_insert(chunk);
+                    qb.push(" RETURNING request_id");
+                    let rows = qb
+                        .build()
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(StoreError::query("insert usage records"))?;
+                    for row in rows {
+                        let id: String = row
+                            .try_get(0)
+                            .map_err(|e| StoreError::Data(e.to_string()))?;
+                        inserted.insert(id);
+                    }
                 }
             }
             let (daily, spend) = deltas(
@@ -1055,7 +1120,7 @@ macro_rules! sql_store_impl {
                     .bind(new.tpm.map(to_i64))
                     .bind(new.budget_tokens.map(to_i64))
                     .bind(new.budget_cost)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.writes())
                     .await
                     .map_err(StoreError::query("create a key"))?;
                 Ok((key_from_row(&row)?, plaintext))
@@ -1092,7 +1157,7 @@ macro_rules! sql_store_impl {
                 let _w = self.write_lock().await;
                 let res = sqlx::query("UPDATE gw_keys SET revoked = TRUE WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err($crate::store::StoreError::query("revoke a key"))?;
                 Ok(res.rows_affected() > 0)
@@ -1140,7 +1205,7 @@ macro_rules! sql_store_impl {
                     .bind(update.budget_tokens.flatten().map(to_i64))
                     .bind(update.budget_cost.is_some())
                     .bind(update.budget_cost.flatten())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.writes())
                     .await
                     .map_err(StoreError::query("update a key"))?;
                 row.as_ref().map(key_from_row).transpose()
@@ -1168,7 +1233,7 @@ macro_rules! sql_store_impl {
                     // One statement is atomic on its own: no explicit transaction (two round
                     // trips fewer on the path every request waits for).
                     let mut conn = self
-                        .pool
+                        .writes()
                         .acquire()
                         .await
                         .map_err(StoreError::query("journal requests in flight"))?;
@@ -1200,7 +1265,7 @@ macro_rules! sql_store_impl {
                 .bind(instance)
                 .bind(started_ms)
                 .bind(lease_until_ms)
-                .execute(&self.pool)
+                .execute(self.writes())
                 .await
                 .map_err($crate::store::StoreError::query("renew the instance lease"))?;
                 Ok(())
@@ -1210,7 +1275,7 @@ macro_rules! sql_store_impl {
                 let _w = self.write_lock().await;
                 sqlx::query("DELETE FROM gw_instances WHERE instance = $1")
                     .bind(instance)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err($crate::store::StoreError::query("release the instance lease"))?;
                 Ok(())
@@ -1379,7 +1444,7 @@ macro_rules! sql_store_impl {
                 let _w = self.write_lock().await;
                 let res = sqlx::query("DELETE FROM gw_usage WHERE at_ms < $1")
                     .bind(older_than_ms)
-                    .execute(&self.pool)
+                    .execute(self.writes())
                     .await
                     .map_err($crate::store::StoreError::query("prune usage records"))?;
                 Ok(res.rows_affected())

@@ -68,6 +68,9 @@ fn split_schema(url: &str) -> Result<(String, Option<String>)> {
 }
 
 impl PgStore {
+    /// Other connections write concurrently with a transaction.
+    pub(crate) const EXCLUSIVE_WRITES: bool = false;
+
     /// Connects, creates the schema named in the URL if any, and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let (url, schema) = split_schema(url)?;
@@ -114,6 +117,10 @@ impl PgStore {
             .map_err(connect_err)?;
         super::migrate(&pool, MIGRATIONS).await?;
         Ok(PgStore { pool })
+    }
+
+    fn writes(&self) -> &PgPool {
+        &self.pool
     }
 
     async fn write_lock(&self) -> Option<MutexGuard<'_, ()>> {

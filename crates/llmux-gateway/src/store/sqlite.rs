@@ -3,6 +3,9 @@
 //! SQLite allows one writer at a time. Writers here take an async mutex first and open
 //! their transactions with `BEGIN IMMEDIATE`, so concurrent `record_usage` calls queue
 //! instead of failing with `SQLITE_BUSY`; the 5 s busy timeout covers other processes.
+//! Writes go through one dedicated connection (a file database; reads use a pool of their
+//! own): SQLite drops a connection's page cache when another connection changed the database,
+//! so writes rotating over a pool re-read their pages on every transaction.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,7 +32,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Reads (and, in memory, everything: one connection is the whole database).
     pool: SqlitePool,
+    /// Writes: one connection, so its page cache stays warm.
+    writes: SqlitePool,
     writer: Mutex<()>,
 }
 
@@ -41,6 +47,10 @@ fn connect_err(e: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
+    /// A write transaction (`BEGIN IMMEDIATE`) holds the database's write lock until it ends:
+    /// no other connection or process writes meanwhile.
+    pub(crate) const EXCLUSIVE_WRITES: bool = true;
+
     /// Opens (creating if missing) the database at `sqlite://PATH` and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)
@@ -50,15 +60,28 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // A local file: a ping before every acquire would only add a round trip to the
+        // connection's worker thread on every write.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            // A local file: a ping before every acquire would only add a round trip to the
-            // connection's worker thread on every write.
             .test_before_acquire(false)
+            .connect_with(opts.clone())
+            .await
+            .map_err(connect_err)?;
+        super::migrate(&pool, MIGRATIONS).await?;
+        let writes = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(opts)
             .await
             .map_err(connect_err)?;
-        Self::with_pool(pool).await
+        Ok(SqliteStore {
+            pool,
+            writes,
+            writer: Mutex::new(()),
+        })
     }
 
     /// An in-memory database on a single connection (gone when the store is dropped).
@@ -73,15 +96,16 @@ impl SqliteStore {
             .connect_with(opts)
             .await
             .map_err(connect_err)?;
-        Self::with_pool(pool).await
-    }
-
-    async fn with_pool(pool: SqlitePool) -> Result<Self> {
         super::migrate(&pool, MIGRATIONS).await?;
         Ok(SqliteStore {
+            writes: pool.clone(),
             pool,
             writer: Mutex::new(()),
         })
+    }
+
+    fn writes(&self) -> &SqlitePool {
+        &self.writes
     }
 
     async fn write_lock(&self) -> Option<MutexGuard<'_, ()>> {
@@ -89,7 +113,7 @@ impl SqliteStore {
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        self.pool
+        self.writes
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::query("begin a transaction"))
