@@ -386,8 +386,9 @@ async fn sigterm_under_load_loses_no_usage_record() {
 }
 
 /// SIGKILL under load (issue 13): 120 clients (streams and non-streams) against `llmux serve`
-/// on SQLite, the process killed once 150 answers were complete, then restarted on the same
-/// database. Every answer a client received in full has its record, every request the upstream
+/// on SQLite with the database's own journal (`usage_journal = "database"`, PostgreSQL's
+/// default; issue 14's test below covers the file journal), the process killed once 150
+/// answers were complete, then restarted on the same database. Every answer a client received in full has its record, every request the upstream
 /// saw has one (complete, or `interrupted` at its reserved estimate, recovered once the dead
 /// instance's lease lapsed), no request is recorded twice and the key's spend is the sum of
 /// its records.
@@ -412,7 +413,7 @@ async fn issue_13_sigkill_under_load_loses_no_completed_usage() {
     std::fs::write(
         &file,
         format!(
-            "[server]\nadmin_key = \"adm-kill\"\ndatabase = \"sqlite://{}\"\ninstance_lease = \"1s\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
+            "[server]\nadmin_key = \"adm-kill\"\ndatabase = \"sqlite://{}\"\nusage_journal = \"database\"\ninstance_lease = \"1s\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
             db.display(),
             emu.base_url()
         ),
@@ -620,4 +621,361 @@ async fn issue_13_sigkill_under_load_loses_no_completed_usage() {
     );
     sigterm(&child);
     assert!(child.wait().await.unwrap().success());
+}
+
+/// The segment files of a usage journal directory (none when it does not exist).
+fn journal_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The gateway ids of the usage records written in a journal's segments.
+fn journal_record_ids(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for seg in journal_segments(dir) {
+        for line in std::fs::read_to_string(&seg).unwrap().lines() {
+            if let Ok(serde_json::Value::Array(v)) = serde_json::from_str(line) {
+                if v.first().is_some_and(|k| k == "r") {
+                    ids.insert(v[1].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Issue 14: with the local usage journal (the default beside a SQLite file), a request's
+/// record is durable once appended to the journal, before the store has it. SIGKILL under 64
+/// concurrent clients, with completed requests whose records were only in the journal and
+/// requests in flight, and a last line cut in the middle; the restarted gateway records the
+/// journal before it serves: every completed request once, every request the upstream saw
+/// once (in flight ones as interrupted), none twice, spend = Σ records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_sigkill_with_records_only_in_the_journal_loses_and_doubles_nothing() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const CLIENTS: u32 = 64;
+    const KILL_AFTER: u64 = 150;
+
+    let emu = llmux_emulator::Emulator::start(
+        llmux_emulator::EmulatorConfig::new(llmux_emulator::Vendor::OpenAi)
+            .with_token_interval(std::time::Duration::from_millis(3)),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.sqlite3");
+    let journal = dir.path().join("usage.sqlite3-ledger");
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nadmin_key = \"adm-kill\"\ndatabase = \"sqlite://{}\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
+            db.display(),
+            emu.base_url()
+        ),
+    )
+    .unwrap();
+    let created = run(
+        &[
+            "keys",
+            "create",
+            "--config",
+            file.to_str().unwrap(),
+            "--name",
+            "load",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert!(created.status.success(), "{created:#?}");
+    let key = created.stdout.lines().last().unwrap().trim().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, url, _lines) =
+        spawn_serve(home.path(), &[], &["--config", file.to_str().unwrap()]).await;
+    assert_eq!(journal_segments(&journal).len(), 1, "the journal is in use");
+
+    let completed = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let count = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let mut workers = Vec::new();
+    for w in 0..CLIENTS {
+        let (url, key) = (url.clone(), key.clone());
+        let (completed, count, progress) = (completed.clone(), count.clone(), progress.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut errors = Vec::new();
+            for i in 0u32.. {
+                let stream = (w + i) % 2 == 0;
+                let sent = http
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .header("x-request-id", format!("{w}-{i}"))
+                    .header("content-type", "application/json")
+                    .body(format!(
+                        r#"{{"model":"m","stream":{stream},"max_tokens":40,"messages":[{{"role":"user","content":"load {w} {i} a b c d e f"}}]}}"#
+                    ))
+                    .send()
+                    .await;
+                let Ok(resp) = sent else { break };
+                let status = resp.status().as_u16();
+                let Ok(text) = resp.text().await else { break };
+                if status != 200 {
+                    errors.push((status, text));
+                    break;
+                }
+                let whole = if stream {
+                    text.contains("data: [DONE]")
+                } else {
+                    text.contains("You said: load")
+                };
+                if !whole {
+                    break;
+                }
+                completed.lock().unwrap().insert(format!("{w}-{i}"));
+                count.fetch_add(1, Ordering::SeqCst);
+                progress.notify_one();
+            }
+            errors
+        }));
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(180), async {
+        while count.load(Ordering::SeqCst) < KILL_AFTER {
+            progress.notified().await;
+        }
+    })
+    .await
+    .expect("the load never reached the kill point");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(!child.wait().await.unwrap().success());
+    let mut errors = Vec::new();
+    for w in workers {
+        errors.extend(w.await.unwrap());
+    }
+    assert!(errors.is_empty(), "answers other than 200: {errors:?}");
+    let completed = completed.lock().unwrap().clone();
+    let upstream: BTreeSet<String> = emu
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let text = body["messages"][0]["content"].as_str().unwrap().to_owned();
+            let mut words = text.split(' ').skip(1);
+            format!("{}-{}", words.next().unwrap(), words.next().unwrap())
+        })
+        .collect();
+
+    // What the dead gateway left: records the store has, and records only its journal has.
+    let out = run(
+        &[
+            "usage",
+            "--config",
+            file.to_str().unwrap(),
+            "--records",
+            "--limit",
+            "10000",
+            "--format",
+            "json",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let stored: Vec<serde_json::Value> = serde_json::from_str(out.ok()).unwrap();
+    let stored: BTreeSet<String> = stored
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let only_in_journal: BTreeSet<String> = journal_record_ids(&journal)
+        .difference(&stored)
+        .cloned()
+        .collect();
+    assert!(
+        !only_in_journal.is_empty(),
+        "the kill came with records the store did not have yet"
+    );
+    // The process died in the middle of a write.
+    let newest = journal_segments(&journal).pop().unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap()
+        .write_all(br#"["r","cut-short",null,17672256"#)
+        .unwrap();
+
+    // Restart: the journal is recorded before the gateway serves, so no waiting here.
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, url, _lines) =
+        spawn_serve(home.path(), &[], &["--config", file.to_str().unwrap()]).await;
+    assert_eq!(
+        journal_segments(&journal).len(),
+        1,
+        "the old segments are gone, a new one is open"
+    );
+    let http = reqwest::Client::new();
+    let v: serde_json::Value = http
+        .get(format!("{url}/admin/usage/records?limit=10000"))
+        .bearer_auth("adm-kill")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = v["records"].as_array().unwrap().clone();
+    let mut by_client: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for r in &records {
+        let cid = r["client_request_id"].as_str().unwrap().to_owned();
+        by_client.entry(cid).or_default().push(r);
+    }
+    let twice: Vec<_> = by_client.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(twice.is_empty(), "requests recorded twice: {twice:?}");
+    let lost: Vec<&String> = completed
+        .iter()
+        .filter(|id| {
+            by_client
+                .get(*id)
+                .is_none_or(|v| v[0]["status"] != 200 || !v[0]["error_kind"].is_null())
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "answers received in full without their record: {lost:?}"
+    );
+    let missing: Vec<&String> = upstream
+        .iter()
+        .filter(|id| !by_client.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "upstream requests without a record: {missing:?}"
+    );
+    let ids: BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        only_in_journal.iter().all(|id| ids.contains(id.as_str())),
+        "every record only the journal held is in the store"
+    );
+    let interrupted = records
+        .iter()
+        .filter(|r| r["error_kind"] == "interrupted")
+        .count();
+    assert!(
+        interrupted > 0,
+        "{CLIENTS} clients were in flight at the kill; some must be recorded as interrupted"
+    );
+    eprintln!(
+        "SIGKILL with the file journal: {} answers in full, {} upstream requests, {} records \
+         ({interrupted} interrupted), {} records only in the journal at the kill",
+        completed.len(),
+        upstream.len(),
+        records.len(),
+        only_in_journal.len()
+    );
+    let tokens: u64 = records
+        .iter()
+        .map(|r| r["input_tokens"].as_u64().unwrap() + r["output_tokens"].as_u64().unwrap())
+        .sum();
+    let keys: serde_json::Value = http
+        .get(format!("{url}/admin/keys"))
+        .bearer_auth("adm-kill")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        keys["keys"][0]["spent_tokens"], tokens,
+        "key spend = Σ records"
+    );
+    // A clean stop with everything written leaves no segment behind.
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+    assert!(journal_segments(&journal).is_empty());
+}
+
+/// Issue 14: two gateways never share one usage journal; the second refuses to start and
+/// says why, and the first keeps serving and recording.
+#[tokio::test]
+async fn issue_14_a_second_gateway_on_the_same_journal_refuses_to_start() {
+    let emu = llmux_emulator::Emulator::start(llmux_emulator::EmulatorConfig::new(
+        llmux_emulator::Vendor::OpenAi,
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\napi_keys = [\"sk-one\"]\ndatabase = \"sqlite://{}\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
+            dir.path().join("gw.sqlite3").display(),
+            emu.base_url()
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (mut first, url, _lines) =
+        spawn_serve(home.path(), &[], &["--config", file.to_str().unwrap()]).await;
+    let second = run(
+        &[
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert!(!second.status.success(), "{second:#?}");
+    let journal = dir.path().join("gw.sqlite3-ledger");
+    assert!(
+        second.stderr.contains("in use by another gateway")
+            && second.stderr.contains(&journal.display().to_string())
+            && second.stderr.contains("server.usage_journal"),
+        "{second:#?}"
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth("sk-one")
+        .header("content-type", "application/json")
+        .body(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the first gateway is unaffected");
+    sigterm(&first);
+    assert!(first.wait().await.unwrap().success());
+    let out = run(
+        &[
+            "usage",
+            "--config",
+            file.to_str().unwrap(),
+            "--records",
+            "--format",
+            "json",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let recs: Vec<serde_json::Value> = serde_json::from_str(out.ok()).unwrap();
+    assert_eq!(recs.len(), 1, "the first gateway's record: {recs:?}");
 }

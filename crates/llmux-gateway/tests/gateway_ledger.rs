@@ -1,6 +1,8 @@
 //! The usage ledger end to end (issue 13): a record's identity is the gateway's, never the
 //! client's `X-Request-Id`, and a completed request's record is committed before the client
-//! sees the end of its answer. Every scenario runs on SQLite and on PostgreSQL.
+//! sees the end of its answer. Every scenario runs on SQLite and on PostgreSQL with the
+//! database's journal, and on a SQLite file with the local file journal (issue 14), where the
+//! record is in the journal before the answer ends and in the store after the writer's flush.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -198,4 +200,86 @@ async fn issue_13_a_completed_request_is_committed_before_its_answer_ends(databa
             Some(&*format!("c{i}"))
         );
     }
+}
+
+/// A SQLite file database (its file journal beside it) in `dir`.
+fn sqlite_file(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("gw.sqlite3").display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issue_14_file_journal_one_client_request_id_twelve_times_is_twelve_records() {
+    let dir = tempfile::tempdir().unwrap();
+    issue_13_one_client_request_id_twelve_times_is_twelve_records_and_twelve_debits(&sqlite_file(
+        &dir,
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issue_14_file_journal_one_client_request_id_on_two_keys_charges_both_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    issue_13_one_client_request_id_on_two_keys_charges_both_keys(&sqlite_file(&dir)).await;
+}
+
+/// With the file journal a completed request's record is in the journal, under the gateway's
+/// id, before the last byte of its answer is sent; nothing goes to the database's journal;
+/// the store has every record after the writer's next flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issue_14_with_the_file_journal_a_record_is_journaled_before_its_answer_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let oa = emulator(Vendor::OpenAi).await;
+    let gw = start_with_database(
+        &sqlite_file(&dir),
+        &channel("oa", "openai", &oa, "[\"m\"]", ""),
+    )
+    .await;
+    let journal = dir.path().join("gw.sqlite3-ledger");
+    assert_eq!(
+        gw.state
+            .recorder
+            .as_ref()
+            .and_then(|r| r.file_journal())
+            .map(|j| j.dir().to_owned()),
+        Some(journal.clone()),
+        "the default journal sits beside the database"
+    );
+    let store = gw.state.store.clone().unwrap();
+    let (key, _) = create_key(&gw, json!({"name":"durable"})).await;
+    for i in 0..6u64 {
+        let (status, _, own, body) = chat(&gw, &key, &format!("c{i}"), i % 2 == 0).await;
+        assert_eq!(status, 200, "{body}");
+        // No polling: the line was appended before the answer's end was sent.
+        let line = journal_lines(&journal)
+            .into_iter()
+            .find(|v| v[0] == "r" && v[1] == own.as_str())
+            .unwrap_or_else(|| panic!("request {i} ({own}) has no record line"));
+        assert_eq!(line[2], format!("c{i}"), "client_request_id");
+        assert!(
+            journal_lines(&journal)
+                .iter()
+                .any(|v| v[0] == "b" && v[1] == own.as_str()),
+            "journaled before its upstream call"
+        );
+        assert_eq!(store.inflight_count().await.unwrap(), 0);
+    }
+    let recs = records(&gw, 6).await;
+    for r in &recs {
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.input_tokens + r.output_tokens > 0, "{r:?}");
+    }
+}
+
+/// Every line of every segment of a journal directory, parsed.
+fn journal_lines(dir: &std::path::Path) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "jsonl") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                out.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    out
 }

@@ -376,3 +376,62 @@ impl Store for Refusing {
         Ok(0)
     }
 }
+
+/// An entry the file journal cannot take (here: a line over its 64 KiB bound) goes to the
+/// database's journal and is waited for, so the request is still journaled before its
+/// upstream call and its record durable before its answer ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_an_entry_the_file_journal_cannot_take_goes_to_the_database_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("usage.db").display());
+    let store = store::open(&url).await.unwrap();
+    let jdir = dir.path().join("ledger");
+    let (journal, _) = LedgerJournal::open(&jdir, JournalConfig::default(), store.as_ref())
+        .await
+        .unwrap();
+    let journal = Arc::new(journal);
+    let recorder = UsageRecorder::spawn_journaled(
+        store.clone(),
+        RecorderConfig {
+            commit_timeout: std::time::Duration::from_secs(30),
+            ..RecorderConfig::default()
+        },
+        Arc::from("x"),
+        journal.clone(),
+    );
+    let huge = Some("x".repeat(70 * 1024));
+    let oversized = |id: &str| InflightRecord {
+        client_request_id: huge.clone(),
+        ..begin(id, 1)
+    };
+    // Journaled in the database, committed before `wait_commit` returns.
+    let rx = recorder.journal(oversized("big")).unwrap();
+    assert!(recorder.wait_commit(rx).await);
+    assert_eq!(store.inflight_count().await.unwrap(), 1);
+    // Its record cannot be appended either: committed before `record_durably` returns, and
+    // it replaces the database's journal row.
+    let rec = UsageRecord {
+        client_request_id: huge.clone(),
+        ..finished("big", 1)
+    };
+    assert!(recorder.record_durably(rec).await);
+    assert_eq!(store.usage_count().await.unwrap(), 1);
+    assert_eq!(store.inflight_count().await.unwrap(), 0);
+    // An oversized request that ends without a record clears its database row.
+    let rx = recorder.journal(oversized("dropped")).unwrap();
+    assert!(recorder.wait_commit(rx).await);
+    assert_eq!(store.inflight_count().await.unwrap(), 1);
+    recorder.abandon("dropped".to_owned());
+    // Ordinary entries still use the file journal meanwhile.
+    let rx = recorder.journal(begin("small", 1)).unwrap();
+    assert!(recorder.wait_commit(rx).await);
+    assert!(recorder.record_durably(finished("small", 1)).await);
+    assert_eq!(recorder.shutdown().await.unwrap(), 2);
+    assert_eq!(
+        store.inflight_count().await.unwrap(),
+        0,
+        "the abandon cleared it"
+    );
+    assert_eq!(store.usage_count().await.unwrap(), 2);
+    assert!(segment_files(&jdir).is_empty());
+}

@@ -7,6 +7,11 @@
 //! turns the dead instance's journal rows into `interrupted` usage records billed at their
 //! reserved estimate ([`crate::store::Store::recover_interrupted`]). Recovery runs at start
 //! and then with every renewal; the store's transaction makes each row recovered once.
+//!
+//! This covers the database's journal (`server.usage_journal = "database"`, and the entries
+//! the file journal could not take). The local file journal ([`crate::usage::journal`]) is
+//! recorded by the next gateway started on its directory; the lease runs either way, so rows
+//! left under an earlier configuration are still recovered.
 
 use std::sync::Arc;
 use std::time::Duration;
