@@ -833,9 +833,7 @@ fn guard_stream(
 ) -> ChatStream {
     let stream = async_stream::stream! {
         for ev in head {
-            if let (StreamEvent::Usage(u), Some(r)) = (&ev, reservation.take()) {
-                r.settle(u.total_tokens);
-            }
+            settle_on_usage(&ev, &mut reservation);
             yield Ok(ev);
         }
         let mut timed = Deadlines::new(t, started).map(|d| {
@@ -856,9 +854,7 @@ fn guard_stream(
             };
             match next {
                 Some(Ok(ev)) => {
-                    if let (StreamEvent::Usage(u), Some(r)) = (&ev, reservation.take()) {
-                        r.settle(u.total_tokens);
-                    }
+                    settle_on_usage(&ev, &mut reservation);
                     yield Ok(ev);
                 }
                 Some(Err(e)) => {
@@ -870,6 +866,16 @@ fn guard_stream(
         }
     };
     Box::pin(stream)
+}
+
+/// Trues the stream's rate-limit reservation up to its usage, when `ev` reports it. (The
+/// reservation is taken only by a usage event: any other event leaves it in place.)
+fn settle_on_usage(ev: &StreamEvent, reservation: &mut Option<Reservation>) {
+    if let StreamEvent::Usage(u) = ev {
+        if let Some(r) = reservation.take() {
+            r.settle(u.total_tokens);
+        }
+    }
 }
 
 /// What bounds the wait for each event of a stream (when any timeout does).
