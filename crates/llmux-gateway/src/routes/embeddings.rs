@@ -135,25 +135,22 @@ async fn handle(
     )
     .await;
     let metrics = state.metrics.clone();
-    let routed =
-        state
-            .routes
-            .failover(
-                &plan,
-                |ch, upstream| {
-                    let r = Arc::clone(&req);
-                    async move {
-                        Box::pin(ch.client.embed_with(ch.provider.as_ref(), &upstream, &r)).await
-                    }
-                },
-                |ch, err| {
-                    metrics
-                        .failovers
-                        .with_label_values(&[ch.provider_id, &ch.name, err.kind().as_str()])
-                        .inc();
-                },
-            )
-            .await;
+    let routed = state
+        .routes
+        .failover(
+            &plan,
+            |ch, up| {
+                let r = Arc::clone(&req);
+                async move { Box::pin(ch.client.embed_with(ch.provider.as_ref(), &up, &r)).await }
+            },
+            |ch, err| {
+                metrics
+                    .failovers
+                    .with_label_values(&[ch.provider_id, &ch.name, err.kind().as_str()])
+                    .inc();
+            },
+        )
+        .await;
     match routed {
         Ok(r) => {
             guard.routed(&r.channel, r.upstream.clone());
