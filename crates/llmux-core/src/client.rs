@@ -821,58 +821,104 @@ async fn first_content(s: &mut ChatStream) -> Result<Vec<StreamEvent>> {
 /// The stream after its first content event: idle gaps and the total time are bounded, usage
 /// trues up the rate-limit reservation, and a timeout ends the stream with an error (dropping
 /// the upstream).
-///
-/// One timer serves the whole stream. An event does not touch it (it only notes when the
-/// wait for the next one began); when it fires, the deadline is worked out again from that
-/// note, and either it has passed (the timeout) or the timer is set to it. So a stream of
-/// events arriving well within the idle timeout costs no timer work per event.
 fn guard_stream(
     id: &'static str,
     head: Vec<StreamEvent>,
-    mut inner: ChatStream,
+    inner: ChatStream,
     t: Timeouts,
     started: Instant,
-    mut reservation: Option<Reservation>,
+    reservation: Option<Reservation>,
 ) -> ChatStream {
-    let stream = async_stream::stream! {
-        for ev in head {
-            if let (StreamEvent::Usage(u), Some(r)) = (&ev, reservation.take()) {
-                r.settle(u.total_tokens);
-            }
-            yield Ok(ev);
+    Box::pin(Guard {
+        id,
+        head: head.into_iter(),
+        inner,
+        deadlines: Deadlines::new(t, started),
+        timer: None,
+        waiting_since: None,
+        reservation,
+        ended: false,
+    })
+}
+
+/// [`guard_stream`]'s stream, a plain state machine (this is every streamed event's path).
+///
+/// One timer serves the whole stream, made on the first wait. An event does not touch it (it
+/// only clears the note of when the wait for it began); when the timer fires, the deadline is
+/// worked out again from the current wait's start, and either it has passed (the timeout) or
+/// the timer is set to it. So a stream whose events come well within the idle timeout costs
+/// no timer work per event.
+struct Guard {
+    id: &'static str,
+    /// Events read before the stream was handed out (`Started` and the first content).
+    head: std::vec::IntoIter<StreamEvent>,
+    inner: ChatStream,
+    deadlines: Option<Deadlines>,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// When the wait for the next event began (set by the first poll of that wait).
+    waiting_since: Option<Instant>,
+    reservation: Option<Reservation>,
+    /// An error, a timeout or the end was handed out: nothing follows.
+    ended: bool,
+}
+
+impl futures::Stream for Guard {
+    type Item = Result<StreamEvent>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
         }
-        let mut timed = Deadlines::new(t, started).map(|d| {
-            let (first, _) = d.after(Instant::now());
-            (d, Box::pin(tokio::time::sleep_until(first)))
-        });
-        loop {
-            let waiting_since = Instant::now();
-            let next = match &mut timed {
-                Some((d, timer)) => match next_before(&mut inner, timer, *d, waiting_since).await {
-                    Ok(n) => n,
-                    Err(what) => {
-                        yield Err(Error::new(ErrorKind::Timeout, what).with_provider(id));
-                        break;
-                    }
-                },
-                None => inner.next().await,
-            };
-            match next {
-                Some(Ok(ev)) => {
-                    if let (StreamEvent::Usage(u), Some(r)) = (&ev, reservation.take()) {
-                        r.settle(u.total_tokens);
-                    }
-                    yield Ok(ev);
-                }
-                Some(Err(e)) => {
-                    yield Err(e);
-                    break;
-                }
-                None => break,
-            }
+        if let Some(ev) = this.head.next() {
+            settle_on_usage(&ev, &mut this.reservation);
+            return Poll::Ready(Some(Ok(ev)));
         }
-    };
-    Box::pin(stream)
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(ev))) => {
+                this.waiting_since = None;
+                settle_on_usage(&ev, &mut this.reservation);
+                return Poll::Ready(Some(Ok(ev)));
+            }
+            Poll::Ready(other) => {
+                this.ended = true;
+                return Poll::Ready(other);
+            }
+            Poll::Pending => {}
+        }
+        let Some(deadlines) = this.deadlines else {
+            return Poll::Pending;
+        };
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadlines.after(since).0)));
+        while timer.as_mut().poll(cx).is_ready() {
+            let (at, what) = deadlines.after(since);
+            if Instant::now() >= at {
+                this.ended = true;
+                let err = Error::new(ErrorKind::Timeout, what).with_provider(this.id);
+                return Poll::Ready(Some(Err(err)));
+            }
+            timer.as_mut().reset(at);
+        }
+        Poll::Pending
+    }
+}
+
+/// Trues the stream's rate-limit reservation up to its usage, when `ev` reports it. (The
+/// reservation is taken only by a usage event: any other event leaves it in place.)
+fn settle_on_usage(ev: &StreamEvent, reservation: &mut Option<Reservation>) {
+    if let StreamEvent::Usage(u) = ev {
+        if let Some(r) = reservation.take() {
+            r.settle(u.total_tokens);
+        }
+    }
 }
 
 /// What bounds the wait for each event of a stream (when any timeout does).
@@ -912,33 +958,6 @@ impl Deadlines {
     }
 }
 
-/// The next item of `inner`, or what the wait that began at `waiting_since` missed. `timer`
-/// may be set earlier than this wait's deadline (it is only moved when it fires): then it is
-/// set to that deadline and the wait goes on.
-async fn next_before(
-    inner: &mut ChatStream,
-    timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
-    deadlines: Deadlines,
-    waiting_since: Instant,
-) -> std::result::Result<Option<Result<StreamEvent>>, &'static str> {
-    use std::future::Future;
-    use std::task::Poll;
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(next) = inner.poll_next_unpin(cx) {
-            return Poll::Ready(Ok(next));
-        }
-        while timer.as_mut().poll(cx).is_ready() {
-            let (at, what) = deadlines.after(waiting_since);
-            if Instant::now() >= at {
-                return Poll::Ready(Err(what));
-            }
-            timer.as_mut().reset(at);
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 /// One decoder for whichever framing the body uses.
 enum Decoder {
     Sse(SseDecoder),
@@ -966,48 +985,122 @@ fn drive(
     id: &'static str,
     framing: Framing,
     body: impl futures::Stream<Item = Result<bytes::Bytes>> + Send + 'static,
-    mut parser: Box<dyn StreamParser>,
+    parser: Box<dyn StreamParser>,
     max_frame: usize,
     model: String,
     header_rid: Option<String>,
 ) -> ChatStream {
-    let mut decoder = match framing {
+    let decoder = match framing {
         Framing::Ndjson => Decoder::Ndjson(NdjsonDecoder::new(max_frame)),
         Framing::Sse | Framing::WebSocket => Decoder::Sse(SseDecoder::new(max_frame)),
     };
-    let stream = async_stream::try_stream! {
-        let mut frames = Vec::new();
-        let mut events = Vec::new();
-        futures::pin_mut!(body);
-        let mut done = false;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| e.with_provider(id))?;
-            decoder.push(&chunk, &mut frames).map_err(|e| e.with_provider(id))?;
-            for frame in frames.drain(..) {
-                parser.on_frame(&frame, &mut events)?;
-                if parser.is_done() {
-                    done = true;
-                    break;
-                }
-            }
-            for ev in events.drain(..) {
-                yield fill_started(ev, &model, &header_rid);
-            }
-            if done {
+    Box::pin(Drive {
+        id,
+        body: Box::pin(body),
+        decoder,
+        parser,
+        frames: Vec::new(),
+        ready: Vec::new(),
+        state: DriveState::Reading,
+        model,
+        header_rid,
+    })
+}
+
+/// [`drive`]'s stream, a plain state machine (this is every streamed chunk's path). A body
+/// chunk is decoded and parsed whole, and its events handed out before the next chunk is
+/// read. A failure (of the body, the decoder or the parser) is the last item, and the events
+/// of the chunk it came in go with it.
+struct Drive<B> {
+    id: &'static str,
+    body: std::pin::Pin<Box<B>>,
+    decoder: Decoder,
+    parser: Box<dyn StreamParser>,
+    frames: Vec<Frame>,
+    /// Events not handed out yet, last first (so each is a `pop`).
+    ready: Vec<StreamEvent>,
+    state: DriveState,
+    model: String,
+    header_rid: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriveState {
+    /// Reading the body.
+    Reading,
+    /// The body ended, or the parser saw the vendor's end marker (`done`, the rest unread).
+    Ended { done: bool },
+    /// The parser's verdict is in (or a failure was handed out).
+    Finished,
+}
+
+impl<B> Drive<B> {
+    /// Decodes and parses one body chunk.
+    fn read(&mut self, chunk: &[u8]) -> Result<()> {
+        self.decoder
+            .push(chunk, &mut self.frames)
+            .map_err(|e| e.with_provider(self.id))?;
+        for frame in self.frames.drain(..) {
+            self.parser.on_frame(&frame, &mut self.ready)?;
+            if self.parser.is_done() {
+                self.state = DriveState::Ended { done: true };
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// The body ended (or is not read further): the last frame, and the parser's verdict.
+    fn finish(&mut self, done: bool) -> Result<()> {
         if !done {
-            if let Some(frame) = decoder.finish().frame {
-                parser.on_frame(&frame, &mut events)?;
+            if let Some(frame) = self.decoder.finish().frame {
+                self.parser.on_frame(&frame, &mut self.ready)?;
             }
         }
-        parser.finish(&mut events)?;
-        for ev in events.drain(..) {
-            yield fill_started(ev, &model, &header_rid);
+        self.parser.finish(&mut self.ready)
+    }
+}
+
+impl<B> futures::Stream for Drive<B>
+where
+    B: futures::Stream<Item = Result<bytes::Bytes>>,
+{
+    type Item = Result<StreamEvent>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(ev) = this.ready.pop() {
+                return Poll::Ready(Some(Ok(fill_started(ev, &this.model, &this.header_rid))));
+            }
+            let step = match this.state {
+                DriveState::Finished => return Poll::Ready(None),
+                DriveState::Reading => match this.body.as_mut().poll_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(chunk))) => this.read(&chunk),
+                    Poll::Ready(Some(Err(e))) => Err(e.with_provider(this.id)),
+                    Poll::Ready(None) => {
+                        this.state = DriveState::Ended { done: false };
+                        Ok(())
+                    }
+                },
+                DriveState::Ended { done } => {
+                    this.state = DriveState::Finished;
+                    this.finish(done)
+                }
+            };
+            if let Err(e) = step {
+                this.state = DriveState::Finished;
+                this.ready.clear();
+                return Poll::Ready(Some(Err(e)));
+            }
+            this.ready.reverse();
         }
-    };
-    Box::pin(stream)
+    }
 }
 
 fn fill_started(ev: StreamEvent, model: &str, header_rid: &Option<String>) -> StreamEvent {
@@ -1123,6 +1216,71 @@ mod tests {
         // When both fall at once, the idle timeout names it.
         let (_, err) = guarded(vec![40, 100], timeouts(60, 100)).await;
         assert_eq!(err, Some(("the upstream stream went idle".to_owned(), 100)));
+    }
+
+    /// What `drive` makes of these body chunks through the OpenAI parser: each item as an
+    /// event's short name (`text:…`) or `err`.
+    async fn driven(chunks: &[&'static str]) -> Vec<String> {
+        let provider =
+            OpenAiCompat::new(OPENAI, "http://127.0.0.1:1/v1", Some("k".into())).unwrap();
+        let body = futures::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok(bytes::Bytes::from_static(c.as_bytes())))
+                .collect::<Vec<_>>(),
+        );
+        let req = ChatRequest::new("m", vec![]);
+        let parser = provider.stream_parser("m", &req);
+        let s = drive("openai", Framing::Sse, body, parser, 1024, "m".into(), None);
+        s.map(|item| match item {
+            Ok(StreamEvent::Started { model, .. }) => format!("started:{model}"),
+            Ok(StreamEvent::TextDelta { text }) => format!("text:{text}"),
+            Ok(StreamEvent::Finished { reason }) => format!("finished:{reason:?}"),
+            Ok(other) => format!("{other:?}"),
+            Err(e) => format!("err:{}", e.kind()),
+        })
+        .collect()
+        .await
+    }
+
+    const A: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n";
+    const B: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n";
+
+    #[tokio::test]
+    async fn issue_14_drive_hands_out_chunks_in_order_and_stops_at_the_end_marker() {
+        let stop = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        // Two events in one chunk, one split across two; nothing after `[DONE]` is read.
+        let b_split = B.split_at(20);
+        let got = driven(&[
+            A,
+            b_split.0,
+            b_split.1,
+            stop,
+            "data: [DONE]\n\ndata: {oops\n\n",
+        ])
+        .await;
+        assert_eq!(got, ["started:m", "text:a", "text:b", "finished:Stop"]);
+        // A last frame without its blank line still counts; a body cut before the end fails.
+        let got = driven(&[A, "data: [DONE]"]).await;
+        assert_eq!(got, ["started:m", "text:a", "finished:Stop"]);
+        let got = driven(&[A, B]).await;
+        assert_eq!(
+            got,
+            ["started:m", "text:a", "text:b", "err:upstream_protocol"]
+        );
+    }
+
+    #[tokio::test]
+    async fn issue_14_drive_ends_with_a_failure_and_drops_the_events_of_its_chunk() {
+        // The malformed frame's chunk also carried `b`: it goes with the failure, as before.
+        let b_then_bad: &'static str = Box::leak(format!("{B}data: {{oops\n\n").into_boxed_str());
+        let got = driven(&[A, b_then_bad, B]).await;
+        assert_eq!(got, ["started:m", "text:a", "err:upstream_protocol"]);
+        // An oversized frame is a failure of the decoder.
+        let big: &'static str =
+            Box::leak(format!("data: {}\n\n", "x".repeat(2048)).into_boxed_str());
+        let got = driven(&[A, big]).await;
+        assert_eq!(got, ["started:m", "text:a", "err:upstream_protocol"]);
     }
 
     /// A response body whose every chunk is pending once (its waker woken at once) before it

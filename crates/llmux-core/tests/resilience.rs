@@ -490,3 +490,30 @@ async fn issue_14_embeddings_go_through_the_client_side_rate_limit() {
     assert!(err.retry_after().is_some());
     assert_eq!(emu.requests().len(), 2, "the limited call sent nothing");
 }
+
+#[tokio::test(start_paused = true)]
+async fn issue_14_a_streams_usage_trues_up_its_token_reservation() {
+    // Each stream reserves its estimate (a few prompt tokens + 1,024 for the output); its
+    // usage event replaces that by what it used (a few dozen), so a third stream fits in a
+    // budget two reservations would nearly fill.
+    let limits = LimitConfig {
+        rpm: None,
+        tpm: Some(2_100),
+        wait: false,
+    };
+    let (_emu, client) = setup(|b| b.limit("openai", limits)).await;
+    for i in 0..3 {
+        let events: Vec<_> = client
+            .chat_stream(ask("hi"))
+            .await
+            .unwrap_or_else(|e| panic!("stream {i}: {e}"))
+            .collect()
+            .await;
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Ok(StreamEvent::Usage(_)))),
+            "{events:?}"
+        );
+    }
+}
