@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # RSS of `llmux serve` holding many open streams at once.
 #
-# usage: bench/profile/open-streams.sh [LLMUX] ; env: STREAMS=5000  ACCT=off|on
+# usage: bench/profile/open-streams.sh [LLMUX] ; env: STREAMS=5000  ACCT=off|on  WRAP= (a command the
+#   gateway runs under, e.g. "valgrind --tool=massif --massif-out-file=/tmp/massif.out")
 # An asyncio upstream (OpenAI-compatible, in one Python process) answers every streamed chat
 # with its head and one chunk, then holds the stream open. STREAMS clients each open a streamed
 # chat through the gateway and read until the first chunk arrives. The script prints the
@@ -11,7 +12,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LLMUX="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/llmux-target}/release/llmux}"
 STREAMS="${STREAMS:-5000}"; ACCT="${ACCT:-off}"
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # each process holds about STREAMS descriptors (the gateway twice that)
 D="$(mktemp -d)"; pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$D"; }
 trap cleanup EXIT
@@ -32,5 +33,5 @@ base_url = "http://127.0.0.1:$uport/v1"
 models = ["hold"]
 TOML
 python3 "$HERE/hold_upstream.py" "$uport" >"$D/upstream.log" 2>&1 & pids+=($!)
-RUST_LOG=warn "$LLMUX" serve --config "$D/llmux.toml" >"$D/gateway.log" 2>&1 & gpid=$!; pids+=($gpid)
+RUST_LOG=warn ${WRAP:-} "$LLMUX" serve --config "$D/llmux.toml" >"$D/gateway.log" 2>&1 & gpid=$!; pids+=($gpid)
 python3 "$HERE/hold_clients.py" "$gport" "$STREAMS" "$gpid" || { cat "$D/gateway.log" >&2; exit 1; }
