@@ -1,6 +1,5 @@
-//! HTTP and WebSocket emulators of LLM vendors for wire-level tests: one emulator per [`Vendor`] (OpenAI;
-//! DashScope native and OpenAI-compatible mode; Tencent Hunyuan; Zhipu GLM; Ollama; iFlytek Spark; Huawei Cloud
-//! Pangu with IAM; [`Vendor::ALL`] lists them).
+//! HTTP and WebSocket emulators of LLM vendors for wire-level tests: one emulator per [`Vendor`]
+//! ([`Vendor::ALL`] lists them; each constant, such as [`Vendor::OpenAi`], documents its vendor).
 //!
 //! Each [`Emulator`] is an axum server on `127.0.0.1:0` that speaks one vendor's wire format, written from the
 //! vendors' docs and the captured official-SDK traffic in `shared/vectors/*_sdk_capture.json` (it does not use
