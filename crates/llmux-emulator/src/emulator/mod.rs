@@ -39,6 +39,7 @@ table! {
     ollama => Ollama,
     spark => Spark,
     pangu => Pangu,
+    anthropic => Anthropic,
 }
 
 /// One vendor's emulator: what [`crate::EmulatorConfig::new`] starts with, where clients point, and which
