@@ -40,6 +40,7 @@ table! {
     spark => Spark,
     pangu => Pangu,
     anthropic => Anthropic,
+    gemini => Gemini,
 }
 
 /// One vendor's emulator: what [`crate::EmulatorConfig::new`] starts with, where clients point, and which
