@@ -7,7 +7,8 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::openai::{self, EmbeddingRules, ErrorSpec};
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::anthropic;
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, Usage};
 use crate::reply::{Ctx, Incoming, Reply};
 use crate::{Shared, Vendor};
@@ -17,9 +18,11 @@ use crate::{Shared, Vendor};
 struct DashScope;
 
 impl Vendor {
-    /// Alibaba DashScope: native base `/api/v1` ([`crate::Emulator::base_url`]) and OpenAI-compatible mode
-    /// `/compatible-mode/v1` ([`crate::Emulator::compat_base_url`]); provider ids `dashscope` and
-    /// `dashscope-compat`. Default key `sk-emulator-dashscope`.
+    /// Alibaba DashScope: native base `/api/v1` ([`crate::Emulator::base_url`]), OpenAI-compatible mode
+    /// `/compatible-mode/v1` ([`crate::Emulator::compat_base_url`]) and the Anthropic-compatible endpoint
+    /// `/apps/anthropic`; provider ids `dashscope`, `dashscope-compat` and `dashscope-anthropic`
+    /// (`DASHSCOPE_ANTHROPIC_BASE_URL` = `http://127.0.0.1:P/apps/anthropic`). Default key
+    /// `sk-emulator-dashscope`.
     ///
     /// * **Endpoints:** native `POST /api/v1/services/aigc/text-generation/generation`,
     ///   `POST /api/v1/services/aigc/multimodal-generation/generation`,
@@ -48,6 +51,9 @@ impl Vendor {
     /// * **Embeddings:** native `parameters.dimension`, default 1024 for models containing `v3`/`v4`, else 1536
     ///   (v1/v2 allow only 1536; v3 1024/768/512/256/128/64; v4 also 2048/1536). Compatible mode: `dimensions`
     ///   else 1024; `encoding_format` other than `float` → 400, more than 10 inputs → 400.
+    /// * **Anthropic-compatible endpoint:** `/apps/anthropic/v1/messages` (and `count_tokens`, `models`) speak
+    ///   [`Vendor::Anthropic`]'s Messages API, with this emulator's keys (`x-api-key` or `Authorization:
+    ///   Bearer`).
     /// * **Compatible mode** differs from OpenAI in: error bodies carry `request_id`, every validation error has
     ///   code `invalid_parameter_error`, `parallel_tool_calls` defaults to false, `models` lists Qwen models.
     /// * **Faults:** `QuotaExhausted` → 400 `Arrearage` (both modes); `ErrorEvent` → 400 `DataInspectionFailed`
@@ -82,7 +88,7 @@ impl VendorEmulator for DashScope {
         &[
             ProviderEnv {
                 id: "dashscope",
-                compat: false,
+                base: Base::Vendor,
                 vars: &[
                     ("DASHSCOPE_BASE_URL", EnvValue::BaseUrl),
                     ("DASHSCOPE_API_KEY", EnvValue::Key),
@@ -90,9 +96,17 @@ impl VendorEmulator for DashScope {
             },
             ProviderEnv {
                 id: "dashscope-compat",
-                compat: true,
+                base: Base::Compat,
                 vars: &[
                     ("DASHSCOPE_COMPAT_BASE_URL", EnvValue::BaseUrl),
+                    ("DASHSCOPE_API_KEY", EnvValue::Key),
+                ],
+            },
+            ProviderEnv {
+                id: "dashscope-anthropic",
+                base: Base::Path(ANTHROPIC_PREFIX),
+                vars: &[
+                    ("DASHSCOPE_ANTHROPIC_BASE_URL", EnvValue::BaseUrl),
                     ("DASHSCOPE_API_KEY", EnvValue::Key),
                 ],
             },
@@ -102,11 +116,24 @@ impl VendorEmulator for DashScope {
     fn dialect(&self, path: &str) -> &'static dyn Dialect {
         if path.starts_with("/compatible-mode/") {
             &COMPAT
+        } else if path
+            .strip_prefix(ANTHROPIC_PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            &ANTHROPIC
         } else {
             &Native
         }
     }
 }
+
+/// Where DashScope serves the Anthropic Messages API.
+const ANTHROPIC_PREFIX: &str = "/apps/anthropic";
+
+/// The Anthropic-compatible endpoint: the Anthropic emulator's Messages API under [`ANTHROPIC_PREFIX`].
+const ANTHROPIC: anthropic::Messages = anthropic::Messages {
+    prefix: ANTHROPIC_PREFIX,
+};
 
 const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation";
 const MULTIMODAL_GENERATION: &str = "/api/v1/services/aigc/multimodal-generation/generation";

@@ -75,10 +75,21 @@ pub(crate) trait VendorEmulator: Send + Sync + 'static {
 pub(crate) struct ProviderEnv {
     /// The provider id (`openai`, `dashscope-compat`, …).
     pub id: &'static str,
-    /// Whether its clients use [`VendorEmulator::compat_base_url`] instead of [`VendorEmulator::base_url`].
-    pub compat: bool,
+    /// The base URL its clients use.
+    pub base: Base,
     /// (variable, value) pairs.
     pub vars: &'static [(&'static str, EnvValue)],
+}
+
+/// Which base URL a provider's clients use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Base {
+    /// [`VendorEmulator::base_url`].
+    Vendor,
+    /// [`VendorEmulator::compat_base_url`].
+    Compat,
+    /// `http://127.0.0.1:P` followed by this path (another protocol the vendor serves under its own path).
+    Path(&'static str),
 }
 
 /// The value of one variable of a [`ProviderEnv`].
