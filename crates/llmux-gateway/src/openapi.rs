@@ -18,7 +18,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use crate::error::{DashScopeError, OpenAiError};
+use crate::ingress::dashscope::DashScopeError;
+use crate::ingress::openai::OpenAiError;
 
 /// DashScope's multimodal generation path: the same handler and body as text generation.
 const MULTIMODAL: &str = "/api/v1/services/aigc/multimodal-generation/generation";
@@ -60,8 +61,8 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
     ),
     components(schemas(
         crate::ingress::openai::stream::Chunk,
-        crate::error::OpenAiError,
-        crate::error::DashScopeError,
+        crate::ingress::openai::OpenAiError,
+        crate::ingress::dashscope::DashScopeError,
     )),
     modifiers(&Gateway),
     tags(
