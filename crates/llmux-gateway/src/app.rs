@@ -112,6 +112,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(crate::ingress::openai::chat))
         .route("/v1/embeddings", post(crate::ingress::openai::embeddings))
+        .route(
+            "/v1/completions",
+            post(crate::ingress::completions::completions),
+        )
+        .route("/v1/messages", post(crate::ingress::anthropic::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::ingress::anthropic::count_tokens),
+        )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::one))
         .route(

@@ -11,6 +11,8 @@
 //! (a refused request head, an unknown path, a wrong method, a slow body) with the envelope
 //! [`envelope_for`] finds for the path in [`ENVELOPES`], one row per dialect's path prefix.
 
+pub mod anthropic;
+pub mod completions;
 pub mod dashscope;
 pub mod openai;
 
@@ -28,6 +30,7 @@ use crate::pipeline::Operation;
 /// row here (and its endpoints in [`crate::app::router`]).
 pub static ENVELOPES: &[(&str, &dyn ErrorEnvelope)] = &[
     ("/v1/", &openai::OpenAiEnvelope),
+    ("/v1/messages", &anthropic::AnthropicEnvelope),
     ("/api/", &dashscope::DashScopeEnvelope),
     // The admin API and the dashboard answer in the OpenAI envelope.
     ("/admin", &openai::OpenAiEnvelope),
@@ -137,6 +140,12 @@ mod tests {
         assert_eq!(envelope_for(b"/api/").name(), "dashscope");
         assert_eq!(envelope_for(b"/admin/keys/1").name(), "openai");
         assert_eq!(envelope_for(b"/v1/chat/completions").name(), "openai");
+        assert_eq!(envelope_for(b"/v1/completions").name(), "openai");
+        assert_eq!(envelope_for(b"/v1/messages").name(), "anthropic");
+        assert_eq!(
+            envelope_for(b"/v1/messages/count_tokens").name(),
+            "anthropic"
+        );
         assert_eq!(envelope_for(b"/healthz").name(), "openai");
         assert_eq!(envelope_for(b"").name(), "openai");
     }
