@@ -103,6 +103,12 @@ pub trait Dialect<Op: Operation>: Send + Sync + 'static {
         egress: &Egress<'_, Self::Options>,
     ) -> Result<Self::Body, ApiError>;
 
+    /// Headers the dialect adds to a successful answer, whole or streamed (errors get theirs
+    /// from [`Dialect::ENVELOPE`]).
+    fn response_headers(egress: &Egress<'_, Self::Options>, headers: &mut HeaderMap) {
+        let _ = (egress, headers);
+    }
+
     /// The encoder of a streamed answer, for dialects that stream this operation (the decoder
     /// only sets [`Decoded::stream`] when they do).
     fn stream_encoder(egress: &Egress<'_, Self::Options>) -> Option<Box<dyn StreamEncoder>> {
