@@ -38,11 +38,7 @@ impl Dialect<Chat> for OpenAi {
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
         let (request, options) = decode_chat(body)?;
-        Ok(Decoded {
-            request,
-            stream: options.stream,
-            options,
-        })
+        Ok(Decoded::new(request, options, options.stream))
     }
 
     fn encode(
