@@ -327,3 +327,31 @@ pub fn spec_json() -> &'static str {
         }
     })
 }
+
+/// One event of a Responses stream, as an SSE parser reads it.
+#[derive(Debug)]
+pub struct ResponsesStreamEvent;
+
+impl PartialSchema for ResponsesStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "One server-sent event of a Responses stream: `event` names its type and `data` \
+                 is a JSON object with the same `type` and a `sequence_number` counting from 0 \
+                 (`response.created`, `response.in_progress`, `response.output_item.added`, \
+                 `response.content_part.added`, `response.output_text.delta`, \
+                 `response.reasoning_text.delta`, `response.function_call_arguments.delta`, their \
+                 `.done` events, `response.output_item.done`, then `response.completed` or \
+                 `response.incomplete` with the whole `ResponseObject`; `error` and \
+                 `response.failed` for a failure after the start). `: ping` comments keep an \
+                 idle stream alive.",
+            ))
+            .property("event", string("The event's type."))
+            .required("event")
+            .property("data", string("The event, as JSON."))
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for ResponsesStreamEvent {}

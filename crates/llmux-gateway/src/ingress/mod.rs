@@ -7,7 +7,9 @@
 //! (with their OpenAPI description) in its `mod.rs`; the router gets one row per endpoint.
 
 pub mod dashscope;
+pub mod gemini;
 pub mod openai;
+pub mod responses;
 
 use axum::http::HeaderMap;
 use bytes::Bytes;

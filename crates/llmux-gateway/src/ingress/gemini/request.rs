@@ -18,7 +18,7 @@
 //! log probabilities and non-text output are refused with a 400 naming them (docs/dialects.md).
 
 use llmux_core::{
-    ChatRequest, Content, ContentPart, ErrorKind, Message, ResponseFormat, Role, Thinking, Tool,
+    ChatRequest, Content, ContentPart, ErrorKind, Message, ResponseFormat, Thinking, Tool,
     ToolCall, ToolChoice,
 };
 use serde::Deserialize;
@@ -110,6 +110,10 @@ pub(crate) struct GenerateContentRequest {
     #[serde(default, alias = "generation_config")]
     generation_config: Option<WireGenerationConfig>,
     /// Accepted and dropped: the upstream's own moderation applies.
+    #[expect(
+        dead_code,
+        reason = "read for the OpenAPI schema only: accepted and dropped"
+    )]
     #[serde(default, alias = "safety_settings")]
     #[schema(value_type = Option<Vec<Object>>)]
     safety_settings: Option<Value>,
@@ -343,18 +347,17 @@ pub fn decode_count(model: &str, body: &[u8]) -> Result<ChatRequest, ApiError> {
         },
         (None, Some(g)) => g,
         (None, None) => {
-            return Err(ApiError::invalid(
-                "`contents` (or `generateContentRequest`) is required",
+            return Err(
+                ApiError::invalid("`contents` (or `generateContentRequest`) is required")
+                    .param("contents"),
             )
-            .param("contents"))
         }
     };
     to_core(model, inner).map(|(req, _)| req)
 }
 
 fn to_core(model: &str, w: GenerateContentRequest) -> Result<(ChatRequest, bool), ApiError> {
-    if w
-        .cached_content
+    if w.cached_content
         .as_ref()
         .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
     {
@@ -413,8 +416,10 @@ fn system_text(c: WireContent) -> Result<String, ApiError> {
         match p.text {
             Some(t) if p.inline_data.is_none() && p.function_call.is_none() => parts.push(t),
             _ => {
-                return Err(ApiError::invalid("`systemInstruction` takes text parts only")
-                    .param(format!("systemInstruction.parts[{j}]")))
+                return Err(
+                    ApiError::invalid("`systemInstruction` takes text parts only")
+                        .param(format!("systemInstruction.parts[{j}]")),
+                )
             }
         }
     }
@@ -487,8 +492,10 @@ fn user_turn(
             continue;
         }
         if p.function_call.is_some() {
-            return Err(ApiError::invalid("a `functionCall` belongs in a `model` turn")
-                .param(format!("{pat}.functionCall")));
+            return Err(
+                ApiError::invalid("a `functionCall` belongs in a `model` turn")
+                    .param(format!("{pat}.functionCall")),
+            );
         }
         rest.push(media_part(&pat, p)?);
     }
@@ -531,8 +538,10 @@ fn model_turn(
             continue;
         }
         if p.function_response.is_some() {
-            return Err(ApiError::invalid("a `functionResponse` belongs in a `user` turn")
-                .param(format!("{pat}.functionResponse")));
+            return Err(
+                ApiError::invalid("a `functionResponse` belongs in a `user` turn")
+                    .param(format!("{pat}.functionResponse")),
+            );
         }
         match p.text {
             Some(_) if p.thought == Some(true) => {}
@@ -571,7 +580,10 @@ fn media_part(at: &str, p: WirePart) -> Result<ContentPart, ApiError> {
         });
     }
     if let Some(f) = p.file_data {
-        let image = f.mime_type.as_deref().is_none_or(|m| m.starts_with("image/"));
+        let image = f
+            .mime_type
+            .as_deref()
+            .is_none_or(|m| m.starts_with("image/"));
         let web = f.file_uri.starts_with("https://") || f.file_uri.starts_with("http://");
         if image && web && !f.file_uri.contains("generativelanguage.googleapis.com") {
             return Ok(ContentPart::ImageUrl {
@@ -654,7 +666,10 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value, at: &str) -> Result<T, ApiErr
         let path = if inner == "." {
             at.to_owned()
         } else {
-            format!("{at}{}{inner}", if inner.starts_with('[') { "" } else { "." })
+            format!(
+                "{at}{}{inner}",
+                if inner.starts_with('[') { "" } else { "." }
+            )
         };
         ApiError::invalid(format!(
             "invalid request body at `{path}`: {}",
@@ -699,7 +714,9 @@ pub fn json_schema(v: Value) -> Value {
             "properties" => {
                 let props = match v {
                     Value::Object(p) => Value::Object(
-                        p.into_iter().map(|(name, s)| (name, json_schema(s))).collect(),
+                        p.into_iter()
+                            .map(|(name, s)| (name, json_schema(s)))
+                            .collect(),
                     ),
                     other => other,
                 };
@@ -738,7 +755,10 @@ fn tool_choice(
     };
     let at = "toolConfig.functionCallingConfig";
     let allowed = fc.allowed_function_names.unwrap_or_default();
-    if let Some(missing) = allowed.iter().find(|n| !tools.iter().any(|t| &t.name == *n)) {
+    if let Some(missing) = allowed
+        .iter()
+        .find(|n| !tools.iter().any(|t| &t.name == *n))
+    {
         return Err(ApiError::invalid(format!(
             "`allowedFunctionNames` names `{missing}`, which is not among the declared functions"
         ))
@@ -776,10 +796,9 @@ fn thinking(c: Option<&WireThinkingConfig>) -> Result<(Option<Thinking>, bool), 
         .filter(|l| !l.eq_ignore_ascii_case("THINKING_LEVEL_UNSPECIFIED"));
     let thinking = match (c.thinking_budget, level) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "give `thinkingBudget` or `thinkingLevel`, not both",
+            return Err(
+                ApiError::invalid("give `thinkingBudget` or `thinkingLevel`, not both").param(at),
             )
-            .param(at))
         }
         (Some(0), None) => Some(Thinking {
             enabled: false,
@@ -823,10 +842,10 @@ fn top_k(k: f64) -> Result<u32, ApiError> {
         )]
         Ok(k as u32)
     } else {
-        Err(
-            ApiError::invalid(format!("`topK` must be a whole number of at least 0, got {k}"))
-                .param("generationConfig.topK"),
-        )
+        Err(ApiError::invalid(format!(
+            "`topK` must be a whole number of at least 0, got {k}"
+        ))
+        .param("generationConfig.topK"))
     }
 }
 
@@ -901,6 +920,8 @@ fn output_format(g: &WireGenerationConfig) -> Result<Option<ResponseFormat>, Api
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use llmux_core::Role;
+
     use super::*;
 
     fn decode(v: Value) -> Result<(ChatRequest, bool), ApiError> {
@@ -934,8 +955,17 @@ mod tests {
             ErrorKind::NotFound
         );
         let long = format!("{}:generateContent", "a".repeat(MAX_MODEL_LEN + 1));
-        assert_eq!(parse_target(&long).unwrap_err().param.as_deref(), Some("model"));
-        for bad in [":generateContent", "a b:generateContent", "a\u{0}:generateContent", "a%2F:generateContent", "a:b:generateContent"] {
+        assert_eq!(
+            parse_target(&long).unwrap_err().param.as_deref(),
+            Some("model")
+        );
+        for bad in [
+            ":generateContent",
+            "a b:generateContent",
+            "a\u{0}:generateContent",
+            "a%2F:generateContent",
+            "a:b:generateContent",
+        ] {
             let e = parse_target(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidRequest, "{bad}");
         }
@@ -992,7 +1022,10 @@ mod tests {
         assert_eq!(m[3].tool_call_id.as_deref(), Some("call_1_0"));
         assert_eq!(m[3].content.text(), r#"{"result":"sunny"}"#);
         assert_eq!(req.tools[0].name, "get_weather");
-        assert_eq!(req.tools[0].parameters["required"], serde_json::json!(["city"]));
+        assert_eq!(
+            req.tools[0].parameters["required"],
+            serde_json::json!(["city"])
+        );
         assert_eq!(
             req.tool_choice,
             Some(ToolChoice::Function("get_weather".into()))
@@ -1087,15 +1120,21 @@ mod tests {
         assert_eq!(r.tool_choice, Some(ToolChoice::None));
         let (r, _) = with(serde_json::json!({"mode": "ANY"})).unwrap();
         assert_eq!(r.tool_choice, Some(ToolChoice::Required));
-        let (r, _) = with(serde_json::json!({"mode": "ANY", "allowedFunctionNames": ["a", "b"]})).unwrap();
+        let (r, _) =
+            with(serde_json::json!({"mode": "ANY", "allowedFunctionNames": ["a", "b"]})).unwrap();
         assert_eq!(r.tool_choice, Some(ToolChoice::Required));
-        let (r, _) = with(serde_json::json!({"mode": "ANY", "allowedFunctionNames": ["b"]})).unwrap();
+        let (r, _) =
+            with(serde_json::json!({"mode": "ANY", "allowedFunctionNames": ["b"]})).unwrap();
         assert_eq!(r.tool_choice, Some(ToolChoice::Function("b".into())));
         assert_eq!(r.tools.len(), 1);
-        let e = with(serde_json::json!({"mode": "ANY", "allowedFunctionNames": ["zz"]})).unwrap_err();
+        let e =
+            with(serde_json::json!({"mode": "ANY", "allowedFunctionNames": ["zz"]})).unwrap_err();
         assert!(e.message.contains("`zz`"), "{}", e.message);
         let e = with(serde_json::json!({"mode": "SOMETIMES"})).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("toolConfig.functionCallingConfig.mode"));
+        assert_eq!(
+            e.param.as_deref(),
+            Some("toolConfig.functionCallingConfig.mode")
+        );
     }
 
     #[test]
@@ -1110,25 +1149,57 @@ mod tests {
                 budget_tokens,
             })
         };
-        assert_eq!(with(serde_json::json!({"thinkingBudget": 0})).unwrap().0.thinking, t(false, None));
-        assert_eq!(with(serde_json::json!({"thinkingBudget": -1})).unwrap().0.thinking, t(true, None));
-        assert_eq!(with(serde_json::json!({"thinkingBudget": 2048})).unwrap().0.thinking, t(true, Some(2048)));
-        assert_eq!(with(serde_json::json!({"thinkingLevel": "LOW"})).unwrap().0.thinking, t(true, Some(1024)));
+        assert_eq!(
+            with(serde_json::json!({"thinkingBudget": 0}))
+                .unwrap()
+                .0
+                .thinking,
+            t(false, None)
+        );
+        assert_eq!(
+            with(serde_json::json!({"thinkingBudget": -1}))
+                .unwrap()
+                .0
+                .thinking,
+            t(true, None)
+        );
+        assert_eq!(
+            with(serde_json::json!({"thinkingBudget": 2048}))
+                .unwrap()
+                .0
+                .thinking,
+            t(true, Some(2048))
+        );
+        assert_eq!(
+            with(serde_json::json!({"thinkingLevel": "LOW"}))
+                .unwrap()
+                .0
+                .thinking,
+            t(true, Some(1024))
+        );
         let (r, include) = with(serde_json::json!({"includeThoughts": true})).unwrap();
         assert!(include && r.thinking.is_none());
         assert!(with(serde_json::json!({"thinkingBudget": -5})).is_err());
         assert!(with(serde_json::json!({"thinkingBudget": 5, "thinkingLevel": "HIGH"})).is_err());
         assert!(with(serde_json::json!({"thinkingLevel": "ENORMOUS"})).is_err());
         // No thinkingConfig: the model's default, thoughts not returned.
-        let (r, include) = decode(serde_json::json!({"contents": [{"parts": [{"text": "q"}]}]})).unwrap();
+        let (r, include) =
+            decode(serde_json::json!({"contents": [{"parts": [{"text": "q"}]}]})).unwrap();
         assert!(!include && r.thinking.is_none());
     }
 
     #[test]
     fn output_formats_map_and_refusals_name_the_field() {
-        let cfg = |g: Value| decode(serde_json::json!({"contents": [{"parts": [{"text": "q"}]}], "generationConfig": g}));
+        let cfg = |g: Value| {
+            decode(
+                serde_json::json!({"contents": [{"parts": [{"text": "q"}]}], "generationConfig": g}),
+            )
+        };
         assert_eq!(
-            cfg(serde_json::json!({"responseMimeType": "application/json"})).unwrap().0.response_format,
+            cfg(serde_json::json!({"responseMimeType": "application/json"}))
+                .unwrap()
+                .0
+                .response_format,
             Some(ResponseFormat::JsonObject)
         );
         assert_eq!(
@@ -1137,26 +1208,61 @@ mod tests {
             Some(ResponseFormat::JsonSchema { name: "response".into(), schema: serde_json::json!({"type": "object"}), strict: None })
         );
         assert_eq!(
-            cfg(serde_json::json!({"responseMimeType": "text/plain"})).unwrap().0.response_format,
+            cfg(serde_json::json!({"responseMimeType": "text/plain"}))
+                .unwrap()
+                .0
+                .response_format,
             Some(ResponseFormat::Text)
         );
         let base = |g: Value| serde_json::json!({"contents": [{"parts": [{"text": "q"}]}], "generationConfig": g});
-        refused(base(serde_json::json!({"responseSchema": {"type": "OBJECT"}})), ErrorKind::InvalidRequest,
-            "generationConfig.responseMimeType", "application/json");
-        refused(base(serde_json::json!({"responseMimeType": "text/x.enum"})), ErrorKind::Unsupported,
-            "generationConfig.responseMimeType", "text/x.enum");
-        refused(base(serde_json::json!({"candidateCount": 2})), ErrorKind::Unsupported,
-            "generationConfig.candidateCount", "one candidate");
-        refused(base(serde_json::json!({"responseLogprobs": true})), ErrorKind::Unsupported,
-            "generationConfig.responseLogprobs", "log probabilities");
-        refused(base(serde_json::json!({"responseModalities": ["TEXT", "IMAGE"]})), ErrorKind::Unsupported,
-            "generationConfig.responseModalities", "`IMAGE`");
-        refused(base(serde_json::json!({"speechConfig": {"voiceConfig": {}}})), ErrorKind::Unsupported,
-            "generationConfig.speechConfig", "speech");
-        refused(base(serde_json::json!({"topK": 2.5})), ErrorKind::InvalidRequest,
-            "generationConfig.topK", "whole number");
-        refused(base(serde_json::json!({"seed": -3})), ErrorKind::InvalidRequest,
-            "generationConfig.seed", "negative");
+        refused(
+            base(serde_json::json!({"responseSchema": {"type": "OBJECT"}})),
+            ErrorKind::InvalidRequest,
+            "generationConfig.responseMimeType",
+            "application/json",
+        );
+        refused(
+            base(serde_json::json!({"responseMimeType": "text/x.enum"})),
+            ErrorKind::Unsupported,
+            "generationConfig.responseMimeType",
+            "text/x.enum",
+        );
+        refused(
+            base(serde_json::json!({"candidateCount": 2})),
+            ErrorKind::Unsupported,
+            "generationConfig.candidateCount",
+            "one candidate",
+        );
+        refused(
+            base(serde_json::json!({"responseLogprobs": true})),
+            ErrorKind::Unsupported,
+            "generationConfig.responseLogprobs",
+            "log probabilities",
+        );
+        refused(
+            base(serde_json::json!({"responseModalities": ["TEXT", "IMAGE"]})),
+            ErrorKind::Unsupported,
+            "generationConfig.responseModalities",
+            "`IMAGE`",
+        );
+        refused(
+            base(serde_json::json!({"speechConfig": {"voiceConfig": {}}})),
+            ErrorKind::Unsupported,
+            "generationConfig.speechConfig",
+            "speech",
+        );
+        refused(
+            base(serde_json::json!({"topK": 2.5})),
+            ErrorKind::InvalidRequest,
+            "generationConfig.topK",
+            "whole number",
+        );
+        refused(
+            base(serde_json::json!({"seed": -3})),
+            ErrorKind::InvalidRequest,
+            "generationConfig.seed",
+            "negative",
+        );
         let e = cfg(serde_json::json!({"temperature": 3.0})).unwrap_err();
         assert!(e.message.contains("`temperature`"), "{}", e.message);
     }
@@ -1164,26 +1270,66 @@ mod tests {
     #[test]
     fn unsupported_features_are_refused_by_name() {
         let q = serde_json::json!([{"parts": [{"text": "q"}]}]);
-        refused(serde_json::json!({"contents": q, "cachedContent": "cachedContents/abc"}),
-            ErrorKind::Unsupported, "cachedContent", "cached contents");
-        refused(serde_json::json!({"contents": q, "tools": [{"googleSearch": {}}]}),
-            ErrorKind::Unsupported, "tools[0].googleSearch", "`googleSearch`");
-        refused(serde_json::json!({"contents": q, "tools": [{"codeExecution": {}}]}),
-            ErrorKind::Unsupported, "tools[0].codeExecution", "`codeExecution`");
-        refused(serde_json::json!({"contents": [{"parts": [{"inlineData": {"mimeType": "audio/wav", "data": "AA"}}]}]}),
-            ErrorKind::Unsupported, "contents[0].parts[0].inlineData.mimeType", "audio/wav");
-        refused(serde_json::json!({"contents": [{"parts": [{"fileData": {"mimeType": "application/pdf", "fileUri": "https://x/y.pdf"}}]}]}),
-            ErrorKind::Unsupported, "contents[0].parts[0].fileData", "files");
-        refused(serde_json::json!({"contents": [{"parts": [{"executableCode": {"code": "1"}}]}]}),
-            ErrorKind::Unsupported, "contents[0].parts[0]", "code execution");
-        refused(serde_json::json!({"contents": [{"role": "critic", "parts": [{"text": "x"}]}]}),
-            ErrorKind::InvalidRequest, "contents[0].role", "critic");
-        refused(serde_json::json!({"contents": [{"role": "user", "parts": []}]}),
-            ErrorKind::InvalidRequest, "contents[0].parts", "empty");
-        refused(serde_json::json!({"contents": [{"parts": [{"videoMetadata": {}}]}]}),
-            ErrorKind::InvalidRequest, "contents[0].parts[0]", "a part needs");
-        refused(serde_json::json!({"contents": q, "tools": [{"functionDeclarations": [{"description": "no name"}]}]}),
-            ErrorKind::InvalidRequest, "tools[0].functionDeclarations[0]", "name");
+        refused(
+            serde_json::json!({"contents": q, "cachedContent": "cachedContents/abc"}),
+            ErrorKind::Unsupported,
+            "cachedContent",
+            "cached contents",
+        );
+        refused(
+            serde_json::json!({"contents": q, "tools": [{"googleSearch": {}}]}),
+            ErrorKind::Unsupported,
+            "tools[0].googleSearch",
+            "`googleSearch`",
+        );
+        refused(
+            serde_json::json!({"contents": q, "tools": [{"codeExecution": {}}]}),
+            ErrorKind::Unsupported,
+            "tools[0].codeExecution",
+            "`codeExecution`",
+        );
+        refused(
+            serde_json::json!({"contents": [{"parts": [{"inlineData": {"mimeType": "audio/wav", "data": "AA"}}]}]}),
+            ErrorKind::Unsupported,
+            "contents[0].parts[0].inlineData.mimeType",
+            "audio/wav",
+        );
+        refused(
+            serde_json::json!({"contents": [{"parts": [{"fileData": {"mimeType": "application/pdf", "fileUri": "https://x/y.pdf"}}]}]}),
+            ErrorKind::Unsupported,
+            "contents[0].parts[0].fileData",
+            "files",
+        );
+        refused(
+            serde_json::json!({"contents": [{"parts": [{"executableCode": {"code": "1"}}]}]}),
+            ErrorKind::Unsupported,
+            "contents[0].parts[0]",
+            "code execution",
+        );
+        refused(
+            serde_json::json!({"contents": [{"role": "critic", "parts": [{"text": "x"}]}]}),
+            ErrorKind::InvalidRequest,
+            "contents[0].role",
+            "critic",
+        );
+        refused(
+            serde_json::json!({"contents": [{"role": "user", "parts": []}]}),
+            ErrorKind::InvalidRequest,
+            "contents[0].parts",
+            "empty",
+        );
+        refused(
+            serde_json::json!({"contents": [{"parts": [{"videoMetadata": {}}]}]}),
+            ErrorKind::InvalidRequest,
+            "contents[0].parts[0]",
+            "a part needs",
+        );
+        refused(
+            serde_json::json!({"contents": q, "tools": [{"functionDeclarations": [{"description": "no name"}]}]}),
+            ErrorKind::InvalidRequest,
+            "tools[0].functionDeclarations[0]",
+            "name",
+        );
         // Dropped, not refused: safety settings; an image at a public URL is an image.
         let (r, _) = decode(serde_json::json!({"contents": [{"parts": [{"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/a.jpg"}}]}],
             "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]})).unwrap();

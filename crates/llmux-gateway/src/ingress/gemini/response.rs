@@ -331,7 +331,10 @@ mod tests {
         );
         // Without includeThoughts the thought is not returned (its tokens still are).
         let v = serde_json::to_value(encode_generate(&resp, "gm", "rid", false)).unwrap();
-        assert_eq!(v["candidates"][0]["content"]["parts"], serde_json::json!([{"text": "Hello"}]));
+        assert_eq!(
+            v["candidates"][0]["content"]["parts"],
+            serde_json::json!([{"text": "Hello"}])
+        );
         assert_eq!(v["usageMetadata"]["thoughtsTokenCount"], 3);
     }
 
@@ -376,7 +379,10 @@ mod tests {
         .unwrap();
         let c = &v["candidates"][0];
         assert_eq!(c["finishReason"], "MALFORMED_FUNCTION_CALL");
-        assert!(c["finishMessage"].as_str().unwrap().contains("g({\"broken"), "{c}");
+        assert!(
+            c["finishMessage"].as_str().unwrap().contains("g({\"broken"),
+            "{c}"
+        );
         assert_eq!(c["content"]["parts"].as_array().unwrap().len(), 1);
     }
 

@@ -296,7 +296,10 @@ mod tests {
         let mut out = Vec::new();
         enc.push(&StreamEvent::TextDelta { text: "Hi".into() }, &mut out);
         out.push(enc.error(&err));
-        let body: String = out.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect();
+        let body: String = out
+            .iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect();
         let c = sse_chunks(&body);
         assert_eq!(
             c[1],
@@ -306,7 +309,10 @@ mod tests {
         let mut out = Vec::new();
         enc.push(&StreamEvent::TextDelta { text: "Hi".into() }, &mut out);
         out.push(enc.error(&err));
-        let body: String = out.iter().map(|b| String::from_utf8(b.to_vec()).unwrap()).collect();
+        let body: String = out
+            .iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect();
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v[1]["error"]["status"], "UNAVAILABLE");
         // An error as the very first chunk is still a well-formed array.

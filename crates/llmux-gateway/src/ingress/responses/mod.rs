@@ -116,24 +116,6 @@ pub async fn create(call: Call) -> Response {
     call.serve::<Chat, Responses>().await
 }
 
-/// `GET /v1/responses/{id}`: always 404, since no response is stored.
-#[utoipa::path(
-    get,
-    path = "/v1/responses/{id}",
-    tag = "openai",
-    operation_id = "getResponse",
-    summary = "Retrieve a response: always 404 (responses are not stored)",
-    params(("id" = String, Path, description = "A response id.")),
-    responses(
-        (status = 404, description = "This gateway does not store responses.", body = crate::error::OpenAiError),
-        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = crate::error::OpenAiError),
-    ),
-    security(("client_key" = []))
-)]
-pub async fn retrieve(call: Call) -> Response {
-    call.refuse(Ingress::OpenAi, not_stored()).await
-}
-
 /// The 404 of every stored-response operation.
 pub fn not_stored() -> ApiError {
     let mut e = ApiError::new(

@@ -98,6 +98,10 @@ pub(crate) struct CreateResponse {
     #[serde(default)]
     text: Option<WireText>,
     /// Accepted: this gateway never stores responses, whatever this says.
+    #[expect(
+        dead_code,
+        reason = "read for the OpenAPI schema only: responses are never stored"
+    )]
     #[serde(default)]
     store: Option<bool>,
     /// Refused: the gateway does not keep conversations.
@@ -269,7 +273,10 @@ pub fn decode_responses(body: &[u8]) -> Result<(ChatRequest, ResponsesOptions), 
 
 /// Refuses what needs state the gateway does not keep, or a service it does not offer.
 fn refuse_stateful(w: &CreateResponse) -> Result<(), ApiError> {
-    if w.previous_response_id.as_ref().is_some_and(|v| !v.is_null()) {
+    if w.previous_response_id
+        .as_ref()
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(ApiError::invalid(
             "this gateway does not store responses or keep conversations, so \
              `previous_response_id` cannot be used: send the whole conversation in `input`",
@@ -347,7 +354,10 @@ fn kind_of(v: &Value, at: &str) -> Result<Option<String>, ApiError> {
     match v.get("type") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid(format!("`{at}.type` must be a string")).param(format!("{at}.type"))),
+        Some(_) => {
+            Err(ApiError::invalid(format!("`{at}.type` must be a string"))
+                .param(format!("{at}.type")))
+        }
     }
 }
 
@@ -599,18 +609,19 @@ fn tool_choice(
             let mut names = Vec::with_capacity(a.tools.len());
             for (i, t) in a.tools.iter().enumerate() {
                 let at = format!("tool_choice.tools[{i}]");
-                match (t.get("type").and_then(Value::as_str), t.get("name").and_then(Value::as_str)) {
+                match (
+                    t.get("type").and_then(Value::as_str),
+                    t.get("name").and_then(Value::as_str),
+                ) {
                     (Some("function"), Some(name)) => names.push(name.to_owned()),
                     (Some("function"), None) => {
                         return Err(ApiError::invalid("an allowed function needs `name`")
                             .param(format!("{at}.name")))
                     }
-                    _ => {
-                        return Err(unsupported(
-                            "only `function` tools can be allowed: this gateway runs no hosted tools",
-                            at,
-                        ))
-                    }
+                    _ => return Err(unsupported(
+                        "only `function` tools can be allowed: this gateway runs no hosted tools",
+                        at,
+                    )),
                 }
             }
             if let Some(missing) = names.iter().find(|n| !tools.iter().any(|t| &t.name == *n)) {
@@ -689,7 +700,8 @@ fn metadata(raw: Option<Map<String, Value>>) -> Result<Map<String, Value>, ApiEr
     }
     for (k, v) in &m {
         let ok = k.chars().count() <= METADATA_KEY
-            && v.as_str().is_some_and(|s| s.chars().count() <= METADATA_VALUE);
+            && v.as_str()
+                .is_some_and(|s| s.chars().count() <= METADATA_VALUE);
         if !ok {
             return Err(ApiError::invalid(format!(
                 "`metadata` keys are at most {METADATA_KEY} characters and values strings of at \
@@ -754,7 +766,10 @@ mod tests {
         let (req, opts) =
             decode(serde_json::json!({"model": "m", "input": "hi", "instructions": "be brief"}))
                 .unwrap();
-        assert_eq!(req.messages, vec![Message::system("be brief"), Message::user("hi")]);
+        assert_eq!(
+            req.messages,
+            vec![Message::system("be brief"), Message::user("hi")]
+        );
         assert_eq!(opts.instructions.as_deref(), Some("be brief"));
         assert!(!opts.stream && opts.parallel_tool_calls);
         assert_eq!(opts.tool_choice, "auto");
@@ -790,7 +805,9 @@ mod tests {
         assert_eq!(
             m[1].content,
             Content::Parts(vec![
-                ContentPart::Text { text: "look ".into() },
+                ContentPart::Text {
+                    text: "look ".into()
+                },
                 ContentPart::ImageUrl {
                     url: "data:image/png;base64,AA".into(),
                     detail: Some("low".into())
@@ -978,26 +995,35 @@ mod tests {
             "`computer_call_output`",
         );
         refused(
-            base(serde_json::json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]})),
+            base(
+                serde_json::json!({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+            ),
             ErrorKind::Unsupported,
             "input[0].content[0].type",
             "`input_file`",
         );
         refused(
-            base(serde_json::json!({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f", "detail": "auto"}]}]})),
+            base(
+                serde_json::json!({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f", "detail": "auto"}]}]}),
+            ),
             ErrorKind::Unsupported,
             "input[0].content[0].file_id",
             "file storage",
         );
         refused(
-            base(serde_json::json!({"input": [{"type": "function_call_output", "call_id": "c",
-                "output": [{"type": "input_image", "image_url": "https://x/y.png"}]}]})),
+            base(
+                serde_json::json!({"input": [{"type": "function_call_output", "call_id": "c",
+                "output": [{"type": "input_image", "image_url": "https://x/y.png"}]}]}),
+            ),
             ErrorKind::Unsupported,
             "input[0].output[0]",
             "tool results are text",
         );
         // A null previous_response_id (as some SDK helpers send) is no request for state.
-        assert!(decode(base(serde_json::json!({"previous_response_id": null, "store": false}))).is_ok());
+        assert!(decode(base(
+            serde_json::json!({"previous_response_id": null, "store": false})
+        ))
+        .is_ok());
     }
 
     #[test]
@@ -1026,7 +1052,9 @@ mod tests {
             "metadata",
             "strings",
         );
-        let many: Map<String, Value> = (0..17).map(|i| (format!("k{i}"), Value::from("v"))).collect();
+        let many: Map<String, Value> = (0..17)
+            .map(|i| (format!("k{i}"), Value::from("v")))
+            .collect();
         refused(
             serde_json::json!({"model": "m", "input": "x", "metadata": many}),
             ErrorKind::InvalidRequest,

@@ -370,7 +370,9 @@ pub fn encode_response(resp: &ChatResponse, shell: &Shell<'_>) -> ResponseObject
         }
         for (i, call) in m.tool_calls.iter().enumerate() {
             output.push(OutputItem::FunctionCall {
-                id: shell.ids.function_call(u32::try_from(i).unwrap_or(u32::MAX)),
+                id: shell
+                    .ids
+                    .function_call(u32::try_from(i).unwrap_or(u32::MAX)),
                 call_id: call.id.clone(),
                 name: call.name.clone(),
                 arguments: call.arguments.clone(),
@@ -444,7 +446,10 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0]["type"], "reasoning");
         assert_eq!(out[0]["id"], "rs_0190ab");
-        assert_eq!(out[0]["content"][0], serde_json::json!({"type": "reasoning_text", "text": "think"}));
+        assert_eq!(
+            out[0]["content"][0],
+            serde_json::json!({"type": "reasoning_text", "text": "think"})
+        );
         assert_eq!(out[1]["type"], "message");
         assert_eq!(out[1]["id"], "msg_0190ab");
         assert_eq!(out[1]["role"], "assistant");
@@ -496,14 +501,22 @@ mod tests {
     #[test]
     fn a_cut_answer_is_incomplete_with_the_reason() {
         let v = encode(
-            &answer(Message::assistant("Hel"), FinishReason::Length, Usage::new(1, 1)),
+            &answer(
+                Message::assistant("Hel"),
+                FinishReason::Length,
+                Usage::new(1, 1),
+            ),
             &ResponsesOptions::default(),
         );
         assert_eq!(v["status"], "incomplete");
         assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(v["output"][0]["status"], "incomplete");
         let v = encode(
-            &answer(Message::assistant(""), FinishReason::ContentFilter, Usage::new(1, 0)),
+            &answer(
+                Message::assistant(""),
+                FinishReason::ContentFilter,
+                Usage::new(1, 0),
+            ),
             &ResponsesOptions::default(),
         );
         assert_eq!(v["incomplete_details"]["reason"], "content_filter");

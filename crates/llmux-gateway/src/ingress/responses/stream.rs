@@ -227,7 +227,12 @@ fn write_event(buf: &mut Vec<u8>, ev: &Event<'_>) {
 
 impl EventEncoder {
     /// An encoder for the response to request `request_id`.
-    pub fn new(request_id: &str, created_at: i64, model: String, options: ResponsesOptions) -> Self {
+    pub fn new(
+        request_id: &str,
+        created_at: i64,
+        model: String,
+        options: ResponsesOptions,
+    ) -> Self {
         EventEncoder {
             ids: Ids::new(request_id),
             created_at,
@@ -323,7 +328,11 @@ impl EventEncoder {
                 id: self.ids.function_call(*index),
                 call_id: call_id.clone(),
                 name: name.clone(),
-                arguments: if done { arguments.clone() } else { String::new() },
+                arguments: if done {
+                    arguments.clone()
+                } else {
+                    String::new()
+                },
                 status: if done { "completed" } else { "in_progress" },
             },
         }
@@ -801,7 +810,10 @@ mod tests {
         assert!(evs[0]["response"]["usage"].is_null());
         assert_eq!(evs[2]["item"]["id"], "msg_01ff");
         assert_eq!(evs[2]["item"]["content"], serde_json::json!([]));
-        assert_eq!(evs[3]["part"], serde_json::json!({"type": "output_text", "text": "", "annotations": []}));
+        assert_eq!(
+            evs[3]["part"],
+            serde_json::json!({"type": "output_text", "text": "", "annotations": []})
+        );
         assert_eq!(evs[4]["delta"], "Hel");
         assert_eq!(evs[4]["item_id"], "msg_01ff");
         assert_eq!(evs[4]["output_index"], 0);
@@ -819,9 +831,7 @@ mod tests {
     fn reasoning_then_tool_calls_are_separate_items() {
         let evs = run(&[
             started(),
-            StreamEvent::ReasoningDelta {
-                text: "hmm".into(),
-            },
+            StreamEvent::ReasoningDelta { text: "hmm".into() },
             StreamEvent::ToolCallDelta {
                 index: 0,
                 id: Some("call_1".into()),
@@ -919,14 +929,22 @@ mod tests {
         let r = &evs[n - 1]["response"];
         assert_eq!(evs[n - 1]["type"], "response.failed");
         assert_eq!(r["status"], "failed");
-        assert_eq!(r["error"], serde_json::json!({"code": "server_error", "message": "boom"}));
+        assert_eq!(
+            r["error"],
+            serde_json::json!({"code": "server_error", "message": "boom"})
+        );
         assert_eq!(r["output"][0]["content"][0]["text"], "Hi");
         // An error before anything was pushed still starts the stream properly.
         let mut enc = EventEncoder::new("01", 9, "m".into(), ResponsesOptions::default());
         let evs = events(&[enc.error(&ApiError::new(ErrorKind::RateLimited, "slow"))]);
         assert_eq!(
             types(&evs),
-            ["response.created", "response.in_progress", "error", "response.failed"]
+            [
+                "response.created",
+                "response.in_progress",
+                "error",
+                "response.failed"
+            ]
         );
         assert_eq!(evs[3]["response"]["error"]["code"], "rate_limit_exceeded");
     }
