@@ -287,7 +287,7 @@ impl ChunkEncoder {
 
     /// The final frame for an error after the stream started.
     pub fn error(&self, err: &ApiError) -> Bytes {
-        frame(&err.openai_body())
+        frame(&super::OpenAiError::from(err))
     }
 
     /// Usage seen so far.
