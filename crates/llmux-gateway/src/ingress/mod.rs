@@ -18,7 +18,7 @@ pub mod gemini;
 pub mod openai;
 pub mod responses;
 
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use bytes::Bytes;
 use llmux_core::StreamEvent;
 use serde::Serialize;
@@ -33,6 +33,7 @@ use crate::pipeline::Operation;
 pub static ENVELOPES: &[(&str, &dyn ErrorEnvelope)] = &[
     ("/v1/", &openai::OpenAiEnvelope),
     ("/v1/messages", &anthropic::AnthropicEnvelope),
+    ("/v1beta/", &gemini::GeminiEnvelope),
     ("/api/", &dashscope::DashScopeEnvelope),
     // The admin API and the dashboard answer in the OpenAI envelope.
     ("/admin", &openai::OpenAiEnvelope),
@@ -91,10 +92,11 @@ pub trait Dialect<Op: Operation>: Send + Sync + 'static {
     /// The JSON body of a whole answer.
     type Body: Serialize;
 
-    /// The request's head and body → the core request. Bounded by the body size limit the
-    /// pipeline applies before; every field is validated here, with errors naming it.
+    /// The request's head (method, URI, headers) and body → the core request. Bounded by the
+    /// body size limit the pipeline applies before; every field is validated here, with errors
+    /// naming it.
     fn decode(
-        head: &HeaderMap,
+        head: &Parts,
         body: &[u8],
     ) -> Result<Decoded<Op::Request, Self::Options>, ApiError>;
 

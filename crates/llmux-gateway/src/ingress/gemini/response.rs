@@ -3,15 +3,12 @@
 //! (`args` the parsed arguments), its `finishReason`, and `usageMetadata` in Gemini's terms
 //! (`candidatesTokenCount` excludes the thoughts, counted in `thoughtsTokenCount`). A call
 //! whose arguments are not a JSON object is not invented into one: the candidate finishes with
-//! `MALFORMED_FUNCTION_CALL` and `finishMessage` holds the call as the model wrote it. Also
-//! Google's error envelope.
+//! `MALFORMED_FUNCTION_CALL` and `finishMessage` holds the call as the model wrote it.
 
 use llmux_core::{ChatResponse, FinishReason, ToolCall, Usage};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
-
-use crate::error::ApiError;
 
 /// A `GenerateContentResponse` (also each chunk of a stream).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -238,59 +235,10 @@ pub struct CountTokensResponse {
     pub total_tokens: u64,
 }
 
-/// Google's error envelope: `{"error":{"code","message","status"}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct GoogleError {
-    /// The error.
-    pub error: GoogleErrorDetail,
-}
-
-/// The inside of `GoogleError`.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct GoogleErrorDetail {
-    /// The HTTP status.
-    pub code: u16,
-    /// What went wrong, safe to show.
-    pub message: String,
-    /// The canonical status name (`INVALID_ARGUMENT`, `UNAUTHENTICATED`, …).
-    #[schema(value_type = String)]
-    pub status: &'static str,
-}
-
-/// Google's canonical status name for an HTTP status.
-pub fn google_status(http: u16) -> &'static str {
-    match http {
-        400 | 411 | 413 | 414 | 415 | 422 | 431 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 | 405 => "NOT_FOUND",
-        408 | 504 => "DEADLINE_EXCEEDED",
-        409 => "ABORTED",
-        429 => "RESOURCE_EXHAUSTED",
-        499 => "CANCELLED",
-        501 => "UNIMPLEMENTED",
-        502 | 503 => "UNAVAILABLE",
-        _ if http >= 500 => "INTERNAL",
-        _ => "FAILED_PRECONDITION",
-    }
-}
-
-/// The Google envelope of an error.
-pub fn google_error(err: &ApiError) -> GoogleError {
-    let code = err.status().as_u16();
-    GoogleError {
-        error: GoogleErrorDetail {
-            code,
-            message: err.message.clone(),
-            status: google_status(code),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use llmux_core::{Choice, ErrorKind, Message};
+    use llmux_core::{Choice, Message};
 
     use super::*;
 
@@ -387,33 +335,10 @@ mod tests {
     }
 
     #[test]
-    fn finish_reasons_and_errors_use_gemini_names() {
+    fn finish_reasons_use_gemini_names() {
         assert_eq!(finish_name(Some(&FinishReason::Length)), "MAX_TOKENS");
         assert_eq!(finish_name(Some(&FinishReason::ContentFilter)), "SAFETY");
         assert_eq!(finish_name(Some(&FinishReason::Other("x".into()))), "OTHER");
-        let golden = [
-            (ErrorKind::InvalidRequest, 400, "INVALID_ARGUMENT"),
-            (ErrorKind::Unsupported, 400, "INVALID_ARGUMENT"),
-            (ErrorKind::Authentication, 401, "UNAUTHENTICATED"),
-            (ErrorKind::PermissionDenied, 403, "PERMISSION_DENIED"),
-            (ErrorKind::NotFound, 404, "NOT_FOUND"),
-            (ErrorKind::RateLimited, 429, "RESOURCE_EXHAUSTED"),
-            (ErrorKind::QuotaExhausted, 429, "RESOURCE_EXHAUSTED"),
-            (ErrorKind::Timeout, 504, "DEADLINE_EXCEEDED"),
-            (ErrorKind::UpstreamServer, 502, "UNAVAILABLE"),
-            (ErrorKind::CircuitOpen, 503, "UNAVAILABLE"),
-            (ErrorKind::Cancelled, 499, "CANCELLED"),
-            (ErrorKind::Internal, 500, "INTERNAL"),
-        ];
-        for (kind, code, status) in golden {
-            let v = serde_json::to_value(google_error(&ApiError::new(kind, "m"))).unwrap();
-            assert_eq!(
-                v,
-                serde_json::json!({"error": {"code": code, "message": "m", "status": status}}),
-                "{kind}"
-            );
-        }
-        let v = google_error(&ApiError::too_large(5));
-        assert_eq!((v.error.code, v.error.status), (413, "INVALID_ARGUMENT"));
+        assert_eq!(finish_name(Some(&FinishReason::ToolCalls)), "STOP");
     }
 }

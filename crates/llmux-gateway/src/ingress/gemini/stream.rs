@@ -12,9 +12,10 @@
 use bytes::Bytes;
 use llmux_core::{StreamEvent, ToolCall, Usage};
 
+use super::error::google_error;
 use super::response::{
-    call_parts, finish_name, google_error, Candidate, CandidateContent, GenerateContentResponse,
-    PartOut, UsageMetadata,
+    call_parts, finish_name, Candidate, CandidateContent, GenerateContentResponse, PartOut,
+    UsageMetadata,
 };
 use crate::error::ApiError;
 

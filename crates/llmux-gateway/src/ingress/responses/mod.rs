@@ -4,13 +4,14 @@
 //! (and the other stored-response operations) answer 404 saying so, and
 //! `previous_response_id` is refused (docs/dialects.md).
 
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
 use llmux_core::{ChatRequest, ChatResponse, ErrorKind, StreamEvent};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::ingress::openai::OpenAiEnvelope;
 use crate::pipeline::{Call, Chat};
 use crate::state::unix_now;
 
@@ -27,12 +28,12 @@ pub use stream::EventEncoder;
 pub struct Responses;
 
 impl Dialect<Chat> for Responses {
-    const INGRESS: Ingress = Ingress::OpenAi;
+    const ENVELOPE: &'static dyn ErrorEnvelope = &OpenAiEnvelope;
     type Options = ResponsesOptions;
     type Body = ResponseObject;
 
     fn decode(
-        _head: &HeaderMap,
+        _head: &Parts,
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, ResponsesOptions>, ApiError> {
         let (request, options) = decode_responses(body)?;
@@ -43,9 +44,12 @@ impl Dialect<Chat> for Responses {
         })
     }
 
-    fn encode(answer: &ChatResponse, e: &Egress<'_, ResponsesOptions>) -> ResponseObject {
+    fn encode(
+        answer: &ChatResponse,
+        e: &Egress<'_, ResponsesOptions>,
+    ) -> Result<ResponseObject, ApiError> {
         let ids = response::Ids::new(e.request_id);
-        encode_response(
+        Ok(encode_response(
             answer,
             &response::Shell {
                 ids: &ids,
@@ -53,7 +57,7 @@ impl Dialect<Chat> for Responses {
                 model: e.model,
                 options: e.options,
             },
-        )
+        ))
     }
 
     fn stream_encoder(e: &Egress<'_, ResponsesOptions>) -> Option<Box<dyn StreamEncoder>> {
@@ -116,13 +120,34 @@ pub async fn create(call: Call) -> Response {
     call.serve::<Chat, Responses>().await
 }
 
+/// `GET /v1/responses/{id}` (and `DELETE`, `POST …/cancel`, `GET …/input_items`): always 404,
+/// since no response is stored; a bad key still gets its 401 first.
+#[utoipa::path(
+    get,
+    path = "/v1/responses/{id}",
+    tag = "openai",
+    operation_id = "getResponse",
+    summary = "Retrieve a response: always 404 (responses are not stored)",
+    description = "This gateway stores no responses, so retrieving one (and deleting or \
+        cancelling one, or listing its input items) answers 404 `response_not_found` to an \
+        authenticated caller.",
+    params(("id" = String, Path, description = "A response id.")),
+    responses(
+        (status = 404, description = "This gateway does not store responses.", body = crate::ingress::openai::OpenAiError),
+        (status = 401, description = "No API key, or an unknown, revoked or expired one.", body = crate::ingress::openai::OpenAiError),
+    ),
+    security(("client_key" = []))
+)]
+pub async fn retrieve(call: Call) -> Response {
+    call.refuse(&OpenAiEnvelope, not_stored()).await
+}
+
 /// The 404 of every stored-response operation.
 pub fn not_stored() -> ApiError {
-    let mut e = ApiError::new(
+    ApiError::new(
         ErrorKind::NotFound,
         "This gateway does not store responses, so none can be retrieved, listed, cancelled or \
          deleted; keep the Response object from the answer.",
-    );
-    e.openai_code = Some("response_not_found");
-    e
+    )
+    .with_code("response_not_found")
 }

@@ -654,8 +654,8 @@ impl EventEncoder {
     pub fn error(&mut self, err: &ApiError) -> Bytes {
         let mut frames = Vec::new();
         self.start(&mut frames);
-        let body = err.openai_error();
-        let code = body.error.code.clone();
+        let body = crate::ingress::openai::OpenAiError::from(err);
+        let code = body.error.code;
         self.emit(&mut frames, |_, seq, buf| {
             write_event(
                 buf,
