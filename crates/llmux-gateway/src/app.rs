@@ -128,7 +128,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .post(crate::ingress::responses::retrieve)
                 .delete(crate::ingress::responses::retrieve),
         )
-        .route("/v1beta/models/{*target}", post(crate::ingress::gemini::models))
+        .route(
+            "/v1beta/models/{*target}",
+            post(crate::ingress::gemini::models),
+        )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::one))
         .route(

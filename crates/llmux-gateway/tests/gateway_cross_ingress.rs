@@ -133,7 +133,11 @@ async fn the_same_conversation_is_recorded_and_limited_alike_through_every_ingre
     }
 
     // The upstream saw one request, ten times.
-    let sent: Vec<Value> = oa.requests().iter().map(|r| upstream_request(&r.body)).collect();
+    let sent: Vec<Value> = oa
+        .requests()
+        .iter()
+        .map(|r| upstream_request(&r.body))
+        .collect();
     assert_eq!(sent.len(), 10);
     for (i, s) in sent.iter().enumerate() {
         assert_eq!(
@@ -148,31 +152,62 @@ async fn the_same_conversation_is_recorded_and_limited_alike_through_every_ingre
     // Ten records that differ only in identity, timing and the stream flag.
     let recs = records(&gw, 10).await;
     let first = &recs[0];
-    assert!(first.input_tokens > 0 && first.output_tokens > 0, "{first:?}");
+    assert!(
+        first.input_tokens > 0 && first.output_tokens > 0,
+        "{first:?}"
+    );
     assert!(first.cost > 0.0, "{first:?}");
     for r in &recs {
         assert_eq!(r.key_id, Some(id), "{r:?}");
         assert_eq!(
-            (r.channel.as_str(), r.provider.as_str(), r.model.as_str(), r.upstream_model.as_str()),
+            (
+                r.channel.as_str(),
+                r.provider.as_str(),
+                r.model.as_str(),
+                r.upstream_model.as_str()
+            ),
             ("oa", "openai", "m", "m"),
             "{r:?}"
         );
         assert_eq!(
-            (r.input_tokens, r.output_tokens, r.cached_tokens, r.reasoning_tokens),
-            (first.input_tokens, first.output_tokens, first.cached_tokens, first.reasoning_tokens),
+            (
+                r.input_tokens,
+                r.output_tokens,
+                r.cached_tokens,
+                r.reasoning_tokens
+            ),
+            (
+                first.input_tokens,
+                first.output_tokens,
+                first.cached_tokens,
+                first.reasoning_tokens
+            ),
             "{r:?}"
         );
         assert!((r.cost - first.cost).abs() < 1e-12, "{r:?}");
-        assert_eq!((r.status, r.error_kind.as_deref(), r.cancelled), (200, None, false), "{r:?}");
+        assert_eq!(
+            (r.status, r.error_kind.as_deref(), r.cancelled),
+            (200, None, false),
+            "{r:?}"
+        );
     }
     assert_eq!(recs.iter().filter(|r| r.stream).count(), 5);
 
     // The key spent exactly the ten records, and its RPM of 10 counted every dialect: the next
     // request is refused whichever dialect sends it, each in its own format.
     let keys = admin_json(&gw, "/admin/keys").await;
-    let k = keys["keys"].as_array().unwrap().iter().find(|k| k["id"] == id).unwrap().clone();
+    let k = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .unwrap()
+        .clone();
     assert_eq!(k["spent_tokens"], 10 * first.billed_tokens(), "{k}");
-    assert!((k["spent_cost"].as_f64().unwrap() - 10.0 * first.cost).abs() < 1e-9, "{k}");
+    assert!(
+        (k["spent_cost"].as_f64().unwrap() - 10.0 * first.cost).abs() < 1e-9,
+        "{k}"
+    );
     for d in &DIALECTS {
         let resp = send(&gw, &key, d, false).await;
         assert_eq!(resp.status(), 429, "{}", d.name);
@@ -192,6 +227,10 @@ async fn the_same_conversation_is_recorded_and_limited_alike_through_every_ingre
         };
         assert_eq!(said, expected, "{}: {body}", d.name);
     }
-    assert_eq!(oa.requests().len(), 10, "refused requests never reached the upstream");
+    assert_eq!(
+        oa.requests().len(),
+        10,
+        "refused requests never reached the upstream"
+    );
     assert_eq!(records(&gw, 10).await.len(), 10, "and were not recorded");
 }

@@ -95,10 +95,7 @@ pub trait Dialect<Op: Operation>: Send + Sync + 'static {
     /// The request's head (method, URI, headers) and body → the core request. Bounded by the
     /// body size limit the pipeline applies before; every field is validated here, with errors
     /// naming it.
-    fn decode(
-        head: &Parts,
-        body: &[u8],
-    ) -> Result<Decoded<Op::Request, Self::Options>, ApiError>;
+    fn decode(head: &Parts, body: &[u8]) -> Result<Decoded<Op::Request, Self::Options>, ApiError>;
 
     /// A whole answer → the response body, or the error the client gets instead when the
     /// answer cannot be expressed in the dialect (the upstream's usage is still recorded).

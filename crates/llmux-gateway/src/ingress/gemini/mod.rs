@@ -237,7 +237,10 @@ fn model_of(req: &ChatRequest) -> &str {
     security(("client_key" = []), ("goog_api_key" = []))
 )]
 pub async fn count_tokens(call: Call) -> Response {
-    match call.check(&GeminiEnvelope, decode_count_head, model_of).await {
+    match call
+        .check(&GeminiEnvelope, decode_count_head, model_of)
+        .await
+    {
         Ok(req) => Json(CountTokensResponse {
             total_tokens: crate::ingress::anthropic::count_tokens_of(&req),
         })
@@ -272,9 +275,8 @@ mod tests {
         )
         .unwrap();
         assert!(d.stream && !d.options.sse);
-        let d =
-            <Gemini as Dialect<Chat>>::decode(&head("/v1beta/models/m:generateContent"), BODY)
-                .unwrap();
+        let d = <Gemini as Dialect<Chat>>::decode(&head("/v1beta/models/m:generateContent"), BODY)
+            .unwrap();
         assert!(!d.stream);
         let e = <Gemini as Dialect<Chat>>::decode(
             &head("/v1beta/models/m:generateContent?alt=xml"),
@@ -282,17 +284,13 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("alt"));
-        let e = <Gemini as Dialect<Chat>>::decode(
-            &head("/v1beta/models/%FF%FE:generateContent"),
-            BODY,
-        )
-        .unwrap_err();
+        let e =
+            <Gemini as Dialect<Chat>>::decode(&head("/v1beta/models/%FF%FE:generateContent"), BODY)
+                .unwrap_err();
         assert!(e.message.contains("UTF-8"), "{}", e.message);
-        let e = <Gemini as Dialect<Chat>>::decode(
-            &head("/v1beta/models/a%20b:generateContent"),
-            BODY,
-        )
-        .unwrap_err();
+        let e =
+            <Gemini as Dialect<Chat>>::decode(&head("/v1beta/models/a%20b:generateContent"), BODY)
+                .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("model"));
     }
 

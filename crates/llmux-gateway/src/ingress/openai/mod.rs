@@ -33,10 +33,7 @@ impl Dialect<Chat> for OpenAi {
     type Options = ChatOptions;
     type Body = response::ChatCompletion;
 
-    fn decode(
-        _head: &Parts,
-        body: &[u8],
-    ) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
+    fn decode(_head: &Parts, body: &[u8]) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
         let (request, options) = decode_chat(body)?;
         Ok(Decoded {
             request,
