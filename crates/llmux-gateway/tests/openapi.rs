@@ -213,3 +213,70 @@ async fn the_description_is_served_without_auth_and_covers_every_route() {
         assert!(stream.get("application/json").is_some(), "{path}");
     }
 }
+
+/// Every schema the description names is one type: utoipa names a component after its type
+/// (or its `#[schema(as = …)]`), and a second type of the same name would silently replace the
+/// first (two dialects' `OutputTokensDetails` once did, and `/v1/messages` answers then
+/// violated their own description). Checked on the sources, where both types are visible.
+#[test]
+fn no_two_schema_types_share_a_name() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if !(l.contains("derive(") && l.contains("ToSchema")) {
+                continue;
+            }
+            // The attributes around the derive, up to the item.
+            let mut attrs = String::new();
+            let mut j = i;
+            while !lines[j].contains("struct ") && !lines[j].contains("enum ") {
+                attrs.push_str(lines[j]);
+                j += 1;
+            }
+            let mut k = i;
+            while k > 0 && lines[k - 1].trim_start().starts_with("#[") {
+                k -= 1;
+                attrs.push_str(lines[k]);
+            }
+            let item = lines[j]
+                .split_whitespace()
+                .skip_while(|w| *w != "struct" && *w != "enum")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches(['{', '<', '(', ';'])
+                .split('<')
+                .next()
+                .unwrap()
+                .to_owned();
+            let name = attrs
+                .split("as = ")
+                .nth(1)
+                .map(|rest| {
+                    rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap()
+                        .to_owned()
+                })
+                .unwrap_or(item);
+            let at = format!("{}:{}", f.display(), j + 1);
+            if let Some(first) = seen.insert(name.clone(), at.clone()) {
+                panic!("schema `{name}` is defined twice: {first} and {at}");
+            }
+        }
+    }
+    assert!(seen.len() > 50, "the scan found only {} schemas", seen.len());
+}

@@ -221,6 +221,7 @@ impl ReasoningText {
 
 /// The Responses `usage` object.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ResponsesUsage)]
 pub struct ResponseUsage {
     /// Prompt tokens (cached ones included).
     pub input_tokens: u64,
@@ -236,6 +237,7 @@ pub struct ResponseUsage {
 
 /// `usage.input_tokens_details`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ResponsesInputTokensDetails)]
 pub struct InputTokensDetails {
     /// Input tokens served from the upstream's cache (0 when not reported).
     pub cached_tokens: u64,
@@ -245,6 +247,7 @@ pub struct InputTokensDetails {
 
 /// `usage.output_tokens_details`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = ResponsesOutputTokensDetails)]
 pub struct OutputTokensDetails {
     /// Reasoning tokens within `output_tokens` (0 when not reported).
     pub reasoning_tokens: u64,
