@@ -164,7 +164,7 @@ pub async fn models(Path(rest): Path<String>, call: Call) -> Response {
         `thinkingConfig.includeThoughts`) and `functionCall` parts, its `finishReason` and \
         `usageMetadata`. Any upstream serves it: fields that cannot be carried to another vendor \
         are refused with a 400 naming them (see docs/dialects.md).",
-    params(("model" = String, Path, description = "The public model name (at most 256 bytes; no spaces, control characters or `:?#%\\`).")),
+    params(("model" = String, Path, description = "The public model name (at most 256 bytes; no spaces, control characters or `:?#%\\`).", example = "gpt-4o-mini")),
     request_body(content = crate::ingress::gemini::request::GenerateContentRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The answer.", body = crate::ingress::gemini::GenerateContentResponse),
@@ -189,7 +189,7 @@ pub async fn generate_content(call: Call) -> Response {
         `usageMetadata`. Failover happens before the first chunk; after it, an upstream error \
         is a last chunk holding a `GoogleError`.",
     params(
-        ("model" = String, Path, description = "The public model name."),
+        ("model" = String, Path, description = "The public model name.", example = "gpt-4o-mini"),
         ("alt" = Option<String>, Query, description = "`sse` for server-sent events; `json` (the default) for a JSON array."),
     ),
     request_body(content = crate::ingress::gemini::request::GenerateContentRequest, content_type = "application/json"),
@@ -228,7 +228,7 @@ fn model_of(req: &ChatRequest) -> &str {
         same estimate as Anthropic's `count_tokens`, not a vendor tokenizer's count. No upstream \
         is called, no usage is recorded and no limit is charged; the key and the model are \
         checked.",
-    params(("model" = String, Path, description = "The public model name.")),
+    params(("model" = String, Path, description = "The public model name.", example = "gpt-4o-mini")),
     request_body(content = crate::ingress::gemini::request::CountTokensRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The estimate.", body = crate::ingress::gemini::CountTokensResponse),

@@ -62,7 +62,7 @@ pub(crate) struct CreateResponse {
     model: String,
     /// A string (one user message) or a list of input items: messages, `function_call` and
     /// `function_call_output` items (`reasoning` items are dropped).
-    #[schema(value_type = Object)]
+    #[schema(schema_with = input_schema)]
     input: WireInput,
     /// A system message placed before the input.
     #[serde(default)]
@@ -131,6 +131,34 @@ pub(crate) struct CreateResponse {
     metadata: Option<Map<String, Value>>,
     #[serde(default)]
     user: Option<String>,
+}
+
+/// The OpenAPI schema of `input`: a string, or a list of item objects.
+fn input_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{
+        ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+    };
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .description(Some("One user message.")),
+        )
+        .item(
+            ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::Object))
+                        .description(Some(
+                            "A message (`role`, `content`), a `function_call` (`call_id`, \
+                             `name`, `arguments`), a `function_call_output` (`call_id`, \
+                             `output`) or a `reasoning` item (dropped).",
+                        )),
+                )
+                .min_items(Some(1)),
+        )
+        .build()
+        .into()
 }
 
 /// `input`: a string or a list of items.
