@@ -86,7 +86,6 @@ pub(crate) struct CreateResponse {
     /// `none`, `auto`, `required`, `{"type":"function","name":…}` or
     /// `{"type":"allowed_tools","mode":…,"tools":[…]}`.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     tool_choice: Option<Value>,
     #[serde(default)]
     parallel_tool_calls: Option<bool>,
@@ -110,7 +109,6 @@ pub(crate) struct CreateResponse {
     previous_response_id: Option<Value>,
     /// Refused: the gateway does not keep conversations.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
     conversation: Option<Value>,
     /// Refused when true.
     #[serde(default)]

@@ -81,8 +81,7 @@ pub struct ResponseObject {
     pub top_p: Option<f64>,
     /// The request's `max_output_tokens`.
     pub max_output_tokens: Option<u32>,
-    /// The request's `tool_choice`.
-    #[schema(value_type = Object)]
+    /// The request's `tool_choice`: `auto`, `none`, `required` or an object.
     pub tool_choice: Value,
     /// The request's function tools.
     #[schema(value_type = Vec<Object>)]
