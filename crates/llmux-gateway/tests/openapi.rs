@@ -231,7 +231,10 @@ fn no_two_schema_types_share_a_name() {
         }
     }
     let mut files = Vec::new();
-    walk(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    walk(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let mut seen: std::collections::BTreeMap<String, String> = Default::default();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
@@ -278,5 +281,9 @@ fn no_two_schema_types_share_a_name() {
             }
         }
     }
-    assert!(seen.len() > 50, "the scan found only {} schemas", seen.len());
+    assert!(
+        seen.len() > 50,
+        "the scan found only {} schemas",
+        seen.len()
+    );
 }

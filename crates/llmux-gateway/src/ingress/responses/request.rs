@@ -133,9 +133,7 @@ pub(crate) struct CreateResponse {
 
 /// The OpenAPI schema of `input`: a string, or a list of item objects.
 fn input_schema() -> utoipa::openapi::Schema {
-    use utoipa::openapi::schema::{
-        ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type,
-    };
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
     OneOfBuilder::new()
         .item(
             ObjectBuilder::new()
