@@ -19,6 +19,7 @@ pub mod openai;
 pub mod responses;
 
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use bytes::Bytes;
 use llmux_core::StreamEvent;
 use serde::Serialize;
@@ -103,6 +104,12 @@ pub trait Dialect<Op: Operation>: Send + Sync + 'static {
         answer: &Op::Answer,
         egress: &Egress<'_, Self::Options>,
     ) -> Result<Self::Body, ApiError>;
+
+    /// Headers the dialect adds to a successful answer, whole or streamed (errors get theirs
+    /// from [`Dialect::ENVELOPE`]).
+    fn response_headers(egress: &Egress<'_, Self::Options>, headers: &mut HeaderMap) {
+        let _ = (egress, headers);
+    }
 
     /// The encoder of a streamed answer, for dialects that stream this operation (the decoder
     /// only sets [`Decoded::stream`] when they do).

@@ -177,6 +177,7 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
                 }
             };
             let mut resp = json_response(&body, D::ENVELOPE, &ctx.id);
+            D::response_headers(&egress, resp.headers_mut());
             stamp_added_latency(&state, &mut resp, added);
             guard.complete();
             // Durable before the client sees the answer.
@@ -192,6 +193,7 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
                 return fail(err, D::ENVELOPE, &ctx, Some(guard.labels().clone()));
             };
             let mut resp = stream::response(&state, encoder, events, guard);
+            D::response_headers(&egress, resp.headers_mut());
             stamp_added_latency(&state, &mut resp, added);
             resp
         }

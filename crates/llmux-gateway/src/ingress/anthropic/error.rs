@@ -59,11 +59,16 @@ impl AnthropicError {
             .code
             .or_else(|| status_type(e.status))
             .unwrap_or_else(|| anthropic_mapping(e.kind).1);
+        // The envelope has no `param`: the message names the field, as Anthropic's do.
+        let message = match e.param.as_deref() {
+            Some(p) if !e.message.contains(p) => format!("{p}: {}", e.message),
+            _ => e.message.clone(),
+        };
         AnthropicError {
             kind: "error",
             error: AnthropicErrorDetail {
                 kind: ty.to_owned(),
-                message: e.message.clone(),
+                message,
             },
             request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
         }
@@ -277,6 +282,13 @@ mod tests {
     fn statuses_set_by_the_gateway_have_their_types() {
         let b = AnthropicError::new(&ApiError::too_large(10), "r");
         assert_eq!(b.error.kind, "request_too_large");
+        let b = AnthropicError::new(
+            &ApiError::invalid("must be an object").param("tools[0]"),
+            "r",
+        );
+        assert_eq!(b.error.message, "tools[0]: must be an object");
+        let b = AnthropicError::new(&ApiError::invalid("`top_k` is wrong").param("top_k"), "r");
+        assert_eq!(b.error.message, "`top_k` is wrong");
         let mut e = ApiError::new(ErrorKind::Internal, "the key store is unavailable");
         e.status = Some(StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(AnthropicError::new(&e, "r").error.kind, "overloaded_error");

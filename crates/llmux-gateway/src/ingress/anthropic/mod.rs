@@ -76,6 +76,13 @@ impl Dialect<Chat> for Anthropic {
         )
     }
 
+    /// `request-id`, where Anthropic's SDKs read a response's id.
+    fn response_headers(e: &Egress<'_, MessagesOptions>, headers: &mut HeaderMap) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(e.request_id) {
+            headers.insert("request-id", v);
+        }
+    }
+
     fn stream_encoder(e: &Egress<'_, MessagesOptions>) -> Option<Box<dyn StreamEncoder>> {
         Some(Box::new(EventEncoder::new(
             e.request_id,

@@ -7,7 +7,8 @@
 //! puts `Error: ` before it); an assistant's `thinking` blocks → its reasoning (kept in the
 //! transcript, never sent upstream as text); `tools` (`input_schema` → parameters),
 //! `tool_choice` (auto/any/tool/none, `disable_parallel_tool_use` → no parallel calls),
-//! `max_tokens`, `stop_sequences`, `temperature`, `top_p`, `top_k`, `thinking` (enabled with a
+//! `max_tokens` (required, as by the Messages API; marked advisory, so an upstream without an
+//! output cap is sent none rather than refusing), `stop_sequences`, `temperature`, `top_p`, `top_k`, `thinking` (enabled with a
 //! budget, adaptive → on without one, disabled → off), `output_config.format` (a JSON schema),
 //! `metadata.user_id` → user.
 //!
@@ -309,6 +310,8 @@ pub fn decode_messages(body: &[u8]) -> Result<(ChatRequest, MessagesOptions), Ap
         messages: conversation(w.system, w.messages)?,
         tools: tools(w.tools)?,
         max_tokens: Some(max_tokens),
+        // Required by the protocol, so clients send one whether they want a cap or not.
+        max_tokens_advisory: true,
         stop: w.stop_sequences.unwrap_or_default(),
         temperature: w.temperature,
         top_p: w.top_p,
@@ -731,6 +734,7 @@ mod tests {
         assert!(opts.stream && opts.show_thinking);
         assert_eq!(req.model, "m");
         assert_eq!(req.max_tokens, Some(300));
+        assert!(req.max_tokens_advisory);
         assert_eq!(req.stop, vec!["END"]);
         assert_eq!(
             (req.temperature, req.top_p, req.top_k),

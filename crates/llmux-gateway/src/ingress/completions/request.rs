@@ -2,7 +2,9 @@
 //!
 //! The prompt becomes one user message, sent as a single-turn prompt
 //! ([`InputStyle::Prompt`]: DashScope's `input.prompt`, Ollama's `/api/generate`; every other
-//! vendor gets the one message). `max_tokens` defaults to 16, as the legacy API's does.
+//! vendor gets the one message). `max_tokens` defaults to 16, as the legacy API's does (that default is
+//! advisory: an upstream without an output cap is sent none; a `max_tokens` the client sets is
+//! a cap, refused by such an upstream).
 //! What the gateway cannot do honestly is refused with a 400 naming the field: several
 //! prompts or token-id prompts, `n` or `best_of` above 1, `echo`, `logprobs`, `suffix`,
 //! `logit_bias`.
@@ -179,6 +181,9 @@ pub fn decode_completion(body: &[u8]) -> Result<(ChatRequest, CompletionOptions)
         messages: vec![Message::user(prompt(w.prompt)?)],
         input_style: InputStyle::Prompt,
         max_tokens: Some(w.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+        // The legacy default is a ceiling the client did not choose: an upstream without an
+        // output cap is sent none. A cap the client set is a cap.
+        max_tokens_advisory: w.max_tokens.is_none(),
         temperature: w.temperature,
         top_p: w.top_p,
         n: w.n,
@@ -216,6 +221,7 @@ mod tests {
         assert_eq!(r.messages, vec![Message::user("Say hi")]);
         assert_eq!(r.input_style, InputStyle::Prompt);
         assert_eq!(r.max_tokens, Some(DEFAULT_MAX_TOKENS));
+        assert!(r.max_tokens_advisory);
         assert_eq!(
             (r.temperature, r.top_p, r.n),
             (Some(0.2), Some(0.5), Some(1))
@@ -229,6 +235,7 @@ mod tests {
         let (r, o) =
             decode(serde_json::json!({"model": "m", "prompt": "x", "max_tokens": 5})).unwrap();
         assert_eq!(r.max_tokens, Some(5));
+        assert!(!r.max_tokens_advisory);
         assert!(!o.stream && !o.include_usage);
     }
 
