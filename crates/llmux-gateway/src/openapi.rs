@@ -29,7 +29,7 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
 #[openapi(
     info(
         title = "llmux gateway",
-        description = "OpenAI-, Anthropic- and DashScope-compatible ingress over many model \
+        description = "OpenAI- (Chat and Responses), Anthropic-, Gemini- and DashScope-compatible ingress over many model \
             providers, with virtual keys, limits, failover and usage accounting. `/v1/*` speaks \
             the OpenAI protocol (errors as `{\"error\":{…}}`), `/v1/messages*` Anthropic's \
             Messages protocol (errors as `{\"type\":\"error\",\"error\":{…}}`), `/v1beta/*` the \
