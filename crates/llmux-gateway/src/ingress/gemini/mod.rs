@@ -10,8 +10,7 @@ use axum::extract::Path;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
-use llmux_core::{ChatRequest, ChatResponse, ErrorKind, StreamEvent};
+use llmux_core::{ChatRequest, ChatResponse, ErrorKind};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
 use crate::error::{ApiError, ErrorEnvelope};
@@ -120,25 +119,6 @@ impl Dialect<Chat> for Gemini {
             e.model.to_owned(),
             e.request_id.to_owned(),
         )))
-    }
-}
-
-impl StreamEncoder for ChunkEncoder {
-    fn content_type(&self) -> &'static str {
-        ChunkEncoder::content_type(self)
-    }
-
-    /// The SDK's reader takes a comment line for a chunk, and a JSON array has no comments.
-    fn keepalive(&self) -> bool {
-        false
-    }
-
-    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
-        ChunkEncoder::push(self, ev, out);
-    }
-
-    fn error(&mut self, err: &ApiError) -> Bytes {
-        ChunkEncoder::error(self, err)
     }
 }
 

@@ -86,7 +86,7 @@ fn not_found(message: &str) -> ApiError {
 }
 
 fn unsupported(message: impl Into<String>, param: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorKind::Unsupported, message).param(param)
+    ApiError::unsupported(message).param(param)
 }
 
 /// A `generateContent` body. Fields not listed are accepted and ignored.
@@ -629,7 +629,8 @@ fn tools(raw: Vec<Map<String, Value>>) -> Result<Vec<Tool>, ApiError> {
             let at = format!("tools[{i}].{key}");
             match key.as_str() {
                 "functionDeclarations" | "function_declarations" => {
-                    let decls: Vec<WireFunctionDeclaration> = typed(v, &at)?;
+                    let decls: Vec<WireFunctionDeclaration> =
+                        crate::ingress::from_value_at(v, &at)?;
                     for d in decls {
                         let parameters = match (d.parameters_json_schema, d.parameters) {
                             (Some(s), _) if !s.is_null() => s,
@@ -657,26 +658,6 @@ fn tools(raw: Vec<Map<String, Value>>) -> Result<Vec<Tool>, ApiError> {
         }
     }
     Ok(out)
-}
-
-/// A JSON value as `T`, errors naming the field from `at` on.
-fn typed<T: serde::de::DeserializeOwned>(v: Value, at: &str) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let inner = e.path().to_string();
-        let path = if inner == "." {
-            at.to_owned()
-        } else {
-            format!(
-                "{at}{}{inner}",
-                if inner.starts_with('[') { "" } else { "." }
-            )
-        };
-        ApiError::invalid(format!(
-            "invalid request body at `{path}`: {}",
-            e.into_inner()
-        ))
-        .param(path)
-    })
 }
 
 /// A Gemini `Schema` (OpenAPI subset: uppercase `type`, `nullable`, `propertyOrdering`) as
@@ -929,10 +910,7 @@ mod tests {
     }
 
     fn refused(v: Value, kind: ErrorKind, param: &str, needle: &str) {
-        let e = decode(v).unwrap_err();
-        assert_eq!(e.kind, kind, "{}", e.message);
-        assert_eq!(e.param.as_deref(), Some(param), "{}", e.message);
-        assert!(e.message.contains(needle), "{}", e.message);
+        crate::ingress::testing::assert_refused(decode(v), kind, param, needle);
     }
 
     #[test]

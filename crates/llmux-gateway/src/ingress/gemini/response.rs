@@ -238,24 +238,10 @@ pub struct CountTokensResponse {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use llmux_core::{Choice, Message};
+    use llmux_core::Message;
 
     use super::*;
-
-    fn answer(message: Message, finish: FinishReason, usage: Usage) -> ChatResponse {
-        ChatResponse {
-            id: "up".into(),
-            model: "up".into(),
-            created: None,
-            choices: vec![Choice {
-                index: 0,
-                message,
-                finish_reason: Some(finish),
-            }],
-            usage: Some(usage),
-            request_id: None,
-        }
-    }
+    use crate::ingress::testing::answer;
 
     #[test]
     fn text_thoughts_and_usage_in_gemini_terms() {

@@ -18,6 +18,7 @@ use super::response::{
     UsageMetadata,
 };
 use crate::error::ApiError;
+use crate::ingress::{StreamEncoder, StreamedCalls};
 
 /// Turns one answer's events into Gemini stream chunks.
 #[derive(Debug)]
@@ -28,7 +29,7 @@ pub struct ChunkEncoder {
     response_id: String,
     /// A JSON-array stream has written its `[`.
     opened: bool,
-    calls: Vec<ToolCall>,
+    calls: StreamedCalls,
     usage: Option<Usage>,
 }
 
@@ -41,17 +42,8 @@ impl ChunkEncoder {
             model,
             response_id,
             opened: false,
-            calls: Vec::new(),
+            calls: StreamedCalls::default(),
             usage: None,
-        }
-    }
-
-    /// The response's `Content-Type`.
-    pub fn content_type(&self) -> &'static str {
-        if self.sse {
-            "text/event-stream"
-        } else {
-            "application/json"
         }
     }
 
@@ -103,9 +95,24 @@ impl ChunkEncoder {
             response_id: self.response_id.clone(),
         }
     }
+}
+
+impl StreamEncoder for ChunkEncoder {
+    fn content_type(&self) -> &'static str {
+        if self.sse {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }
+    }
+
+    /// The SDK's reader takes a comment line for a chunk, and a JSON array has no comments.
+    fn keepalive(&self) -> bool {
+        false
+    }
 
     /// Chunks for one event (`Finished` also ends a JSON array).
-    pub fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
+    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         match ev {
             StreamEvent::Started { .. } => {}
             StreamEvent::TextDelta { text } => {
@@ -127,31 +134,16 @@ impl ChunkEncoder {
                 name,
                 arguments,
             } => {
-                let i = *index as usize;
-                // Indexes are the upstream's; the core caps them (StreamAccumulator) at 1024.
-                if i > 1024 {
-                    return;
-                }
-                if self.calls.len() <= i {
-                    self.calls.resize_with(i + 1, || ToolCall {
-                        id: String::new(),
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                }
-                let call = &mut self.calls[i];
-                if let Some(id) = id.as_deref().filter(|s| !s.is_empty()) {
-                    id.clone_into(&mut call.id);
-                }
-                if let Some(name) = name.as_deref().filter(|s| !s.is_empty()) {
-                    name.clone_into(&mut call.name);
-                }
-                call.arguments.push_str(arguments);
+                // An index past the bound is ignored (the core refuses such a stream).
+                let _ = self
+                    .calls
+                    .push(*index, id.as_deref(), name.as_deref(), arguments);
             }
             StreamEvent::Usage(u) => self.usage = Some(*u),
             StreamEvent::Finished { reason } => {
                 let mut parts = Vec::new();
                 let calls: Vec<ToolCall> = std::mem::take(&mut self.calls)
+                    .into_vec()
                     .into_iter()
                     .enumerate()
                     .filter(|(_, c)| !c.name.is_empty())
@@ -181,7 +173,7 @@ impl ChunkEncoder {
     }
 
     /// The last chunk for an error after the stream started.
-    pub fn error(&mut self, err: &ApiError) -> Bytes {
+    fn error(&mut self, err: &ApiError) -> Bytes {
         self.frame(&google_error(err), true)
     }
 }

@@ -6,8 +6,7 @@
 
 use axum::http::request::Parts;
 use axum::response::Response;
-use bytes::Bytes;
-use llmux_core::{ChatRequest, ChatResponse, ErrorKind, StreamEvent};
+use llmux_core::{ChatRequest, ChatResponse, ErrorKind};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
 use crate::error::{ApiError, ErrorEnvelope};
@@ -67,24 +66,6 @@ impl Dialect<Chat> for Responses {
             e.model.to_owned(),
             e.options.clone(),
         )))
-    }
-}
-
-impl StreamEncoder for EventEncoder {
-    fn content_type(&self) -> &'static str {
-        "text/event-stream"
-    }
-
-    fn keepalive(&self) -> bool {
-        true
-    }
-
-    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
-        EventEncoder::push(self, ev, out);
-    }
-
-    fn error(&mut self, err: &ApiError) -> Bytes {
-        EventEncoder::error(self, err)
     }
 }
 

@@ -12,15 +12,16 @@
 //! `prompt_cache_key`, `safety_identifier`, …) are accepted and dropped (docs/dialects.md).
 
 use llmux_core::{
-    ChatRequest, Content, ContentPart, ErrorKind, Message, ResponseFormat, Role, Thinking, Tool,
-    ToolCall, ToolChoice,
+    ChatRequest, Content, ContentPart, Message, ResponseFormat, Role, Thinking, Tool, ToolCall,
+    ToolChoice,
 };
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::ingress::openai::request::{function_tool, WireFunction};
+use crate::ingress::{from_value_at, type_at};
 
 /// What the encoder needs beyond the core answer: the stream flag and the request fields a
 /// Response object repeats.
@@ -211,17 +212,6 @@ struct WireFunctionCallOutput {
 }
 
 #[derive(Debug, Deserialize)]
-struct WireFunctionTool {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    parameters: Option<Value>,
-    #[serde(default)]
-    strict: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
 struct WireJsonSchemaFormat {
     name: String,
     #[serde(default)]
@@ -353,36 +343,7 @@ fn refuse_stateful(w: &CreateResponse) -> Result<(), ApiError> {
 }
 
 fn unsupported(message: impl Into<String>, param: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorKind::Unsupported, message).param(param)
-}
-
-/// A JSON value as `T`, errors naming the field from `at` on.
-fn typed<T: DeserializeOwned>(v: Value, at: &str) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let inner = e.path().to_string();
-        let path = if inner == "." {
-            at.to_owned()
-        } else {
-            format!("{at}.{inner}")
-        };
-        ApiError::invalid(format!(
-            "invalid request body at `{path}`: {}",
-            e.into_inner()
-        ))
-        .param(path)
-    })
-}
-
-/// The `type` of an item or part (`None` when absent).
-fn kind_of(v: &Value, at: &str) -> Result<Option<String>, ApiError> {
-    match v.get("type") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => {
-            Err(ApiError::invalid(format!("`{at}.type` must be a string"))
-                .param(format!("{at}.type")))
-        }
-    }
+    ApiError::unsupported(message).param(param)
 }
 
 /// One input item, appended to `out`.
@@ -391,13 +352,13 @@ fn input_item(i: usize, item: Value, out: &mut Vec<Message>) -> Result<(), ApiEr
     if !item.is_object() {
         return Err(ApiError::invalid(format!("`{at}` must be an object")).param(at));
     }
-    match kind_of(&item, &at)?.as_deref() {
+    match type_at(&item, &at)?.as_deref() {
         None | Some("message") => {
-            let m: WireMessage = typed(item, &at)?;
+            let m: WireMessage = from_value_at(item, &at)?;
             out.push(message(&at, m)?);
         }
         Some("function_call") => {
-            let c: WireFunctionCall = typed(item, &at)?;
+            let c: WireFunctionCall = from_value_at(item, &at)?;
             let call = ToolCall {
                 id: c.call_id,
                 name: c.name,
@@ -417,7 +378,7 @@ fn input_item(i: usize, item: Value, out: &mut Vec<Message>) -> Result<(), ApiEr
             }
         }
         Some("function_call_output") => {
-            let o: WireFunctionCallOutput = typed(item, &at)?;
+            let o: WireFunctionCallOutput = from_value_at(item, &at)?;
             let text = match o.output {
                 WireContent::Text(t) => t,
                 WireContent::Parts(parts) => {
@@ -512,17 +473,17 @@ fn part(at: &str, p: Value) -> Result<ContentPart, ApiError> {
         #[serde(default)]
         detail: Option<String>,
     }
-    match kind_of(&p, at)?.as_deref() {
+    match type_at(&p, at)?.as_deref() {
         Some("input_text" | "output_text" | "text") => {
-            let t: Text = typed(p, at)?;
+            let t: Text = from_value_at(p, at)?;
             Ok(ContentPart::Text { text: t.text })
         }
         Some("refusal") => {
-            let r: Refusal = typed(p, at)?;
+            let r: Refusal = from_value_at(p, at)?;
             Ok(ContentPart::Text { text: r.refusal })
         }
         Some("input_image") => {
-            let img: Image = typed(p, at)?;
+            let img: Image = from_value_at(p, at)?;
             match (img.image_url, img.file_id) {
                 (Some(url), _) => Ok(ContentPart::ImageUrl {
                     url,
@@ -554,7 +515,7 @@ fn tools(raw: Vec<Value>) -> Result<(Vec<Tool>, Vec<Value>), ApiError> {
     let mut echo = Vec::with_capacity(raw.len());
     for (i, t) in raw.into_iter().enumerate() {
         let at = format!("tools[{i}]");
-        match kind_of(&t, &at)?.as_deref() {
+        match type_at(&t, &at)?.as_deref() {
             Some("function") => {}
             Some(other) => {
                 return Err(unsupported(
@@ -570,24 +531,15 @@ fn tools(raw: Vec<Value>) -> Result<(Vec<Tool>, Vec<Value>), ApiError> {
                     .param(format!("{at}.type")))
             }
         }
-        let f: WireFunctionTool = typed(t, &at)?;
-        let parameters = f
-            .parameters
-            .filter(|p| !p.is_null())
-            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+        let tool = function_tool(from_value_at::<WireFunction>(t, &at)?);
         echo.push(serde_json::json!({
             "type": "function",
-            "name": f.name,
-            "description": f.description,
-            "parameters": parameters,
-            "strict": f.strict,
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+            "strict": tool.strict,
         }));
-        tools.push(Tool {
-            name: f.name,
-            description: f.description,
-            parameters,
-            strict: f.strict,
-        });
+        tools.push(tool);
     }
     Ok((tools, echo))
 }
@@ -614,13 +566,13 @@ fn tool_choice(
         let choice = mode(s)?;
         return Ok((tools, Some(choice), v));
     }
-    match kind_of(&v, "tool_choice")?.as_deref() {
+    match type_at(&v, "tool_choice")?.as_deref() {
         Some("function") => {
             #[derive(Deserialize)]
             struct Named {
                 name: String,
             }
-            let n: Named = typed(v.clone(), "tool_choice")?;
+            let n: Named = from_value_at(v.clone(), "tool_choice")?;
             Ok((tools, Some(ToolChoice::Function(n.name)), v))
         }
         Some("allowed_tools") => {
@@ -629,7 +581,7 @@ fn tool_choice(
                 mode: String,
                 tools: Vec<Value>,
             }
-            let a: Allowed = typed(v.clone(), "tool_choice")?;
+            let a: Allowed = from_value_at(v.clone(), "tool_choice")?;
             let mut names = Vec::with_capacity(a.tools.len());
             for (i, t) in a.tools.iter().enumerate() {
                 let at = format!("tool_choice.tools[{i}]");
@@ -683,11 +635,11 @@ fn text_format(raw: Option<Value>) -> Result<(Option<ResponseFormat>, Value), Ap
     let Some(v) = raw.filter(|v| !v.is_null()) else {
         return Ok((None, serde_json::json!({"type": "text"})));
     };
-    match kind_of(&v, "text.format")?.as_deref() {
+    match type_at(&v, "text.format")?.as_deref() {
         Some("text") => Ok((Some(ResponseFormat::Text), v)),
         Some("json_object") => Ok((Some(ResponseFormat::JsonObject), v)),
         Some("json_schema") => {
-            let s: WireJsonSchemaFormat = typed(v, "text.format")?;
+            let s: WireJsonSchemaFormat = from_value_at(v, "text.format")?;
             let schema = s.schema.unwrap_or_else(|| serde_json::json!({}));
             let echo = serde_json::json!({
                 "type": "json_schema",
@@ -772,17 +724,17 @@ fn bad_effort(effort: &str, param: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use llmux_core::ErrorKind;
+
     use super::*;
+    use crate::ingress::testing::assert_refused;
 
     fn decode(v: Value) -> Result<(ChatRequest, ResponsesOptions), ApiError> {
         decode_responses(&serde_json::to_vec(&v).unwrap())
     }
 
     fn refused(v: Value, kind: ErrorKind, param: &str, needle: &str) {
-        let e = decode(v).unwrap_err();
-        assert_eq!(e.kind, kind, "{}", e.message);
-        assert_eq!(e.param.as_deref(), Some(param), "{}", e.message);
-        assert!(e.message.contains(needle), "{}", e.message);
+        assert_refused(decode(v), kind, param, needle);
     }
 
     #[test]

@@ -388,24 +388,10 @@ pub fn encode_response(resp: &ChatResponse, shell: &Shell<'_>) -> ResponseObject
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-    use llmux_core::{Choice, Message, ToolCall};
+    use llmux_core::{Message, ToolCall};
 
     use super::*;
-
-    fn answer(message: Message, finish: FinishReason, usage: Usage) -> ChatResponse {
-        ChatResponse {
-            id: "up".into(),
-            model: "upstream-model".into(),
-            created: None,
-            choices: vec![Choice {
-                index: 0,
-                message,
-                finish_reason: Some(finish),
-            }],
-            usage: Some(usage),
-            request_id: None,
-        }
-    }
+    use crate::ingress::testing::answer;
 
     fn encode(resp: &ChatResponse, opts: &ResponsesOptions) -> Value {
         let ids = Ids::new("0190-ab");

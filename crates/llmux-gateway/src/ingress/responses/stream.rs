@@ -30,6 +30,7 @@ use super::response::{
     status_of, Ids, OutputItem, OutputText, ReasoningText, ResponseError, ResponseObject, Shell,
 };
 use crate::error::ApiError;
+use crate::ingress::StreamEncoder;
 
 /// One item being streamed.
 #[derive(Debug)]
@@ -585,9 +586,19 @@ impl EventEncoder {
         }
         items
     }
+}
+
+impl StreamEncoder for EventEncoder {
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    fn keepalive(&self) -> bool {
+        true
+    }
 
     /// Frames for one event (`Finished` closes the items and sends the final Response).
-    pub fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
+    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         self.start(out);
         match ev {
             StreamEvent::Started { .. } => {}
@@ -651,7 +662,7 @@ impl EventEncoder {
 
     /// The last frames for an error after the stream started: an `error` event, then
     /// `response.failed` with the items so far (incomplete).
-    pub fn error(&mut self, err: &ApiError) -> Bytes {
+    fn error(&mut self, err: &ApiError) -> Bytes {
         let mut frames = Vec::new();
         self.start(&mut frames);
         let body = crate::ingress::openai::OpenAiError::from(err);
@@ -731,6 +742,7 @@ mod tests {
     use llmux_core::FinishReason;
 
     use super::*;
+    use crate::ingress::testing::started;
 
     /// Every (event name, data) of the frames, checking each frame's `event:` line matches its
     /// data's `type` and sequence numbers count from 0.
@@ -769,14 +781,6 @@ mod tests {
 
     fn types(evs: &[Value]) -> Vec<&str> {
         evs.iter().map(|e| e["type"].as_str().unwrap()).collect()
-    }
-
-    fn started() -> StreamEvent {
-        StreamEvent::Started {
-            id: "x".into(),
-            model: "up".into(),
-            request_id: None,
-        }
     }
 
     #[test]
