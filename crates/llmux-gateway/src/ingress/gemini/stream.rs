@@ -188,11 +188,7 @@ mod tests {
 
     fn events() -> Vec<StreamEvent> {
         vec![
-            StreamEvent::Started {
-                id: "x".into(),
-                model: "up".into(),
-                request_id: None,
-            },
+            crate::ingress::testing::started(),
             StreamEvent::ReasoningDelta { text: "hm".into() },
             StreamEvent::TextDelta { text: "Hi".into() },
             StreamEvent::ToolCallDelta {
