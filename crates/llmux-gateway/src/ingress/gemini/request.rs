@@ -1230,6 +1230,12 @@ mod tests {
             "speech",
         );
         refused(
+            base(serde_json::json!({"imageConfig": {"aspectRatio": "1:1"}})),
+            ErrorKind::Unsupported,
+            "generationConfig.imageConfig",
+            "image output",
+        );
+        refused(
             base(serde_json::json!({"topK": 2.5})),
             ErrorKind::InvalidRequest,
             "generationConfig.topK",

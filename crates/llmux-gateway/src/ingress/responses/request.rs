@@ -881,6 +881,50 @@ mod tests {
     }
 
     #[test]
+    fn text_formats_and_tool_choice_modes_map() {
+        let with = |extra: Value| {
+            let mut v = serde_json::json!({"model": "m", "input": "x",
+                "tools": [{"type": "function", "name": "f"}]});
+            for (k, val) in extra.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            decode(v)
+        };
+        let (r, o) = with(serde_json::json!({"text": {"format": {"type": "json_object"}}})).unwrap();
+        assert_eq!(r.response_format, Some(ResponseFormat::JsonObject));
+        assert_eq!(o.text_format, serde_json::json!({"type": "json_object"}));
+        let (r, _) = with(serde_json::json!({"text": {"format": {"type": "text"}, "verbosity": "low"}})).unwrap();
+        assert_eq!(r.response_format, Some(ResponseFormat::Text));
+        for (mode, choice) in [
+            ("none", ToolChoice::None),
+            ("auto", ToolChoice::Auto),
+            ("required", ToolChoice::Required),
+        ] {
+            let (r, o) = with(serde_json::json!({"tool_choice": mode})).unwrap();
+            assert_eq!(r.tool_choice, Some(choice));
+            assert_eq!(o.tool_choice, mode);
+        }
+        refused(
+            serde_json::json!({"model": "m", "input": "x", "tool_choice": "sometimes"}),
+            ErrorKind::InvalidRequest,
+            "tool_choice",
+            "sometimes",
+        );
+        refused(
+            serde_json::json!({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}}),
+            ErrorKind::InvalidRequest,
+            "text.format.type",
+            "yaml",
+        );
+        refused(
+            serde_json::json!({"model": "m", "input": "x", "text": {"format": {"type": "json_schema"}}}),
+            ErrorKind::InvalidRequest,
+            "text.format",
+            "name",
+        );
+    }
+
+    #[test]
     fn allowed_tools_narrow_the_tools() {
         let (req, _) = decode(serde_json::json!({
             "model": "m", "input": "x",
