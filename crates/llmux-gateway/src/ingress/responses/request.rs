@@ -890,10 +890,13 @@ mod tests {
             }
             decode(v)
         };
-        let (r, o) = with(serde_json::json!({"text": {"format": {"type": "json_object"}}})).unwrap();
+        let (r, o) =
+            with(serde_json::json!({"text": {"format": {"type": "json_object"}}})).unwrap();
         assert_eq!(r.response_format, Some(ResponseFormat::JsonObject));
         assert_eq!(o.text_format, serde_json::json!({"type": "json_object"}));
-        let (r, _) = with(serde_json::json!({"text": {"format": {"type": "text"}, "verbosity": "low"}})).unwrap();
+        let (r, _) =
+            with(serde_json::json!({"text": {"format": {"type": "text"}, "verbosity": "low"}}))
+                .unwrap();
         assert_eq!(r.response_format, Some(ResponseFormat::Text));
         for (mode, choice) in [
             ("none", ToolChoice::None),
