@@ -159,6 +159,17 @@ pub struct Decoded<R, O> {
     pub stream: bool,
 }
 
+impl<R, O> Decoded<R, O> {
+    /// A decoded request.
+    pub fn new(request: R, options: O, stream: bool) -> Self {
+        Decoded {
+            request,
+            options,
+            stream,
+        }
+    }
+}
+
 /// What an encoder knows of the request it answers.
 #[derive(Debug)]
 pub struct Egress<'a, O> {

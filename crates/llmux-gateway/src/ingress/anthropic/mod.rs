@@ -11,8 +11,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::Bytes;
-use llmux_core::{ChatRequest, ChatResponse, StreamEvent};
+use llmux_core::{ChatRequest, ChatResponse};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
 use crate::error::{ApiError, ErrorEnvelope};
@@ -56,11 +55,7 @@ impl Dialect<Chat> for Anthropic {
     ) -> Result<Decoded<ChatRequest, MessagesOptions>, ApiError> {
         check_version(&head.headers)?;
         let (request, options) = decode_messages(body)?;
-        Ok(Decoded {
-            request,
-            stream: options.stream,
-            options,
-        })
+        Ok(Decoded::new(request, options, options.stream))
     }
 
     fn encode(
@@ -90,29 +85,6 @@ impl Dialect<Chat> for Anthropic {
             e.options.show_thinking,
             e.prompt_estimate,
         )))
-    }
-}
-
-impl StreamEncoder for EventEncoder {
-    fn content_type(&self) -> &'static str {
-        "text/event-stream; charset=utf-8"
-    }
-
-    fn keepalive(&self) -> bool {
-        true
-    }
-
-    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
-        EventEncoder::push(self, ev, out);
-    }
-
-    fn error(&mut self, err: &ApiError) -> Bytes {
-        EventEncoder::error(self, err)
-    }
-
-    /// Anthropic's own keep-alive event (the SDKs skip it).
-    fn ping(&self) -> Bytes {
-        EventEncoder::ping()
     }
 }
 

@@ -21,6 +21,7 @@ use super::response::{
 };
 use super::AnthropicError;
 use crate::error::ApiError;
+use crate::ingress::StreamEncoder;
 use crate::usage::OutputTally;
 
 /// One event of a Messages stream (the `data` of an SSE frame whose `event` is its `type`).
@@ -224,9 +225,19 @@ impl EventEncoder {
             delta,
         }));
     }
+}
+
+impl StreamEncoder for EventEncoder {
+    fn content_type(&self) -> &'static str {
+        "text/event-stream; charset=utf-8"
+    }
+
+    fn keepalive(&self) -> bool {
+        true
+    }
 
     /// Appends the frames of one event to `out`.
-    pub fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
+    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         if self.done {
             return;
         }
@@ -330,13 +341,13 @@ impl EventEncoder {
     }
 
     /// The `event: error` frame for a failure after the stream started; nothing follows it.
-    pub fn error(&mut self, err: &ApiError) -> Bytes {
+    fn error(&mut self, err: &ApiError) -> Bytes {
         self.done = true;
         named_frame("error", &AnthropicError::new(err, &self.request_id))
     }
 
-    /// The keep-alive frame.
-    pub fn ping() -> Bytes {
+    /// Anthropic's own keep-alive event (the SDKs skip it).
+    fn ping(&self) -> Bytes {
         frame(&MessageStreamEvent::Ping)
     }
 }
@@ -369,6 +380,16 @@ mod tests {
         StreamEvent::TextDelta { text: t.into() }
     }
 
+    /// A fragment of tool call 0; the first names the call.
+    fn tool(first: Option<(&str, &str)>, arguments: &str) -> StreamEvent {
+        StreamEvent::ToolCallDelta {
+            index: 0,
+            id: first.map(|f| f.0.to_owned()),
+            name: first.map(|f| f.1.to_owned()),
+            arguments: arguments.to_owned(),
+        }
+    }
+
     /// The exact bytes of a stream with thinking, text and a tool call.
     #[test]
     fn the_event_sequence_is_anthropics_byte_for_byte() {
@@ -383,24 +404,9 @@ mod tests {
                 text("Hi"),
                 text(""),
                 text(" there"),
-                StreamEvent::ToolCallDelta {
-                    index: 0,
-                    id: Some("call_1".into()),
-                    name: Some("get".into()),
-                    arguments: String::new(),
-                },
-                StreamEvent::ToolCallDelta {
-                    index: 0,
-                    id: None,
-                    name: None,
-                    arguments: "{\"q\":".into(),
-                },
-                StreamEvent::ToolCallDelta {
-                    index: 0,
-                    id: None,
-                    name: None,
-                    arguments: "1}".into(),
-                },
+                tool(Some(("call_1", "get")), ""),
+                tool(None, "{\"q\":"),
+                tool(None, "1}"),
                 StreamEvent::Usage(u),
                 StreamEvent::Finished {
                     reason: FinishReason::ToolCalls,
@@ -505,7 +511,7 @@ mod tests {
             "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"slow down\"},\"request_id\":\"rid\"}\n\n"
         );
         assert_eq!(
-            &EventEncoder::ping()[..],
+            &enc.ping()[..],
             b"event: ping\ndata: {\"type\":\"ping\"}\n\n"
         );
     }

@@ -4,8 +4,7 @@
 
 use axum::http::request::Parts;
 use axum::response::Response;
-use bytes::Bytes;
-use llmux_core::{ChatRequest, ChatResponse, StreamEvent};
+use llmux_core::{ChatRequest, ChatResponse};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
 use crate::error::{ApiError, ErrorEnvelope};
@@ -33,11 +32,7 @@ impl Dialect<Chat> for Completions {
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, CompletionOptions>, ApiError> {
         let (request, options) = decode_completion(body)?;
-        Ok(Decoded {
-            request,
-            stream: options.stream,
-            options,
-        })
+        Ok(Decoded::new(request, options, options.stream))
     }
 
     fn encode(
@@ -59,24 +54,6 @@ impl Dialect<Chat> for Completions {
             e.model.to_owned(),
             e.options.include_usage,
         )))
-    }
-}
-
-impl StreamEncoder for CompletionEncoder {
-    fn content_type(&self) -> &'static str {
-        "text/event-stream"
-    }
-
-    fn keepalive(&self) -> bool {
-        true
-    }
-
-    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
-        CompletionEncoder::push(self, ev, out);
-    }
-
-    fn error(&mut self, err: &ApiError) -> Bytes {
-        CompletionEncoder::error(self, err)
     }
 }
 

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::ingress::openai::response::OpenAiUsage;
+use crate::ingress::openai::stream::frame;
 use crate::ingress::openai::OpenAiError;
+use crate::ingress::StreamEncoder;
 
 /// A `text_completion` body (and, with `stream: true`, each chunk).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -98,17 +100,6 @@ pub struct CompletionEncoder {
     usage: Option<Usage>,
 }
 
-fn frame(value: &impl Serialize) -> Bytes {
-    let mut buf = Vec::with_capacity(192);
-    buf.extend_from_slice(b"data: ");
-    if serde_json::to_writer(&mut buf, value).is_err() {
-        buf.truncate(6);
-        buf.extend_from_slice(br#"{"error":{"message":"could not encode a chunk","type":"server_error","param":null,"code":null}}"#);
-    }
-    buf.extend_from_slice(b"\n\n");
-    Bytes::from(buf)
-}
-
 impl CompletionEncoder {
     /// An encoder for one response.
     pub fn new(id: String, created: i64, model: String, include_usage: bool) -> Self {
@@ -144,9 +135,19 @@ impl CompletionEncoder {
             None,
         )
     }
+}
+
+impl StreamEncoder for CompletionEncoder {
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    fn keepalive(&self) -> bool {
+        true
+    }
 
     /// Frames for one event (`Finished` also yields the usage chunk and `[DONE]`).
-    pub fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
+    fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         match ev {
             StreamEvent::TextDelta { text } if !text.is_empty() => {
                 out.push(self.text_chunk(text, None));
@@ -169,7 +170,7 @@ impl CompletionEncoder {
     }
 
     /// The final frame for an error after the stream started.
-    pub fn error(&self, err: &ApiError) -> Bytes {
+    fn error(&mut self, err: &ApiError) -> Bytes {
         frame(&OpenAiError::from(err))
     }
 }

@@ -90,14 +90,11 @@ impl Dialect<Chat> for Gemini {
         };
         let sse = wants_sse(head.uri.query())?;
         let (request, include_thoughts) = decode_generate(&model, body)?;
-        Ok(Decoded {
-            request,
-            options: GeminiOptions {
-                sse,
-                include_thoughts,
-            },
-            stream,
-        })
+        let options = GeminiOptions {
+            sse,
+            include_thoughts,
+        };
+        Ok(Decoded::new(request, options, stream))
     }
 
     fn encode(

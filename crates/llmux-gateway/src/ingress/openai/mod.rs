@@ -35,11 +35,7 @@ impl Dialect<Chat> for OpenAi {
 
     fn decode(_head: &Parts, body: &[u8]) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
         let (request, options) = decode_chat(body)?;
-        Ok(Decoded {
-            request,
-            stream: options.stream,
-            options,
-        })
+        Ok(Decoded::new(request, options, options.stream))
     }
 
     fn encode(

@@ -36,11 +36,8 @@ impl Dialect<Chat> for Responses {
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, ResponsesOptions>, ApiError> {
         let (request, options) = decode_responses(body)?;
-        Ok(Decoded {
-            request,
-            stream: options.stream,
-            options,
-        })
+        let stream = options.stream;
+        Ok(Decoded::new(request, options, stream))
     }
 
     fn encode(
