@@ -58,7 +58,7 @@ enum Command {
     Emulate(emulate::EmulateArgs),
     /// List providers and their known models.
     Models(models::ModelsArgs),
-    /// Run the gateway: OpenAI- and DashScope-compatible HTTP endpoints over the configured channels.
+    /// Run the gateway: OpenAI-, Anthropic-, Gemini- and DashScope-compatible HTTP endpoints over the configured channels.
     Serve(serve::ServeArgs),
     /// Validate a gateway configuration file; prints OK or each problem with its path (exit 1).
     CheckConfig(serve::CheckConfigArgs),

@@ -282,6 +282,50 @@ async fn provider_seeds(index: u8, id: &'static str, seeds: &mut Seeds) {
     }
 }
 
+/// The request shapes the `openai` SDK's `responses.create` and the `google-genai` SDK send, in
+/// `ingress_dialects`' layout (selector byte; Gemini: the path after `/v1beta/models/`, a
+/// newline, the body).
+fn dialect_seeds(seeds: &mut Seeds) {
+    let responses = [
+        r#"{"model":"m","input":"hi","instructions":"be brief","max_output_tokens":64,"store":false}"#,
+        r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"look"},{"type":"input_image","image_url":"data:image/png;base64,AA","detail":"auto"}]},{"type":"reasoning","id":"rs_1","summary":[]},{"type":"function_call","call_id":"c1","name":"get_weather","arguments":"{\"city\":\"Paris\"}"},{"type":"function_call_output","call_id":"c1","output":"sunny"}],"tools":[{"type":"function","name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}},"strict":false}],"tool_choice":{"type":"allowed_tools","mode":"auto","tools":[{"type":"function","name":"get_weather"}]},"reasoning":{"effort":"low"},"text":{"format":{"type":"json_schema","name":"s","schema":{"type":"object"}}},"stream":true}"#,
+    ];
+    for (i, body) in responses.iter().enumerate() {
+        seeds.add(
+            "ingress_dialects",
+            format!("responses-{i}"),
+            cat(&[0], body.as_bytes()),
+        );
+    }
+    let generate = r#"{"contents":[{"parts":[{"text":"hi"},{"inlineData":{"data":"iVBORw==","mime_type":"image/png"}}],"role":"user"},{"parts":[{"functionCall":{"args":{"city":"Paris"},"name":"get_weather"}}],"role":"model"},{"parts":[{"functionResponse":{"name":"get_weather","response":{"result":"sunny"}}}],"role":"user"}],"systemInstruction":{"parts":[{"text":"be brief"}],"role":"user"},"tools":[{"functionDeclarations":[{"name":"get_weather","parameters":{"type":"OBJECT","properties":{"city":{"type":"STRING","nullable":true}},"required":["city"]}}]}],"toolConfig":{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["get_weather"]}},"generationConfig":{"temperature":0.5,"topK":20.0,"maxOutputTokens":100,"responseMimeType":"application/json","responseSchema":{"type":"OBJECT","properties":{"a":{"type":"STRING"}}},"thinkingConfig":{"include_thoughts":true,"thinking_budget":128}}}"#;
+    for (i, target) in [
+        "gemini-2.5-flash:generateContent",
+        "models/m:streamGenerateContent",
+    ]
+    .iter()
+    .enumerate()
+    {
+        seeds.add(
+            "ingress_dialects",
+            format!("gemini-{i}"),
+            cat(&[1], format!("{target}\n{generate}").as_bytes()),
+        );
+    }
+    seeds.add(
+        "ingress_dialects",
+        "gemini-count".into(),
+        cat(
+            &[2],
+            b"m:countTokens\n{\"contents\":[{\"parts\":[{\"text\":\"hello\"}]}]}",
+        ),
+    );
+    seeds.add(
+        "ingress_dialects",
+        "gemini-schema".into(),
+        cat(&[3], br#"{"type":"OBJECT","properties":{"a":{"type":"ARRAY","items":{"type":"STRING"},"nullable":true}},"anyOf":[{"type":"INTEGER"}]}"#),
+    );
+}
+
 /// Request bodies of the SDK captures: OpenAI ones seed the OpenAI ingress parsers,
 /// DashScope ones the DashScope ingress parsers.
 fn ingress_seeds(fixtures: &Path, seeds: &mut Seeds) {
@@ -376,6 +420,7 @@ async fn main() {
         provider_seeds(u8::try_from(i).unwrap(), spec.id, &mut seeds).await;
     }
     ingress_seeds(&root.join("crates/llmux-emulator/fixtures"), &mut seeds);
+    dialect_seeds(&mut seeds);
     config_seeds(&root, &mut seeds);
     seeds.write(&out).unwrap();
     let mut per: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();

@@ -121,6 +121,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/messages/count_tokens",
             post(crate::ingress::anthropic::count_tokens),
         )
+        .route("/v1/responses", post(crate::ingress::responses::create))
+        .route(
+            "/v1/responses/{*id}",
+            get(crate::ingress::responses::retrieve)
+                .post(crate::ingress::responses::retrieve)
+                .delete(crate::ingress::responses::retrieve),
+        )
+        .route(
+            "/v1beta/models/{*target}",
+            post(crate::ingress::gemini::models),
+        )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::one))
         .route(

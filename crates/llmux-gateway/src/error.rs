@@ -81,6 +81,11 @@ impl ApiError {
         Self::new(ErrorKind::InvalidRequest, message)
     }
 
+    /// A feature of the client's protocol this gateway cannot carry to an upstream.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+
     /// Names the offending field.
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());

@@ -1,6 +1,6 @@
-//! llmux-gateway: the `llmux serve` HTTP gateway on top of llmux-core: OpenAI- and
-//! DashScope-compatible ingress, virtual keys, limits, routing with failover, and usage
-//! accounting in SQLite or PostgreSQL.
+//! llmux-gateway: the `llmux serve` HTTP gateway on top of llmux-core: OpenAI- (Chat and
+//! Responses), Anthropic-, Gemini- and DashScope-compatible ingress, virtual keys, limits,
+//! routing with failover, and usage accounting in SQLite or PostgreSQL.
 //!
 //! Request path: [`conn`] accepts and bounds connections → [`app::router`] (request id, log,
 //! metrics) → an endpoint of an ingress dialect ([`ingress`]) → the one [`pipeline`]:

@@ -29,10 +29,11 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
 #[openapi(
     info(
         title = "llmux gateway",
-        description = "OpenAI-, Anthropic- and DashScope-compatible ingress over many model \
+        description = "OpenAI- (Chat and Responses), Anthropic-, Gemini- and DashScope-compatible ingress over many model \
             providers, with virtual keys, limits, failover and usage accounting. `/v1/*` speaks \
             the OpenAI protocol (errors as `{\"error\":{…}}`), `/v1/messages*` Anthropic's \
-            Messages protocol (errors as `{\"type\":\"error\",\"error\":{…}}`), `/api/v1/*` \
+            Messages protocol (errors as `{\"type\":\"error\",\"error\":{…}}`), `/v1beta/*` the \
+            Gemini API's (errors as `{\"error\":{\"code\",\"message\",\"status\"}}`), `/api/v1/*` \
             DashScope's (errors as `{\"code\",\"message\",\"request_id\"}`), `/admin/*` is the \
             admin API (errors in the OpenAI envelope). Every response carries `x-request-id`.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
@@ -43,6 +44,11 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
         crate::ingress::completions::completions,
         crate::ingress::anthropic::messages,
         crate::ingress::anthropic::count_tokens,
+        crate::ingress::responses::create,
+        crate::ingress::responses::retrieve,
+        crate::ingress::gemini::generate_content,
+        crate::ingress::gemini::stream_generate_content,
+        crate::ingress::gemini::count_tokens,
         crate::routes::models::list,
         crate::routes::models::one,
         crate::ingress::dashscope::generation,
@@ -69,11 +75,13 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
         crate::ingress::dashscope::DashScopeError,
         crate::ingress::anthropic::AnthropicError,
         crate::ingress::anthropic::stream::MessageStreamEvent,
+        crate::ingress::gemini::GoogleError,
     )),
     modifiers(&Gateway),
     tags(
         (name = "openai", description = "The OpenAI protocol: chat completions, embeddings, models."),
         (name = "anthropic", description = "Anthropic's Messages protocol: messages and token counts."),
+        (name = "gemini", description = "The Gemini API's protocol: generateContent, streamGenerateContent, countTokens."),
         (name = "dashscope", description = "DashScope's native protocol: generation and embeddings."),
         (name = "admin", description = "The admin API, behind `server.admin_key`."),
         (name = "dashboard", description = "The web dashboard's static files (on when `server.admin_key` is set)."),
@@ -106,6 +114,13 @@ impl Modify for Gateway {
                 "x-api-key",
                 "A client key, as Anthropic's SDKs send it (`x-goog-api-key` and the `key` \
                  query parameter are accepted too).",
+            ))),
+        );
+        components.add_security_scheme(
+            "goog_api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-goog-api-key",
+                "A client key, as Google's SDKs send it (or as the `key` query parameter).",
             ))),
         );
         components.add_security_scheme(
@@ -410,3 +425,55 @@ pub fn spec_json() -> &'static str {
         }
     })
 }
+
+/// One event of a Responses stream, as an SSE parser reads it.
+#[derive(Debug)]
+pub struct ResponsesStreamEvent;
+
+impl PartialSchema for ResponsesStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "One server-sent event of a Responses stream: `event` names its type and `data` \
+                 is a JSON object with the same `type` and a `sequence_number` counting from 0 \
+                 (`response.created`, `response.in_progress`, `response.output_item.added`, \
+                 `response.content_part.added`, `response.output_text.delta`, \
+                 `response.reasoning_text.delta`, `response.function_call_arguments.delta`, their \
+                 `.done` events, `response.output_item.done`, then `response.completed` or \
+                 `response.incomplete` with the whole `ResponseObject`; `error` and \
+                 `response.failed` for a failure after the start). `: ping` comments keep an \
+                 idle stream alive.",
+            ))
+            .property("event", string("The event's type."))
+            .required("event")
+            .property("data", string("The event, as JSON."))
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for ResponsesStreamEvent {}
+
+/// One event of a Gemini stream with `alt=sse`, as an SSE parser reads it.
+#[derive(Debug)]
+pub struct GeminiStreamEvent;
+
+impl PartialSchema for GeminiStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "One server-sent event of a Gemini stream (`alt=sse`): `data` is a JSON \
+                 `GeminiGenerateContentResponse` holding what is new (the last one carries the \
+                 `finishReason`, the function calls and the `usageMetadata`), or a JSON \
+                 `GoogleError` for a failure after the first chunk. No comments are sent.",
+            ))
+            .property(
+                "data",
+                string("A `GeminiGenerateContentResponse` or a `GoogleError`, as JSON."),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for GeminiStreamEvent {}

@@ -1,10 +1,13 @@
-//! Acceptance: the official OpenAI, Anthropic and dashscope Python SDKs drive the gateway,
-//! emulators behind it, and parse every answer without error: chat, streams with usage,
-//! tool-call round trips, embeddings (base64 and float), models, legacy completions, Anthropic
-//! messages (whole, streamed, tools, count_tokens), and the 400, 401, 403 and 429 errors.
+//! Acceptance: the official OpenAI, Anthropic, dashscope and google-genai Python SDKs drive the
+//! gateway, emulators behind it, and parse every answer without error: chat, streams with
+//! usage, tool-call round trips, embeddings (base64 and float), models, legacy completions,
+//! Anthropic messages (whole, streamed, tools, count_tokens), the Responses API
+//! (`responses.create`, `responses.stream`, function-call round trips, what it refuses),
+//! Gemini's `generate_content`, `generate_content_stream`, function calls and `count_tokens`,
+//! and the 400, 401, 403 and 429 errors.
 //!
 //! Each test starts emulators and a gateway in-process on `127.0.0.1:0`, then runs some cases
-//! of `tests/python/{openai,anthropic,dashscope}_cases.py` in one Python process (interpreter start-up and
+//! of `tests/python/{openai,anthropic,dashscope,gemini}_cases.py` in one Python process (interpreter start-up and
 //! SDK import cost more than the cases) against the gateway's base URL, and asserts on the JSON
 //! each case prints. Every upstream is an emulator; cross-protocol tests put a DashScope
 //! upstream behind the OpenAI SDK and an OpenAI upstream behind the dashscope SDK. Virtual keys
@@ -33,6 +36,7 @@ enum Sdk {
     OpenAi,
     Anthropic,
     DashScope,
+    Gemini,
 }
 
 impl Sdk {
@@ -41,6 +45,7 @@ impl Sdk {
             Sdk::OpenAi => "openai_cases.py",
             Sdk::Anthropic => "anthropic_cases.py",
             Sdk::DashScope => "dashscope_cases.py",
+            Sdk::Gemini => "gemini_cases.py",
         };
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/python")
@@ -118,6 +123,15 @@ async fn run(sdk: Sdk, cases: &[&str], gw: &Harness, key: &str) -> Option<Result
         "ANTHROPIC_BASE_URL",
         "LLMUX_MODEL",
         "LLMUX_EMBED_MODEL",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_GENAI_USE_VERTEXAI",
+        "GOOGLE_GENAI_USE_ENTERPRISE",
+        "GOOGLE_GENAI_HTTP_CLIENT",
+        "GOOGLE_GENAI_API_VERSION",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
+        "GOOGLE_GEMINI_BASE_URL",
     ] {
         cmd.env_remove(var);
     }
@@ -1062,5 +1076,351 @@ async fn openai_sdk_legacy_completions_with_three_upstreams() {
     assert_eq!(
         body["input"]["prompt"], "hi there",
         "a single-turn prompt: {body}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Responses API and Gemini, each in front of an OpenAI, a DashScope native and a signed
+// (Hunyuan TC3) upstream
+// ---------------------------------------------------------------------------------------------
+
+/// Every upstream saw requests and answered them (a bad TC3 signature is an error answer,
+/// which would have failed the SDK case that sent it).
+fn assert_each_upstream_served(emus: &[Emulator; 3]) {
+    for e in emus {
+        let reqs = e.requests();
+        assert!(!reqs.is_empty(), "an upstream saw no request");
+        assert!(reqs.iter().all(|r| r.status == 200), "{reqs:?}");
+    }
+}
+
+fn check_response(v: &Value, model: &str) {
+    // `responses.stream` gives the SDK's `ParsedResponse` (a `Response` subclass).
+    assert!(
+        v["type"] == "Response" || v["type"] == "ParsedResponse",
+        "{v}"
+    );
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["model"], model);
+    assert!(v["id"].as_str().unwrap().starts_with("resp_"), "{v}");
+    assert_usage_adds_up(&v["usage"], "input_tokens", "output_tokens");
+}
+
+fn check_response_call(first: &Value) {
+    assert_eq!(first["status"], "completed", "{first}");
+    assert_eq!(first["output_types"], json!(["function_call"]), "{first}");
+    let calls = first["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{first}");
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert_eq!(calls[0]["arguments"], json!({"city": "Hangzhou"}));
+    assert!(!calls[0]["call_id"].as_str().unwrap().is_empty(), "{first}");
+    assert!(
+        calls[0]["id"].as_str().unwrap().starts_with("fc_"),
+        "{first}"
+    );
+}
+
+fn check_responses(r: &Results, model: &str) {
+    let v = r.get(&format!("responses:{model}"));
+    check_response(v, model);
+    assert_eq!(v["usage"]["output_tokens"], 4, "{v}");
+    assert_eq!(v["output_types"], json!(["message"]), "{v}");
+    assert_eq!(v["output_text"], ANSWER);
+    assert_eq!(v["message_role"], "assistant");
+    assert_eq!(v["message_status"], "completed");
+    assert_eq!(v["part_types"], json!(["output_text"]));
+    assert_eq!(v["instructions"], "You are terse.");
+    assert_eq!(v["metadata"], json!({"case": "responses"}));
+    assert_eq!(v["request_id"].as_str().unwrap().len(), 36, "{v}");
+
+    let v = r.get(&format!("responses_stream:{model}"));
+    check_response(v, model);
+    assert_eq!(v["usage"]["output_tokens"], 4, "{v}");
+    assert_eq!(v["output_text"], ANSWER);
+    assert_eq!(v["deltas"], ANSWER);
+    assert_eq!(
+        v["snapshots_last"],
+        json!([ANSWER]),
+        "the SDK's accumulated text: {v}"
+    );
+    assert_eq!(v["sequence_ok"], true, "{v}");
+    assert_eq!(v["created_id"], v["id"]);
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events[..4],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added"
+        ],
+        "{v}"
+    );
+    assert_eq!(
+        events[events.len() - 4..],
+        [
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed"
+        ],
+        "{v}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| **e == "response.output_text.delta")
+            .count(),
+        4,
+        "one delta per upstream piece: {v}"
+    );
+
+    for case in ["responses_tools", "responses_tools_stream"] {
+        let v = r.get(&format!("{case}:{model}"));
+        check_response_call(&v["first"]);
+        let fin = &v["final"];
+        check_response(fin, model);
+        assert_eq!(fin["output_text"], TOOL_ANSWER, "{v}");
+        assert!(fin["calls"].as_array().unwrap().is_empty(), "{v}");
+    }
+    let events = &r.get(&format!("responses_tools_stream:{model}"))["events"];
+    for e in [
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ] {
+        assert!(
+            events.as_array().unwrap().contains(&json!(e)),
+            "no `{e}`: {events}"
+        );
+    }
+
+    let v = r.get(&format!("responses_refusals:{model}"));
+    let e = &v["previous_response_id"];
+    assert_eq!(e["class"], "BadRequestError", "{e}");
+    assert_eq!(e["param"], "previous_response_id");
+    assert!(
+        e["message"].as_str().unwrap().contains("does not store"),
+        "{e}"
+    );
+    let e = &v["web_search"];
+    assert_eq!(e["class"], "BadRequestError", "{e}");
+    assert_eq!(e["code"], "unsupported");
+    assert!(
+        e["message"].as_str().unwrap().contains("`web_search`"),
+        "{e}"
+    );
+    let e = &v["retrieve"];
+    assert_eq!(e["class"], "NotFoundError", "{e}");
+    assert_eq!(e["code"], "response_not_found");
+}
+
+#[tokio::test]
+async fn openai_sdk_responses_with_openai_dashscope_and_signed_hunyuan_upstreams() {
+    let (gw, emus) = three_upstreams().await;
+    let cases: Vec<String> = UPSTREAMS
+        .iter()
+        .flat_map(|m| {
+            [
+                "responses",
+                "responses_stream",
+                "responses_tools",
+                "responses_tools_stream",
+                "responses_refusals",
+            ]
+            .map(|c| format!("{c}:{m}"))
+        })
+        .collect();
+    let cases: Vec<&str> = cases.iter().map(String::as_str).collect();
+    let Some(r) = run(Sdk::OpenAi, &cases, &gw, KEY).await else {
+        return;
+    };
+    for m in UPSTREAMS {
+        check_responses(&r, m);
+    }
+    assert_each_upstream_served(&emus);
+}
+
+fn assert_gemini_usage_adds_up(u: &Value) {
+    let p = u["prompt_token_count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{u}"));
+    let c = u["candidates_token_count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{u}"));
+    assert!(p > 0 && c > 0, "{u}");
+    assert_eq!(u["total_token_count"].as_u64(), Some(p + c), "{u}");
+}
+
+/// What the emulator answers to a Gemini function response: the gateway sends the response
+/// object as the tool result, compact JSON.
+const GEMINI_TOOL_ANSWER: &str =
+    r#"Tool results: {"celsius":21,"city":"Hangzhou","forecast":"sunny"}"#;
+
+fn check_gemini(r: &Results, model: &str) {
+    let v = r.get(&format!("generate:{model}"));
+    assert_eq!(v["type"], "GenerateContentResponse", "{v}");
+    assert_eq!(v["text"], ANSWER, "{v}");
+    assert_eq!(v["role"], "model");
+    assert_eq!(v["finish_reason"], "STOP");
+    assert_eq!(v["index"], 0);
+    assert_eq!(v["model_version"], model);
+    let rid = v["response_id"].as_str().unwrap();
+    assert_eq!(rid.len(), 36, "{v}");
+    assert_gemini_usage_adds_up(&v["usage"]);
+    assert_eq!(v["usage"]["candidates_token_count"], 4, "{v}");
+    // The prompt's tokens came from the upstream: the system instruction is in the prompt.
+    assert!(
+        v["usage"]["prompt_token_count"].as_u64().unwrap() > 6,
+        "{v}"
+    );
+
+    let v = r.get(&format!("stream:{model}"));
+    assert_eq!(v["pieces"], json!(INCREMENTAL), "{v}");
+    assert_eq!(v["finish_reasons"], json!(["STOP"]), "{v}");
+    assert_eq!(v["usage_chunks"], 1, "{v}");
+    assert_eq!(v["usage_on_last"], true, "{v}");
+    assert_gemini_usage_adds_up(&v["usage"]);
+    assert_eq!(v["response_ids"].as_array().unwrap().len(), 1, "{v}");
+
+    for case in ["tools", "tools_stream"] {
+        let v = r.get(&format!("{case}:{model}"));
+        let calls = v["calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 1, "{v}");
+        assert_eq!(calls[0]["name"], "get_weather");
+        assert_eq!(calls[0]["args"], json!({"city": "Hangzhou"}));
+        assert!(!calls[0]["id"].as_str().unwrap().is_empty(), "{v}");
+        assert_eq!(v["first_finish"], "STOP", "{v}");
+        assert_gemini_usage_adds_up(&v["first_usage"]);
+        assert_eq!(v["final_text"], GEMINI_TOOL_ANSWER, "{v}");
+        assert_eq!(v["final_finish"], "STOP", "{v}");
+    }
+
+    let v = r.get(&format!("count_tokens:{model}"));
+    assert!(v["total_tokens"].as_u64().unwrap() > 0, "{v}");
+
+    let v = r.get(&format!("refusals:{model}"));
+    for (case, needle) in [
+        ("cached_content", "cachedContent"),
+        ("google_search", "googleSearch"),
+    ] {
+        let e = &v[case];
+        assert_eq!(e["class"], "ClientError", "{e}");
+        assert_eq!(e["code"], 400, "{e}");
+        assert_eq!(e["status"], "INVALID_ARGUMENT", "{e}");
+        assert!(e["message"].as_str().unwrap().contains(needle), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn gemini_sdk_generate_stream_tools_and_count_with_openai_dashscope_and_signed_hunyuan_upstreams(
+) {
+    let (gw, emus) = three_upstreams().await;
+    let cases: Vec<String> = UPSTREAMS
+        .iter()
+        .flat_map(|m| {
+            [
+                "generate",
+                "stream",
+                "tools",
+                "tools_stream",
+                "count_tokens",
+                "refusals",
+            ]
+            .map(|c| format!("{c}:{m}"))
+        })
+        .collect();
+    let cases: Vec<&str> = cases.iter().map(String::as_str).collect();
+    let Some(r) = run(Sdk::Gemini, &cases, &gw, KEY).await else {
+        return;
+    };
+    assert_eq!(r.get(cases[0])["sdk_version"], "3.3.0");
+    for m in UPSTREAMS {
+        check_gemini(&r, m);
+    }
+    assert_each_upstream_served(&emus);
+}
+
+fn check_gemini_error(e: &Value, code: u64, status: &str) {
+    assert_eq!(e["class"], "ClientError", "{e}");
+    assert_eq!(e["code"], code, "{e}");
+    assert_eq!(e["status"], status, "{e}");
+    assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+}
+
+#[tokio::test]
+async fn gemini_and_responses_errors_wrong_key_model_not_allowed_and_rpm() {
+    let (gw, oa, ds) = with_key_store().await;
+    // A wrong key: 401 in each dialect's envelope; nothing reaches an upstream.
+    let Some(r) = run(Sdk::Gemini, &["generate_error:qwen-plus"], &gw, "sk-wrong").await else {
+        return;
+    };
+    let v = r.get("generate_error:qwen-plus");
+    check_gemini_error(v, 401, "UNAUTHENTICATED");
+    check_gemini_error(&v["stream"], 401, "UNAUTHENTICATED");
+    let r = run(Sdk::OpenAi, &["responses_error:qwen-plus"], &gw, "sk-wrong")
+        .await
+        .unwrap();
+    let v = r.get("responses_error:qwen-plus");
+    for e in [v, &v["stream"]] {
+        check_openai_error(
+            e,
+            "AuthenticationError",
+            401,
+            "invalid_request_error",
+            "invalid_api_key",
+        );
+    }
+    assert!(oa.requests().is_empty() && ds.requests().is_empty());
+
+    // A key without the model: 403.
+    let key = virtual_key(&gw, json!({"name": "gpt only", "models": ["gpt-4o-mini"]})).await;
+    let r = run(Sdk::Gemini, &["generate_error:qwen-plus"], &gw, &key)
+        .await
+        .unwrap();
+    let v = r.get("generate_error:qwen-plus");
+    check_gemini_error(v, 403, "PERMISSION_DENIED");
+    assert!(v["message"].as_str().unwrap().contains("qwen-plus"), "{v}");
+    let r = run(Sdk::OpenAi, &["responses_error:qwen-plus"], &gw, &key)
+        .await
+        .unwrap();
+    check_openai_error(
+        r.get("responses_error:qwen-plus"),
+        "PermissionDeniedError",
+        403,
+        "permission_error",
+        "permission_denied",
+    );
+    assert!(ds.requests().is_empty());
+
+    // A key over its RPM: the third Gemini call is 429 RESOURCE_EXHAUSTED.
+    let key = virtual_key(&gw, json!({"name": "slow", "rpm": 2})).await;
+    let r = run(
+        Sdk::Gemini,
+        &[
+            "generate:qwen-plus",
+            "stream:qwen-plus",
+            "generate_error:qwen-plus",
+        ],
+        &gw,
+        &key,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.get("generate:qwen-plus")["text"], ANSWER);
+    let v = r.get("generate_error:qwen-plus");
+    check_gemini_error(v, 429, "RESOURCE_EXHAUSTED");
+    check_gemini_error(&v["stream"], 429, "RESOURCE_EXHAUSTED");
+    assert_eq!(
+        ds.requests().len(),
+        2,
+        "the refused calls never reached the upstream"
     );
 }

@@ -49,6 +49,9 @@ bearer = "${LLMUX_ST_CLIENT_KEY}"
 [auth.openapi.api_key]
 api_key = "${LLMUX_ST_CLIENT_KEY}"
 
+[auth.openapi.goog_api_key]
+api_key = "${LLMUX_ST_CLIENT_KEY}"
+
 [auth.openapi.admin_key]
 bearer = "${LLMUX_ST_ADMIN_KEY}"
 "#;

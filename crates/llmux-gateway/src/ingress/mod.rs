@@ -14,12 +14,16 @@
 pub mod anthropic;
 pub mod completions;
 pub mod dashscope;
+pub mod gemini;
 pub mod openai;
+pub mod responses;
 
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use llmux_core::StreamEvent;
+use llmux_core::{StreamEvent, ToolCall};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::ApiError;
 pub use crate::error::ErrorEnvelope;
@@ -31,6 +35,7 @@ use crate::pipeline::Operation;
 pub static ENVELOPES: &[(&str, &dyn ErrorEnvelope)] = &[
     ("/v1/", &openai::OpenAiEnvelope),
     ("/v1/messages", &anthropic::AnthropicEnvelope),
+    ("/v1beta/", &gemini::GeminiEnvelope),
     ("/api/", &dashscope::DashScopeEnvelope),
     // The admin API and the dashboard answer in the OpenAI envelope.
     ("/admin", &openai::OpenAiEnvelope),
@@ -53,6 +58,94 @@ fn longest_prefix(
         .filter(|(prefix, _)| path.starts_with(prefix.as_bytes()))
         .max_by_key(|(prefix, _)| prefix.len())
         .map_or(DEFAULT_ENVELOPE, |(_, e)| *e)
+}
+
+/// A part of a request body as `T`, errors naming the field from `at` (the part's own path, such
+/// as `input[3]`) on: for bodies whose parts are told apart by a field (`type`) and decoded one
+/// by one.
+pub(crate) fn from_value_at<T: serde::de::DeserializeOwned>(
+    v: Value,
+    at: &str,
+) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = if inner == "." {
+            at.to_owned()
+        } else if inner.starts_with('[') {
+            format!("{at}{inner}")
+        } else {
+            format!("{at}.{inner}")
+        };
+        ApiError::invalid(format!(
+            "invalid request body at `{path}`: {}",
+            e.into_inner()
+        ))
+        .param(path)
+    })
+}
+
+/// The `type` of a body part at `at` (`None` when absent or null).
+pub(crate) fn type_at(v: &Value, at: &str) -> Result<Option<String>, ApiError> {
+    match v.get("type") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => {
+            Err(ApiError::invalid(format!("`{at}.type` must be a string"))
+                .param(format!("{at}.type")))
+        }
+    }
+}
+
+/// Most tool calls one streamed answer may hold (the core's own accumulator refuses more).
+const MAX_STREAMED_CALLS: usize = 1024;
+
+/// The tool calls of a streamed answer, assembled from their fragments (core indexes; the
+/// first fragment of a call names it): for encoders that send calls whole or re-send them.
+#[derive(Debug, Default)]
+pub(crate) struct StreamedCalls(Vec<ToolCall>);
+
+impl StreamedCalls {
+    /// Adds a fragment; the call's position, or `None` for an index past the bound (ignored).
+    pub(crate) fn push(
+        &mut self,
+        index: u32,
+        id: Option<&str>,
+        name: Option<&str>,
+        arguments: &str,
+    ) -> Option<usize> {
+        let i = usize::try_from(index)
+            .ok()
+            .filter(|i| *i <= MAX_STREAMED_CALLS)?;
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || ToolCall {
+                id: String::new(),
+                name: String::new(),
+                arguments: String::new(),
+            });
+        }
+        let call = &mut self.0[i];
+        if let Some(id) = id.filter(|s| !s.is_empty()) {
+            id.clone_into(&mut call.id);
+        }
+        if let Some(name) = name.filter(|s| !s.is_empty()) {
+            name.clone_into(&mut call.name);
+        }
+        call.arguments.push_str(arguments);
+        Some(i)
+    }
+
+    /// The calls, in index order.
+    pub(crate) fn into_vec(self) -> Vec<ToolCall> {
+        self.0
+    }
+}
+
+impl std::ops::Deref for StreamedCalls {
+    type Target = [ToolCall];
+
+    fn deref(&self) -> &[ToolCall] {
+        &self.0
+    }
 }
 
 /// What a dialect's decoder found in a request.
@@ -100,12 +193,10 @@ pub trait Dialect<Op: Operation>: Send + Sync + 'static {
     /// The JSON body of a whole answer.
     type Body: Serialize;
 
-    /// The request's head and body → the core request. Bounded by the body size limit the
-    /// pipeline applies before; every field is validated here, with errors naming it.
-    fn decode(
-        head: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Decoded<Op::Request, Self::Options>, ApiError>;
+    /// The request's head (method, URI, headers) and body → the core request. Bounded by the
+    /// body size limit the pipeline applies before; every field is validated here, with errors
+    /// naming it.
+    fn decode(head: &Parts, body: &[u8]) -> Result<Decoded<Op::Request, Self::Options>, ApiError>;
 
     /// A whole answer → the response body, or the error the client gets instead when the
     /// answer cannot be expressed in the dialect (the upstream's usage is still recorded).
@@ -143,6 +234,56 @@ pub trait StreamEncoder: Send + 'static {
     /// The comment frame sent to keep an idle stream open.
     fn ping(&self) -> Bytes {
         Bytes::from_static(b": ping\n\n")
+    }
+}
+
+/// Helpers for the dialects' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::panic)]
+    use llmux_core::{ChatResponse, Choice, ErrorKind, FinishReason, Message, StreamEvent, Usage};
+
+    use crate::error::ApiError;
+
+    /// A one-choice answer.
+    pub(crate) fn answer(message: Message, finish: FinishReason, usage: Usage) -> ChatResponse {
+        ChatResponse {
+            id: "up".into(),
+            model: "upstream-model".into(),
+            created: None,
+            choices: vec![Choice {
+                index: 0,
+                message,
+                finish_reason: Some(finish),
+            }],
+            usage: Some(usage),
+            request_id: None,
+        }
+    }
+
+    /// The `Started` event of a stream.
+    pub(crate) fn started() -> StreamEvent {
+        StreamEvent::Started {
+            id: "x".into(),
+            model: "up".into(),
+            request_id: None,
+        }
+    }
+
+    /// A decode that failed with `kind`, naming `param`, its message holding `needle`.
+    pub(crate) fn assert_refused<T: std::fmt::Debug>(
+        r: Result<T, ApiError>,
+        kind: ErrorKind,
+        param: &str,
+        needle: &str,
+    ) {
+        let e = match r {
+            Ok(v) => panic!("decoded, expected a refusal naming `{param}`: {v:?}"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind, kind, "{}", e.message);
+        assert_eq!(e.param.as_deref(), Some(param), "{}", e.message);
+        assert!(e.message.contains(needle), "{}", e.message);
     }
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -30,12 +31,12 @@ pub(super) struct Admitted<R, O> {
 /// caller renders it in the dialect's).
 pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
     state: &AppState,
-    head: &HeaderMap,
+    head: &Parts,
     query_key: Option<&SecretString>,
     body: Body,
 ) -> Result<Admitted<Op::Request, D::Options>, ApiError> {
-    let principal = state.auth.authenticate(head, query_key).await?;
-    let bytes = read_body(body, head, state.server.max_body_bytes).await?;
+    let principal = state.auth.authenticate(&head.headers, query_key).await?;
+    let bytes = read_body(body, &head.headers, state.server.max_body_bytes).await?;
     let decoded = D::decode(head, &bytes)?;
     drop(bytes);
     let model = Op::model(&decoded.request);
@@ -64,14 +65,14 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
 /// model allow-list, and that the model is served (no limits, no route plan kept).
 pub(super) async fn check<R>(
     state: &AppState,
-    head: &HeaderMap,
+    head: &Parts,
     query_key: Option<&SecretString>,
     body: Body,
-    decode: fn(&HeaderMap, &[u8]) -> Result<R, ApiError>,
+    decode: fn(&Parts, &[u8]) -> Result<R, ApiError>,
     model: fn(&R) -> &str,
 ) -> Result<R, ApiError> {
-    let principal = state.auth.authenticate(head, query_key).await?;
-    let bytes = read_body(body, head, state.server.max_body_bytes).await?;
+    let principal = state.auth.authenticate(&head.headers, query_key).await?;
+    let bytes = read_body(body, &head.headers, state.server.max_body_bytes).await?;
     let decoded = decode(head, &bytes)?;
     let name = model(&decoded);
     principal.allows(name)?;

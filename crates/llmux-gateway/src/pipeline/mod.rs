@@ -33,7 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use llmux_core::{ErrorKind, SecretString};
 
@@ -51,7 +52,8 @@ use crate::state::{AppState, RequestCtx, ADDED_LATENCY};
 pub struct Call {
     state: Arc<AppState>,
     ctx: RequestCtx,
-    head: HeaderMap,
+    /// Method, URI and headers (the decoder reads them: Gemini names the model in the path).
+    head: Parts,
     /// The `key` query parameter, the one part of the query the pipeline reads.
     query_key: Option<SecretString>,
     body: Body,
@@ -77,7 +79,7 @@ impl Call {
     pub async fn check<R>(
         self,
         envelope: &'static dyn ErrorEnvelope,
-        decode: fn(&HeaderMap, &[u8]) -> Result<R, ApiError>,
+        decode: fn(&Parts, &[u8]) -> Result<R, ApiError>,
         model: fn(&R) -> &str,
     ) -> Result<R, Response> {
         let checked = admission::check(
@@ -91,6 +93,18 @@ impl Call {
         .await;
         checked.map_err(|e| fail(e, envelope, &self.ctx, None))
     }
+
+    /// Answers `err` to an authenticated caller (a bad key gets its 401 first), in `envelope`:
+    /// for routes the gateway keeps only to say what it does not offer (retrieving a stored
+    /// response, say). Nothing is read, charged or recorded.
+    pub async fn refuse(self, envelope: &'static dyn ErrorEnvelope, err: ApiError) -> Response {
+        let auth = self
+            .state
+            .auth
+            .authenticate(&self.head.headers, self.query_key.as_ref())
+            .await;
+        fail(auth.err().unwrap_or(err), envelope, &self.ctx, None)
+    }
 }
 
 impl axum::extract::FromRequest<Arc<AppState>> for Call {
@@ -101,6 +115,7 @@ impl axum::extract::FromRequest<Arc<AppState>> for Call {
         state: &Arc<AppState>,
     ) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
+        let query_key = crate::auth::query_key(parts.uri.query());
         // The middleware in `app.rs` sets it on every request it routes.
         let Some(ctx) = parts.extensions.remove::<RequestCtx>() else {
             return Err(
@@ -111,8 +126,8 @@ impl axum::extract::FromRequest<Arc<AppState>> for Call {
         Ok(Call {
             state: state.clone(),
             ctx,
-            head: std::mem::take(&mut parts.headers),
-            query_key: crate::auth::query_key(parts.uri.query()),
+            head: parts,
+            query_key,
             body,
         })
     }
@@ -122,7 +137,7 @@ impl axum::extract::FromRequest<Arc<AppState>> for Call {
 pub async fn serve<Op: Operation, D: Dialect<Op>>(
     state: Arc<AppState>,
     ctx: RequestCtx,
-    head: HeaderMap,
+    head: Parts,
     query_key: Option<SecretString>,
     body: Body,
 ) -> Response {

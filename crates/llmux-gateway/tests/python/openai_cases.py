@@ -355,6 +355,155 @@ def case_burst():
     return {"ok": ok, "error": None}
 
 
+# ---------------------------------------------------------------------------------------------
+# The Responses API (`client.responses`)
+# ---------------------------------------------------------------------------------------------
+
+WEATHER_FUNCTION = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Get the weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+    "strict": False,
+}
+
+
+def response_usage_of(u):
+    if u is None:
+        return None
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "total_tokens": u.total_tokens,
+        "cached_tokens": u.input_tokens_details.cached_tokens,
+        "reasoning_tokens": u.output_tokens_details.reasoning_tokens,
+    }
+
+
+def response_summary(r):
+    return {
+        "type": type(r).__name__,
+        "id": r.id,
+        "object": r.object,
+        "status": r.status,
+        "model": r.model,
+        "output_types": [o.type for o in r.output],
+        "output_text": r.output_text,
+        "calls": [
+            {"id": o.id, "call_id": o.call_id, "name": o.name, "arguments": json.loads(o.arguments)}
+            for o in r.output
+            if o.type == "function_call"
+        ],
+        "usage": response_usage_of(r.usage),
+    }
+
+
+def case_responses():
+    raw = client().responses.with_raw_response.create(
+        model=MODEL,
+        instructions="You are terse.",
+        input="hi there",
+        # No max_output_tokens: Hunyuan's native API has no output cap (the gateway refuses one).
+        temperature=0.2,
+        store=False,
+        metadata={"case": "responses"},
+    )
+    r = raw.parse()
+    out = response_summary(r)
+    msg = next(o for o in r.output if o.type == "message")
+    out.update(
+        {
+            "message_role": msg.role,
+            "message_status": msg.status,
+            "part_types": [p.type for p in msg.content],
+            "instructions": r.instructions,
+            "metadata": r.metadata,
+            "request_id": raw.headers.get("x-request-id"),
+        }
+    )
+    return out
+
+
+def case_responses_stream():
+    """The SDK's own accumulator (`responses.stream`) over the raw event stream."""
+    with client().responses.stream(model=MODEL, input=[{"role": "user", "content": "hi there"}]) as s:
+        events = list(s)
+        final = s.get_final_response()
+    seqs = [e.sequence_number for e in events]
+    out = response_summary(final)
+    out.update(
+        {
+            "events": [e.type for e in events],
+            "deltas": "".join(e.delta for e in events if e.type == "response.output_text.delta"),
+            "snapshots_last": [e.snapshot for e in events if e.type == "response.output_text.delta"][-1:],
+            "sequence_ok": seqs == list(range(len(seqs))),
+            "created_id": events[0].response.id,
+        }
+    )
+    return out
+
+
+def weather_output(call):
+    args = json.loads(call.arguments)
+    return json.dumps({"city": args.get("city"), "forecast": "sunny", "celsius": 21})
+
+
+def case_responses_tools():
+    """Non-stream round trip: a function_call item, its output sent back, a final answer."""
+    c = client()
+    items = [{"role": "user", "content": "Hangzhou"}]
+    first = c.responses.create(model=MODEL, input=items, tools=[WEATHER_FUNCTION], tool_choice="auto")
+    items += [o.model_dump(exclude_none=True) for o in first.output]
+    for o in first.output:
+        if o.type == "function_call":
+            items.append({"type": "function_call_output", "call_id": o.call_id, "output": weather_output(o)})
+    final = c.responses.create(model=MODEL, input=items, tools=[WEATHER_FUNCTION])
+    return {"first": response_summary(first), "final": response_summary(final)}
+
+
+def case_responses_tools_stream():
+    """Streamed round trip through `responses.stream`, arguments arriving as deltas."""
+    c = client()
+    items = [{"role": "user", "content": "Hangzhou"}]
+    with c.responses.stream(model=MODEL, input=items, tools=[WEATHER_FUNCTION]) as s:
+        events = [e.type for e in s]
+        first = s.get_final_response()
+    items += [o.model_dump(exclude_none=True) for o in first.output]
+    for o in first.output:
+        if o.type == "function_call":
+            items.append({"type": "function_call_output", "call_id": o.call_id, "output": weather_output(o)})
+    with c.responses.stream(model=MODEL, input=items, tools=[WEATHER_FUNCTION]) as s:
+        final = s.get_final_response()
+    return {"events": sorted(set(events)), "first": response_summary(first), "final": response_summary(final)}
+
+
+def case_responses_refusals():
+    """What the gateway refuses, as the SDK raises it."""
+    c = client()
+    return {
+        "previous_response_id": expect_status_error(
+            lambda: c.responses.create(model=MODEL, input="hi", previous_response_id="resp_123")
+        ),
+        "web_search": expect_status_error(
+            lambda: c.responses.create(model=MODEL, input="hi", tools=[{"type": "web_search"}])
+        ),
+        "retrieve": expect_status_error(lambda: c.responses.retrieve("resp_123")),
+    }
+
+
+def case_responses_error():
+    """A Responses call that must fail (401, 403, 429 cases), whole and streamed."""
+    out = expect_status_error(lambda: client().responses.create(model=MODEL, input="hi"))
+    out["stream"] = expect_status_error(
+        lambda: list(client().responses.create(model=MODEL, input="hi", stream=True))
+    )
+    return out
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 //! non-blank value is accepted: the gateway speaks the `2023-06-01` version the official SDKs
 //! send); `anthropic-beta` is ignored (beta features are not carried across vendors).
 
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -49,10 +50,10 @@ impl Dialect<Chat> for Anthropic {
     type Body = MessageObject;
 
     fn decode(
-        head: &HeaderMap,
+        head: &Parts,
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, MessagesOptions>, ApiError> {
-        check_version(head)?;
+        check_version(&head.headers)?;
         let (request, options) = decode_messages(body)?;
         Ok(Decoded::new(request, options, options.stream))
     }
@@ -123,8 +124,8 @@ pub async fn messages(call: Call) -> Response {
     call.serve::<Chat, Anthropic>().await
 }
 
-fn decode_count(head: &HeaderMap, body: &[u8]) -> Result<ChatRequest, ApiError> {
-    check_version(head)?;
+fn decode_count(head: &Parts, body: &[u8]) -> Result<ChatRequest, ApiError> {
+    check_version(&head.headers)?;
     decode_count_tokens(body)
 }
 
@@ -195,8 +196,13 @@ mod tests {
         h.insert("anthropic-version", "2023-06-01".parse().unwrap());
         assert!(check_version(&h).is_ok());
         let body = br#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#;
-        assert!(<Anthropic as Dialect<Chat>>::decode(&h, body).is_ok());
-        assert!(<Anthropic as Dialect<Chat>>::decode(&HeaderMap::new(), body).is_err());
+        let head = |h: &HeaderMap| {
+            let (mut parts, ()) = http::Request::new(()).into_parts();
+            parts.headers = h.clone();
+            parts
+        };
+        assert!(<Anthropic as Dialect<Chat>>::decode(&head(&h), body).is_ok());
+        assert!(<Anthropic as Dialect<Chat>>::decode(&head(&HeaderMap::new()), body).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! answers and `text_completion` chunk streams), with the OpenAI error envelope; decoded into
 //! core types and encoded back by its own functions; its endpoint is declared here.
 
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::Response;
 use llmux_core::{ChatRequest, ChatResponse};
 
@@ -28,7 +28,7 @@ impl Dialect<Chat> for Completions {
     type Body = TextCompletion;
 
     fn decode(
-        _head: &HeaderMap,
+        _head: &Parts,
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, CompletionOptions>, ApiError> {
         let (request, options) = decode_completion(body)?;

@@ -2,6 +2,7 @@
 //! formats; `X-DashScope-SSE` streams, incremental or cumulative) and native text embeddings,
 //! decoded into core types and encoded back; its endpoints are declared here.
 
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
@@ -40,14 +41,14 @@ impl Dialect<Chat> for DashScope {
     type Body = response::GenerationResponse;
 
     fn decode(
-        head: &HeaderMap,
+        head: &Parts,
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, GenerationOptions>, ApiError> {
         let (request, options) = decode_generation(body)?;
         Ok(Decoded {
             request,
             options,
-            stream: wants_sse(head),
+            stream: wants_sse(&head.headers),
         })
     }
 
@@ -75,7 +76,7 @@ impl Dialect<Embed> for DashScope {
     type Options = ();
     type Body = embeddings::EmbeddingAnswer;
 
-    fn decode(_head: &HeaderMap, body: &[u8]) -> Result<Decoded<EmbeddingRequest, ()>, ApiError> {
+    fn decode(_head: &Parts, body: &[u8]) -> Result<Decoded<EmbeddingRequest, ()>, ApiError> {
         Ok(Decoded {
             request: decode_embeddings(body)?,
             options: (),

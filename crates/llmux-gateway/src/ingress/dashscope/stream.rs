@@ -11,7 +11,7 @@
 //! With no usage from the upstream the last frame keeps that count.
 
 use bytes::Bytes;
-use llmux_core::{StreamEvent, ToolCall, Usage};
+use llmux_core::{StreamEvent, Usage};
 use serde_json::{json, Value};
 
 use super::{GenerationOptions, ResultFormat};
@@ -25,7 +25,7 @@ pub struct FrameEncoder {
     seq: u64,
     text: String,
     reasoning: String,
-    calls: Vec<ToolCall>,
+    calls: crate::ingress::StreamedCalls,
     usage: Option<Usage>,
     prompt_estimate: u64,
     pieces: u64,
@@ -47,7 +47,7 @@ impl FrameEncoder {
             seq: 0,
             text: String::new(),
             reasoning: String::new(),
-            calls: Vec::new(),
+            calls: crate::ingress::StreamedCalls::default(),
             usage: None,
             prompt_estimate: 0,
             pieces: 0,
@@ -173,26 +173,13 @@ impl FrameEncoder {
                 if self.opts.result_format == ResultFormat::Text {
                     return;
                 }
-                let i = *index as usize;
-                if i > 1024 {
-                    return;
-                }
-                if self.calls.len() <= i {
-                    self.calls.resize_with(i + 1, || ToolCall {
-                        id: String::new(),
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                }
                 let first = id.as_deref().is_some_and(|s| !s.is_empty());
-                let c = &mut self.calls[i];
-                if let Some(id) = id.as_deref().filter(|s| !s.is_empty()) {
-                    c.id = id.to_owned();
-                }
-                if let Some(n) = name.as_deref().filter(|s| !s.is_empty()) {
-                    c.name = n.to_owned();
-                }
-                c.arguments.push_str(arguments);
+                let Some(i) = self
+                    .calls
+                    .push(*index, id.as_deref(), name.as_deref(), arguments)
+                else {
+                    return;
+                };
                 self.pieces += u64::from(!arguments.is_empty());
                 Piece::Call(i, arguments, first)
             }

@@ -2,7 +2,7 @@
 //! `chat.completion.chunk` streams) and `POST /v1/embeddings` (float or base64), decoded into
 //! core types and encoded back; its endpoints are declared here.
 
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
 use llmux_core::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent};
@@ -33,10 +33,7 @@ impl Dialect<Chat> for OpenAi {
     type Options = ChatOptions;
     type Body = response::ChatCompletion;
 
-    fn decode(
-        _head: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
+    fn decode(_head: &Parts, body: &[u8]) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
         let (request, options) = decode_chat(body)?;
         Ok(Decoded::new(request, options, options.stream))
     }
@@ -69,7 +66,7 @@ impl Dialect<Embed> for OpenAi {
     type Body = embeddings::EmbeddingList;
 
     fn decode(
-        _head: &HeaderMap,
+        _head: &Parts,
         body: &[u8],
     ) -> Result<Decoded<EmbeddingRequest, EncodingFormat>, ApiError> {
         let (request, options) = decode_embeddings(body)?;

@@ -366,17 +366,21 @@ pub(crate) fn tools(tools: Option<Vec<WireTool>>) -> Result<Vec<Tool>, ApiError>
             )
             .param(format!("tools[{i}].type")));
         }
-        out.push(Tool {
-            name: t.function.name,
-            description: t.function.description,
-            parameters: t
-                .function
-                .parameters
-                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
-            strict: t.function.strict,
-        });
+        out.push(function_tool(t.function));
     }
     Ok(out)
+}
+
+/// A function's definition → the core tool (without parameters: an empty object schema).
+pub(crate) fn function_tool(f: WireFunction) -> Tool {
+    Tool {
+        name: f.name,
+        description: f.description,
+        parameters: f
+            .parameters
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+        strict: f.strict,
+    }
 }
 
 pub(crate) fn tool_choice(c: WireToolChoice) -> Result<ToolChoice, ApiError> {
