@@ -16,6 +16,7 @@ use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingRespons
 use crate::SecretString;
 
 pub mod acs3;
+pub mod body;
 pub mod canonical;
 pub mod dashscope;
 pub mod hunyuan;
