@@ -1,7 +1,7 @@
 //! Alibaba DashScope (Qwen), native protocol: text and multimodal generation with
 //! `input.prompt`/`input.messages` and `parameters`, SSE streaming switched on by the
 //! `X-DashScope-SSE` header (incremental or cumulative), native embeddings; plus the
-//! registry row for DashScope's OpenAI-compatible mode.
+//! registry rows for DashScope's OpenAI-compatible mode and its Anthropic-compatible endpoint.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::anthropic::{Anthropic, MessagesSpec};
 use super::openai_compat::{
     args_string, classify_openai_error, describe, encode_response_format, encode_tools,
     merge_extra, non_json_error, parse_json, CompatSpec, Extensions, OpenAiCompat, WireToolCall,
@@ -144,6 +145,50 @@ pub const COMPAT_SPEC: ProviderSpec = ProviderSpec {
             None => format!("{}/compatible-mode/v1", region_host(s.region.as_deref())?),
         };
         Ok(Arc::new(OpenAiCompat::new(COMPAT, &base, Some(key))?))
+    },
+};
+
+/// DashScope's Anthropic-compatible endpoint: the Messages API codec with DashScope's error
+/// codes; no model list and no structured output (not documented there).
+pub const ANTHROPIC_COMPAT: MessagesSpec = MessagesSpec {
+    id: "dashscope-anthropic",
+    capabilities: Capabilities {
+        streaming: true,
+        tools: true,
+        vision: true,
+        json_mode: false,
+        embeddings: false,
+        list_models: false,
+    },
+    structured_output: false,
+    map_code: dashscope_code,
+};
+
+/// The registry row for the Anthropic-compatible endpoint (`…/apps/anthropic`, key in
+/// `x-api-key`, as DashScope's documentation sends it).
+pub const ANTHROPIC_SPEC: ProviderSpec = ProviderSpec {
+    id: "dashscope-anthropic",
+    description: "Alibaba DashScope / Qwen, Anthropic-compatible Messages API",
+    default_base_url: "https://dashscope.aliyuncs.com/apps/anthropic",
+    base_url_env: "DASHSCOPE_ANTHROPIC_BASE_URL",
+    region_env: Some("DASHSCOPE_REGION"),
+    credentials: CREDS,
+    models: &[
+        "qwen-plus",
+        "qwen-max",
+        "qwen-flash",
+        "qwen-turbo",
+        "qwen3-max",
+        "qwen3-coder-plus",
+        "qwen-vl-plus",
+    ],
+    build: |row, s| {
+        let key = s.require(row, "api_key")?.clone();
+        let base = match &s.base_url {
+            Some(b) => b.clone(),
+            None => format!("{}/apps/anthropic", region_host(s.region.as_deref())?),
+        };
+        Ok(Arc::new(Anthropic::new(ANTHROPIC_COMPAT, &base, key)?))
     },
 };
 

@@ -16,6 +16,7 @@ use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingRespons
 use crate::SecretString;
 
 pub mod acs3;
+pub mod anthropic;
 pub mod body;
 pub mod canonical;
 pub mod dashscope;
@@ -295,6 +296,8 @@ pub static REGISTRY: &[ProviderSpec] = &[
     pangu::SPEC,
     zhipu::SPEC,
     ollama::SPEC,
+    anthropic::SPEC,
+    dashscope::ANTHROPIC_SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.
