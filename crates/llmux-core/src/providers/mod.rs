@@ -20,6 +20,7 @@ pub mod anthropic;
 pub mod body;
 pub mod canonical;
 pub mod dashscope;
+pub mod gemini;
 pub mod hunyuan;
 pub mod ollama;
 pub mod openai;
@@ -298,6 +299,7 @@ pub static REGISTRY: &[ProviderSpec] = &[
     ollama::SPEC,
     anthropic::SPEC,
     dashscope::ANTHROPIC_SPEC,
+    gemini::SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.
