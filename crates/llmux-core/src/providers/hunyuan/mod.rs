@@ -17,7 +17,8 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::openai_compat::{
-    describe, non_json_error, openai_code, parse_json, CompatSpec, Extensions, OpenAiCompat, OPENAI,
+    describe, non_json_error, openai_code, parse_json, CompatSpec, Extensions, OpenAiCompat,
+    SearchField, OPENAI,
 };
 use super::{
     check_base_url, header_request_id, join_url, AuthContext, BoxFuture, Capabilities,
@@ -103,7 +104,7 @@ pub const OPENAI_COMPAT: CompatSpec = CompatSpec {
         enable_search: true,
         thinking: false,
     },
-    search_field: "enable_enhancement",
+    search_field: SearchField::EnableEnhancement,
     embeddings_base64: false,
     map_code: hunyuan_openai_code,
     capabilities: Capabilities {
