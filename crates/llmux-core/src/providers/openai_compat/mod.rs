@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::body::Extra;
 use super::{
@@ -156,110 +156,6 @@ impl OpenAiCompat {
         match &self.api_key {
             Some(k) => req.bearer(k),
             None => Ok(req),
-        }
-    }
-}
-
-/// Encodes the OpenAI `messages` array.
-pub fn encode_messages(messages: &[Message]) -> Vec<Value> {
-    messages
-        .iter()
-        .map(|m| {
-            let mut o = Map::new();
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            let content = match &m.content {
-                Content::Text(t) if t.is_empty() && !m.tool_calls.is_empty() => Value::Null,
-                Content::Text(t) => Value::from(t.as_str()),
-                Content::Parts(parts) => Value::Array(
-                    parts
-                        .iter()
-                        .map(|p| match p {
-                            ContentPart::Text { text } => json!({"type": "text", "text": text}),
-                            ContentPart::ImageUrl { url, detail } => {
-                                let mut img = json!({"url": url});
-                                if let Some(d) = detail {
-                                    img["detail"] = Value::from(d.as_str());
-                                }
-                                json!({"type": "image_url", "image_url": img})
-                            }
-                        })
-                        .collect(),
-                ),
-            };
-            o.insert("content".into(), content);
-            if let Some(n) = &m.name {
-                o.insert("name".into(), Value::from(n.as_str()));
-            }
-            if !m.tool_calls.is_empty() {
-                o.insert("tool_calls".into(), encode_tool_calls(&m.tool_calls));
-            }
-            if let Some(id) = &m.tool_call_id {
-                o.insert("tool_call_id".into(), Value::from(id.as_str()));
-            }
-            Value::Object(o)
-        })
-        .collect()
-}
-
-/// Encodes assistant tool calls in OpenAI shape.
-pub fn encode_tool_calls(calls: &[ToolCall]) -> Value {
-    Value::Array(
-        calls
-            .iter()
-            .map(|c| {
-                json!({"id": c.id, "type": "function",
-                       "function": {"name": c.name, "arguments": c.arguments}})
-            })
-            .collect(),
-    )
-}
-
-/// Encodes `tools` in OpenAI shape.
-pub fn encode_tools(tools: &[Tool]) -> Value {
-    Value::Array(
-        tools
-            .iter()
-            .map(|t| {
-                let mut f = Map::new();
-                f.insert("name".into(), Value::from(t.name.as_str()));
-                if let Some(d) = &t.description {
-                    f.insert("description".into(), Value::from(d.as_str()));
-                }
-                f.insert("parameters".into(), t.parameters.clone());
-                if let Some(s) = t.strict {
-                    f.insert("strict".into(), Value::from(s));
-                }
-                json!({"type": "function", "function": f})
-            })
-            .collect(),
-    )
-}
-
-/// Encodes `tool_choice` in OpenAI shape.
-pub fn encode_tool_choice(choice: &ToolChoice) -> Value {
-    match choice {
-        ToolChoice::None => Value::from("none"),
-        ToolChoice::Auto => Value::from("auto"),
-        ToolChoice::Required => Value::from("required"),
-        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
-    }
-}
-
-/// Encodes `response_format` in OpenAI shape.
-pub fn encode_response_format(rf: &ResponseFormat) -> Value {
-    match rf {
-        ResponseFormat::Text => json!({"type": "text"}),
-        ResponseFormat::JsonObject => json!({"type": "json_object"}),
-        ResponseFormat::JsonSchema {
-            name,
-            schema,
-            strict,
-        } => {
-            let mut js = json!({"name": name, "schema": schema});
-            if let Some(s) = strict {
-                js["strict"] = Value::from(*s);
-            }
-            json!({"type": "json_schema", "json_schema": js})
         }
     }
 }
