@@ -19,8 +19,8 @@ use crate::error::{CliError, Result};
 /// `llmux emulate` flags.
 #[derive(Debug, Clone, Args)]
 pub struct EmulateArgs {
-    /// First port: vendors listen on N, N+1, … in the order OpenAI, DashScope, Hunyuan, Zhipu,
-    /// Ollama, Spark, Pangu (default: any free ports).
+    /// First port: vendors listen on N, N+1, … in the order of the emulator table (OpenAI,
+    /// DashScope, Hunyuan, Zhipu, Ollama, Spark, Pangu, …; default: any free ports).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
     /// Delay before every response, in milliseconds.
@@ -128,7 +128,7 @@ pub async fn start_for(id: &str) -> Result<(Emulator, Vec<(String, String)>)> {
 /// Starts every vendor's emulator, prints their endpoints and serves until Ctrl-C or SIGTERM.
 pub async fn run(args: EmulateArgs) -> Result<()> {
     let mut emulators = Vec::with_capacity(Vendor::ALL.len());
-    for (i, vendor) in Vendor::ALL.into_iter().enumerate() {
+    for (i, &vendor) in Vendor::ALL.iter().enumerate() {
         let offset = u16::try_from(i).unwrap_or(u16::MAX);
         emulators.push(start(vendor, bind(args.port, offset)?, &args).await?);
     }

@@ -92,7 +92,7 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     let mut emulators = Vec::new();
     let mut emulated: BTreeMap<String, String> = BTreeMap::new();
     if args.emulate {
-        for vendor in Vendor::ALL {
+        for &vendor in Vendor::ALL {
             let emu = Emulator::start(EmulatorConfig::new(vendor))
                 .await
                 .map_err(|e| CliError::io(format!("starting the {} emulator", vendor.id()), e))?;

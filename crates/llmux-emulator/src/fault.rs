@@ -7,9 +7,7 @@ use axum::http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::emulator::{dashscope, hunyuan, ollama, openai, pangu, spark, zhipu};
-use crate::reply::{Ctx, Dialect, Reply, ReplyBody};
-use crate::sse;
+use crate::reply::{Ctx, Reply, ReplyBody};
 
 /// A queued fault: applies to the next `times` matching requests (`0` = every matching request, forever).
 ///
@@ -100,9 +98,8 @@ pub enum FaultKind {
         /// HTTP status.
         status: u16,
     },
-    /// Out of credit: OpenAI 429 `insufficient_quota`; DashScope 400 `Arrearage` (native and compatible mode);
-    /// Hunyuan native HTTP 200 `FailedOperation.ResourcePackExhausted`; Zhipu 429 code `1113`; Ollama (which has no
-    /// quotas) a plain 429 `{"error":"quota exhausted"}`.
+    /// Out of credit: the vendor's own quota or arrears error (each [`crate::Vendor`] constant documents it, e.g.
+    /// OpenAI 429 `insufficient_quota`, DashScope 400 `Arrearage`).
     QuotaExhausted,
     /// Sleep this long before the response head (on top of the configured latency).
     DelayFirstByte(Duration),
@@ -115,8 +112,8 @@ pub enum FaultKind {
         after: u32,
     },
     /// Stream: after N frames, send the vendor's mid-stream error and end the stream. Non-stream: the vendor's
-    /// content-moderation error (400; Hunyuan native: HTTP 200 with `FinishReason: "sensitive"`; Zhipu: 400 code
-    /// `1301`; Ollama, which does not moderate: 500 `{"error":"an error was encountered while running the model…"}`).
+    /// content-moderation error (each [`crate::Vendor`] constant documents both, e.g. OpenAI 400
+    /// `content_filter`).
     ErrorEvent {
         /// Frames sent before the error.
         after: u32,
@@ -228,7 +225,6 @@ impl From<FaultKind> for FaultKindWire {
 
 /// The reply a replacing fault answers with instead of the vendor handler, or `None` for shaping faults.
 pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
-    let native = ctx.dialect == Dialect::DashScopeNative;
     match kind {
         FaultKind::Status {
             status,
@@ -243,21 +239,13 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
                     } else {
                         "text/plain; charset=utf-8"
                     },
-                    headers: vec![("x-request-id", ctx.request_id())],
+                    headers: vec![(ctx.dialect.request_id_header(), ctx.request_id())],
                     body: ReplyBody::Full(Bytes::from(b.clone())),
                 },
-                None if native => dashscope::status_error(ctx, *status),
-                None => match ctx.dialect {
-                    Dialect::Hunyuan => hunyuan::status_error(ctx, *status),
-                    Dialect::Zhipu => zhipu::status_error(ctx, *status),
-                    Dialect::Ollama => ollama::status_error(ctx, *status),
-                    Dialect::SparkWs | Dialect::SparkHttp => spark::status_error(ctx, *status),
-                    Dialect::Pangu | Dialect::PanguIam => pangu::status_error(ctx, *status),
-                    _ => openai::status_error(ctx, *status),
-                },
+                None => ctx.dialect.status_error(ctx, *status),
             };
             if let Some(ra) = retry_after {
-                r = r.with_header("retry-after", ra.clone());
+                r = r.set_header("retry-after", ra.clone());
             }
             Some(r)
         }
@@ -275,43 +263,13 @@ pub(crate) fn replacement(kind: &FaultKind, ctx: &Ctx) -> Option<Reply> {
                 ))),
             })
         }
-        FaultKind::QuotaExhausted if native => Some(dashscope::quota_error(ctx)),
-        FaultKind::QuotaExhausted => Some(match ctx.dialect {
-            Dialect::Hunyuan => hunyuan::quota_error(ctx),
-            Dialect::Zhipu => zhipu::quota_error(ctx),
-            Dialect::Ollama => ollama::quota_error(ctx),
-            Dialect::SparkWs | Dialect::SparkHttp => spark::quota_error(ctx),
-            Dialect::Pangu | Dialect::PanguIam => pangu::quota_error(ctx),
-            _ => openai::quota_error(ctx),
-        }),
-        FaultKind::ErrorBody200 if native => Some(dashscope::error_body_200(ctx)),
-        FaultKind::ErrorBody200 => Some(match ctx.dialect {
-            Dialect::Hunyuan => hunyuan::error_body_200(ctx),
-            Dialect::Zhipu => zhipu::error_body_200(ctx),
-            Dialect::Ollama => ollama::error_body_200(ctx),
-            Dialect::SparkWs | Dialect::SparkHttp => spark::error_body_200(ctx),
-            Dialect::Pangu | Dialect::PanguIam => pangu::error_body_200(ctx),
-            _ => openai::error_body_200(ctx),
-        }),
+        FaultKind::QuotaExhausted => Some(ctx.dialect.quota_error(ctx)),
+        FaultKind::ErrorBody200 => Some(ctx.dialect.error_body_200(ctx)),
         FaultKind::DelayFirstByte(_)
         | FaultKind::StreamCutAfter(_)
         | FaultKind::MalformedFrame { .. }
         | FaultKind::ErrorEvent { .. }
         | FaultKind::IdleAfter { .. } => None,
-    }
-}
-
-/// `ErrorEvent` on a non-stream answer becomes the vendor's content-moderation error.
-pub(crate) fn content_filter(ctx: &Ctx) -> Reply {
-    match ctx.dialect {
-        Dialect::DashScopeNative => dashscope::content_filter_error(ctx),
-        Dialect::Hunyuan => hunyuan::content_filter_error(ctx),
-        Dialect::Zhipu => zhipu::content_filter_error(ctx),
-        Dialect::Ollama => ollama::content_filter_error(ctx),
-        Dialect::OpenAi | Dialect::DashScopeCompat => openai::content_filter_error(ctx),
-        Dialect::HunyuanCompat | Dialect::OllamaCompat => openai::content_filter_error(ctx),
-        Dialect::SparkWs | Dialect::SparkHttp => spark::content_filter_error(ctx),
-        Dialect::Pangu | Dialect::PanguIam => pangu::content_filter_error(ctx),
     }
 }
 
@@ -387,11 +345,11 @@ pub(crate) fn into_response(
                             return;
                         }
                         Some(FaultKind::ErrorEvent { after }) if i == clamp(*after, len) => {
-                            yield Ok(sse::error_frame(&ctx, i));
+                            yield Ok(ctx.dialect.stream_error_frame(&ctx, i));
                             return;
                         }
                         Some(FaultKind::MalformedFrame { after }) if i == clamp(*after, len) => {
-                            yield Ok(sse::malformed_frame(&ctx, i));
+                            yield Ok(ctx.dialect.malformed_frame(&ctx, i));
                         }
                         Some(FaultKind::IdleAfter { after, pause }) if i == clamp(*after, len) => {
                             tokio::time::sleep(*pause).await;

@@ -1,41 +1,15 @@
-//! What a vendor handler hands back (a status, headers and a full or SSE body) and the per-request context.
+//! What a dialect's handler hands back (a status, headers and a full or streamed body) and the per-request context.
 
 use bytes::Bytes;
 use serde_json::Value;
 
-/// The wire dialect a request is answered in, chosen from the vendor and the path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    /// OpenAI `/v1/...`.
-    OpenAi,
-    /// DashScope native `/api/v1/...` (and any path outside compatible mode).
-    DashScopeNative,
-    /// DashScope OpenAI-compatible mode `/compatible-mode/v1/...`.
-    DashScopeCompat,
-    /// Hunyuan native API 3.0 (`POST /`, TC3-signed); every path outside `/v1/`.
-    Hunyuan,
-    /// Hunyuan OpenAI-compatible `/v1/...` (bearer key).
-    HunyuanCompat,
-    /// Zhipu `/api/paas/v4/...`.
-    Zhipu,
-    /// Ollama native `/api/...` (and every path outside `/v1/`).
-    Ollama,
-    /// Ollama OpenAI-compatible `/v1/...`.
-    OllamaCompat,
-    /// iFlytek Spark WebSocket paths (`/v3.5/chat`, …): handshakes and frames.
-    SparkWs,
-    /// iFlytek Spark OpenAI-compatible HTTP API `/v1/...`.
-    SparkHttp,
-    /// Huawei Pangu chat (`/v1/{project}/deployments/...`, `/api/v2/...`).
-    Pangu,
-    /// Huawei IAM `/v3/...` on the Pangu emulator.
-    PanguIam,
-}
+use crate::emulator::Dialect;
 
 /// Per-request values that appear in answers.
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
-    pub dialect: Dialect,
+    /// The dialect the request is answered in, chosen by the vendor from the path.
+    pub dialect: &'static dyn Dialect,
     /// 1-based sequence number of the request on this emulator (control routes excluded).
     pub seq: u64,
     /// Unix seconds at arrival on the emulator's clock, used for `created`.
@@ -45,27 +19,14 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// DashScope-style uuid-like request id: `00000000-0000-4000-8000-<seq as 12 hex digits>`;
-    /// OpenAI: `req_emu<seq as 12 hex digits>`.
+    /// The request id in the dialect's format.
     pub(crate) fn request_id(&self) -> String {
-        match self.dialect {
-            Dialect::OpenAi => format!("req_emu{:012x}", self.seq),
-            Dialect::Hunyuan | Dialect::HunyuanCompat | Dialect::Zhipu => {
-                format!("00000000-0000-4000-8000-{:012x}", self.seq)
-            }
-            Dialect::Ollama | Dialect::OllamaCompat => format!("req_emu{:012x}", self.seq),
-            Dialect::DashScopeNative | Dialect::DashScopeCompat => {
-                format!("00000000-0000-4000-8000-{:012x}", self.seq)
-            }
-            Dialect::SparkWs => format!("cht{:08x}@dx{:016x}", self.seq, self.seq),
-            Dialect::SparkHttp => format!("cha{:08x}@dx{:016x}", self.seq, self.seq),
-            Dialect::Pangu | Dialect::PanguIam => format!("{:032x}", self.seq),
-        }
+        self.dialect.request_id(self.seq)
     }
 }
 
 /// A response body: complete bytes or a list of stream frames (each already encoded: SSE frames end in a blank
-/// line, Ollama's NDJSON lines in `\n`).
+/// line, NDJSON lines in `\n`).
 #[derive(Debug, Clone)]
 pub(crate) enum ReplyBody {
     Full(Bytes),
@@ -87,26 +48,18 @@ impl Reply {
         Reply {
             status,
             content_type: "application/json",
-            headers: vec![("x-request-id", ctx.request_id())],
+            headers: vec![(ctx.dialect.request_id_header(), ctx.request_id())],
             body: ReplyBody::Full(Bytes::from(body.to_string())),
         }
     }
 
     /// An SSE reply with the dialect's content type and request-id header.
     pub(crate) fn sse(ctx: &Ctx, frames: Vec<Bytes>) -> Reply {
-        let content_type = match ctx.dialect {
-            Dialect::DashScopeNative => "text/event-stream;charset=UTF-8",
-            Dialect::OpenAi | Dialect::DashScopeCompat => "text/event-stream",
-            Dialect::Hunyuan | Dialect::HunyuanCompat | Dialect::Zhipu => "text/event-stream",
-            Dialect::Ollama | Dialect::OllamaCompat => "text/event-stream",
-            Dialect::SparkWs | Dialect::SparkHttp | Dialect::Pangu | Dialect::PanguIam => {
-                "text/event-stream"
-            }
-        };
+        let content_type = ctx.dialect.sse_content_type();
         Reply {
             status: 200,
             content_type,
-            headers: vec![("x-request-id", ctx.request_id())],
+            headers: vec![(ctx.dialect.request_id_header(), ctx.request_id())],
             body: ReplyBody::Sse(frames),
         }
     }
@@ -114,6 +67,12 @@ impl Reply {
     pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Reply {
         self.headers.push((name, value));
         self
+    }
+
+    /// Sets a header, replacing any value the reply already has for it.
+    pub(crate) fn set_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.with_header(name, value)
     }
 
     pub(crate) fn is_stream(&self) -> bool {

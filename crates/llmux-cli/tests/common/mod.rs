@@ -95,16 +95,17 @@ pub async fn emulator(vendor: Vendor) -> Emulator {
 
 /// The environment pointing `vendor`'s provider at `emu`, with the right key.
 pub fn env_for(emu: &Emulator, vendor: Vendor) -> Vec<(&'static str, String)> {
-    match vendor {
-        Vendor::OpenAi => vec![
+    if vendor == Vendor::OpenAi {
+        vec![
             ("OPENAI_BASE_URL", emu.base_url()),
             ("OPENAI_API_KEY", vendor.default_key().to_owned()),
-        ],
-        _ => vec![
+        ]
+    } else {
+        vec![
             ("DASHSCOPE_BASE_URL", emu.base_url()),
             ("DASHSCOPE_COMPAT_BASE_URL", emu.compat_base_url().unwrap()),
             ("DASHSCOPE_API_KEY", vendor.default_key().to_owned()),
-        ],
+        ]
     }
 }
 

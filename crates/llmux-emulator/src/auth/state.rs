@@ -5,18 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::auth::iam::TokenStore;
-use crate::emulator::{hunyuan, pangu, spark};
 use crate::Vendor;
-
-/// The default credentials of a vendor (field, value); empty for vendors that only use bearer keys.
-pub(crate) fn default_credentials(vendor: Vendor) -> &'static [(&'static str, &'static str)] {
-    match vendor {
-        Vendor::Hunyuan => hunyuan::DEFAULT_CREDENTIALS,
-        Vendor::Spark => spark::DEFAULT_CREDENTIALS,
-        Vendor::Pangu => pangu::DEFAULT_CREDENTIALS,
-        _ => &[],
-    }
-}
 
 /// Credentials and issued tokens of one emulator. `Debug` shows credential names only.
 pub(crate) struct AuthState {
@@ -46,7 +35,9 @@ impl AuthState {
     /// A configured credential, else the vendor's default, else `None`.
     pub(crate) fn lookup(&self, field: &str) -> Option<&str> {
         self.credentials.get(field).map(String::as_str).or_else(|| {
-            default_credentials(self.vendor)
+            self.vendor
+                .0
+                .default_credentials()
                 .iter()
                 .find(|(f, _)| *f == field)
                 .map(|(_, v)| *v)

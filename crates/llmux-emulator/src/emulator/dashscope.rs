@@ -1,13 +1,112 @@
-//! DashScope native protocol (`/api/v1/services/...`): text and multimodal generation, text embedding, errors.
-//!
-//! Paths under `/compatible-mode/v1` are handed to the OpenAI emulator in compatible-mode dialect.
+//! Alibaba DashScope: the native protocol (`/api/v1/services/...`: text and multimodal generation, text
+//! embedding) and the OpenAI-compatible mode (`/compatible-mode/v1`, an OpenAI-style [`openai::Spec`]).
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::openai::{self, EmbeddingRules, ErrorSpec};
+use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, Usage};
 use crate::reply::{Ctx, Incoming, Reply};
-use crate::sse;
+use crate::{Shared, Vendor};
+
+/// The DashScope emulator.
+#[derive(Debug)]
+struct DashScope;
+
+impl Vendor {
+    /// Alibaba DashScope: native base `/api/v1` ([`crate::Emulator::base_url`]) and OpenAI-compatible mode
+    /// `/compatible-mode/v1` ([`crate::Emulator::compat_base_url`]); provider ids `dashscope` and
+    /// `dashscope-compat`. Default key `sk-emulator-dashscope`.
+    ///
+    /// * **Endpoints:** native `POST /api/v1/services/aigc/text-generation/generation`,
+    ///   `POST /api/v1/services/aigc/multimodal-generation/generation`,
+    ///   `POST /api/v1/services/embeddings/text-embedding/text-embedding` (any other path: 400 `InvalidURL`);
+    ///   compatible mode `chat/completions`, `embeddings`, `models`, `models/{id}` as [`Vendor::OpenAi`] with the
+    ///   differences of PROTOCOLS.md 1.7 listed below.
+    /// * **Auth:** `Authorization: Bearer <key>`; native 401 `{"code":"InvalidApiKey","message":"Invalid API-key
+    ///   provided.","request_id":"<id>"}`; compatible mode: OpenAI envelope, `code` `invalid_api_key`, plus
+    ///   top-level `request_id`.
+    /// * **Ids:** `00000000-0000-4000-8000-<seq as 12 hex digits>` (body `request_id` and header
+    ///   `x-request-id`; compatible mode also returns it as `request_id` in errors and `id` in embeddings).
+    /// * **Native answers:** PROTOCOLS 1.3; `result_format` defaults to `text`; multimodal is always the message
+    ///   format with `content: [{"text": ...}]` (`[]` for tool calls). `input.prompt` is one user message;
+    ///   `parameters.max_tokens` cuts the reply; `parallel_tool_calls` defaults to false; tools are answered only
+    ///   for `result_format: "message"` (and multimodal), the text format ignores them. Streaming only with
+    ///   header `X-DashScope-SSE: enable` (a body `stream` field is ignored): `id:N\nevent:result\n
+    ///   :HTTP_STATUS/200\ndata:..` frames, one per piece (one empty frame for an empty reply) or, for tools,
+    ///   per call one frame with id and name then one per fragment (continuations have `"id":""` and no name);
+    ///   `finish_reason` `"null"` until the last frame, which carries the finish reason itself; running usage on
+    ///   every frame; no `[DONE]`. `parameters.incremental_output: true` sends only the new piece, otherwise
+    ///   everything so far.
+    /// * **Validation:** malformed JSON → 400; missing `model` → 400 `BadRequest.EmptyModel`; `input` with
+    ///   neither `prompt` nor non-empty `messages` → 400 `InvalidParameter` "Either \"prompt\" or
+    ///   \"messages\" must exist and cannot both be none"; embeddings: v3/v4 more than 10 texts, v1/v2 more than
+    ///   25 → 400 `InvalidParameter`.
+    /// * **Embeddings:** native `parameters.dimension`, default 1024 for models containing `v3`/`v4`, else 1536
+    ///   (v1/v2 allow only 1536; v3 1024/768/512/256/128/64; v4 also 2048/1536). Compatible mode: `dimensions`
+    ///   else 1024; `encoding_format` other than `float` → 400, more than 10 inputs → 400.
+    /// * **Compatible mode** differs from OpenAI in: error bodies carry `request_id`, every validation error has
+    ///   code `invalid_parameter_error`, `parallel_tool_calls` defaults to false, `models` lists Qwen models.
+    /// * **Faults:** `QuotaExhausted` → 400 `Arrearage` (both modes); `ErrorEvent` → 400 `DataInspectionFailed`
+    ///   (compatible mode `data_inspection_failed`), mid-stream an `event:error` frame with `:HTTP_STATUS/400`
+    ///   (compatible mode a `data: {"error":{…"data_inspection_failed"…},"request_id"}` frame); `ErrorBody200` →
+    ///   200 `InternalError`.
+    #[expect(
+        non_upper_case_globals,
+        reason = "vendor constants keep the names of the enum variants they replaced, so callers did not change"
+    )]
+    pub const DashScope: Vendor = Vendor(&DashScope);
+}
+
+impl VendorEmulator for DashScope {
+    fn id(&self) -> &'static str {
+        "dashscope"
+    }
+
+    fn default_key(&self) -> &'static str {
+        "sk-emulator-dashscope"
+    }
+
+    fn base_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}/api/v1")
+    }
+
+    fn compat_base_url(&self, addr: SocketAddr) -> Option<String> {
+        Some(format!("http://{addr}/compatible-mode/v1"))
+    }
+
+    fn providers(&self) -> &'static [ProviderEnv] {
+        &[
+            ProviderEnv {
+                id: "dashscope",
+                compat: false,
+                vars: &[
+                    ("DASHSCOPE_BASE_URL", EnvValue::BaseUrl),
+                    ("DASHSCOPE_API_KEY", EnvValue::Key),
+                ],
+            },
+            ProviderEnv {
+                id: "dashscope-compat",
+                compat: true,
+                vars: &[
+                    ("DASHSCOPE_COMPAT_BASE_URL", EnvValue::BaseUrl),
+                    ("DASHSCOPE_API_KEY", EnvValue::Key),
+                ],
+            },
+        ]
+    }
+
+    fn dialect(&self, path: &str) -> &'static dyn Dialect {
+        if path.starts_with("/compatible-mode/") {
+            &COMPAT
+        } else {
+            &Native
+        }
+    }
+}
 
 const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation";
 const MULTIMODAL_GENERATION: &str = "/api/v1/services/aigc/multimodal-generation/generation";
@@ -17,88 +116,212 @@ const TEXT_EMBEDDING: &str = "/api/v1/services/embeddings/text-embedding/text-em
 pub(crate) const EITHER_PROMPT_OR_MESSAGES: &str =
     "Either \"prompt\" or \"messages\" must exist and cannot both be none";
 
-/// Routes a native DashScope request.
-pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
-    match (req.method, req.path) {
-        ("POST", TEXT_GENERATION) => generation(ctx, req, false),
-        ("POST", MULTIMODAL_GENERATION) => generation(ctx, req, true),
-        ("POST", TEXT_EMBEDDING) => embedding(ctx, req.body),
-        _ => error(
+/// The message DashScope sends when moderation blocks output.
+const DATA_INSPECTION_MESSAGE: &str = "Output data may contain inappropriate content.";
+
+/// Models listed by `GET /compatible-mode/v1/models`.
+const COMPAT_MODELS: &[&str] = &[
+    "qwen-plus",
+    "qwen-turbo",
+    "qwen-max",
+    "qwen-vl-plus",
+    "text-embedding-v3",
+    "text-embedding-v4",
+];
+
+/// DashScope native framing: `id:N\nevent:<event>\n:HTTP_STATUS/<status>\ndata:<json>\n\n` (no spaces).
+fn frame(id: usize, event: &str, status: u16, data: &Value) -> Bytes {
+    Bytes::from(format!(
+        "id:{id}\nevent:{event}\n:HTTP_STATUS/{status}\ndata:{data}\n\n"
+    ))
+}
+
+/// The native protocol.
+#[derive(Debug)]
+struct Native;
+
+impl Dialect for Native {
+    fn request_id(&self, seq: u64) -> String {
+        super::uuid_request_id(seq)
+    }
+
+    fn sse_content_type(&self) -> &'static str {
+        "text/event-stream;charset=UTF-8"
+    }
+
+    fn check_auth(&self, ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
+        super::check_bearer(req, shared, |_| {
+            error(ctx, 401, "InvalidApiKey", "Invalid API-key provided.")
+        })
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &Incoming<'_>, _shared: &Shared) -> Reply {
+        match (req.method, req.path) {
+            ("POST", TEXT_GENERATION) => generation(ctx, req, false),
+            ("POST", MULTIMODAL_GENERATION) => generation(ctx, req, true),
+            ("POST", TEXT_EMBEDDING) => embedding(ctx, req.body),
+            _ => error(
+                ctx,
+                400,
+                "InvalidURL",
+                "Invalid URL provided in your request.",
+            ),
+        }
+    }
+
+    fn status_error(&self, ctx: &Ctx, status: u16) -> Reply {
+        let (code, message) = match status {
+            400 => ("InvalidParameter", "Invalid parameter."),
+            401 => ("InvalidApiKey", "Invalid API-key provided."),
+            403 => ("AccessDenied", "Access denied."),
+            404 => ("ModelNotFound", "Model not found."),
+            408 => (
+                "RequestTimeOut",
+                "Request timed out, please try again later.",
+            ),
+            413 => ("BadRequest.TooLarge", "Payload Too Large"),
+            429 => (
+                "Throttling.RateQuota",
+                "Requests rate limit exceeded, please try again later.",
+            ),
+            503 => (
+                "ServiceUnavailable",
+                "Service temporarily unavailable, possibly overloaded or not ready.",
+            ),
+            s if s >= 500 => (
+                "InternalError",
+                "An internal error has occured, please try again later or contact service support.",
+            ),
+            _ => ("BadRequest", "Bad request."),
+        };
+        error(ctx, status, code, message)
+    }
+
+    fn quota_error(&self, ctx: &Ctx) -> Reply {
+        error(
             ctx,
             400,
-            "InvalidURL",
-            "Invalid URL provided in your request.",
-        ),
+            "Arrearage",
+            "Access denied, please make sure your account is in good standing.",
+        )
+    }
+
+    fn error_body_200(&self, ctx: &Ctx) -> Reply {
+        let mut r = self.status_error(ctx, 500);
+        r.status = 200;
+        r
+    }
+
+    fn content_filter_error(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 400, "DataInspectionFailed", DATA_INSPECTION_MESSAGE)
+    }
+
+    fn stream_error_frame(&self, ctx: &Ctx, sent: usize) -> Bytes {
+        frame(
+            sent + 1,
+            "error",
+            400,
+            &json!({"code": "DataInspectionFailed", "message": DATA_INSPECTION_MESSAGE,
+                    "request_id": ctx.request_id()}),
+        )
+    }
+
+    fn malformed_frame(&self, _ctx: &Ctx, sent: usize) -> Bytes {
+        Bytes::from(format!(
+            "id:{}\nevent:result\n:HTTP_STATUS/200\ndata:{{\"output\":{{\"choices\":[{{\"message\":\n\n",
+            sent + 1
+        ))
     }
 }
 
+/// The compatible mode: OpenAI's wire with DashScope's error codes, request ids and limits.
+const COMPAT: openai::Spec = openai::Spec {
+    prefix: "/compatible-mode/v1",
+    request_id: super::uuid_request_id,
+    auth_error: |_| {
+        (
+            "Incorrect API key provided. For details, see: https://help.aliyun.com/zh/model-studio/error-code#apikey-error".to_owned(),
+            Some("invalid_api_key"),
+        )
+    },
+    error_request_id: true,
+    invalid_code: Some("invalid_parameter_error"),
+    parallel_tool_calls: false,
+    models: COMPAT_MODELS,
+    status_error: compat_status_error,
+    quota: ErrorSpec {
+        status: 400,
+        message: "Access denied, please make sure your account is in good standing. For details, see: https://help.aliyun.com/zh/model-studio/error-code#overdue-payment",
+        kind: "Arrearage",
+        param: None,
+        code: Some("Arrearage"),
+    },
+    content_filter: ErrorSpec {
+        status: 400,
+        message: DATA_INSPECTION_MESSAGE,
+        kind: "data_inspection_failed",
+        param: None,
+        code: Some("data_inspection_failed"),
+    },
+    stream_error: ErrorSpec {
+        status: 400,
+        message: DATA_INSPECTION_MESSAGE,
+        kind: "data_inspection_failed",
+        param: None,
+        code: Some("data_inspection_failed"),
+    },
+    embeddings: EmbeddingRules {
+        base64: false,
+        max_inputs: Some(10),
+        model_dims: &[],
+        default_dim: 1024,
+        fixed_dim_models: &[],
+        with_id: true,
+    },
+    ..openai::OPENAI
+};
+
+/// Compatible mode's error message, type and code for an HTTP status (the type is the code).
+fn compat_status_error(status: u16) -> (&'static str, &'static str, Option<&'static str>) {
+    let (message, code) = match status {
+        400 => ("Invalid parameter.", "invalid_parameter_error"),
+        401 => ("Incorrect API key provided.", "invalid_api_key"),
+        403 => ("Access denied.", "access_denied"),
+        404 => (
+            "The model does not exist or you do not have access to it.",
+            "model_not_found",
+        ),
+        408 => (
+            "Request timed out, please try again later.",
+            "RequestTimeOut",
+        ),
+        429 => (
+            "Requests rate limit exceeded, please try again later.",
+            "limit_requests",
+        ),
+        500 => (
+            "An internal error has occured, please try again later or contact service support.",
+            "internal_error",
+        ),
+        503 => (
+            "Service temporarily unavailable, possibly overloaded or not ready.",
+            "ServiceUnavailable",
+        ),
+        s if s >= 500 => (
+            "An internal error has occured, please try again later or contact service support.",
+            "internal_error",
+        ),
+        _ => ("Bad request.", "invalid_request_error"),
+    };
+    (message, code, Some(code))
+}
+
 /// DashScope's error body `{"code","message","request_id"}`.
-pub(crate) fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
+fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
     Reply::json(
         ctx,
         status,
         &json!({"code": code, "message": message, "request_id": ctx.request_id()}),
-    )
-}
-
-/// The 401 for a missing or wrong key.
-pub(crate) fn auth_error(ctx: &Ctx) -> Reply {
-    error(ctx, 401, "InvalidApiKey", "Invalid API-key provided.")
-}
-
-/// The vendor's own error body for an HTTP status (used by `FaultKind::Status` without a body).
-pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
-    let (code, message) = match status {
-        400 => ("InvalidParameter", "Invalid parameter."),
-        401 => ("InvalidApiKey", "Invalid API-key provided."),
-        403 => ("AccessDenied", "Access denied."),
-        404 => ("ModelNotFound", "Model not found."),
-        408 => (
-            "RequestTimeOut",
-            "Request timed out, please try again later.",
-        ),
-        413 => ("BadRequest.TooLarge", "Payload Too Large"),
-        429 => (
-            "Throttling.RateQuota",
-            "Requests rate limit exceeded, please try again later.",
-        ),
-        503 => (
-            "ServiceUnavailable",
-            "Service temporarily unavailable, possibly overloaded or not ready.",
-        ),
-        s if s >= 500 => (
-            "InternalError",
-            "An internal error has occured, please try again later or contact service support.",
-        ),
-        _ => ("BadRequest", "Bad request."),
-    };
-    error(ctx, status, code, message)
-}
-
-/// `FaultKind::QuotaExhausted`: 400 `Arrearage`.
-pub(crate) fn quota_error(ctx: &Ctx) -> Reply {
-    error(
-        ctx,
-        400,
-        "Arrearage",
-        "Access denied, please make sure your account is in good standing.",
-    )
-}
-
-/// `FaultKind::ErrorBody200`: HTTP 200 with an `InternalError` body.
-pub(crate) fn error_body_200(ctx: &Ctx) -> Reply {
-    let mut r = status_error(ctx, 500);
-    r.status = 200;
-    r
-}
-
-/// `FaultKind::ErrorEvent` on a non-stream request: 400 `DataInspectionFailed`.
-pub(crate) fn content_filter_error(ctx: &Ctx) -> Reply {
-    error(
-        ctx,
-        400,
-        "DataInspectionFailed",
-        sse::DATA_INSPECTION_MESSAGE,
     )
 }
 
@@ -222,7 +445,7 @@ fn generation(ctx: &Ctx, req: &Incoming<'_>, multimodal: bool) -> Reply {
             completion: step.tokens_so_far,
         };
         let data = envelope(ctx, output(format, shown, finish), running);
-        frames.push(sse::dashscope_frame(i + 1, "result", 200, &data));
+        frames.push(frame(i + 1, "result", 200, &data));
     }
     Reply::sse(ctx, frames)
 }

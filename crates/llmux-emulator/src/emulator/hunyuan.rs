@@ -1,24 +1,257 @@
-//! Tencent Hunyuan native API 3.0 (`POST /`, TC3-HMAC-SHA256, PROTOCOLS 3): the `ChatCompletions` action.
+//! Tencent Hunyuan: the native API 3.0 (`POST /`, TC3-HMAC-SHA256, PROTOCOLS 3: the `ChatCompletions` and
+//! `GetEmbedding` actions) and the OpenAI-compatible endpoint `/v1` (an OpenAI-style [`openai::Spec`]).
 //!
-//! Every native error is HTTP 200 with `{"Response":{"Error":{"Code","Message"},"RequestId"}}`. Paths under `/v1/`
-//! are Hunyuan's OpenAI-compatible endpoint and go to the OpenAI emulator (dialect `HunyuanCompat`).
+//! Every native error is HTTP 200 with `{"Response":{"Error":{"Code","Message"},"RequestId"}}`.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::openai;
+use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, ToolChoice, ToolDef, Usage};
 use crate::auth::tc3;
 use crate::reply::{Ctx, Incoming, Reply, ReplyBody};
-use crate::Shared;
+use crate::{sse, Shared, Vendor};
 
-/// The only action the emulator implements.
+/// The Hunyuan emulator.
+#[derive(Debug)]
+struct Hunyuan;
+
+impl Vendor {
+    /// Tencent Hunyuan: native base `/` (the API 3.0 endpoint, [`crate::Emulator::base_url`]
+    /// `http://127.0.0.1:P/`) and OpenAI-compatible base `/v1` ([`crate::Emulator::compat_base_url`]); provider
+    /// ids `hunyuan` and `hunyuan-openai`. Default key `sk-emulator-hunyuan` (the compatible endpoint's).
+    ///
+    /// * **Endpoints:** native `POST /` with `X-TC-Action: ChatCompletions` (or `GetEmbedding`) and
+    ///   `X-TC-Version: 2023-09-01` (another action: `InvalidAction`; another version: `NoSuchVersion`; another
+    ///   path: HTTP 404 `UnsupportedOperation`); compatible `/v1`: `chat/completions`, `embeddings`, `models`
+    ///   as [`Vendor::OpenAi`] (with the Hunyuan request-id format).
+    /// * **Auth (native, PROTOCOLS 3.2):** the TC3-HMAC-SHA256 signature is recomputed from the received method,
+    ///   `/`, raw query, the headers named in `SignedHeaders` (values trimmed and lower-cased; `content-type` and
+    ///   `host` must be among them) and SHA-256 of the exact body bytes; the service comes from the credential
+    ///   scope and must be `hunyuan`, and the scope date must be the UTC date of `X-TC-Timestamp`. Credentials:
+    ///   `secret_id` (default [`crate::HUNYUAN_SECRET_ID`] `AKIDemulator`), `secret_key` (default
+    ///   [`crate::HUNYUAN_SECRET_KEY`] `emulator-secret-key`) and optionally `token` (then `X-TC-Token` must
+    ///   equal it; no default). Errors are HTTP 200 `{"Response":{"Error":{"Code","Message"},"RequestId"}}`,
+    ///   checked in this order: missing or non-TC3 `Authorization` → `AuthFailure.InvalidAuthorization`; no
+    ///   `X-TC-Timestamp` → `MissingParameter`; timestamp more than 300 s from the emulator clock →
+    ///   `AuthFailure.SignatureExpire` ("Signature expired. …"); other SecretId → `AuthFailure.SecretIdNotFound`;
+    ///   token → `AuthFailure.TokenFailure`; scope or signature → `AuthFailure.SignatureFailure`. The
+    ///   compatible endpoint takes `Authorization: Bearer <key>` from [`crate::EmulatorConfig::api_keys`] and
+    ///   answers 401 like OpenAI.
+    /// * **Ids:** `RequestId`, `Id`, header `X-TC-RequestId` on streams (and the compatible endpoint's
+    ///   `x-request-id`) are `00000000-0000-4000-8000-<seq as 12 hex digits>`.
+    /// * **Answers:** non-stream PROTOCOLS 3.3, `{"Response":{"RequestId","Id","Created","Note","Choices":
+    ///   [{"Index":0,"FinishReason","Message":{"Role","Content","ToolCalls"?:[{"Id","Type","Function":{"Name",
+    ///   "Arguments"},"Index"}]}}],"Usage":{"PromptTokens","CompletionTokens","TotalTokens"}}}`. Stream
+    ///   (`Stream: true`): `text/event-stream`, `data: <json>\n\n` events not wrapped in `Response` (`Note`,
+    ///   `Choices[{Index,FinishReason,Delta{Role,Content,ToolCalls?}}]`, `Created`, `Id`, `Usage`): one per
+    ///   piece, or per tool call one with `Id`, `Type`, `Function.Name`, `Arguments:""` then one per fragment
+    ///   carrying `Id`, `Index` and `Function.Arguments`; `FinishReason` `""` until a final event with empty
+    ///   content; cumulative `Usage` on every event; no `[DONE]`. `Stop` keeps the stop string (Hunyuan stops
+    ///   *after* the match); there is no max-tokens option; the first tool only is answered; `ToolChoice:
+    ///   "custom"` + `CustomTool.Function.Name` names the tool (unknown name: `InvalidParameterValue`);
+    ///   `Tools[].Function.Parameters` is a JSON string (an object: `InvalidParameter`). `GetEmbedding`:
+    ///   `Input` or `InputList` → `Data[{Embedding,Index,Object}]`, 1024 dimensions.
+    /// * **Validation (HTTP 200):** missing `Model`/`Messages` (or empty) → `MissingParameter`; bad role, a
+    ///   `tool` message without `ToolCallId`, a last message that is not `user`/`tool`, wrong types →
+    ///   `InvalidParameter`; `Temperature` outside 0–2, `TopP` outside 0–1, `Seed` outside 1–10000, unknown
+    ///   `ToolChoice` → `InvalidParameterValue`.
+    /// * **Faults (native):** errors stay HTTP 200: `QuotaExhausted` → `FailedOperation.ResourcePackExhausted`,
+    ///   `ErrorBody200` → `InternalError`; a `Status` fault keeps its HTTP status with a Tencent body such as
+    ///   `RequestLimitExceeded`; `ErrorEvent` → HTTP 200 with `FinishReason: "sensitive"`, mid-stream
+    ///   `{"Note","Choices":[],"Created","Id","ErrorMsg":{"Code":4000,"Msg"}}`.
+    #[expect(
+        non_upper_case_globals,
+        reason = "vendor constants keep the names of the enum variants they replaced, so callers did not change"
+    )]
+    pub const Hunyuan: Vendor = Vendor(&Hunyuan);
+}
+
+impl VendorEmulator for Hunyuan {
+    fn id(&self) -> &'static str {
+        "hunyuan"
+    }
+
+    fn default_key(&self) -> &'static str {
+        "sk-emulator-hunyuan"
+    }
+
+    fn default_credentials(&self) -> &'static [(&'static str, &'static str)] {
+        DEFAULT_CREDENTIALS
+    }
+
+    fn base_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}/")
+    }
+
+    fn compat_base_url(&self, addr: SocketAddr) -> Option<String> {
+        Some(format!("http://{addr}/v1"))
+    }
+
+    fn providers(&self) -> &'static [ProviderEnv] {
+        &[
+            ProviderEnv {
+                id: "hunyuan",
+                compat: false,
+                vars: &[
+                    ("HUNYUAN_BASE_URL", EnvValue::BaseUrl),
+                    ("TENCENTCLOUD_SECRET_ID", EnvValue::Credential("secret_id")),
+                    (
+                        "TENCENTCLOUD_SECRET_KEY",
+                        EnvValue::Credential("secret_key"),
+                    ),
+                ],
+            },
+            ProviderEnv {
+                id: "hunyuan-openai",
+                compat: true,
+                vars: &[
+                    ("HUNYUAN_OPENAI_BASE_URL", EnvValue::BaseUrl),
+                    ("HUNYUAN_API_KEY", EnvValue::Key),
+                ],
+            },
+        ]
+    }
+
+    fn dialect(&self, path: &str) -> &'static dyn Dialect {
+        if path.starts_with("/v1/") {
+            &COMPAT
+        } else {
+            &Native
+        }
+    }
+}
+
+/// The OpenAI-compatible endpoint `/v1`: OpenAI's behaviour with Hunyuan's request ids.
+const COMPAT: openai::Spec = openai::Spec {
+    request_id: super::uuid_request_id,
+    ..openai::OPENAI
+};
+
+/// The native API 3.0.
+#[derive(Debug)]
+struct Native;
+
+impl Dialect for Native {
+    fn request_id(&self, seq: u64) -> String {
+        super::uuid_request_id(seq)
+    }
+
+    /// Verifies the TC3 signature against the configured `secret_id`/`secret_key` (and `token`, if configured).
+    fn check_auth(&self, ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
+        let creds = tc3::Credentials {
+            secret_id: shared.auth.credential("secret_id"),
+            secret_key: shared.auth.credential("secret_key"),
+            token: shared.auth.lookup("token"),
+            service: SERVICE,
+        };
+        let now = ctx.now_ms.div_euclid(1000);
+        match tc3::verify(
+            req.method,
+            req.query.unwrap_or_default(),
+            req.headers,
+            req.body,
+            &creds,
+            now,
+        ) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::debug!(code = e.code(), "hunyuan emulator refused a request: {e:?}");
+                Some(error(ctx, 200, e.code(), &e.message()))
+            }
+        }
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &Incoming<'_>, _shared: &Shared) -> Reply {
+        handle(ctx, req)
+    }
+
+    fn status_error(&self, ctx: &Ctx, status: u16) -> Reply {
+        let (code, message) = match status {
+            400 => ("InvalidParameter", "Invalid parameter."),
+            401 => (
+                "AuthFailure.SignatureFailure",
+                "The provided credentials could not be validated.",
+            ),
+            403 => ("UnauthorizedOperation", "The request is not authorized."),
+            404 => ("ResourceNotFound", "The resource does not exist."),
+            429 => (
+                "RequestLimitExceeded",
+                "Your current request rate has exceeded the limit. Please try again later.",
+            ),
+            503 => (
+                "FailedOperation.EngineServerError",
+                "The engine server is unavailable. Please try again later.",
+            ),
+            s if s >= 500 => ("InternalError", "An internal error occurred."),
+            _ => ("InvalidParameter", "Invalid request."),
+        };
+        error(ctx, status, code, message)
+    }
+
+    fn quota_error(&self, ctx: &Ctx) -> Reply {
+        error(
+            ctx,
+            200,
+            "FailedOperation.ResourcePackExhausted",
+            "The resource pack is exhausted. Please purchase a resource pack or top up your account.",
+        )
+    }
+
+    fn error_body_200(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 200, "InternalError", "An internal error occurred.")
+    }
+
+    /// A moderated answer, `FinishReason: "sensitive"`.
+    fn content_filter_error(&self, ctx: &Ctx) -> Reply {
+        let id = ctx.request_id();
+        Reply::json(
+            ctx,
+            200,
+            &json!({"Response": {"RequestId": id, "Id": id, "Created": ctx.created, "Note": NOTE,
+                "Choices": [{"Index": 0, "FinishReason": "sensitive",
+                             "Message": {"Role": "assistant",
+                                         "Content": "很抱歉，我还未学习到如何回答这个问题的内容，暂时无法提供相关信息。"}}],
+                "Usage": {"PromptTokens": 0, "CompletionTokens": 0, "TotalTokens": 0}}}),
+        )
+    }
+
+    /// `ErrorMsg` code 4000 (internal error), no `Choices`.
+    fn stream_error_frame(&self, ctx: &Ctx, _sent: usize) -> Bytes {
+        let id = ctx.request_id();
+        sse::data(
+            &json!({"Note": NOTE, "Choices": [], "Created": ctx.created, "Id": id,
+            "ErrorMsg": {"Code": 4000, "Msg": "服务内部错误，请稍后重试。"}}),
+        )
+    }
+
+    fn malformed_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        Bytes::from_static(
+            b"data: {\"Note\":\"\",\"Choices\":[{\"FinishReason\":\"\",\"Delta\":\n\n",
+        )
+    }
+
+    /// True when a full reply carries `Response.Error`.
+    fn is_http_200_error(&self, reply: &Reply) -> bool {
+        match &reply.body {
+            ReplyBody::Full(b) => serde_json::from_slice::<Value>(b)
+                .is_ok_and(|v| v["Response"].get("Error").is_some()),
+            ReplyBody::Sse(_) => false,
+        }
+    }
+}
+
+/// The only chat action the emulator implements.
 pub(crate) const ACTION: &str = "ChatCompletions";
 /// The API version `ChatCompletions` belongs to.
 pub(crate) const VERSION: &str = "2023-09-01";
 /// The service named in the credential scope.
 pub(crate) const SERVICE: &str = "hunyuan";
 /// Default credentials: `secret_id` = [`crate::HUNYUAN_SECRET_ID`], `secret_key` = [`crate::HUNYUAN_SECRET_KEY`].
-pub(crate) const DEFAULT_CREDENTIALS: &[(&str, &str)] = &[
+const DEFAULT_CREDENTIALS: &[(&str, &str)] = &[
     ("secret_id", crate::HUNYUAN_SECRET_ID),
     ("secret_key", crate::HUNYUAN_SECRET_KEY),
 ];
@@ -26,7 +259,7 @@ pub(crate) const DEFAULT_CREDENTIALS: &[(&str, &str)] = &[
 pub(crate) const NOTE: &str = "以上内容为AI生成，不代表开发者立场，请勿删除或修改本标记";
 
 /// The Tencent error envelope with this HTTP status.
-pub(crate) fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
+fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
     Reply::json(
         ctx,
         status,
@@ -52,105 +285,8 @@ fn missing(ctx: &Ctx, name: &str) -> Reply {
     )
 }
 
-/// Verifies the TC3 signature against the configured `secret_id`/`secret_key` (and `token`, if configured).
-pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
-    let creds = tc3::Credentials {
-        secret_id: shared.auth.credential("secret_id"),
-        secret_key: shared.auth.credential("secret_key"),
-        token: shared.auth.lookup("token"),
-        service: SERVICE,
-    };
-    let now = ctx.now_ms.div_euclid(1000);
-    match tc3::verify(
-        req.method,
-        req.query.unwrap_or_default(),
-        req.headers,
-        req.body,
-        &creds,
-        now,
-    ) {
-        Ok(()) => None,
-        Err(e) => {
-            tracing::debug!(code = e.code(), "hunyuan emulator refused a request: {e:?}");
-            Some(error(ctx, 200, e.code(), &e.message()))
-        }
-    }
-}
-
-/// The vendor's error body for an HTTP status (used by `FaultKind::Status` without a body).
-pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
-    let (code, message) = match status {
-        400 => ("InvalidParameter", "Invalid parameter."),
-        401 => (
-            "AuthFailure.SignatureFailure",
-            "The provided credentials could not be validated.",
-        ),
-        403 => ("UnauthorizedOperation", "The request is not authorized."),
-        404 => ("ResourceNotFound", "The resource does not exist."),
-        429 => (
-            "RequestLimitExceeded",
-            "Your current request rate has exceeded the limit. Please try again later.",
-        ),
-        503 => (
-            "FailedOperation.EngineServerError",
-            "The engine server is unavailable. Please try again later.",
-        ),
-        s if s >= 500 => ("InternalError", "An internal error occurred."),
-        _ => ("InvalidParameter", "Invalid request."),
-    };
-    error(ctx, status, code, message)
-}
-
-/// `FaultKind::QuotaExhausted`: HTTP 200 `FailedOperation.ResourcePackExhausted`.
-pub(crate) fn quota_error(ctx: &Ctx) -> Reply {
-    error(
-        ctx,
-        200,
-        "FailedOperation.ResourcePackExhausted",
-        "The resource pack is exhausted. Please purchase a resource pack or top up your account.",
-    )
-}
-
-/// `FaultKind::ErrorBody200`: HTTP 200 `InternalError` (every Hunyuan error is HTTP 200).
-pub(crate) fn error_body_200(ctx: &Ctx) -> Reply {
-    error(ctx, 200, "InternalError", "An internal error occurred.")
-}
-
-/// `FaultKind::ErrorEvent` on a non-stream request: a moderated answer, `FinishReason: "sensitive"`.
-pub(crate) fn content_filter_error(ctx: &Ctx) -> Reply {
-    let id = ctx.request_id();
-    Reply::json(
-        ctx,
-        200,
-        &json!({"Response": {"RequestId": id, "Id": id, "Created": ctx.created, "Note": NOTE,
-            "Choices": [{"Index": 0, "FinishReason": "sensitive",
-                         "Message": {"Role": "assistant",
-                                     "Content": "很抱歉，我还未学习到如何回答这个问题的内容，暂时无法提供相关信息。"}}],
-            "Usage": {"PromptTokens": 0, "CompletionTokens": 0, "TotalTokens": 0}}}),
-    )
-}
-
-/// The mid-stream error event: `ErrorMsg` code 4000 (internal error), no `Choices`.
-pub(crate) fn error_event(ctx: &Ctx) -> Bytes {
-    let id = ctx.request_id();
-    crate::sse::openai_frame(
-        &json!({"Note": NOTE, "Choices": [], "Created": ctx.created, "Id": id,
-        "ErrorMsg": {"Code": 4000, "Msg": "服务内部错误，请稍后重试。"}}),
-    )
-}
-
-/// True when a full reply carries `Response.Error`.
-pub(crate) fn is_error(reply: &Reply) -> bool {
-    match &reply.body {
-        ReplyBody::Full(b) => {
-            serde_json::from_slice::<Value>(b).is_ok_and(|v| v["Response"].get("Error").is_some())
-        }
-        ReplyBody::Sse(_) => false,
-    }
-}
-
 /// Routes a native request (after the signature was verified).
-pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
+fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
     if req.path != "/" {
         return error(
             ctx,
@@ -503,7 +639,7 @@ fn chat(ctx: &Ctx, body: &[u8]) -> Reply {
 fn stream_frames(ctx: &Ctx, ans: &Answer, usage: Usage) -> Vec<Bytes> {
     let id = ctx.request_id();
     let event = |delta: Value, finish: &str, completion: u64| {
-        crate::sse::openai_frame(&json!({"Note": NOTE,
+        sse::data(&json!({"Note": NOTE,
             "Choices": [{"Index": 0, "FinishReason": finish, "Delta": delta}],
             "Created": ctx.created, "Id": id,
             "Usage": usage_json(Usage { prompt: usage.prompt, completion })}))

@@ -1,22 +1,167 @@
 //! Ollama native API (PROTOCOLS 7): `/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`, `/api/tags`,
-//! with NDJSON streams; `/v1/...` is the OpenAI-compatible endpoint (the OpenAI emulator, dialect `OllamaCompat`).
-//!
-//! No authentication. `stream` defaults to true. Models outside the configured list get 404
-//! `{"error":"model 'x' not found"}` (`x` and `x:latest` name the same model).
+//! with NDJSON streams; `/v1/...` is the OpenAI-compatible endpoint (an OpenAI-style [`openai::Spec`]).
+
+use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::openai;
+use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Finish, Msg, ToolChoice, Usage};
 use crate::clock::rfc3339_ms;
 use crate::ndjson;
-use crate::reply::{Ctx, Dialect, Incoming, Reply, ReplyBody};
+use crate::reply::{Ctx, Incoming, Reply, ReplyBody};
+use crate::{Shared, Vendor};
+
+/// The Ollama emulator.
+#[derive(Debug)]
+struct Ollama;
+
+impl Vendor {
+    /// Ollama, base `/` ([`crate::Emulator::base_url`] `http://127.0.0.1:P`), OpenAI-compatible `/v1`
+    /// ([`crate::Emulator::compat_base_url`]); provider id `ollama` (variable `OLLAMA_HOST`). No authentication
+    /// on any path; the default key `ollama` is what Ollama's docs tell OpenAI clients to send. Models:
+    /// [`crate::EmulatorConfig::models`] (default [`crate::OLLAMA_MODELS`]).
+    ///
+    /// * **Endpoints:** `POST /api/chat`, `POST /api/generate`, `POST /api/embed`, `POST /api/embeddings`
+    ///   (legacy), `GET /api/tags`, `GET /api/version`, `GET /` ("Ollama is running"); OpenAI-compatible
+    ///   `/v1/chat/completions`, `/v1/embeddings` (any model) and `/v1/models`, `/v1/models/{id}` (the
+    ///   configured models). Any other path: 404 `404 page not found` (text/plain).
+    /// * **Ids:** `x-request-id: req_emu<seq as 12 hex>`, only as a header.
+    /// * **Answers:** PROTOCOLS 7. Non-stream `application/json`; stream (`stream` defaults to **true**)
+    ///   `application/x-ndjson`, one object per `\n`-terminated line: `{"model","created_at","message":{"role",
+    ///   "content":piece},"done":false}` (generate: `response`), tool calls whole in one line with `arguments`
+    ///   as a JSON object (first tool only), then `{"done":true,"done_reason":"stop"|"length",
+    ///   "total_duration","load_duration","prompt_eval_count","prompt_eval_duration","eval_count",
+    ///   "eval_duration"}` (generate adds `context`: token ids 1..=total). Durations are deterministic: load
+    ///   1 ms, 0.1 ms per prompt token, 1 ms per completion token. `options.num_predict` (negative = unlimited)
+    ///   and `options.stop` shape the reply. `/api/generate` treats `system` + `prompt` as a system and a user
+    ///   message; a chat without messages (or a generate without prompt) only loads the model:
+    ///   `done_reason: "load"`, empty answer.
+    /// * **Errors** `{"error":"…"}`: unknown model → 404 `model 'x' not found` (`x` = `x:latest`); no `model`
+    ///   or bad JSON → 400.
+    /// * **Embeddings:** `dimensions`, else 768; `/api/embed` returns one vector per input and `[]` for no
+    ///   input; legacy `/api/embeddings` one `embedding`, `[]` for an empty prompt.
+    /// * **Faults:** streams count NDJSON lines as frames; the mid-stream error is the line `{"error":"an error
+    ///   was encountered while running the model: unexpected EOF"}`; `QuotaExhausted` is a plain 429
+    ///   `{"error":"quota exhausted"}` (Ollama has no quotas); `ErrorEvent` on a whole answer → 500 with the
+    ///   runner error (Ollama does not moderate); `ErrorBody200` → 200 with the runner error.
+    #[expect(
+        non_upper_case_globals,
+        reason = "vendor constants keep the names of the enum variants they replaced, so callers did not change"
+    )]
+    pub const Ollama: Vendor = Vendor(&Ollama);
+}
+
+impl VendorEmulator for Ollama {
+    fn id(&self) -> &'static str {
+        "ollama"
+    }
+
+    fn default_key(&self) -> &'static str {
+        "ollama"
+    }
+
+    fn default_models(&self) -> &'static [&'static str] {
+        crate::OLLAMA_MODELS
+    }
+
+    fn base_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}")
+    }
+
+    fn compat_base_url(&self, addr: SocketAddr) -> Option<String> {
+        Some(format!("http://{addr}/v1"))
+    }
+
+    fn providers(&self) -> &'static [ProviderEnv] {
+        &[ProviderEnv {
+            id: "ollama",
+            compat: false,
+            vars: &[("OLLAMA_HOST", EnvValue::BaseUrl)],
+        }]
+    }
+
+    fn dialect(&self, path: &str) -> &'static dyn Dialect {
+        if path.starts_with("/v1/") {
+            &COMPAT
+        } else {
+            &Native
+        }
+    }
+}
+
+/// The OpenAI-compatible endpoint `/v1`: no auth, the configured models.
+const COMPAT: openai::Spec = openai::Spec {
+    bearer_auth: false,
+    models_route: Some(openai_models),
+    ..openai::OPENAI
+};
+
+/// The error Ollama reports when the model runner fails (mid-stream and for `FaultKind::ErrorEvent`).
+const RUNNER_ERROR: &str = "an error was encountered while running the model: unexpected EOF";
+
+/// The native API.
+#[derive(Debug)]
+struct Native;
+
+impl Dialect for Native {
+    fn request_id(&self, seq: u64) -> String {
+        super::emu_request_id(seq)
+    }
+
+    fn check_auth(&self, _ctx: &Ctx, _req: &Incoming<'_>, _shared: &Shared) -> Option<Reply> {
+        None
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Reply {
+        handle(ctx, req, &shared.models)
+    }
+
+    fn status_error(&self, ctx: &Ctx, status: u16) -> Reply {
+        let message = match status {
+            503 => "server busy, please try again.  maximum pending requests exceeded".to_owned(),
+            s => StatusCode::from_u16(s)
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or("error")
+                .to_lowercase(),
+        };
+        error(ctx, status, &message)
+    }
+
+    /// Ollama has no quotas, so a plain 429.
+    fn quota_error(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 429, "quota exhausted")
+    }
+
+    /// HTTP 200 whose body is `{"error":"…"}`.
+    fn error_body_200(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 200, RUNNER_ERROR)
+    }
+
+    /// Ollama does not moderate, so the runner fails (500).
+    fn content_filter_error(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 500, RUNNER_ERROR)
+    }
+
+    /// The line `{"error":"…"}` after which the stream ends.
+    fn stream_error_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        ndjson::line(&json!({ "error": RUNNER_ERROR }))
+    }
+
+    /// A line whose JSON is cut short.
+    fn malformed_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        Bytes::from_static(b"{\"model\":\"malformed\",\"message\":{\"role\":\n")
+    }
+}
 
 /// The version `/api/version` reports.
-pub(crate) const VERSION: &str = "0.6.3";
+const VERSION: &str = "0.6.3";
 /// Embedding size when the request names no `dimensions`.
-pub(crate) const EMBED_DIM: usize = 768;
+const EMBED_DIM: usize = 768;
 /// Nanoseconds charged for loading the model.
 const LOAD_NS: u64 = 1_000_000;
 /// Nanoseconds charged per prompt token.
@@ -25,36 +170,8 @@ const PROMPT_NS_PER_TOKEN: u64 = 100_000;
 const EVAL_NS_PER_TOKEN: u64 = 1_000_000;
 
 /// Ollama's error body `{"error":"…"}`.
-pub(crate) fn error(ctx: &Ctx, status: u16, message: &str) -> Reply {
+fn error(ctx: &Ctx, status: u16, message: &str) -> Reply {
     Reply::json(ctx, status, &json!({ "error": message }))
-}
-
-/// The vendor's error body for an HTTP status (used by `FaultKind::Status` without a body).
-pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
-    let message = match status {
-        503 => "server busy, please try again.  maximum pending requests exceeded".to_owned(),
-        s => StatusCode::from_u16(s)
-            .ok()
-            .and_then(|c| c.canonical_reason())
-            .unwrap_or("error")
-            .to_lowercase(),
-    };
-    error(ctx, status, &message)
-}
-
-/// `FaultKind::QuotaExhausted`: Ollama has no quotas, so a plain 429.
-pub(crate) fn quota_error(ctx: &Ctx) -> Reply {
-    error(ctx, 429, "quota exhausted")
-}
-
-/// `FaultKind::ErrorBody200`: HTTP 200 whose body is `{"error":"…"}`.
-pub(crate) fn error_body_200(ctx: &Ctx) -> Reply {
-    error(ctx, 200, ndjson::RUNNER_ERROR)
-}
-
-/// `FaultKind::ErrorEvent` on a non-stream request: Ollama does not moderate, so the runner fails (500).
-pub(crate) fn content_filter_error(ctx: &Ctx) -> Reply {
-    error(ctx, 500, ndjson::RUNNER_ERROR)
 }
 
 /// True when `name` is one of `models` (empty = any), treating `x` and `x:latest` as the same model.
@@ -63,14 +180,8 @@ fn known(models: &[String], name: &str) -> bool {
     models.is_empty() || models.iter().any(|m| norm(m) == norm(name))
 }
 
-/// Routes an Ollama request.
-pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>, models: &[String]) -> Reply {
-    if ctx.dialect == Dialect::OllamaCompat {
-        return match (req.method, req.path) {
-            ("GET", "/v1/models") => openai_models(ctx, models),
-            _ => super::openai::handle(ctx, req),
-        };
-    }
+/// Routes a native Ollama request.
+fn handle(ctx: &Ctx, req: &Incoming<'_>, models: &[String]) -> Reply {
     match (req.method, req.path) {
         ("GET" | "HEAD", "/") => Reply {
             status: 200,
@@ -360,10 +471,20 @@ fn tags(ctx: &Ctx, models: &[String]) -> Reply {
     Reply::json(ctx, 200, &json!({ "models": list }))
 }
 
-fn openai_models(ctx: &Ctx, models: &[String]) -> Reply {
-    let data: Vec<Value> = models
-        .iter()
-        .map(|m| json!({"id": tagged(m), "object": "model", "created": 1_704_067_200, "owned_by": "library"}))
-        .collect();
-    Reply::json(ctx, 200, &json!({"object": "list", "data": data}))
+/// The compatible endpoint's `GET /v1/models` (the configured models) and `GET /v1/models/{id}`.
+fn openai_models(ctx: &Ctx, shared: &Shared, id: Option<&str>) -> Reply {
+    let entry = |m: &str| json!({"id": tagged(m), "object": "model", "created": 1_704_067_200, "owned_by": "library"});
+    match id {
+        None => {
+            let data: Vec<Value> = shared.models.iter().map(|m| entry(m)).collect();
+            Reply::json(ctx, 200, &json!({"object": "list", "data": data}))
+        }
+        Some(id) if known(&shared.models, id) => Reply::json(ctx, 200, &entry(id)),
+        Some(id) => Reply::json(
+            ctx,
+            404,
+            &json!({"error": {"message": format!("model '{id}' not found"),
+                              "type": "api_error", "param": null, "code": null}}),
+        ),
+    }
 }

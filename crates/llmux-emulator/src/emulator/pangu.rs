@@ -2,31 +2,203 @@
 //! {deployment_id}/chat/completions` and V2 `POST /api/v2/chat/completions`, authenticated by `X-Auth-Token` or
 //! APIG `SDK-HMAC-SHA256` signing.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Usage};
 use crate::auth::apig::{self, SignedRequest};
 use crate::auth::iam::{self, Account, Scope};
-use crate::reply::{Ctx, Dialect, Incoming, Reply};
-use crate::sse;
-use crate::Shared;
+use crate::reply::{Ctx, Incoming, Reply};
+use crate::{sse, Shared, Vendor};
 
-/// Credentials `EmulatorConfig::new(Vendor::Pangu)` starts with.
-pub(crate) const DEFAULT_CREDENTIALS: &[(&str, &str)] = &[
-    ("ak", "EMUPANGUAK0000000001"),
-    ("domain_id", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"),
-    ("domain_name", "emu-account"),
-    ("password", "emu-password"),
-    ("project_id", "0a0b0c0d0e0f00010203040506070809"),
-    ("project_name", "cn-southwest-2"),
-    ("sk", "emu-pangu-secret-key-0000000000000000000"),
-    ("user_id", "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"),
-    ("username", "emu-user"),
-];
+/// The Pangu emulator.
+#[derive(Debug)]
+struct Pangu;
+
+impl Vendor {
+    /// Huawei Cloud Pangu (V1 deployments, V2) with Huawei IAM tokens and APIG AK/SK signing;
+    /// [`crate::Emulator::base_url`] is `http://127.0.0.1:P` (append `/v1/...`), which is also the IAM endpoint;
+    /// provider id `pangu`. Default key: the static `X-Auth-Token` `emu-pangu-token`, which never expires.
+    /// Credentials: `username` = `emu-user`, `password` = `emu-password`, `user_id` =
+    /// `a0a1a2a3a4a5a6a7a8a9aaabacadaeaf`, `domain_name` = `emu-account`, `domain_id` =
+    /// `d0d1d2d3d4d5d6d7d8d9dadbdcdddedf`, `project_name` = `cn-southwest-2`, `project_id` =
+    /// `0a0b0c0d0e0f00010203040506070809`, `ak` = `EMUPANGUAK0000000001`, `sk` =
+    /// `emu-pangu-secret-key-0000000000000000000`.
+    ///
+    /// * **IAM** `POST /v3/auth/tokens[?nocatalog=true]` (no auth) with the password identity (user `name` or
+    ///   `id`, `password`, `domain.name` or `domain.id` matching the credentials) or `hw_ak_sk`
+    ///   (`access.key`/`secret.key` = `ak`/`sk`); scope `project` by `name`/`id`, `domain` by `name`/`id`, or
+    ///   none. Success: 201, header `X-Subject-Token: MII<256 base64 characters>`, body `{"token":{"expires_at",
+    ///   "issued_at" (`2024-01-01T00:00:00.000000Z`),"methods":[<method>],"user":{domain,id,name,
+    ///   password_expires_at},"project"{domain,id,name}|"domain"{id,name},"roles":[],"catalog"}}`; `catalog` (one
+    ///   `pangu` service whose endpoint URL is `http://<Host header>`) is left out with `nocatalog=true`. Wrong
+    ///   credentials: 401 `{"error":{"code":401,"message":"The username or password is wrong.",
+    ///   "title":"Unauthorized"}}`; a body that is not a token request or a scope the account lacks: 400 in the
+    ///   same shape. Tokens live 24 h ([`crate::Emulator::set_token_ttl`] changes it for tokens issued
+    ///   afterwards) on the emulator clock; [`crate::Emulator::expire_tokens`] forgets every issued token. Token
+    ///   requests are logged like any request (path `/v3/auth/tokens`), so a test can count them.
+    /// * **Chat** V1 `POST /v1/{project_id}/deployments/{deployment_id}/chat/completions` and V2
+    ///   `POST /api/v2/chat/completions` (`model` required). Authentication, in order: `X-Auth-Token` = an
+    ///   issued, unexpired token or one of [`crate::EmulatorConfig::api_keys`] (static tokens); otherwise
+    ///   `Authorization: SDK-HMAC-SHA256 …` verified per PROTOCOLS.md 5.2 with the `ak`/`sk` credentials (the
+    ///   canonical request is rebuilt from the path and query as received and the exact body bytes; `host` and
+    ///   `x-sdk-date` must be signed). Failures are 401 `{"error_code","error_msg","request_id"}`: no, unknown
+    ///   or expired token → `APIG.1002` "Incorrect token or token resolution failed"; signing problems →
+    ///   `APIG.0301` "Incorrect IAM authentication information: …" (`verify aksk signature fail, …` for a wrong
+    ///   signature, `signature expired, …` when `X-Sdk-Date` is more than 15 min from the emulator clock, `ak not
+    ///   found`, `Authorization format incorrect, …`). On V1, a token not scoped to the path's project (or
+    ///   AK/SK with a path project other than `project_id`) → 403 `APIG.1005`.
+    /// * **Body and answer** as PROTOCOLS.md 5.3 / the shared rules: `messages` (a missing role is `user`; roles
+    ///   system/user/assistant/tool), `temperature` within [0, 1] (V2 [0, 2]), `top_p` [0, 1], `max_tokens` ≥ 1,
+    ///   `stop`, `tools`, `tool_choice`, `parallel_tool_calls` (default false); violations → 400 `PANGU.0400`.
+    ///   Answer `{"id":"chatcmpl-emu<seq as 6 digits>","object":"chat.completion","created","model"(V2 the
+    ///   body's model, V1 the deployment id),"choices":[{"index":0,"message":{"role":"assistant","content"(""
+    ///   for tool calls),"tool_calls"?},"logprobs":null,"finish_reason","stop_reason":null}],"usage":{…}}`.
+    ///   Stream: `data: {chat.completion.chunk}` frames as OpenAI's (role chunk, one per piece or tool
+    ///   fragment), a final chunk with `finish_reason` and `usage`, then `data: [DONE]`. Other paths: 404
+    ///   `APIG.0101`.
+    /// * **Faults** (apply to IAM requests too unless restricted with `path_contains`): Status without a body →
+    ///   401 `APIG.1002`, 403 `APIG.1005`, 404 `APIG.0101`, 429 `APIG.0308`, 502/503 `APIG.0201`, 504
+    ///   `APIG.0202`, other 5xx `PANGU.0500`, other 4xx `PANGU.0400` (on `/v3/...` a Keystone-style
+    ///   `{"error":{code,message,title}}`); QuotaExhausted → 403 `PANGU.0403`; ErrorBody200 → 200 `PANGU.0500`;
+    ///   ErrorEvent → 400 `PANGU.0451` (stream: a `data: {"error_code":"PANGU.0451",…}` event ends it). Request
+    ///   ids (`request_id`, `x-request-id`) are the seq as 32 hex digits. The `APIG.*`/`PANGU.*` codes other
+    ///   than `APIG.1002` and `APIG.0301` are the emulator's choice (the vendor's are unverified).
+    #[expect(
+        non_upper_case_globals,
+        reason = "vendor constants keep the names of the enum variants they replaced, so callers did not change"
+    )]
+    pub const Pangu: Vendor = Vendor(&Pangu);
+}
+
+impl VendorEmulator for Pangu {
+    fn id(&self) -> &'static str {
+        "pangu"
+    }
+
+    fn default_key(&self) -> &'static str {
+        "emu-pangu-token"
+    }
+
+    fn default_credentials(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("ak", "EMUPANGUAK0000000001"),
+            ("domain_id", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"),
+            ("domain_name", "emu-account"),
+            ("password", "emu-password"),
+            ("project_id", "0a0b0c0d0e0f00010203040506070809"),
+            ("project_name", "cn-southwest-2"),
+            ("sk", "emu-pangu-secret-key-0000000000000000000"),
+            ("user_id", "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"),
+            ("username", "emu-user"),
+        ]
+    }
+
+    fn base_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}")
+    }
+
+    fn providers(&self) -> &'static [ProviderEnv] {
+        &[ProviderEnv {
+            id: "pangu",
+            compat: false,
+            vars: &[
+                ("PANGU_BASE_URL", EnvValue::BaseUrl),
+                ("HUAWEICLOUD_IAM_ENDPOINT", EnvValue::BaseUrl),
+                ("HUAWEICLOUD_USERNAME", EnvValue::Credential("username")),
+                ("HUAWEICLOUD_PASSWORD", EnvValue::Credential("password")),
+                (
+                    "HUAWEICLOUD_DOMAIN_NAME",
+                    EnvValue::Credential("domain_name"),
+                ),
+                ("HUAWEICLOUD_PROJECT_ID", EnvValue::Credential("project_id")),
+                ("HUAWEICLOUD_REGION", EnvValue::Credential("project_name")),
+            ],
+        }]
+    }
+
+    fn dialect(&self, path: &str) -> &'static dyn Dialect {
+        if path.starts_with("/v3/") {
+            &Surface { iam: true }
+        } else {
+            &Surface { iam: false }
+        }
+    }
+}
+
+/// The chat APIs (`iam: false`) or Huawei IAM `/v3/...` (`iam: true`); they differ only in the body of a
+/// status fault.
+#[derive(Debug)]
+struct Surface {
+    iam: bool,
+}
+
+impl Dialect for Surface {
+    fn request_id(&self, seq: u64) -> String {
+        format!("{seq:032x}")
+    }
+
+    fn check_auth(&self, ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
+        check_auth(ctx, req, shared)
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Reply {
+        handle(ctx, req, shared)
+    }
+
+    /// Keystone style on the IAM paths, APIG codes elsewhere.
+    fn status_error(&self, ctx: &Ctx, status: u16) -> Reply {
+        let reason = axum::http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        if self.iam {
+            return Reply::json(
+                ctx,
+                status,
+                &json!({"error": {"code": status, "message": format!("{reason}."), "title": reason}}),
+            );
+        }
+        status_error(ctx, status)
+    }
+
+    /// 403 `PANGU.0403`.
+    fn quota_error(&self, ctx: &Ctx) -> Reply {
+        error(
+            ctx,
+            403,
+            "PANGU.0403",
+            "Insufficient quota: the account is in arrears or its token quota is used up",
+        )
+    }
+
+    /// 200 with a `PANGU.0500` body.
+    fn error_body_200(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 200, "PANGU.0500", "Internal server error")
+    }
+
+    /// 400 `PANGU.0451`.
+    fn content_filter_error(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 400, "PANGU.0451", FILTER_MESSAGE)
+    }
+
+    /// `data: {"error_code":"PANGU.0451",…}`.
+    fn stream_error_frame(&self, ctx: &Ctx, _sent: usize) -> Bytes {
+        sse::data(
+            &json!({"error_code": "PANGU.0451", "error_msg": FILTER_MESSAGE, "request_id": ctx.request_id()}),
+        )
+    }
+
+    fn malformed_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        super::openai::malformed_chunk()
+    }
+}
 
 /// The IAM token path.
-pub(crate) const TOKENS: &str = "/v3/auth/tokens";
+const TOKENS: &str = "/v3/auth/tokens";
 /// The V2 (OpenAI format) chat path.
 const V2_CHAT: &str = "/api/v2/chat/completions";
 
@@ -76,7 +248,7 @@ fn api(path: &str) -> Option<Api<'_>> {
 // ---------------------------------------------------------------- errors
 
 /// Huawei's error body `{"error_code","error_msg","request_id"}`.
-pub(crate) fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
+fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
     Reply::json(
         ctx,
         status,
@@ -107,19 +279,8 @@ fn invalid(ctx: &Ctx, message: &str) -> Reply {
     error(ctx, 400, "PANGU.0400", message)
 }
 
-/// The vendor's body for an HTTP status (`FaultKind::Status` without a body); Keystone style on the IAM path.
-pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
-    let reason = axum::http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("Error");
-    if ctx.dialect == Dialect::PanguIam {
-        return Reply::json(
-            ctx,
-            status,
-            &json!({"error": {"code": status, "message": format!("{reason}."), "title": reason}}),
-        );
-    }
+/// The APIG body for an HTTP status (`FaultKind::Status` without a body, unknown paths).
+fn status_error(ctx: &Ctx, status: u16) -> Reply {
     let (code, message) = match status {
         401 => ("APIG.1002", "Incorrect token or token resolution failed"),
         403 => ("APIG.1005", "No permissions to request this API"),
@@ -136,39 +297,12 @@ pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
     error(ctx, status, code, message)
 }
 
-/// `FaultKind::QuotaExhausted`: 403 `PANGU.0403`.
-pub(crate) fn quota_error(ctx: &Ctx) -> Reply {
-    error(
-        ctx,
-        403,
-        "PANGU.0403",
-        "Insufficient quota: the account is in arrears or its token quota is used up",
-    )
-}
-
-/// `FaultKind::ErrorBody200`: 200 with a `PANGU.0500` body.
-pub(crate) fn error_body_200(ctx: &Ctx) -> Reply {
-    error(ctx, 200, "PANGU.0500", "Internal server error")
-}
-
 const FILTER_MESSAGE: &str = "The input or output contains sensitive content";
-
-/// `FaultKind::ErrorEvent` on a non-stream request: 400 `PANGU.0451`.
-pub(crate) fn content_filter_error(ctx: &Ctx) -> Reply {
-    error(ctx, 400, "PANGU.0451", FILTER_MESSAGE)
-}
-
-/// The mid-stream error event: `data: {"error_code":"PANGU.0451",…}`.
-pub(crate) fn sse_error_frame(ctx: &Ctx) -> Bytes {
-    sse::openai_frame(
-        &json!({"error_code": "PANGU.0451", "error_msg": FILTER_MESSAGE, "request_id": ctx.request_id()}),
-    )
-}
 
 // ---------------------------------------------------------------- auth
 
 /// Authenticates chat requests (`X-Auth-Token`, else `SDK-HMAC-SHA256`); IAM and unknown paths pass through.
-pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
+fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
     let api = api(req.path)?;
     let acct = account(shared);
     let now_ms = shared.clock.now_unix_ms();
@@ -227,17 +361,17 @@ pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Opti
 // ---------------------------------------------------------------- routes
 
 /// Routes an authenticated Pangu or IAM request.
-pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Reply {
+fn handle(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Reply {
     if req.path == TOKENS {
         return match req.method {
             "POST" => issue_token(ctx, req, shared),
-            _ => status_error(ctx, 405),
+            _ => ctx.dialect.status_error(ctx, 405),
         };
     }
     match (req.method, api(req.path)) {
         ("POST", Some(Api::V1 { deployment, .. })) => chat(ctx, req.body, Some(deployment)),
         ("POST", Some(Api::V2)) => chat(ctx, req.body, None),
-        _ => status_error(ctx, 404),
+        _ => ctx.dialect.status_error(ctx, 404),
     }
 }
 
@@ -360,7 +494,7 @@ fn chat(ctx: &Ctx, body: &[u8], deployment: Option<&str>) -> Reply {
         if let Some(u) = usage {
             c["usage"] = u.clone();
         }
-        sse::openai_frame(&c)
+        sse::data(&c)
     };
     let mut frames = Vec::new();
     match &ans {
@@ -400,6 +534,6 @@ fn chat(ctx: &Ctx, body: &[u8], deployment: Option<&str>) -> Reply {
         Some(ans.finish().as_str()),
         Some(&usage_json),
     ));
-    frames.push(sse::openai_done());
+    frames.push(sse::done());
     Reply::sse(ctx, frames)
 }

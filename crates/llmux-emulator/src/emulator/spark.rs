@@ -1,6 +1,7 @@
 //! iFlytek Spark (PROTOCOLS.md 4): WebSocket chat on `/v1.1/chat` … `/v4.0/chat` (URL-signed handshake, one
 //! request frame, streamed answer frames, then close) and the OpenAI-compatible HTTP `POST /v1/chat/completions`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,20 +12,301 @@ use axum::http::request::Parts;
 use axum::http::Response;
 use axum::response::IntoResponse as _;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
+use super::{Dialect, EnvValue, ProviderEnv, Takeover, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, ToolChoice, Usage};
 use crate::auth::spark_url;
 use crate::reply::{Ctx, Incoming, Reply};
-use crate::{fault, lock, FaultKind, Shared};
+use crate::{fault, lock, FaultKind, Shared, Vendor};
 
-/// Credentials `EmulatorConfig::new(Vendor::Spark)` starts with.
-pub(crate) const DEFAULT_CREDENTIALS: &[(&str, &str)] = &[
-    ("api_key", "emu-api-key"),
-    ("api_password", "emu-api-password"),
-    ("api_secret", "emu-api-secret"),
-    ("app_id", "emuappid"),
-];
+/// The Spark emulator.
+#[derive(Debug)]
+struct Spark;
+
+impl Vendor {
+    /// iFlytek Spark: WebSocket chat ([`crate::Emulator::base_url`] `ws://127.0.0.1:P`; append `/v3.5/chat`, …)
+    /// and the OpenAI-compatible HTTP API ([`crate::Emulator::compat_base_url`] `http://127.0.0.1:P/v1`);
+    /// provider ids `spark` and `spark-http`. Default key `emu-api-password` (the HTTP API password, also the
+    /// default `api_password` credential). Credentials: `app_id` = `emuappid`, `api_key` = `emu-api-key`,
+    /// `api_secret` = `emu-api-secret`, `api_password` = `emu-api-password`.
+    ///
+    /// * **WebSocket paths and domains** (`parameter.chat.domain` must be one of the path's, else error 10005):
+    ///   `/v1.1/chat` `lite` or `general`; `/v2.1/chat` `generalv2`; `/v3.1/chat` `generalv3`; `/chat/pro-128k`
+    ///   `pro-128k`; `/v3.5/chat` `generalv3.5`; `/chat/max-32k` `max-32k`; `/v4.0/chat` `4.0Ultra`. Any other
+    ///   GET path: 404 `{"message":"no Route matched with those values"}`.
+    /// * **Handshake.** Checked in this order, before the upgrade (a plain GET gets the same answers): a
+    ///   status/HTML fault fails it with that status; an unknown path is a 404; then the URL auth of
+    ///   PROTOCOLS.md 4.2 with the `api_key`/`api_secret` credentials, recomputing the signature over the `host`
+    ///   *query* value, the `date` value and `GET <path> HTTP/1.1`. Refusals are JSON `{"message": …}`:
+    ///   no/garbled `authorization`, `date` or `host` → 401 `Unauthorized`; `date` not RFC 1123 (with the right
+    ///   weekday) or more than 300 s from the emulator clock → 403 `HMAC signature cannot be verified, a valid
+    ///   date or x-date header is required for HMAC Authentication`; other `api_key`, or `algorithm`/`headers`
+    ///   not `hmac-sha256`/`host date request-line` → 401 `HMAC signature cannot be verified`; wrong signature →
+    ///   401 `HMAC signature does not match`. Extra spaces between the `authorization` fields (sparkai's LLM
+    ///   client) are accepted. A passing request without upgrade headers gets axum's upgrade rejection. The log
+    ///   records the GET (path, query, headers) with status 101 and, once it arrives, the client's first frame
+    ///   as the body.
+    /// * **Frames.** One client text frame (PROTOCOLS.md 4.3). The answer is one text frame per reply piece:
+    ///   `header{code:0,message:"Success",sid,status}`, `payload.choices{status,seq,text:[{content,
+    ///   role:"assistant",index:0}]}`; status 0 on the first frame, 1 in between, 2 on the last (a single-piece
+    ///   reply is one status-2 frame; the last frame carries text too); `payload.usage.text{question_tokens,
+    ///   prompt_tokens,completion_tokens,total_tokens}` on the last frame only (`question_tokens` = tokens of
+    ///   the last user message). Then a close frame (1000). `payload.functions.text` are the tools (honoured on
+    ///   every domain); the answer is then one status-2 frame with `content:""`, `content_type:"text"` and
+    ///   `function_call{name,arguments}` (first function only). `parameter.chat.max_tokens` cuts the reply as
+    ///   in the shared rules.
+    /// * **Frame errors** (one frame `{"header":{"code","message","sid","status":2}}`, then close): not JSON or
+    ///   a binary frame → 10003; missing `header.app_id`, `parameter.chat`, `domain`, `payload.message.text` or
+    ///   malformed entries → 10004; `header.app_id` not the `app_id` credential → 10313; domain/path mismatch,
+    ///   `temperature` outside (0, 1], `max_tokens` outside 1–4096 (`/v1.1/chat`, `/chat/pro-128k`) or 1–8192,
+    ///   `top_k` outside 1–6, a role other than system/user/assistant, a system message after the first, a
+    ///   `uid` that is not a string of at most 32 characters, or an empty `text` → 10005; prompt tokens over the
+    ///   context (8192; max-32k 32768; pro-128k 131072) → 10907.
+    /// * **WebSocket faults.** Status and Html fail the upgrade; QuotaExhausted → frame 11200
+    ///   (`AppIdNoAuthError`), ErrorBody200 → frame 10012, both after the client's frame; ErrorEvent → after N
+    ///   answer frames an error frame 10013, then close; StreamCutAfter → after N frames the TCP connection is
+    ///   dropped (no status-2 frame, no close frame); MalformedFrame → after N frames one non-JSON text frame,
+    ///   then the rest; IdleAfter → a stall; DelayFirstByte → a sleep before the first answer frame. N is
+    ///   clamped as for SSE. `latency` sleeps before the 101; `token_interval` between answer frames. Status
+    ///   faults without a body answer `{"message": …}` (401 `Unauthorized`, 403 `Forbidden`, 429 `API rate limit
+    ///   exceeded`, 5xx `An unexpected error occurred`).
+    /// * **HTTP API** `POST /v1/chat/completions` with `Authorization: Bearer <k>`, `k` = the `api_password`
+    ///   credential, `<api_key>:<api_secret>`, or one of [`crate::EmulatorConfig::api_keys`]; otherwise 401
+    ///   `{"error":{"message":"invalid user","type":"api_error","param":null,"code":null}}`. `model` must be one
+    ///   of `lite`, `generalv3`, `pro-128k`, `generalv3.5`, `max-32k`, `4.0Ultra`. Answer: `{"code":0,
+    ///   "message":"Success","sid","id"(=sid),"created","object":"chat.completion","model","choices":[{"index":0,
+    ///   "message":{"role","content","tool_calls"?},"finish_reason"}],"usage":{"prompt_tokens",
+    ///   "completion_tokens","total_tokens"}}`; one tool call at most (`parallel_tool_calls` false). Stream:
+    ///   `data:{…}\n\n` (no space) with `code`, `message`, `sid`, `id`, `created` and
+    ///   `choices[{delta:{role,content},index}]` per piece (tool calls: a delta with id, name and empty
+    ///   arguments, then 8-character argument fragments), then a delta with `content:""`, `finish_reason` and
+    ///   `usage`, then `data:[DONE]`. Errors are `{"code","message","sid"}`: bad JSON 400 code 10003; bad model,
+    ///   messages, role, `temperature` (outside [0, 2]), `top_k`, `max_tokens` → 400 code 10005. Faults:
+    ///   QuotaExhausted 429 code 11200; ErrorBody200 200 code 10012; ErrorEvent 400 code 10013 (stream: a
+    ///   `data:{"code":10013,…}` event ends it); Status without a body: 401 as above, 403 code 11200, 429 code
+    ///   11202, 5xx code 10012, other 4xx code 10005.
+    /// * **Ids.** WebSocket `sid` = `cht<seq as 8 hex>@dx<seq as 16 hex>`; HTTP `sid` = `cha…` in the same shape
+    ///   (also the `x-request-id` header).
+    #[expect(
+        non_upper_case_globals,
+        reason = "vendor constants keep the names of the enum variants they replaced, so callers did not change"
+    )]
+    pub const Spark: Vendor = Vendor(&Spark);
+}
+
+impl VendorEmulator for Spark {
+    fn id(&self) -> &'static str {
+        "spark"
+    }
+
+    fn default_key(&self) -> &'static str {
+        "emu-api-password"
+    }
+
+    fn default_credentials(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("api_key", "emu-api-key"),
+            ("api_password", "emu-api-password"),
+            ("api_secret", "emu-api-secret"),
+            ("app_id", "emuappid"),
+        ]
+    }
+
+    fn base_url(&self, addr: SocketAddr) -> String {
+        format!("ws://{addr}")
+    }
+
+    fn compat_base_url(&self, addr: SocketAddr) -> Option<String> {
+        Some(format!("http://{addr}/v1"))
+    }
+
+    fn providers(&self) -> &'static [ProviderEnv] {
+        &[
+            ProviderEnv {
+                id: "spark",
+                compat: false,
+                vars: &[
+                    ("SPARK_BASE_URL", EnvValue::BaseUrl),
+                    ("SPARK_APP_ID", EnvValue::Credential("app_id")),
+                    ("SPARK_API_KEY", EnvValue::Credential("api_key")),
+                    ("SPARK_API_SECRET", EnvValue::Credential("api_secret")),
+                ],
+            },
+            ProviderEnv {
+                id: "spark-http",
+                compat: true,
+                vars: &[
+                    ("SPARK_HTTP_BASE_URL", EnvValue::BaseUrl),
+                    ("SPARK_API_PASSWORD", EnvValue::Credential("api_password")),
+                ],
+            },
+        ]
+    }
+
+    fn dialect(&self, path: &str) -> &'static dyn Dialect {
+        if path.starts_with("/v1/") {
+            &Http
+        } else {
+            &Ws
+        }
+    }
+}
+
+/// The WebSocket API: handshakes on any path outside `/v1/`, then one session per connection.
+#[derive(Debug)]
+struct Ws;
+
+impl Dialect for Ws {
+    fn request_id(&self, seq: u64) -> String {
+        format!("cht{seq:08x}@dx{seq:016x}")
+    }
+
+    /// The handshake is checked in [`websocket`].
+    fn check_auth(&self, _ctx: &Ctx, _req: &Incoming<'_>, _shared: &Shared) -> Option<Reply> {
+        None
+    }
+
+    /// Never called: [`Dialect::takeover`] answers every WebSocket path.
+    fn handle(&self, ctx: &Ctx, _req: &Incoming<'_>, _shared: &Shared) -> Reply {
+        ws_refusal(ctx, 404, "no Route matched with those values")
+    }
+
+    /// A refused upgrade.
+    fn status_error(&self, ctx: &Ctx, status: u16) -> Reply {
+        let message = match status {
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "no Route matched with those values",
+            429 => "API rate limit exceeded",
+            s if s >= 500 => "An unexpected error occurred",
+            _ => "Bad Request",
+        };
+        ws_refusal(ctx, status, message)
+    }
+
+    fn quota_error(&self, ctx: &Ctx) -> Reply {
+        http_error(ctx, 429, code::NO_QUOTA, QUOTA_MESSAGE)
+    }
+
+    fn error_body_200(&self, ctx: &Ctx) -> Reply {
+        http_error(ctx, 200, code::ENGINE_INTERNAL, ENGINE_MESSAGE)
+    }
+
+    fn content_filter_error(&self, ctx: &Ctx) -> Reply {
+        http_error(ctx, 400, code::INPUT_AUDIT, AUDIT_MESSAGE)
+    }
+
+    fn stream_error_frame(&self, ctx: &Ctx, _sent: usize) -> Bytes {
+        sse_error_frame(ctx)
+    }
+
+    fn malformed_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        sse_malformed_frame()
+    }
+
+    fn takeover(&self) -> Option<Takeover> {
+        fn serve(
+            shared: Arc<Shared>,
+            parts: Parts,
+            ctx: Ctx,
+        ) -> BoxFuture<'static, Response<Body>> {
+            Box::pin(websocket(shared, parts, ctx))
+        }
+        Some(serve)
+    }
+}
+
+/// The OpenAI-compatible HTTP API `/v1/...`.
+#[derive(Debug)]
+struct Http;
+
+impl Dialect for Http {
+    fn request_id(&self, seq: u64) -> String {
+        format!("cha{seq:08x}@dx{seq:016x}")
+    }
+
+    /// The bearer must be the `api_password` credential, `<api_key>:<api_secret>`, or a configured key.
+    fn check_auth(&self, ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
+        let Some(bearer) = super::bearer(req) else {
+            return Some(http_auth_error(ctx));
+        };
+        let creds = &shared.auth;
+        let pair = format!(
+            "{}:{}",
+            creds.credential("api_key"),
+            creds.credential("api_secret")
+        );
+        let ok = shared.api_keys.contains(&bearer)
+            || (!creds.credential("api_password").is_empty()
+                && bearer == creds.credential("api_password"))
+            || bearer == pair;
+        (!ok).then(|| http_auth_error(ctx))
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &Incoming<'_>, _shared: &Shared) -> Reply {
+        match (req.method, req.path) {
+            ("POST", "/v1/chat/completions") => http_chat(ctx, req.body),
+            _ => Reply::json(
+                ctx,
+                404,
+                &json!({"error": {"message": format!("Invalid URL ({} {})", req.method, req.path),
+                                  "type": "api_error", "param": null, "code": null}}),
+            ),
+        }
+    }
+
+    fn status_error(&self, ctx: &Ctx, status: u16) -> Reply {
+        match status {
+            401 => http_auth_error(ctx),
+            403 => http_error(ctx, 403, code::NO_QUOTA, QUOTA_MESSAGE),
+            429 => http_error(
+                ctx,
+                429,
+                code::QPS,
+                "AppIdQpsOverFlowError:(11202)qps exceeded",
+            ),
+            s if s >= 500 => http_error(ctx, s, code::ENGINE_INTERNAL, ENGINE_MESSAGE),
+            s => http_error(ctx, s, code::BAD_PARAM, "InvalidParameter: bad request"),
+        }
+    }
+
+    /// 429 with code 11200.
+    fn quota_error(&self, ctx: &Ctx) -> Reply {
+        http_error(ctx, 429, code::NO_QUOTA, QUOTA_MESSAGE)
+    }
+
+    /// 200 with code 10012.
+    fn error_body_200(&self, ctx: &Ctx) -> Reply {
+        http_error(ctx, 200, code::ENGINE_INTERNAL, ENGINE_MESSAGE)
+    }
+
+    /// 400 with code 10013.
+    fn content_filter_error(&self, ctx: &Ctx) -> Reply {
+        http_error(ctx, 400, code::INPUT_AUDIT, AUDIT_MESSAGE)
+    }
+
+    fn stream_error_frame(&self, ctx: &Ctx, _sent: usize) -> Bytes {
+        sse_error_frame(ctx)
+    }
+
+    fn malformed_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        sse_malformed_frame()
+    }
+}
+
+/// The mid-stream error event of the HTTP API (`data:` without a space).
+fn sse_error_frame(ctx: &Ctx) -> Bytes {
+    sse_frame(
+        &json!({"code": code::INPUT_AUDIT, "message": AUDIT_MESSAGE, "sid": ctx.request_id()}),
+    )
+}
+
+/// A truncated-JSON event of the HTTP API.
+fn sse_malformed_frame() -> Bytes {
+    Bytes::from_static(b"data:{\"code\":0,\"message\":\"Success\",\"choices\":[{\"delta\":\n\n")
+}
 
 /// A WebSocket endpoint: path, accepted `parameter.chat.domain` values, context window (tokens) and the largest
 /// `max_tokens`.
@@ -140,95 +422,11 @@ fn http_auth_error(ctx: &Ctx) -> Reply {
     )
 }
 
-/// The vendor's body for an HTTP status (`FaultKind::Status` without a body): a refused upgrade on the WebSocket
-/// paths, an error code body on the HTTP API.
-pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
-    if ctx.dialect == crate::reply::Dialect::SparkWs {
-        let message = match status {
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "no Route matched with those values",
-            429 => "API rate limit exceeded",
-            s if s >= 500 => "An unexpected error occurred",
-            _ => "Bad Request",
-        };
-        return ws_refusal(ctx, status, message);
-    }
-    match status {
-        401 => http_auth_error(ctx),
-        403 => http_error(ctx, 403, code::NO_QUOTA, QUOTA_MESSAGE),
-        429 => http_error(
-            ctx,
-            429,
-            code::QPS,
-            "AppIdQpsOverFlowError:(11202)qps exceeded",
-        ),
-        s if s >= 500 => http_error(ctx, s, code::ENGINE_INTERNAL, ENGINE_MESSAGE),
-        s => http_error(ctx, s, code::BAD_PARAM, "InvalidParameter: bad request"),
-    }
-}
-
-/// `FaultKind::QuotaExhausted` on the HTTP API: 429 with code 11200.
-pub(crate) fn quota_error(ctx: &Ctx) -> Reply {
-    http_error(ctx, 429, code::NO_QUOTA, QUOTA_MESSAGE)
-}
-
-/// `FaultKind::ErrorBody200` on the HTTP API: 200 with code 10012.
-pub(crate) fn error_body_200(ctx: &Ctx) -> Reply {
-    http_error(ctx, 200, code::ENGINE_INTERNAL, ENGINE_MESSAGE)
-}
-
-/// `FaultKind::ErrorEvent` on a non-stream HTTP request: 400 with code 10013.
-pub(crate) fn content_filter_error(ctx: &Ctx) -> Reply {
-    http_error(ctx, 400, code::INPUT_AUDIT, AUDIT_MESSAGE)
-}
-
-/// The mid-stream error event of the HTTP API (`data:` without a space).
-pub(crate) fn sse_error_frame(ctx: &Ctx) -> Bytes {
-    sse_frame(
-        &json!({"code": code::INPUT_AUDIT, "message": AUDIT_MESSAGE, "sid": ctx.request_id()}),
-    )
-}
-
-/// A truncated-JSON event of the HTTP API.
-pub(crate) fn sse_malformed_frame() -> Bytes {
-    Bytes::from_static(b"data:{\"code\":0,\"message\":\"Success\",\"choices\":[{\"delta\":\n\n")
-}
-
 fn sse_frame(v: &Value) -> Bytes {
     Bytes::from(format!("data:{v}\n\n"))
 }
 
 // ---------------------------------------------------------------- HTTP API
-
-/// Checks the bearer of the HTTP API: the `api_password` credential, `<api_key>:<api_secret>`, or a configured key.
-pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
-    let bearer = super::bearer(req)?;
-    let creds = &shared.auth;
-    let pair = format!(
-        "{}:{}",
-        creds.credential("api_key"),
-        creds.credential("api_secret")
-    );
-    let ok = shared.api_keys.contains(&bearer)
-        || (!creds.credential("api_password").is_empty()
-            && bearer == creds.credential("api_password"))
-        || bearer == pair;
-    (!ok).then(|| http_auth_error(ctx))
-}
-
-/// Routes an authenticated HTTP API request.
-pub(crate) fn handle_http(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
-    match (req.method, req.path) {
-        ("POST", "/v1/chat/completions") => http_chat(ctx, req.body),
-        _ => Reply::json(
-            ctx,
-            404,
-            &json!({"error": {"message": format!("Invalid URL ({} {})", req.method, req.path),
-                              "type": "api_error", "param": null, "code": null}}),
-        ),
-    }
-}
 
 fn number_in(v: Option<&Value>, lo: f64, hi: f64, lo_open: bool) -> bool {
     match v {
@@ -377,7 +575,7 @@ fn set_body(shared: &Shared, seq: u64, body: Bytes) {
 }
 
 /// Answers a request on a WebSocket path: fault, route, URL auth, then the upgrade.
-pub(crate) async fn websocket(shared: Arc<Shared>, mut parts: Parts, ctx: Ctx) -> Response<Body> {
+async fn websocket(shared: Arc<Shared>, mut parts: Parts, ctx: Ctx) -> Response<Body> {
     let path = parts.uri.path().to_owned();
     let fault = shared.take_fault(&path);
     let latency = *lock(&shared.latency);
@@ -733,11 +931,11 @@ mod tests {
             assert_eq!(endpoint_for_domain(domain).map(|e| e.path), Some(path));
         }
         let ctx = Ctx {
-            dialect: crate::reply::Dialect::SparkWs,
+            dialect: &Ws,
             seq: 1,
             created: 0,
             now_ms: 0,
         };
-        assert_eq!(status_error(&ctx, 429).status, 429);
+        assert_eq!(Ws.status_error(&ctx, 429).status, 429);
     }
 }

@@ -1,25 +1,166 @@
 //! Zhipu GLM open platform (`/api/paas/v4`, PROTOCOLS 6): chat completions and embeddings, raw-key or JWT auth.
-//!
-//! The wire is OpenAI-like with Zhipu's differences: `request_id` is echoed (or generated), stream chunks carry
-//! `role` on every delta, tool calls stream whole (one chunk per call), usage arrives on the last chunk only (always,
-//! no `stream_options`), then `data: [DONE]`; errors are `{"error":{"code":"<numeric string>","message"}}`.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Usage};
 use crate::auth::jwt;
 use crate::reply::{Ctx, Incoming, Reply};
-use crate::sse;
+use crate::{sse, Shared, Vendor};
+
+/// The Zhipu emulator (one dialect).
+#[derive(Debug)]
+struct Zhipu;
+
+impl Vendor {
+    /// Zhipu GLM, base `/api/paas/v4`; provider id `zhipu`. Default key `emulatorid.emulatorsecret` (an API key
+    /// `<id>.<secret>`).
+    ///
+    /// * **Endpoints:** `POST /api/paas/v4/chat/completions`, `POST /api/paas/v4/embeddings`; any other path:
+    ///   404 `{"timestamp","status":404,"error":"Not Found","path"}`.
+    /// * **Auth:** `Authorization: Bearer <credential>` (the `Bearer ` prefix may be omitted), either a
+    ///   configured API key `<id>.<secret>` or an HS256 JWT: header `alg: HS256`, `sign_type: SIGN`; payload
+    ///   `api_key` (a configured key's id), `exp` and `timestamp` in **milliseconds**; signed with that key's
+    ///   secret. HTTP 401 `{"error":{"code","message"}}`: `1000` unknown key or id, `1001` no header, `1002`
+    ///   malformed token, `1003` expired (`exp` before the emulator's clock; checked after the signature), `1004`
+    ///   bad signature.
+    /// * **Ids:** `id` (and `request_id` unless the request sets one) `00000000-0000-4000-8000-<seq as 12 hex>`.
+    /// * **Answers:** `{"id","request_id","created","model","object":"chat.completion","choices":[{"index":0,
+    ///   "finish_reason","message":{"role","content","tool_calls"?:[{"id","index","type","function":{"name",
+    ///   "arguments"}}]}}],"usage"}` (`content` null for tool calls). Stream: `data: <chunk>\n\n`, `role` on
+    ///   every delta, no `finish_reason` until the last chunk, which has the finish reason, an empty delta
+    ///   content and the only `usage`; tool calls come whole, one chunk per call; then `data: [DONE]`.
+    ///   `max_tokens` and `stop` shape the reply; the first tool only is answered. `do_sample`, `user_id`,
+    ///   `thinking`, `response_format` and non-function tools (`web_search`, `retrieval`) are accepted and
+    ///   ignored.
+    /// * **Validation (400):** bad JSON or `temperature`/`top_p` outside 0–1 → `1210`; no `model` → `1211`;
+    ///   missing or empty `messages` → `1214`.
+    /// * **Embeddings:** `{"model","data":[{"index","object":"embedding","embedding"}],"object":"list",
+    ///   "usage"}`; `dimensions` (any positive value), else 2048 for `embedding-3` and 1024 otherwise.
+    /// * **Faults:** `QuotaExhausted` → 429 `1113` (Zhipu documents arrears as 429); `ErrorEvent` → 400 `1301`,
+    ///   mid-stream `data: {"error":{"code":"1301","message"}}` without `[DONE]`; `ErrorBody200` → 200 with
+    ///   code `500`.
+    #[expect(
+        non_upper_case_globals,
+        reason = "vendor constants keep the names of the enum variants they replaced, so callers did not change"
+    )]
+    pub const Zhipu: Vendor = Vendor(&Zhipu);
+}
+
+impl VendorEmulator for Zhipu {
+    fn id(&self) -> &'static str {
+        "zhipu"
+    }
+
+    fn default_key(&self) -> &'static str {
+        "emulatorid.emulatorsecret"
+    }
+
+    fn base_url(&self, addr: SocketAddr) -> String {
+        format!("http://{addr}/api/paas/v4")
+    }
+
+    fn providers(&self) -> &'static [ProviderEnv] {
+        &[ProviderEnv {
+            id: "zhipu",
+            compat: false,
+            vars: &[
+                ("ZHIPU_BASE_URL", EnvValue::BaseUrl),
+                ("ZHIPUAI_API_KEY", EnvValue::Key),
+            ],
+        }]
+    }
+
+    fn dialect(&self, _path: &str) -> &'static dyn Dialect {
+        &Zhipu
+    }
+}
+
+impl Dialect for Zhipu {
+    fn request_id(&self, seq: u64) -> String {
+        super::uuid_request_id(seq)
+    }
+
+    /// 401 with code 1000–1004 unless the bearer credential is a configured key or a valid JWT of one.
+    fn check_auth(&self, ctx: &Ctx, req: &Incoming<'_>, shared: &Shared) -> Option<Reply> {
+        let credential = super::bearer(req).or_else(|| {
+            req.header("authorization")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        });
+        match jwt::verify(credential.as_deref(), &shared.api_keys, ctx.now_ms) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::debug!(code = e.code(), "zhipu emulator refused a request: {e:?}");
+                Some(error(ctx, 401, e.code(), &e.message()))
+            }
+        }
+    }
+
+    fn handle(&self, ctx: &Ctx, req: &Incoming<'_>, _shared: &Shared) -> Reply {
+        match (req.method, req.path) {
+            ("POST", CHAT) => chat(ctx, req.body),
+            ("POST", EMBEDDINGS) => embeddings(ctx, req.body),
+            _ => Reply::json(
+                ctx,
+                404,
+                &json!({"timestamp": ctx.now_ms, "status": 404, "error": "Not Found",
+                        "path": req.path}),
+            ),
+        }
+    }
+
+    fn status_error(&self, ctx: &Ctx, status: u16) -> Reply {
+        let (code, message) = match status {
+            400 => ("1210", "API 调用参数有误，请检查文档。"),
+            401 => ("1000", "身份验证失败。"),
+            404 => ("1211", "模型不存在，请检查模型代码。"),
+            429 => (
+                "1302",
+                "您当前使用该API的并发数过高，请降低并发，或联系客服增加限额。",
+            ),
+            s if s >= 500 => ("500", "内部错误。"),
+            _ => ("1210", "API 调用参数有误，请检查文档。"),
+        };
+        error(ctx, status, code, message)
+    }
+
+    /// HTTP 429, code `1113` (arrears).
+    fn quota_error(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 429, "1113", "您的账户已欠费，请充值后重试。")
+    }
+
+    /// HTTP 200 carrying `{"error":{"code":"500",…}}`.
+    fn error_body_200(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 200, "500", "内部错误。")
+    }
+
+    /// 400, code `1301`.
+    fn content_filter_error(&self, ctx: &Ctx) -> Reply {
+        error(ctx, 400, "1301", SENSITIVE_MESSAGE)
+    }
+
+    /// `data: {"error":{"code":"1301",…}}` (no `[DONE]` follows).
+    fn stream_error_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        sse::data(&json!({"error": {"code": "1301", "message": SENSITIVE_MESSAGE}}))
+    }
+
+    fn malformed_frame(&self, _ctx: &Ctx, _sent: usize) -> Bytes {
+        super::openai::malformed_chunk()
+    }
+}
 
 const CHAT: &str = "/api/paas/v4/chat/completions";
 const EMBEDDINGS: &str = "/api/paas/v4/embeddings";
 
 /// The content-moderation message (code 1301).
-pub(crate) const SENSITIVE_MESSAGE: &str = "系统检测到输入或生成内容可能包含不安全或敏感内容，请您避免输入易产生敏感内容的提示语，感谢您的配合。";
+const SENSITIVE_MESSAGE: &str = "系统检测到输入或生成内容可能包含不安全或敏感内容，请您避免输入易产生敏感内容的提示语，感谢您的配合。";
 
 /// Zhipu's error body `{"error":{"code","message"}}`.
-pub(crate) fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
+fn error(ctx: &Ctx, status: u16, code: &str, message: &str) -> Reply {
     Reply::json(
         ctx,
         status,
@@ -42,72 +183,6 @@ fn bad_messages(ctx: &Ctx) -> Reply {
 
 fn no_model(ctx: &Ctx) -> Reply {
     error(ctx, 400, "1211", "模型不存在，请检查模型代码。")
-}
-
-/// 401 with code 1000–1004 unless the bearer credential is a configured key or a valid JWT of one.
-pub(crate) fn check_auth(ctx: &Ctx, req: &Incoming<'_>, keys: &[String]) -> Option<Reply> {
-    let credential = super::bearer(req).or_else(|| {
-        req.header("authorization")
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    });
-    match jwt::verify(credential.as_deref(), keys, ctx.now_ms) {
-        Ok(()) => None,
-        Err(e) => {
-            tracing::debug!(code = e.code(), "zhipu emulator refused a request: {e:?}");
-            Some(error(ctx, 401, e.code(), &e.message()))
-        }
-    }
-}
-
-/// The vendor's error body for an HTTP status (used by `FaultKind::Status` without a body).
-pub(crate) fn status_error(ctx: &Ctx, status: u16) -> Reply {
-    let (code, message) = match status {
-        400 => ("1210", "API 调用参数有误，请检查文档。"),
-        401 => ("1000", "身份验证失败。"),
-        404 => ("1211", "模型不存在，请检查模型代码。"),
-        429 => (
-            "1302",
-            "您当前使用该API的并发数过高，请降低并发，或联系客服增加限额。",
-        ),
-        s if s >= 500 => ("500", "内部错误。"),
-        _ => ("1210", "API 调用参数有误，请检查文档。"),
-    };
-    error(ctx, status, code, message)
-}
-
-/// `FaultKind::QuotaExhausted`: HTTP 429, code `1113` (arrears).
-pub(crate) fn quota_error(ctx: &Ctx) -> Reply {
-    error(ctx, 429, "1113", "您的账户已欠费，请充值后重试。")
-}
-
-/// `FaultKind::ErrorBody200`: HTTP 200 carrying `{"error":{"code":"500",…}}`.
-pub(crate) fn error_body_200(ctx: &Ctx) -> Reply {
-    error(ctx, 200, "500", "内部错误。")
-}
-
-/// `FaultKind::ErrorEvent` on a non-stream request: 400, code `1301`.
-pub(crate) fn content_filter_error(ctx: &Ctx) -> Reply {
-    error(ctx, 400, "1301", SENSITIVE_MESSAGE)
-}
-
-/// The mid-stream error event `data: {"error":{"code":"1301",…}}` (no `[DONE]` follows).
-pub(crate) fn error_event() -> Bytes {
-    sse::openai_frame(&json!({"error": {"code": "1301", "message": SENSITIVE_MESSAGE}}))
-}
-
-/// Routes a Zhipu request.
-pub(crate) fn handle(ctx: &Ctx, req: &Incoming<'_>) -> Reply {
-    match (req.method, req.path) {
-        ("POST", CHAT) => chat(ctx, req.body),
-        ("POST", EMBEDDINGS) => embeddings(ctx, req.body),
-        _ => Reply::json(
-            ctx,
-            404,
-            &json!({"timestamp": ctx.now_ms, "status": 404, "error": "Not Found",
-                    "path": req.path}),
-        ),
-    }
 }
 
 fn parse_object(ctx: &Ctx, body: &[u8]) -> Result<Map<String, Value>, Reply> {
@@ -221,7 +296,7 @@ fn stream_frames(head: &Value, ans: &Answer, usage: Usage) -> Vec<Bytes> {
         if let Some(u) = usage {
             c["usage"] = u;
         }
-        sse::openai_frame(&c)
+        sse::data(&c)
     };
     let mut out = Vec::new();
     match ans {
@@ -249,7 +324,7 @@ fn stream_frames(head: &Value, ans: &Answer, usage: Usage) -> Vec<Bytes> {
         Some(ans.finish().as_str()),
         Some(usage_json(usage)),
     ));
-    out.push(sse::openai_done());
+    out.push(sse::done());
     out
 }
 
