@@ -41,6 +41,9 @@ impl Emulator {
     /// The base URL a client of provider `id` should use with this emulator.
     pub fn base_url_for(&self, id: &str) -> Option<String> {
         let provider = self.vendor.provider(id)?;
+        if let Some(url) = self.vendor.0.provider_base_url(id, self.addr()) {
+            return Some(url);
+        }
         if provider.compat {
             self.compat_base_url()
         } else {

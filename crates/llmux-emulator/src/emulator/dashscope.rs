@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use super::anthropic;
 use super::openai::{self, EmbeddingRules, ErrorSpec};
 use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, Usage};
@@ -17,9 +18,15 @@ use crate::{Shared, Vendor};
 struct DashScope;
 
 impl Vendor {
-    /// Alibaba DashScope: native base `/api/v1` ([`crate::Emulator::base_url`]) and OpenAI-compatible mode
-    /// `/compatible-mode/v1` ([`crate::Emulator::compat_base_url`]); provider ids `dashscope` and
-    /// `dashscope-compat`. Default key `sk-emulator-dashscope`.
+    /// Alibaba DashScope: native base `/api/v1` ([`crate::Emulator::base_url`]), OpenAI-compatible mode
+    /// `/compatible-mode/v1` ([`crate::Emulator::compat_base_url`]) and the Anthropic-compatible endpoint
+    /// `/apps/anthropic` ([`crate::Emulator::base_url_for`] `dashscope-anthropic`); provider ids `dashscope`,
+    /// `dashscope-compat` and `dashscope-anthropic` (`DASHSCOPE_ANTHROPIC_BASE_URL`). Default key
+    /// `sk-emulator-dashscope`.
+    ///
+    /// * **Anthropic-compatible endpoint:** `/apps/anthropic/v1/messages` (and `count_tokens`, `models`) answer
+    ///   exactly as [`Vendor::Anthropic`] does, with DashScope's keys in `x-api-key` (as DashScope documents it)
+    ///   or `Authorization: Bearer`.
     ///
     /// * **Endpoints:** native `POST /api/v1/services/aigc/text-generation/generation`,
     ///   `POST /api/v1/services/aigc/multimodal-generation/generation`,
@@ -96,17 +103,39 @@ impl VendorEmulator for DashScope {
                     ("DASHSCOPE_API_KEY", EnvValue::Key),
                 ],
             },
+            ProviderEnv {
+                id: "dashscope-anthropic",
+                compat: false,
+                vars: &[
+                    ("DASHSCOPE_ANTHROPIC_BASE_URL", EnvValue::BaseUrl),
+                    ("DASHSCOPE_API_KEY", EnvValue::Key),
+                ],
+            },
         ]
+    }
+
+    fn provider_base_url(&self, id: &str, addr: SocketAddr) -> Option<String> {
+        (id == "dashscope-anthropic").then(|| format!("http://{addr}{ANTHROPIC_PREFIX}"))
     }
 
     fn dialect(&self, path: &str) -> &'static dyn Dialect {
         if path.starts_with("/compatible-mode/") {
             &COMPAT
+        } else if path.starts_with(ANTHROPIC_PREFIX) {
+            &ANTHROPIC
         } else {
             &Native
         }
     }
 }
+
+/// Where the Anthropic-compatible endpoint lives (`/apps/anthropic/v1/messages`).
+const ANTHROPIC_PREFIX: &str = "/apps/anthropic";
+
+/// The Anthropic-compatible endpoint: the Messages dialect under [`ANTHROPIC_PREFIX`], DashScope keys.
+static ANTHROPIC: anthropic::Messages = anthropic::Messages {
+    prefix: ANTHROPIC_PREFIX,
+};
 
 const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation";
 const MULTIMODAL_GENERATION: &str = "/api/v1/services/aigc/multimodal-generation/generation";

@@ -64,6 +64,12 @@ pub(crate) trait VendorEmulator: Send + Sync + 'static {
     fn compat_base_url(&self, _addr: SocketAddr) -> Option<String> {
         None
     }
+    /// The base URL of provider `id` on `addr` when it is neither [`VendorEmulator::base_url`] nor
+    /// [`VendorEmulator::compat_base_url`] (another endpoint family the vendor serves, such as DashScope's
+    /// Anthropic-compatible one); `None` lets [`ProviderEnv::compat`] choose.
+    fn provider_base_url(&self, _id: &str, _addr: SocketAddr) -> Option<String> {
+        None
+    }
     /// The provider ids this emulator serves and the variables that point each at it.
     fn providers(&self) -> &'static [ProviderEnv];
     /// The dialect that answers a request for `path`.
