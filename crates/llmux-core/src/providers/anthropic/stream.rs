@@ -85,7 +85,7 @@ impl StreamParser for AnthropicStreamParser {
             return Err(error_from(&self.spec, 0, &HeaderMap::new(), env));
         }
         let ev: StreamFrame = serde_json::from_str(data)
-            .map_err(|e| self.protocol("a malformed stream event").with_source(e))?;
+            .map_err(|e| self.protocol("a malformed stream frame").with_source(e))?;
         match ev {
             StreamFrame::MessageStart { message } => {
                 self.start(message.id, message.model, out);

@@ -160,6 +160,7 @@ fn kind_for(err: &wire::WireError, reason: Option<&str>, http: u16) -> ErrorKind
         "FAILED_PRECONDITION" | "PERMISSION_DENIED" => ErrorKind::PermissionDenied,
         "UNAUTHENTICATED" => ErrorKind::Authentication,
         "NOT_FOUND" => ErrorKind::NotFound,
+        "RESOURCE_EXHAUSTED" if quota_spent(err, &msg) => ErrorKind::QuotaExhausted,
         "RESOURCE_EXHAUSTED" => ErrorKind::RateLimited,
         "DEADLINE_EXCEEDED" => ErrorKind::Timeout,
         "UNIMPLEMENTED" => ErrorKind::Unsupported,
@@ -169,6 +170,26 @@ fn kind_for(err: &wire::WireError, reason: Option<&str>, http: u16) -> ErrorKind
         _ if http == 0 => ErrorKind::UpstreamServer,
         _ => kind_for_status(http),
     }
+}
+
+/// Whether a `RESOURCE_EXHAUSTED` means the quota is spent rather than a per-minute limit: a
+/// daily quota named in `QuotaFailure`, or "exceeded your current quota" without a `RetryInfo`
+/// saying when to come back.
+fn quota_spent(err: &wire::WireError, lower_msg: &str) -> bool {
+    let daily = err.details.iter().any(|d| {
+        d.get("violations")
+            .and_then(Value::as_array)
+            .is_some_and(|v| {
+                v.iter().any(|v| {
+                    v.get("quotaId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|q| q.contains("PerDay"))
+                })
+            })
+    });
+    daily
+        || (lower_msg.contains("exceeded your current quota")
+            && retry_delay(&err.details).is_none())
 }
 
 /// `RetryInfo.retryDelay` (`"12s"`, `"0.5s"`) from an error's details.
@@ -871,7 +892,8 @@ mod tests {
             (401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", ErrorKind::Authentication),
             (403, "PERMISSION_DENIED", "The caller does not have permission", ErrorKind::PermissionDenied),
             (404, "NOT_FOUND", "models/gemini-x is not found for API version v1beta", ErrorKind::NotFound),
-            (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", ErrorKind::RateLimited),
+            (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).", ErrorKind::RateLimited),
+            (429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details.", ErrorKind::QuotaExhausted),
             (500, "INTERNAL", "An internal error has occurred.", ErrorKind::UpstreamServer),
             (503, "UNAVAILABLE", "The model is overloaded.", ErrorKind::UpstreamServer),
             (504, "DEADLINE_EXCEEDED", "Deadline expired.", ErrorKind::Timeout),
@@ -899,6 +921,20 @@ mod tests {
                     "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12.5s"}]}}),
         );
         assert_eq!(e.retry_after(), Some(Duration::from_millis(12_500)));
+        // A per-minute quota comes back after its delay; a daily one does not.
+        let per_minute = json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                         "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"}]}});
+        assert_eq!(
+            classify(429, per_minute.clone()).kind(),
+            ErrorKind::RateLimited
+        );
+        let mut daily = per_minute;
+        daily["error"]["details"][0]["violations"][0]["quotaId"] =
+            json!("GenerateRequestsPerDayPerProjectPerModel-FreeTier");
+        assert_eq!(classify(429, daily).kind(), ErrorKind::QuotaExhausted);
         let e = provider().classify_error(502, &HeaderMap::new(), b"<html></html>");
         assert_eq!(e.kind(), ErrorKind::UpstreamServer);
     }

@@ -39,7 +39,7 @@ impl StreamParser for GeminiStreamParser {
             return Ok(());
         }
         let chunk: GenerateContentResponse = serde_json::from_str(data).map_err(|e| {
-            Error::protocol("gemini sent a malformed stream chunk")
+            Error::protocol("gemini sent a malformed stream frame")
                 .with_provider(ID)
                 .with_source(e)
         })?;
