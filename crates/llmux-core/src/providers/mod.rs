@@ -381,6 +381,60 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_gemini_and_dashscope_anthropic_read_their_conventional_variables() {
+        for (id, vars, base) in [
+            (
+                "anthropic",
+                [
+                    ("ANTHROPIC_API_KEY", "sk-ant-x"),
+                    ("ANTHROPIC_BASE_URL", "http://a.test/"),
+                ],
+                "http://a.test",
+            ),
+            (
+                "gemini",
+                [
+                    ("GEMINI_API_KEY", "g-x"),
+                    ("GEMINI_BASE_URL", "http://g.test"),
+                ],
+                "http://g.test",
+            ),
+            (
+                "dashscope-anthropic",
+                [
+                    ("DASHSCOPE_API_KEY", "sk-x"),
+                    (
+                        "DASHSCOPE_ANTHROPIC_BASE_URL",
+                        "http://d.test/apps/anthropic",
+                    ),
+                ],
+                "http://d.test/apps/anthropic",
+            ),
+        ] {
+            let row = spec(id).unwrap();
+            let s = ProviderSettings::from_lookup(row, |k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            });
+            let p = (row.build)(row, s).unwrap();
+            assert_eq!((p.id(), p.base_url()), (id, base));
+            // Without the key, the error names the variable to set.
+            let err = (row.build)(row, ProviderSettings::default()).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{id}");
+            assert!(err.message().contains(vars[0].0), "{}", err.message());
+        }
+        // DashScope's region picks the Anthropic-compatible host too.
+        let row = spec("dashscope-anthropic").unwrap();
+        let mut s = ProviderSettings::with_api_key("sk-x");
+        s.region = Some("ap-southeast-1".into());
+        assert_eq!(
+            (row.build)(row, s).unwrap().base_url(),
+            "https://dashscope-intl.aliyuncs.com/apps/anthropic"
+        );
+    }
+
+    #[test]
     fn ids_are_unique_and_lowercase() {
         let ids = known_ids();
         let mut sorted = ids.clone();
