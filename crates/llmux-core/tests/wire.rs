@@ -558,7 +558,10 @@ async fn anthropic_and_gemini_requests_carry_their_headers_and_shapes() {
     let mut req = ask("anthropic/claude-sonnet-4-6", "hi");
     req.temperature = Some(0.3);
     req.stop = vec!["END".into()];
-    e.client.chat_stream(req.clone()).await.unwrap();
+    let answer = collect_stream(e.client.chat_stream(req.clone()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.text(), "You said: hi");
     let r = &e.anthropic.requests()[0];
     assert_eq!(r.path, "/v1/messages");
     assert_eq!(r.header("x-api-key"), Some(Vendor::Anthropic.default_key()));
@@ -578,7 +581,10 @@ async fn anthropic_and_gemini_requests_carry_their_headers_and_shapes() {
     assert_eq!(r.header("x-api-key"), Some(Vendor::DashScope.default_key()));
 
     req.model = "gemini/gemini-2.5-flash".into();
-    e.client.chat_stream(req).await.unwrap();
+    let answer = collect_stream(e.client.chat_stream(req).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.text(), "You said: hi");
     let r = &e.gemini.requests()[0];
     assert_eq!(
         r.path,
