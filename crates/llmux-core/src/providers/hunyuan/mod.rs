@@ -14,7 +14,6 @@ pub mod wire;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
-use serde_json::Value;
 
 use super::openai_compat::{
     describe, non_json_error, openai_code, parse_json, CompatSpec, Extensions, OpenAiCompat,
@@ -296,7 +295,7 @@ impl Hunyuan {
         &self.host
     }
 
-    fn action(&self, action: &str, body: &Value) -> Result<HttpRequest> {
+    fn action<B: serde::Serialize>(&self, action: &str, body: &B) -> Result<HttpRequest> {
         HttpRequest::post_json(join_url(&self.base_url, ""), body)?
             .header("x-tc-action", action)?
             .header("x-tc-version", VERSION)?

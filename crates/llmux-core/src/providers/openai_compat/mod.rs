@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::body::Extra;
 use super::{
@@ -156,17 +156,6 @@ impl OpenAiCompat {
         match &self.api_key {
             Some(k) => req.bearer(k),
             None => Ok(req),
-        }
-    }
-}
-
-/// Merges `extra` into `obj`: values overwrite, `null` removes.
-pub fn merge_extra(obj: &mut Map<String, Value>, extra: &Map<String, Value>) {
-    for (k, v) in extra {
-        if v.is_null() {
-            obj.remove(k);
-        } else {
-            obj.insert(k.clone(), v.clone());
         }
     }
 }
