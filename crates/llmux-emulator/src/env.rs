@@ -3,7 +3,7 @@
 //! this emulator's address and accepted credentials, as each vendor's [`ProviderEnv`] rows say.
 //! `llmux emulate` prints them; tests feed them to the client's settings loader.
 
-use crate::emulator::{EnvValue, ProviderEnv, TABLE};
+use crate::emulator::{Base, EnvValue, ProviderEnv, TABLE};
 use crate::{Emulator, Vendor};
 
 impl Vendor {
@@ -40,14 +40,10 @@ impl Emulator {
 
     /// The base URL a client of provider `id` should use with this emulator.
     pub fn base_url_for(&self, id: &str) -> Option<String> {
-        let provider = self.vendor.provider(id)?;
-        if let Some(url) = self.vendor.0.provider_base_url(id, self.addr()) {
-            return Some(url);
-        }
-        if provider.compat {
-            self.compat_base_url()
-        } else {
-            Some(self.base_url())
+        match self.vendor.provider(id)?.base {
+            Base::Vendor => Some(self.base_url()),
+            Base::Compat => self.compat_base_url(),
+            Base::Path(path) => Some(format!("{}{path}", self.root_url())),
         }
     }
 

@@ -719,3 +719,60 @@ async fn the_official_sdk_drives_the_emulator() {
         .unwrap();
     assert!(counted.json().unwrap().get("max_tokens").is_none());
 }
+
+#[tokio::test]
+async fn dashscope_serves_the_messages_api_under_apps_anthropic() {
+    let emu = Emulator::start(EmulatorConfig::new(Vendor::DashScope))
+        .await
+        .unwrap();
+    let base = format!("{}/apps/anthropic", emu.root_url());
+    assert_eq!(
+        Vendor::for_provider("dashscope-anthropic"),
+        Some(Vendor::DashScope)
+    );
+    assert_eq!(emu.base_url_for("dashscope-anthropic"), Some(base.clone()));
+    let env = emu.env_for("dashscope-anthropic").unwrap();
+    assert!(env.contains(&("DASHSCOPE_ANTHROPIC_BASE_URL".to_owned(), base.clone())));
+    assert!(env.contains(&(
+        "DASHSCOPE_API_KEY".to_owned(),
+        "sk-emulator-dashscope".to_owned()
+    )));
+    let url = format!("{base}/v1/messages");
+    let body = hello().to_string();
+    let bearer = "Bearer sk-emulator-dashscope";
+    for auth in [
+        ("x-api-key", "sk-emulator-dashscope"),
+        ("authorization", bearer),
+    ] {
+        let r = send(
+            "POST",
+            &url,
+            &[auth, ("anthropic-version", "2023-06-01")],
+            &body,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["type"], "message");
+        assert_eq!(r.json()["content"][0]["text"], "You said: hi there");
+    }
+    let r = send(
+        "POST",
+        &url,
+        &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 401, "Anthropic's own key is not a DashScope key");
+    assert_eq!(r.json()["error"]["type"], "authentication_error");
+    // The native protocol is unchanged next to it.
+    let native = common::post(
+        &format!(
+            "{}/services/aigc/text-generation/generation",
+            emu.base_url()
+        ),
+        common::DASHSCOPE_KEY,
+        &json!({"model": "qwen-plus", "input": {"prompt": "hi"}}),
+    )
+    .await;
+    assert_eq!(native.json()["output"]["text"], "You said: hi");
+}

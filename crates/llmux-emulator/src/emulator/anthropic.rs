@@ -8,7 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Finish, Msg, ToolChoice, ToolDef};
 use crate::auth::encoding::{constant_time_eq, sha256};
 use crate::reply::{Ctx, Incoming, Reply};
@@ -97,7 +97,7 @@ impl VendorEmulator for Anthropic {
     fn providers(&self) -> &'static [ProviderEnv] {
         &[ProviderEnv {
             id: "anthropic",
-            compat: false,
+            base: Base::Vendor,
             vars: &[
                 ("ANTHROPIC_BASE_URL", EnvValue::BaseUrl),
                 ("ANTHROPIC_API_KEY", EnvValue::Key),

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::anthropic;
 use super::openai::{self, EmbeddingRules, ErrorSpec};
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::anthropic;
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, Usage};
 use crate::reply::{Ctx, Incoming, Reply};
 use crate::{Shared, Vendor};
@@ -20,13 +20,9 @@ struct DashScope;
 impl Vendor {
     /// Alibaba DashScope: native base `/api/v1` ([`crate::Emulator::base_url`]), OpenAI-compatible mode
     /// `/compatible-mode/v1` ([`crate::Emulator::compat_base_url`]) and the Anthropic-compatible endpoint
-    /// `/apps/anthropic` ([`crate::Emulator::base_url_for`] `dashscope-anthropic`); provider ids `dashscope`,
-    /// `dashscope-compat` and `dashscope-anthropic` (`DASHSCOPE_ANTHROPIC_BASE_URL`). Default key
+    /// `/apps/anthropic`; provider ids `dashscope`, `dashscope-compat` and `dashscope-anthropic`
+    /// (`DASHSCOPE_ANTHROPIC_BASE_URL` = `http://127.0.0.1:P/apps/anthropic`). Default key
     /// `sk-emulator-dashscope`.
-    ///
-    /// * **Anthropic-compatible endpoint:** `/apps/anthropic/v1/messages` (and `count_tokens`, `models`) answer
-    ///   exactly as [`Vendor::Anthropic`] does, with DashScope's keys in `x-api-key` (as DashScope documents it)
-    ///   or `Authorization: Bearer`.
     ///
     /// * **Endpoints:** native `POST /api/v1/services/aigc/text-generation/generation`,
     ///   `POST /api/v1/services/aigc/multimodal-generation/generation`,
@@ -55,6 +51,9 @@ impl Vendor {
     /// * **Embeddings:** native `parameters.dimension`, default 1024 for models containing `v3`/`v4`, else 1536
     ///   (v1/v2 allow only 1536; v3 1024/768/512/256/128/64; v4 also 2048/1536). Compatible mode: `dimensions`
     ///   else 1024; `encoding_format` other than `float` → 400, more than 10 inputs → 400.
+    /// * **Anthropic-compatible endpoint:** `/apps/anthropic/v1/messages` (and `count_tokens`, `models`) speak
+    ///   [`Vendor::Anthropic`]'s Messages API, with this emulator's keys (`x-api-key` or `Authorization:
+    ///   Bearer`).
     /// * **Compatible mode** differs from OpenAI in: error bodies carry `request_id`, every validation error has
     ///   code `invalid_parameter_error`, `parallel_tool_calls` defaults to false, `models` lists Qwen models.
     /// * **Faults:** `QuotaExhausted` → 400 `Arrearage` (both modes); `ErrorEvent` → 400 `DataInspectionFailed`
@@ -89,7 +88,7 @@ impl VendorEmulator for DashScope {
         &[
             ProviderEnv {
                 id: "dashscope",
-                compat: false,
+                base: Base::Vendor,
                 vars: &[
                     ("DASHSCOPE_BASE_URL", EnvValue::BaseUrl),
                     ("DASHSCOPE_API_KEY", EnvValue::Key),
@@ -97,7 +96,7 @@ impl VendorEmulator for DashScope {
             },
             ProviderEnv {
                 id: "dashscope-compat",
-                compat: true,
+                base: Base::Compat,
                 vars: &[
                     ("DASHSCOPE_COMPAT_BASE_URL", EnvValue::BaseUrl),
                     ("DASHSCOPE_API_KEY", EnvValue::Key),
@@ -105,7 +104,7 @@ impl VendorEmulator for DashScope {
             },
             ProviderEnv {
                 id: "dashscope-anthropic",
-                compat: false,
+                base: Base::Path(ANTHROPIC_PREFIX),
                 vars: &[
                     ("DASHSCOPE_ANTHROPIC_BASE_URL", EnvValue::BaseUrl),
                     ("DASHSCOPE_API_KEY", EnvValue::Key),
@@ -114,14 +113,13 @@ impl VendorEmulator for DashScope {
         ]
     }
 
-    fn provider_base_url(&self, id: &str, addr: SocketAddr) -> Option<String> {
-        (id == "dashscope-anthropic").then(|| format!("http://{addr}{ANTHROPIC_PREFIX}"))
-    }
-
     fn dialect(&self, path: &str) -> &'static dyn Dialect {
         if path.starts_with("/compatible-mode/") {
             &COMPAT
-        } else if path.starts_with(ANTHROPIC_PREFIX) {
+        } else if path
+            .strip_prefix(ANTHROPIC_PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
             &ANTHROPIC
         } else {
             &Native
@@ -129,11 +127,11 @@ impl VendorEmulator for DashScope {
     }
 }
 
-/// Where the Anthropic-compatible endpoint lives (`/apps/anthropic/v1/messages`).
+/// Where DashScope serves the Anthropic Messages API.
 const ANTHROPIC_PREFIX: &str = "/apps/anthropic";
 
-/// The Anthropic-compatible endpoint: the Messages dialect under [`ANTHROPIC_PREFIX`], DashScope keys.
-static ANTHROPIC: anthropic::Messages = anthropic::Messages {
+/// The Anthropic-compatible endpoint: the Anthropic emulator's Messages API under [`ANTHROPIC_PREFIX`].
+const ANTHROPIC: anthropic::Messages = anthropic::Messages {
     prefix: ANTHROPIC_PREFIX,
 };
 

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Finish, Msg, ToolChoice, ToolDef};
 use crate::auth::encoding::{query_pairs, sha256};
 use crate::reply::{Ctx, Incoming, Reply};
@@ -102,7 +102,7 @@ impl VendorEmulator for Gemini {
     fn providers(&self) -> &'static [ProviderEnv] {
         &[ProviderEnv {
             id: "gemini",
-            compat: false,
+            base: Base::Vendor,
             vars: &[
                 ("GEMINI_BASE_URL", EnvValue::BaseUrl),
                 ("GEMINI_API_KEY", EnvValue::Key),

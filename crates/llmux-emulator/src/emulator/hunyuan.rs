@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::openai;
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, ToolChoice, ToolDef, Usage};
 use crate::auth::tc3;
 use crate::reply::{Ctx, Incoming, Reply, ReplyBody};
@@ -95,7 +95,7 @@ impl VendorEmulator for Hunyuan {
         &[
             ProviderEnv {
                 id: "hunyuan",
-                compat: false,
+                base: Base::Vendor,
                 vars: &[
                     ("HUNYUAN_BASE_URL", EnvValue::BaseUrl),
                     ("TENCENTCLOUD_SECRET_ID", EnvValue::Credential("secret_id")),
@@ -107,7 +107,7 @@ impl VendorEmulator for Hunyuan {
             },
             ProviderEnv {
                 id: "hunyuan-openai",
-                compat: true,
+                base: Base::Compat,
                 vars: &[
                     ("HUNYUAN_OPENAI_BASE_URL", EnvValue::BaseUrl),
                     ("HUNYUAN_API_KEY", EnvValue::Key),

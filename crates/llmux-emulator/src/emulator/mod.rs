@@ -64,12 +64,6 @@ pub(crate) trait VendorEmulator: Send + Sync + 'static {
     fn compat_base_url(&self, _addr: SocketAddr) -> Option<String> {
         None
     }
-    /// The base URL of provider `id` on `addr` when it is neither [`VendorEmulator::base_url`] nor
-    /// [`VendorEmulator::compat_base_url`] (another endpoint family the vendor serves, such as DashScope's
-    /// Anthropic-compatible one); `None` lets [`ProviderEnv::compat`] choose.
-    fn provider_base_url(&self, _id: &str, _addr: SocketAddr) -> Option<String> {
-        None
-    }
     /// The provider ids this emulator serves and the variables that point each at it.
     fn providers(&self) -> &'static [ProviderEnv];
     /// The dialect that answers a request for `path`.
@@ -81,10 +75,21 @@ pub(crate) trait VendorEmulator: Send + Sync + 'static {
 pub(crate) struct ProviderEnv {
     /// The provider id (`openai`, `dashscope-compat`, …).
     pub id: &'static str,
-    /// Whether its clients use [`VendorEmulator::compat_base_url`] instead of [`VendorEmulator::base_url`].
-    pub compat: bool,
+    /// The base URL its clients use.
+    pub base: Base,
     /// (variable, value) pairs.
     pub vars: &'static [(&'static str, EnvValue)],
+}
+
+/// Which base URL a provider's clients use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Base {
+    /// [`VendorEmulator::base_url`].
+    Vendor,
+    /// [`VendorEmulator::compat_base_url`].
+    Compat,
+    /// `http://127.0.0.1:P` followed by this path (another protocol the vendor serves under its own path).
+    Path(&'static str),
 }
 
 /// The value of one variable of a [`ProviderEnv`].

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::openai;
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Finish, Msg, ToolChoice, Usage};
 use crate::clock::rfc3339_ms;
 use crate::ndjson;
@@ -79,7 +79,7 @@ impl VendorEmulator for Ollama {
     fn providers(&self) -> &'static [ProviderEnv] {
         &[ProviderEnv {
             id: "ollama",
-            compat: false,
+            base: Base::Vendor,
             vars: &[("OLLAMA_HOST", EnvValue::BaseUrl)],
         }]
     }

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use std::net::SocketAddr;
 
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Usage};
 use crate::reply::{Ctx, Incoming, Reply};
 use crate::{sse, Shared, Vendor};
@@ -72,7 +72,7 @@ impl VendorEmulator for OpenAi {
         ) -> ProviderEnv {
             ProviderEnv {
                 id,
-                compat: false,
+                base: Base::Vendor,
                 vars,
             }
         }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Usage};
 use crate::auth::apig::{self, SignedRequest};
 use crate::auth::iam::{self, Account, Scope};
@@ -104,7 +104,7 @@ impl VendorEmulator for Pangu {
     fn providers(&self) -> &'static [ProviderEnv] {
         &[ProviderEnv {
             id: "pangu",
-            compat: false,
+            base: Base::Vendor,
             vars: &[
                 ("PANGU_BASE_URL", EnvValue::BaseUrl),
                 ("HUAWEICLOUD_IAM_ENDPOINT", EnvValue::BaseUrl),

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
-use super::{Dialect, EnvValue, ProviderEnv, Takeover, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, Takeover, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Msg, ToolChoice, Usage};
 use crate::auth::spark_url;
 use crate::reply::{Ctx, Incoming, Reply};
@@ -126,7 +126,7 @@ impl VendorEmulator for Spark {
         &[
             ProviderEnv {
                 id: "spark",
-                compat: false,
+                base: Base::Vendor,
                 vars: &[
                     ("SPARK_BASE_URL", EnvValue::BaseUrl),
                     ("SPARK_APP_ID", EnvValue::Credential("app_id")),
@@ -136,7 +136,7 @@ impl VendorEmulator for Spark {
             },
             ProviderEnv {
                 id: "spark-http",
-                compat: true,
+                base: Base::Compat,
                 vars: &[
                     ("SPARK_HTTP_BASE_URL", EnvValue::BaseUrl),
                     ("SPARK_API_PASSWORD", EnvValue::Credential("api_password")),

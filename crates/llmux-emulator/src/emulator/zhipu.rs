@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{Dialect, EnvValue, ProviderEnv, VendorEmulator};
+use super::{Base, Dialect, EnvValue, ProviderEnv, VendorEmulator};
 use crate::answer::{self, Answer, ChatInput, Usage};
 use crate::auth::jwt;
 use crate::reply::{Ctx, Incoming, Reply};
@@ -66,7 +66,7 @@ impl VendorEmulator for Zhipu {
     fn providers(&self) -> &'static [ProviderEnv] {
         &[ProviderEnv {
             id: "zhipu",
-            compat: false,
+            base: Base::Vendor,
             vars: &[
                 ("ZHIPU_BASE_URL", EnvValue::BaseUrl),
                 ("ZHIPUAI_API_KEY", EnvValue::Key),
