@@ -2,6 +2,8 @@
 # Instructions per request of `llmux serve`, counted by callgrind (repeatable on a busy machine).
 #
 # usage: bench/profile/callgrind.sh [LLMUX] ; env: MODE=nonstream|stream  N=2000  ACCT=off|on
+#   KEY=static|virtual (virtual: a virtual key with rpm, tpm and budget limits, created through the
+#   admin API; implies ACCT=on)
 #   OUT=dir (callgrind files and annotations; default /tmp/llmux-callgrind)
 # The gateway runs under valgrind with one openai channel pointing at a fixed-response mock
 # upstream (../shared/peer-bench/mock-upstream, or any OpenAI-compatible mock at MOCK_URL). A
@@ -12,7 +14,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 LLMUX="${1:-${CARGO_TARGET_DIR:-$HOME/.cache/llmux-target}/release/llmux}"
-MODE="${MODE:-nonstream}"; N="${N:-2000}"; ACCT="${ACCT:-off}"
+MODE="${MODE:-nonstream}"; N="${N:-2000}"; ACCT="${ACCT:-off}"; KEY="${KEY:-static}"
+[ "$KEY" = virtual ] && ACCT=on
 OUT="${OUT:-/tmp/llmux-callgrind}"; mkdir -p "$OUT"; rm -f "$OUT"/callgrind.out*
 MOCK_URL="${MOCK_URL:-}"
 pick_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -34,6 +37,7 @@ cat >"$D/llmux.toml" <<TOML
 listen = "127.0.0.1:$gport"
 database = "$db"
 api_keys = ["sk-bench-7f3c9a1e5b2d4f6a8c0e1b3d5f7a9c2e"]
+admin_key = "sk-admin-bench-2b4d6f8a0c1e3g5i7k9m1o3q"
 [[channels]]
 name = "mock"
 provider = "openai"
@@ -43,9 +47,9 @@ models = ["mock"]
 TOML
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
   "$LLMUX" serve --config "$D/llmux.toml" >"$OUT/gateway.log" 2>&1 & vpid=$!; pids+=($vpid)
-python3 - "$gport" "$MODE" "$N" "$vpid" <<'PY'
+python3 - "$gport" "$MODE" "$N" "$vpid" "$KEY" <<'PY'
 import http.client, json, subprocess, sys, time
-port, mode, n, vpid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+port, mode, n, vpid, key = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
                    **({"stream": True} if mode == "stream" else {})})
 hdr = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench-7f3c9a1e5b2d4f6a8c0e1b3d5f7a9c2e"}
@@ -54,6 +58,13 @@ for _ in range(600):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60); c.connect(); break
     except OSError:
         time.sleep(0.1)
+if key == "virtual":
+    c.request("POST", "/admin/keys", json.dumps({"name": "bench", "rpm": 10_000_000, "tpm": 10_000_000_000,
+              "budget_tokens": 10_000_000_000_000}),
+              {"Content-Type": "application/json", "Authorization": "Bearer sk-admin-bench-2b4d6f8a0c1e3g5i7k9m1o3q"})
+    r = c.getresponse(); created = json.loads(r.read())
+    assert r.status == 201, created
+    hdr["Authorization"] = "Bearer " + created["key"]
 def one():
     c.request("POST", "/v1/chat/completions", body, hdr)
     r = c.getresponse(); data = r.read()
@@ -70,4 +81,4 @@ f="$OUT/callgrind.out.1"  # the dump taken right after the N requests
 total=$(awk '/^totals:/ {print $2; exit}' "$f")
 callgrind_annotate --inclusive=yes "$f" > "$OUT/inclusive.txt" 2>/dev/null || true
 callgrind_annotate "$f" > "$OUT/self.txt" 2>/dev/null || true
-echo "mode=$MODE acct=$ACCT requests=$N instructions=$total per_request=$((total / N))"
+echo "mode=$MODE acct=$ACCT key=$KEY requests=$N instructions=$total per_request=$((total / N))"

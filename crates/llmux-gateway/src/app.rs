@@ -16,12 +16,12 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::time::Instant;
 
-use crate::error::{ApiError, ErrorKindExt, Ingress};
+use crate::error::ErrorKindExt;
 use crate::pipeline::RouteLabels;
 use crate::routes;
 use crate::state::{new_request_id, AppState, RequestCtx, GATEWAY_REQUEST_ID, REQUEST_ID};
@@ -49,8 +49,8 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
     });
     let mut resp = next.run(req).await;
     if needs_rewrite(&resp) {
-        let ingress = crate::rejection::ingress_of(path.as_bytes());
-        resp = crate::rejection::rewrite(resp, ingress, &id, &method, &path).await;
+        let envelope = crate::ingress::envelope_for(path.as_bytes());
+        resp = crate::rejection::rewrite(resp, envelope, &id, &method, &path).await;
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(GATEWAY_REQUEST_ID, v.clone());
@@ -112,6 +112,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(crate::ingress::openai::chat))
         .route("/v1/embeddings", post(crate::ingress::openai::embeddings))
+        .route(
+            "/v1/completions",
+            post(crate::ingress::completions::completions),
+        )
+        .route("/v1/messages", post(crate::ingress::anthropic::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::ingress::anthropic::count_tokens),
+        )
         .route("/v1/models", get(routes::models::list))
         .route("/v1/models/{*id}", get(routes::models::one))
         .route(
@@ -153,22 +162,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A path no route serves, in the envelope of its path.
 async fn fallback(req: Request) -> Response {
     let rid = req
         .extensions()
         .get::<RequestCtx>()
         .map_or_else(|| Arc::from(""), |c| c.id.clone());
     let path = req.uri().path();
-    if path.starts_with("/api/") {
-        let mut e = ApiError::invalid(format!("The requested URL `{path}` is not supported."));
-        e.dashscope_code = Some("InvalidURL");
-        e.into_response_for(Ingress::DashScope, &rid)
-    } else {
-        let mut e = ApiError::new(
-            llmux_core::ErrorKind::NotFound,
-            format!("Unknown request URL: {} {path}.", req.method()),
-        );
-        e.openai_code = Some("unknown_url");
-        e.into_response_for(Ingress::OpenAi, &rid).into_response()
-    }
+    let envelope = crate::ingress::envelope_for(path.as_bytes());
+    envelope
+        .unknown_route(req.method(), path)
+        .into_response_for(envelope, &rid)
 }

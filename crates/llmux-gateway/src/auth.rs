@@ -1,5 +1,10 @@
-//! Client authentication: `Authorization: Bearer <key>` on both ingresses, checked against
-//! the static `server.api_keys`, then the virtual keys of the store (a [`KeyVerifier`]).
+//! Client authentication: the client key ([`client_key`]: `Authorization: Bearer <key>`,
+//! `x-api-key` as Anthropic's SDKs send it, `x-goog-api-key` as Google's do, or the `key` query
+//! parameter, in that order), checked against the static `server.api_keys`, then the virtual
+//! keys of the store (a [`KeyVerifier`]). The same on every ingress.
+//!
+//! A key in the query string is read once, into a [`SecretString`] ([`query_key`]); the
+//! request log and every error message carry the path alone, never the query.
 //!
 //! Policy: the gateway never runs open by accident. With no static keys and no key store,
 //! `llmux serve` refuses to start unless `--insecure-no-auth` is given; only then is every
@@ -202,6 +207,32 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The key of a request's headers: `Authorization` (`Bearer <key>`, or the bare key), else
+/// `x-api-key`, else `x-goog-api-key`; the first that is present and not blank.
+pub fn client_key(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| {
+        ["x-api-key", "x-goog-api-key"]
+            .into_iter()
+            .find_map(|name| {
+                let v = headers.get(name)?.to_str().ok()?.trim();
+                (!v.is_empty()).then_some(v)
+            })
+    })
+}
+
+/// The `key` parameter of a query string (`application/x-www-form-urlencoded`: `+` is a space,
+/// `%XX` a byte), as Google's API takes it: the first non-empty one.
+pub fn query_key(query: Option<&str>) -> Option<SecretString> {
+    query?.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("key=")?.replace('+', " ");
+        let value = percent_encoding::percent_decode_str(&value)
+            .decode_utf8()
+            .ok()?;
+        let value = value.trim();
+        (!value.is_empty()).then(|| SecretString::new(value))
+    })
+}
+
 /// The bearer token of a request (DashScope SDKs send the same header).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers
@@ -238,15 +269,21 @@ impl Authenticator {
         self.open || !self.static_keys.is_empty() || self.verifier.is_some()
     }
 
-    /// The caller, or 401.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    /// The caller, or 401: the key of the headers ([`client_key`]), else `query_key` (the
+    /// request's `key` query parameter, [`query_key`]).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query_key: Option<&SecretString>,
+    ) -> Result<Principal, ApiError> {
         if self.open {
             return Ok(Principal::Open);
         }
-        let Some(token) = bearer(headers) else {
+        let Some(token) = client_key(headers).or(query_key.map(SecretString::expose)) else {
             return Err(ApiError::new(
                 ErrorKind::Authentication,
-                "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.",
+                "You didn't provide an API key. Send it as `Authorization: Bearer <key>` \
+                 (or in `x-api-key`, `x-goog-api-key`, or the `key` query parameter).",
             ));
         };
         if let Some(i) = self
@@ -313,15 +350,58 @@ mod tests {
     async fn static_keys_admit_and_others_are_401() {
         let a = Authenticator::new(vec!["k1".into()], None, false, Some("adm".into()));
         assert!(matches!(
-            a.authenticate(&headers("Bearer k1")).await,
+            a.authenticate(&headers("Bearer k1"), None).await,
             Ok(Principal::Static(0))
         ));
-        let e = a.authenticate(&headers("Bearer k2")).await.unwrap_err();
+        let e = a
+            .authenticate(&headers("Bearer k2"), None)
+            .await
+            .unwrap_err();
         assert_eq!(e.status().as_u16(), 401);
-        let e = a.authenticate(&HeaderMap::new()).await.unwrap_err();
+        let e = a.authenticate(&HeaderMap::new(), None).await.unwrap_err();
         assert!(e.message.contains("didn't provide"));
         assert!(a.admin(&headers("Bearer adm")).is_ok());
         assert!(a.admin(&headers("Bearer k1")).is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_are_read_from_every_header_and_the_query() {
+        let a = Authenticator::new(vec!["k1".into()], None, false, None);
+        for name in ["x-api-key", "x-goog-api-key"] {
+            let mut h = HeaderMap::new();
+            h.insert(name, " k1 ".parse().unwrap());
+            assert!(
+                matches!(a.authenticate(&h, None).await, Ok(Principal::Static(0))),
+                "{name}"
+            );
+        }
+        let q = query_key(Some("alt=sse&key=k1")).unwrap();
+        assert!(matches!(
+            a.authenticate(&HeaderMap::new(), Some(&q)).await,
+            Ok(Principal::Static(0))
+        ));
+        // Authorization comes first: a wrong bearer key is not rescued by a right x-api-key.
+        let mut h = headers("Bearer k2");
+        h.insert("x-api-key", "k1".parse().unwrap());
+        assert!(a.authenticate(&h, Some(&q)).await.is_err());
+        // A blank header does not hide the next one.
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", "  ".parse().unwrap());
+        h.insert("x-goog-api-key", "k1".parse().unwrap());
+        assert_eq!(client_key(&h), Some("k1"));
+    }
+
+    #[test]
+    fn query_keys_are_form_decoded_and_redacted() {
+        assert_eq!(
+            query_key(Some("a=1&key=sk%2Dx+y")).map(|k| k.expose().to_owned()),
+            Some("sk-x y".to_owned())
+        );
+        assert!(query_key(Some("key=&monkey=x")).is_none());
+        assert!(query_key(Some("key=%FF")).is_none());
+        assert!(query_key(None).is_none());
+        let k = query_key(Some("key=sk-secret-value")).unwrap();
+        assert!(!format!("{k:?}").contains("secret"));
     }
 
     #[test]

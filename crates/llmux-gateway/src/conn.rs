@@ -47,7 +47,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
 use crate::config::ConnectionLimits;
-use crate::error::Ingress;
+use crate::error::ErrorEnvelope;
 use crate::rejection;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -234,7 +234,7 @@ struct Io {
     timer_at: Instant,
     fresh: bool,
     h2: bool,
-    ingress: Ingress,
+    envelope: &'static dyn ErrorEnvelope,
     /// Our answer in place of hyper's refusal, and how much of it is written.
     rewrite: Option<(Vec<u8>, usize)>,
 }
@@ -252,7 +252,7 @@ impl Io {
             timer_at: deadline,
             fresh: true,
             h2: false,
-            ingress: Ingress::OpenAi,
+            envelope: crate::ingress::DEFAULT_ENVELOPE,
             rewrite: None,
         }
     }
@@ -265,7 +265,7 @@ impl Io {
             self.h2 = got.starts_with(b"PRI * HTTP/2");
         }
         if head_begins && !self.h2 {
-            self.ingress = rejection::ingress_of_head(got);
+            self.envelope = rejection::envelope_of_head(got);
             if self.wait == Wait::Idle {
                 self.wait = Wait::Head;
                 self.deadline = Instant::now() + self.limits.header_read_timeout;
@@ -294,7 +294,7 @@ impl Io {
             Some(status) => {
                 tracing::debug!(status, "refused an unparsable request head");
                 self.rewrite = Some((
-                    rejection::head_rejection(status, self.ingress, self.limits.max_header_bytes),
+                    rejection::head_rejection(status, self.envelope, self.limits.max_header_bytes),
                     0,
                 ));
                 true
@@ -440,7 +440,7 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
 
     fn call(&self, req: Request<Incoming>) -> SvcFuture {
         let in_flight = self.shared.begin();
-        let ingress = rejection::ingress_of(req.uri().path().as_bytes());
+        let envelope = crate::ingress::envelope_for(req.uri().path().as_bytes());
         let timeouts = self.shared.body_timeouts.load(Ordering::Acquire);
         let req = req.map(|inner| TimedBody {
             inner,
@@ -453,7 +453,7 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
         SvcFuture {
             inner: tower_service::Service::call(&mut router, req),
             in_flight: Some(in_flight),
-            ingress,
+            envelope,
             timeouts,
             body_timeout: self.body_timeout,
         }
@@ -466,7 +466,7 @@ pin_project! {
         #[pin]
         inner: axum::routing::future::RouteFuture<Infallible>,
         in_flight: Option<InFlight>,
-        ingress: Ingress,
+        envelope: &'static dyn ErrorEnvelope,
         timeouts: u64,
         body_timeout: Duration,
     }
@@ -486,7 +486,7 @@ impl Future for SvcFuture {
             && shared.is_some_and(|s| s.body_timeouts.load(Ordering::Acquire) != *this.timeouts)
         {
             let rid = resp.headers().get(crate::state::REQUEST_ID).cloned();
-            resp = rejection::body_timeout(*this.ingress, rid, *this.body_timeout);
+            resp = rejection::body_timeout(*this.envelope, rid, *this.body_timeout);
         }
         let in_flight = this.in_flight.take();
         Poll::Ready(Ok(resp.map(|body| Tracked {

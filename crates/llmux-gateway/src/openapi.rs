@@ -14,11 +14,12 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use crate::error::{DashScopeError, OpenAiError};
+use crate::ingress::dashscope::DashScopeError;
+use crate::ingress::openai::OpenAiError;
 
 /// DashScope's multimodal generation path: the same handler and body as text generation.
 const MULTIMODAL: &str = "/api/v1/services/aigc/multimodal-generation/generation";
@@ -28,16 +29,20 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
 #[openapi(
     info(
         title = "llmux gateway",
-        description = "OpenAI- and DashScope-compatible ingress over many model providers, with \
-            virtual keys, limits, failover and usage accounting. `/v1/*` speaks the OpenAI \
-            protocol (errors as `{\"error\":{…}}`), `/api/v1/*` DashScope's (errors as \
-            `{\"code\",\"message\",\"request_id\"}`), `/admin/*` is the admin API (errors in \
-            the OpenAI envelope). Every response carries `x-request-id`.",
+        description = "OpenAI-, Anthropic- and DashScope-compatible ingress over many model \
+            providers, with virtual keys, limits, failover and usage accounting. `/v1/*` speaks \
+            the OpenAI protocol (errors as `{\"error\":{…}}`), `/v1/messages*` Anthropic's \
+            Messages protocol (errors as `{\"type\":\"error\",\"error\":{…}}`), `/api/v1/*` \
+            DashScope's (errors as `{\"code\",\"message\",\"request_id\"}`), `/admin/*` is the \
+            admin API (errors in the OpenAI envelope). Every response carries `x-request-id`.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     paths(
         crate::ingress::openai::chat,
         crate::ingress::openai::embeddings,
+        crate::ingress::completions::completions,
+        crate::ingress::anthropic::messages,
+        crate::ingress::anthropic::count_tokens,
         crate::routes::models::list,
         crate::routes::models::one,
         crate::ingress::dashscope::generation,
@@ -60,12 +65,15 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
     ),
     components(schemas(
         crate::ingress::openai::stream::Chunk,
-        crate::error::OpenAiError,
-        crate::error::DashScopeError,
+        crate::ingress::openai::OpenAiError,
+        crate::ingress::dashscope::DashScopeError,
+        crate::ingress::anthropic::AnthropicError,
+        crate::ingress::anthropic::stream::MessageStreamEvent,
     )),
     modifiers(&Gateway),
     tags(
         (name = "openai", description = "The OpenAI protocol: chat completions, embeddings, models."),
+        (name = "anthropic", description = "Anthropic's Messages protocol: messages and token counts."),
         (name = "dashscope", description = "DashScope's native protocol: generation and embeddings."),
         (name = "admin", description = "The admin API, behind `server.admin_key`."),
         (name = "dashboard", description = "The web dashboard's static files (on when `server.admin_key` is set)."),
@@ -91,6 +99,14 @@ impl Modify for Gateway {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "A client key, as Anthropic's SDKs send it (`x-goog-api-key` and the `key` \
+                 query parameter are accepted too).",
+            ))),
         );
         components.add_security_scheme(
             "admin_key",
@@ -287,6 +303,73 @@ impl PartialSchema for DashScopeStreamEvent {
 }
 
 impl ToSchema for DashScopeStreamEvent {}
+
+/// One event of an Anthropic Messages stream, as an SSE parser reads it.
+#[derive(Debug)]
+pub struct AnthropicStreamEvent;
+
+impl PartialSchema for AnthropicStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "One server-sent event of a Messages stream: `event` names it and `data` is \
+                 the JSON `MessageStreamEvent` of that `type` (see components): \
+                 `message_start`, then per content block `content_block_start`, \
+                 `content_block_delta`s and `content_block_stop`, `message_delta` with the stop \
+                 reason and usage, `message_stop`; `ping` events keep an idle stream alive, and \
+                 an upstream failure after the start is a last `error` event holding an \
+                 `AnthropicError`.",
+            ))
+            .property(
+                "data",
+                string("A `MessageStreamEvent` or an `AnthropicError`, as JSON."),
+            )
+            .required("data")
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some([
+                        "message_start",
+                        "content_block_start",
+                        "ping",
+                        "content_block_delta",
+                        "content_block_stop",
+                        "message_delta",
+                        "message_stop",
+                        "error",
+                    ])),
+            )
+            .required("event")
+            .into()
+    }
+}
+
+impl ToSchema for AnthropicStreamEvent {}
+
+/// One event of a legacy completion stream, as an SSE parser reads it.
+#[derive(Debug)]
+pub struct CompletionStreamEvent;
+
+impl PartialSchema for CompletionStreamEvent {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "One server-sent event of a legacy completion stream. `data` is a JSON \
+                 `TextCompletion` chunk (the new text in `choices[0].text`), a chunk with \
+                 `choices: []` and the usage last with `stream_options.include_usage`, a JSON \
+                 `OpenAiError` for a failure after the first chunk, or `[DONE]` last.",
+            ))
+            .property(
+                "data",
+                string("A `TextCompletion` or an `OpenAiError` as JSON, or `[DONE]`."),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl ToSchema for CompletionStreamEvent {}
 
 /// `GET /openapi.json`: this description.
 #[utoipa::path(

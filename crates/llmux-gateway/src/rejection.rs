@@ -4,8 +4,8 @@
 //! parse (400, 414, 431), rewritten on the wire by [`crate::conn`]; and the 408 of a request body
 //! that did not arrive within `server.body_read_timeout`.
 //!
-//! The ingress follows the path as it does for the router's fallback: `/api/…` is DashScope,
-//! `/admin…` the admin API (OpenAI envelope), anything else OpenAI.
+//! The envelope follows the path as it does for the router's fallback
+//! ([`crate::ingress::envelope_for`]: the longest registered prefix wins).
 
 use std::time::Duration;
 
@@ -13,27 +13,18 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use llmux_core::ErrorKind;
 
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::ingress::envelope_for;
 use crate::state::REQUEST_ID;
 
-/// The ingress a request path belongs to.
-pub fn ingress_of(path: &[u8]) -> Ingress {
-    if path.starts_with(b"/api/") {
-        Ingress::DashScope
-    } else if path.starts_with(b"/admin") {
-        Ingress::Admin
-    } else {
-        Ingress::OpenAi
-    }
-}
-
-/// The ingress of a request whose first bytes (`METHOD SP target …`) are `head`.
-pub(crate) fn ingress_of_head(head: &[u8]) -> Ingress {
+/// The envelope of a request whose first bytes (`METHOD SP target …`) are `head`.
+pub(crate) fn envelope_of_head(head: &[u8]) -> &'static dyn ErrorEnvelope {
     let start = head.iter().take(32).position(|b| *b == b' ');
-    ingress_of(start.map_or(&[][..], |i| &head[i + 1..]))
+    envelope_for(start.map_or(&[][..], |i| &head[i + 1..]))
 }
 
-/// An error with `status` and `message`, with the protocol codes that status calls for.
+/// An error with `status` and `message` (each envelope has its codes for the statuses the
+/// gateway sets itself).
 pub fn error_for_status(status: StatusCode, message: impl Into<String>) -> ApiError {
     let kind = if status.is_server_error() {
         ErrorKind::Internal
@@ -42,20 +33,6 @@ pub fn error_for_status(status: StatusCode, message: impl Into<String>) -> ApiEr
     };
     let mut e = ApiError::new(kind, message);
     e.status = Some(status);
-    let (openai, dashscope) = match status.as_u16() {
-        405 => (Some("method_not_allowed"), Some("MethodNotAllowed")),
-        408 => (Some("request_timeout"), Some("RequestTimeOut")),
-        413 => (Some("request_too_large"), Some("BadRequest.TooLarge")),
-        414 => (Some("uri_too_long"), Some("BadRequest.TooLarge")),
-        415 => (Some("unsupported_media_type"), Some("InvalidParameter")),
-        431 => (
-            Some("request_header_fields_too_large"),
-            Some("BadRequest.TooLarge"),
-        ),
-        _ => (None, None),
-    };
-    e.openai_code = openai;
-    e.dashscope_code = dashscope;
     e
 }
 
@@ -63,10 +40,10 @@ pub fn error_for_status(status: StatusCode, message: impl Into<String>) -> ApiEr
 const MAX_MESSAGE: usize = 512;
 
 /// Rewrites an error response that is not JSON (an axum rejection: its text becomes the
-/// message) into `ingress`'s format, keeping its status and headers such as `Allow`.
+/// message) into `envelope`'s format, keeping its status and headers such as `Allow`.
 pub async fn rewrite(
     resp: Response,
-    ingress: Ingress,
+    envelope: &dyn ErrorEnvelope,
     request_id: &str,
     method: &Method,
     path: &str,
@@ -98,7 +75,7 @@ pub async fn rewrite(
         }
         text[..end].to_owned()
     };
-    let mut out = error_for_status(parts.status, message).into_response_for(ingress, request_id);
+    let mut out = error_for_status(parts.status, message).into_response_for(envelope, request_id);
     for name in [http::header::ALLOW, http::header::RETRY_AFTER] {
         if let Some(v) = parts.headers.get(&name) {
             out.headers_mut().insert(name, v.clone());
@@ -109,7 +86,7 @@ pub async fn rewrite(
 
 /// The 408 for a request body that did not arrive within `timeout`.
 pub fn body_timeout(
-    ingress: Ingress,
+    envelope: &dyn ErrorEnvelope,
     request_id: Option<HeaderValue>,
     timeout: Duration,
 ) -> Response {
@@ -125,7 +102,7 @@ pub fn body_timeout(
             timeout.as_millis()
         ),
     );
-    let mut resp = e.into_response_for(ingress, &rid);
+    let mut resp = e.into_response_for(envelope, &rid);
     if let Some(v) = request_id {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
@@ -136,7 +113,11 @@ pub fn body_timeout(
 
 /// A complete HTTP/1.1 response, closing the connection, for a request head hyper refused with
 /// `status` before any handler saw it.
-pub(crate) fn head_rejection(status: u16, ingress: Ingress, max_header_bytes: usize) -> Vec<u8> {
+pub(crate) fn head_rejection(
+    status: u16,
+    envelope: &dyn ErrorEnvelope,
+    max_header_bytes: usize,
+) -> Vec<u8> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let message = match status.as_u16() {
         431 => format!(
@@ -153,19 +134,27 @@ pub(crate) fn head_rejection(status: u16, ingress: Ingress, max_header_bytes: us
     };
     let e = error_for_status(status, message);
     let rid = crate::state::new_request_id();
-    let body = match ingress {
-        Ingress::DashScope => e.dashscope_body(&rid),
-        Ingress::OpenAi | Ingress::Admin => e.openai_body(),
-    };
-    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let r = envelope.render(&e, &rid);
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {rid}\r\nconnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
+        "HTTP/1.1 {} {}\r\n",
+        r.status.as_u16(),
+        r.status.canonical_reason().unwrap_or("")
     )
     .into_bytes();
-    out.extend_from_slice(&body);
+    for (name, value) in &r.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(
+        format!(
+            "content-length: {}\r\nx-request-id: {rid}\r\nconnection: close\r\n\r\n",
+            r.body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&r.body);
     out
 }
 
@@ -175,24 +164,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_and_heads_pick_the_ingress() {
-        assert_eq!(ingress_of(b"/api/v1/x"), Ingress::DashScope);
-        assert_eq!(ingress_of(b"/admin/keys/1"), Ingress::Admin);
-        assert_eq!(ingress_of(b"/v1/chat/completions"), Ingress::OpenAi);
+    fn heads_pick_the_envelope_by_path() {
         assert_eq!(
-            ingress_of_head(b"POST /api/v1/services HTTP/1.1\r\n"),
-            Ingress::DashScope
+            envelope_of_head(b"POST /api/v1/services HTTP/1.1\r\n").name(),
+            "dashscope"
         );
-        assert_eq!(ingress_of_head(b"GET /admin/keys HTTP/1.1"), Ingress::Admin);
-        assert_eq!(ingress_of_head(b"garbage"), Ingress::OpenAi);
+        assert_eq!(
+            envelope_of_head(b"GET /admin/keys HTTP/1.1").name(),
+            "openai"
+        );
+        assert_eq!(envelope_of_head(b"garbage").name(), "openai");
     }
 
     #[test]
     fn head_rejections_are_complete_json_responses() {
-        let raw = head_rejection(431, Ingress::DashScope, 8192);
+        let raw = head_rejection(431, envelope_for(b"/api/v1/x"), 8192);
         let text = String::from_utf8(raw).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(head.contains("content-type: application/json\r\n"));
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["code"], "BadRequest.TooLarge");

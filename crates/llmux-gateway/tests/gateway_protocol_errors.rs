@@ -1,7 +1,7 @@
 //! Every answer is in the ingress protocol's format (issue 13, item 8): axum's rejections
 //! (405, the admin body limit's 413, unparsable path and query values) and hyper's refusals of
 //! unparsable heads (431 for big or many header fields, 400 for a bad `Content-Length` or
-//! request line), on the OpenAI and DashScope ingresses and the admin API.
+//! request line), on the OpenAI, Anthropic and DashScope ingresses and the admin API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,16 +16,20 @@ use tokio::net::TcpStream;
 
 const CHAT: &str = "/v1/chat/completions";
 const GEN: &str = "/api/v1/services/aigc/text-generation/generation";
+const MESSAGES: &str = "/v1/messages";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Shape {
     OpenAi,
     DashScope,
+    Anthropic,
 }
 
 fn shape_of(path: &str) -> Shape {
     if path.starts_with("/api/") {
         Shape::DashScope
+    } else if path.starts_with("/v1/messages") {
+        Shape::Anthropic
     } else {
         // /v1 and /admin share the OpenAI envelope.
         Shape::OpenAi
@@ -46,6 +50,13 @@ fn assert_shape(shape: Shape, v: &Value) -> String {
             assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
             assert!(v["request_id"].is_string(), "{v}");
             v["code"].as_str().unwrap().to_owned()
+        }
+        Shape::Anthropic => {
+            assert_eq!(v["type"], "error", "{v}");
+            let e = &v["error"];
+            assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+            assert!(v["request_id"].is_string(), "{v}");
+            e["type"].as_str().unwrap().to_owned()
         }
     }
 }
@@ -72,6 +83,8 @@ async fn issue_13_method_not_allowed_is_json_on_every_ingress() {
         (reqwest::Method::GET, GEN),
         (reqwest::Method::PUT, "/admin/keys"),
         (reqwest::Method::POST, "/v1/models"),
+        (reqwest::Method::GET, MESSAGES),
+        (reqwest::Method::PUT, "/v1/messages/count_tokens"),
     ] {
         let resp = gw
             .http
@@ -83,10 +96,39 @@ async fn issue_13_method_not_allowed_is_json_on_every_ingress() {
         assert!(resp.headers().contains_key("allow"), "{method} {path}");
         let v = check(resp, 405, shape_of(path)).await;
         let code = assert_shape(shape_of(path), &v);
-        assert!(
-            code == "method_not_allowed" || code == "MethodNotAllowed",
-            "{v}"
+        let want = match shape_of(path) {
+            Shape::OpenAi => "method_not_allowed",
+            Shape::DashScope => "MethodNotAllowed",
+            Shape::Anthropic => "invalid_request_error",
+        };
+        assert_eq!(code, want, "{v}");
+    }
+}
+
+/// Paths no route serves answer in the envelope their prefix claims (longest prefix wins).
+#[tokio::test]
+async fn unknown_paths_answer_in_the_envelope_of_their_prefix() {
+    let gw = start("").await;
+    for (path, shape, status, code) in [
+        ("/v1/nope", Shape::OpenAi, 404, "unknown_url"),
+        (
+            "/v1/messages/batches",
+            Shape::Anthropic,
+            404,
+            "not_found_error",
+        ),
+        ("/api/v2/x", Shape::DashScope, 400, "InvalidURL"),
+        ("/elsewhere", Shape::OpenAi, 404, "unknown_url"),
+    ] {
+        let resp = gw.get(path).send().await.unwrap();
+        let anthropic = shape == Shape::Anthropic;
+        assert_eq!(
+            resp.headers().contains_key("request-id"),
+            anthropic,
+            "{path}"
         );
+        let v = check(resp, status, shape).await;
+        assert_eq!(assert_shape(shape, &v), code, "{path}: {v}");
     }
 }
 
@@ -174,7 +216,7 @@ async fn issue_13_hyper_refusals_are_json_in_the_ingress_format() {
     let raw = llmux_gateway::RawConfig::parse(&text, Vec::new()).unwrap();
     let gw = start_config(llmux_gateway::Config::resolve(raw, |_| None).unwrap()).await;
     let addr: SocketAddr = gw.url.trim_start_matches("http://").parse().unwrap();
-    for path in [CHAT, GEN, "/admin/keys"] {
+    for path in [CHAT, GEN, MESSAGES, "/admin/keys"] {
         let shape = shape_of(path);
         // A head over max_header_bytes (exactly the buffer, so nothing is left unread).
         let mut big = format!("POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ").into_bytes();
@@ -182,11 +224,18 @@ async fn issue_13_hyper_refusals_are_json_in_the_ingress_format() {
         let (status, head, v) = raw_exchange(addr, &big).await;
         assert_eq!(status, 431, "{path}: {v}");
         assert!(head.contains("x-request-id:"), "{head}");
-        let code = assert_shape(shape, &v);
-        assert!(
-            code == "request_header_fields_too_large" || code == "BadRequest.TooLarge",
-            "{v}"
+        assert_eq!(
+            head.contains("\r\nrequest-id: "),
+            shape == Shape::Anthropic,
+            "{head}"
         );
+        let code = assert_shape(shape, &v);
+        let want = match shape {
+            Shape::OpenAi => "request_header_fields_too_large",
+            Shape::DashScope => "BadRequest.TooLarge",
+            Shape::Anthropic => "invalid_request_error",
+        };
+        assert_eq!(code, want, "{v}");
         // More than 100 header fields.
         let mut many = format!("GET {path} HTTP/1.1\r\nHost: x\r\n");
         for i in 0..120 {

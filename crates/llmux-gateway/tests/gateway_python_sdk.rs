@@ -1,9 +1,10 @@
-//! Acceptance: the official OpenAI and dashscope Python SDKs drive the gateway, emulators behind
-//! it, and parse every answer without error: chat, streams with usage, tool-call round trips,
-//! embeddings (base64 and float), models, and the 401, 403 and 429 errors.
+//! Acceptance: the official OpenAI, Anthropic and dashscope Python SDKs drive the gateway,
+//! emulators behind it, and parse every answer without error: chat, streams with usage,
+//! tool-call round trips, embeddings (base64 and float), models, legacy completions, Anthropic
+//! messages (whole, streamed, tools, count_tokens), and the 400, 401, 403 and 429 errors.
 //!
 //! Each test starts emulators and a gateway in-process on `127.0.0.1:0`, then runs some cases
-//! of `tests/python/{openai,dashscope}_cases.py` in one Python process (interpreter start-up and
+//! of `tests/python/{openai,anthropic,dashscope}_cases.py` in one Python process (interpreter start-up and
 //! SDK import cost more than the cases) against the gateway's base URL, and asserts on the JSON
 //! each case prints. Every upstream is an emulator; cross-protocol tests put a DashScope
 //! upstream behind the OpenAI SDK and an OpenAI upstream behind the dashscope SDK. Virtual keys
@@ -30,6 +31,7 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, Copy)]
 enum Sdk {
     OpenAi,
+    Anthropic,
     DashScope,
 }
 
@@ -37,6 +39,7 @@ impl Sdk {
     fn script(self) -> PathBuf {
         let name = match self {
             Sdk::OpenAi => "openai_cases.py",
+            Sdk::Anthropic => "anthropic_cases.py",
             Sdk::DashScope => "dashscope_cases.py",
         };
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -110,6 +113,9 @@ async fn run(sdk: Sdk, cases: &[&str], gw: &Harness, key: &str) -> Option<Result
         "DASHSCOPE_API_KEY",
         "DASHSCOPE_API_REGION",
         "DASHSCOPE_WORKSPACE_ID",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
         "LLMUX_MODEL",
         "LLMUX_EMBED_MODEL",
     ] {
@@ -732,4 +738,329 @@ async fn dashscope_sdk_upstream_429_is_throttling() {
     };
     check_dashscope_error(r.get("chat_error:gpt-4o-mini"), 429, "Throttling.RateQuota");
     assert_eq!(emu.requests().len(), 2, "one upstream attempt per SDK call");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anthropic SDK and legacy completions, in front of an OpenAI, a DashScope native and a signed
+// (Hunyuan TC3) upstream
+// ---------------------------------------------------------------------------------------------
+
+/// The model each upstream serves: the OpenAI emulator, the DashScope native emulator and
+/// the Hunyuan native emulator (TC3-signed requests).
+const UPSTREAMS: [&str; 3] = ["gpt-4o-mini", "qwen-plus", "hunyuan-lite"];
+
+/// The three upstreams behind a gateway recording usage (SQLite in memory).
+async fn three_upstreams() -> (Harness, [Emulator; 3]) {
+    let oa = emulator(Vendor::OpenAi).await;
+    let ds = emulator(Vendor::DashScope).await;
+    let hy = emulator(Vendor::Hunyuan).await;
+    let env: std::collections::HashMap<String, String> =
+        hy.env_for("hunyuan").unwrap().into_iter().collect();
+    let hunyuan = format!(
+        "[[channels]]\nname = \"hy\"\nprovider = \"hunyuan\"\nbase_url = \"{}\"\n\
+         secret_id = \"{}\"\nsecret_key = \"{}\"\nmodels = [\"hunyuan-lite\"]\n",
+        env["HUNYUAN_BASE_URL"], env["TENCENTCLOUD_SECRET_ID"], env["TENCENTCLOUD_SECRET_KEY"]
+    );
+    let gw = start_with_store(&format!(
+        "{}{}{hunyuan}",
+        channel("oa", "openai", &oa, "[\"gpt-4o-mini\"]", ""),
+        channel("ds", "dashscope", &ds, "[\"qwen-plus\"]", ""),
+    ))
+    .await;
+    (gw, [oa, ds, hy])
+}
+
+/// The usage record of the request with gateway id `rid`, once all `n` records are written.
+async fn record_of(gw: &Harness, n: u64, rid: &str) -> llmux_gateway::store::UsageRecord {
+    records(gw, n)
+        .await
+        .into_iter()
+        .find(|r| r.request_id == rid)
+        .unwrap_or_else(|| panic!("no usage record for {rid}"))
+}
+
+/// Prompt tokens of the emulator's count: Σ (pieces + 4) over the input messages.
+const PROMPT_SYSTEM_AND_HI: u64 = (3 + 4) + (2 + 4);
+const PROMPT_HI: u64 = 2 + 4;
+
+fn check_anthropic_message(v: &Value, model: &str, input: u64) {
+    // `messages.stream` accumulates into its `ParsedMessage` subclass.
+    assert!(
+        v["class"] == "Message" || v["class"] == "ParsedMessage",
+        "{v}"
+    );
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["role"], "assistant");
+    assert_eq!(v["model"], model);
+    assert_eq!(
+        v["content"],
+        json!([{"type": "text", "text": ANSWER}]),
+        "{v}"
+    );
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    assert!(v["stop_sequence"].is_null());
+    // Anthropic accounting: nothing read from a cache here, so input_tokens is the prompt; the
+    // cache read is what the upstream said (the OpenAI emulator reports 0 cached tokens, the
+    // others report none).
+    let cached = if model == "gpt-4o-mini" {
+        json!(0)
+    } else {
+        Value::Null
+    };
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": input, "output_tokens": 4,
+            "cache_read_input_tokens": cached, "cache_creation_input_tokens": null}),
+        "{v}"
+    );
+    let rid = v["request_id"].as_str().unwrap();
+    assert_eq!(rid.len(), 36, "{v}");
+    assert_eq!(v["id"], format!("msg_{}", rid.replace('-', "")));
+}
+
+fn check_anthropic_tools(v: &Value, streamed: bool) {
+    assert_eq!(v["first_stop"], "tool_use", "{v}");
+    let calls = v["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert_eq!(calls[0]["input"], json!({"city": "Hangzhou"}));
+    assert!(!calls[0]["id"].as_str().unwrap().is_empty(), "{v}");
+    assert_eq!(v["final_stop"], "end_turn", "{v}");
+    assert_eq!(
+        v["final_content"],
+        json!([{"type": "text", "text": TOOL_ANSWER}]),
+        "{v}"
+    );
+    assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0, "{v}");
+    if streamed {
+        let events: Vec<&str> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert_eq!(events.first(), Some(&"message_start"), "{v}");
+        assert_eq!(events.last(), Some(&"message_stop"), "{v}");
+        assert!(events.contains(&"input_json"), "streamed tool input: {v}");
+        assert!(
+            v["first_usage"]["output_tokens"].as_u64().unwrap() > 0,
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn anthropic_sdk_messages_stream_tools_and_count_tokens_with_three_upstreams() {
+    let (gw, emus) = three_upstreams().await;
+    let mut cases = Vec::new();
+    for m in UPSTREAMS {
+        for c in ["create", "stream", "tools", "tools_stream", "count_tokens"] {
+            cases.push(format!("{c}:{m}"));
+        }
+    }
+    let args: Vec<&str> = cases.iter().map(String::as_str).collect();
+    let Some(r) = run(Sdk::Anthropic, &args, &gw, KEY).await else {
+        return;
+    };
+    assert_eq!(r.get(&cases[0])["sdk_version"], "2.10.0");
+    // Per model: create, two streams, two round trips of two calls each.
+    let routed = 1 + 2 + 2 + 2;
+    for m in UPSTREAMS {
+        let v = r.get(&format!("create:{m}"));
+        check_anthropic_message(v, m, PROMPT_SYSTEM_AND_HI);
+        assert_eq!(v["x_request_id"], v["request_id"]);
+        // The ledger holds what the upstream reported.
+        let rec = record_of(&gw, 3 * routed, v["request_id"].as_str().unwrap()).await;
+        assert_eq!(
+            (
+                rec.input_tokens,
+                rec.output_tokens,
+                rec.status,
+                rec.usage_estimated
+            ),
+            (PROMPT_SYSTEM_AND_HI, 4, 200, false),
+            "{rec:?}"
+        );
+        assert_eq!(rec.model, m);
+
+        let v = r.get(&format!("stream:{m}"));
+        check_anthropic_message(v, m, PROMPT_SYSTEM_AND_HI);
+        let events: Vec<&str> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert_eq!(events.first(), Some(&"message_start"), "{v}");
+        assert_eq!(
+            &events[events.len() - 3..],
+            ["content_block_stop", "message_delta", "message_stop"],
+            "{v}"
+        );
+        assert_eq!(
+            v["pieces"],
+            json!(["You ", "said: ", "hi ", "there"]),
+            "{v}"
+        );
+        let rec = record_of(&gw, 3 * routed, v["request_id"].as_str().unwrap()).await;
+        assert_eq!(
+            (
+                rec.input_tokens,
+                rec.output_tokens,
+                rec.stream,
+                rec.usage_estimated
+            ),
+            (PROMPT_SYSTEM_AND_HI, 4, true, false),
+            "{rec:?}"
+        );
+
+        check_anthropic_tools(r.get(&format!("tools:{m}")), false);
+        check_anthropic_tools(r.get(&format!("tools_stream:{m}")), true);
+
+        // The gateway's estimate: 4 per message plus ASCII/4 ("You are terse." 4, "hi there"
+        // 2), and the tool definition on top.
+        let v = r.get(&format!("count_tokens:{m}"));
+        assert_eq!(v["class"], "MessageTokensCount", "{v}");
+        assert_eq!(v["input_tokens"], 4 + 4 + 4 + 2, "{v}");
+        assert!(v["with_tools"].as_u64().unwrap() > PROMPT_HI + 10, "{v}");
+    }
+    // count_tokens reached no upstream: each emulator saw exactly its routed calls.
+    for e in &emus {
+        assert_eq!(e.requests().len(), routed as usize);
+    }
+}
+
+fn check_anthropic_error(e: &Value, class: &str, status: u64, ty: &str) {
+    assert_eq!(e["class"], class, "{e}");
+    assert_eq!(e["status_code"], status, "{e}");
+    assert_eq!(e["type"], ty, "{e}");
+    assert_eq!(e["body"]["type"], "error", "{e}");
+    assert!(!e["message"].as_str().unwrap().is_empty(), "{e}");
+    assert_eq!(e["request_id"].as_str().unwrap().len(), 36, "{e}");
+}
+
+#[tokio::test]
+async fn anthropic_sdk_errors_are_anthropic_errors() {
+    let (gw, emus) = three_upstreams().await;
+    let key = virtual_key(&gw, json!({"name": "gpt only", "models": ["gpt-4o-mini"]})).await;
+    let Some(wrong) = run(Sdk::Anthropic, &["create_error:qwen-plus"], &gw, "sk-wrong").await
+    else {
+        return;
+    };
+    let v = wrong.get("create_error:qwen-plus");
+    for e in [v, &v["stream"], &v["count_tokens"]] {
+        check_anthropic_error(e, "AuthenticationError", 401, "authentication_error");
+    }
+    let cases = ["create_error:qwen-plus", "unsupported:gpt-4o-mini"];
+    let Some(r) = run(Sdk::Anthropic, &cases, &gw, &key).await else {
+        return;
+    };
+    let v = r.get(cases[0]);
+    for e in [v, &v["stream"], &v["count_tokens"]] {
+        check_anthropic_error(e, "PermissionDeniedError", 403, "permission_error");
+        assert!(e["message"].as_str().unwrap().contains("qwen-plus"), "{e}");
+    }
+    let e = r.get(cases[1]);
+    check_anthropic_error(e, "BadRequestError", 400, "invalid_request_error");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("tools[0].type: "),
+        "{e}"
+    );
+    for emu in &emus {
+        assert!(
+            emu.requests().is_empty(),
+            "refused calls never left the gateway"
+        );
+    }
+}
+
+#[tokio::test]
+async fn anthropic_sdk_upstream_429_is_rate_limit_error_with_retry_after() {
+    let (gw, emu) = throttled_upstream(Vendor::DashScope, "dashscope", "[\"qwen-plus\"]").await;
+    let Some(r) = run(Sdk::Anthropic, &["create_error:qwen-plus"], &gw, KEY).await else {
+        return;
+    };
+    let v = r.get("create_error:qwen-plus");
+    for e in [v, &v["stream"]] {
+        check_anthropic_error(e, "RateLimitError", 429, "rate_limit_error");
+        assert_eq!(e["retry_after"], "7", "{v}");
+    }
+    assert_eq!(emu.requests().len(), 2, "one upstream attempt per SDK call");
+}
+
+#[tokio::test]
+async fn openai_sdk_legacy_completions_with_three_upstreams() {
+    let (gw, emus) = three_upstreams().await;
+    let mut cases = Vec::new();
+    for m in UPSTREAMS {
+        cases.push(format!("completion:{m}"));
+        cases.push(format!("completion_stream:{m}"));
+    }
+    let args: Vec<&str> = cases.iter().map(String::as_str).collect();
+    let Some(r) = run(Sdk::OpenAi, &args, &gw, KEY).await else {
+        return;
+    };
+    for (m, emu) in UPSTREAMS.iter().zip(&emus) {
+        let v = r.get(&format!("completion:{m}"));
+        assert_eq!(v["type"], "Completion", "{v}");
+        assert_eq!(v["object"], "text_completion");
+        assert_eq!(v["model"], *m);
+        assert_eq!(v["n_choices"], 1);
+        assert_eq!(v["text"], ANSWER);
+        assert_eq!(v["finish_reason"], "stop");
+        assert!(v["logprobs"].is_null());
+        let rid = v["request_id"].as_str().unwrap();
+        assert_eq!(v["id"], format!("cmpl-{}", rid.replace('-', "")));
+        assert_eq!(
+            v["usage"],
+            json!({"prompt_tokens": PROMPT_HI, "completion_tokens": 4, "total_tokens": PROMPT_HI + 4}),
+            "{v}"
+        );
+        let rec = record_of(&gw, 6, rid).await;
+        assert_eq!(
+            (rec.input_tokens, rec.output_tokens, rec.usage_estimated),
+            (PROMPT_HI, 4, false)
+        );
+
+        let v = r.get(&format!("completion_stream:{m}"));
+        assert_eq!(v["objects"], json!(["text_completion"]), "{v}");
+        assert_eq!(v["ids"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["usage_chunks"], 1, "{v}");
+        assert_eq!(v["usage_chunk_is_last"], true, "{v}");
+        assert_eq!(v["text"], ANSWER, "{v}");
+        assert_eq!(
+            v["pieces"],
+            json!(["You ", "said: ", "hi ", "there"]),
+            "{v}"
+        );
+        assert_eq!(v["finish_reasons"], json!(["stop"]), "{v}");
+        assert_eq!(v["usage"]["completion_tokens"], 4, "{v}");
+        assert_eq!(v["usage"]["prompt_tokens"], PROMPT_HI, "{v}");
+        let e = &v["echo_error"];
+        assert_eq!(e["class"], "BadRequestError", "{e}");
+        assert_eq!(e["param"], "echo", "{e}");
+        assert_eq!(
+            emu.requests().len(),
+            2,
+            "the refused echo call never left the gateway"
+        );
+    }
+    // One prompt in, one user message out, with the legacy default cap of 16 where the vendor
+    // has a cap (Hunyuan has none: it is sent no cap rather than refusing).
+    let oa = emus[0].requests();
+    let body = &oa[0].json().unwrap();
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "user", "content": "hi there"}])
+    );
+    assert_eq!(body["max_tokens"], 16, "{body}");
+    let ds = emus[1].requests();
+    let body = &ds[0].json().unwrap();
+    assert_eq!(
+        body["input"]["prompt"], "hi there",
+        "a single-turn prompt: {body}"
+    );
 }

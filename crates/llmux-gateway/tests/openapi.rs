@@ -37,6 +37,9 @@ fn the_committed_description_is_the_generated_one() {
 const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/v1/chat/completions"),
     ("post", "/v1/embeddings"),
+    ("post", "/v1/completions"),
+    ("post", "/v1/messages"),
+    ("post", "/v1/messages/count_tokens"),
     ("get", "/v1/models"),
     ("get", "/v1/models/{id}"),
     ("post", "/api/v1/services/aigc/text-generation/generation"),
@@ -140,6 +143,14 @@ async fn the_description_is_served_without_auth_and_covers_every_route() {
                     "{path}"
                 );
                 assert!(responses.contains_key("401"), "{method} {path}");
+            } else if path.starts_with("/v1/messages") {
+                // Anthropic's SDKs send `x-api-key`; a bearer key works too.
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{"client_key": []}, {"api_key": []}]),
+                    "{path}"
+                );
+                assert!(responses.contains_key("401"), "{method} {path}");
             } else if path.starts_with("/v1/") || path.starts_with("/api/") {
                 assert_eq!(
                     op["security"],
@@ -153,6 +164,8 @@ async fn the_description_is_served_without_auth_and_covers_every_route() {
             // Errors name the ingress's error schema.
             let error_schema = if path.starts_with("/api/") {
                 "#/components/schemas/DashScopeError"
+            } else if path.starts_with("/v1/messages") {
+                "#/components/schemas/AnthropicError"
             } else {
                 "#/components/schemas/OpenAiError"
             };

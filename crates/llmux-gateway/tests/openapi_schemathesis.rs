@@ -46,6 +46,9 @@ const CONFIG: &str = r#"
 [auth.openapi.client_key]
 bearer = "${LLMUX_ST_CLIENT_KEY}"
 
+[auth.openapi.api_key]
+api_key = "${LLMUX_ST_CLIENT_KEY}"
+
 [auth.openapi.admin_key]
 bearer = "${LLMUX_ST_ADMIN_KEY}"
 "#;

@@ -305,6 +305,12 @@ pub struct ChatRequest {
     /// Output token cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// `max_tokens` is a ceiling the client's protocol made it send (Anthropic's Messages API
+    /// requires one; the legacy Completions API defaults to 16), not a limit the client chose:
+    /// a provider that has no output cap leaves it out instead of refusing the request.
+    /// Providers that have a cap send it either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub max_tokens_advisory: bool,
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,

@@ -5,7 +5,14 @@
 //! dialect. A dialect implements [`Dialect`] once per operation it serves
 //! ([`crate::pipeline::Chat`], [`crate::pipeline::Embed`]) and declares its HTTP endpoints
 //! (with their OpenAPI description) in its `mod.rs`; the router gets one row per endpoint.
+//!
+//! Each dialect also brings its error envelope ([`ErrorEnvelope`]): the pipeline renders a
+//! request's errors with [`Dialect::ENVELOPE`], and errors raised before any route is known
+//! (a refused request head, an unknown path, a wrong method, a slow body) with the envelope
+//! [`envelope_for`] finds for the path in [`ENVELOPES`], one row per dialect's path prefix.
 
+pub mod anthropic;
+pub mod completions;
 pub mod dashscope;
 pub mod openai;
 
@@ -14,8 +21,39 @@ use bytes::Bytes;
 use llmux_core::StreamEvent;
 use serde::Serialize;
 
-use crate::error::{ApiError, Ingress};
+use crate::error::ApiError;
+pub use crate::error::ErrorEnvelope;
 use crate::pipeline::Operation;
+
+/// Which error envelope answers for which paths, for errors raised before routing: the
+/// longest matching prefix wins, [`DEFAULT_ENVELOPE`] when none matches. A dialect adds its
+/// row here (and its endpoints in [`crate::app::router`]).
+pub static ENVELOPES: &[(&str, &dyn ErrorEnvelope)] = &[
+    ("/v1/", &openai::OpenAiEnvelope),
+    ("/v1/messages", &anthropic::AnthropicEnvelope),
+    ("/api/", &dashscope::DashScopeEnvelope),
+    // The admin API and the dashboard answer in the OpenAI envelope.
+    ("/admin", &openai::OpenAiEnvelope),
+];
+
+/// The envelope of paths no row of [`ENVELOPES`] claims (health, metrics, unknown paths).
+pub static DEFAULT_ENVELOPE: &dyn ErrorEnvelope = &openai::OpenAiEnvelope;
+
+/// The error envelope of a request path (see [`ENVELOPES`]).
+pub fn envelope_for(path: &[u8]) -> &'static dyn ErrorEnvelope {
+    longest_prefix(ENVELOPES, path)
+}
+
+fn longest_prefix(
+    table: &[(&str, &'static dyn ErrorEnvelope)],
+    path: &[u8],
+) -> &'static dyn ErrorEnvelope {
+    table
+        .iter()
+        .filter(|(prefix, _)| path.starts_with(prefix.as_bytes()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map_or(DEFAULT_ENVELOPE, |(_, e)| *e)
+}
 
 /// What a dialect's decoder found in a request.
 #[derive(Debug)]
@@ -26,6 +64,17 @@ pub struct Decoded<R, O> {
     pub options: O,
     /// The client asked for a stream.
     pub stream: bool,
+}
+
+impl<R, O> Decoded<R, O> {
+    /// A decoded request.
+    pub fn new(request: R, options: O, stream: bool) -> Self {
+        Decoded {
+            request,
+            options,
+            stream,
+        }
+    }
 }
 
 /// What an encoder knows of the request it answers.
@@ -44,8 +93,8 @@ pub struct Egress<'a, O> {
 
 /// One operation in one client dialect.
 pub trait Dialect<Op: Operation>: Send + Sync + 'static {
-    /// The error envelope of the dialect.
-    const INGRESS: Ingress;
+    /// The dialect's error envelope.
+    const ENVELOPE: &'static dyn ErrorEnvelope;
     /// How the client wants the answer shaped.
     type Options: Send + Sync + 'static;
     /// The JSON body of a whole answer.
@@ -58,8 +107,18 @@ pub trait Dialect<Op: Operation>: Send + Sync + 'static {
         body: &[u8],
     ) -> Result<Decoded<Op::Request, Self::Options>, ApiError>;
 
-    /// A whole answer → the response body.
-    fn encode(answer: &Op::Answer, egress: &Egress<'_, Self::Options>) -> Self::Body;
+    /// A whole answer → the response body, or the error the client gets instead when the
+    /// answer cannot be expressed in the dialect (the upstream's usage is still recorded).
+    fn encode(
+        answer: &Op::Answer,
+        egress: &Egress<'_, Self::Options>,
+    ) -> Result<Self::Body, ApiError>;
+
+    /// Headers the dialect adds to a successful answer, whole or streamed (errors get theirs
+    /// from [`Dialect::ENVELOPE`]).
+    fn response_headers(egress: &Egress<'_, Self::Options>, headers: &mut HeaderMap) {
+        let _ = (egress, headers);
+    }
 
     /// The encoder of a streamed answer, for dialects that stream this operation (the decoder
     /// only sets [`Decoded::stream`] when they do).
@@ -84,5 +143,39 @@ pub trait StreamEncoder: Send + 'static {
     /// The comment frame sent to keep an idle stream open.
     fn ping(&self) -> Bytes {
         Bytes::from_static(b": ping\n\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn paths_pick_their_envelope() {
+        assert_eq!(envelope_for(b"/api/v1/x").name(), "dashscope");
+        assert_eq!(envelope_for(b"/api/").name(), "dashscope");
+        assert_eq!(envelope_for(b"/admin/keys/1").name(), "openai");
+        assert_eq!(envelope_for(b"/v1/chat/completions").name(), "openai");
+        assert_eq!(envelope_for(b"/v1/completions").name(), "openai");
+        assert_eq!(envelope_for(b"/v1/messages").name(), "anthropic");
+        assert_eq!(
+            envelope_for(b"/v1/messages/count_tokens").name(),
+            "anthropic"
+        );
+        assert_eq!(envelope_for(b"/healthz").name(), "openai");
+        assert_eq!(envelope_for(b"").name(), "openai");
+    }
+
+    #[test]
+    fn the_longest_prefix_wins_whatever_the_order() {
+        let table: &[(&str, &'static dyn ErrorEnvelope)] = &[
+            ("/v1/", &openai::OpenAiEnvelope),
+            ("/v1/special", &dashscope::DashScopeEnvelope),
+            ("/v", &openai::OpenAiEnvelope),
+        ];
+        assert_eq!(longest_prefix(table, b"/v1/special/x").name(), "dashscope");
+        assert_eq!(longest_prefix(table, b"/v1/other").name(), "openai");
+        assert_eq!(longest_prefix(table, b"/x").name(), "openai");
     }
 }

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use llmux_core::ErrorKind;
+use llmux_core::{ErrorKind, SecretString};
 
 use super::guard::GuardInit;
 use super::Operation;
@@ -31,9 +31,10 @@ pub(super) struct Admitted<R, O> {
 pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
     state: &AppState,
     head: &HeaderMap,
+    query_key: Option<&SecretString>,
     body: Body,
 ) -> Result<Admitted<Op::Request, D::Options>, ApiError> {
-    let principal = state.auth.authenticate(head).await?;
+    let principal = state.auth.authenticate(head, query_key).await?;
     let bytes = read_body(body, head, state.server.max_body_bytes).await?;
     let decoded = D::decode(head, &bytes)?;
     drop(bytes);
@@ -57,6 +58,27 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
         plan,
         guard,
     })
+}
+
+/// The checks of [`admit`] for a request that calls no upstream: who, the body, `decode`, the
+/// model allow-list, and that the model is served (no limits, no route plan kept).
+pub(super) async fn check<R>(
+    state: &AppState,
+    head: &HeaderMap,
+    query_key: Option<&SecretString>,
+    body: Body,
+    decode: fn(&HeaderMap, &[u8]) -> Result<R, ApiError>,
+    model: fn(&R) -> &str,
+) -> Result<R, ApiError> {
+    let principal = state.auth.authenticate(head, query_key).await?;
+    let bytes = read_body(body, head, state.server.max_body_bytes).await?;
+    let decoded = decode(head, &bytes)?;
+    let name = model(&decoded);
+    principal.allows(name)?;
+    if !state.routes.serves(name) {
+        return Err(ApiError::unknown_model(name));
+    }
+    Ok(decoded)
 }
 
 /// Reads the body, enforcing `limit` (413 in the ingress format when over it). An oversized

@@ -267,7 +267,7 @@ impl RequestGuard {
         let (status, error_kind) = match outcome {
             Outcome::Complete => (200, None),
             Outcome::Error(kind) => (
-                crate::error::openai_mapping(kind).0.as_u16(),
+                crate::error::status_for(kind).as_u16(),
                 Some(kind.as_str().to_owned()),
             ),
             Outcome::Cancelled => (499, Some("cancelled".to_owned())),

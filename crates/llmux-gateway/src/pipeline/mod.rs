@@ -19,7 +19,7 @@
 //!   └──────────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! An error at any step is answered in the dialect's format ([`Dialect::INGRESS`]); after
+//! An error at any step is answered in the dialect's format ([`Dialect::ENVELOPE`]); after
 //! step 2 the guard records it. A dialect is one module of pure functions ([`crate::ingress`]);
 //! an operation ([`Chat`], [`Embed`]) says what is asked of an upstream and how its usage is
 //! read.
@@ -35,13 +35,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use llmux_core::ErrorKind;
+use llmux_core::{ErrorKind, SecretString};
 
 pub use admission::read_body;
 pub use guard::{RequestGuard, RouteLabels};
 pub use ops::{Chat, Embed, Estimate, Operation, Reply};
 
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::ingress::{Dialect, Egress};
 use crate::state::{AppState, RequestCtx, ADDED_LATENCY};
 
@@ -52,13 +52,44 @@ pub struct Call {
     state: Arc<AppState>,
     ctx: RequestCtx,
     head: HeaderMap,
+    /// The `key` query parameter, the one part of the query the pipeline reads.
+    query_key: Option<SecretString>,
     body: Body,
 }
 
 impl Call {
     /// Runs the pipeline for operation `Op` in dialect `D`.
     pub async fn serve<Op: Operation, D: Dialect<Op>>(self) -> Response {
-        Box::pin(serve::<Op, D>(self.state, self.ctx, self.head, self.body)).await
+        Box::pin(serve::<Op, D>(
+            self.state,
+            self.ctx,
+            self.head,
+            self.query_key,
+            self.body,
+        ))
+        .await
+    }
+
+    /// Step 1's checks alone, for an endpoint the gateway answers itself without calling an
+    /// upstream (Anthropic's `count_tokens`): authentication, the body (size limit), `decode`,
+    /// the key's model allow-list, and that the model is served. No limit is charged and no
+    /// usage is recorded. Errors come back rendered in `envelope`.
+    pub async fn check<R>(
+        self,
+        envelope: &'static dyn ErrorEnvelope,
+        decode: fn(&HeaderMap, &[u8]) -> Result<R, ApiError>,
+        model: fn(&R) -> &str,
+    ) -> Result<R, Response> {
+        let checked = admission::check(
+            &self.state,
+            &self.head,
+            self.query_key.as_ref(),
+            self.body,
+            decode,
+            model,
+        )
+        .await;
+        checked.map_err(|e| fail(e, envelope, &self.ctx, None))
     }
 }
 
@@ -74,13 +105,14 @@ impl axum::extract::FromRequest<Arc<AppState>> for Call {
         let Some(ctx) = parts.extensions.remove::<RequestCtx>() else {
             return Err(
                 ApiError::new(ErrorKind::Internal, "request without a context")
-                    .into_response_for(Ingress::OpenAi, ""),
+                    .into_response_for(crate::ingress::DEFAULT_ENVELOPE, ""),
             );
         };
         Ok(Call {
             state: state.clone(),
             ctx,
             head: std::mem::take(&mut parts.headers),
+            query_key: crate::auth::query_key(parts.uri.query()),
             body,
         })
     }
@@ -91,11 +123,12 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
     state: Arc<AppState>,
     ctx: RequestCtx,
     head: HeaderMap,
+    query_key: Option<SecretString>,
     body: Body,
 ) -> Response {
-    let admitted = match admission::admit::<Op, D>(&state, &head, body).await {
+    let admitted = match admission::admit::<Op, D>(&state, &head, query_key.as_ref(), body).await {
         Ok(a) => a,
-        Err(e) => return fail(e, D::INGRESS, &ctx, None),
+        Err(e) => return fail(e, D::ENVELOPE, &ctx, None),
     };
     drop(head);
     let (decoded, plan, init) = (admitted.decoded, admitted.plan, admitted.guard);
@@ -104,7 +137,7 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
     let routed = ops::route::<Op>(&state, &plan, &decoded.request, decoded.stream).await;
     let r = match routed {
         Ok(r) => r,
-        Err(f) => return failed(&state, &ctx, guard, f, D::INGRESS).await,
+        Err(f) => return failed(&state, &ctx, guard, f, D::ENVELOPE).await,
     };
     guard.routed(&r.channel, r.upstream.clone());
     let egress = Egress {
@@ -119,7 +152,17 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
             if let Some(u) = Op::usage(&answer) {
                 guard.usage(u);
             }
-            let mut resp = json_response(&D::encode(&answer, &egress), D::INGRESS, &ctx.id);
+            let body = match D::encode(&answer, &egress) {
+                Ok(body) => body,
+                Err(err) => {
+                    // The upstream answered (its usage is billed); the dialect cannot say it.
+                    guard.fail(err.kind, true);
+                    guard.finish().await;
+                    return fail(err, D::ENVELOPE, &ctx, Some(guard.labels().clone()));
+                }
+            };
+            let mut resp = json_response(&body, D::ENVELOPE, &ctx.id);
+            D::response_headers(&egress, resp.headers_mut());
             stamp_added_latency(&state, &mut resp, added);
             guard.complete();
             // Durable before the client sees the answer.
@@ -132,9 +175,10 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
                 let err = ApiError::new(ErrorKind::Internal, "this endpoint cannot stream");
                 guard.fail(err.kind, true);
                 guard.finish().await;
-                return fail(err, D::INGRESS, &ctx, Some(guard.labels().clone()));
+                return fail(err, D::ENVELOPE, &ctx, Some(guard.labels().clone()));
             };
             let mut resp = stream::response(&state, encoder, events, guard);
+            D::response_headers(&egress, resp.headers_mut());
             stamp_added_latency(&state, &mut resp, added);
             resp
         }
@@ -142,7 +186,11 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
 }
 
 /// A JSON response, serialized once into one buffer.
-fn json_response<T: serde::Serialize>(body: &T, ingress: Ingress, request_id: &str) -> Response {
+fn json_response<T: serde::Serialize>(
+    body: &T,
+    envelope: &dyn ErrorEnvelope,
+    request_id: &str,
+) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut resp = Response::new(Body::from(bytes));
@@ -156,7 +204,7 @@ fn json_response<T: serde::Serialize>(body: &T, ingress: Ingress, request_id: &s
             ErrorKind::Internal,
             format!("could not encode the answer: {e}"),
         )
-        .into_response_for(ingress, request_id),
+        .into_response_for(envelope, request_id),
     }
 }
 
@@ -179,11 +227,11 @@ pub(crate) fn stamp_added_latency(state: &AppState, resp: &mut Response, added: 
 /// An error response in the ingress format, labelled with its route when known.
 pub(crate) fn fail(
     err: ApiError,
-    ingress: Ingress,
+    envelope: &dyn ErrorEnvelope,
     ctx: &RequestCtx,
     labels: Option<RouteLabels>,
 ) -> Response {
-    let mut resp = err.into_response_for(ingress, &ctx.id);
+    let mut resp = err.into_response_for(envelope, &ctx.id);
     if let Some(l) = labels {
         resp.extensions_mut().insert(l);
     }
@@ -199,7 +247,7 @@ async fn failed(
     ctx: &RequestCtx,
     mut guard: RequestGuard,
     f: crate::routing::Failed,
-    ingress: Ingress,
+    envelope: &dyn ErrorEnvelope,
 ) -> Response {
     let labels = match &f.channel {
         Some(ch) => {
@@ -213,7 +261,7 @@ async fn failed(
             None
         }
     };
-    let mut resp = fail(f.error, ingress, ctx, labels);
+    let mut resp = fail(f.error, envelope, ctx, labels);
     stamp_added_latency(state, &mut resp, added_latency(ctx, f.upstream_time));
     resp
 }

@@ -14,7 +14,8 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::fail;
-use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::error::ApiError;
+use crate::ingress::openai::{OpenAiEnvelope, OpenAiError};
 use crate::state::{unix_now, AppState, RequestCtx};
 use crate::store::{KeyRecord, UsageRecord, UsageRow};
 
@@ -120,7 +121,7 @@ pub async fn channels(
     headers: HeaderMap,
 ) -> Response {
     if let Err(e) = state.auth.admin(&headers) {
-        return fail(e, Ingress::Admin, &ctx, None);
+        return fail(e, &OpenAiEnvelope, &ctx, None);
     }
     let routes = &state.routes;
     let channels = routes
@@ -190,7 +191,7 @@ pub async fn enable_channel(
                 llmux_core::ErrorKind::NotFound,
                 format!("no channel named `{name}`"),
             );
-            e.openai_code = Some("channel_not_found");
+            e.code = Some("channel_not_found");
             return Err(e);
         };
         Ok(Json(EnabledChannel {
@@ -236,7 +237,7 @@ fn key_not_found(id: i64) -> ApiError {
         llmux_core::ErrorKind::NotFound,
         format!("no key with id {id}"),
     );
-    e.openai_code = Some("key_not_found");
+    e.code = Some("key_not_found");
     e
 }
 
@@ -251,11 +252,11 @@ where
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
     if let Err(e) = state.auth.admin(&headers) {
-        return fail(e, Ingress::Admin, &ctx, None);
+        return fail(e, &OpenAiEnvelope, &ctx, None);
     }
     match f(state).await {
         Ok(r) => r,
-        Err(e) => fail(e, Ingress::Admin, &ctx, None),
+        Err(e) => fail(e, &OpenAiEnvelope, &ctx, None),
     }
 }
 

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::fail;
-use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::error::ApiError;
+use crate::ingress::openai::{OpenAiEnvelope, OpenAiError};
 use crate::state::{AppState, RequestCtx};
 
 const INDEX: &str = include_str!("../dashboard/index.html");
@@ -37,7 +38,7 @@ fn file(
                 llmux_core::ErrorKind::NotFound,
                 "the dashboard is off: set server.admin_key to use it",
             ),
-            Ingress::Admin,
+            &OpenAiEnvelope,
             ctx,
             None,
         );

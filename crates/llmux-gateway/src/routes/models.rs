@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -10,7 +10,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::fail;
-use crate::error::{ApiError, Ingress, OpenAiError};
+use crate::auth::query_key;
+use crate::error::ApiError;
+use crate::ingress::openai::{OpenAiEnvelope, OpenAiError};
 use crate::state::{AppState, RequestCtx};
 
 /// A model this gateway serves.
@@ -70,10 +72,15 @@ fn model_json(state: &AppState, id: &str) -> Model {
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = state.auth.authenticate(&headers).await {
-        return fail(e, Ingress::OpenAi, &ctx, None);
+    if let Err(e) = state
+        .auth
+        .authenticate(&headers, query_key(query.as_deref()).as_ref())
+        .await
+    {
+        return fail(e, &OpenAiEnvelope, &ctx, None);
     }
     let data = state
         .routes
@@ -108,13 +115,18 @@ pub async fn one(
     State(state): State<Arc<AppState>>,
     Extension(ctx): Extension<RequestCtx>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = state.auth.authenticate(&headers).await {
-        return fail(e, Ingress::OpenAi, &ctx, None);
+    if let Err(e) = state
+        .auth
+        .authenticate(&headers, query_key(query.as_deref()).as_ref())
+        .await
+    {
+        return fail(e, &OpenAiEnvelope, &ctx, None);
     }
     if !state.routes.serves(&id) {
-        return fail(ApiError::unknown_model(&id), Ingress::OpenAi, &ctx, None);
+        return fail(ApiError::unknown_model(&id), &OpenAiEnvelope, &ctx, None);
     }
     Json(model_json(&state, &id)).into_response()
 }

@@ -242,6 +242,53 @@ def case_models():
     }
 
 
+def case_completion():
+    """Legacy completions: a whole answer (`max_tokens` left to its default of 16)."""
+    raw = client().completions.with_raw_response.create(model=MODEL, prompt="hi there")
+    c = raw.parse()
+    choice = c.choices[0]
+    return {
+        "type": type(c).__name__,
+        "id": c.id,
+        "object": c.object,
+        "model": c.model,
+        "n_choices": len(c.choices),
+        "index": choice.index,
+        "text": choice.text,
+        "finish_reason": choice.finish_reason,
+        "logprobs": choice.logprobs,
+        "usage": usage_of(c.usage),
+        "request_id": raw.headers.get("x-request-id"),
+    }
+
+
+def case_completion_stream():
+    """Legacy completions streamed, with the usage chunk; then a 400 for `echo`."""
+    stream = client().completions.create(
+        model=MODEL,
+        prompt=["hi there"],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    usage_chunks = [ch for ch in chunks if ch.usage is not None]
+    return {
+        "objects": sorted({ch.object for ch in chunks}),
+        "ids": sorted({ch.id for ch in chunks}),
+        "text": "".join(ch.choices[0].text for ch in chunks if ch.choices),
+        "pieces": [ch.choices[0].text for ch in chunks if ch.choices and ch.choices[0].text],
+        "finish_reasons": [
+            ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason
+        ],
+        "usage_chunks": len(usage_chunks),
+        "usage_chunk_is_last": bool(usage_chunks) and usage_chunks[-1] is chunks[-1],
+        "usage": usage_of(usage_chunks[-1].usage) if usage_chunks else None,
+        "echo_error": expect_status_error(
+            lambda: client().completions.create(model=MODEL, prompt="hi", echo=True)
+        ),
+    }
+
+
 def status_error(e):
     resp = e.response
     return {

@@ -22,7 +22,9 @@ pub fn chat_body<'a>(model: &'a str, req: &'a ChatRequest, stream: bool) -> Resu
     if req.top_k.is_some() {
         lacking.push("top_k");
     }
-    if req.max_tokens.is_some() {
+    // Hunyuan has no output cap: a cap the client chose is refused, one its protocol made it
+    // send (`max_tokens_advisory`) is left out.
+    if req.max_tokens.is_some() && !req.max_tokens_advisory {
         lacking.push("max_tokens");
     }
     if req.repetition_penalty.is_some() {
@@ -534,5 +536,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(wire.usage().total_tokens, u64::MAX);
+    }
+
+    #[test]
+    fn a_cap_the_client_chose_is_refused_one_its_protocol_required_is_left_out() {
+        let mut req = ChatRequest::new("m", vec![Message::user("hi")]);
+        req.max_tokens = Some(64);
+        let err = chat_body("hunyuan-lite", &req, false).unwrap_err();
+        assert!(err.message().contains("`max_tokens`"), "{}", err.message());
+        req.max_tokens_advisory = true;
+        let body = chat_body("hunyuan-lite", &req, false).unwrap();
+        let o = body.as_object().unwrap();
+        assert!(
+            o.keys().all(|k| !k.to_ascii_lowercase().contains("token")),
+            "{body}"
+        );
     }
 }

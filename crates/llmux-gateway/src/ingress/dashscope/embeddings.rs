@@ -50,7 +50,7 @@ pub fn decode_embeddings(body: &[u8]) -> Result<EmbeddingRequest, ApiError> {
     let w: WireRequest = crate::ingress::openai::from_json(body)?;
     let model = w.model.filter(|m| !m.trim().is_empty()).ok_or_else(|| {
         let mut e = ApiError::invalid("Model not specified.").param("model");
-        e.dashscope_code = Some("BadRequest.EmptyModel");
+        e.code = Some("BadRequest.EmptyModel");
         e
     })?;
     let p = w.parameters.unwrap_or_default();

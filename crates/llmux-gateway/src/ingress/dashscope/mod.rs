@@ -8,15 +8,17 @@ use bytes::Bytes;
 use llmux_core::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::pipeline::{Call, Chat, Embed};
 
 pub mod embeddings;
+pub mod error;
 pub mod request;
 pub mod response;
 pub mod stream;
 
 pub use embeddings::{decode_embeddings, encode_embeddings};
+pub use error::{DashScopeEnvelope, DashScopeError};
 pub use request::{decode_generation, GenerationOptions, ResultFormat};
 pub use response::encode_generation;
 pub use stream::FrameEncoder;
@@ -33,7 +35,7 @@ fn wants_sse(head: &HeaderMap) -> bool {
 }
 
 impl Dialect<Chat> for DashScope {
-    const INGRESS: Ingress = Ingress::DashScope;
+    const ENVELOPE: &'static dyn ErrorEnvelope = &DashScopeEnvelope;
     type Options = GenerationOptions;
     type Body = response::GenerationResponse;
 
@@ -52,8 +54,12 @@ impl Dialect<Chat> for DashScope {
     fn encode(
         answer: &ChatResponse,
         e: &Egress<'_, GenerationOptions>,
-    ) -> response::GenerationResponse {
-        encode_generation(answer, e.options.result_format, e.request_id)
+    ) -> Result<response::GenerationResponse, ApiError> {
+        Ok(encode_generation(
+            answer,
+            e.options.result_format,
+            e.request_id,
+        ))
     }
 
     fn stream_encoder(e: &Egress<'_, GenerationOptions>) -> Option<Box<dyn StreamEncoder>> {
@@ -65,7 +71,7 @@ impl Dialect<Chat> for DashScope {
 }
 
 impl Dialect<Embed> for DashScope {
-    const INGRESS: Ingress = Ingress::DashScope;
+    const ENVELOPE: &'static dyn ErrorEnvelope = &DashScopeEnvelope;
     type Options = ();
     type Body = embeddings::EmbeddingAnswer;
 
@@ -77,8 +83,11 @@ impl Dialect<Embed> for DashScope {
         })
     }
 
-    fn encode(answer: &EmbeddingResponse, e: &Egress<'_, ()>) -> embeddings::EmbeddingAnswer {
-        encode_embeddings(answer, e.request_id)
+    fn encode(
+        answer: &EmbeddingResponse,
+        e: &Egress<'_, ()>,
+    ) -> Result<embeddings::EmbeddingAnswer, ApiError> {
+        Ok(encode_embeddings(answer, e.request_id))
     }
 }
 

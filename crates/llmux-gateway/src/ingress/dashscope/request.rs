@@ -110,7 +110,7 @@ pub(crate) struct Parameters {
 }
 
 fn code(mut e: ApiError, code: &'static str) -> ApiError {
-    e.dashscope_code = Some(code);
+    e.code = Some(code);
     e
 }
 
@@ -216,6 +216,6 @@ mod tests {
         let e = decode_generation(br#"{"model":"q","input":{}}"#).unwrap_err();
         assert!(e.message.contains("Either \"prompt\" or \"messages\""));
         let e = decode_generation(br#"{"input":{"prompt":"x"}}"#).unwrap_err();
-        assert_eq!(e.dashscope_code, Some("BadRequest.EmptyModel"));
+        assert_eq!(e.code, Some("BadRequest.EmptyModel"));
     }
 }

@@ -15,7 +15,7 @@ use llmux_core::{StreamEvent, ToolCall, Usage};
 use serde_json::{json, Value};
 
 use super::{GenerationOptions, ResultFormat};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 
 /// Turns one response's events into DashScope frames.
 #[derive(Debug)]
@@ -210,8 +210,9 @@ impl FrameEncoder {
 
     /// The `event:error` frame for a failure after the stream started.
     pub fn error(&mut self, err: &ApiError) -> Bytes {
-        let body = err.dashscope_body(&self.request_id);
-        let status = crate::error::dashscope_mapping(err.kind).0.as_u16();
+        let body = serde_json::to_value(super::DashScopeError::new(err, &self.request_id))
+            .unwrap_or_default();
+        let status = super::DashScopeEnvelope.status(err).as_u16();
         self.frame("error", status, &body)
     }
 

@@ -8,16 +8,18 @@ use bytes::Bytes;
 use llmux_core::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, StreamEvent};
 
 use super::{Decoded, Dialect, Egress, StreamEncoder};
-use crate::error::{ApiError, Ingress};
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::pipeline::{Call, Chat, Embed};
 use crate::state::unix_now;
 
 pub mod embeddings;
+pub mod error;
 pub mod request;
 pub mod response;
 pub mod stream;
 
 pub use embeddings::{decode_embeddings, encode_embeddings, EncodingFormat};
+pub use error::{OpenAiEnvelope, OpenAiError};
 pub use request::{decode_chat, ChatOptions};
 pub use response::encode_chat;
 pub use stream::ChunkEncoder;
@@ -27,7 +29,7 @@ pub use stream::ChunkEncoder;
 pub struct OpenAi;
 
 impl Dialect<Chat> for OpenAi {
-    const INGRESS: Ingress = Ingress::OpenAi;
+    const ENVELOPE: &'static dyn ErrorEnvelope = &OpenAiEnvelope;
     type Options = ChatOptions;
     type Body = response::ChatCompletion;
 
@@ -36,15 +38,19 @@ impl Dialect<Chat> for OpenAi {
         body: &[u8],
     ) -> Result<Decoded<ChatRequest, ChatOptions>, ApiError> {
         let (request, options) = decode_chat(body)?;
-        Ok(Decoded {
-            request,
-            stream: options.stream,
-            options,
-        })
+        Ok(Decoded::new(request, options, options.stream))
     }
 
-    fn encode(answer: &ChatResponse, e: &Egress<'_, ChatOptions>) -> response::ChatCompletion {
-        encode_chat(answer, &completion_id(e.request_id), unix_now(), e.model)
+    fn encode(
+        answer: &ChatResponse,
+        e: &Egress<'_, ChatOptions>,
+    ) -> Result<response::ChatCompletion, ApiError> {
+        Ok(encode_chat(
+            answer,
+            &completion_id(e.request_id),
+            unix_now(),
+            e.model,
+        ))
     }
 
     fn stream_encoder(e: &Egress<'_, ChatOptions>) -> Option<Box<dyn StreamEncoder>> {
@@ -58,7 +64,7 @@ impl Dialect<Chat> for OpenAi {
 }
 
 impl Dialect<Embed> for OpenAi {
-    const INGRESS: Ingress = Ingress::OpenAi;
+    const ENVELOPE: &'static dyn ErrorEnvelope = &OpenAiEnvelope;
     type Options = EncodingFormat;
     type Body = embeddings::EmbeddingList;
 
@@ -77,8 +83,8 @@ impl Dialect<Embed> for OpenAi {
     fn encode(
         answer: &EmbeddingResponse,
         e: &Egress<'_, EncodingFormat>,
-    ) -> embeddings::EmbeddingList {
-        encode_embeddings(answer, e.model, *e.options)
+    ) -> Result<embeddings::EmbeddingList, ApiError> {
+        Ok(encode_embeddings(answer, e.model, *e.options))
     }
 }
 

@@ -93,7 +93,7 @@ pub(crate) struct ChatCompletionRequest {
 /// `stream_options`.
 pub(crate) struct StreamOptions {
     #[serde(default)]
-    include_usage: Option<bool>,
+    pub(crate) include_usage: Option<bool>,
 }
 
 /// One stop sequence or several.

@@ -133,7 +133,8 @@ pub const DONE: &[u8] = b"data: [DONE]\n\n";
 /// An SSE keep-alive comment.
 pub const PING: &[u8] = b": ping\n\n";
 
-fn frame(value: &impl Serialize) -> Bytes {
+/// One `data:` frame holding `value` as JSON (an error object if it cannot be serialized).
+pub(crate) fn frame(value: &impl Serialize) -> Bytes {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(b"data: ");
     if serde_json::to_writer(&mut buf, value).is_err() {
@@ -287,7 +288,7 @@ impl ChunkEncoder {
 
     /// The final frame for an error after the stream started.
     pub fn error(&self, err: &ApiError) -> Bytes {
-        frame(&err.openai_body())
+        frame(&super::OpenAiError::from(err))
     }
 
     /// Usage seen so far.
