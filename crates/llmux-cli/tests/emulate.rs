@@ -101,6 +101,9 @@ async fn readme_round_trip_emulate_then_chat() {
         "pangu/my-deployment",
         "zhipu/glm-4-flash",
         "ollama/llama3.2",
+        "anthropic/claude-sonnet-4-6",
+        "dashscope-anthropic/qwen-plus",
+        "gemini/gemini-2.5-flash",
     ] {
         let out = run(&["chat", "-m", model, "hello offline"], &env, None).await;
         assert_eq!(out.ok(), "You said: hello offline\n", "{model}");

@@ -25,8 +25,9 @@ pub struct HttpRequest {
 }
 
 impl HttpRequest {
-    /// A POST with a JSON body.
-    pub fn post_json(url: String, body: &serde_json::Value) -> Result<Self> {
+    /// A POST with a JSON body (a typed wire body or a JSON value), serialized once: these
+    /// bytes are what is signed and sent.
+    pub fn post_json<T: serde::Serialize + ?Sized>(url: String, body: &T) -> Result<Self> {
         let body = serde_json::to_vec(body).map_err(|e| {
             Error::new(ErrorKind::Internal, "could not encode request").with_source(e)
         })?;
@@ -60,6 +61,17 @@ impl HttpRequest {
                 "header `{name}` has a value that is not valid header text"
             ))
         })?;
+        self.headers.insert(name, v);
+        Ok(self)
+    }
+
+    /// Sets a header that carries a secret (`x-api-key`, `x-goog-api-key`), marked sensitive
+    /// so it is never printed.
+    pub fn secret_header(mut self, name: &'static str, key: &crate::SecretString) -> Result<Self> {
+        let mut v = HeaderValue::from_str(key.expose()).map_err(|_| {
+            Error::config("the API key contains characters not allowed in a header")
+        })?;
+        v.set_sensitive(true);
         self.headers.insert(name, v);
         Ok(self)
     }

@@ -1,4 +1,5 @@
-//! The agent loop over the OpenAI, DashScope, Hunyuan and Ollama emulators, streamed and not.
+//! The agent loop over the OpenAI, DashScope, Hunyuan, Ollama, Anthropic and Gemini emulators,
+//! streamed and not.
 //!
 //! The two-tool task is a two-turn conversation: "Paris" → `get_weather`, then "And in
 //! Fahrenheit?" → `convert_temperature`, each turn a full agent run (tool call, result, final
@@ -12,7 +13,10 @@
 //! assistant`.
 //!
 //! Several calls in one answer, run concurrently, are tested where the emulators make them:
-//! OpenAI by default and DashScope with `parallel_tool_calls: true`.
+//! OpenAI, Anthropic and Gemini by default and DashScope with `parallel_tool_calls: true`.
+//!
+//! Gemini takes a tool result as an object, so a text result goes back as `{"result": …}` and
+//! the emulated model quotes it so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agent_common;
@@ -25,7 +29,29 @@ use futures::StreamExt;
 use llmux_core::agent::{tool_fn, Agent, AgentEvent, AgentRun, ToolError};
 use llmux_core::*;
 
-const PROVIDERS: [&str; 4] = ["openai", "dashscope", "hunyuan", "ollama"];
+const PROVIDERS: [&str; 6] = [
+    "openai",
+    "dashscope",
+    "hunyuan",
+    "ollama",
+    "anthropic",
+    "gemini",
+];
+
+/// The emulated model's answer to these tool results, as provider `id` carries them.
+fn answered(id: &str, results: &[&str]) -> String {
+    let shown: Vec<String> = results
+        .iter()
+        .map(|r| {
+            if id == "gemini" {
+                serde_json::json!({ "result": r }).to_string()
+            } else {
+                (*r).to_owned()
+            }
+        })
+        .collect();
+    format!("Tool results: {}", shown.join("; "))
+}
 
 async fn run(agent: &Agent, messages: Vec<Message>, streaming: bool) -> AgentRun {
     if !streaming {
@@ -62,7 +88,7 @@ async fn two_tool_task(s: &Subject, streaming: bool) -> Vec<Message> {
     assert_eq!(first.steps, 2, "{}", s.id);
     assert_eq!(
         first.text(),
-        "Tool results: Paris: 18 °C, sunny",
+        answered(s.id, &["Paris: 18 °C, sunny"]),
         "{}",
         s.id
     );
@@ -78,7 +104,12 @@ async fn two_tool_task(s: &Subject, streaming: bool) -> Vec<Message> {
     )
     .await;
     assert_eq!(second.steps, 2, "{}", s.id);
-    assert_eq!(second.text(), "Tool results: 1.5 °C = 34.7 °F", "{}", s.id);
+    assert_eq!(
+        second.text(),
+        answered(s.id, &["1.5 °C = 34.7 °F"]),
+        "{}",
+        s.id
+    );
 
     let bodies = s.bodies();
     assert_eq!(bodies.len(), 4, "{}: one request per step", s.id);
@@ -153,7 +184,12 @@ fn rendezvous_tools(agent: Agent) -> Agent {
 
 #[tokio::test]
 async fn parallel_calls_of_one_answer_run_concurrently_and_keep_call_order() {
-    for (id, parallel) in [("openai", None), ("dashscope", Some(true))] {
+    for (id, parallel) in [
+        ("openai", None),
+        ("dashscope", Some(true)),
+        ("anthropic", None),
+        ("gemini", None),
+    ] {
         for streaming in [false, true] {
             let s = Subject::start(id).await;
             let options = ChatRequest {
@@ -194,7 +230,7 @@ async fn parallel_calls_of_one_answer_run_concurrently_and_keep_call_order() {
             }
             assert_eq!(
                 run.text(),
-                "Tool results: first(Lyon); second(Lyon)",
+                answered(id, &["first(Lyon)", "second(Lyon)"]),
                 "{id}: results are fed back in call order"
             );
         }

@@ -262,4 +262,7 @@ conformance! {
     pangu => "pangu",
     zhipu => "zhipu",
     ollama => "ollama",
+    anthropic => "anthropic",
+    dashscope_anthropic => "dashscope-anthropic",
+    gemini => "gemini",
 }

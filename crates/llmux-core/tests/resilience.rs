@@ -517,3 +517,69 @@ async fn issue_14_a_streams_usage_trues_up_its_token_reservation() {
         );
     }
 }
+
+/// An emulator of `vendor` serving provider `id`, and a client of it (breaker off).
+async fn setup_vendor(vendor: Vendor, id: &'static str) -> (Emulator, Client) {
+    let emu = Emulator::start(EmulatorConfig::new(vendor)).await.unwrap();
+    let client = Client::builder()
+        .without_env()
+        .timeouts(no_timeouts())
+        .breaker(None)
+        .provider(
+            id,
+            ProviderSettings::with_api_key(vendor.default_key()).base_url(emu.base_url()),
+        )
+        .build()
+        .unwrap();
+    (emu, client)
+}
+
+#[tokio::test(start_paused = true)]
+async fn anthropic_overloaded_529_is_retried_and_a_spent_credit_is_not() {
+    let (emu, client) = setup_vendor(Vendor::Anthropic, "anthropic").await;
+    emu.push_fault(Fault::once(status(529, None)).times(2));
+    let model = "anthropic/claude-sonnet-4-6";
+    let r = client
+        .chat(ChatRequest::new(model, vec![Message::user("hi")]))
+        .await
+        .unwrap();
+    assert_eq!(r.text(), "You said: hi");
+    assert_eq!(
+        emu.requests().iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![529, 529, 200]
+    );
+    emu.push_fault(Fault::once(FaultKind::QuotaExhausted));
+    let err = client
+        .chat(ChatRequest::new(model, vec![Message::user("hi")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuotaExhausted);
+    assert_eq!(emu.requests().len(), 4, "not retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn gemini_429_waits_out_the_retry_delay_of_its_body() {
+    let (emu, client) = setup_vendor(Vendor::Gemini, "gemini").await;
+    let body = r#"{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": "You exceeded your current quota, please check your plan and billing details.",
+        "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3s"}]}}"#;
+    emu.push_fault(Fault::once(FaultKind::Status {
+        status: 429,
+        body: Some(body.to_owned()),
+        retry_after: None,
+    }));
+    client
+        .chat(ChatRequest::new(
+            "gemini/gemini-2.5-flash",
+            vec![Message::user("hi")],
+        ))
+        .await
+        .unwrap();
+    let g = gaps(&emu);
+    assert_eq!(g.len(), 1);
+    assert!(
+        g[0] >= Duration::from_secs(3),
+        "second attempt after {:?}",
+        g[0]
+    );
+}

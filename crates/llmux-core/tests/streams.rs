@@ -1,6 +1,7 @@
 //! Stream invariants over the pure parsers: DashScope cumulative and incremental modes give
 //! identical deltas; a cut stream ends with an error, never a silent success; tool-call
-//! fragments reassemble to valid JSON; any byte split gives the same events.
+//! fragments reassemble to valid JSON; any byte split gives the same events (DashScope,
+//! OpenAI, Anthropic's named events and Gemini's whole-response chunks).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -201,4 +202,134 @@ fn openai_tool_call_fragments_reassemble_to_valid_json() {
         assert_eq!(calls[0].arguments, "{\"a\": [1, 2]}");
         assert_eq!(calls[1].name, "f1");
     }
+}
+
+fn anthropic() -> llmux_core::providers::anthropic::Anthropic {
+    use llmux_core::providers::anthropic::{Anthropic, ANTHROPIC};
+    Anthropic::new(ANTHROPIC, "http://127.0.0.1:1", "k".into()).unwrap()
+}
+
+/// An Anthropic SSE body: text pieces, then (optionally) one tool call with its input in
+/// fragments, with the API's framing (`event:` lines, a ping, cumulative `message_delta` usage).
+fn anthropic_body(pieces: &[&str], arg_pieces: &[&str]) -> String {
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+               "content": [], "model": "claude-x", "stop_reason": null, "usage": {"input_tokens": 7, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "ping"}),
+    ];
+    for p in pieces {
+        events.push(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}));
+    }
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    if !arg_pieces.is_empty() {
+        events.push(json!({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}}));
+        for a in arg_pieces {
+            events.push(json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": a}}));
+        }
+        events.push(json!({"type": "content_block_stop", "index": 1}));
+    }
+    let stop = if arg_pieces.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 12}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "event: {}\r\ndata: {e}\r\n\r\n",
+                e["type"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn gemini() -> llmux_core::providers::gemini::Gemini {
+    llmux_core::providers::gemini::Gemini::new("http://127.0.0.1:1", "k".into()).unwrap()
+}
+
+/// A Gemini SSE body: one chunk per text piece, then (optionally) a chunk with a whole function
+/// call; the finish reason and final usage on the last chunk.
+fn gemini_body(pieces: &[&str], call: bool) -> String {
+    let mut chunks: Vec<serde_json::Value> = pieces
+        .iter()
+        .map(|p| json!({"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}, "index": 0}],
+                        "usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}, "responseId": "r1", "modelVersion": "g"}))
+        .collect();
+    if call {
+        chunks.push(json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "lookup", "args": {"q": "北京"}}}]}, "index": 0}], "responseId": "r1"}));
+    }
+    chunks.push(json!({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP", "index": 0}],
+                       "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 12, "totalTokenCount": 19}, "responseId": "r1"}));
+    chunks
+        .iter()
+        .map(|c| format!("data: {c}\r\n\r\n"))
+        .collect()
+}
+
+#[test]
+fn anthropic_and_gemini_streams_fold_the_same_under_any_split() {
+    let req = ChatRequest::new("m", vec![Message::user("x")]);
+    let pieces = ["Ab", "c d", "é中", "文"];
+    let a = anthropic();
+    let g = gemini();
+    let cases: [(&dyn llmux_core::providers::Provider, String); 4] = [
+        (&a, anthropic_body(&pieces, &[])),
+        (&a, anthropic_body(&pieces, &["{\"q\":", " \"北京", "\"}"])),
+        (&g, gemini_body(&pieces, false)),
+        (&g, gemini_body(&pieces, true)),
+    ];
+    for (i, (p, body)) in cases.iter().enumerate() {
+        let whole = parse_stream(*p, &req, body.as_bytes(), 0);
+        for split in [1, 2, 3, 7, 64] {
+            let got = parse_stream(*p, &req, body.as_bytes(), split);
+            assert_eq!(
+                format!("{got:?}"),
+                format!("{whole:?}"),
+                "case {i}, split {split}"
+            );
+        }
+        let r = fold(&whole).unwrap();
+        assert_eq!(r.text(), pieces.concat(), "case {i}");
+        let u = r.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (7, 12), "case {i}");
+        if i % 2 == 1 {
+            assert_eq!(
+                r.finish_reason(),
+                Some(&FinishReason::ToolCalls),
+                "case {i}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&r.tool_calls()[0].arguments).unwrap();
+            assert_eq!(v["q"], "北京", "case {i}");
+        } else {
+            assert_eq!(r.finish_reason(), Some(&FinishReason::Stop), "case {i}");
+        }
+    }
+}
+
+#[test]
+fn anthropic_and_gemini_cut_streams_are_errors() {
+    let req = ChatRequest::new("m", vec![Message::user("x")]);
+    let body = anthropic_body(&["a", "b"], &[]);
+    let cut = body.split("event: message_stop").next().unwrap();
+    let events = parse_stream(&anthropic(), &req, cut.as_bytes(), 0);
+    let err = events.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
+    // Cut in the middle of a frame's JSON: malformed, also an error.
+    let events = parse_stream(&anthropic(), &req, &body.as_bytes()[..body.len() / 2], 0);
+    assert!(events.last().unwrap().is_err());
+
+    let body = gemini_body(&["a", "b"], false);
+    let cut = body.rsplit_once("data: ").unwrap().0;
+    let events = parse_stream(&gemini(), &req, cut.as_bytes(), 0);
+    let err = events.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
+    assert!(err
+        .message()
+        .contains("ended before the answer was complete"));
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 struct Env {
     openai: Emulator,
     dashscope: Emulator,
+    anthropic: Emulator,
+    gemini: Emulator,
     client: Client,
 }
 
@@ -22,6 +24,12 @@ async fn env() -> Env {
         .await
         .unwrap();
     let dashscope = Emulator::start(EmulatorConfig::new(Vendor::DashScope))
+        .await
+        .unwrap();
+    let anthropic = Emulator::start(EmulatorConfig::new(Vendor::Anthropic))
+        .await
+        .unwrap();
+    let gemini = Emulator::start(EmulatorConfig::new(Vendor::Gemini))
         .await
         .unwrap();
     let client = Client::builder()
@@ -43,20 +51,48 @@ async fn env() -> Env {
             ProviderSettings::with_api_key(Vendor::DashScope.default_key())
                 .base_url(dashscope.compat_base_url().unwrap()),
         )
+        .provider(
+            "dashscope-anthropic",
+            ProviderSettings::with_api_key(Vendor::DashScope.default_key())
+                .base_url(dashscope.base_url_for("dashscope-anthropic").unwrap()),
+        )
+        .provider(
+            "anthropic",
+            ProviderSettings::with_api_key(Vendor::Anthropic.default_key())
+                .base_url(anthropic.base_url()),
+        )
+        .provider(
+            "gemini",
+            ProviderSettings::with_api_key(Vendor::Gemini.default_key())
+                .base_url(gemini.base_url()),
+        )
         .build()
         .unwrap();
     Env {
         openai,
         dashscope,
+        anthropic,
+        gemini,
         client,
     }
 }
 
-const MODELS: [&str; 3] = [
+const MODELS: [&str; 6] = [
     "openai/gpt-4o-mini",
     "dashscope/qwen-plus",
     "dashscope-compat/qwen-plus",
+    "dashscope-anthropic/qwen-plus",
+    "anthropic/claude-sonnet-4-6",
+    "gemini/gemini-2.5-flash",
 ];
+
+/// Providers whose upstream names each call anew (per request), so a stream and a whole answer
+/// agree on the calls' names and arguments, not their ids.
+fn ids_per_request(model: &str) -> bool {
+    ["anthropic/", "dashscope-anthropic/", "gemini/"]
+        .iter()
+        .any(|p| model.starts_with(p))
+}
 
 fn ask(model: &str, text: &str) -> ChatRequest {
     ChatRequest::new(
@@ -169,11 +205,26 @@ async fn tool_calls_round_trip_streamed_and_not_on_every_provider() {
         let streamed = collect_stream(e.client.chat_stream(req.clone()).await.unwrap())
             .await
             .unwrap();
-        assert_eq!(
-            streamed.tool_calls(),
-            full.tool_calls(),
-            "{model}: fragments reassemble"
-        );
+        if ids_per_request(model) {
+            let named = |r: &ChatResponse| -> Vec<(String, String)> {
+                r.tool_calls()
+                    .iter()
+                    .map(|c| (c.name.clone(), c.arguments.clone()))
+                    .collect()
+            };
+            assert_eq!(
+                named(&streamed),
+                named(&full),
+                "{model}: fragments reassemble"
+            );
+            assert!(streamed.tool_calls().iter().all(|c| !c.id.is_empty()));
+        } else {
+            assert_eq!(
+                streamed.tool_calls(),
+                full.tool_calls(),
+                "{model}: fragments reassemble"
+            );
+        }
 
         // Feed the result back: the model answers with text.
         let mut follow = req.clone();
@@ -184,7 +235,13 @@ async fn tool_calls_round_trip_streamed_and_not_on_every_provider() {
             .messages
             .push(Message::tool_result(call.id.clone(), "sunny, 25C"));
         let answer = e.client.chat(follow).await.unwrap();
-        assert_eq!(answer.text(), "Tool results: sunny, 25C", "{model}");
+        // Gemini takes a result as an object: the text is wrapped as `{"result": …}`.
+        let expected = if model.starts_with("gemini/") {
+            r#"Tool results: {"result":"sunny, 25C"}"#
+        } else {
+            "Tool results: sunny, 25C"
+        };
+        assert_eq!(answer.text(), expected, "{model}");
     }
 }
 
@@ -242,11 +299,64 @@ async fn models_are_listed() {
     assert!(models.iter().any(|m| m.id == "gpt-4o-mini"), "{models:?}");
     let err = e.client.models("dashscope").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
+    let models = e.client.models("anthropic").await.unwrap();
+    assert!(
+        models.iter().any(|m| m.id == "claude-sonnet-4-6"),
+        "{models:?}"
+    );
+    let models = e.client.models("gemini").await.unwrap();
+    assert!(
+        models.iter().all(|m| !m.id.starts_with("models/")) && !models.is_empty(),
+        "{models:?}"
+    );
+    let err = e.client.models("dashscope-anthropic").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+}
+
+#[tokio::test]
+async fn gemini_embeds_a_batch_in_order() {
+    let e = env().await;
+    let mut req = EmbeddingRequest::new(
+        "gemini/gemini-embedding-001",
+        vec!["hello world".to_owned(), "你好".to_owned()],
+    );
+    req.dimensions = Some(256);
+    req.text_type = Some("document".into());
+    let r = e.client.embed(req).await.unwrap();
+    assert_eq!(r.data.iter().map(|d| d.index).collect::<Vec<_>>(), [0, 1]);
+    assert!(r.data.iter().all(|d| d.vector.len() == 256));
+    assert_ne!(r.data[0].vector, r.data[1].vector);
+    let sent = &e.gemini.requests()[0];
+    assert_eq!(
+        sent.path,
+        "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    );
+    let body = sent.json().unwrap();
+    assert_eq!(
+        body["requests"][1],
+        json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "你好"}]},
+               "taskType": "RETRIEVAL_DOCUMENT", "outputDimensionality": 256})
+    );
+    let err = e
+        .client
+        .embed(EmbeddingRequest::new(
+            "anthropic/claude-sonnet-4-6",
+            vec!["x".into()],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
 }
 
 async fn stream_error(e: &Env, emu: &Emulator, model: &str, fault: FaultKind) -> Error {
     emu.push_fault(Fault::once(fault));
-    let events = stream_events(&e.client, ask(model, "a b c d e f g h")).await;
+    // A break before the first content event fails the call itself (Anthropic's first frames
+    // are `message_start`, `content_block_start` and `ping`); later ones end the stream.
+    let s = match e.client.chat_stream(ask(model, "a b c d e f g h")).await {
+        Ok(s) => s,
+        Err(err) => return err,
+    };
+    let events: Vec<Result<StreamEvent>> = s.collect().await;
     assert!(
         !matches!(events.last(), Some(Ok(StreamEvent::Finished { .. }))),
         "{model}: must not end as a success: {events:?}"
@@ -260,6 +370,8 @@ async fn broken_streams_end_with_an_error_never_a_silent_success() {
     for (model, emu) in [
         ("openai/gpt-4o-mini", &e.openai),
         ("dashscope/qwen-plus", &e.dashscope),
+        ("anthropic/claude-sonnet-4-6", &e.anthropic),
+        ("gemini/gemini-2.5-flash", &e.gemini),
     ] {
         let err = stream_error(&e, emu, model, FaultKind::StreamCutAfter(3)).await;
         assert_eq!(err.kind(), ErrorKind::UpstreamProtocol, "{model}: {err:?}");
@@ -293,6 +405,8 @@ async fn upstream_faults_are_classified() {
     for (model, emu) in [
         ("openai/gpt-4o-mini", &e.openai),
         ("dashscope/qwen-plus", &e.dashscope),
+        ("anthropic/claude-sonnet-4-6", &e.anthropic),
+        ("gemini/gemini-2.5-flash", &e.gemini),
     ] {
         emu.push_fault(Fault::once(FaultKind::Html { status: 502 }));
         let err = e.client.chat(ask(model, "x")).await.unwrap_err();
@@ -364,6 +478,52 @@ async fn wrong_key_is_an_authentication_error_with_the_vendor_code() {
         (ErrorKind::Authentication, Some("InvalidApiKey"))
     );
     assert!(err.message().contains("the API key was rejected"));
+
+    let bad = Client::builder()
+        .without_env()
+        .provider(
+            "anthropic",
+            ProviderSettings::with_api_key("sk-ant-wrong-key-123").base_url(e.anthropic.base_url()),
+        )
+        .provider(
+            "gemini",
+            ProviderSettings::with_api_key("AIza-wrong-key-123").base_url(e.gemini.base_url()),
+        )
+        .provider(
+            "dashscope-anthropic",
+            ProviderSettings::with_api_key("sk-wrong-key-456")
+                .base_url(e.dashscope.base_url_for("dashscope-anthropic").unwrap()),
+        )
+        .build()
+        .unwrap();
+    for (model, code, key) in [
+        (
+            "anthropic/claude-sonnet-4-6",
+            "authentication_error",
+            "sk-ant-wrong-key-123",
+        ),
+        (
+            "dashscope-anthropic/qwen-plus",
+            "authentication_error",
+            "sk-wrong-key-456",
+        ),
+        (
+            "gemini/gemini-2.5-flash",
+            "API_KEY_INVALID",
+            "AIza-wrong-key-123",
+        ),
+    ] {
+        let err = bad.chat(ask(model, "x")).await.unwrap_err();
+        assert_eq!(
+            (err.kind(), err.upstream_code()),
+            (ErrorKind::Authentication, Some(code)),
+            "{model}"
+        );
+        assert!(
+            !format!("{err} {err:?}").contains(key),
+            "key leaked: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -389,6 +549,57 @@ async fn the_request_log_shows_what_we_sent() {
     assert_eq!(
         body["parameters"],
         json!({"result_format": "message", "temperature": 0.3, "top_k": 20, "enable_search": true, "stop": ["END"]})
+    );
+}
+
+#[tokio::test]
+async fn anthropic_and_gemini_requests_carry_their_headers_and_shapes() {
+    let e = env().await;
+    let mut req = ask("anthropic/claude-sonnet-4-6", "hi");
+    req.temperature = Some(0.3);
+    req.stop = vec!["END".into()];
+    let answer = collect_stream(e.client.chat_stream(req.clone()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.text(), "You said: hi");
+    let r = &e.anthropic.requests()[0];
+    assert_eq!(r.path, "/v1/messages");
+    assert_eq!(r.header("x-api-key"), Some(Vendor::Anthropic.default_key()));
+    assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(r.header("authorization"), None);
+    assert_eq!(
+        r.json().unwrap(),
+        json!({"model": "claude-sonnet-4-6", "max_tokens": 4096, "system": "Be brief.",
+               "messages": [{"role": "user", "content": "hi"}], "stream": true,
+               "temperature": 0.3, "stop_sequences": ["END"]})
+    );
+
+    req.model = "dashscope-anthropic/qwen-plus".into();
+    e.client.chat(req.clone()).await.unwrap();
+    let r = e.dashscope.requests().pop().unwrap();
+    assert_eq!(r.path, "/apps/anthropic/v1/messages");
+    assert_eq!(r.header("x-api-key"), Some(Vendor::DashScope.default_key()));
+
+    req.model = "gemini/gemini-2.5-flash".into();
+    let answer = collect_stream(e.client.chat_stream(req).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.text(), "You said: hi");
+    let r = &e.gemini.requests()[0];
+    assert_eq!(
+        r.path,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    );
+    assert_eq!(r.query.as_deref(), Some("alt=sse"));
+    assert_eq!(
+        r.header("x-goog-api-key"),
+        Some(Vendor::Gemini.default_key())
+    );
+    assert_eq!(
+        r.json().unwrap(),
+        json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+               "systemInstruction": {"parts": [{"text": "Be brief."}]},
+               "generationConfig": {"temperature": 0.3, "stopSequences": ["END"]}})
     );
 }
 

@@ -1,5 +1,6 @@
 //! OpenAI ingress end to end: chat (non-stream, stream with and without usage, tools),
-//! embeddings (float and base64), models, request ids, and a DashScope upstream behind it.
+//! embeddings (float and base64), models, request ids, and DashScope, Anthropic, Gemini and
+//! DashScope Anthropic-compatible upstreams behind it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -337,4 +338,86 @@ async fn a_mid_stream_upstream_error_becomes_a_final_error_chunk() {
     assert!(last["error"]["message"].is_string(), "{last}");
     assert!(last["error"]["type"].is_string());
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+}
+
+#[tokio::test]
+async fn anthropic_gemini_and_dashscope_anthropic_upstreams_answer_behind_the_openai_ingress() {
+    let an = emulator(llmux_emulator::Vendor::Anthropic).await;
+    let gm = emulator(llmux_emulator::Vendor::Gemini).await;
+    let ds = emulator(llmux_emulator::Vendor::DashScope).await;
+    let text = format!(
+        "{}{}{}",
+        channel("an", "anthropic", &an, "[\"claude-sonnet-4-6\"]", ""),
+        channel("gm", "gemini", &gm, "[\"gemini-2.5-flash\"]", ""),
+        channel("dsa", "dashscope-anthropic", &ds, "[\"qwen-plus\"]", ""),
+    );
+    let gw = start_with_store(&text).await;
+    for model in ["claude-sonnet-4-6", "gemini-2.5-flash", "qwen-plus"] {
+        let resp = gw
+            .post("/v1/chat/completions")
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi there"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{model}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["content"], "You said: hi there",
+            "{model}"
+        );
+        assert!(
+            body["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+            "{model}"
+        );
+
+        let (_, text) = stream_body(
+            &gw,
+            json!({"model": model, "stream": true, "stream_options": {"include_usage": true},
+                   "messages": [{"role": "user", "content": "hi there"}]}),
+        )
+        .await;
+        let (chunks, done) = openai_chunks(&text);
+        assert!(done, "{model}: {text}");
+        let content: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(content, "You said: hi there", "{model}");
+        assert!(
+            chunks.last().unwrap()["usage"]["total_tokens"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+
+        // A tool call comes back in OpenAI's shape.
+        let resp = gw
+            .post("/v1/chat/completions")
+            .json(&json!({"model": model, "tools": weather_tool(),
+                          "messages": [{"role": "user", "content": "Hangzhou"}]}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{model}: {body}");
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args["city"], "Hangzhou", "{model}");
+    }
+    // One usage record per request, under the provider that served it.
+    let recs = records(&gw, 9).await;
+    for provider in ["anthropic", "gemini", "dashscope-anthropic"] {
+        let of: Vec<_> = recs.iter().filter(|r| r.provider == provider).collect();
+        assert_eq!(of.len(), 3, "{provider}");
+        assert!(of.iter().all(|r| r.input_tokens > 0 && r.output_tokens > 0));
+    }
+    assert_eq!(
+        an.requests()[0].header("anthropic-version"),
+        Some("2023-06-01")
+    );
+    assert!(gm.requests()[0].header("x-goog-api-key").is_some());
+    assert!(ds.requests()[0].path.starts_with("/apps/anthropic/"));
 }

@@ -419,6 +419,55 @@ async fn openai_sdk_chat_stream_tools_and_embeddings_with_a_dashscope_upstream()
     check_openai_embeddings(r.get(cases[4]), "text-embedding-v3", 1024);
 }
 
+#[tokio::test]
+async fn openai_sdk_chat_stream_and_tools_with_anthropic_and_gemini_upstreams() {
+    let an = emulator(Vendor::Anthropic).await;
+    let gm = emulator(Vendor::Gemini).await;
+    let text = format!(
+        "{}{}",
+        channel("an", "anthropic", &an, "[\"claude-sonnet-4-6\"]", ""),
+        channel("gm", "gemini", &gm, "[\"gemini-2.5-flash\"]", ""),
+    );
+    let gw = start(&text).await;
+    for m in ["claude-sonnet-4-6", "gemini-2.5-flash"] {
+        let cases = [
+            format!("chat:{m}"),
+            format!("stream_usage:{m}"),
+            format!("tools:{m}"),
+            format!("tools_stream:{m}"),
+        ];
+        let cases: Vec<&str> = cases.iter().map(String::as_str).collect();
+        let Some(r) = run(Sdk::OpenAi, &cases, &gw, KEY).await else {
+            return;
+        };
+        check_openai_chat(r.get(cases[0]), m);
+        check_openai_stream_usage(r.get(cases[1]), m);
+        if m.starts_with("gemini") {
+            // Gemini takes the result object as is; the emulated model quotes it compactly.
+            for case in [cases[2], cases[3]] {
+                let v = r.get(case);
+                assert_eq!(v["first_finish"], "tool_calls", "{v}");
+                assert_weather_call(&v["calls"]);
+                assert_eq!(v["final_finish"], "stop", "{v}");
+                let quoted = v["final_content"]
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("Tool results: ")
+                    .unwrap();
+                let tool_answer = TOOL_ANSWER.strip_prefix("Tool results: ").unwrap();
+                assert_eq!(
+                    serde_json::from_str::<Value>(quoted).unwrap(),
+                    serde_json::from_str::<Value>(tool_answer).unwrap(),
+                    "{v}"
+                );
+            }
+        } else {
+            check_openai_tools(r.get(cases[2]));
+            check_openai_tools_stream(r.get(cases[3]));
+        }
+    }
+}
+
 /// The error cases print the SDK exception's class and fields; `chat_error` also has a
 /// `stream` result for the same call with `stream=True`.
 fn check_openai_error(e: &Value, class: &str, status: u64, ty: &str, code: &str) {

@@ -143,7 +143,13 @@ pub fn parse_iso8601_utc(s: &str) -> Option<SystemTime> {
     let hour: u64 = t.next()?.parse().ok()?;
     let minute: u64 = t.next()?.parse().ok()?;
     let second: u64 = t.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    // Four-digit years only: a year from a hostile answer must not overflow the day count.
+    if !(0..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+    {
         return None;
     }
     if second > 60 {
@@ -207,5 +213,10 @@ mod tests {
         );
         assert_eq!(parse_iso8601_utc("2023-13-01T00:00:00Z"), None);
         assert_eq!(parse_iso8601_utc("garbage"), None);
+        // A year past four digits is refused, not overflowed.
+        assert_eq!(
+            parse_iso8601_utc("9223372036854775807-01-01T00:00:00Z"),
+            None
+        );
     }
 }

@@ -16,8 +16,11 @@ use crate::types::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingRespons
 use crate::SecretString;
 
 pub mod acs3;
+pub mod anthropic;
+pub mod body;
 pub mod canonical;
 pub mod dashscope;
+pub mod gemini;
 pub mod hunyuan;
 pub mod ollama;
 pub mod openai;
@@ -294,6 +297,9 @@ pub static REGISTRY: &[ProviderSpec] = &[
     pangu::SPEC,
     zhipu::SPEC,
     ollama::SPEC,
+    anthropic::SPEC,
+    dashscope::ANTHROPIC_SPEC,
+    gemini::SPEC,
 ];
 
 /// The row for `id`, or an error listing the known ids.
@@ -372,6 +378,60 @@ mod tests {
             ("vllm", "Qwen/Qwen2.5-7B")
         );
         assert!(split_model("qwen-plus").is_err());
+    }
+
+    #[test]
+    fn anthropic_gemini_and_dashscope_anthropic_read_their_conventional_variables() {
+        for (id, vars, base) in [
+            (
+                "anthropic",
+                [
+                    ("ANTHROPIC_API_KEY", "sk-ant-x"),
+                    ("ANTHROPIC_BASE_URL", "http://a.test/"),
+                ],
+                "http://a.test",
+            ),
+            (
+                "gemini",
+                [
+                    ("GEMINI_API_KEY", "g-x"),
+                    ("GEMINI_BASE_URL", "http://g.test"),
+                ],
+                "http://g.test",
+            ),
+            (
+                "dashscope-anthropic",
+                [
+                    ("DASHSCOPE_API_KEY", "sk-x"),
+                    (
+                        "DASHSCOPE_ANTHROPIC_BASE_URL",
+                        "http://d.test/apps/anthropic",
+                    ),
+                ],
+                "http://d.test/apps/anthropic",
+            ),
+        ] {
+            let row = spec(id).unwrap();
+            let s = ProviderSettings::from_lookup(row, |k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            });
+            let p = (row.build)(row, s).unwrap();
+            assert_eq!((p.id(), p.base_url()), (id, base));
+            // Without the key, the error names the variable to set.
+            let err = (row.build)(row, ProviderSettings::default()).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{id}");
+            assert!(err.message().contains(vars[0].0), "{}", err.message());
+        }
+        // DashScope's region picks the Anthropic-compatible host too.
+        let row = spec("dashscope-anthropic").unwrap();
+        let mut s = ProviderSettings::with_api_key("sk-x");
+        s.region = Some("ap-southeast-1".into());
+        assert_eq!(
+            (row.build)(row, s).unwrap().base_url(),
+            "https://dashscope-intl.aliyuncs.com/apps/anthropic"
+        );
     }
 
     #[test]

@@ -165,17 +165,15 @@ pub async fn emulator(vendor: Vendor) -> Emulator {
         .expect("emulator starts")
 }
 
-/// A `[[channels]]` entry for an emulator.
+/// A `[[channels]]` entry for an emulator serving `provider` (its base URL for that provider
+/// and its default key).
 pub fn channel(name: &str, provider: &str, emu: &Emulator, models: &str, extra: &str) -> String {
-    let (base, key) = match provider {
-        "openai" => (emu.base_url(), Vendor::OpenAi.default_key()),
-        "dashscope" => (emu.base_url(), Vendor::DashScope.default_key()),
-        "dashscope-compat" => (
-            emu.compat_base_url().unwrap(),
-            Vendor::DashScope.default_key(),
-        ),
-        other => panic!("no emulator mapping for {other}"),
-    };
+    let base = emu
+        .base_url_for(provider)
+        .unwrap_or_else(|| panic!("this emulator does not serve {provider}"));
+    let key = Vendor::for_provider(provider)
+        .unwrap_or_else(|| panic!("no emulator serves {provider}"))
+        .default_key();
     format!(
         "[[channels]]\nname = \"{name}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\napi_key = \"{key}\"\nmodels = {models}\n{extra}\n"
     )

@@ -14,10 +14,10 @@ pub mod wire;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue};
-use serde_json::Value;
 
 use super::openai_compat::{
-    describe, non_json_error, openai_code, parse_json, CompatSpec, Extensions, OpenAiCompat, OPENAI,
+    describe, non_json_error, openai_code, parse_json, CompatSpec, Extensions, OpenAiCompat,
+    SearchField, OPENAI,
 };
 use super::{
     check_base_url, header_request_id, join_url, AuthContext, BoxFuture, Capabilities,
@@ -103,7 +103,7 @@ pub const OPENAI_COMPAT: CompatSpec = CompatSpec {
         enable_search: true,
         thinking: false,
     },
-    search_field: "enable_enhancement",
+    search_field: SearchField::EnableEnhancement,
     embeddings_base64: false,
     map_code: hunyuan_openai_code,
     capabilities: Capabilities {
@@ -295,7 +295,7 @@ impl Hunyuan {
         &self.host
     }
 
-    fn action(&self, action: &str, body: &Value) -> Result<HttpRequest> {
+    fn action<B: serde::Serialize>(&self, action: &str, body: &B) -> Result<HttpRequest> {
         HttpRequest::post_json(join_url(&self.base_url, ""), body)?
             .header("x-tc-action", action)?
             .header("x-tc-version", VERSION)?

@@ -1,12 +1,14 @@
 //! Hunyuan's PascalCase wire format: the `ChatCompletions` and `GetEmbedding` request bodies
 //! and the `{"Response":{…}}` envelope (also the shape of a stream event, unwrapped).
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::ID;
 use crate::error::{Error, Result};
-use crate::providers::openai_compat::merge_extra;
+use crate::providers::body::Extra;
 use crate::types::*;
 
 /// The largest `Seed` Hunyuan accepts (the smallest is 1).
@@ -15,7 +17,7 @@ pub const MAX_SEED: u64 = 10_000;
 /// The `ChatCompletions` body for `req` sent as the upstream `model`. Fields Hunyuan lacks fail
 /// with `Unsupported`, naming every one of them; `extra` keys are merged at the top level
 /// (PascalCase, verbatim).
-pub fn chat_body(model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
+pub fn chat_body<'a>(model: &'a str, req: &'a ChatRequest, stream: bool) -> Result<ChatBody<'a>> {
     let mut lacking: Vec<&str> = Vec::new();
     if req.top_k.is_some() {
         lacking.push("top_k");
@@ -63,45 +65,19 @@ pub fn chat_body(model: &str, req: &ChatRequest, stream: bool) -> Result<Value> 
         ))
         .with_provider(ID));
     }
-    let mut o = Map::new();
-    o.insert("Model".into(), Value::from(model));
-    o.insert("Messages".into(), encode_messages(&req.messages));
-    if stream {
-        // Omitted when false, as the SDK does (the server's default).
-        o.insert("Stream".into(), Value::Bool(true));
-    }
-    if let Some(t) = req.temperature {
-        o.insert("Temperature".into(), Value::from(t));
-    }
-    if let Some(p) = req.top_p {
-        o.insert("TopP".into(), Value::from(p));
-    }
-    if let Some(seed) = req.seed {
-        if !(1..=MAX_SEED).contains(&seed) {
+    let seed = match req.seed {
+        Some(seed) if !(1..=MAX_SEED).contains(&seed) => {
             return Err(Error::invalid_request(format!(
                 "hunyuan takes a `seed` between 1 and {MAX_SEED}, got {seed}"
             ))
-            .with_provider(ID));
+            .with_provider(ID))
         }
-        o.insert("Seed".into(), Value::from(seed));
-    }
-    if !req.stop.is_empty() {
-        o.insert("Stop".into(), json!(req.stop));
-    }
-    if !req.tools.is_empty() {
-        o.insert(
-            "Tools".into(),
-            Value::Array(req.tools.iter().map(encode_tool).collect()),
-        );
-    }
-    match &req.tool_choice {
-        None | Some(ToolChoice::Required) => {}
-        Some(ToolChoice::None) => {
-            o.insert("ToolChoice".into(), Value::from("none"));
-        }
-        Some(ToolChoice::Auto) => {
-            o.insert("ToolChoice".into(), Value::from("auto"));
-        }
+        s => s,
+    };
+    let (tool_choice, custom_tool) = match &req.tool_choice {
+        None | Some(ToolChoice::Required) => (None, None),
+        Some(ToolChoice::None) => (Some("none"), None),
+        Some(ToolChoice::Auto) => (Some("auto"), None),
         Some(ToolChoice::Function(name)) => {
             let tool = req.tools.iter().find(|t| &t.name == name).ok_or_else(|| {
                 Error::invalid_request(format!(
@@ -109,80 +85,246 @@ pub fn chat_body(model: &str, req: &ChatRequest, stream: bool) -> Result<Value> 
                 ))
                 .with_provider(ID)
             })?;
-            o.insert("ToolChoice".into(), Value::from("custom"));
-            o.insert("CustomTool".into(), encode_tool(tool));
+            (Some("custom"), Some(encode_tool(tool)))
         }
-    }
-    if let Some(s) = req.enable_search {
-        o.insert("EnableEnhancement".into(), Value::from(s));
-    }
-    if let Some(t) = req.thinking {
-        o.insert("EnableThinking".into(), Value::from(t.enabled));
-    }
-    merge_extra(&mut o, &req.extra);
-    Ok(Value::Object(o))
+    };
+    let ex = Extra::new(&req.extra);
+    Ok(ChatBody {
+        model: ex.typed("Model", Some(model)),
+        messages: ex.typed("Messages", Some(encode_messages(&req.messages))),
+        // Omitted when false, as the SDK does (the server's default).
+        stream: ex.typed("Stream", stream.then_some(true)),
+        temperature: ex.typed("Temperature", req.temperature),
+        top_p: ex.typed("TopP", req.top_p),
+        seed: ex.typed("Seed", seed),
+        stop: ex.typed(
+            "Stop",
+            (!req.stop.is_empty()).then_some(req.stop.as_slice()),
+        ),
+        tools: ex.typed(
+            "Tools",
+            (!req.tools.is_empty()).then(|| req.tools.iter().map(encode_tool).collect()),
+        ),
+        tool_choice: ex.typed("ToolChoice", tool_choice),
+        custom_tool: ex.typed("CustomTool", custom_tool),
+        enable_enhancement: ex.typed("EnableEnhancement", req.enable_search),
+        enable_thinking: ex.typed("EnableThinking", req.thinking.map(|t| t.enabled)),
+        extra: ex.fields(&[]),
+    })
 }
 
-fn encode_tool(t: &Tool) -> Value {
-    let mut f = Map::new();
-    f.insert("Name".into(), Value::from(t.name.as_str()));
-    if let Some(d) = &t.description {
-        f.insert("Description".into(), Value::from(d.as_str()));
-    }
-    // Hunyuan takes the JSON Schema as a string.
-    f.insert("Parameters".into(), Value::from(t.parameters.to_string()));
-    json!({"Type": "function", "Function": f})
+/// The `ChatCompletions` body (PascalCase).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChatBody<'a> {
+    /// The model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
+    /// The conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<HyMessage<'a>>>,
+    /// `true` for a stream (omitted otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Temperature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Seed, 1 to [`MAX_SEED`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Stop sequences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<&'a [String]>,
+    /// Functions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<HyTool<'a>>>,
+    /// `none`, `auto` or `custom`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<&'static str>,
+    /// The function a `custom` choice names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_tool: Option<HyTool<'a>>,
+    /// Web search (`enable_search`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_enhancement: Option<bool>,
+    /// Thinking on or off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enable_thinking: Option<bool>,
+    /// Vendor fields from `extra` (PascalCase, verbatim).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
-fn encode_messages(messages: &[Message]) -> Value {
-    Value::Array(
-        messages
-            .iter()
-            .map(|m| {
-                let mut o = Map::new();
-                o.insert("Role".into(), Value::from(m.role.as_str()));
-                if m.content.has_images() {
-                    let parts = match &m.content {
-                        Content::Parts(parts) => parts
-                            .iter()
-                            .map(|p| match p {
-                                ContentPart::Text { text } => json!({"Type": "text", "Text": text}),
-                                ContentPart::ImageUrl { url, .. } => {
-                                    json!({"Type": "image_url", "ImageUrl": {"Url": url}})
-                                }
-                            })
-                            .collect(),
-                        Content::Text(t) => vec![json!({"Type": "text", "Text": t})],
-                    };
-                    o.insert("Contents".into(), Value::Array(parts));
-                } else {
-                    o.insert("Content".into(), Value::from(m.content.text().into_owned()));
-                }
-                if let Some(id) = &m.tool_call_id {
-                    o.insert("ToolCallId".into(), Value::from(id.as_str()));
-                }
-                if !m.tool_calls.is_empty() {
-                    o.insert(
-                        "ToolCalls".into(),
-                        Value::Array(
-                            m.tool_calls
-                                .iter()
-                                .map(|c| {
-                                    json!({"Id": c.id, "Type": "function",
-                                           "Function": {"Name": c.name, "Arguments": c.arguments}})
-                                })
-                                .collect(),
-                        ),
-                    );
-                }
-                Value::Object(o)
-            })
-            .collect(),
-    )
+/// One message.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HyMessage<'a> {
+    /// Role.
+    pub role: &'static str,
+    /// Text (messages without images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<Cow<'a, str>>,
+    /// Parts (messages with images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<Vec<HyPart<'a>>>,
+    /// The call a tool message answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<&'a str>,
+    /// The assistant's calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<HyToolCall<'a>>>,
+}
+
+/// One part of `Contents`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "Type")]
+pub enum HyPart<'a> {
+    /// Text.
+    #[serde(rename = "text")]
+    Text {
+        /// The text.
+        #[serde(rename = "Text")]
+        text: &'a str,
+    },
+    /// An image.
+    #[serde(rename = "image_url")]
+    ImageUrl {
+        /// `{"Url": …}`.
+        #[serde(rename = "ImageUrl")]
+        image_url: HyUrl<'a>,
+    },
+}
+
+/// `{"Url": …}`.
+#[derive(Debug, Serialize)]
+pub struct HyUrl<'a> {
+    /// The URL.
+    #[serde(rename = "Url")]
+    pub url: &'a str,
+}
+
+/// An assistant tool call.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HyToolCall<'a> {
+    /// Call id.
+    pub id: &'a str,
+    /// Always `function`.
+    #[serde(rename = "Type")]
+    pub kind: &'static str,
+    /// Name and arguments.
+    pub function: HyFunctionCall<'a>,
+}
+
+/// `ToolCalls[].Function`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HyFunctionCall<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Arguments, a JSON string.
+    pub arguments: &'a str,
+}
+
+/// A tool (`Tools[]`, `CustomTool`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HyTool<'a> {
+    /// Always `function`.
+    #[serde(rename = "Type")]
+    pub kind: &'static str,
+    /// The function.
+    pub function: HyFunction<'a>,
+}
+
+/// `Tools[].Function`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HyFunction<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// What it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'a str>,
+    /// The JSON Schema, as a string (Hunyuan takes it so).
+    pub parameters: String,
+}
+
+fn encode_tool(t: &Tool) -> HyTool<'_> {
+    HyTool {
+        kind: "function",
+        function: HyFunction {
+            name: &t.name,
+            description: t.description.as_deref(),
+            parameters: t.parameters.to_string(),
+        },
+    }
+}
+
+fn encode_messages(messages: &[Message]) -> Vec<HyMessage<'_>> {
+    messages
+        .iter()
+        .map(|m| {
+            let (content, contents) = if m.content.has_images() {
+                let parts = match &m.content {
+                    Content::Parts(parts) => parts
+                        .iter()
+                        .map(|p| match p {
+                            ContentPart::Text { text } => HyPart::Text { text },
+                            ContentPart::ImageUrl { url, .. } => HyPart::ImageUrl {
+                                image_url: HyUrl { url },
+                            },
+                        })
+                        .collect(),
+                    Content::Text(t) => vec![HyPart::Text { text: t }],
+                };
+                (None, Some(parts))
+            } else {
+                (Some(m.content.text()), None)
+            };
+            HyMessage {
+                role: m.role.as_str(),
+                content,
+                contents,
+                tool_call_id: m.tool_call_id.as_deref(),
+                tool_calls: (!m.tool_calls.is_empty()).then(|| {
+                    m.tool_calls
+                        .iter()
+                        .map(|c| HyToolCall {
+                            id: &c.id,
+                            kind: "function",
+                            function: HyFunctionCall {
+                                name: &c.name,
+                                arguments: &c.arguments,
+                            },
+                        })
+                        .collect()
+                }),
+            }
+        })
+        .collect()
 }
 
 /// The `GetEmbedding` body: `Input` for one text, `InputList` for several.
-pub fn embedding_body(req: &EmbeddingRequest) -> Result<Value> {
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EmbeddingBody<'a> {
+    /// One text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<&'a str>,
+    /// Several texts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_list: Option<&'a [String]>,
+    /// Vendor fields from `extra`.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `GetEmbedding` body of `req`.
+pub fn embedding_body(req: &EmbeddingRequest) -> Result<EmbeddingBody<'_>> {
     let mut lacking = Vec::new();
     if req.dimensions.is_some() {
         lacking.push("`dimensions` (hunyuan-embedding is fixed at 1024)");
@@ -197,17 +339,16 @@ pub fn embedding_body(req: &EmbeddingRequest) -> Result<Value> {
         ))
         .with_provider(ID));
     }
-    let mut o = Map::new();
-    match req.input.as_slice() {
-        [one] => {
-            o.insert("Input".into(), Value::from(one.as_str()));
-        }
-        many => {
-            o.insert("InputList".into(), json!(many));
-        }
-    }
-    merge_extra(&mut o, &req.extra);
-    Ok(Value::Object(o))
+    let ex = Extra::new(&req.extra);
+    let (one, many) = match req.input.as_slice() {
+        [one] => (Some(one.as_str()), None),
+        many => (None, Some(many)),
+    };
+    Ok(EmbeddingBody {
+        input: ex.typed("Input", one),
+        input_list: ex.typed("InputList", many),
+        extra: ex.fields(&[]),
+    })
 }
 
 /// `{"Response": …}`.
@@ -404,7 +545,7 @@ mod tests {
         let err = chat_body("hunyuan-lite", &req, false).unwrap_err();
         assert!(err.message().contains("`max_tokens`"), "{}", err.message());
         req.max_tokens_advisory = true;
-        let body = chat_body("hunyuan-lite", &req, false).unwrap();
+        let body = serde_json::to_value(chat_body("hunyuan-lite", &req, false).unwrap()).unwrap();
         let o = body.as_object().unwrap();
         assert!(
             o.keys().all(|k| !k.to_ascii_lowercase().contains("token")),

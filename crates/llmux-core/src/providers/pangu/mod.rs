@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::body::Extra;
 use super::canonical::{rfc3986_encode, UtcTime};
+use super::openai_compat::wire::{encode_messages, encode_tool_choice, encode_tools, ChatBody};
 use super::openai_compat::{
-    describe, encode_messages, encode_tool_choice, encode_tools, merge_extra, non_json_error,
-    CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser,
+    describe, non_json_error, CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser,
 };
 use super::{
     check_base_url, header_request_id, join_url, AuthContext, BoxFuture, Capabilities,
@@ -247,7 +248,12 @@ impl Pangu {
 
     /// The chat body as JSON for the deployment `model` (OpenAI-shaped, naming no model: the
     /// deployment is in the path).
-    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
+    pub fn chat_body<'a>(
+        &self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        stream: bool,
+    ) -> Result<ChatBody<'a>> {
         req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         let unsupported = |what: &str| {
             Error::unsupported(format!("pangu does not accept {what}")).with_provider(ID)
@@ -281,38 +287,32 @@ impl Pangu {
         if let Some((what, _)) = rejected.iter().find(|(_, set)| *set) {
             return Err(unsupported(what));
         }
-        let mut o = Map::new();
-        o.insert(
-            "messages".into(),
-            Value::Array(encode_messages(&req.messages)),
-        );
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                o.insert(k.to_owned(), v);
-            }
-        };
-        put("temperature", req.temperature.map(Value::from));
-        put("top_p", req.top_p.map(Value::from));
-        put("max_tokens", req.max_tokens.map(Value::from));
-        put("presence_penalty", req.presence_penalty.map(Value::from));
-        put("frequency_penalty", req.frequency_penalty.map(Value::from));
-        put("n", req.n.map(Value::from));
-        put("user", req.user.as_deref().map(Value::from));
-        put(
-            "stop",
-            (!req.stop.is_empty()).then(|| Value::from(req.stop.clone())),
-        );
-        put(
-            "tools",
-            (!req.tools.is_empty()).then(|| encode_tools(&req.tools)),
-        );
-        put(
-            "tool_choice",
-            req.tool_choice.as_ref().map(encode_tool_choice),
-        );
-        put("stream", stream.then_some(Value::Bool(true)));
-        merge_extra(&mut o, &req.extra);
-        Ok(Value::Object(o))
+        let ex = Extra::new(&req.extra);
+        Ok(ChatBody {
+            messages: ex.typed("messages", Some(encode_messages(&req.messages))),
+            temperature: ex.typed("temperature", req.temperature),
+            top_p: ex.typed("top_p", req.top_p),
+            max_tokens: ex.typed("max_tokens", req.max_tokens),
+            presence_penalty: ex.typed("presence_penalty", req.presence_penalty),
+            frequency_penalty: ex.typed("frequency_penalty", req.frequency_penalty),
+            n: ex.typed("n", req.n),
+            user: ex.typed("user", req.user.as_deref()),
+            stop: ex.typed(
+                "stop",
+                (!req.stop.is_empty()).then_some(req.stop.as_slice()),
+            ),
+            tools: ex.typed(
+                "tools",
+                (!req.tools.is_empty()).then(|| encode_tools(&req.tools)),
+            ),
+            tool_choice: ex.typed(
+                "tool_choice",
+                req.tool_choice.as_ref().map(encode_tool_choice),
+            ),
+            stream: ex.typed("stream", stream.then_some(true)),
+            extra: ex.fields(&[]),
+            ..ChatBody::default()
+        })
     }
 
     fn chat_url(&self, deployment: &str) -> String {

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{Domain, ID};
 use crate::codec::Frame;
 use crate::error::{Error, ErrorKind, Result};
-use crate::providers::openai_compat::{describe, merge_extra};
+use crate::providers::body::Extra;
+use crate::providers::openai_compat::describe;
 use crate::providers::StreamParser;
 use crate::stream::StreamEvent;
 use crate::types::*;
@@ -25,7 +26,7 @@ fn invalid(msg: String) -> Error {
     Error::invalid_request(msg).with_provider(ID)
 }
 
-fn message_text(i: usize, m: &Message) -> Result<String> {
+fn message_text(i: usize, m: &Message) -> Result<std::borrow::Cow<'_, str>> {
     if m.content.has_images() {
         return Err(unsupported("image inputs"));
     }
@@ -34,15 +35,123 @@ fn message_text(i: usize, m: &Message) -> Result<String> {
             "tool calls or tool results in the conversation (messages[{i}]); it has no tool role — use spark-http"
         )));
     }
-    Ok(m.content.text().into_owned())
+    Ok(m.content.text())
+}
+
+/// The request frame: `header`, `parameter.chat`, `payload`.
+#[derive(Debug, Serialize)]
+pub struct RequestFrame<'a> {
+    /// App id and user id.
+    pub header: FrameHeader<'a>,
+    /// `{"chat": …}`.
+    pub parameter: FrameParameter<'a>,
+    /// The conversation and functions.
+    pub payload: FramePayload<'a>,
+}
+
+/// `header`.
+#[derive(Debug, Serialize)]
+pub struct FrameHeader<'a> {
+    /// The app id.
+    pub app_id: &'a str,
+    /// The end-user id (`user`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<&'a str>,
+}
+
+/// `parameter`.
+#[derive(Debug, Serialize)]
+pub struct FrameParameter<'a> {
+    /// The chat options.
+    pub chat: ChatParameter<'a>,
+}
+
+/// `parameter.chat`; `extra` fields go here (`chat_id`, `auditing`…).
+#[derive(Debug, Serialize)]
+pub struct ChatParameter<'a> {
+    /// The domain (model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<&'a str>,
+    /// Temperature, (0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Output cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Top-k, 1 to 6.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Web search.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<[SearchTool; 1]>,
+    /// Vendor fields from `extra`.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `{"type": "web_search", "web_search": {"enable": …}}`.
+#[derive(Debug, Serialize)]
+pub struct SearchTool {
+    /// Always `web_search`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// On or off.
+    pub web_search: SearchSwitch,
+}
+
+/// `web_search`.
+#[derive(Debug, Serialize)]
+pub struct SearchSwitch {
+    /// Search on or off.
+    pub enable: bool,
+}
+
+/// `payload`.
+#[derive(Debug, Serialize)]
+pub struct FramePayload<'a> {
+    /// `{"text": [messages]}`.
+    pub message: TextList<TextMessage<'a>>,
+    /// `{"text": [functions]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub functions: Option<TextList<FunctionSpec<'a>>>,
+}
+
+/// `{"text": […]}`.
+#[derive(Debug, Serialize)]
+pub struct TextList<T> {
+    /// The items.
+    pub text: Vec<T>,
+}
+
+/// One message.
+#[derive(Debug, Serialize)]
+pub struct TextMessage<'a> {
+    /// `system`, `user` or `assistant`.
+    pub role: &'static str,
+    /// The text.
+    pub content: std::borrow::Cow<'a, str>,
+}
+
+/// One function.
+#[derive(Debug, Serialize)]
+pub struct FunctionSpec<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// What it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'a str>,
+    /// JSON Schema of the arguments.
+    pub parameters: &'a Value,
 }
 
 /// Builds the request frame for `domain` (pure; the vectors compare it as a JSON value).
-pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result<Value> {
+pub fn request_frame<'a>(
+    app_id: &'a str,
+    domain: &'a Domain,
+    req: &'a ChatRequest,
+) -> Result<RequestFrame<'a>> {
     req.validate_for(domain.name)
         .map_err(|e| e.with_provider(ID))?;
-    let mut header = Map::new();
-    header.insert("app_id".into(), Value::from(app_id));
     if let Some(uid) = &req.user {
         if uid.chars().count() > MAX_UID_CHARS {
             return Err(invalid(format!(
@@ -50,18 +159,13 @@ pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result
                 uid.chars().count()
             )));
         }
-        header.insert("uid".into(), Value::from(uid.as_str()));
     }
-
-    let mut chat = Map::new();
-    chat.insert("domain".into(), Value::from(domain.name));
     if let Some(t) = req.temperature {
         if !(t > 0.0 && t <= 1.0) {
             return Err(invalid(format!(
                 "`temperature` must be in (0, 1] for Spark, got {t}"
             )));
         }
-        chat.insert("temperature".into(), Value::from(t));
     }
     if let Some(m) = req.max_tokens {
         if m > domain.max_output {
@@ -70,7 +174,6 @@ pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result
                 domain.max_output, domain.name
             )));
         }
-        chat.insert("max_tokens".into(), Value::from(m));
     }
     if let Some(k) = req.top_k {
         if !(1..=6).contains(&k) {
@@ -78,13 +181,6 @@ pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result
                 "`top_k` must be between 1 and 6 for Spark, got {k}"
             )));
         }
-        chat.insert("top_k".into(), Value::from(k));
-    }
-    if let Some(search) = req.enable_search {
-        chat.insert(
-            "tools".into(),
-            json!([{"type": "web_search", "web_search": {"enable": search}}]),
-        );
     }
     let rejected = [
         ("`top_p`", req.top_p.is_some()),
@@ -111,7 +207,23 @@ pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result
     if let Some((what, _)) = rejected.iter().find(|(_, set)| *set) {
         return Err(unsupported(what));
     }
-    merge_extra(&mut chat, &req.extra);
+    let ex = Extra::new(&req.extra);
+    let chat = ChatParameter {
+        domain: ex.typed("domain", Some(domain.name)),
+        temperature: ex.typed("temperature", req.temperature),
+        max_tokens: ex.typed("max_tokens", req.max_tokens),
+        top_k: ex.typed("top_k", req.top_k),
+        tools: ex.typed(
+            "tools",
+            req.enable_search.map(|enable| {
+                [SearchTool {
+                    kind: "web_search",
+                    web_search: SearchSwitch { enable },
+                }]
+            }),
+        ),
+        extra: ex.fields(&[]),
+    };
 
     let mut text = Vec::with_capacity(req.messages.len());
     for (i, m) in req.messages.iter().enumerate() {
@@ -120,27 +232,33 @@ pub fn request_frame(app_id: &str, domain: &Domain, req: &ChatRequest) -> Result
                 "messages[{i}]: Spark takes one system message, and only as the first message"
             )));
         }
-        text.push(json!({"role": m.role.as_str(), "content": message_text(i, m)?}));
+        text.push(TextMessage {
+            role: m.role.as_str(),
+            content: message_text(i, m)?,
+        });
     }
-    let mut payload = Map::new();
-    payload.insert("message".into(), json!({ "text": text }));
-    if !req.tools.is_empty() {
-        let functions: Vec<Value> = req
+    let functions = (!req.tools.is_empty()).then(|| TextList {
+        text: req
             .tools
             .iter()
-            .map(|t| {
-                let mut f = Map::new();
-                f.insert("name".into(), Value::from(t.name.as_str()));
-                if let Some(d) = &t.description {
-                    f.insert("description".into(), Value::from(d.as_str()));
-                }
-                f.insert("parameters".into(), t.parameters.clone());
-                Value::Object(f)
+            .map(|t| FunctionSpec {
+                name: &t.name,
+                description: t.description.as_deref(),
+                parameters: &t.parameters,
             })
-            .collect();
-        payload.insert("functions".into(), json!({ "text": functions }));
-    }
-    Ok(json!({"header": header, "parameter": {"chat": chat}, "payload": payload}))
+            .collect(),
+    });
+    Ok(RequestFrame {
+        header: FrameHeader {
+            app_id,
+            uid: req.user.as_deref(),
+        },
+        parameter: FrameParameter { chat },
+        payload: FramePayload {
+            message: TextList { text },
+            functions,
+        },
+    })
 }
 
 /// The kind a Spark error code means (PROTOCOLS.md §4.3; the table is in docs/providers.md).

@@ -7,14 +7,15 @@
 //! `api_key` (default) or `jwt`. JWTs are signed in [`Provider::authorize`] from the shared
 //! clock, cached until 30 s before they expire, and dropped when the server rejects them.
 
+pub mod wire;
+
 use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
-use serde_json::{json, Map, Value};
 
+use super::body::Extra;
 use super::openai_compat::{
-    classify_openai_error, merge_extra, CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser,
-    OPENAI,
+    self, classify_openai_error, CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser, OPENAI,
 };
 use super::{
     check_base_url, join_url, AuthContext, BoxFuture, Capabilities, CredentialSpec, Provider,
@@ -52,6 +53,16 @@ pub const COMPAT: CompatSpec = CompatSpec {
     },
     stream_options: false,
     ..OPENAI
+};
+
+/// [`COMPAT`] for building bodies: thinking passes the OpenAI codec's check, as Zhipu sends
+/// it as its own `thinking` object.
+const BODY: CompatSpec = CompatSpec {
+    extensions: Extensions {
+        thinking: true,
+        ..Extensions::NONE
+    },
+    ..COMPAT
 };
 
 const CREDS: &[CredentialSpec] = &[
@@ -266,7 +277,12 @@ impl Zhipu {
 
     /// The chat body for the upstream `model`: the OpenAI codec plus Zhipu's rules (see
     /// `docs/providers.md`).
-    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
+    pub fn chat_body<'a>(
+        &self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        stream: bool,
+    ) -> Result<wire::ZhipuBody<'a>> {
         let mut lacking = Vec::new();
         for (set, name) in [
             (req.presence_penalty.is_some(), "presence_penalty"),
@@ -297,45 +313,38 @@ impl Zhipu {
             ))
             .with_provider(ID));
         }
-        let mut r = req.clone();
-        r.n = None;
-        r.thinking = None;
-        let user = r.user.take();
-        let extra = std::mem::take(&mut r.extra);
+        let mut base = openai_compat::wire::chat_body(&BODY, model, req, stream)?;
+        // `n` (one choice at most, checked above) and `user` are not OpenAI's here; thinking
+        // is Zhipu's own object.
+        base.n = None;
+        base.user = None;
+        base.enable_thinking = None;
+        base.thinking_budget = None;
         // The SDK's sampling rules: temperature <= 0 means greedy (`do_sample: false`), and
         // both values are kept inside the open interval the server accepts.
-        let mut do_sample = None;
-        if let Some(t) = r.temperature {
+        let do_sample = req.temperature.filter(|t| *t <= 0.0).map(|_| false);
+        base.temperature = base.temperature.map(|t| {
             if t <= 0.0 {
-                do_sample = Some(false);
-                r.temperature = Some(0.01);
+                0.01
             } else if t >= 1.0 {
-                r.temperature = Some(0.99);
+                0.99
+            } else {
+                t
             }
-        }
-        if let Some(p) = r.top_p {
-            if p >= 1.0 {
-                r.top_p = Some(0.99);
-            }
-        }
-        let Value::Object(mut o) = self.compat.chat_body(model, &r, stream)? else {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                "chat body is not an object",
-            ));
-        };
-        if let Some(ds) = do_sample {
-            o.insert("do_sample".into(), Value::Bool(ds));
-        }
-        if let Some(u) = user {
-            o.insert("user_id".into(), Value::from(u));
-        }
-        if let Some(t) = req.thinking {
-            let kind = if t.enabled { "enabled" } else { "disabled" };
-            o.insert("thinking".into(), json!({ "type": kind }));
-        }
-        merge_extra(&mut o, &extra);
-        Ok(Value::Object(o))
+        });
+        base.top_p = base.top_p.map(|p| if p >= 1.0 { 0.99 } else { p });
+        let ex = Extra::new(&req.extra);
+        Ok(wire::ZhipuBody {
+            base,
+            do_sample: ex.typed("do_sample", do_sample),
+            user_id: ex.typed("user_id", req.user.as_deref()),
+            thinking: ex.typed(
+                "thinking",
+                req.thinking.map(|t| wire::ThinkingType {
+                    kind: if t.enabled { "enabled" } else { "disabled" },
+                }),
+            ),
+        })
     }
 }
 
@@ -452,14 +461,20 @@ impl Provider for Zhipu {
                 Error::unsupported("zhipu embeddings do not accept `text_type`").with_provider(ID),
             );
         }
-        let mut o = Map::new();
-        o.insert("model".into(), Value::from(model));
-        o.insert("input".into(), json!(req.input));
-        if let Some(d) = req.dimensions {
-            o.insert("dimensions".into(), Value::from(d));
-        }
-        merge_extra(&mut o, &req.extra);
-        HttpRequest::post_json(join_url(&self.base_url, "embeddings"), &Value::Object(o))?
+        // `input` is always a list here; `user` is not sent.
+        let ex = Extra::new(&req.extra);
+        let body = openai_compat::wire::EmbeddingsBody {
+            model: ex.typed("model", Some(model)),
+            input: ex.typed(
+                "input",
+                Some(openai_compat::wire::EmbeddingInput::Many(&req.input)),
+            ),
+            encoding_format: None,
+            dimensions: ex.typed("dimensions", req.dimensions),
+            user: None,
+            extra: ex.fields(&[]),
+        };
+        HttpRequest::post_json(join_url(&self.base_url, "embeddings"), &body)?
             .header("accept", "application/json")
     }
 

@@ -8,13 +8,17 @@
 //! (`num_ctx`, `mirostat`…), an `options` object, and `options.<name>` keys, which go into
 //! `options`.
 
+pub mod wire;
+
 use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::openai_compat::{describe, merge_extra, parse_json};
+use super::body::Extra;
+use super::openai_compat::wire::encode_tools;
+use super::openai_compat::{describe, parse_json};
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Framing, Provider,
     ProviderSpec, StreamParser,
@@ -143,13 +147,18 @@ impl Ollama {
         })
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<HttpRequest> {
+    fn post<B: serde::Serialize>(&self, path: &str, body: &B) -> Result<HttpRequest> {
         HttpRequest::post_json(join_url(&self.base_url, path), body)?
             .header("accept", "application/json")
     }
 
     /// The `/api/chat` or `/api/generate` body for `req` sent to the upstream `model`.
-    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
+    pub fn chat_body<'a>(
+        &self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        stream: bool,
+    ) -> Result<wire::ChatBody<'a>> {
         let mut lacking = Vec::new();
         for (set, name) in [
             (req.n.is_some_and(|n| n > 1), "n (more than one choice)"),
@@ -182,100 +191,62 @@ impl Ollama {
             ))
             .with_provider(ID));
         }
-        let mut o = Map::new();
-        o.insert("model".into(), Value::from(model));
-        o.insert("stream".into(), Value::Bool(stream));
+        let split = wire::SplitExtra::new(&req.extra);
+        let tx = Extra::new(&split.top);
+        let mut body = wire::ChatBody {
+            model: tx.typed("model", Some(model)),
+            stream: tx.typed("stream", Some(stream)),
+            ..wire::ChatBody::default()
+        };
         match req.input_style {
             InputStyle::Prompt => {
                 let (system, prompt) = req.prompt_parts()?;
-                o.insert("prompt".into(), Value::from(prompt));
-                if let Some(s) = system {
-                    o.insert("system".into(), Value::from(s));
-                }
+                body.prompt = tx.typed("prompt", Some(prompt));
+                body.system = tx.typed("system", system);
                 let images = prompt_images(req)?;
-                if !images.is_empty() {
-                    o.insert("images".into(), json!(images));
-                }
+                body.images = tx.typed("images", (!images.is_empty()).then_some(images));
             }
             InputStyle::Messages => {
-                o.insert("messages".into(), encode_messages(&req.messages)?);
+                body.messages = tx.typed("messages", Some(encode_messages(&req.messages)?));
                 // tool_choice `none`: the model gets no tools to call.
                 if !req.tools.is_empty() && req.tool_choice != Some(ToolChoice::None) {
-                    o.insert(
-                        "tools".into(),
-                        super::openai_compat::encode_tools(&req.tools),
-                    );
+                    body.tools = tx.typed("tools", Some(encode_tools(&req.tools)));
                 }
             }
         }
-        let mut opts = Map::new();
-        let mut put = |k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                opts.insert(k.to_owned(), v);
-            }
-        };
-        put("temperature", req.temperature.map(Value::from));
-        put("top_p", req.top_p.map(Value::from));
-        put("top_k", req.top_k.map(Value::from));
-        put("num_predict", req.max_tokens.map(Value::from));
-        put("seed", req.seed.map(Value::from));
-        put("stop", (!req.stop.is_empty()).then(|| json!(req.stop)));
-        put("repeat_penalty", req.repetition_penalty.map(Value::from));
-        put("presence_penalty", req.presence_penalty.map(Value::from));
-        put("frequency_penalty", req.frequency_penalty.map(Value::from));
-        match &req.response_format {
-            None | Some(ResponseFormat::Text) => {}
-            Some(ResponseFormat::JsonObject) => {
-                o.insert("format".into(), Value::from("json"));
-            }
-            Some(ResponseFormat::JsonSchema { schema, .. }) => {
-                o.insert("format".into(), schema.clone());
-            }
-        }
-        if let Some(t) = req.thinking {
-            o.insert("think".into(), Value::from(t.enabled));
-        }
-        merge_extra_split(&mut o, &mut opts, &req.extra);
-        if !opts.is_empty() {
-            o.insert("options".into(), Value::Object(opts));
-        }
-        Ok(Value::Object(o))
-    }
-}
-
-/// Merges `extra`: option names, `options.<name>` keys and an `options` object go into
-/// `options`; everything else is a top-level field. `null` removes, as everywhere.
-fn merge_extra_split(
-    top: &mut Map<String, Value>,
-    opts: &mut Map<String, Value>,
-    extra: &Map<String, Value>,
-) {
-    let mut rest = Map::new();
-    for (k, v) in extra {
-        if k == "options" {
-            match v {
-                Value::Object(o) => merge_extra(opts, o),
-                Value::Null => opts.clear(),
-                other => {
-                    rest.insert(k.clone(), other.clone());
+        body.format = tx.typed(
+            "format",
+            match &req.response_format {
+                None | Some(ResponseFormat::Text) => None,
+                Some(ResponseFormat::JsonObject) => Some(wire::Format::Json("json")),
+                Some(ResponseFormat::JsonSchema { schema, .. }) => {
+                    Some(wire::Format::Schema(schema))
                 }
-            }
-        } else if let Some(name) = k.strip_prefix("options.") {
-            merge_extra(opts, &Map::from_iter([(name.to_owned(), v.clone())]));
-        } else if OPTION_NAMES.contains(&k.as_str()) {
-            merge_extra(opts, &Map::from_iter([(k.clone(), v.clone())]));
-        } else {
-            rest.insert(k.clone(), v.clone());
-        }
+            },
+        );
+        body.think = tx.typed("think", req.thinking.map(|t| t.enabled));
+        body.options = split.options(wire::Options {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            num_predict: req.max_tokens,
+            seed: req.seed,
+            stop: (!req.stop.is_empty()).then_some(req.stop.as_slice()),
+            repeat_penalty: req.repetition_penalty,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            extra: Map::new(),
+        });
+        body.extra = split.top_fields(body.options.is_some());
+        Ok(body)
     }
-    merge_extra(top, &rest);
 }
 
 /// An image part as Ollama wants it: bare base64 (from a `data:` URL).
-fn image_base64(url: &str) -> Result<String> {
+fn image_base64(url: &str) -> Result<&str> {
     url.strip_prefix("data:")
         .and_then(|rest| rest.split_once(";base64,"))
-        .map(|(_, b64)| b64.to_owned())
+        .map(|(_, b64)| b64)
         .ok_or_else(|| {
             Error::unsupported(
                 "ollama takes images only inline, as base64 `data:` URLs (it cannot fetch URLs)",
@@ -284,7 +255,7 @@ fn image_base64(url: &str) -> Result<String> {
         })
 }
 
-fn images_of(content: &Content) -> Result<Vec<String>> {
+fn images_of(content: &Content) -> Result<Vec<&str>> {
     match content {
         Content::Text(_) => Ok(Vec::new()),
         Content::Parts(parts) => parts
@@ -297,7 +268,7 @@ fn images_of(content: &Content) -> Result<Vec<String>> {
     }
 }
 
-fn prompt_images(req: &ChatRequest) -> Result<Vec<String>> {
+fn prompt_images(req: &ChatRequest) -> Result<Vec<&str>> {
     let mut out = Vec::new();
     for m in &req.messages {
         out.extend(images_of(&m.content)?);
@@ -305,52 +276,53 @@ fn prompt_images(req: &ChatRequest) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn encode_messages(messages: &[Message]) -> Result<Value> {
+fn encode_messages(messages: &[Message]) -> Result<Vec<wire::ChatMessage<'_>>> {
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
-        let mut o = Map::new();
-        o.insert("role".into(), Value::from(m.role.as_str()));
-        o.insert("content".into(), Value::from(m.content.text().into_owned()));
         let images = images_of(&m.content)?;
-        if !images.is_empty() {
-            o.insert("images".into(), json!(images));
-        }
-        if !m.tool_calls.is_empty() {
-            let mut calls = Vec::with_capacity(m.tool_calls.len());
-            for c in &m.tool_calls {
-                let args: Value = if c.arguments.trim().is_empty() {
-                    json!({})
-                } else {
-                    serde_json::from_str(&c.arguments).map_err(|_| {
-                        Error::invalid_request(format!(
-                            "messages[{i}]: tool call `{}` has arguments that are not JSON (ollama needs an object)",
-                            c.name
-                        ))
-                        .with_provider(ID)
-                    })?
-                };
-                calls.push(json!({"function": {"name": c.name, "arguments": args}}));
-            }
-            o.insert("tool_calls".into(), Value::Array(calls));
-        }
-        if m.role == Role::Tool {
-            // Ollama names the function a result answers; find it by the call id.
-            let name = m.name.clone().or_else(|| {
-                let id = m.tool_call_id.as_deref()?;
-                messages[..i]
-                    .iter()
-                    .rev()
-                    .flat_map(|p| p.tool_calls.iter())
-                    .find(|c| c.id == id)
-                    .map(|c| c.name.clone())
+        let mut calls = Vec::with_capacity(m.tool_calls.len());
+        for c in &m.tool_calls {
+            let arguments: Value = if c.arguments.trim().is_empty() {
+                Value::Object(Map::new())
+            } else {
+                serde_json::from_str(&c.arguments).map_err(|_| {
+                    Error::invalid_request(format!(
+                        "messages[{i}]: tool call `{}` has arguments that are not JSON (ollama needs an object)",
+                        c.name
+                    ))
+                    .with_provider(ID)
+                })?
+            };
+            calls.push(wire::ToolCallSpec {
+                function: wire::FunctionCallSpec {
+                    name: &c.name,
+                    arguments,
+                },
             });
-            if let Some(n) = name {
-                o.insert("tool_name".into(), Value::from(n));
-            }
         }
-        out.push(Value::Object(o));
+        // Ollama names the function a result answers; find it by the call id.
+        let tool_name = (m.role == Role::Tool)
+            .then(|| {
+                m.name.as_deref().or_else(|| {
+                    let id = m.tool_call_id.as_deref()?;
+                    messages[..i]
+                        .iter()
+                        .rev()
+                        .flat_map(|p| p.tool_calls.iter())
+                        .find(|c| c.id == id)
+                        .map(|c| c.name.as_str())
+                })
+            })
+            .flatten();
+        out.push(wire::ChatMessage {
+            role: m.role.as_str(),
+            content: m.content.text(),
+            images: (!images.is_empty()).then_some(images),
+            tool_calls: (!calls.is_empty()).then_some(calls),
+            tool_name,
+        });
     }
-    Ok(Value::Array(out))
+    Ok(out)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -590,18 +562,17 @@ impl Provider for Ollama {
                 Error::unsupported("ollama embeddings do not accept `text_type`").with_provider(ID),
             );
         }
-        let mut o = Map::new();
-        o.insert("model".into(), Value::from(model));
-        o.insert("input".into(), json!(req.input));
-        if let Some(d) = req.dimensions {
-            o.insert("dimensions".into(), Value::from(d));
-        }
-        let mut opts = Map::new();
-        merge_extra_split(&mut o, &mut opts, &req.extra);
-        if !opts.is_empty() {
-            o.insert("options".into(), Value::Object(opts));
-        }
-        self.post("api/embed", &Value::Object(o))
+        let split = wire::SplitExtra::new(&req.extra);
+        let tx = Extra::new(&split.top);
+        let options = split.options(wire::Options::default());
+        let body = wire::EmbedBody {
+            model: tx.typed("model", Some(model)),
+            input: tx.typed("input", Some(req.input.as_slice())),
+            dimensions: tx.typed("dimensions", req.dimensions),
+            extra: split.top_fields(options.is_some()),
+            options,
+        };
+        self.post("api/embed", &body)
     }
 
     fn parse_embeddings(&self, resp: &HttpResponse) -> Result<EmbeddingResponse> {

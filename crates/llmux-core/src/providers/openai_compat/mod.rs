@@ -1,14 +1,17 @@
 //! The shared OpenAI chat-completions codec, and the `OpenAiCompat` provider that serves every
 //! vendor with an OpenAI-style endpoint. Vendor differences are data in a [`CompatSpec`].
 
+pub mod wire;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
+use super::body::Extra;
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
     ProviderSettings, ProviderSpec, StreamParser,
@@ -61,10 +64,19 @@ pub struct CompatSpec {
     /// What the endpoint can do.
     pub capabilities: Capabilities,
     /// The body field `enable_search` is sent as (Hunyuan: `enable_enhancement`).
-    pub search_field: &'static str,
+    pub search_field: SearchField,
     /// Whether a stream request asks for usage with `stream_options.include_usage` (vendors
     /// that always send usage on the last chunk, or reject the field, set false).
     pub stream_options: bool,
+}
+
+/// The body field a vendor takes web search as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchField {
+    /// `enable_search` (DashScope).
+    EnableSearch,
+    /// `enable_enhancement` (Hunyuan).
+    EnableEnhancement,
 }
 
 const FULL: Capabilities = Capabilities {
@@ -84,7 +96,7 @@ pub const OPENAI: CompatSpec = CompatSpec {
     embeddings_base64: true,
     map_code: openai_code,
     capabilities: FULL,
-    search_field: "enable_search",
+    search_field: SearchField::EnableSearch,
     stream_options: true,
 };
 
@@ -148,196 +160,19 @@ impl OpenAiCompat {
     }
 }
 
-/// Encodes the OpenAI `messages` array.
-pub fn encode_messages(messages: &[Message]) -> Vec<Value> {
-    messages
-        .iter()
-        .map(|m| {
-            let mut o = Map::new();
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            let content = match &m.content {
-                Content::Text(t) if t.is_empty() && !m.tool_calls.is_empty() => Value::Null,
-                Content::Text(t) => Value::from(t.as_str()),
-                Content::Parts(parts) => Value::Array(
-                    parts
-                        .iter()
-                        .map(|p| match p {
-                            ContentPart::Text { text } => json!({"type": "text", "text": text}),
-                            ContentPart::ImageUrl { url, detail } => {
-                                let mut img = json!({"url": url});
-                                if let Some(d) = detail {
-                                    img["detail"] = Value::from(d.as_str());
-                                }
-                                json!({"type": "image_url", "image_url": img})
-                            }
-                        })
-                        .collect(),
-                ),
-            };
-            o.insert("content".into(), content);
-            if let Some(n) = &m.name {
-                o.insert("name".into(), Value::from(n.as_str()));
-            }
-            if !m.tool_calls.is_empty() {
-                o.insert("tool_calls".into(), encode_tool_calls(&m.tool_calls));
-            }
-            if let Some(id) = &m.tool_call_id {
-                o.insert("tool_call_id".into(), Value::from(id.as_str()));
-            }
-            Value::Object(o)
-        })
-        .collect()
-}
-
-/// Encodes assistant tool calls in OpenAI shape.
-pub fn encode_tool_calls(calls: &[ToolCall]) -> Value {
-    Value::Array(
-        calls
-            .iter()
-            .map(|c| {
-                json!({"id": c.id, "type": "function",
-                       "function": {"name": c.name, "arguments": c.arguments}})
-            })
-            .collect(),
-    )
-}
-
-/// Encodes `tools` in OpenAI shape.
-pub fn encode_tools(tools: &[Tool]) -> Value {
-    Value::Array(
-        tools
-            .iter()
-            .map(|t| {
-                let mut f = Map::new();
-                f.insert("name".into(), Value::from(t.name.as_str()));
-                if let Some(d) = &t.description {
-                    f.insert("description".into(), Value::from(d.as_str()));
-                }
-                f.insert("parameters".into(), t.parameters.clone());
-                if let Some(s) = t.strict {
-                    f.insert("strict".into(), Value::from(s));
-                }
-                json!({"type": "function", "function": f})
-            })
-            .collect(),
-    )
-}
-
-/// Encodes `tool_choice` in OpenAI shape.
-pub fn encode_tool_choice(choice: &ToolChoice) -> Value {
-    match choice {
-        ToolChoice::None => Value::from("none"),
-        ToolChoice::Auto => Value::from("auto"),
-        ToolChoice::Required => Value::from("required"),
-        ToolChoice::Function(name) => json!({"type": "function", "function": {"name": name}}),
-    }
-}
-
-/// Encodes `response_format` in OpenAI shape.
-pub fn encode_response_format(rf: &ResponseFormat) -> Value {
-    match rf {
-        ResponseFormat::Text => json!({"type": "text"}),
-        ResponseFormat::JsonObject => json!({"type": "json_object"}),
-        ResponseFormat::JsonSchema {
-            name,
-            schema,
-            strict,
-        } => {
-            let mut js = json!({"name": name, "schema": schema});
-            if let Some(s) = strict {
-                js["strict"] = Value::from(*s);
-            }
-            json!({"type": "json_schema", "json_schema": js})
-        }
-    }
-}
-
-/// Merges `extra` into `obj`: values overwrite, `null` removes.
-pub fn merge_extra(obj: &mut Map<String, Value>, extra: &Map<String, Value>) {
-    for (k, v) in extra {
-        if v.is_null() {
-            obj.remove(k);
-        } else {
-            obj.insert(k.clone(), v.clone());
-        }
-    }
-}
-
-fn put<T: Into<Value>>(o: &mut Map<String, Value>, k: &str, v: Option<T>) {
-    if let Some(v) = v {
-        o.insert(k.to_owned(), v.into());
-    }
-}
-
-fn unsupported_param(id: &'static str, name: &str) -> Error {
+pub(crate) fn unsupported_param(id: &'static str, name: &str) -> Error {
     Error::unsupported(format!("{id} does not accept `{name}`")).with_provider(id)
 }
 
 impl OpenAiCompat {
-    /// The chat body as JSON for the upstream `model` (shared with tests and other modules).
-    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
-        let id = self.spec.id;
-        let ext = self.spec.extensions;
-        let mut o = Map::new();
-        o.insert("model".into(), Value::from(model));
-        o.insert(
-            "messages".into(),
-            Value::Array(encode_messages(&req.messages)),
-        );
-        if stream {
-            o.insert("stream".into(), Value::Bool(true));
-            if self.spec.stream_options && req.stream_usage != Some(false) {
-                o.insert("stream_options".into(), json!({"include_usage": true}));
-            }
-        }
-        put(&mut o, "temperature", req.temperature);
-        put(&mut o, "top_p", req.top_p);
-        put(&mut o, "max_tokens", req.max_tokens);
-        if !req.stop.is_empty() {
-            o.insert("stop".into(), json!(req.stop));
-        }
-        put(&mut o, "seed", req.seed);
-        put(&mut o, "presence_penalty", req.presence_penalty);
-        put(&mut o, "frequency_penalty", req.frequency_penalty);
-        put(&mut o, "n", req.n);
-        put(&mut o, "user", req.user.as_deref());
-        if !req.tools.is_empty() {
-            o.insert("tools".into(), encode_tools(&req.tools));
-        }
-        if let Some(tc) = &req.tool_choice {
-            o.insert("tool_choice".into(), encode_tool_choice(tc));
-        }
-        put(&mut o, "parallel_tool_calls", req.parallel_tool_calls);
-        if let Some(rf) = &req.response_format {
-            o.insert("response_format".into(), encode_response_format(rf));
-        }
-        if let Some(k) = req.top_k {
-            if !ext.top_k {
-                return Err(unsupported_param(id, "top_k"));
-            }
-            o.insert("top_k".into(), k.into());
-        }
-        if let Some(r) = req.repetition_penalty {
-            if !ext.repetition_penalty {
-                return Err(unsupported_param(id, "repetition_penalty"));
-            }
-            o.insert("repetition_penalty".into(), r.into());
-        }
-        if let Some(s) = req.enable_search {
-            if !ext.enable_search {
-                return Err(unsupported_param(id, "enable_search"));
-            }
-            o.insert(self.spec.search_field.into(), s.into());
-        }
-        if let Some(t) = req.thinking {
-            if !ext.thinking {
-                return Err(unsupported_param(id, "thinking"));
-            }
-            o.insert("enable_thinking".into(), t.enabled.into());
-            put(&mut o, "thinking_budget", t.budget_tokens);
-        }
-        merge_extra(&mut o, &req.extra);
-        Ok(Value::Object(o))
+    /// The typed chat body for the upstream `model` (shared with tests and other modules).
+    pub fn chat_body<'a>(
+        &self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        stream: bool,
+    ) -> Result<wire::ChatBody<'a>> {
+        wire::chat_body(&self.spec, model, req, stream)
     }
 }
 
@@ -409,25 +244,21 @@ impl Provider for OpenAiCompat {
         }
         req.validate_for(model)
             .map_err(|e| e.with_provider(self.spec.id))?;
-        let mut o = Map::new();
-        o.insert("model".into(), Value::from(model));
-        o.insert(
-            "input".into(),
-            match req.input.as_slice() {
-                [one] => Value::from(one.as_str()),
-                many => json!(many),
-            },
-        );
         let fmt = if self.spec.embeddings_base64 {
             "base64"
         } else {
             "float"
         };
-        o.insert("encoding_format".into(), Value::from(fmt));
-        put(&mut o, "dimensions", req.dimensions);
-        put(&mut o, "user", req.user.as_deref());
-        merge_extra(&mut o, &req.extra);
-        let r = HttpRequest::post_json(join_url(&self.base_url, "embeddings"), &Value::Object(o))?
+        let ex = Extra::new(&req.extra);
+        let body = wire::EmbeddingsBody {
+            model: ex.typed("model", Some(model)),
+            input: ex.typed("input", Some(wire::EmbeddingInput::of(&req.input))),
+            encoding_format: ex.typed("encoding_format", Some(fmt)),
+            dimensions: ex.typed("dimensions", req.dimensions),
+            user: ex.typed("user", req.user.as_deref()),
+            extra: ex.fields(&[]),
+        };
+        let r = HttpRequest::post_json(join_url(&self.base_url, "embeddings"), &body)?
             .header("accept", "application/json")?;
         self.authed(r)
     }

@@ -1,18 +1,20 @@
 //! Alibaba DashScope (Qwen), native protocol: text and multimodal generation with
 //! `input.prompt`/`input.messages` and `parameters`, SSE streaming switched on by the
 //! `X-DashScope-SSE` header (incremental or cumulative), native embeddings; plus the
-//! registry row for DashScope's OpenAI-compatible mode.
+//! registry rows for DashScope's OpenAI-compatible mode and its Anthropic-compatible endpoint.
+
+pub mod wire;
 
 use std::sync::Arc;
 
 use http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
+use super::anthropic::{Anthropic, MessagesSpec};
 use super::openai_compat::{
-    args_string, classify_openai_error, describe, encode_response_format, encode_tools,
-    merge_extra, non_json_error, parse_json, CompatSpec, Extensions, OpenAiCompat, WireToolCall,
-    OPENAI,
+    args_string, classify_openai_error, describe, non_json_error, parse_json, CompatSpec,
+    Extensions, OpenAiCompat, WireToolCall, OPENAI,
 };
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
@@ -147,6 +149,50 @@ pub const COMPAT_SPEC: ProviderSpec = ProviderSpec {
     },
 };
 
+/// DashScope's Anthropic-compatible endpoint: the Messages API codec with DashScope's error
+/// codes; no model list and no structured output (not documented there).
+pub const ANTHROPIC_COMPAT: MessagesSpec = MessagesSpec {
+    id: "dashscope-anthropic",
+    capabilities: Capabilities {
+        streaming: true,
+        tools: true,
+        vision: true,
+        json_mode: false,
+        embeddings: false,
+        list_models: false,
+    },
+    structured_output: false,
+    map_code: dashscope_code,
+};
+
+/// The registry row for the Anthropic-compatible endpoint (`…/apps/anthropic`, key in
+/// `x-api-key`, as DashScope's documentation sends it).
+pub const ANTHROPIC_SPEC: ProviderSpec = ProviderSpec {
+    id: "dashscope-anthropic",
+    description: "Alibaba DashScope / Qwen, Anthropic-compatible Messages API",
+    default_base_url: "https://dashscope.aliyuncs.com/apps/anthropic",
+    base_url_env: "DASHSCOPE_ANTHROPIC_BASE_URL",
+    region_env: Some("DASHSCOPE_REGION"),
+    credentials: CREDS,
+    models: &[
+        "qwen-plus",
+        "qwen-max",
+        "qwen-flash",
+        "qwen-turbo",
+        "qwen3-max",
+        "qwen3-coder-plus",
+        "qwen-vl-plus",
+    ],
+    build: |row, s| {
+        let key = s.require(row, "api_key")?.clone();
+        let base = match &s.base_url {
+            Some(b) => b.clone(),
+            None => format!("{}/apps/anthropic", region_host(s.region.as_deref())?),
+        };
+        Ok(Arc::new(Anthropic::new(ANTHROPIC_COMPAT, &base, key)?))
+    },
+};
+
 /// DashScope error codes (native and compatible mode) to kinds.
 pub fn dashscope_code(code: &str) -> Option<ErrorKind> {
     Some(match code {
@@ -236,7 +282,12 @@ impl DashScope {
         })
     }
 
-    fn request(&self, path: &str, body: &Value, stream: bool) -> Result<HttpRequest> {
+    fn request<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        stream: bool,
+    ) -> Result<HttpRequest> {
         let mut r = HttpRequest::post_json(join_url(&self.base_url, path), body)?
             .header("content-type", "application/json; charset=utf-8")?
             .bearer(&self.api_key)?;
@@ -254,99 +305,14 @@ impl DashScope {
         Ok(r)
     }
 
-    /// The generation body as JSON for the upstream `model`.
-    pub fn chat_body(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<Value> {
-        let multimodal = req.messages.iter().any(|m| m.content.has_images());
-        let mut input = Map::new();
-        let mut p = Map::new();
-        match req.input_style {
-            InputStyle::Prompt => {
-                let (system, prompt) = req.prompt_parts()?;
-                if let Some(s) = system {
-                    input.insert(
-                        "messages".into(),
-                        json!([{"role": "system", "content": s}, {"role": "user", "content": prompt}]),
-                    );
-                } else {
-                    input.insert("prompt".into(), Value::from(prompt));
-                }
-            }
-            InputStyle::Messages => {
-                input.insert(
-                    "messages".into(),
-                    Value::Array(encode_messages(&req.messages, multimodal)),
-                );
-                p.insert("result_format".into(), Value::from("message"));
-            }
-        }
-        if stream {
-            p.insert("incremental_output".into(), Value::Bool(true));
-        }
-        let put = |p: &mut Map<String, Value>, k: &str, v: Option<Value>| {
-            if let Some(v) = v {
-                p.insert(k.into(), v);
-            }
-        };
-        put(&mut p, "enable_search", req.enable_search.map(Value::from));
-        put(&mut p, "temperature", req.temperature.map(Value::from));
-        put(&mut p, "top_p", req.top_p.map(Value::from));
-        put(&mut p, "top_k", req.top_k.map(Value::from));
-        put(&mut p, "max_tokens", req.max_tokens.map(Value::from));
-        put(&mut p, "seed", req.seed.map(Value::from));
-        if !req.stop.is_empty() {
-            p.insert("stop".into(), json!(req.stop));
-        }
-        put(
-            &mut p,
-            "repetition_penalty",
-            req.repetition_penalty.map(Value::from),
-        );
-        put(
-            &mut p,
-            "presence_penalty",
-            req.presence_penalty.map(Value::from),
-        );
-        if req.frequency_penalty.is_some() {
-            return Err(Error::unsupported(
-                "dashscope does not accept `frequency_penalty` (use presence_penalty or repetition_penalty)",
-            )
-            .with_provider(ID));
-        }
-        put(&mut p, "n", req.n.map(Value::from));
-        if !req.tools.is_empty() {
-            p.insert("tools".into(), encode_tools(&req.tools));
-        }
-        if let Some(tc) = &req.tool_choice {
-            let v = match tc {
-                ToolChoice::None => Value::from("none"),
-                ToolChoice::Auto => Value::from("auto"),
-                ToolChoice::Required => {
-                    return Err(Error::unsupported(
-                        "dashscope does not accept tool_choice `required` (use auto or name a function)",
-                    )
-                    .with_provider(ID))
-                }
-                ToolChoice::Function(n) => json!({"type": "function", "function": {"name": n}}),
-            };
-            p.insert("tool_choice".into(), v);
-        }
-        put(
-            &mut p,
-            "parallel_tool_calls",
-            req.parallel_tool_calls.map(Value::from),
-        );
-        if let Some(rf) = &req.response_format {
-            p.insert("response_format".into(), encode_response_format(rf));
-        }
-        if let Some(t) = req.thinking {
-            p.insert("enable_thinking".into(), Value::from(t.enabled));
-            put(&mut p, "thinking_budget", t.budget_tokens.map(Value::from));
-        }
-        merge_extra(&mut p, &req.extra);
-        if !stream {
-            p.remove("incremental_output");
-        }
-        Ok(json!({"model": model, "input": input, "parameters": p}))
+    /// The typed generation body for the upstream `model`.
+    pub fn chat_body<'a>(
+        &self,
+        model: &'a str,
+        req: &'a ChatRequest,
+        stream: bool,
+    ) -> Result<wire::GenerationBody<'a>> {
+        wire::chat_body(model, req, stream)
     }
 }
 
@@ -357,46 +323,6 @@ pub fn stream_is_incremental(req: &ChatRequest) -> bool {
         None => true,
         Some(v) => v.and_then(Value::as_bool).unwrap_or(false),
     }
-}
-
-fn encode_messages(messages: &[Message], multimodal: bool) -> Vec<Value> {
-    messages
-        .iter()
-        .map(|m| {
-            let mut o = Map::new();
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            let content = if multimodal {
-                match &m.content {
-                    Content::Text(t) => json!([{"text": t}]),
-                    Content::Parts(parts) => Value::Array(
-                        parts
-                            .iter()
-                            .map(|p| match p {
-                                ContentPart::Text { text } => json!({"text": text}),
-                                ContentPart::ImageUrl { url, .. } => json!({"image": url}),
-                            })
-                            .collect(),
-                    ),
-                }
-            } else {
-                Value::from(m.content.text().into_owned())
-            };
-            o.insert("content".into(), content);
-            if let Some(n) = &m.name {
-                o.insert("name".into(), Value::from(n.as_str()));
-            }
-            if !m.tool_calls.is_empty() {
-                o.insert(
-                    "tool_calls".into(),
-                    super::openai_compat::encode_tool_calls(&m.tool_calls),
-                );
-            }
-            if let Some(id) = &m.tool_call_id {
-                o.insert("tool_call_id".into(), Value::from(id.as_str()));
-            }
-            Value::Object(o)
-        })
-        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -634,15 +560,7 @@ impl Provider for DashScope {
 
     fn build_embeddings(&self, model: &str, req: &EmbeddingRequest) -> Result<HttpRequest> {
         req.validate_for(model).map_err(|e| e.with_provider(ID))?;
-        let mut p = Map::new();
-        if let Some(t) = &req.text_type {
-            p.insert("text_type".into(), Value::from(t.as_str()));
-        }
-        if let Some(d) = req.dimensions {
-            p.insert("dimension".into(), Value::from(d));
-        }
-        merge_extra(&mut p, &req.extra);
-        let body = json!({"model": model, "input": {"texts": req.input}, "parameters": p});
+        let body = wire::embedding_body(model, req);
         self.request(
             "services/embeddings/text-embedding/text-embedding",
             &body,
