@@ -133,7 +133,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(crate::ingress::gemini::models),
         )
         .route("/v1/models", get(routes::models::list))
-        .route("/v1/models/{*id}", get(routes::models::one))
+        .route(
+            "/v1/models/{*id}",
+            get(routes::models::one).post(crate::ingress::gemini::models),
+        )
         .route(
             "/api/v1/services/aigc/text-generation/generation",
             post(crate::ingress::dashscope::generation),

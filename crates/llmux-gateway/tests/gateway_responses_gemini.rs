@@ -169,6 +169,48 @@ async fn google_clients_send_the_key_in_a_header_or_the_query() {
 }
 
 #[tokio::test]
+async fn gemini_methods_are_served_under_v1_too_the_sdks_default_version() {
+    let (gw, oa) = gateway().await;
+    let resp = gw
+        .post("/v1/models/m:generateContent")
+        .header("x-goog-api-key", KEY)
+        .json(&gemini_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        "You said: hi there"
+    );
+    let resp = gw
+        .post("/v1/models/m:streamGenerateContent?alt=sse")
+        .header("x-goog-api-key", KEY)
+        .json(&gemini_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("\"finishReason\":\"STOP\""), "{body}");
+    // An unknown method there is Google's 404, and GET keeps the OpenAI model lookup.
+    let resp = gw
+        .post("/v1/models/m:embedEverything")
+        .json(&gemini_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    google(&resp.json::<Value>().await.unwrap(), 404, "NOT_FOUND");
+    let resp = gw.get("/v1/models/m").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["object"], "model");
+    assert_eq!(oa.requests().len(), 2);
+}
+
+#[tokio::test]
 async fn hostile_gemini_paths_are_refused_in_googles_envelope() {
     let (gw, oa) = gateway().await;
     let long = "a".repeat(300);

@@ -29,6 +29,10 @@ pub use stream::ChunkEncoder;
 /// The path prefix of the Gemini API's model methods.
 pub const PREFIX: &str = "/v1beta/models/";
 
+/// The same methods under `v1`, the google-genai SDK's default API version (`POST` on
+/// `/v1/models/{model}:method`; `GET /v1/models/{id}` stays OpenAI's model lookup).
+pub const V1_PREFIX: &str = "/v1/models/";
+
 /// The Gemini dialect.
 #[derive(Debug)]
 pub struct Gemini;
@@ -48,6 +52,7 @@ fn target(head: &Parts) -> Result<(String, Method), ApiError> {
         .uri
         .path()
         .strip_prefix(PREFIX)
+        .or_else(|| head.uri.path().strip_prefix(V1_PREFIX))
         .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "Not a Gemini model method."))?;
     let rest = percent_encoding::percent_decode_str(rest)
         .decode_utf8()
@@ -119,7 +124,7 @@ impl Dialect<Chat> for Gemini {
     }
 }
 
-/// `POST /v1beta/models/{*}`: each method to its endpoint; an unknown method or a bad model
+/// `POST /v1beta/models/{*}` (and `POST /v1/models/{*}`): each method to its endpoint; an unknown method or a bad model
 /// name is answered (after the key is checked) in Google's envelope.
 pub async fn models(Path(rest): Path<String>, call: Call) -> Response {
     match parse_target(&rest) {
