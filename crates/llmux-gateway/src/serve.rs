@@ -39,7 +39,14 @@ pub struct ServeOptions {
 pub enum ServeError {
     /// The configuration is invalid.
     Config(ConfigError),
-    /// Binding or serving failed.
+    /// The listen address could not be bound (in use, not local, no permission).
+    Bind {
+        /// The address from `server.listen` (or `--listen`).
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving failed.
     Io(std::io::Error),
     /// No way to authenticate clients was configured.
     NoAuth,
@@ -51,6 +58,7 @@ impl std::fmt::Display for ServeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ServeError::Config(e) => write!(f, "invalid configuration:\n{e}"),
+            ServeError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServeError::Io(e) => write!(f, "{e}"),
             ServeError::NoAuth => f.write_str(
                 "no client authentication is configured: set server.api_keys (or a database with virtual keys), \
@@ -177,7 +185,12 @@ impl Gateway {
         let listen = config.server.listen;
         let state = AppState::new(config, auth, store, recorder)
             .map_err(|e| ServeError::Other(e.message))?;
-        let listener = TcpListener::bind(listen).await.map_err(ServeError::Io)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: listen,
+                source,
+            })?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         Ok(Gateway {
             state,

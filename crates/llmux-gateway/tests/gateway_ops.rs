@@ -175,3 +175,33 @@ async fn serving_without_any_auth_is_refused_unless_insecure() {
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_address_in_use_is_named_in_the_error() {
+    let oa = common::emulator(Vendor::OpenAi).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let text = format!(
+        "[server]\nlisten = \"{addr}\"\n{}",
+        channel("oa", "openai", &oa, "[\"m\"]", "")
+    );
+    let cfg = Config::resolve(RawConfig::parse(&text, Vec::new()).unwrap(), |_| None).unwrap();
+    let err = Gateway::bind(
+        cfg,
+        ServeOptions {
+            insecure_no_auth: true,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ServeError::Bind { addr: a, .. } if a == addr),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("cannot listen on {addr}: ")),
+        "{msg}"
+    );
+    drop(taken);
+}
