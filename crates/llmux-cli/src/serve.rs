@@ -105,7 +105,14 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
         }
     }
     let mut raw = if args.emulate {
-        let env: Vec<(String, String)> = emulated.clone().into_iter().collect();
+        // The process's `LLMUX__…` settings (the listen address, limits…) apply to the demo as
+        // they do to a real run; its provider variables do not (the emulators replace them).
+        let mut env: Vec<(String, String)> = emulated.clone().into_iter().collect();
+        env.extend(
+            gw::env_pairs()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("LLMUX__")),
+        );
         RawConfig::from_provider_env(env, |k| emulated.get(k).cloned())
     } else {
         gw::load_raw(args.config.as_deref())

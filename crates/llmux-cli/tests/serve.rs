@@ -231,6 +231,35 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
     );
 }
 
+/// `LLMUX__SERVER__LISTEN` (any `LLMUX__` setting) applies with `--emulate` as without it.
+#[tokio::test]
+async fn serve_emulate_listens_where_llmux_server_listen_says() {
+    let home = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let mut child = command(home.path(), &[("LLMUX__SERVER__LISTEN", addr.to_string())])
+        .args(["serve", "--emulate"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve printed its address");
+        if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
+            break rest.to_owned();
+        }
+    };
+    assert_eq!(url, format!("http://{addr}"));
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+}
+
 /// Issue 13: a key printed by `serve --emulate` dies with the demo; a later real `serve` on the
 /// default database rejects it (before the fix the demo wrote an active, unlimited key there).
 #[tokio::test]
