@@ -35,7 +35,7 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
     query_key: Option<&SecretString>,
     body: Body,
 ) -> Result<Admitted<Op::Request, D::Options>, ApiError> {
-    let principal = state.auth.authenticate(&head.headers, query_key).await?;
+    let (principal, body) = authenticate(state, head, query_key, body).await?;
     let bytes = read_body(body, &head.headers, state.server.max_body_bytes).await?;
     let decoded = D::decode(head, &bytes)?;
     drop(bytes);
@@ -71,7 +71,7 @@ pub(super) async fn check<R>(
     decode: fn(&Parts, &[u8]) -> Result<R, ApiError>,
     model: fn(&R) -> &str,
 ) -> Result<R, ApiError> {
-    let principal = state.auth.authenticate(&head.headers, query_key).await?;
+    let (principal, body) = authenticate(state, head, query_key, body).await?;
     let bytes = read_body(body, &head.headers, state.server.max_body_bytes).await?;
     let decoded = decode(head, &bytes)?;
     let name = model(&decoded);
@@ -148,5 +148,24 @@ async fn admit_key(
             Err(ApiError::new(ErrorKind::QuotaExhausted, format!("{e}.")))
         }
         Err(e @ LimitError::TooLarge { .. }) => Err(ApiError::invalid(e.to_string())),
+    }
+}
+
+/// Who sent the request. A request refused here still has its body read (and dropped) within
+/// the same bounds before the refusal is sent: hyper closes a connection whose request body was
+/// left unread without a `Connection: close`, so a client that reuses its pooled connection
+/// would see it closed under its next request.
+async fn authenticate(
+    state: &AppState,
+    head: &Parts,
+    query_key: Option<&SecretString>,
+    body: Body,
+) -> Result<(Principal, Body), ApiError> {
+    match state.auth.authenticate(&head.headers, query_key).await {
+        Ok(principal) => Ok((principal, body)),
+        Err(e) => {
+            let _ = read_body(body, &head.headers, state.server.max_body_bytes).await;
+            Err(e)
+        }
     }
 }
