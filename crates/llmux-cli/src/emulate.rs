@@ -20,7 +20,7 @@ use crate::error::{CliError, Result};
 #[derive(Debug, Clone, Args)]
 pub struct EmulateArgs {
     /// First port: vendors listen on N, N+1, … in the order of the emulator table (OpenAI,
-    /// DashScope, Hunyuan, Zhipu, Ollama, Spark, Pangu, …; default: any free ports).
+    /// DashScope, Hunyuan, Zhipu, Ollama, Spark, Pangu, …; default or 0: any free ports).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
     /// Delay before every response, in milliseconds.
@@ -84,7 +84,8 @@ pub fn describe(emulators: &[Emulator]) -> (Vec<Endpoint>, BTreeMap<String, Stri
 
 fn bind(port: Option<u16>, offset: u16) -> Result<SocketAddr> {
     let port = match port {
-        None => 0,
+        // 0 asks for any free port, for every emulator (not 0, 1, 2, … for the ones after it).
+        None | Some(0) => 0,
         Some(p) => p.checked_add(offset).ok_or_else(|| {
             CliError::msg(format!(
                 "--port {p} leaves no room for {} emulators on the following ports",
@@ -246,5 +247,6 @@ mod tests {
         assert!(bind(Some(u16::MAX), 1).is_err());
         assert_eq!(bind(Some(8000), 1).unwrap().port(), 8001);
         assert_eq!(bind(None, 1).unwrap().port(), 0);
+        assert_eq!(bind(Some(0), 3).unwrap().port(), 0);
     }
 }
