@@ -126,6 +126,7 @@ mod env;
 mod fault;
 mod ndjson;
 mod reply;
+pub mod sdk;
 mod sse;
 
 use std::fmt;

@@ -21,10 +21,6 @@ struct Driver {
     client: Client,
 }
 
-fn in_ci() -> bool {
-    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
-}
-
 /// chromedriver on a free loopback port and a headless Chromium session, or `None` (skip).
 async fn driver() -> Option<Driver> {
     let exe = std::env::var("LLMUX_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".to_owned());

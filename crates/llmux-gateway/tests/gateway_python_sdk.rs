@@ -22,8 +22,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::*;
 use llmux_emulator::{Emulator, Fault, FaultKind, Vendor};
@@ -53,136 +51,41 @@ impl Sdk {
     }
 }
 
-/// The SDKs cannot run here: a failure under CI, a loud skip elsewhere.
-fn unavailable(why: &str) {
-    assert!(
-        !in_ci(),
-        "CI=true but the Python SDK suite cannot run: {why}. `.ci/run` installs the SDKs \
-         (.ci/requirements-sdk.txt) into the venv and exports LLMUX_PYTHON."
-    );
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: the Python SDK acceptance test did not run: {why}.\n\
-         !!!!!!!! Install the SDKs: python3 -m venv ~/.cache/llmux-venv && \
-         ~/.cache/llmux-venv/bin/pip install -r .ci/requirements-sdk.txt\n"
-    );
-}
-
 /// What one run of a script printed: each case's result, keyed by its argument.
 struct Results {
     sdk: Sdk,
-    map: Value,
+    run: llmux_emulator::sdk::ScriptRun,
 }
 
 impl Results {
     /// The result of `case`, as passed to [`run`].
     fn get(&self, case: &str) -> &Value {
-        self.map
-            .get(case)
-            .unwrap_or_else(|| panic!("{:?}: no result for `{case}`: {}", self.sdk, self.map))
+        self.run.results.get(case).unwrap_or_else(|| {
+            panic!(
+                "{:?}: no result for `{case}`: {}",
+                self.sdk, self.run.results
+            )
+        })
     }
 }
 
 /// Runs `cases` (each `CASE` or `CASE:MODEL`) of `sdk`'s script in one Python process against
 /// the gateway with `key`, and returns what it printed (`None` when skipped). Panics, with the
-/// tracebacks and the script's stderr, if a case raised or the output is not the results.
+/// tracebacks and the script's stderr, if a case raised, the script failed, or an SDK wrote
+/// anything to stderr (warnings or logged errors).
 async fn run(sdk: Sdk, cases: &[&str], gw: &Harness, key: &str) -> Option<Results> {
-    let Some(py) = python() else {
-        unavailable("no Python venv (set LLMUX_PYTHON or LLMUX_VENV)");
-        return None;
-    };
-    let mut cmd = tokio::process::Command::new(&py);
-    cmd.arg(sdk.script())
-        .args(cases)
-        .env("LLMUX_BASE_URL", &gw.url)
-        .env("LLMUX_API_KEY", key)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    // Nothing but the gateway on loopback: no proxies, no vendor settings from the environment.
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-        "DASHSCOPE_API_KEY",
-        "DASHSCOPE_API_REGION",
-        "DASHSCOPE_WORKSPACE_ID",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "ANTHROPIC_BASE_URL",
-        "LLMUX_MODEL",
-        "LLMUX_EMBED_MODEL",
-        "GOOGLE_API_KEY",
-        "GEMINI_API_KEY",
-        "GOOGLE_GENAI_USE_VERTEXAI",
-        "GOOGLE_GENAI_USE_ENTERPRISE",
-        "GOOGLE_GENAI_HTTP_CLIENT",
-        "GOOGLE_GENAI_API_VERSION",
-        "GOOGLE_CLOUD_PROJECT",
-        "GOOGLE_CLOUD_LOCATION",
-        "GOOGLE_GEMINI_BASE_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", py.display()));
-    // A hung SDK call must fail the test rather than hang it.
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{sdk:?} cases {cases:?} did not finish within 120 s"))
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(3) && stderr.starts_with("missing SDK") {
-        unavailable(&format!(
-            "{} cannot import the SDK ({})",
-            py.display(),
-            stderr.trim()
-        ));
-        return None;
-    }
-    let map: Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .filter(Value::is_object)
-        .unwrap_or_else(|| {
-            panic!(
-                "{sdk:?} cases {cases:?} printed no results ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-                out.status
-            )
-        });
-    let raised: Vec<String> = cases
-        .iter()
-        .filter_map(|c| {
-            let tb = map.get(*c)?.get("traceback")?.as_str()?;
-            Some(format!("--- {c}\n{tb}"))
-        })
-        .collect();
+    let run = llmux_emulator::sdk::run(&sdk.script(), cases, &gw.url, key).await?;
     assert!(
-        raised.is_empty(),
-        "{sdk:?} cases raised:\n{}\n--- stderr\n{stderr}",
-        raised.join("\n")
+        run.success,
+        "{sdk:?} cases {cases:?} failed:\n{}",
+        run.stderr
     );
-    assert!(out.status.success(), "{sdk:?} exited with {}", out.status);
-    // Parsed without complaint: no warnings or logged errors from the SDKs either.
     assert!(
-        stderr.trim().is_empty(),
-        "{sdk:?} wrote to stderr:\n{stderr}"
+        run.stderr.trim().is_empty(),
+        "{sdk:?} wrote to stderr:\n{}",
+        run.stderr
     );
-    Some(Results { sdk, map })
+    Some(Results { sdk, run })
 }
 
 fn assert_usage_adds_up(u: &Value, input: &str, output: &str) {

@@ -1,5 +1,11 @@
 //! Shared harness for the gateway tests: emulators and a gateway in-process on 127.0.0.1:0.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 
@@ -413,21 +419,6 @@ pub fn closed_redis_url() -> String {
     format!("redis://127.0.0.1:{port}/0")
 }
 
-/// True under CI (`CI=true` or `CI=1`), where a missing tool is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// `LLMUX_PYTHON`, else the venv's interpreter (`$LLMUX_VENV`, else `~/.cache/llmux-venv`).
-pub fn python() -> Option<std::path::PathBuf> {
-    use std::path::{Path, PathBuf};
-    if let Some(p) = std::env::var_os("LLMUX_PYTHON").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let venv = std::env::var_os("LLMUX_VENV")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/llmux-venv")))?;
-    let p = venv.join("bin/python");
-    p.exists().then_some(p)
-}
+/// Whether a missing tool fails (under CI) or is skipped, and the Python interpreter with the
+/// SDKs: shared with the emulator's SDK tests.
+pub use llmux_emulator::sdk::{in_ci, python};
