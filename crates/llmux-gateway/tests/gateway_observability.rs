@@ -74,16 +74,16 @@ async fn the_access_log_names_the_channel_and_the_key() {
     let lines = logs.lines();
     let answered: Vec<&String> = lines
         .iter()
-        .filter(|l| l.contains("request answered") && l.contains("path=/v1/chat/completions"))
+        .filter(|l| l.contains("request answered") && l.contains("path=\"/v1/chat/completions\""))
         .collect();
     assert_eq!(answered.len(), 4, "{lines:#?}");
     for line in &answered[..2] {
         for field in [
             "status=200",
-            "channel=oa",
-            "provider=openai",
-            "model=gpt-4o-mini",
-            "key=billing-service",
+            "channel=\"oa\"",
+            "provider=\"openai\"",
+            "model=\"gpt-4o-mini\"",
+            "key=\"billing-service\"",
             &format!("key_id={id}"),
         ] {
             assert!(line.contains(field), "no {field} in {line}");
@@ -91,13 +91,13 @@ async fn the_access_log_names_the_channel_and_the_key() {
         assert!(!line.contains("team="), "no team yet: {line}");
     }
     assert!(
-        answered[2].contains("key=server.api_keys[0]") && answered[2].contains("channel=oa"),
+        answered[2].contains("key=\"server.api_keys[0]\"") && answered[2].contains("channel=\"oa\""),
         "{}",
         answered[2]
     );
     let refused = answered[3];
     assert!(refused.contains("status=404"), "{refused}");
-    assert!(refused.contains("key=billing-service"), "{refused}");
+    assert!(refused.contains("key=\"billing-service\""), "{refused}");
     assert!(!refused.contains("channel="), "not routed: {refused}");
     assert!(!lines.iter().any(|l| l.contains(&key)), "the key leaked");
 }
