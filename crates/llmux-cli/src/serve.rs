@@ -6,9 +6,9 @@ use clap::Args;
 use std::collections::BTreeMap;
 
 use llmux_emulator::{Emulator, EmulatorConfig, Vendor};
+use llmux_gateway::config::LogFormat;
 use llmux_gateway::serve::{self as gw, ServeOptions};
 use llmux_gateway::store::NewKey;
-use llmux_gateway::config::LogFormat;
 use llmux_gateway::{Config, Gateway, RawConfig};
 
 use crate::error::{CliError, Result};
@@ -183,9 +183,9 @@ async fn serve_async(args: ServeArgs, verbose: u8) -> Result<()> {
     let json = config.server.log_format == LogFormat::Json;
     let traces = llmux_gateway::telemetry::Tracing::start(&config.server.telemetry)
         .map_err(CliError::msg)?;
-    let spans = traces.as_ref().map(|t| {
-        tracing_subscriber::Layer::boxed(t.layer::<tracing_subscriber::Registry>())
-    });
+    let spans = traces
+        .as_ref()
+        .map(|t| tracing_subscriber::Layer::boxed(t.layer::<tracing_subscriber::Registry>()));
     crate::logging::init(verbose, true, config.server.log_format, spans);
     let opts = ServeOptions {
         insecure_no_auth: args.insecure_no_auth,

@@ -933,11 +933,15 @@ fn resolve_telemetry(t: RawTelemetry, issues: &mut Vec<ConfigIssue>) -> Telemetr
         });
     };
     let url = t.otlp_endpoint.as_deref().map(str::trim).and_then(|e| {
-        let parsed = e.parse::<http::Uri>().ok().filter(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-        });
+        let parsed = e
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
         if parsed.is_none() {
-            issue("otlp_endpoint", "must be an http:// or https:// URL, such as http://127.0.0.1:4318");
+            issue(
+                "otlp_endpoint",
+                "must be an http:// or https:// URL, such as http://127.0.0.1:4318",
+            );
             return None;
         }
         let base = e.trim_end_matches('/');

@@ -91,7 +91,8 @@ async fn the_access_log_names_the_channel_and_the_key() {
         assert!(!line.contains("team="), "no team yet: {line}");
     }
     assert!(
-        answered[2].contains("key=\"server.api_keys[0]\"") && answered[2].contains("channel=\"oa\""),
+        answered[2].contains("key=\"server.api_keys[0]\"")
+            && answered[2].contains("channel=\"oa\""),
         "{}",
         answered[2]
     );

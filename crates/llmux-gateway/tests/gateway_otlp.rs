@@ -69,7 +69,8 @@ async fn collector() -> (String, Arc<Mutex<Vec<Got>>>, Arc<Mutex<u32>>) {
             async move {
                 assert_eq!(headers["content-type"], "application/x-protobuf");
                 *count.lock().unwrap() += 1;
-                let req = ExportTraceServiceRequest::decode(body).expect("a protobuf export request");
+                let req =
+                    ExportTraceServiceRequest::decode(body).expect("a protobuf export request");
                 for rs in req.resource_spans {
                     let service = rs
                         .resource
@@ -180,8 +181,14 @@ async fn spans_of_whole_and_streamed_chats_reach_an_otlp_collector() {
     assert!(resp.text().await.unwrap().contains("[DONE]"));
 
     let got = wait_for(&traces, &spans, |g| {
-        g.iter().filter(|s| s.kind == SpanKind::Server as i32).count() >= 3
-            && g.iter().filter(|s| s.kind == SpanKind::Client as i32).count() >= 3
+        g.iter()
+            .filter(|s| s.kind == SpanKind::Server as i32)
+            .count()
+            >= 3
+            && g.iter()
+                .filter(|s| s.kind == SpanKind::Client as i32)
+                .count()
+                >= 3
     })
     .await;
     assert!(*posts.lock().unwrap() >= 1);
@@ -199,7 +206,10 @@ async fn spans_of_whole_and_streamed_chats_reach_an_otlp_collector() {
     // The whole answer continues the incoming trace.
     assert_eq!(whole.trace_id, TRACE_ID);
     assert_eq!(whole.parent_id, PARENT_ID);
-    assert_ne!(streamed.trace_id, TRACE_ID, "a new trace without traceparent");
+    assert_ne!(
+        streamed.trace_id, TRACE_ID,
+        "a new trace without traceparent"
+    );
     for (server, stream) in [(whole, "false"), (streamed, "true")] {
         assert_eq!(server.service, "llmux-test");
         assert_eq!(server.attr("gen_ai.operation.name"), "chat");
@@ -207,8 +217,20 @@ async fn spans_of_whole_and_streamed_chats_reach_an_otlp_collector() {
         assert_eq!(server.attr("gen_ai.provider.name"), "openai");
         assert_eq!(server.attr("gen_ai.system"), "openai");
         assert!(!server.attr("gen_ai.response.model").is_empty());
-        assert!(server.attr("gen_ai.usage.input_tokens").parse::<u64>().unwrap() > 0);
-        assert!(server.attr("gen_ai.usage.output_tokens").parse::<u64>().unwrap() > 0);
+        assert!(
+            server
+                .attr("gen_ai.usage.input_tokens")
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
+        assert!(
+            server
+                .attr("gen_ai.usage.output_tokens")
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
         assert_eq!(server.attr("http.response.status_code"), "200");
         assert_eq!(server.attr("http.request.method"), "POST");
         assert_eq!(server.attr("url.path"), "/v1/chat/completions");
@@ -242,7 +264,12 @@ async fn spans_of_whole_and_streamed_chats_reach_an_otlp_collector() {
     assert!(failed.error);
     assert_eq!(ok.attr("llmux.attempt"), "2");
     assert_eq!(ok.attr("http.response.status_code"), "200");
-    assert!(ok.attr("gen_ai.usage.output_tokens").parse::<u64>().unwrap() > 0);
+    assert!(
+        ok.attr("gen_ai.usage.output_tokens")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
     assert!(!ok.attr("gen_ai.response.model").is_empty());
     assert!(!ok.error);
 
@@ -250,7 +277,12 @@ async fn spans_of_whole_and_streamed_chats_reach_an_otlp_collector() {
     assert_eq!(stream_attempts.len(), 1, "{got:#?}");
     let sa = stream_attempts[0];
     assert_eq!(sa.attr("http.response.status_code"), "200");
-    assert!(sa.attr("gen_ai.usage.output_tokens").parse::<u64>().unwrap() > 0);
+    assert!(
+        sa.attr("gen_ai.usage.output_tokens")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
     assert!(!sa.attr("gen_ai.response.model").is_empty());
 
     // No secret in any attribute: not the client key, not the upstream key.

@@ -224,7 +224,9 @@ impl RequestGuard {
             }
             llmux_core::StreamEvent::Usage(u) => self.usage = Some(*u),
             llmux_core::StreamEvent::Started { model, .. } => {
-                self.ctx.span.record("gen_ai.response.model", model.as_str());
+                self.ctx
+                    .span
+                    .record("gen_ai.response.model", model.as_str());
             }
             llmux_core::StreamEvent::Finished { .. } => {}
         }

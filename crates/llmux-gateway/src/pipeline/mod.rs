@@ -104,7 +104,11 @@ impl Call {
             .auth
             .authenticate(&self.head.headers, self.query_key.as_ref())
             .await;
-        if let Some(caller) = auth.as_ref().ok().and_then(|p| self.state.metrics.caller(p)) {
+        if let Some(caller) = auth
+            .as_ref()
+            .ok()
+            .and_then(|p| self.state.metrics.caller(p))
+        {
             let _ = self.ctx.caller.set(caller);
         }
         fail(auth.err().unwrap_or(err), envelope, &self.ctx, None)
@@ -145,12 +149,11 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
     query_key: Option<SecretString>,
     body: Body,
 ) -> Response {
-    let admitted = match admission::admit::<Op, D>(&state, &ctx, &head, query_key.as_ref(), body)
-        .await
-    {
-        Ok(a) => a,
-        Err(e) => return fail(e, D::ENVELOPE, &ctx, None),
-    };
+    let admitted =
+        match admission::admit::<Op, D>(&state, &ctx, &head, query_key.as_ref(), body).await {
+            Ok(a) => a,
+            Err(e) => return fail(e, D::ENVELOPE, &ctx, None),
+        };
     drop(head);
     let (decoded, plan, init) = (admitted.decoded, admitted.plan, admitted.guard);
     if !ctx.span.is_disabled() {
