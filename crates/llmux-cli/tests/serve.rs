@@ -153,8 +153,9 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
 /// A log line of `--log-format json`: one JSON object with an RFC 3339 UTC timestamp, a level
 /// and a message.
 fn json_line(line: &str) -> serde_json::Value {
-    let v: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| format!("not a JSON line ({e}): {line}"))
+        .unwrap();
     let ts = v["timestamp"].as_str().unwrap_or_default();
     let b = ts.as_bytes();
     assert!(

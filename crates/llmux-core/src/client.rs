@@ -1285,7 +1285,15 @@ mod tests {
     /// came, in seconds from the start.
     async fn guarded(gaps: Vec<u64>, t: Timeouts) -> (usize, Option<(String, u64)>) {
         let began = Instant::now();
-        let mut s = guard_stream("openai", Vec::new(), paced(gaps), t, began, None);
+        let mut s = guard_stream(
+            "openai",
+            Vec::new(),
+            paced(gaps),
+            t,
+            began,
+            None,
+            tracing::Span::none(),
+        );
         let mut n = 0;
         while let Some(item) = s.next().await {
             match item {
@@ -1489,7 +1497,15 @@ mod tests {
                 );
                 let head = first_content(&mut s).await.unwrap();
                 let t = Timeouts::default();
-                let mut s = guard_stream("openai", head, s, t, Instant::now(), None);
+                let mut s = guard_stream(
+                    "openai",
+                    head,
+                    s,
+                    t,
+                    Instant::now(),
+                    None,
+                    tracing::Span::none(),
+                );
                 while let Some(ev) = s.next().await {
                     ev.unwrap();
                     events += 1;
