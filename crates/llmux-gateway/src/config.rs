@@ -1189,6 +1189,59 @@ mod tests {
         Vec::new()
     }
 
+    fn resolved(text: &str, env: Vec<(String, String)>) -> Result<Config, ConfigError> {
+        Config::resolve(RawConfig::parse(text, env)?, |_| None)
+    }
+
+    #[test]
+    fn observability_settings_resolve_and_are_checked() {
+        let channel = "[[channels]]\nname = \"a\"\nprovider = \"openai\"\napi_key = \"k\"\nmodels = [\"m\"]\n";
+        let c = resolved(channel, no_env()).unwrap();
+        assert_eq!(c.server.log_format, LogFormat::Text);
+        assert_eq!(c.server.metrics.max_key_labels, DEFAULT_MAX_KEY_LABELS);
+        assert_eq!(c.server.telemetry.otlp_traces_url, None);
+
+        let text = format!(
+            "[server]\nlog_format = \"json\"\n[metrics]\nmax_key_labels = 3\n[telemetry]\notlp_endpoint = \"http://collector:4318/\"\nservice_name = \"gw\"\nsample_ratio = 0.25\n{channel}"
+        );
+        let c = resolved(&text, no_env()).unwrap();
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        assert_eq!(c.server.metrics.max_key_labels, 3);
+        let t = &c.server.telemetry;
+        assert_eq!(
+            t.otlp_traces_url.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!((t.service_name.as_str(), t.sample_ratio), ("gw", 0.25));
+
+        // The full traces URL is kept; the environment overrides the file.
+        let env = vec![(
+            "LLMUX__TELEMETRY__OTLP_ENDPOINT".to_owned(),
+            "https://otel.example:4318/v1/traces".to_owned(),
+        )];
+        let c = resolved(&text, env).unwrap();
+        assert_eq!(
+            c.server.telemetry.otlp_traces_url.as_deref(),
+            Some("https://otel.example:4318/v1/traces")
+        );
+
+        let bad = format!("[server]\nlog_format = \"xml\"\n{channel}");
+        assert!(RawConfig::parse(&bad, no_env()).is_err());
+        let bad = format!(
+            "[telemetry]\notlp_endpoint = \"collector:4318\"\nsample_ratio = 1.5\nservice_name = \" \"\n{channel}"
+        );
+        let err = resolved(&bad, no_env()).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "telemetry.otlp_endpoint",
+                "telemetry.sample_ratio",
+                "telemetry.service_name"
+            ]
+        );
+    }
+
     #[test]
     fn type_errors_name_their_path() {
         let text = r#"
