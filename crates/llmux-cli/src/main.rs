@@ -12,6 +12,7 @@ mod conversation;
 mod emulate;
 mod error;
 mod input;
+mod logging;
 mod models;
 mod output;
 mod repl;
@@ -23,7 +24,6 @@ mod tokens;
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::error::{CliError, Result};
 
@@ -72,7 +72,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, matches!(cli.command, Command::Serve(_)));
+    // `serve` starts logging itself once it has read its configuration (the log format and
+    // the trace exporter are configured there).
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging::init(cli.verbose, false, Default::default(), None);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // `llmux chat … | head`: the reader left, nothing more to say.
@@ -80,6 +84,10 @@ fn main() -> ExitCode {
         Err(CliError::Cancelled) => {
             eprintln!("[cancelled]");
             ExitCode::from(error::EXIT_CANCELLED)
+        }
+        Err(e) if logging::is_json() => {
+            tracing::error!(error = %e, "llmux stopped with an error");
+            ExitCode::from(e.exit_code())
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -90,7 +98,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => return serve::serve(args),
+        Command::Serve(args) => return serve::serve(args, cli.verbose),
         Command::CheckConfig(args) => return serve::check_config(&args),
         _ => {}
     }
@@ -108,22 +116,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keys(args) => rt.block_on(admin::keys(args)),
         Command::Usage(args) => rt.block_on(admin::usage(args)),
     }
-}
-
-/// Logs to stderr: off unless RUST_LOG is set or -v is given; `serve` logs at info by default.
-fn init_logging(verbose: u8, server: bool) {
-    let filter = match (std::env::var("RUST_LOG"), verbose) {
-        (Ok(spec), _) if !spec.is_empty() => EnvFilter::new(spec),
-        (_, 0) if server => EnvFilter::new("info"),
-        (_, 0) => return,
-        (_, 1) => EnvFilter::new("warn,llmux_core=info,llmux_cli=info,llmux_emulator=info"),
-        _ => EnvFilter::new("info,llmux_core=debug,llmux_cli=debug,llmux_emulator=debug"),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use clap::Args;
 use std::collections::BTreeMap;
 
 use llmux_emulator::{Emulator, EmulatorConfig, Vendor};
+use llmux_gateway::config::LogFormat;
 use llmux_gateway::serve::{self as gw, ServeOptions};
 use llmux_gateway::store::NewKey;
 use llmux_gateway::{Config, Gateway, RawConfig};
@@ -35,6 +36,27 @@ pub struct ServeArgs {
     #[arg(long, env = "LLMUX_WORKER_THREADS", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
+    /// Log lines as `text` or `json` (one object per line), overriding server.log_format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(a: LogFormatArg) -> LogFormat {
+        match a {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
 }
 
 /// `llmux check-config`.
@@ -67,7 +89,7 @@ pub fn default_database() -> Result<String> {
 }
 
 /// Loads, resolves and serves until Ctrl-C or SIGTERM.
-pub fn serve(args: ServeArgs) -> Result<()> {
+pub fn serve(args: ServeArgs, verbose: u8) -> Result<()> {
     let workers = args.worker_threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         usize::from,
@@ -83,10 +105,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
-    rt.block_on(serve_async(args))
+    rt.block_on(serve_async(args, verbose))
 }
 
-async fn serve_async(args: ServeArgs) -> Result<()> {
+async fn serve_async(args: ServeArgs, verbose: u8) -> Result<()> {
     // With --emulate, every vendor's emulator runs in this process and the channels are made
     // from the variables that point at them (instead of the process environment).
     let mut emulators = Vec::new();
@@ -120,6 +142,9 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     .map_err(|e| config_error(&e))?;
     if let Some(listen) = args.listen {
         raw.server.listen = listen;
+    }
+    if let Some(format) = args.log_format {
+        raw.server.log_format = format.into();
     }
     // The offline demo gets an admin key of its own (printed below) so the dashboard and the
     // admin API can be tried too; a configured one is kept and never printed.
@@ -155,6 +180,13 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
             "no channels: write a config file (see crates/llmux-gateway/examples/llmux.toml), set a provider key such as DASHSCOPE_API_KEY, or try `llmux serve --emulate`",
         ));
     }
+    let json = config.server.log_format == LogFormat::Json;
+    let traces = llmux_gateway::telemetry::Tracing::start(&config.server.telemetry)
+        .map_err(CliError::msg)?;
+    let spans = traces
+        .as_ref()
+        .map(|t| tracing_subscriber::Layer::boxed(t.layer::<tracing_subscriber::Registry>()));
+    crate::logging::init(verbose, true, config.server.log_format, spans);
     let opts = ServeOptions {
         insecure_no_auth: args.insecure_no_auth,
     };
@@ -177,21 +209,38 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     };
     let shutdown = gw::shutdown_signal();
     let addr = gateway.local_addr();
-    eprintln!("llmux gateway listening on http://{addr}");
+    // With JSON logs every stderr line is a log object: the gateway's own "listening" event
+    // carries the address, and the demo's hints are events too.
+    if !json {
+        eprintln!("llmux gateway listening on http://{addr}");
+    }
     if let Some(key) = demo_key {
         // The key goes to stdout alone on its line, so scripts can read it.
         println!("{key}");
-        eprintln!(
+        let hint = format!(
             "offline demo: every provider is emulated. Try:\n  curl -s http://{addr}/v1/chat/completions -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{{\"model\":\"dashscope/qwen-plus\",\"messages\":[{{\"role\":\"user\",\"content\":\"你好\"}}]}}'"
         );
+        if json {
+            tracing::info!("{hint}");
+        } else {
+            eprintln!("{hint}");
+        }
     }
     if let Some(admin) = demo_admin {
-        eprintln!("dashboard: http://{addr}/dashboard (admin key for this run: {admin})");
+        let hint = format!("dashboard: http://{addr}/dashboard (admin key for this run: {admin})");
+        if json {
+            tracing::info!("{hint}");
+        } else {
+            eprintln!("{hint}");
+        }
     }
     let result = gateway
         .run(shutdown)
         .await
         .map_err(|e| CliError::msg(e.to_string()));
+    if let Some(traces) = traces {
+        traces.shutdown().await;
+    }
     drop(emulators);
     result
 }

@@ -150,6 +150,109 @@ async fn serve_starts_answers_and_stops_on_sigterm() {
     );
 }
 
+/// A log line of `--log-format json`: one JSON object with an RFC 3339 UTC timestamp, a level
+/// and a message.
+fn json_line(line: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| format!("not a JSON line ({e}): {line}"))
+        .unwrap();
+    let ts = v["timestamp"].as_str().unwrap_or_default();
+    let b = ts.as_bytes();
+    assert!(
+        b.len() >= 20
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && ts.ends_with('Z'),
+        "timestamp is not RFC 3339: {line}"
+    );
+    assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    v
+}
+
+#[tokio::test]
+async fn serve_log_format_json_writes_one_json_object_per_line() {
+    let emu = llmux_emulator::Emulator::start(llmux_emulator::EmulatorConfig::new(
+        llmux_emulator::Vendor::OpenAi,
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\napi_keys = [\"env:GW_KEY\"]\ndatabase = \"none\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\"]\n",
+            emu.base_url()
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = command(home.path(), &[("GW_KEY", "sk-test-key".to_owned())]);
+    cmd.args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+        .args(["--config", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("serve logged its address");
+        let v = json_line(&line);
+        seen.push(v.clone());
+        if v["message"] == "llmux gateway listening" {
+            break format!("http://{}", v["addr"].as_str().unwrap());
+        }
+    };
+    let http = reqwest::Client::new();
+    for stream in [false, true] {
+        let resp = http
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth("sk-test-key")
+            .json(&serde_json::json!({"model":"m","stream":stream,"messages":[{"role":"user","content":"hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap();
+    }
+    let resp = http
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth("sk-wrong")
+        .json(&serde_json::json!({"model":"m","messages":[]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+    while let Some(line) = lines.next_line().await.unwrap() {
+        assert!(!line.contains("sk-test-key"), "{line}");
+        seen.push(json_line(&line));
+    }
+    let answered: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|v| v["message"] == "request answered")
+        .collect();
+    assert_eq!(answered.len(), 3, "{seen:#?}");
+    for v in &answered[..2] {
+        assert_eq!(v["status"], 200, "{v}");
+        assert_eq!(v["channel"], "oa", "{v}");
+        assert_eq!(v["provider"], "openai", "{v}");
+        assert_eq!(v["model"], "m", "{v}");
+        assert_eq!(v["key"], "server.api_keys[0]", "{v}");
+        assert_eq!(v["path"], "/v1/chat/completions", "{v}");
+        assert!(v["request_id"].is_string() && v["ms"].is_number(), "{v}");
+    }
+    assert_eq!(answered[2]["status"], 401);
+    assert!(answered[2].get("channel").is_none(), "{}", answered[2]);
+}
+
 #[tokio::test]
 async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
     let home = tempfile::tempdir().unwrap();

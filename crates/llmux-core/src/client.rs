@@ -388,6 +388,9 @@ impl Client {
             .await
             .map_err(|e| e.with_provider(id))?;
             if (200..300).contains(&resp.status) {
+                if tracing::enabled!(target: crate::SPAN_TARGET, tracing::Level::INFO) {
+                    tracing::Span::current().record("http.response.status_code", resp.status);
+                }
                 return Ok(resp);
             }
             let r = resp.collect().await.map_err(|e| e.with_provider(id))?;
@@ -501,10 +504,12 @@ impl Client {
     ) -> Result<ChatResponse> {
         self.attempts(
             provider,
+            Call::new("chat", model),
             || crate::tokens::estimate_request(req),
             self.total_deadline(),
             move || self.chat_once(provider, model, req),
-            |resp, reservation| {
+            |resp, reservation, span| {
+                record_answer(&span, &resp.model, resp.usage);
                 settle(reservation, resp.usage);
                 resp
             },
@@ -536,6 +541,7 @@ impl Client {
         };
         self.attempts(
             provider,
+            Call::new("chat", model),
             || crate::tokens::estimate_request(req),
             first_event,
             move || {
@@ -546,8 +552,11 @@ impl Client {
                     Ok((s, head, started))
                 }
             },
-            // The reservation rides with the stream and settles on its usage event.
-            |(s, head, started), reservation| guard_stream(id, head, s, t, started, reservation),
+            // The reservation rides with the stream and settles on its usage event; the
+            // attempt's span lasts as long as the stream.
+            |(s, head, started), reservation, span| {
+                guard_stream(id, head, s, t, started, reservation, span)
+            },
         )
         .await
     }
@@ -563,10 +572,12 @@ impl Client {
     ) -> Result<EmbeddingResponse> {
         self.attempts(
             provider,
+            Call::new("embeddings", model),
             || crate::tokens::estimate_embeddings(req),
             self.total_deadline(),
             move || self.embed_once(provider, model, req),
-            |resp, reservation| {
+            |resp, reservation, span| {
+                record_answer(&span, &resp.model, resp.usage);
                 settle(reservation, resp.usage);
                 resp
             },
@@ -582,30 +593,34 @@ impl Client {
         }
     }
 
-    /// The attempt loop every call goes through. Per attempt: the upstream's breaker admits
-    /// it (or the call fails fast), the provider's rate limiter reserves `estimate()` tokens,
-    /// and `attempt()` runs within `deadline`. A success is reported to the breaker and
-    /// handed to `finish` with the reservation, to settle it from the value (or carry it
-    /// on, as a stream does). A failure is reported to the breaker, releases its
-    /// reservation, and is retried after the policy's delay or returned.
+    /// The attempt loop every call goes through. Per attempt: a span (client kind, see
+    /// [`crate::SPAN_TARGET`]), the upstream's breaker admits it (or the call fails fast), the
+    /// provider's rate limiter reserves `estimate()` tokens, and `attempt()` runs within
+    /// `deadline`. A success is reported to the breaker and handed to `finish` with the
+    /// reservation and the span, to settle it from the value (or carry both on, as a stream
+    /// does). A failure is reported to the breaker and on the span, releases its reservation,
+    /// and is retried after the policy's delay or returned.
     async fn attempts<V, T, F, Fut>(
         &self,
         provider: &dyn Provider,
+        call: Call<'_>,
         estimate: impl Fn() -> u64,
         deadline: Deadline,
         mut attempt: F,
-        finish: impl FnOnce(V, Option<Reservation>) -> T,
+        finish: impl FnOnce(V, Option<Reservation>, tracing::Span) -> T,
     ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<V>>,
     {
+        use tracing::Instrument;
         let id = provider.id();
         let breaker = self.breaker_for(provider);
         let limiter = self.inner.limiters.get(id);
         let mut n = 0;
         loop {
             n += 1;
+            let span = call.span(provider, n);
             let permit = match &breaker {
                 Some(b) => Some(b.acquire(Instant::now()).map_err(|e| e.with_provider(id))?),
                 None => None,
@@ -614,15 +629,17 @@ impl Client {
                 Some(l) => Some(l.admit(estimate()).await?),
                 None => None,
             };
-            let err = match within(deadline.limit, deadline.what, Box::pin(attempt())).await {
+            let run = Box::pin(attempt().instrument(span.clone()));
+            let err = match within(deadline.limit, deadline.what, run).await {
                 Ok(value) => {
                     if let Some(p) = permit {
                         p.success(Instant::now());
                     }
-                    return Ok(finish(value, reservation));
+                    return Ok(finish(value, reservation, span));
                 }
                 Err(e) => e.with_provider(id),
             };
+            record_error(&span, &err);
             if let Some(p) = permit {
                 p.failure(Instant::now(), &err);
             }
@@ -828,6 +845,7 @@ fn guard_stream(
     t: Timeouts,
     started: Instant,
     reservation: Option<Reservation>,
+    span: tracing::Span,
 ) -> ChatStream {
     Box::pin(Guard {
         id,
@@ -838,6 +856,7 @@ fn guard_stream(
         waiting_since: None,
         reservation,
         ended: false,
+        span,
     })
 }
 
@@ -860,6 +879,9 @@ struct Guard {
     reservation: Option<Reservation>,
     /// An error, a timeout or the end was handed out: nothing follows.
     ended: bool,
+    /// The attempt's span: it ends when the stream is dropped, with the stream's usage and
+    /// response model, or its error.
+    span: tracing::Span,
 }
 
 impl futures::Stream for Guard {
@@ -876,18 +898,21 @@ impl futures::Stream for Guard {
             return Poll::Ready(None);
         }
         if let Some(ev) = this.head.next() {
-            settle_on_usage(&ev, &mut this.reservation);
+            settle_on_usage(&ev, &mut this.reservation, &this.span);
             return Poll::Ready(Some(Ok(ev)));
         }
         let since = *this.waiting_since.get_or_insert_with(Instant::now);
         match this.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(ev))) => {
                 this.waiting_since = None;
-                settle_on_usage(&ev, &mut this.reservation);
+                settle_on_usage(&ev, &mut this.reservation, &this.span);
                 return Poll::Ready(Some(Ok(ev)));
             }
             Poll::Ready(other) => {
                 this.ended = true;
+                if let Some(Err(e)) = &other {
+                    record_error(&this.span, e);
+                }
                 return Poll::Ready(other);
             }
             Poll::Pending => {}
@@ -903,6 +928,7 @@ impl futures::Stream for Guard {
             if Instant::now() >= at {
                 this.ended = true;
                 let err = Error::new(ErrorKind::Timeout, what).with_provider(this.id);
+                record_error(&this.span, &err);
                 return Poll::Ready(Some(Err(err)));
             }
             timer.as_mut().reset(at);
@@ -911,13 +937,107 @@ impl futures::Stream for Guard {
     }
 }
 
-/// Trues the stream's rate-limit reservation up to its usage, when `ev` reports it. (The
-/// reservation is taken only by a usage event: any other event leaves it in place.)
-fn settle_on_usage(ev: &StreamEvent, reservation: &mut Option<Reservation>) {
-    if let StreamEvent::Usage(u) = ev {
-        if let Some(r) = reservation.take() {
-            r.settle(u.total_tokens);
+/// Trues the stream's rate-limit reservation up to its usage, when `ev` reports it, and notes
+/// the usage and the response model on the attempt's span. (The reservation is taken only by
+/// a usage event: any other event leaves it in place.)
+fn settle_on_usage(ev: &StreamEvent, reservation: &mut Option<Reservation>, span: &tracing::Span) {
+    match ev {
+        StreamEvent::Usage(u) => {
+            if let Some(r) = reservation.take() {
+                r.settle(u.total_tokens);
+            }
+            record_usage(span, u);
         }
+        StreamEvent::Started { model, .. } => {
+            span.record("gen_ai.response.model", model.as_str());
+        }
+        _ => {}
+    }
+}
+
+/// What one upstream call is, for its attempts' spans: the GenAI operation and the upstream
+/// model asked for.
+#[derive(Debug, Clone, Copy)]
+struct Call<'a> {
+    operation: &'static str,
+    model: &'a str,
+}
+
+impl<'a> Call<'a> {
+    fn new(operation: &'static str, model: &'a str) -> Self {
+        Call { operation, model }
+    }
+
+    /// The span of attempt `n` (client kind), a child of the current span, with the GenAI
+    /// semantic-convention attributes known before the call. Disabled (and free) unless a
+    /// trace exporter enables [`crate::SPAN_TARGET`]. No secret is ever recorded: the
+    /// upstream is named by host alone.
+    fn span(&self, provider: &dyn Provider, n: u32) -> tracing::Span {
+        use tracing::field::Empty;
+        let id = provider.id();
+        let span = tracing::info_span!(
+            target: crate::SPAN_TARGET,
+            "upstream attempt",
+            otel.name = Empty,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            gen_ai.operation.name = self.operation,
+            gen_ai.provider.name = id,
+            gen_ai.system = id,
+            gen_ai.request.model = self.model,
+            gen_ai.response.model = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            server.address = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+            llmux.attempt = n,
+        );
+        if !span.is_disabled() {
+            span.record(
+                "otel.name",
+                format!("{} {}", self.operation, self.model).as_str(),
+            );
+            if let Some(host) = provider
+                .base_url()
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_owned))
+            {
+                span.record("server.address", host.as_str());
+            }
+        }
+        span
+    }
+}
+
+/// Notes a whole answer's model and usage on its attempt's span.
+fn record_answer(span: &tracing::Span, model: &str, usage: Option<crate::Usage>) {
+    if span.is_disabled() {
+        return;
+    }
+    if !model.is_empty() {
+        span.record("gen_ai.response.model", model);
+    }
+    if let Some(u) = usage {
+        record_usage(span, &u);
+    }
+}
+
+fn record_usage(span: &tracing::Span, u: &crate::Usage) {
+    span.record("gen_ai.usage.input_tokens", u.input_tokens);
+    span.record("gen_ai.usage.output_tokens", u.output_tokens);
+}
+
+/// Notes a failed attempt on its span: the error's kind as `error.type`, the upstream's status.
+fn record_error(span: &tracing::Span, err: &Error) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("otel.status_code", "error");
+    span.record("error.type", err.kind().as_str());
+    if let Some(status) = err.upstream_status() {
+        span.record("http.response.status_code", status);
     }
 }
 
@@ -1165,7 +1285,15 @@ mod tests {
     /// came, in seconds from the start.
     async fn guarded(gaps: Vec<u64>, t: Timeouts) -> (usize, Option<(String, u64)>) {
         let began = Instant::now();
-        let mut s = guard_stream("openai", Vec::new(), paced(gaps), t, began, None);
+        let mut s = guard_stream(
+            "openai",
+            Vec::new(),
+            paced(gaps),
+            t,
+            began,
+            None,
+            tracing::Span::none(),
+        );
         let mut n = 0;
         while let Some(item) = s.next().await {
             match item {
@@ -1369,7 +1497,15 @@ mod tests {
                 );
                 let head = first_content(&mut s).await.unwrap();
                 let t = Timeouts::default();
-                let mut s = guard_stream("openai", head, s, t, Instant::now(), None);
+                let mut s = guard_stream(
+                    "openai",
+                    head,
+                    s,
+                    t,
+                    Instant::now(),
+                    None,
+                    tracing::Span::none(),
+                );
                 while let Some(ev) = s.next().await {
                     ev.unwrap();
                     events += 1;

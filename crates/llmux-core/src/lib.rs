@@ -24,6 +24,11 @@ pub mod types;
 mod ws;
 
 pub use client::{Client, ClientBuilder};
+
+/// The `tracing` target of the spans llmux makes for trace export (a span per gateway request,
+/// a span per upstream attempt): a subscriber that exports traces enables this target, log
+/// output filters it out, and where nothing enables it the spans cost one cached check each.
+pub const SPAN_TARGET: &str = "llmux_otel";
 pub use error::{Error, ErrorKind, Result};
 pub use secret::SecretString;
 pub use stream::{ChatStream, StreamAccumulator, StreamEvent};

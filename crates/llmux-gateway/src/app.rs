@@ -20,6 +20,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::error::ErrorKindExt;
 use crate::pipeline::RouteLabels;
@@ -42,12 +43,15 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         .map(Arc::from);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    req.extensions_mut().insert(RequestCtx {
-        id: id.clone(),
-        client_id: client_id.clone(),
-        arrived,
-    });
-    let mut resp = next.run(req).await;
+    let span = crate::telemetry::request_span(&method, &path, req.headers());
+    let mut ctx = RequestCtx::new(id.clone(), client_id.clone(), arrived);
+    let caller_slot = ctx.caller.clone();
+    if !span.is_disabled() {
+        span.record("llmux.request_id", &*id);
+        ctx.span = span.clone();
+    }
+    req.extensions_mut().insert(ctx);
+    let mut resp = next.run(req).instrument(span.clone()).await;
     if needs_rewrite(&resp) {
         let envelope = crate::ingress::envelope_for(path.as_bytes());
         resp = crate::rejection::rewrite(resp, envelope, &id, &method, &path).await;
@@ -77,22 +81,59 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
             .with_label_values(&[p, c, m, kind.as_str()])
             .inc();
     }
+    let caller = caller_slot.get();
+    if let Some(c) = caller {
+        c.count_request(status);
+    }
+    if !span.is_disabled() {
+        record_outcome(&span, status, kind, caller.map(|c| &**c));
+    }
     let ms = arrived.elapsed().as_secs_f64() * 1000.0;
+    let channel = route.as_ref().map(|r| &*r.channel);
+    let provider = route.as_ref().map(|r| r.provider);
+    let model = route.as_ref().map(|r| &*r.model);
+    let key = caller.map(|c| &*c.key);
+    let key_id = caller.and_then(|c| c.key_id);
+    let team = caller.and_then(|c| c.team.as_deref());
     // A server-side failure is a warning; everything else, client errors included, is info.
+    // Fields without a value (no key, not routed) are left out of the line.
     if let Some(kind) = kind.filter(|_| status >= 500) {
         tracing::warn!(
-            request_id = %id, client_request_id = client_id.as_deref().unwrap_or(""), %method, path, status, kind = %kind, ms,
-            channel = route.as_ref().map_or("", |r| &*r.channel),
+            request_id = %id, client_request_id = client_id.as_deref(), %method, path, status, kind = %kind, ms,
+            channel, provider, model, key, key_id, team,
             "request failed"
         );
     } else {
         tracing::info!(
-            request_id = %id, client_request_id = client_id.as_deref().unwrap_or(""), %method, path, status, ms,
-            channel = route.as_ref().map_or("", |r| &*r.channel),
+            request_id = %id, client_request_id = client_id.as_deref(), %method, path, status,
+            kind = kind.map(|k| k.as_str()), ms, channel, provider, model, key, key_id, team,
             "request answered"
         );
     }
     resp
+}
+
+/// The end of a request on its span: status, error kind, key and team (a streamed answer's
+/// span stays open until its body ends).
+fn record_outcome(
+    span: &tracing::Span,
+    status: u16,
+    kind: Option<llmux_core::ErrorKind>,
+    caller: Option<&crate::metrics::Caller>,
+) {
+    span.record("http.response.status_code", status);
+    if let Some(kind) = kind {
+        span.record("error.type", kind.as_str());
+    }
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+    if let Some(c) = caller {
+        span.record("llmux.key", &*c.key);
+        if let Some(team) = &c.team {
+            span.record("llmux.team", &**team);
+        }
+    }
 }
 
 /// An error response no handler rendered (axum's rejections: 405, a body limit's 413, path,

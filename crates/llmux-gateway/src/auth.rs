@@ -49,6 +49,23 @@ impl Principal {
         }
     }
 
+    /// The key's name as logs, metrics and traces show it: a virtual key's name,
+    /// `server.api_keys[N]` for a static key, empty for open access. Never the key itself.
+    pub fn key_name(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Principal::Virtual(k) => std::borrow::Cow::Borrowed(&k.record.name),
+            Principal::Static(i) => std::borrow::Cow::Owned(format!("server.api_keys[{i}]")),
+            Principal::Open => std::borrow::Cow::Borrowed(""),
+        }
+    }
+
+    /// The team the key belongs to, which the access log, the per-key metrics and the
+    /// request's span name. Keys do not belong to teams yet, so this is `None`; once they do,
+    /// it returns the key's team here and everything downstream picks it up.
+    pub fn team(&self) -> Option<&str> {
+        None
+    }
+
     /// The stored key, for limits.
     pub fn record(&self) -> Option<&KeyRecord> {
         match self {

@@ -58,6 +58,78 @@ pub struct RawConfig {
     /// `[[channels]]`.
     #[serde(default)]
     pub channels: Vec<RawChannel>,
+    /// `[metrics]`: the Prometheus series' label limits.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// `[telemetry]`: OpenTelemetry traces over OTLP.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `server.log_format`: how `llmux serve` writes its log lines to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the same fields as the text lines.
+    Json,
+}
+
+/// The default `metrics.max_key_labels`.
+pub const DEFAULT_MAX_KEY_LABELS: usize = 100;
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Distinct keys that get their own `key` label in the per-key series; requests of any
+    /// further key are counted under `key="other"` (0: every key is `other`).
+    pub max_key_labels: usize,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            max_key_labels: DEFAULT_MAX_KEY_LABELS,
+        }
+    }
+}
+
+/// `[telemetry]`: OpenTelemetry traces, off unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    /// The OTLP/HTTP collector's base URL (`http://host:4318`; spans go to `/v1/traces` under
+    /// it), or the full URL of its traces endpoint (ending in `/v1/traces`).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces started here that are kept, from 0 to 1; a trace whose parent came in
+    /// a `traceparent` header follows the parent's sampling decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for RawTelemetry {
+    fn default() -> Self {
+        RawTelemetry {
+            otlp_endpoint: None,
+            service_name: "llmux".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+/// Resolved `[telemetry]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans are posted (the full `…/v1/traces` URL); `None`: tracing is off.
+    pub otlp_traces_url: Option<String>,
+    /// `service.name`.
+    pub service_name: String,
+    /// Share of new traces kept (0 to 1).
+    pub sample_ratio: f64,
 }
 
 /// `[server]`.
@@ -128,6 +200,8 @@ pub struct RawServer {
     /// process died), other gateways record its requests in flight as interrupted.
     #[serde(with = "humantime_serde")]
     pub instance_lease: Duration,
+    /// `text` (default) or `json`: the format of `llmux serve`'s log lines.
+    pub log_format: LogFormat,
 }
 
 impl Default for RawServer {
@@ -156,6 +230,7 @@ impl Default for RawServer {
             usage_journal: None,
             usage_commit_timeout: Duration::from_secs(2),
             instance_lease: Duration::from_secs(30),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -483,6 +558,12 @@ pub struct ServerConfig {
     pub usage_commit_timeout: Duration,
     /// This instance's lease in the store.
     pub instance_lease: Duration,
+    /// The log lines' format.
+    pub log_format: LogFormat,
+    /// `[metrics]`.
+    pub metrics: RawMetrics,
+    /// `[telemetry]`.
+    pub telemetry: TelemetryConfig,
 }
 
 /// Resolved `server.usage_journal`: where `sync` durability journals a request before its first
@@ -797,6 +878,9 @@ impl Config {
             usage_journal,
             usage_commit_timeout: s.usage_commit_timeout,
             instance_lease: s.instance_lease,
+            log_format: s.log_format,
+            metrics: raw.metrics,
+            telemetry: resolve_telemetry(raw.telemetry, &mut issues),
         };
 
         let mut names = BTreeSet::new();
@@ -836,6 +920,47 @@ impl Config {
             .iter()
             .flat_map(|c| c.models.keys().map(String::as_str))
             .collect()
+    }
+}
+
+/// Validates `[telemetry]`: an `http://` or `https://` endpoint (spans go to its `/v1/traces`),
+/// a sample ratio between 0 and 1, a service name.
+fn resolve_telemetry(t: RawTelemetry, issues: &mut Vec<ConfigIssue>) -> TelemetryConfig {
+    let mut issue = |path: &str, message: &str| {
+        issues.push(ConfigIssue {
+            path: format!("telemetry.{path}"),
+            message: message.to_owned(),
+        });
+    };
+    let url = t.otlp_endpoint.as_deref().map(str::trim).and_then(|e| {
+        let parsed = e
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        if parsed.is_none() {
+            issue(
+                "otlp_endpoint",
+                "must be an http:// or https:// URL, such as http://127.0.0.1:4318",
+            );
+            return None;
+        }
+        let base = e.trim_end_matches('/');
+        Some(if base.ends_with("/v1/traces") {
+            base.to_owned()
+        } else {
+            format!("{base}/v1/traces")
+        })
+    });
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        issue("sample_ratio", "must be between 0 and 1");
+    }
+    if t.service_name.trim().is_empty() {
+        issue("service_name", "must not be empty");
+    }
+    TelemetryConfig {
+        otlp_traces_url: url,
+        service_name: t.service_name,
+        sample_ratio: t.sample_ratio,
     }
 }
 
@@ -1062,6 +1187,59 @@ mod tests {
 
     fn no_env() -> Vec<(String, String)> {
         Vec::new()
+    }
+
+    fn resolved(text: &str, env: Vec<(String, String)>) -> Result<Config, ConfigError> {
+        Config::resolve(RawConfig::parse(text, env)?, |_| None)
+    }
+
+    #[test]
+    fn observability_settings_resolve_and_are_checked() {
+        let channel = "[[channels]]\nname = \"a\"\nprovider = \"openai\"\napi_key = \"k\"\nmodels = [\"m\"]\n";
+        let c = resolved(channel, no_env()).unwrap();
+        assert_eq!(c.server.log_format, LogFormat::Text);
+        assert_eq!(c.server.metrics.max_key_labels, DEFAULT_MAX_KEY_LABELS);
+        assert_eq!(c.server.telemetry.otlp_traces_url, None);
+
+        let text = format!(
+            "[server]\nlog_format = \"json\"\n[metrics]\nmax_key_labels = 3\n[telemetry]\notlp_endpoint = \"http://collector:4318/\"\nservice_name = \"gw\"\nsample_ratio = 0.25\n{channel}"
+        );
+        let c = resolved(&text, no_env()).unwrap();
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        assert_eq!(c.server.metrics.max_key_labels, 3);
+        let t = &c.server.telemetry;
+        assert_eq!(
+            t.otlp_traces_url.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!((t.service_name.as_str(), t.sample_ratio), ("gw", 0.25));
+
+        // The full traces URL is kept; the environment overrides the file.
+        let env = vec![(
+            "LLMUX__TELEMETRY__OTLP_ENDPOINT".to_owned(),
+            "https://otel.example:4318/v1/traces".to_owned(),
+        )];
+        let c = resolved(&text, env).unwrap();
+        assert_eq!(
+            c.server.telemetry.otlp_traces_url.as_deref(),
+            Some("https://otel.example:4318/v1/traces")
+        );
+
+        let bad = format!("[server]\nlog_format = \"xml\"\n{channel}");
+        assert!(RawConfig::parse(&bad, no_env()).is_err());
+        let bad = format!(
+            "[telemetry]\notlp_endpoint = \"collector:4318\"\nsample_ratio = 1.5\nservice_name = \" \"\n{channel}"
+        );
+        let err = resolved(&bad, no_env()).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "telemetry.otlp_endpoint",
+                "telemetry.sample_ratio",
+                "telemetry.service_name"
+            ]
+        );
     }
 
     #[test]

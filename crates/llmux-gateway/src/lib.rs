@@ -30,6 +30,7 @@ pub mod routing;
 pub mod serve;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod usage;
 
 pub use config::{Config, ConfigError, RawConfig};

@@ -1,19 +1,151 @@
 //! Prometheus metrics, one registry per gateway (so tests can run several in one process).
-//! Labels are low-cardinality only: `provider`, `channel`, `model` (configured public names,
-//! or `channel/*` for passthrough addresses, or empty before routing) and `kind`.
+//! Route labels are low-cardinality only: `provider`, `channel`, `model` (configured public
+//! names, or `channel/*` for passthrough addresses, or empty before routing), `kind` and
+//! `status` (the class: `2xx`, `4xx`, `5xx`).
+//!
+//! The per-key series (`llmux_key_*`) carry `key` (the key's name) and `team` under a
+//! cardinality guard: the first `metrics.max_key_labels` distinct keys a gateway sees get a
+//! label of their own, every later key is counted under `key="other"`. Each key's series are
+//! looked up once and cached ([`Caller`]), so a request updates them without building labels.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::auth::Principal;
 use crate::routing::Routes;
+
+/// The `key` label of every key past `metrics.max_key_labels`.
+pub const OTHER_KEY: &str = "other";
+
+/// The class of an HTTP status, as the `status` label says it (`2xx`, `4xx`, `5xx`…).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from((status / 100).clamp(1, 5) - 1)
+}
+
+/// Who made a request, as the access log, metrics and traces name it, with the key's cached
+/// metric series. Made once per key (see [`Metrics::caller`]) and shared by its requests.
+#[derive(Debug)]
+pub struct Caller {
+    /// The virtual key's id (`None` for a static key).
+    pub key_id: Option<i64>,
+    /// The key's name (a static key is `server.api_keys[N]`).
+    pub key: Arc<str>,
+    /// The key's team, when keys belong to teams ([`Principal::team`]).
+    pub team: Option<Arc<str>>,
+    series: Arc<KeySeries>,
+}
+
+impl Caller {
+    /// Counts one answered request of this key by its status class.
+    pub fn count_request(&self, status: u16) {
+        self.series.request(status).inc();
+    }
+
+    /// Counts billed tokens and cost of this key.
+    pub fn count_usage(&self, input: u64, output: u64, cost: f64) {
+        let s = &self.series;
+        if input > 0 {
+            s.tokens(0).inc_by(input);
+        }
+        if output > 0 {
+            s.tokens(1).inc_by(output);
+        }
+        if cost > 0.0 && cost.is_finite() {
+            s.cost.inc_by(cost);
+        }
+    }
+}
+
+/// The series of one `key` label (one key, or every key under `other`), each made on first
+/// use so that unused status classes do not show up as zeros.
+#[derive(Debug)]
+struct KeySeries {
+    key: Arc<str>,
+    team: Arc<str>,
+    families: KeyFamilies,
+    requests: [OnceLock<IntCounter>; 5],
+    tokens: [OnceLock<IntCounter>; 2],
+    cost: Counter,
+}
+
+impl KeySeries {
+    fn new(families: &KeyFamilies, key: Arc<str>, team: Arc<str>) -> KeySeries {
+        let cost = families.cost.with_label_values(&[&*key, &*team]);
+        KeySeries {
+            key,
+            team,
+            families: families.clone(),
+            requests: Default::default(),
+            tokens: Default::default(),
+            cost,
+        }
+    }
+
+    fn request(&self, status: u16) -> &IntCounter {
+        self.requests[class_index(status)].get_or_init(|| {
+            self.families.requests.with_label_values(&[
+                &*self.key,
+                &*self.team,
+                status_class(status),
+            ])
+        })
+    }
+
+    fn tokens(&self, i: usize) -> &IntCounter {
+        self.tokens[i].get_or_init(|| {
+            let kind = if i == 0 { "input" } else { "output" };
+            self.families
+                .tokens
+                .with_label_values(&[&*self.key, &*self.team, kind])
+        })
+    }
+}
+
+/// The per-key families.
+#[derive(Debug, Clone)]
+struct KeyFamilies {
+    requests: IntCounterVec,
+    tokens: IntCounterVec,
+    cost: CounterVec,
+}
+
+/// Which key: a virtual key's id or a static key's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyIdent {
+    Virtual(i64),
+    Static(usize),
+}
+
+/// The callers seen so far, one per key, at most `max` with series of their own.
+#[derive(Debug)]
+struct Callers {
+    max: usize,
+    known: RwLock<HashMap<KeyIdent, Arc<Caller>>>,
+    other: OnceLock<Arc<KeySeries>>,
+}
 
 /// Every series the gateway exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// `llmux_requests_total{provider,channel,model}`: routed requests, by the channel that served (or last failed).
+    /// `llmux_requests_total{provider,channel,model,status}`: routed requests, by the channel
+    /// that served (or last failed) and the class of the status the request ended with (a
+    /// client that left is `4xx`, as its record's 499).
     pub requests: IntCounterVec,
     /// `llmux_errors_total{provider,channel,model,kind}`: errors answered to clients and mid-stream errors.
     pub errors: IntCounterVec,
@@ -41,6 +173,12 @@ pub struct Metrics {
     /// process because the shared limits backend (Redis) failed or was skipped after failures,
     /// and settles that could not reach it.
     pub limits_backend_errors: IntCounterVec,
+    /// `llmux_key_requests_total{key,team,status}`, `llmux_key_tokens_total{key,team,kind}`
+    /// and `llmux_key_cost_total{key,team}`: requests (every one its key was checked for,
+    /// refusals by limits included), billed tokens and cost per key, under the cardinality
+    /// guard.
+    key_families: KeyFamilies,
+    callers: Arc<Callers>,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -63,12 +201,21 @@ pub fn limits_backend_errors() -> Result<IntCounterVec, prometheus::Error> {
 }
 
 impl Metrics {
-    /// A fresh registry with every series registered.
+    /// A fresh registry with every series registered, and at most
+    /// [`crate::config::DEFAULT_MAX_KEY_LABELS`] keys labelled.
     pub fn new() -> Result<Metrics, prometheus::Error> {
+        Metrics::with_max_key_labels(crate::config::DEFAULT_MAX_KEY_LABELS)
+    }
+
+    /// A fresh registry with every series registered; at most `max_key_labels` distinct keys
+    /// get a `key` label of their own, the rest share `key="other"`.
+    pub fn with_max_key_labels(max_key_labels: usize) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let route = &["provider", "channel", "model"];
-        let requests =
-            IntCounterVec::new(Opts::new("llmux_requests_total", "Routed requests."), route)?;
+        let requests = IntCounterVec::new(
+            Opts::new("llmux_requests_total", "Routed requests, by status class."),
+            &["provider", "channel", "model", "status"],
+        )?;
         let errors = IntCounterVec::new(
             Opts::new("llmux_errors_total", "Errors, by kind."),
             &["provider", "channel", "model", "kind"],
@@ -129,6 +276,27 @@ impl Metrics {
         let limits_backend_errors = limits_backend_errors()?;
         registry.register(Box::new(inflight_streams.clone()))?;
         registry.register(Box::new(limits_backend_errors.clone()))?;
+        let key_families = KeyFamilies {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "llmux_key_requests_total",
+                    "Requests per key and team, by status class (keys past metrics.max_key_labels are key=\"other\").",
+                ),
+                &["key", "team", "status"],
+            )?,
+            tokens: IntCounterVec::new(
+                Opts::new("llmux_key_tokens_total", "Billed tokens per key and team, input and output."),
+                &["key", "team", "kind"],
+            )?,
+            cost: CounterVec::new(
+                Opts::new("llmux_key_cost_total", "Billed cost per key and team, in the price table's currency."),
+                &["key", "team"],
+            )?,
+        };
+        registry.register(Box::new(key_families.requests.clone()))?;
+        registry.register(Box::new(key_families.tokens.clone()))?;
+        registry.register(Box::new(key_families.cost.clone()))?;
+        register_process_metrics(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -142,10 +310,81 @@ impl Metrics {
             channel_disabled,
             inflight_streams,
             limits_backend_errors,
+            key_families,
+            callers: Arc::new(Callers {
+                max: max_key_labels,
+                known: RwLock::new(HashMap::new()),
+                other: OnceLock::new(),
+            }),
         })
     }
 
-    /// The text exposition, with breaker gauges refreshed.
+    /// The caller of an authenticated request, with its key's series: cached per key (a
+    /// lookup under a read lock, no allocation), refreshed when the key's name or team
+    /// changed. `None` for open access.
+    pub fn caller(&self, principal: &Principal) -> Option<Arc<Caller>> {
+        let (ident, key_id) = match principal {
+            Principal::Open => return None,
+            Principal::Static(i) => (KeyIdent::Static(*i), None),
+            Principal::Virtual(k) => (KeyIdent::Virtual(k.record.id), Some(k.record.id)),
+        };
+        let team = principal.team();
+        let current = |c: &Caller| match principal {
+            Principal::Virtual(k) => *c.key == *k.record.name && c.team.as_deref() == team,
+            Principal::Static(_) | Principal::Open => true,
+        };
+        let callers = &*self.callers;
+        let full = {
+            let known = callers
+                .known
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match known.get(&ident) {
+                Some(c) if current(c) => return Some(c.clone()),
+                Some(_) => false,
+                None => known.len() >= callers.max,
+            }
+        };
+        let key: Arc<str> = Arc::from(principal.key_name().as_ref());
+        let team: Option<Arc<str>> = team.map(Arc::from);
+        if full {
+            // Over the guard: counted under `other` and not remembered (the key's own name is
+            // still logged; each such request costs a small allocation, never a label).
+            let other = callers.other.get_or_init(|| {
+                Arc::new(KeySeries::new(
+                    &self.key_families,
+                    Arc::from(OTHER_KEY),
+                    Arc::from(""),
+                ))
+            });
+            return Some(Arc::new(Caller {
+                key_id,
+                key,
+                team,
+                series: other.clone(),
+            }));
+        }
+        let label_team = team.clone().unwrap_or_else(|| Arc::from(""));
+        let caller = Arc::new(Caller {
+            key_id,
+            key: key.clone(),
+            team,
+            series: Arc::new(KeySeries::new(&self.key_families, key, label_team)),
+        });
+        let mut known = callers
+            .known
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Two first requests of a key may race here: the second entry replaces the first,
+        // both hold handles to the same series.
+        if known.len() < callers.max || known.contains_key(&ident) {
+            known.insert(ident, caller.clone());
+        }
+        Some(caller)
+    }
+
+    /// The text exposition, with breaker gauges refreshed (and, on Linux, the process's CPU
+    /// time and memory read at that moment).
     pub fn render(&self, routes: &Routes) -> String {
         use llmux_core::resilience::{breaker::verdict, BreakerState, Verdict};
         for ch in routes.channels() {
@@ -175,4 +414,16 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// `process_cpu_seconds_total`, `process_resident_memory_bytes` and the rest of the standard
+/// process series, read from `/proc/self` at each scrape (Linux only).
+fn register_process_metrics(registry: &Registry) -> Result<(), prometheus::Error> {
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+    Ok(())
 }

@@ -47,7 +47,7 @@ async fn health_readiness_and_metrics() {
         .unwrap();
     let m = gw.metrics().await;
     for series in [
-        "llmux_requests_total{channel=\"oa\",model=\"gpt-4o-mini\",provider=\"openai\"} 1",
+        "llmux_requests_total{channel=\"oa\",model=\"gpt-4o-mini\",provider=\"openai\",status=\"2xx\"} 1",
         "llmux_errors_total{channel=\"\",kind=\"not_found\",model=\"\",provider=\"\"} 1",
         "llmux_tokens_total{channel=\"oa\",kind=\"output\",model=\"gpt-4o-mini\",provider=\"openai\"}",
         "llmux_request_duration_seconds_bucket{channel=\"oa\"",

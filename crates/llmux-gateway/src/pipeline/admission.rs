@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::ingress::{Decoded, Dialect};
 use crate::limits::{Admission, LimitError};
 use crate::routing::Plan;
-use crate::state::AppState;
+use crate::state::{AppState, RequestCtx};
 
 /// An admitted request: decoded, routable, within its key's limits.
 pub(super) struct Admitted<R, O> {
@@ -31,11 +31,12 @@ pub(super) struct Admitted<R, O> {
 /// caller renders it in the dialect's).
 pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
     state: &AppState,
+    ctx: &RequestCtx,
     head: &Parts,
     query_key: Option<&SecretString>,
     body: Body,
 ) -> Result<Admitted<Op::Request, D::Options>, ApiError> {
-    let (principal, body) = authenticate(state, head, query_key, body).await?;
+    let (principal, body) = authenticate(state, ctx, head, query_key, body).await?;
     let bytes = read_body(body, &head.headers, state.server.max_body_bytes).await?;
     let decoded = D::decode(head, &bytes)?;
     drop(bytes);
@@ -65,13 +66,14 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
 /// model allow-list, and that the model is served (no limits, no route plan kept).
 pub(super) async fn check<R>(
     state: &AppState,
+    ctx: &RequestCtx,
     head: &Parts,
     query_key: Option<&SecretString>,
     body: Body,
     decode: fn(&Parts, &[u8]) -> Result<R, ApiError>,
     model: fn(&R) -> &str,
 ) -> Result<R, ApiError> {
-    let (principal, body) = authenticate(state, head, query_key, body).await?;
+    let (principal, body) = authenticate(state, ctx, head, query_key, body).await?;
     let bytes = read_body(body, &head.headers, state.server.max_body_bytes).await?;
     let decoded = decode(head, &bytes)?;
     let name = model(&decoded);
@@ -151,18 +153,25 @@ async fn admit_key(
     }
 }
 
-/// Who sent the request. A request refused here still has its body read (and dropped) within
-/// the same bounds before the refusal is sent: hyper closes a connection whose request body was
-/// left unread without a `Connection: close`, so a client that reuses its pooled connection
-/// would see it closed under its next request.
-async fn authenticate(
+/// Who sent the request, noted in the request's context ([`RequestCtx::caller`]) for the
+/// access log and the per-key metrics. A request refused here still has its body read (and
+/// dropped) within the same bounds before the refusal is sent: hyper closes a connection whose
+/// request body was left unread without a `Connection: close`, so a client that reuses its
+/// pooled connection would see it closed under its next request.
+pub(super) async fn authenticate(
     state: &AppState,
+    ctx: &RequestCtx,
     head: &Parts,
     query_key: Option<&SecretString>,
     body: Body,
 ) -> Result<(Principal, Body), ApiError> {
     match state.auth.authenticate(&head.headers, query_key).await {
-        Ok(principal) => Ok((principal, body)),
+        Ok(principal) => {
+            if let Some(caller) = state.metrics.caller(&principal) {
+                let _ = ctx.caller.set(caller);
+            }
+            Ok((principal, body))
+        }
         Err(e) => {
             let _ = read_body(body, &head.headers, state.server.max_body_bytes).await;
             Err(e)

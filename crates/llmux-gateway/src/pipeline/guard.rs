@@ -185,6 +185,12 @@ impl RequestGuard {
     pub(crate) fn routed(&mut self, ch: &Channel, upstream: Arc<str>) {
         self.labels = RouteLabels::new(ch, self.labels.model.clone());
         self.upstream_model = upstream;
+        let span = &self.ctx.span;
+        if !span.is_disabled() {
+            span.record("gen_ai.provider.name", ch.provider_id);
+            span.record("gen_ai.system", ch.provider_id);
+            span.record("llmux.channel", &*ch.name);
+        }
     }
 
     /// The request ended before any channel was tried: no record, the journal row is cleared
@@ -217,7 +223,12 @@ impl RequestGuard {
                 self.tally.push(arguments);
             }
             llmux_core::StreamEvent::Usage(u) => self.usage = Some(*u),
-            llmux_core::StreamEvent::Started { .. } | llmux_core::StreamEvent::Finished { .. } => {}
+            llmux_core::StreamEvent::Started { model, .. } => {
+                self.ctx
+                    .span
+                    .record("gen_ai.response.model", model.as_str());
+            }
+            llmux_core::StreamEvent::Finished { .. } => {}
         }
     }
 
@@ -281,7 +292,18 @@ impl RequestGuard {
             finished: outcome == Outcome::Complete,
         });
         let elapsed = self.ctx.arrived.elapsed();
-        self.count(outcome, &billed, elapsed);
+        self.count(outcome, status, &billed, elapsed);
+        let span = &self.ctx.span;
+        if !span.is_disabled() {
+            span.record("gen_ai.usage.input_tokens", billed.input_tokens);
+            span.record("gen_ai.usage.output_tokens", billed.output_tokens);
+            if let Some(kind) = &error_kind {
+                span.record("error.type", kind.as_str());
+            }
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+        }
         let l = &self.labels;
         let mut rec = UsageRecord {
             request_id: self.ctx.id.to_string(),
@@ -306,6 +328,9 @@ impl RequestGuard {
             usage_estimated: billed.usage_estimated,
         };
         rec.cost = self.state.prices.cost(&rec);
+        if let Some(caller) = self.ctx.caller() {
+            caller.count_usage(rec.input_tokens, rec.output_tokens, rec.cost);
+        }
         if let Some(adm) = self.admission.take() {
             self.state.limits.settle(adm, billed.total(), rec.cost);
         }
@@ -317,13 +342,20 @@ impl RequestGuard {
 }
 
 impl RequestGuard {
-    /// The request's metrics: one request; its error kind, unless an error response carried it
+    /// The request's metrics: one request, by its status class; its error kind, unless an error response carried it
     /// (the middleware counts those); its billed tokens, duration and time to first event.
-    fn count(&self, outcome: Outcome, billed: &BilledUsage, elapsed: Duration) {
+    fn count(&self, outcome: Outcome, status: u16, billed: &BilledUsage, elapsed: Duration) {
         let m = &self.state.metrics;
         let l = &self.labels;
         let route = [l.provider, &*l.channel, &*l.model];
-        m.requests.with_label_values(&route).inc();
+        m.requests
+            .with_label_values(&[
+                l.provider,
+                &l.channel,
+                &l.model,
+                crate::metrics::status_class(status),
+            ])
+            .inc();
         let error = match outcome {
             Outcome::Complete => None,
             Outcome::Error(kind) => (!self.answered).then_some(kind.as_str()),

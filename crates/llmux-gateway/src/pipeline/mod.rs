@@ -84,6 +84,7 @@ impl Call {
     ) -> Result<R, Response> {
         let checked = admission::check(
             &self.state,
+            &self.ctx,
             &self.head,
             self.query_key.as_ref(),
             self.body,
@@ -103,6 +104,13 @@ impl Call {
             .auth
             .authenticate(&self.head.headers, self.query_key.as_ref())
             .await;
+        if let Some(caller) = auth
+            .as_ref()
+            .ok()
+            .and_then(|p| self.state.metrics.caller(p))
+        {
+            let _ = self.ctx.caller.set(caller);
+        }
         fail(auth.err().unwrap_or(err), envelope, &self.ctx, None)
     }
 }
@@ -141,12 +149,19 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
     query_key: Option<SecretString>,
     body: Body,
 ) -> Response {
-    let admitted = match admission::admit::<Op, D>(&state, &head, query_key.as_ref(), body).await {
-        Ok(a) => a,
-        Err(e) => return fail(e, D::ENVELOPE, &ctx, None),
-    };
+    let admitted =
+        match admission::admit::<Op, D>(&state, &ctx, &head, query_key.as_ref(), body).await {
+            Ok(a) => a,
+            Err(e) => return fail(e, D::ENVELOPE, &ctx, None),
+        };
     drop(head);
     let (decoded, plan, init) = (admitted.decoded, admitted.plan, admitted.guard);
+    if !ctx.span.is_disabled() {
+        ctx.span.record("gen_ai.operation.name", Op::OPERATION);
+        ctx.span
+            .record("gen_ai.request.model", Op::model(&decoded.request));
+        ctx.span.record("llmux.stream", decoded.stream);
+    }
     let prompt_estimate = init.prompt_estimate;
     let mut guard = RequestGuard::begin(state.clone(), ctx.clone(), &plan, init).await;
     let routed = ops::route::<Op>(&state, &plan, &decoded.request, decoded.stream).await;
@@ -167,6 +182,8 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
             if let Some(u) = Op::usage(&answer) {
                 guard.usage(u);
             }
+            ctx.span
+                .record("gen_ai.response.model", Op::response_model(&answer));
             let body = match D::encode(&answer, &egress) {
                 Ok(body) => body,
                 Err(err) => {
@@ -182,6 +199,7 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
             guard.complete();
             // Durable before the client sees the answer.
             guard.finish().await;
+            resp.extensions_mut().insert(guard.labels().clone());
             resp
         }
         Reply::Stream(events) => {
@@ -192,7 +210,9 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
                 guard.finish().await;
                 return fail(err, D::ENVELOPE, &ctx, Some(guard.labels().clone()));
             };
+            let labels = guard.labels().clone();
             let mut resp = stream::response(&state, encoder, events, guard);
+            resp.extensions_mut().insert(labels);
             D::response_headers(&egress, resp.headers_mut());
             stamp_added_latency(&state, &mut resp, added);
             resp

@@ -51,12 +51,16 @@ pub trait Operation: Send + Sync + 'static {
     type Request: Send + Sync + 'static;
     /// The core whole answer.
     type Answer: Send + 'static;
+    /// The GenAI semantic conventions' `gen_ai.operation.name` of this operation.
+    const OPERATION: &'static str;
     /// The public model the request names.
     fn model(req: &Self::Request) -> &str;
     /// The token estimate for limits and fallback billing.
     fn estimate(req: &Self::Request) -> Estimate;
     /// The usage an answer reports.
     fn usage(answer: &Self::Answer) -> Option<Usage>;
+    /// The model an answer says produced it.
+    fn response_model(answer: &Self::Answer) -> &str;
     /// One call on `channel` for its `upstream` model (passed beside the request, which is
     /// borrowed, never copied); `stream` when the client asked for one.
     fn call<'a>(
@@ -74,6 +78,7 @@ pub struct Chat;
 impl Operation for Chat {
     type Request = ChatRequest;
     type Answer = ChatResponse;
+    const OPERATION: &'static str = "chat";
 
     fn model(req: &ChatRequest) -> &str {
         &req.model
@@ -92,6 +97,10 @@ impl Operation for Chat {
 
     fn usage(answer: &ChatResponse) -> Option<Usage> {
         answer.usage
+    }
+
+    fn response_model(answer: &ChatResponse) -> &str {
+        &answer.model
     }
 
     fn call<'a>(
@@ -124,6 +133,7 @@ pub struct Embed;
 impl Operation for Embed {
     type Request = EmbeddingRequest;
     type Answer = EmbeddingResponse;
+    const OPERATION: &'static str = "embeddings";
 
     fn model(req: &EmbeddingRequest) -> &str {
         &req.model
@@ -145,6 +155,10 @@ impl Operation for Embed {
             }
             u
         })
+    }
+
+    fn response_model(answer: &EmbeddingResponse) -> &str {
+        &answer.model
     }
 
     fn call<'a>(
