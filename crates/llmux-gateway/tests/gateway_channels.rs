@@ -224,7 +224,32 @@ async fn rotated_key_takes_effect_without_restart(url: &str) {
     assert_eq!(last.header("authorization"), Some("Bearer sk-new-upstream-key-000002"));
 }
 
-common::on_both_stores!(
+/// Each case on a SQLite file and on a PostgreSQL schema, both shared by the case's gateways.
+macro_rules! on_shared_stores {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$case(&super::sqlite_url(dir.path())).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(pg) = crate::common::PgSchema::create().await else { return };
+                    super::$case(&pg.url).await;
+                    pg.drop_schema().await;
+                }
+            )*
+        }
+    };
+}
+
+on_shared_stores!(
     added_channel_serves_on_two_gateways_and_streams_in_flight_complete,
     disabled_channel_gets_no_traffic,
     rotated_key_takes_effect_without_restart,

@@ -552,7 +552,7 @@ pub async fn delete_channel(
     operation_id = "adminTestChannel",
     summary = "Test a channel with a one-token chat",
     params(("name" = String, Path, description = "The channel's name.")),
-    request_body(content = Option<TestRequest>, content_type = "application/json",
+    request_body(content = TestRequest, content_type = "application/json",
         description = "Optional: `{\"model\": …}`, one of the channel's models (default its first)."),
     responses(
         (status = 200, description = "How the call went (`ok`, `latency_ms`, `error`).", body = ChannelTest),
