@@ -125,7 +125,13 @@ pub async fn run(args: ChannelsArgs) -> Result<()> {
                 return Err(CliError::msg("--provider is required to add a channel"));
             }
             let body = fields(&f, true)?;
-            let v = call(&f.gateway, reqwest::Method::POST, "/admin/channels", Some(body)).await?;
+            let v = call(
+                &f.gateway,
+                reqwest::Method::POST,
+                "/admin/channels",
+                Some(body),
+            )
+            .await?;
             println!("{}", line(&v["channel"]));
         }
         ChannelsCommand::Update(f) => {
@@ -149,7 +155,10 @@ pub async fn run(args: ChannelsArgs) -> Result<()> {
         }
         ChannelsCommand::Test(t) => {
             let path = format!("/admin/channels/{}/test", segment(&t.name)?);
-            let body = t.model.as_ref().map(|m| Map::from_iter([("model".to_owned(), json!(m))]));
+            let body = t
+                .model
+                .as_ref()
+                .map(|m| Map::from_iter([("model".to_owned(), json!(m))]));
             let v = call(&t.gateway, reqwest::Method::POST, &path, body).await?;
             let latency = v["latency_ms"].as_u64().unwrap_or(0);
             let model = v["model"].as_str().unwrap_or("");
@@ -160,7 +169,10 @@ pub async fn run(args: ChannelsArgs) -> Result<()> {
                     "channel {} failed its test ({}, model={model}, latency_ms={latency}): {}",
                     t.name,
                     v["kind"].as_str().unwrap_or("error"),
-                    v["error"].as_str().unwrap_or("no detail").replace('\n', " ")
+                    v["error"]
+                        .as_str()
+                        .unwrap_or("no detail")
+                        .replace('\n', " ")
                 )));
             }
         }
@@ -220,7 +232,11 @@ fn fields(f: &ChannelFields, adding: bool) -> Result<Map<String, Value>> {
     for var in &f.api_key_envs {
         match std::env::var(var) {
             Ok(v) if !v.is_empty() => keys.push(v),
-            _ => return Err(CliError::msg(format!("--api-key-env {var}: the variable is not set"))),
+            _ => {
+                return Err(CliError::msg(format!(
+                    "--api-key-env {var}: the variable is not set"
+                )))
+            }
         }
     }
     if let Some((first, rest)) = keys.split_first() {
@@ -229,7 +245,10 @@ fn fields(f: &ChannelFields, adding: bool) -> Result<Map<String, Value>> {
     }
     for c in &f.credentials {
         let Some((field, value)) = c.split_once('=') else {
-            return Err(CliError::msg(format!("--credential takes FIELD=VALUE, got `{}`", c.split('=').next().unwrap_or(""))));
+            return Err(CliError::msg(format!(
+                "--credential takes FIELD=VALUE, got `{}`",
+                c.split('=').next().unwrap_or("")
+            )));
         };
         m.insert(field.trim().to_owned(), json!(value));
     }
@@ -241,11 +260,18 @@ fn fields(f: &ChannelFields, adding: bool) -> Result<Map<String, Value>> {
 
 /// `a,b` → a list; with any `public=upstream` entry, a table.
 fn parse_models(text: &str) -> Value {
-    let items: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let items: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if items.iter().any(|i| i.contains('=')) {
         let table: BTreeMap<&str, &str> = items
             .iter()
-            .map(|i| i.split_once('=').map_or((*i, *i), |(p, u)| (p.trim(), u.trim())))
+            .map(|i| {
+                i.split_once('=')
+                    .map_or((*i, *i), |(p, u)| (p.trim(), u.trim()))
+            })
             .collect();
         json!(table)
     } else {
@@ -273,19 +299,36 @@ fn line(c: &Value) -> String {
         .unwrap_or_default();
     let keys = c["keys"]
         .as_array()
-        .map(|k| k.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .map(|k| {
+            k.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default();
     format!(
         "{:<20} {:<12} {:<8} source={} breaker={} weight={} priority={} models={} keys={}",
         c["name"].as_str().unwrap_or(""),
         c["provider"].as_str().unwrap_or(""),
-        if c["enabled"].as_bool() == Some(false) { "disabled" } else { "enabled" },
+        if c["enabled"].as_bool() == Some(false) {
+            "disabled"
+        } else {
+            "enabled"
+        },
         c["source"].as_str().unwrap_or(""),
         c["breaker"].as_str().unwrap_or(""),
         c["weight"],
         c["priority"],
-        if models.is_empty() { "-".to_owned() } else { models },
-        if keys.is_empty() { "-".to_owned() } else { keys },
+        if models.is_empty() {
+            "-".to_owned()
+        } else {
+            models
+        },
+        if keys.is_empty() {
+            "-".to_owned()
+        } else {
+            keys
+        },
     )
 }
 
@@ -296,21 +339,28 @@ async fn call(
     path: &str,
     body: Option<Map<String, Value>>,
 ) -> Result<Value> {
-    let key = g.admin_key.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| {
-        CliError::msg("no admin key: pass --admin-key or set LLMUX_ADMIN_KEY")
-    })?;
+    let key = g
+        .admin_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| CliError::msg("no admin key: pass --admin-key or set LLMUX_ADMIN_KEY"))?;
     let base = g.url.trim_end_matches('/');
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(90))
         .build()
         .map_err(|e| CliError::msg(format!("cannot build an HTTP client: {e}")))?;
-    let mut req = client.request(method, format!("{base}{path}")).bearer_auth(key);
+    let mut req = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key);
     if let Some(b) = body {
         let bytes = serde_json::to_vec(&b).map_err(|e| CliError::msg(e.to_string()))?;
         req = req.header("content-type", "application/json").body(bytes);
     }
     let resp = req.send().await.map_err(|e| {
-        CliError::msg(format!("cannot reach the gateway at {base}: {}", without_url(&e)))
+        CliError::msg(format!(
+            "cannot reach the gateway at {base}: {}",
+            without_url(&e)
+        ))
     })?;
     let status = resp.status();
     let bytes = resp
@@ -321,9 +371,10 @@ async fn call(
     if status.is_success() {
         return Ok(v);
     }
-    let message = v["error"]["message"]
-        .as_str()
-        .map_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect(), str::to_owned);
+    let message = v["error"]["message"].as_str().map_or_else(
+        || String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        str::to_owned,
+    );
     Err(CliError::msg(format!(
         "the gateway answered {}: {}",
         status.as_u16(),

@@ -166,7 +166,10 @@ async fn serve_async(args: ServeArgs) -> Result<()> {
     }
     if !args.emulate {
         // SIGHUP re-reads the file's channels (see docs/gateway.md).
-        gw::spawn_sighup_reload(gateway.state().clone(), gw::config_path(args.config.as_deref()));
+        gw::spawn_sighup_reload(
+            gateway.state().clone(),
+            gw::config_path(args.config.as_deref()),
+        );
     }
     // The demo key goes into the gateway's own (in-memory) store.
     let demo_key = match (gateway.state().store.as_ref(), args.emulate) {

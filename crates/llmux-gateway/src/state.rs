@@ -10,11 +10,11 @@ use axum::http::HeaderName;
 use tokio::time::Instant;
 
 use crate::auth::Authenticator;
+use crate::channels::ChannelCatalog;
 use crate::config::{Config, ServerConfig};
 use crate::error::ApiError;
 use crate::limits::{KeyLimits, RedisLimits};
 use crate::metrics::Metrics;
-use crate::channels::ChannelCatalog;
 use crate::routing::{RouteTable, Routes};
 use crate::store::Store;
 use crate::usage::{PriceTable, UsageRecorder};

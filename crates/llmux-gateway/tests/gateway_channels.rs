@@ -24,8 +24,14 @@ const MASTER: &str = "0101010101010101010101010101010101010101010101010101010101
 async fn gateway(url: &str, sealed: bool, rest: &str) -> Harness {
     let env = vec![
         ("LLMUX__SERVER__DATABASE".to_owned(), url.to_owned()),
-        ("LLMUX__SERVER__USAGE_JOURNAL".to_owned(), "database".to_owned()),
-        ("LLMUX__SERVER__CHANNEL_REFRESH".to_owned(), "100ms".to_owned()),
+        (
+            "LLMUX__SERVER__USAGE_JOURNAL".to_owned(),
+            "database".to_owned(),
+        ),
+        (
+            "LLMUX__SERVER__CHANNEL_REFRESH".to_owned(),
+            "100ms".to_owned(),
+        ),
     ];
     let raw = RawConfig::parse(&config_text(rest), env).expect("config parses");
     let cfg = Config::resolve(raw, |k| {
@@ -51,7 +57,12 @@ fn new_channel(name: &str, emu: &Emulator, models: Value, key: &str) -> Value {
     })
 }
 
-async fn admin(gw: &Harness, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn admin(
+    gw: &Harness,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = gw
         .http
         .request(method, format!("{}{path}", gw.url))
@@ -62,7 +73,10 @@ async fn admin(gw: &Harness, method: reqwest::Method, path: &str, body: Option<V
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn chat(gw: &Harness, model: &str) -> (u16, Value) {
@@ -84,7 +98,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "not within 10 s: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 10 s: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -107,7 +124,10 @@ async fn added_channel_serves_on_two_gateways_and_streams_in_flight_complete(url
     let g1 = gateway(url, true, &file).await;
     let g2 = gateway(url, true, &file).await;
 
-    let prompt = (0..40).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
+    let prompt = (0..40)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut streams = Vec::new();
     for _ in 0..4 {
         let resp = g2
@@ -133,7 +153,12 @@ async fn added_channel_serves_on_two_gateways_and_streams_in_flight_complete(url
         &g1,
         reqwest::Method::POST,
         "/admin/channels",
-        Some(new_channel("fresh", &fresh, json!(["m-fresh"]), "sk-fresh-channel-key-0001")),
+        Some(new_channel(
+            "fresh",
+            &fresh,
+            json!(["m-fresh"]),
+            "sk-fresh-channel-key-0001",
+        )),
     )
     .await;
     assert_eq!(status, 201, "{v}");
@@ -149,7 +174,10 @@ async fn added_channel_serves_on_two_gateways_and_streams_in_flight_complete(url
 
     for s in streams {
         let text = s.await.unwrap();
-        assert!(text.contains("data: [DONE]"), "a stream in flight did not finish: {text}");
+        assert!(
+            text.contains("data: [DONE]"),
+            "a stream in flight did not finish: {text}"
+        );
         assert!(!text.contains("\"error\""), "{text}");
     }
 }
@@ -161,19 +189,36 @@ async fn disabled_channel_gets_no_traffic(url: &str) {
     let b = emulator_with_key("sk-channel-b-key-00000002").await;
     let g1 = gateway(url, true, "").await;
     let g2 = gateway(url, true, "").await;
-    for (name, emu, key) in [("a", &a, "sk-channel-a-key-00000001"), ("b", &b, "sk-channel-b-key-00000002")] {
-        let (status, v) = admin(&g1, reqwest::Method::POST, "/admin/channels",
-            Some(new_channel(name, emu, json!(["m"]), key))).await;
+    for (name, emu, key) in [
+        ("a", &a, "sk-channel-a-key-00000001"),
+        ("b", &b, "sk-channel-b-key-00000002"),
+    ] {
+        let (status, v) = admin(
+            &g1,
+            reqwest::Method::POST,
+            "/admin/channels",
+            Some(new_channel(name, emu, json!(["m"]), key)),
+        )
+        .await;
         assert_eq!(status, 201, "{v}");
     }
-    let (status, v) = admin(&g1, reqwest::Method::PATCH, "/admin/channels/a",
-        Some(json!({"enabled": false}))).await;
+    let (status, v) = admin(
+        &g1,
+        reqwest::Method::PATCH,
+        "/admin/channels/a",
+        Some(json!({"enabled": false})),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["channel"]["enabled"], false);
     // g2 has seen the change once a channel list read there shows it.
     eventually("the second gateway sees the channel disabled", || async {
         let v = common::admin_json(&g2, "/admin/channels").await;
-        v["channels"].as_array().unwrap().iter().any(|c| c["name"] == "a" && c["enabled"] == false)
+        v["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "a" && c["enabled"] == false)
     })
     .await;
     a.clear_requests();
@@ -186,8 +231,13 @@ async fn disabled_channel_gets_no_traffic(url: &str) {
     assert_eq!(a.requests().len(), 0, "a disabled channel was called");
     assert_eq!(b.requests().len(), 16);
 
-    let (status, _) = admin(&g1, reqwest::Method::PATCH, "/admin/channels/a",
-        Some(json!({"enabled": true}))).await;
+    let (status, _) = admin(
+        &g1,
+        reqwest::Method::PATCH,
+        "/admin/channels/a",
+        Some(json!({"enabled": true})),
+    )
+    .await;
     assert_eq!(status, 200);
     eventually("the channel takes traffic again", || async {
         chat(&g1, "m").await;
@@ -202,8 +252,18 @@ async fn rotated_key_takes_effect_without_restart(url: &str) {
     let emu = emulator_with_key("sk-new-upstream-key-000002").await;
     let g1 = gateway(url, true, "").await;
     let g2 = gateway(url, true, "").await;
-    let (status, _) = admin(&g1, reqwest::Method::POST, "/admin/channels",
-        Some(new_channel("rot", &emu, json!(["m"]), "sk-old-upstream-key-000001"))).await;
+    let (status, _) = admin(
+        &g1,
+        reqwest::Method::POST,
+        "/admin/channels",
+        Some(new_channel(
+            "rot",
+            &emu,
+            json!(["m"]),
+            "sk-old-upstream-key-000001",
+        )),
+    )
+    .await;
     assert_eq!(status, 201);
     eventually("the second gateway has the channel", || async {
         chat(&g2, "m").await.0 != 404
@@ -211,8 +271,13 @@ async fn rotated_key_takes_effect_without_restart(url: &str) {
     .await;
     assert_ne!(chat(&g1, "m").await.0, 200);
 
-    let (status, v) = admin(&g1, reqwest::Method::PATCH, "/admin/channels/rot",
-        Some(json!({"api_key": "sk-new-upstream-key-000002"}))).await;
+    let (status, v) = admin(
+        &g1,
+        reqwest::Method::PATCH,
+        "/admin/channels/rot",
+        Some(json!({"api_key": "sk-new-upstream-key-000002"})),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["channel"]["keys"], json!(["sk-…0002"]));
     assert_eq!(chat(&g1, "m").await.0, 200);
@@ -221,7 +286,10 @@ async fn rotated_key_takes_effect_without_restart(url: &str) {
     })
     .await;
     let last = emu.requests().pop().unwrap();
-    assert_eq!(last.header("authorization"), Some("Bearer sk-new-upstream-key-000002"));
+    assert_eq!(
+        last.header("authorization"),
+        Some("Bearer sk-new-upstream-key-000002")
+    );
 }
 
 /// Each case on a SQLite file and on a PostgreSQL schema, both shared by the case's gateways.
@@ -291,15 +359,29 @@ async fn credentials_are_sealed_at_rest_and_never_shown_or_logged() {
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["channel"]["keys"], json!(["sk-…4242", "sk-…9191"]));
     assert_eq!(chat(&gw, "m").await.0, 200);
-    let (status, t) = admin(&gw, reqwest::Method::POST, "/admin/channels/sealed/test", None).await;
+    let (status, t) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/channels/sealed/test",
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (_, patched) = admin(&gw, reqwest::Method::PATCH, "/admin/channels/sealed",
-        Some(json!({"weight": 3}))).await;
+    let (_, patched) = admin(
+        &gw,
+        reqwest::Method::PATCH,
+        "/admin/channels/sealed",
+        Some(json!({"weight": 3})),
+    )
+    .await;
     let listed = common::admin_json(&gw, "/admin/channels").await;
 
     for answer in [&v, &t, &patched, &listed] {
         let text = answer.to_string();
-        assert!(!text.contains("VERYSECRET") && !text.contains("OTHERSECRET"), "{text}");
+        assert!(
+            !text.contains("VERYSECRET") && !text.contains("OTHERSECRET"),
+            "{text}"
+        );
     }
     // The database file and its write-ahead log hold only sealed bytes.
     let mut bytes = Vec::new();
@@ -309,26 +391,54 @@ async fn credentials_are_sealed_at_rest_and_never_shown_or_logged() {
             bytes.extend(std::fs::read(&path).unwrap());
         }
     }
-    assert!(bytes.windows(6).any(|w| w == b"sealed"), "the channel is stored");
+    assert!(
+        bytes.windows(6).any(|w| w == b"sealed"),
+        "the channel is stored"
+    );
     for secret in ["VERYSECRET", "OTHERSECRET"] {
-        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} readable in the database");
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} readable in the database"
+        );
     }
     let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    assert!(logged.contains("channel added by an admin"), "logs are captured");
-    assert!(!logged.contains("VERYSECRET") && !logged.contains("OTHERSECRET"), "a credential was logged");
+    assert!(
+        logged.contains("channel added by an admin"),
+        "logs are captured"
+    );
+    assert!(
+        !logged.contains("VERYSECRET") && !logged.contains("OTHERSECRET"),
+        "a credential was logged"
+    );
     let dbg = format!("{:?} {:?}", gw.state.routes.current(), gw.state.channels);
-    assert!(!dbg.contains("VERYSECRET") && !dbg.contains("OTHERSECRET"), "{dbg}");
+    assert!(
+        !dbg.contains("VERYSECRET") && !dbg.contains("OTHERSECRET"),
+        "{dbg}"
+    );
 }
 
 #[tokio::test]
 async fn without_a_master_key_credentials_are_refused() {
     let emu = emulator_with_key("sk-some-upstream-key-00001").await;
     let gw = gateway("sqlite::memory:", false, "").await;
-    let (status, v) = admin(&gw, reqwest::Method::POST, "/admin/channels",
-        Some(new_channel("c", &emu, json!(["m"]), "sk-some-upstream-key-00001"))).await;
+    let (status, v) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/channels",
+        Some(new_channel(
+            "c",
+            &emu,
+            json!(["m"]),
+            "sk-some-upstream-key-00001",
+        )),
+    )
+    .await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], "master_key_missing");
-    assert!(v["error"]["message"].as_str().unwrap().contains("LLMUX_MASTER_KEY"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("LLMUX_MASTER_KEY"));
 }
 
 #[tokio::test]
@@ -342,19 +452,31 @@ async fn admin_input_is_bounded_and_errors_name_the_field() {
     let (s, _) = post(ok.clone()).await;
     assert_eq!(s, 201);
     let (s, v) = post(ok.clone()).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("channel_exists")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("channel_exists"))
+    );
     let mut filed = ok.clone();
     filed["name"] = json!("filed");
     let (s, v) = post(filed).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("channel_exists")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("channel_exists"))
+    );
 
     let cases: Vec<(Value, &str)> = vec![
         (json!({"name": "x/y"}), "name"),
         (json!({"name": "n".repeat(65)}), "name"),
         (json!({"provider": "nope"}), "provider"),
         (json!({"weight": "heavy"}), "weight"),
-        (json!({"models": (0..1001).map(|i| format!("m{i}")).collect::<Vec<_>>()}), "models"),
-        (json!({"api_keys": (0..32).map(|i| format!("sk-key-{i:020}")).collect::<Vec<_>>()}), "api_keys"),
+        (
+            json!({"models": (0..1001).map(|i| format!("m{i}")).collect::<Vec<_>>()}),
+            "models",
+        ),
+        (
+            json!({"api_keys": (0..32).map(|i| format!("sk-key-{i:020}")).collect::<Vec<_>>()}),
+            "api_keys",
+        ),
         (json!({"api_key": "env:HOME"}), "api_key"),
         (json!({"api_key": 12}), "api_key"),
         (json!({"secret_id": "x"}), "secret_id"),
@@ -369,28 +491,65 @@ async fn admin_input_is_bounded_and_errors_name_the_field() {
         let (s, v) = post(body).await;
         assert_eq!(s, 400, "{field}: {v}");
         let param = v["error"]["param"].as_str().unwrap_or("");
-        assert!(param.starts_with(field) || v["error"]["message"].as_str().unwrap().contains(field), "{field}: {v}");
+        assert!(
+            param.starts_with(field) || v["error"]["message"].as_str().unwrap().contains(field),
+            "{field}: {v}"
+        );
         assert!(!v.to_string().contains("sk-key-"), "{v}");
     }
-    let resp = gw.http.post(format!("{}/admin/channels", gw.url)).bearer_auth(ADMIN)
-        .body(vec![b' '; 70 * 1024]).send().await.unwrap();
+    let resp = gw
+        .http
+        .post(format!("{}/admin/channels", gw.url))
+        .bearer_auth(ADMIN)
+        .body(vec![b' '; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 413);
 
     // File channels: only `enabled` changes; they cannot be deleted through the API.
-    let (s, v) = admin(&gw, reqwest::Method::PATCH, "/admin/channels/filed", Some(json!({"weight": 2}))).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (409, Some("channel_in_file")));
+    let (s, v) = admin(
+        &gw,
+        reqwest::Method::PATCH,
+        "/admin/channels/filed",
+        Some(json!({"weight": 2})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("channel_in_file"))
+    );
     let (s, _) = admin(&gw, reqwest::Method::DELETE, "/admin/channels/filed", None).await;
     assert_eq!(s, 409);
-    let (s, v) = admin(&gw, reqwest::Method::PATCH, "/admin/channels/filed", Some(json!({"enabled": false}))).await;
+    let (s, v) = admin(
+        &gw,
+        reqwest::Method::PATCH,
+        "/admin/channels/filed",
+        Some(json!({"enabled": false})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["channel"]["source"], "file");
     assert_eq!(chat(&gw, "f").await.0, 404);
     // Unknown names, and no admin key.
-    let (s, _) = admin(&gw, reqwest::Method::PATCH, "/admin/channels/ghost", Some(json!({"weight": 2}))).await;
+    let (s, _) = admin(
+        &gw,
+        reqwest::Method::PATCH,
+        "/admin/channels/ghost",
+        Some(json!({"weight": 2})),
+    )
+    .await;
     assert_eq!(s, 404);
     let (s, _) = admin(&gw, reqwest::Method::DELETE, "/admin/channels/ghost", None).await;
     assert_eq!(s, 404);
-    let resp = gw.http.post(format!("{}/admin/channels", gw.url)).bearer_auth(KEY).json(&ok).send().await.unwrap();
+    let resp = gw
+        .http
+        .post(format!("{}/admin/channels", gw.url))
+        .bearer_auth(KEY)
+        .json(&ok)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     // Deleting stops the traffic.
     assert_eq!(chat(&gw, "m").await.0, 200);
@@ -403,10 +562,23 @@ async fn admin_input_is_bounded_and_errors_name_the_field() {
 async fn without_a_database_the_api_changes_nothing() {
     let emu = emulator_with_key("sk-some-upstream-key-00001").await;
     let gw = common::start(&channel("filed", "openai", &emu, "[\"f\"]", "")).await;
-    let (s, v) = admin(&gw, reqwest::Method::POST, "/admin/channels",
-        Some(new_channel("c", &emu, json!(["m"]), "sk-some-upstream-key-00001"))).await;
+    let (s, v) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/channels",
+        Some(new_channel(
+            "c",
+            &emu,
+            json!(["m"]),
+            "sk-some-upstream-key-00001",
+        )),
+    )
+    .await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("database"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("database"),
+        "{v}"
+    );
     let listed = common::admin_json(&gw, "/admin/channels").await;
     assert_eq!(listed["channels"][0]["source"], "file");
     assert_eq!(listed["channels"][0]["enabled"], true);
@@ -416,24 +588,67 @@ async fn without_a_database_the_api_changes_nothing() {
 async fn a_test_call_reports_success_latency_and_errors() {
     let emu = emulator_with_key("sk-good-upstream-key-00001").await;
     let gw = gateway("sqlite::memory:", true, "").await;
-    for (name, key) in [("good", "sk-good-upstream-key-00001"), ("bad", "sk-bad-upstream-key-000001")] {
-        let (s, _) = admin(&gw, reqwest::Method::POST, "/admin/channels",
-            Some(new_channel(name, &emu, json!({"public": "up-model"}), key))).await;
+    for (name, key) in [
+        ("good", "sk-good-upstream-key-00001"),
+        ("bad", "sk-bad-upstream-key-000001"),
+    ] {
+        let (s, _) = admin(
+            &gw,
+            reqwest::Method::POST,
+            "/admin/channels",
+            Some(new_channel(name, &emu, json!({"public": "up-model"}), key)),
+        )
+        .await;
         assert_eq!(s, 201);
     }
     emu.clear_requests();
-    let (s, v) = admin(&gw, reqwest::Method::POST, "/admin/channels/good/test", None).await;
+    let (s, v) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/channels/good/test",
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!((v["ok"].as_bool(), v["model"].as_str(), v["upstream_model"].as_str()), (Some(true), Some("public"), Some("up-model")));
+    assert_eq!(
+        (
+            v["ok"].as_bool(),
+            v["model"].as_str(),
+            v["upstream_model"].as_str()
+        ),
+        (Some(true), Some("public"), Some("up-model"))
+    );
     assert!(v["latency_ms"].is_u64());
     let sent = emu.requests().pop().unwrap().json().unwrap();
     assert_eq!(sent["model"], "up-model");
-    let (s, v) = admin(&gw, reqwest::Method::POST, "/admin/channels/bad/test", Some(json!({"model": "public"}))).await;
+    let (s, v) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/channels/bad/test",
+        Some(json!({"model": "public"})),
+    )
+    .await;
     assert_eq!(s, 200);
-    assert_eq!((v["ok"].as_bool(), v["kind"].as_str()), (Some(false), Some("authentication")), "{v}");
-    let (s, v) = admin(&gw, reqwest::Method::POST, "/admin/channels/good/test", Some(json!({"model": "other"}))).await;
+    assert_eq!(
+        (v["ok"].as_bool(), v["kind"].as_str()),
+        (Some(false), Some("authentication")),
+        "{v}"
+    );
+    let (s, v) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/channels/good/test",
+        Some(json!({"model": "other"})),
+    )
+    .await;
     assert_eq!((s, v["error"]["param"].as_str()), (400, Some("model")));
-    let (s, _) = admin(&gw, reqwest::Method::POST, "/admin/channels/ghost/test", None).await;
+    let (s, _) = admin(
+        &gw,
+        reqwest::Method::POST,
+        "/admin/channels/ghost/test",
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
 }
 
@@ -453,7 +668,10 @@ async fn a_rejected_key_is_skipped_and_the_next_key_serves() {
         .iter()
         .filter(|r| r.header("authorization") == Some("Bearer sk-bad-upstream-key-000001"))
         .count();
-    assert_eq!(bad, 1, "the rejected key is kept out after its first rejection");
+    assert_eq!(
+        bad, 1,
+        "the rejected key is kept out after its first rejection"
+    );
 }
 
 #[tokio::test]
@@ -468,20 +686,34 @@ async fn a_file_change_is_picked_up_by_the_reload_and_unchanged_channels_keep_th
     let before = gw.state.routes.current().find("keep").unwrap().clone();
     assert_eq!(chat(&gw, "added").await.0, 404);
 
-    let second = format!("{first}{}", channel("added", "openai", &a, "[\"added\"]", ""));
+    let second = format!(
+        "{first}{}",
+        channel("added", "openai", &a, "[\"added\"]", "")
+    );
     std::fs::write(&path, &second).unwrap();
-    let n = llmux_gateway::serve::reload_channels(&gw.state, Some(&path)).await.unwrap();
+    let n = llmux_gateway::serve::reload_channels(&gw.state, Some(&path))
+        .await
+        .unwrap();
     assert_eq!(n, 2);
     assert_eq!(chat(&gw, "added").await.0, 200);
     let after = gw.state.routes.current().find("keep").unwrap().clone();
-    assert!(Arc::ptr_eq(&before, &after), "an unchanged channel keeps its clients and breakers");
+    assert!(
+        Arc::ptr_eq(&before, &after),
+        "an unchanged channel keeps its clients and breakers"
+    );
 
     // An invalid file changes nothing.
     std::fs::write(&path, format!("{second}[[channels]]\nname = \"bad\"\n")).unwrap();
-    assert!(llmux_gateway::serve::reload_channels(&gw.state, Some(&path)).await.is_err());
+    assert!(
+        llmux_gateway::serve::reload_channels(&gw.state, Some(&path))
+            .await
+            .is_err()
+    );
     assert_eq!(chat(&gw, "added").await.0, 200);
     // A removed channel stops serving.
     std::fs::write(&path, &first).unwrap();
-    llmux_gateway::serve::reload_channels(&gw.state, Some(&path)).await.unwrap();
+    llmux_gateway::serve::reload_channels(&gw.state, Some(&path))
+        .await
+        .unwrap();
     assert_eq!(chat(&gw, "added").await.0, 404);
 }

@@ -56,13 +56,17 @@ impl MasterKey {
         };
         match bytes {
             Some(b) if b.len() == 32 => MasterKey::from_bytes(&b),
-            _ => Err("must be 32 random bytes as base64 (`openssl rand -base64 32`) or 64 hex digits".into()),
+            _ => Err(
+                "must be 32 random bytes as base64 (`openssl rand -base64 32`) or 64 hex digits"
+                    .into(),
+            ),
         }
     }
 
     /// A key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<MasterKey, String> {
-        let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| "must be 32 bytes".to_owned())?;
+        let key =
+            UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| "must be 32 bytes".to_owned())?;
         Ok(MasterKey(Arc::new(LessSafeKey::new(key))))
     }
 

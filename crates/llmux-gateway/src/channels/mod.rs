@@ -233,9 +233,7 @@ impl ChannelCatalog {
                 kept_stored = old
                     .listed()
                     .iter()
-                    .filter(|c| {
-                        c.source == ChannelSource::Api && !file_names.contains(&*c.name)
-                    })
+                    .filter(|c| c.source == ChannelSource::Api && !file_names.contains(&*c.name))
                     .cloned()
                     .collect();
             }
@@ -359,7 +357,8 @@ impl ChannelCatalog {
             priority: raw.priority,
             passthrough: raw.passthrough,
         };
-        let spec = serde_json::to_string(&spec).map_err(|e| StoreChannelError::Encode(e.to_string()))?;
+        let spec =
+            serde_json::to_string(&spec).map_err(|e| StoreChannelError::Encode(e.to_string()))?;
         let secrets = if raw.credentials.is_empty() && raw.api_keys.is_empty() {
             None
         } else {

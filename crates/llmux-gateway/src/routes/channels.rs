@@ -149,7 +149,8 @@ fn is_credential(field: &str) -> bool {
 /// A channel table from a JSON object: the bounds first (without echoing any credential),
 /// then the same checks as the file's channels. Errors are 400 naming the field.
 fn parse_channel(mut obj: Map<String, Value>) -> Result<RawChannel, ApiError> {
-    let bad = |field: &str, rule: String| ApiError::invalid(format!("`{field}` {rule}")).param(field);
+    let bad =
+        |field: &str, rule: String| ApiError::invalid(format!("`{field}` {rule}")).param(field);
     let mut credentials = Map::new();
     let fields: Vec<String> = obj.keys().cloned().collect();
     for field in fields {
@@ -186,7 +187,10 @@ fn parse_channel(mut obj: Map<String, Value>) -> Result<RawChannel, ApiError> {
         }
         let total = list.len() + usize::from(credentials.contains_key("api_key"));
         if total > MAX_KEYS {
-            return Err(bad("api_keys", format!("may hold at most {MAX_KEYS} keys with `api_key`")));
+            return Err(bad(
+                "api_keys",
+                format!("may hold at most {MAX_KEYS} keys with `api_key`"),
+            ));
         }
     }
     match obj.get("name") {
@@ -216,10 +220,16 @@ fn parse_channel(mut obj: Map<String, Value>) -> Result<RawChannel, ApiError> {
             _ => 0,
         };
         if count > MAX_CHANNEL_MODELS {
-            return Err(bad("models", format!("may list at most {MAX_CHANNEL_MODELS} models")));
+            return Err(bad(
+                "models",
+                format!("may list at most {MAX_CHANNEL_MODELS} models"),
+            ));
         }
         if names.iter().any(|n| n.len() > MAX_MODEL_BYTES) {
-            return Err(bad("models", format!("names must be at most {MAX_MODEL_BYTES} bytes")));
+            return Err(bad(
+                "models",
+                format!("names must be at most {MAX_MODEL_BYTES} bytes"),
+            ));
         }
     }
     if !credentials.is_empty() {
@@ -232,7 +242,9 @@ fn parse_channel(mut obj: Map<String, Value>) -> Result<RawChannel, ApiError> {
     let mut issues = Vec::new();
     check_channel("", raw.clone(), ChannelSource::Api, &|_| None, &mut issues);
     if let Some(issue) = issues.into_iter().next() {
-        return Err(ApiError::invalid(format!("`{}` {}", issue.path, issue.message)).param(issue.path));
+        return Err(
+            ApiError::invalid(format!("`{}` {}", issue.path, issue.message)).param(issue.path),
+        );
     }
     Ok(raw)
 }
@@ -303,10 +315,15 @@ fn raw_to_object(raw: &RawChannel) -> Map<String, Value> {
 
 fn seal_err(e: StoreChannelError) -> ApiError {
     match e {
-        StoreChannelError::NoMasterKey => ApiError::invalid(e.to_string()).with_code("master_key_missing"),
+        StoreChannelError::NoMasterKey => {
+            ApiError::invalid(e.to_string()).with_code("master_key_missing")
+        }
         other => {
             tracing::error!(error = %other, "admin: sealing channel credentials failed");
-            ApiError::new(ErrorKind::Internal, "could not seal the credentials; see the logs")
+            ApiError::new(
+                ErrorKind::Internal,
+                "could not seal the credentials; see the logs",
+            )
         }
     }
 }
@@ -330,10 +347,13 @@ async fn answer_channel(
             format!("channel `{name}` is stored but could not be loaded; see the logs"),
         ));
     };
-    Ok((status, Json(ChannelAnswer {
-        channel: channel_info(&routes, ch),
-    }))
-    .into_response())
+    Ok((
+        status,
+        Json(ChannelAnswer {
+            channel: channel_info(&routes, ch),
+        }),
+    )
+        .into_response())
 }
 
 /// `POST /admin/channels`: adds a channel (stored in the database, credentials sealed).
@@ -372,10 +392,17 @@ pub async fn create_channel(
             ));
         }
         let row = state.channels.encode(&raw).map_err(seal_err)?;
-        match cs.insert_channel(&row, MAX_CHANNELS).await.map_err(|e| store_err(&e))? {
+        match cs
+            .insert_channel(&row, MAX_CHANNELS)
+            .await
+            .map_err(|e| store_err(&e))?
+        {
             Inserted::Added => {}
             Inserted::Duplicate => {
-                return Err(conflict("channel_exists", format!("channel `{}` exists", raw.name)))
+                return Err(conflict(
+                    "channel_exists",
+                    format!("channel `{}` exists", raw.name),
+                ))
             }
             Inserted::Full => {
                 return Err(conflict(
@@ -521,7 +548,9 @@ pub async fn delete_channel(
         if state.channels.in_file(&name) {
             return Err(conflict(
                 "channel_in_file",
-                format!("channel `{name}` is defined in llmux.toml: remove it there (and send SIGHUP)"),
+                format!(
+                    "channel `{name}` is defined in llmux.toml: remove it there (and send SIGHUP)"
+                ),
             ));
         }
         let is_api = cs
