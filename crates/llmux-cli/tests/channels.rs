@@ -113,6 +113,8 @@ async fn channels_are_added_listed_changed_tested_and_deleted_from_the_cli() {
             "openai",
             "--models",
             "m",
+            "--api-key-env",
+            "UPSTREAM",
         ],
         &env,
         None,

@@ -1380,12 +1380,16 @@ pub fn check_channel(
         };
         if !given {
             let env = c.env.first().copied().unwrap_or("VAR");
-            issues.push(ConfigIssue {
-                path: path(c.field),
-                message: format!(
+            let message = match source {
+                ChannelSource::File => format!(
                     "provider `{}` needs `{}` (a literal or \"env:{env}\")",
                     spec.id, c.field
                 ),
+                ChannelSource::Api => format!("provider `{}` needs `{}`", spec.id, c.field),
+            };
+            issues.push(ConfigIssue {
+                path: path(c.field),
+                message,
             });
         }
     }
