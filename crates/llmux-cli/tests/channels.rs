@@ -10,7 +10,6 @@ const ADMIN: &str = "adm-cli-channels";
 const UPSTREAM_KEY: &str = "sk-cli-upstream-key-000042";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[expect(clippy::unwrap_used, reason = "test")]
 async fn channels_are_added_listed_changed_tested_and_deleted_from_the_cli() {
     let emu = Emulator::start(EmulatorConfig::new(Vendor::OpenAi).with_keys([UPSTREAM_KEY]))
         .await
