@@ -7,6 +7,7 @@
 
 mod admin;
 mod batch;
+mod channels;
 mod chat;
 mod conversation;
 mod emulate;
@@ -68,6 +69,9 @@ enum Command {
     Keys(admin::KeysArgs),
     /// The gateway's usage, grouped by key, model or day.
     Usage(admin::UsageArgs),
+    /// List, add, change, enable, disable, delete and test a running gateway's channels
+    /// (through its admin API).
+    Channels(channels::ChannelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +119,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tokens(args) => tokens::run(args),
         Command::Keys(args) => rt.block_on(admin::keys(args)),
         Command::Usage(args) => rt.block_on(admin::usage(args)),
+        Command::Channels(args) => rt.block_on(channels::run(args)),
     }
 }
 

@@ -175,10 +175,10 @@ async fn serve_async(args: ServeArgs, verbose: u8) -> Result<()> {
         gw::resolve(raw)
     }
     .map_err(|e| config_error(&e))?;
-    if config.channels.is_empty() {
-        return Err(CliError::msg(
-            "no channels: write a config file (see crates/llmux-gateway/examples/llmux.toml), set a provider key such as DASHSCOPE_API_KEY, or try `llmux serve --emulate`",
-        ));
+    // Channels may also come from the database (added through the admin API).
+    let can_add = config.server.database.is_some() && config.server.admin_key.is_some();
+    if config.channels.is_empty() && !can_add {
+        return Err(no_channels());
     }
     let json = config.server.log_format == LogFormat::Json;
     let traces = llmux_gateway::telemetry::Tracing::start(&config.server.telemetry)
@@ -193,6 +193,16 @@ async fn serve_async(args: ServeArgs, verbose: u8) -> Result<()> {
     let gateway = Gateway::bind(config, opts)
         .await
         .map_err(|e| CliError::msg(e.to_string()))?;
+    if gateway.state().routes.current().listed().is_empty() && !can_add {
+        return Err(no_channels());
+    }
+    if !args.emulate {
+        // SIGHUP re-reads the file's channels (see docs/gateway.md).
+        gw::spawn_sighup_reload(
+            gateway.state().clone(),
+            gw::config_path(args.config.as_deref()),
+        );
+    }
     // The demo key goes into the gateway's own (in-memory) store.
     let demo_key = match (gateway.state().store.as_ref(), args.emulate) {
         (Some(store), true) => {
@@ -243,6 +253,12 @@ async fn serve_async(args: ServeArgs, verbose: u8) -> Result<()> {
     }
     drop(emulators);
     result
+}
+
+fn no_channels() -> CliError {
+    CliError::msg(
+        "no channels: write a config file (see crates/llmux-gateway/examples/llmux.toml), set a provider key such as DASHSCOPE_API_KEY, or try `llmux serve --emulate`",
+    )
 }
 
 /// Parses and resolves `FILE`; prints `OK: …` or fails with every problem and its path.

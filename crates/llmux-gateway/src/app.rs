@@ -193,7 +193,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
-        .route("/admin/channels", get(routes::admin::channels))
+        .route(
+            "/admin/channels",
+            get(routes::admin::channels).post(routes::channels::create_channel),
+        )
+        .route(
+            "/admin/channels/{name}",
+            axum::routing::patch(routes::channels::update_channel)
+                .delete(routes::channels::delete_channel),
+        )
+        .route(
+            "/admin/channels/{name}/test",
+            post(routes::channels::test_channel),
+        )
         .route(
             "/admin/channels/{name}/enable",
             post(routes::admin::enable_channel),

@@ -202,6 +202,10 @@ pub struct RawServer {
     pub instance_lease: Duration,
     /// `text` (default) or `json`: the format of `llmux serve`'s log lines.
     pub log_format: LogFormat,
+    /// How often the channels stored in the database are checked for changes (one
+    /// single-row query; a change reloads the routing table).
+    #[serde(with = "humantime_serde")]
+    pub channel_refresh: Duration,
 }
 
 impl Default for RawServer {
@@ -231,9 +235,13 @@ impl Default for RawServer {
             usage_commit_timeout: Duration::from_secs(2),
             instance_lease: Duration::from_secs(30),
             log_format: LogFormat::Text,
+            channel_refresh: DEFAULT_CHANNEL_REFRESH,
         }
     }
 }
+
+/// The default `server.channel_refresh`.
+pub const DEFAULT_CHANNEL_REFRESH: Duration = Duration::from_secs(2);
 
 /// `[server.limits]`: defaults for keys that do not set their own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
@@ -289,8 +297,9 @@ impl Default for RawModels {
     }
 }
 
-/// One `[[channels]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[channels]]` entry (and the body of `POST /admin/channels`). Its `Debug` never shows
+/// credential values.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChannel {
     /// Unique name (metrics label, admin view, `name/model` addressing).
@@ -319,10 +328,40 @@ pub struct RawChannel {
     /// In the file they are written directly in the channel table.
     #[serde(default)]
     pub credentials: BTreeMap<String, String>,
+    /// More API keys used in rotation beside `api_key` (literal or `env:VAR` each): requests
+    /// take the channel's keys round-robin, skipping a key the upstream rejected until its
+    /// breaker's trial (see [`Channel::pick`]).
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// A disabled channel is listed but gets no traffic.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl fmt::Debug for RawChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawChannel")
+            .field("name", &self.name)
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field("region", &self.region)
+            .field("models", &self.models)
+            .field("weight", &self.weight)
+            .field("priority", &self.priority)
+            .field("passthrough", &self.passthrough)
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("api_keys", &self.api_keys.len())
+            .field("enabled", &self.enabled)
+            .finish()
+    }
 }
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One problem, with the path of the value it concerns.
@@ -483,6 +522,8 @@ impl RawConfig {
                 priority: 0,
                 passthrough: true,
                 credentials,
+                api_keys: Vec::new(),
+                enabled: true,
             });
         }
         Ok(raw)
@@ -564,6 +605,11 @@ pub struct ServerConfig {
     pub metrics: RawMetrics,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+    /// How often stored channels are checked for changes.
+    pub channel_refresh: Duration,
+    /// The key that encrypts upstream credentials stored in the database
+    /// (`LLMUX_MASTER_KEY`); without it the admin API stores no credentials.
+    pub master_key: Option<crate::channels::MasterKey>,
 }
 
 /// Resolved `server.usage_journal`: where `sync` durability journals a request before its first
@@ -690,16 +736,53 @@ pub struct RedisConfig {
     pub reservation_ttl: Duration,
 }
 
-/// One upstream channel: a provider with its own credentials, client and breaker.
+/// Where a channel's definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelSource {
+    /// A `[[channels]]` table of `llmux.toml` (reloaded on SIGHUP).
+    File,
+    /// Created through the admin API (stored in the database).
+    Api,
+}
+
+impl ChannelSource {
+    /// `file` or `api`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelSource::File => "file",
+            ChannelSource::Api => "api",
+        }
+    }
+}
+
+/// One upstream credential set of a channel: a client (its own pool, retries and breaker)
+/// and the provider built with that set.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The client.
+    pub client: Client,
+    /// The provider built from the channel's settings with this key.
+    pub provider: Arc<dyn Provider>,
+}
+
+impl Upstream {
+    fn breaker(&self) -> Option<Arc<llmux_core::resilience::Breaker>> {
+        self.client.breaker_for(self.provider.as_ref())
+    }
+}
+
+/// One upstream channel: a provider with its own credentials, client and breaker (one per key
+/// when the channel rotates several keys).
 #[derive(Debug, Clone)]
 pub struct Channel {
     /// Unique name.
     pub name: Arc<str>,
     /// Provider id.
     pub provider_id: &'static str,
-    /// The client (its own pool, retries, breaker).
+    /// The client of the channel's first key (its own pool, retries, breaker); requests go
+    /// through [`Channel::pick`].
     pub client: Client,
-    /// The provider built from this channel's settings.
+    /// The provider built from this channel's settings (first key).
     pub provider: Arc<dyn Provider>,
     /// Public model name → upstream model name.
     pub models: BTreeMap<String, String>,
@@ -709,6 +792,190 @@ pub struct Channel {
     pub priority: i32,
     /// Serves `name/<model>` for any model.
     pub passthrough: bool,
+    /// Disabled channels are listed but get no traffic.
+    pub enabled: bool,
+    /// Where the definition comes from.
+    pub source: ChannelSource,
+    /// The rotation keys, masked (`sk-…abcd`), in rotation order.
+    pub masked_keys: Vec<String>,
+    /// Other credential fields, masked, by field name.
+    pub masked_credentials: BTreeMap<String, String>,
+    upstreams: Arc<[Upstream]>,
+    rotation: Arc<std::sync::atomic::AtomicUsize>,
+    fingerprint: [u8; 32],
+}
+
+impl Channel {
+    /// The credential set for the next call: round-robin over the channel's keys, skipping
+    /// keys whose breaker fails fast (a key the upstream rejected stays out until its trial);
+    /// when every key fails fast, the next in turn (it fails fast with a definite error).
+    pub fn pick(&self) -> &Upstream {
+        use std::sync::atomic::Ordering;
+        let n = self.upstreams.len();
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let now = tokio::time::Instant::now();
+        (0..n)
+            .map(|i| &self.upstreams[(start + i) % n])
+            .find(|u| !u.breaker().is_some_and(|b| b.fails_fast(now)))
+            .unwrap_or(&self.upstreams[start])
+    }
+
+    /// Every credential set, in rotation order.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.upstreams
+    }
+
+    /// The channel's breaker status: that of its healthiest key (a channel is open or disabled
+    /// only when every key is).
+    pub fn breaker_status(&self) -> llmux_core::resilience::BreakerStatus {
+        use llmux_core::resilience::{BreakerState, BreakerStatus};
+        let now = tokio::time::Instant::now();
+        let rank = |s: BreakerState| match s {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+            BreakerState::Disabled => 3,
+        };
+        self.upstreams
+            .iter()
+            .map(|u| match u.breaker() {
+                Some(b) => b.status(now),
+                None => BreakerStatus {
+                    state: BreakerState::Closed,
+                    reason: None,
+                    disabled_by: None,
+                    retry_in: None,
+                    not_closed_for: None,
+                    trips: 0,
+                },
+            })
+            .min_by_key(|s| rank(s.state))
+            .unwrap_or(BreakerStatus {
+                state: BreakerState::Closed,
+                reason: None,
+                disabled_by: None,
+                retry_in: None,
+                not_closed_for: None,
+                trips: 0,
+            })
+    }
+
+    /// Whether every key's calls fail fast right now.
+    pub fn fails_fast(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        self.upstreams
+            .iter()
+            .all(|u| u.breaker().is_some_and(|b| b.fails_fast(now)))
+    }
+
+    /// Closes every key's breaker.
+    pub fn reset_breakers(&self) {
+        for u in self.upstreams.iter() {
+            if let Some(b) = u.breaker() {
+                b.reset();
+            }
+        }
+    }
+
+    /// True when `def` describes this channel exactly as it was built (enabled state and
+    /// source aside), so its clients and breakers can be kept.
+    pub fn built_from(&self, def: &ChannelDef) -> bool {
+        self.fingerprint == def.fingerprint
+    }
+
+    /// This channel with another enabled state and source, sharing its clients, breakers and
+    /// rotation.
+    pub fn with_state(&self, enabled: bool, source: ChannelSource) -> Channel {
+        let mut c = self.clone();
+        c.enabled = enabled;
+        c.source = source;
+        c
+    }
+}
+
+/// A channel's validated definition, before its clients are built. `Debug` shows no secret.
+#[derive(Debug, Clone)]
+pub struct ChannelDef {
+    /// Unique name.
+    pub name: Arc<str>,
+    spec: &'static ProviderSpec,
+    settings: ProviderSettings,
+    keys: Vec<SecretString>,
+    models: BTreeMap<String, String>,
+    weight: u32,
+    priority: i32,
+    passthrough: bool,
+    /// Whether it takes traffic.
+    pub enabled: bool,
+    /// Where it comes from.
+    pub source: ChannelSource,
+    fingerprint: [u8; 32],
+}
+
+/// Masks a secret for display: its first three and last four characters when it is long
+/// enough to keep the rest hidden (`sk-…abcd`), otherwise only `…`.
+pub fn mask_secret(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() >= 16 {
+        let head: String = chars[..3].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{head}…{tail}")
+    } else {
+        "…".to_owned()
+    }
+}
+
+impl ChannelDef {
+    /// Builds the channel's clients (one per rotation key) with `res`.
+    pub fn build(&self, res: &RawResilience) -> Result<Channel, String> {
+        let key_sets: Vec<Option<&SecretString>> = if self.keys.is_empty() {
+            vec![None]
+        } else {
+            self.keys.iter().map(Some).collect()
+        };
+        let mut upstreams = Vec::with_capacity(key_sets.len());
+        for key in key_sets {
+            let mut settings = self.settings.clone();
+            if let Some(k) = key {
+                settings.credentials.insert("api_key".into(), k.clone());
+            }
+            let client = Client::builder()
+                .without_env()
+                .provider(self.spec.id, settings)
+                .retry(res.retry.clone())
+                .timeouts(res.timeouts)
+                .breaker(Some(res.breaker.clone()))
+                .build()
+                .map_err(|e| e.message().to_owned())?;
+            let provider = client
+                .provider(self.spec.id)
+                .map_err(|e| e.message().to_owned())?;
+            upstreams.push(Upstream { client, provider });
+        }
+        let first = upstreams[0].clone();
+        Ok(Channel {
+            name: self.name.clone(),
+            provider_id: self.spec.id,
+            client: first.client,
+            provider: first.provider,
+            models: self.models.clone(),
+            weight: self.weight,
+            priority: self.priority,
+            passthrough: self.passthrough,
+            enabled: self.enabled,
+            source: self.source,
+            masked_keys: self.keys.iter().map(|k| mask_secret(k.expose())).collect(),
+            masked_credentials: self
+                .settings
+                .credentials
+                .iter()
+                .map(|(f, v)| (f.clone(), mask_secret(v.expose())))
+                .collect(),
+            upstreams: upstreams.into(),
+            rotation: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            fingerprint: self.fingerprint,
+        })
+    }
 }
 
 /// The validated configuration.
@@ -718,6 +985,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// Channels in file order.
     pub channels: Vec<Channel>,
+    /// The file's channels as validated definitions (what a reload compares and rebuilds).
+    pub channel_defs: Vec<ChannelDef>,
+    /// `[resilience]`, applied to every channel built later (API channels, reloads).
+    pub resilience: RawResilience,
 }
 
 /// Reads `env:VAR` references; anything else is a literal.
@@ -842,6 +1113,25 @@ impl Config {
                 message: "must be more than 0s".into(),
             });
         }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&s.channel_refresh) {
+            issues.push(ConfigIssue {
+                path: "server.channel_refresh".into(),
+                message: format!("{:?} is outside 100ms..=1h", s.channel_refresh),
+            });
+        }
+        let master_key = match lookup(crate::channels::MASTER_KEY_ENV).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => match crate::channels::MasterKey::parse(&v) {
+                Ok(k) => Some(k),
+                Err(message) => {
+                    issues.push(ConfigIssue {
+                        path: crate::channels::MASTER_KEY_ENV.into(),
+                        message,
+                    });
+                    None
+                }
+            },
+        };
         let usage_journal = match s.usage_journal.as_deref() {
             Some("database") => UsageJournal::Database,
             Some(dir) if !dir.trim().is_empty() => UsageJournal::Directory(PathBuf::from(dir)),
@@ -881,22 +1171,12 @@ impl Config {
             log_format: s.log_format,
             metrics: raw.metrics,
             telemetry: resolve_telemetry(raw.telemetry, &mut issues),
+            channel_refresh: s.channel_refresh,
+            master_key,
         };
 
-        let mut names = BTreeSet::new();
-        let mut channels = Vec::new();
-        for (i, ch) in raw.channels.into_iter().enumerate() {
-            let at = format!("channels[{i}]");
-            if let Some(c) = resolve_channel(&at, ch, &raw.resilience, lookup, &mut issues) {
-                if !names.insert(c.name.clone()) {
-                    issues.push(ConfigIssue {
-                        path: format!("{at}.name"),
-                        message: format!("duplicate channel name `{}`", c.name),
-                    });
-                }
-                channels.push(c);
-            }
-        }
+        let (channel_defs, channels) =
+            resolve_channels(raw.channels, &raw.resilience, lookup, &mut issues);
         for model in server.prices.keys() {
             let served =
                 model.contains('/') || channels.iter().any(|c| c.models.contains_key(model));
@@ -908,7 +1188,12 @@ impl Config {
             }
         }
         if issues.is_empty() {
-            Ok(Config { server, channels })
+            Ok(Config {
+                server,
+                channels,
+                channel_defs,
+                resilience: raw.resilience,
+            })
         } else {
             Err(ConfigError { issues })
         }
@@ -1053,17 +1338,88 @@ fn check_redis_prefix(prefix: &str, issues: &mut Vec<ConfigIssue>) {
     }
 }
 
-fn resolve_channel(
-    at: &str,
-    ch: RawChannel,
+/// Checks and builds the file's channels: their definitions and channels, in file order.
+fn resolve_channels(
+    raw: Vec<RawChannel>,
     res: &RawResilience,
     lookup: &dyn Fn(&str) -> Option<String>,
     issues: &mut Vec<ConfigIssue>,
-) -> Option<Channel> {
+) -> (Vec<ChannelDef>, Vec<Channel>) {
+    let mut names = BTreeSet::new();
+    let mut defs = Vec::new();
+    let mut channels = Vec::new();
+    for (i, ch) in raw.into_iter().enumerate() {
+        let at = format!("channels[{i}]");
+        let Some(def) = check_channel(&at, ch, ChannelSource::File, lookup, issues) else {
+            continue;
+        };
+        if !names.insert(def.name.clone()) {
+            issues.push(ConfigIssue {
+                path: format!("{at}.name"),
+                message: format!("duplicate channel name `{}`", def.name),
+            });
+        }
+        match def.build(res) {
+            Ok(c) => channels.push(c),
+            Err(message) => issues.push(ConfigIssue {
+                path: at.clone(),
+                message,
+            }),
+        }
+        defs.push(def);
+    }
+    (defs, channels)
+}
+
+/// Checks the channels of a (re-read) file without building them: their definitions, or
+/// every problem with its path.
+pub fn check_file_channels(
+    raw: Vec<RawChannel>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<ChannelDef>, ConfigError> {
+    let mut issues = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut defs = Vec::new();
+    for (i, ch) in raw.into_iter().enumerate() {
+        let at = format!("channels[{i}]");
+        if let Some(def) = check_channel(&at, ch, ChannelSource::File, &lookup, &mut issues) {
+            if !names.insert(def.name.clone()) {
+                issues.push(ConfigIssue {
+                    path: format!("{at}.name"),
+                    message: format!("duplicate channel name `{}`", def.name),
+                });
+            }
+            defs.push(def);
+        }
+    }
+    if issues.is_empty() {
+        Ok(defs)
+    } else {
+        Err(ConfigError { issues })
+    }
+}
+
+/// Validates one channel table into its definition; problems are pushed with paths under `at`
+/// (`channels[1]`; empty for a channel given alone, as the admin API does: `.api_key` becomes
+/// `api_key`).
+pub fn check_channel(
+    at: &str,
+    ch: RawChannel,
+    source: ChannelSource,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<ChannelDef> {
     let before = issues.len();
+    let path = |field: &str| {
+        if at.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{at}.{field}")
+        }
+    };
     if ch.name.trim().is_empty() || ch.name.contains(char::is_whitespace) {
         issues.push(ConfigIssue {
-            path: format!("{at}.name"),
+            path: path("name"),
             message: "must be a non-empty name without spaces".into(),
         });
     }
@@ -1071,7 +1427,7 @@ fn resolve_channel(
         Ok(s) => Some(s),
         Err(_) => {
             issues.push(ConfigIssue {
-                path: format!("{at}.provider"),
+                path: path("provider"),
                 message: format!(
                     "unknown provider `{}`; known providers: {}",
                     ch.provider,
@@ -1087,14 +1443,14 @@ fn resolve_channel(
     };
     if models.is_empty() && !ch.passthrough {
         issues.push(ConfigIssue {
-            path: format!("{at}.models"),
+            path: path("models"),
             message: "list at least one model (or set passthrough = true)".into(),
         });
     }
     for (public, upstream) in &models {
         if public.trim().is_empty() || upstream.trim().is_empty() {
             issues.push(ConfigIssue {
-                path: format!("{at}.models"),
+                path: path("models"),
                 message: "model names must not be empty".into(),
             });
         }
@@ -1109,7 +1465,7 @@ fn resolve_channel(
         if !spec.credentials.iter().any(|c| c.field == field) {
             let takes: Vec<&str> = spec.credentials.iter().map(|c| c.field).collect();
             issues.push(ConfigIssue {
-                path: format!("{at}.{field}"),
+                path: path(field),
                 message: format!(
                     "provider `{}` does not take `{field}` (it takes: {})",
                     spec.id,
@@ -1122,62 +1478,95 @@ fn resolve_channel(
             });
             continue;
         }
-        if let Some(v) = secret(&format!("{at}.{field}"), value, lookup, issues) {
+        if let Some(v) = secret(&path(field), value, lookup, issues) {
             settings.credentials.insert(field.clone(), v);
         }
     }
+    let takes_api_key = spec.credentials.iter().any(|c| c.field == "api_key");
+    let mut keys: Vec<SecretString> = Vec::new();
+    if takes_api_key {
+        keys.extend(settings.credentials.remove("api_key"));
+        for (i, v) in ch.api_keys.iter().enumerate() {
+            if let Some(k) = secret(&format!("{}[{i}]", path("api_keys")), v, lookup, issues) {
+                keys.push(k);
+            }
+        }
+    } else if !ch.api_keys.is_empty() {
+        issues.push(ConfigIssue {
+            path: path("api_keys"),
+            message: format!("provider `{}` takes no `api_key`", spec.id),
+        });
+    }
     for c in spec.credentials.iter().filter(|c| !c.optional) {
-        if !settings.credentials.contains_key(c.field) && !ch.credentials.contains_key(c.field) {
+        let given = if c.field == "api_key" {
+            !keys.is_empty() || ch.credentials.contains_key("api_key") || !ch.api_keys.is_empty()
+        } else {
+            settings.credentials.contains_key(c.field) || ch.credentials.contains_key(c.field)
+        };
+        if !given {
             let env = c.env.first().copied().unwrap_or("VAR");
-            issues.push(ConfigIssue {
-                path: format!("{at}.{}", c.field),
-                message: format!(
+            let message = match source {
+                ChannelSource::File => format!(
                     "provider `{}` needs `{}` (a literal or \"env:{env}\")",
                     spec.id, c.field
                 ),
+                ChannelSource::Api => format!("provider `{}` needs `{}`", spec.id, c.field),
+            };
+            issues.push(ConfigIssue {
+                path: path(c.field),
+                message,
             });
         }
     }
     if issues.len() > before {
         return None;
     }
-    let client = Client::builder()
-        .without_env()
-        .provider(spec.id, settings)
-        .retry(res.retry.clone())
-        .timeouts(res.timeouts)
-        .breaker(Some(res.breaker.clone()))
-        .build();
-    let client = match client {
-        Ok(c) => c,
-        Err(e) => {
-            issues.push(ConfigIssue {
-                path: at.to_owned(),
-                message: e.message().to_owned(),
-            });
-            return None;
-        }
-    };
-    let provider = match client.provider(spec.id) {
-        Ok(p) => p,
-        Err(e) => {
-            issues.push(ConfigIssue {
-                path: at.to_owned(),
-                message: e.message().to_owned(),
-            });
-            return None;
-        }
-    };
-    Some(Channel {
+    let fingerprint = fingerprint(&[
+        spec.id.as_bytes(),
+        settings.base_url.as_deref().unwrap_or("\0").as_bytes(),
+        settings.region.as_deref().unwrap_or("\0").as_bytes(),
+        &settings
+            .credentials
+            .iter()
+            .flat_map(|(f, v)| [f.as_bytes(), b"=", v.expose().as_bytes(), b"\0"].concat())
+            .collect::<Vec<u8>>(),
+        &keys
+            .iter()
+            .flat_map(|k| [k.expose().as_bytes(), b"\0"].concat())
+            .collect::<Vec<u8>>(),
+        &models
+            .iter()
+            .flat_map(|(p, u)| [p.as_bytes(), b"=", u.as_bytes(), b"\0"].concat())
+            .collect::<Vec<u8>>(),
+        &ch.weight.to_le_bytes(),
+        &ch.priority.to_le_bytes(),
+        &[u8::from(ch.passthrough)],
+    ]);
+    Some(ChannelDef {
         name: Arc::from(ch.name.as_str()),
-        provider_id: spec.id,
-        client,
-        provider,
+        spec,
+        settings,
+        keys,
         models,
         weight: ch.weight,
         priority: ch.priority,
         passthrough: ch.passthrough,
+        enabled: ch.enabled,
+        source,
+        fingerprint,
     })
+}
+
+/// SHA-256 over length-prefixed parts: equal for equal definitions, and no secret can be read
+/// back from it.
+fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
 }
 
 #[cfg(test)]
@@ -1536,7 +1925,10 @@ models = { public = "gpt-4o-mini" }
     fn the_example_config_is_valid() {
         let text = include_str!("../examples/llmux.toml");
         let raw = RawConfig::parse(text, no_env()).unwrap();
-        let cfg = Config::resolve(raw, |v| Some(format!("value-of-{v}"))).unwrap();
+        let cfg = Config::resolve(raw, |v| {
+            (v != crate::channels::MASTER_KEY_ENV).then(|| format!("value-of-{v}"))
+        })
+        .unwrap();
         assert!(!cfg.channels.is_empty());
     }
 }

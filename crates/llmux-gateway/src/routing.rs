@@ -8,10 +8,16 @@
 //! place again, and the next request is its probe (or trial). [`Routes::failover`] walks that order and
 //! moves to the next channel on errors that concern the channel rather than the request
 //! ([`ErrorKind::concerns_upstream`]). Callers only invoke it before anything was sent to the client.
+//! A channel that rotates several keys is tried again with its next key when the upstream
+//! rejected the credentials of the one used (the rejected key's breaker keeps it out).
+//!
+//! The table is a snapshot ([`Routes`]) behind a [`RouteTable`] that can be swapped at run
+//! time: a request takes the current snapshot once, and its [`Plan`] holds the channels it
+//! may use, so a reload never changes or drops a request in flight.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use llmux_core::resilience::{BreakerState, BreakerStatus};
@@ -24,18 +30,63 @@ use crate::error::ApiError;
 /// One way to serve a model: a channel and the upstream model name.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Index into [`Routes::channels`].
-    pub channel: usize,
+    /// The channel (of the snapshot the plan was made from).
+    pub channel: Arc<Channel>,
     /// The upstream model.
     pub upstream: Arc<str>,
 }
 
-/// The routing table.
-#[derive(Debug)]
+/// The routing table: one immutable snapshot of the channels.
+#[derive(Debug, Default)]
 pub struct Routes {
+    /// Enabled channels (the ones that take traffic).
     channels: Vec<Arc<Channel>>,
+    /// Every channel, disabled ones included, in order.
+    listed: Vec<Arc<Channel>>,
     by_model: HashMap<String, (Arc<str>, Vec<Target>)>,
     by_name: HashMap<Arc<str>, usize>,
+}
+
+/// The current [`Routes`], swappable at run time. Readers take an `Arc` of the snapshot (a
+/// read lock held for one reference-count increment); a swap never waits for them.
+#[derive(Debug)]
+pub struct RouteTable {
+    current: RwLock<Arc<Routes>>,
+}
+
+impl RouteTable {
+    /// A table starting with `routes`.
+    pub fn new(routes: Routes) -> Self {
+        RouteTable {
+            current: RwLock::new(Arc::new(routes)),
+        }
+    }
+
+    /// The current snapshot; requests keep the one they took until they end.
+    pub fn current(&self) -> Arc<Routes> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `routes` the snapshot new requests see.
+    pub fn replace(&self, routes: Routes) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
+    }
+
+    /// [`Routes::serves`] on the current snapshot.
+    pub fn serves(&self, model: &str) -> bool {
+        self.current().serves(model)
+    }
+
+    /// [`Routes::plan`] on the current snapshot.
+    pub fn plan(&self, model: &str) -> Option<Plan> {
+        self.current().plan(model)
+    }
 }
 
 /// A resolved request: the metrics label for the model and the targets in order.
@@ -76,7 +127,13 @@ pub struct Failed {
 impl Routes {
     /// Builds the table from the configured channels.
     pub fn new(channels: Vec<Channel>) -> Self {
-        let channels: Vec<Arc<Channel>> = channels.into_iter().map(Arc::new).collect();
+        Routes::from_shared(channels.into_iter().map(Arc::new).collect())
+    }
+
+    /// Builds the table from channels that may be shared with an earlier snapshot (their
+    /// clients, breakers and rotation carry over). Disabled ones are listed only.
+    pub fn from_shared(listed: Vec<Arc<Channel>>) -> Self {
+        let channels: Vec<Arc<Channel>> = listed.iter().filter(|c| c.enabled).cloned().collect();
         let mut by_model: HashMap<String, (Arc<str>, Vec<Target>)> = HashMap::new();
         let mut by_name = HashMap::new();
         for (i, ch) in channels.iter().enumerate() {
@@ -87,21 +144,32 @@ impl Routes {
                     .or_insert_with(|| (Arc::from(public.as_str()), Vec::new()))
                     .1
                     .push(Target {
-                        channel: i,
+                        channel: ch.clone(),
                         upstream: Arc::from(upstream.as_str()),
                     });
             }
         }
         Routes {
             channels,
+            listed,
             by_model,
             by_name,
         }
     }
 
-    /// All channels.
+    /// The channels that take traffic (enabled).
     pub fn channels(&self) -> &[Arc<Channel>] {
         &self.channels
+    }
+
+    /// Every channel, disabled ones included.
+    pub fn listed(&self) -> &[Arc<Channel>] {
+        &self.listed
+    }
+
+    /// The channel named `name`, enabled or not.
+    pub fn find(&self, name: &str) -> Option<&Arc<Channel>> {
+        self.listed.iter().find(|c| &*c.name == name)
     }
 
     /// Public model names, sorted.
@@ -129,51 +197,35 @@ impl Routes {
         Some((
             Arc::from(format!("{name}/*")),
             vec![Target {
-                channel: i,
+                channel: ch.clone(),
                 upstream: Arc::from(upstream),
             }],
         ))
     }
 
-    /// The breaker state of a channel (closed when it was never used).
+    /// The breaker state of a channel (closed when it was never used; with several keys, that
+    /// of its healthiest key).
     pub fn breaker_state(&self, ch: &Channel) -> BreakerState {
-        ch.client
-            .breaker_for(ch.provider.as_ref())
-            .map_or(BreakerState::Closed, |b| b.state(Instant::now()))
+        ch.breaker_status().state
     }
 
     /// The breaker state of a channel with its reason and timing.
     pub fn breaker_status(&self, ch: &Channel) -> BreakerStatus {
-        match ch.client.breaker_for(ch.provider.as_ref()) {
-            Some(b) => b.status(Instant::now()),
-            None => BreakerStatus {
-                state: BreakerState::Closed,
-                reason: None,
-                disabled_by: None,
-                retry_in: None,
-                not_closed_for: None,
-                trips: 0,
-            },
-        }
+        ch.breaker_status()
     }
 
-    /// Whether calls to a channel fail fast right now (breaker open or disabled, cool-down
-    /// not over).
+    /// Whether calls to a channel fail fast right now (every key's breaker open or disabled,
+    /// cool-down not over).
     fn fails_fast(&self, ch: &Channel) -> bool {
-        ch.client
-            .breaker_for(ch.provider.as_ref())
-            .is_some_and(|b| b.fails_fast(Instant::now()))
+        ch.fails_fast()
     }
 
-    /// The channel named `name`, back in rotation (its breaker closed, whatever its state);
+    /// The channel named `name` (enabled or not), its breakers closed, whatever their state;
     /// `None` for an unknown name.
     pub fn enable(&self, name: &str) -> Option<Arc<Channel>> {
-        let &i = self.by_name.get(name)?;
-        let ch = self.channels[i].clone();
-        if let Some(b) = ch.client.breaker_for(ch.provider.as_ref()) {
-            b.reset();
-        }
-        tracing::info!(channel = %ch.name, "channel enabled by an admin");
+        let ch = self.find(name)?.clone();
+        ch.reset_breakers();
+        tracing::info!(channel = %ch.name, "channel breakers reset by an admin");
         Some(ch)
     }
 
@@ -182,10 +234,7 @@ impl Routes {
         let (label, targets) = self.lookup(model)?;
         let mut keyed: Vec<(i32, bool, Target)> = targets
             .into_iter()
-            .map(|t| {
-                let ch = &self.channels[t.channel];
-                (ch.priority, self.fails_fast(ch), t)
-            })
+            .map(|t| (t.channel.priority, self.fails_fast(&t.channel), t))
             .collect();
         // Failing fast last, then by priority (highest first).
         keyed.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
@@ -198,7 +247,7 @@ impl Routes {
                 .position(|k| k.0 != prio || k.1 != open)
                 .map_or(keyed.len(), |p| start + p);
             let mut group: Vec<Target> = keyed[start..end].iter().map(|k| k.2.clone()).collect();
-            weighted_shuffle(&mut group, |t| self.channels[t.channel].weight);
+            weighted_shuffle(&mut group, |t| t.channel.weight);
             ordered.extend(group);
             start = end;
         }
@@ -224,9 +273,22 @@ impl Routes {
         let mut upstream_time = Duration::ZERO;
         let mut last: Option<(Error, Arc<Channel>, Arc<str>)> = None;
         for (n, t) in plan.targets.iter().enumerate() {
-            let ch = self.channels[t.channel].clone();
+            let ch = t.channel.clone();
             let began = Instant::now();
-            let result = call(ch.clone(), t.upstream.clone()).await;
+            let mut result = call(ch.clone(), t.upstream.clone()).await;
+            // A rejected key of a rotating channel: its breaker now keeps it out, so the
+            // channel's other keys are tried before moving on.
+            let mut keys_left = ch.upstreams().len().saturating_sub(1);
+            while keys_left > 0
+                && result.as_ref().is_err_and(|e| {
+                    llmux_core::resilience::breaker::verdict(e.kind())
+                        == llmux_core::resilience::Verdict::CredentialsRejected
+                })
+                && !ch.fails_fast()
+            {
+                keys_left -= 1;
+                result = call(ch.clone(), t.upstream.clone()).await;
+            }
             upstream_time += began.elapsed();
             match result {
                 Ok(value) => {

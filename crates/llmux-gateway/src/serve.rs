@@ -185,6 +185,12 @@ impl Gateway {
         let listen = config.server.listen;
         let state = AppState::new(config, auth, store, recorder)
             .map_err(|e| ServeError::Other(e.message))?;
+        // The channels stored in the database join the file's before anything is served.
+        state
+            .channels
+            .refresh(&state.routes)
+            .await
+            .map_err(|e| ServeError::Other(format!("reading the stored channels: {e}")))?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -224,10 +230,14 @@ impl Gateway {
             flag.shutting_down.store(true, Ordering::Relaxed);
             tracing::info!("shutting down: no new connections; draining in-flight requests");
         };
-        tracing::info!(addr = %self.addr, channels = state.routes.channels().len(), "llmux gateway listening");
+        tracing::info!(addr = %self.addr, channels = state.routes.current().channels().len(), "llmux gateway listening");
         let pruner = state.store.clone().map(|store| {
             let days = i64::from(state.server.retention_days);
             tokio::spawn(prune_loop(store, days))
+        });
+        let poller = state.store.as_ref().map(|_| {
+            let state = state.clone();
+            tokio::spawn(async move { state.channels.poll(&state.routes).await })
         });
         crate::conn::serve(
             self.listener,
@@ -238,6 +248,9 @@ impl Gateway {
         )
         .await;
         if let Some(p) = pruner {
+            p.abort();
+        }
+        if let Some(p) = poller {
             p.abort();
         }
         // Every request's guard has run by now (or runs as its connection is dropped here).
@@ -261,6 +274,45 @@ impl Gateway {
             lease.release().await;
         }
         Ok(())
+    }
+}
+
+/// Re-reads the configuration file's `[[channels]]` (at `path`, as [`load_raw`] finds it) and
+/// swaps the routing table: what SIGHUP does. Other settings are read at start only. On an
+/// invalid file the table stays as it is and the problems are returned.
+pub async fn reload_channels(state: &AppState, path: Option<&Path>) -> Result<usize, ConfigError> {
+    let raw = load_raw(path)?;
+    state
+        .channels
+        .reload_file(&state.routes, raw.channels, |k| std::env::var(k).ok())
+        .await
+}
+
+/// Reloads the file's channels on every SIGHUP until the process ends (Unix; elsewhere it
+/// does nothing). Failures are logged and leave the table as it was.
+pub fn spawn_sighup_reload(state: Arc<AppState>, path: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; channels reload only on restart");
+            return;
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match reload_channels(&state, path.as_deref()).await {
+                    Ok(n) => tracing::info!(file_channels = n, "SIGHUP: channels reloaded"),
+                    Err(e) => tracing::error!(
+                        error = %e.to_string().replace('\n', "; "),
+                        "SIGHUP: the configuration is invalid; channels unchanged"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (state, path);
     }
 }
 

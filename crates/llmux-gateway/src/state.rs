@@ -10,11 +10,12 @@ use axum::http::HeaderName;
 use tokio::time::Instant;
 
 use crate::auth::Authenticator;
+use crate::channels::ChannelCatalog;
 use crate::config::{Config, ServerConfig};
 use crate::error::ApiError;
 use crate::limits::{KeyLimits, RedisLimits};
 use crate::metrics::{Caller, Metrics};
-use crate::routing::Routes;
+use crate::routing::{RouteTable, Routes};
 use crate::store::Store;
 use crate::usage::{PriceTable, UsageRecorder};
 
@@ -46,8 +47,10 @@ pub enum Outcome {
 pub struct AppState {
     /// Server settings.
     pub server: ServerConfig,
-    /// The routing table (owns the channels).
-    pub routes: Routes,
+    /// The routing table (owns the channels): a snapshot swapped when channels change.
+    pub routes: RouteTable,
+    /// Where the channels come from (file, database) and how they are reloaded.
+    pub channels: ChannelCatalog,
     /// Metrics.
     pub metrics: Metrics,
     /// Client and admin authentication.
@@ -103,9 +106,17 @@ impl AppState {
                 .map_err(|e| internal(e.to_string()))?;
             limits = limits.with_redis(backend);
         }
+        let channels = ChannelCatalog::new(
+            config.channel_defs,
+            store.clone(),
+            config.server.master_key.clone(),
+            config.resilience,
+            config.server.channel_refresh,
+        );
         Ok(Arc::new(AppState {
             server: config.server,
-            routes: Routes::new(config.channels),
+            routes: RouteTable::new(Routes::new(config.channels)),
+            channels,
             metrics,
             auth,
             store,

@@ -94,10 +94,7 @@ impl RequestGuard {
         plan: &crate::routing::Plan,
         init: GuardInit,
     ) -> Self {
-        let first = plan
-            .targets
-            .first()
-            .and_then(|t| state.routes.channels().get(t.channel).map(|c| (c, t)));
+        let first = plan.targets.first().map(|t| (&t.channel, t));
         let (labels, upstream_model) = match first {
             Some((ch, t)) => (RouteLabels::new(ch, plan.label.clone()), t.upstream.clone()),
             None => (
@@ -150,11 +147,10 @@ impl RequestGuard {
     /// The in-flight journal row of this request: its first channel, the whole plan, and the
     /// estimate it would be billed if its gateway died before it ended.
     fn journal_row(&self, plan: &crate::routing::Plan, output_reserve: u64) -> InflightRecord {
-        let channels = self.state.routes.channels();
         let plan_names = plan
             .targets
             .iter()
-            .filter_map(|t| channels.get(t.channel).map(|c| &*c.name))
+            .map(|t| &*t.channel.name)
             .collect::<Vec<_>>()
             .join(",");
         let mut row = InflightRecord {

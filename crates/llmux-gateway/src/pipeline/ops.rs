@@ -110,14 +110,15 @@ impl Operation for Chat {
         stream: bool,
     ) -> CallFuture<'a, ChatResponse> {
         Box::pin(async move {
-            let provider = ch.provider.as_ref();
+            let up = ch.pick();
+            let provider = up.provider.as_ref();
             if stream {
-                ch.client
+                up.client
                     .stream_with(provider, upstream, req)
                     .await
                     .map(Reply::Stream)
             } else {
-                ch.client
+                up.client
                     .chat_with(provider, upstream, req)
                     .await
                     .map(Reply::Whole)
@@ -168,8 +169,9 @@ impl Operation for Embed {
         _stream: bool,
     ) -> CallFuture<'a, EmbeddingResponse> {
         Box::pin(async move {
-            ch.client
-                .embed_with(ch.provider.as_ref(), upstream, req)
+            let up = ch.pick();
+            up.client
+                .embed_with(up.provider.as_ref(), upstream, req)
                 .await
                 .map(Reply::Whole)
         })
@@ -185,8 +187,8 @@ pub(super) async fn route<Op: Operation>(
     stream: bool,
 ) -> Result<Routed<Reply<Op::Answer>>, Failed> {
     let metrics = &state.metrics;
-    state
-        .routes
+    let routes = state.routes.current();
+    routes
         .failover(
             plan,
             |ch, upstream| async move { Op::call(&ch, &upstream, req, stream).await },

@@ -1,6 +1,7 @@
 //! `/admin/*`, guarded by `server.admin_key`: `GET /admin/channels` lists channels with their
-//! models, weights, priorities and live breaker state (never credentials), and `POST
-//! /admin/channels/{name}/enable` puts a channel back in rotation; `POST/GET
+//! models, weights, priorities, enabled state, source and live breaker state (credentials
+//! masked), and `POST /admin/channels/{name}/enable` puts a channel back in rotation (adding,
+//! changing, deleting and testing channels is in [`super::channels`]); `POST/GET
 //! /admin/keys`, `DELETE /admin/keys/{id}` manage virtual keys; `GET /admin/usage` reports usage.
 
 use std::sync::Arc;
@@ -22,11 +23,12 @@ use crate::store::{KeyRecord, UsageRecord, UsageRow};
 /// `GET /admin/channels`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ChannelList {
-    /// Every configured channel, in configuration order.
+    /// Every channel, disabled ones included: the file's in file order, then stored ones by
+    /// name.
     pub channels: Vec<ChannelInfo>,
 }
 
-/// A channel as the admin API shows it (never its credentials).
+/// A channel as the admin API shows it (credentials only masked).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ChannelInfo {
     /// The configured name.
@@ -55,6 +57,15 @@ pub struct ChannelInfo {
     pub reason: Option<String>,
     /// Milliseconds until the next probe or trial, while open or disabled.
     pub next_trial_in_ms: Option<u64>,
+    /// Whether the channel takes traffic (`PATCH /admin/channels/{name}` with `enabled`).
+    pub enabled: bool,
+    /// `file` (a `[[channels]]` table of llmux.toml) or `api` (stored in the database).
+    #[schema(value_type = String)]
+    pub source: &'static str,
+    /// The rotation keys (`api_key`, then `api_keys`), masked (`sk-…abcd`).
+    pub keys: Vec<String>,
+    /// The other credential fields, masked, by field name.
+    pub credentials: std::collections::BTreeMap<String, String>,
 }
 
 /// `GET /admin/keys`.
@@ -123,11 +134,11 @@ pub async fn channels(
     if let Err(e) = state.auth.admin(&headers) {
         return fail(e, &OpenAiEnvelope, &ctx, None);
     }
-    let routes = &state.routes;
+    let routes = state.routes.current();
     let channels = routes
-        .channels()
+        .listed()
         .iter()
-        .map(|c| channel_info(routes, c))
+        .map(|c| channel_info(&routes, c))
         .collect();
     Json(ChannelList { channels }).into_response()
 }
@@ -135,7 +146,10 @@ pub async fn channels(
 /// One channel as the admin API shows it. `state` is `disabled` while the upstream's rejection
 /// of the credentials keeps it out of rotation, `enabled` otherwise; `reason` says why the
 /// breaker is open or disabled; `next_trial_in_ms` is the time until the next probe or trial.
-fn channel_info(routes: &crate::routing::Routes, c: &crate::config::Channel) -> ChannelInfo {
+pub(crate) fn channel_info(
+    routes: &crate::routing::Routes,
+    c: &crate::config::Channel,
+) -> ChannelInfo {
     let status = routes.breaker_status(c);
     let disabled = status.state == llmux_core::resilience::BreakerState::Disabled;
     ChannelInfo {
@@ -152,6 +166,10 @@ fn channel_info(routes: &crate::routing::Routes, c: &crate::config::Channel) -> 
         next_trial_in_ms: status
             .retry_in
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        enabled: c.enabled,
+        source: c.source.as_str(),
+        keys: c.masked_keys.clone(),
+        credentials: c.masked_credentials.clone(),
     }
 }
 
@@ -186,7 +204,8 @@ pub async fn enable_channel(
     headers: HeaderMap,
 ) -> Response {
     guarded(state, ctx, headers, |state| async move {
-        let Some(ch) = state.routes.enable(&name) else {
+        let routes = state.routes.current();
+        let Some(ch) = routes.enable(&name) else {
             let mut e = ApiError::new(
                 llmux_core::ErrorKind::NotFound,
                 format!("no channel named `{name}`"),
@@ -195,7 +214,7 @@ pub async fn enable_channel(
             return Err(e);
         };
         Ok(Json(EnabledChannel {
-            channel: channel_info(&state.routes, &ch),
+            channel: channel_info(&routes, &ch),
         })
         .into_response())
     })
@@ -211,7 +230,7 @@ fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError>
     })
 }
 
-fn store_err(e: &crate::store::StoreError) -> ApiError {
+pub(crate) fn store_err(e: &crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "admin: the store failed");
     let mut err = ApiError::new(
         llmux_core::ErrorKind::Internal,
@@ -241,7 +260,7 @@ fn key_not_found(id: i64) -> ApiError {
     e
 }
 
-async fn guarded<F, Fut>(
+pub(crate) async fn guarded<F, Fut>(
     state: Arc<AppState>,
     ctx: RequestCtx,
     headers: HeaderMap,

@@ -80,7 +80,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    let routes = &state.routes;
+    let routes = state.routes.current();
     let usable = routes
         .channels()
         .iter()
@@ -125,7 +125,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     )
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(&state.routes);
+    let text = state.metrics.render(&state.routes.current());
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,

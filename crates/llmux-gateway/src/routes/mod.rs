@@ -4,6 +4,7 @@
 //! [`crate::pipeline`].
 
 pub mod admin;
+pub mod channels;
 pub mod dashboard;
 pub mod health;
 pub mod models;

@@ -43,6 +43,7 @@ pub struct ModelList {
 fn model_json(state: &AppState, id: &str) -> Model {
     let owner = state
         .routes
+        .current()
         .channels()
         .iter()
         .find(|c| c.models.contains_key(id))
@@ -82,8 +83,8 @@ pub async fn list(
     {
         return fail(e, &OpenAiEnvelope, &ctx, None);
     }
-    let data = state
-        .routes
+    let routes = state.routes.current();
+    let data = routes
         .models()
         .into_iter()
         .map(|m| model_json(&state, m))

@@ -30,6 +30,7 @@ use utoipa::ToSchema;
 
 use crate::keys::RngError;
 
+pub mod channels;
 mod postgres;
 mod sqlite;
 
@@ -612,6 +613,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes raw records older than `older_than_ms` (unix ms); rollups and key counters stay.
     /// Returns the number of rows deleted.
     async fn prune(&self, older_than_ms: i64) -> Result<u64>;
+    /// The channel table ([`channels::ChannelStore`]), in backends that keep one (both SQL
+    /// backends; not test doubles).
+    fn channel_store(&self) -> Option<&dyn channels::ChannelStore> {
+        None
+    }
 }
 
 /// Opens the store named by `url` (see the module docs) and runs its migrations.
@@ -1117,6 +1123,10 @@ macro_rules! sql_store_impl {
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $ty {
+            fn channel_store(&self) -> Option<&dyn $crate::store::channels::ChannelStore> {
+                Some(self)
+            }
+
             async fn create_key(
                 &self,
                 new: $crate::store::NewKey,

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
 use tokio::sync::MutexGuard;
 
+use super::channels::sql_channel_impl;
 use super::{sql_store_impl, Result, StoreError};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -23,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "ledger",
         include_str!("../../migrations/postgres/0002_ledger.sql"),
+    ),
+    (
+        3,
+        "channels",
+        include_str!("../../migrations/postgres/0003_channels.sql"),
     ),
 ];
 
@@ -137,6 +143,7 @@ impl PgStore {
 }
 
 sql_store_impl!(PgStore, Postgres);
+sql_channel_impl!(PgStore, Postgres);
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
+use super::channels::sql_channel_impl;
 use super::{sql_store_impl, Result, StoreError};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -26,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "ledger",
         include_str!("../../migrations/sqlite/0002_ledger.sql"),
+    ),
+    (
+        3,
+        "channels",
+        include_str!("../../migrations/sqlite/0003_channels.sql"),
     ),
 ];
 
@@ -121,3 +127,4 @@ impl SqliteStore {
 }
 
 sql_store_impl!(SqliteStore, Sqlite);
+sql_channel_impl!(SqliteStore, Sqlite);
