@@ -19,7 +19,7 @@ use llmux_core::resilience::{BreakerConfig, RetryPolicy, Timeouts};
 use llmux_core::{Client, SecretString};
 use serde::Deserialize;
 
-use crate::usage::{Durability, ModelPrice};
+use crate::usage::{Currency, Durability, ModelPrice, Money};
 
 /// The default request body limit: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -112,8 +112,13 @@ pub struct RawServer {
     pub retention_days: u32,
     /// Default per-key limits.
     pub limits: RawLimits,
-    /// Prices per public model, for cost accounting.
+    /// Prices per public model (or `provider/upstream_model`), over the built-in table.
     pub prices: BTreeMap<String, ModelPrice>,
+    /// The accounting currency: every cost, usage record and cost budget is in it.
+    pub currency: Currency,
+    /// Units of `currency` per unit of another currency (`CNY = 0.14`), to convert prices
+    /// billed in it.
+    pub exchange_rates: BTreeMap<Currency, f64>,
     /// `sync` (requests journaled, records durable before the answer ends) or `relaxed`
     /// (periodic flush).
     pub usage_durability: Durability,
@@ -152,6 +157,8 @@ impl Default for RawServer {
             retention_days: 90,
             limits: RawLimits::default(),
             prices: BTreeMap::new(),
+            currency: Currency::USD,
+            exchange_rates: BTreeMap::new(),
             usage_durability: Durability::Sync,
             usage_journal: None,
             usage_commit_timeout: Duration::from_secs(2),
@@ -414,6 +421,46 @@ impl RawConfig {
     }
 }
 
+/// `server.currency`, `server.exchange_rates` and `server.prices`, checked: prices finite and
+/// within bounds, rates finite and above 0.
+fn money(s: &RawServer, issues: &mut Vec<ConfigIssue>) -> Money {
+    for (model, p) in &s.prices {
+        if !p.is_valid() {
+            issues.push(ConfigIssue {
+                path: format!("server.prices.\"{model}\""),
+                message: format!(
+                    "every price must be a finite number from 0 to {}",
+                    crate::usage::price::MAX_PRICE_PER_MTOK
+                ),
+            });
+        }
+        if let Some(c) = p.currency {
+            if c != s.currency && !p.is_free() && !s.exchange_rates.contains_key(&c) {
+                issues.push(ConfigIssue {
+                    path: format!("server.prices.\"{model}\".currency"),
+                    message: format!(
+                        "{c} is not the accounting currency ({}) and server.exchange_rates has no rate for it",
+                        s.currency
+                    ),
+                });
+            }
+        }
+    }
+    Money::new(s.currency, s.exchange_rates.clone()).unwrap_or_else(|e| {
+        let path = match &e {
+            crate::usage::PriceError::Rate { currency } => {
+                format!("server.exchange_rates.{currency}")
+            }
+            _ => "server.exchange_rates".to_owned(),
+        };
+        issues.push(ConfigIssue {
+            path,
+            message: e.to_string(),
+        });
+        Money::default()
+    })
+}
+
 fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("LLMUX__") else {
@@ -475,6 +522,8 @@ pub struct ServerConfig {
     pub limits: RawLimits,
     /// Prices per public model (or `provider/upstream_model`).
     pub prices: BTreeMap<String, ModelPrice>,
+    /// The accounting currency and the exchange rates into it.
+    pub money: Money,
     /// How usage reaches the store.
     pub usage_durability: Durability,
     /// Where `sync` durability journals requests.
@@ -691,14 +740,7 @@ impl Config {
             .database
             .as_deref()
             .and_then(|v| secret("server.database", v, lookup, &mut issues));
-        if crate::usage::PriceTable::new(s.prices.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .is_err()
-        {
-            issues.push(ConfigIssue {
-                path: "server.prices".into(),
-                message: "prices must be finite and not negative".into(),
-            });
-        }
+        let money = money(&s, &mut issues);
         if let Some(db) = &database {
             let d = db.expose();
             if !(d.starts_with("sqlite:")
@@ -793,6 +835,7 @@ impl Config {
             retention_days: s.retention_days,
             limits: s.limits,
             prices: s.prices,
+            money,
             usage_durability: s.usage_durability,
             usage_journal,
             usage_commit_timeout: s.usage_commit_timeout,

@@ -185,6 +185,14 @@ impl Gateway {
         let listen = config.server.listen;
         let state = AppState::new(config, auth, store, recorder)
             .map_err(|e| ServeError::Other(e.message))?;
+        // Price overrides set through the admin API live in the store.
+        if let Some(store) = &state.store {
+            let overrides = store
+                .list_price_overrides()
+                .await
+                .map_err(|e| ServeError::Other(format!("reading price overrides: {e}")))?;
+            state.prices.load_overrides(overrides_map(overrides));
+        }
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -229,6 +237,10 @@ impl Gateway {
             let days = i64::from(state.server.retention_days);
             tokio::spawn(prune_loop(store, days))
         });
+        let price_refresh = state
+            .store
+            .is_some()
+            .then(|| tokio::spawn(price_refresh_loop(state.clone())));
         crate::conn::serve(
             self.listener,
             router(state.clone()),
@@ -238,6 +250,9 @@ impl Gateway {
         )
         .await;
         if let Some(p) = pruner {
+            p.abort();
+        }
+        if let Some(p) = price_refresh {
             p.abort();
         }
         // Every request's guard has run by now (or runs as its connection is dropped here).
@@ -274,6 +289,32 @@ async fn prune_loop(store: Arc<dyn crate::store::Store>, days: i64) {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned usage rows past retention"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning usage rows failed"),
+        }
+    }
+}
+
+/// How often price overrides are re-read from the store, so a change made through another
+/// gateway's admin API applies here too.
+pub const PRICE_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn overrides_map(
+    rows: Vec<crate::store::PriceOverride>,
+) -> std::collections::HashMap<String, crate::usage::ModelPrice> {
+    rows.into_iter().map(|o| (o.model, o.price)).collect()
+}
+
+/// Re-reads the price overrides every [`PRICE_REFRESH`] (a failed read keeps the last ones).
+async fn price_refresh_loop(state: Arc<AppState>) {
+    let Some(store) = state.store.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(PRICE_REFRESH);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match store.list_price_overrides().await {
+            Ok(rows) => state.prices.load_overrides(overrides_map(rows)),
+            Err(e) => tracing::warn!(error = %e, "re-reading price overrides failed"),
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct ChannelInfo {
     pub reason: Option<String>,
     /// Milliseconds until the next probe or trial, while open or disabled.
     pub next_trial_in_ms: Option<u64>,
+    /// Public models of this channel without a usable price (their requests cost 0): see
+    /// `GET /admin/prices`.
+    pub unpriced_models: Vec<String>,
 }
 
 /// `GET /admin/keys`.
@@ -123,11 +126,11 @@ pub async fn channels(
     if let Err(e) = state.auth.admin(&headers) {
         return fail(e, &OpenAiEnvelope, &ctx, None);
     }
-    let routes = &state.routes;
-    let channels = routes
+    let channels = state
+        .routes
         .channels()
         .iter()
-        .map(|c| channel_info(routes, c))
+        .map(|c| channel_info(&state, c))
         .collect();
     Json(ChannelList { channels }).into_response()
 }
@@ -135,7 +138,8 @@ pub async fn channels(
 /// One channel as the admin API shows it. `state` is `disabled` while the upstream's rejection
 /// of the credentials keeps it out of rotation, `enabled` otherwise; `reason` says why the
 /// breaker is open or disabled; `next_trial_in_ms` is the time until the next probe or trial.
-fn channel_info(routes: &crate::routing::Routes, c: &crate::config::Channel) -> ChannelInfo {
+fn channel_info(state: &AppState, c: &crate::config::Channel) -> ChannelInfo {
+    let routes = &state.routes;
     let status = routes.breaker_status(c);
     let disabled = status.state == llmux_core::resilience::BreakerState::Disabled;
     ChannelInfo {
@@ -152,7 +156,22 @@ fn channel_info(routes: &crate::routing::Routes, c: &crate::config::Channel) -> 
         next_trial_in_ms: status
             .retry_in
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        unpriced_models: unpriced_models(state, c),
     }
+}
+
+/// The channel's public models that have no usable price.
+fn unpriced_models(state: &AppState, c: &crate::config::Channel) -> Vec<String> {
+    c.models
+        .iter()
+        .filter(|(public, upstream)| {
+            state
+                .prices
+                .unpriced(public, c.provider_id, upstream)
+                .is_some()
+        })
+        .map(|(public, _)| public.clone())
+        .collect()
 }
 
 /// `POST /admin/channels/{name}/enable`: the channel as it is now.
@@ -195,14 +214,14 @@ pub async fn enable_channel(
             return Err(e);
         };
         Ok(Json(EnabledChannel {
-            channel: channel_info(&state.routes, &ch),
+            channel: channel_info(&state, &ch),
         })
         .into_response())
     })
     .await
 }
 
-fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
+pub(super) fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
     state.store.as_ref().ok_or_else(|| {
         ApiError::new(
             llmux_core::ErrorKind::Unsupported,
@@ -211,7 +230,7 @@ fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError>
     })
 }
 
-fn store_err(e: &crate::store::StoreError) -> ApiError {
+pub(super) fn store_err(e: &crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "admin: the store failed");
     let mut err = ApiError::new(
         llmux_core::ErrorKind::Internal,
@@ -241,7 +260,7 @@ fn key_not_found(id: i64) -> ApiError {
     e
 }
 
-async fn guarded<F, Fut>(
+pub(super) async fn guarded<F, Fut>(
     state: Arc<AppState>,
     ctx: RequestCtx,
     headers: HeaderMap,

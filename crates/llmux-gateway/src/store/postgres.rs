@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/postgres/0002_ledger.sql"),
     ),
+    (
+        4,
+        "prices",
+        include_str!("../../migrations/postgres/0004_prices.sql"),
+    ),
 ];
 
 /// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].

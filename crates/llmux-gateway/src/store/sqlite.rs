@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/sqlite/0002_ledger.sql"),
     ),
+    (
+        4,
+        "prices",
+        include_str!("../../migrations/sqlite/0004_prices.sql"),
+    ),
 ];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
