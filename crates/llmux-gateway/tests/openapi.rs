@@ -67,6 +67,9 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("get", "/admin/usage"),
     ("get", "/admin/usage/records"),
     ("post", "/admin/channels/{name}/enable"),
+    ("get", "/admin/prices"),
+    ("put", "/admin/prices/{model}"),
+    ("delete", "/admin/prices/{model}"),
     ("get", "/dashboard"),
     ("get", "/dashboard/app.js"),
     ("get", "/dashboard/style.css"),
@@ -125,6 +128,7 @@ async fn the_description_is_served_without_auth_and_covers_every_route() {
             "post" => gw.http.post(&url),
             "patch" => gw.http.patch(&url),
             "delete" => gw.http.delete(&url),
+            "put" => gw.http.put(&url),
             other => panic!("{other}"),
         };
         let resp = req.send().await.unwrap();

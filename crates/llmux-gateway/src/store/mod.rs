@@ -616,12 +616,21 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Price overrides (`gw_prices`, migration 0004) ---------------------------------------
 
-    /// Every price override set through the admin API, by model.
-    async fn list_price_overrides(&self) -> Result<Vec<PriceOverride>>;
-    /// Sets (inserts or replaces) the override of `model`.
-    async fn put_price_override(&self, model: &str, price: &ModelPrice, now: i64) -> Result<()>;
-    /// Deletes the override of `model`; `false` when there was none.
-    async fn delete_price_override(&self, model: &str) -> Result<bool>;
+    /// Every price override set through the admin API, by model. (Both backends keep them;
+    /// the default, for test doubles, has none.)
+    async fn list_price_overrides(&self) -> Result<Vec<PriceOverride>> {
+        Ok(Vec::new())
+    }
+    /// Sets (inserts or replaces) the override of `model`. (Default: refused.)
+    async fn put_price_override(&self, _model: &str, _price: &ModelPrice, _now: i64) -> Result<()> {
+        Err(StoreError::Data(
+            "this store keeps no price overrides".to_owned(),
+        ))
+    }
+    /// Deletes the override of `model`; `false` when there was none. (Default: none.)
+    async fn delete_price_override(&self, _model: &str) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A price set through `PUT /admin/prices/{model}`, as stored.
