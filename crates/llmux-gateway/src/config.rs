@@ -1208,6 +1208,36 @@ weight = "heavy"
     }
 
     #[test]
+    fn currency_rates_and_prices_are_checked_with_their_path() {
+        let cfg = Config::resolve(RawConfig::parse("", no_env()).unwrap(), |_| None).unwrap();
+        assert_eq!(cfg.server.money.currency, Currency::USD);
+        let text = "[server]\ncurrency = \"CNY\"\n[server.exchange_rates]\nUSD = 7.1\n\
+                    [server.prices.\"openai/gpt-4o\"]\ninput_per_mtok = 2.5\noutput_per_mtok = 10.0\n\
+                    currency = \"USD\"\nreasoning_per_mtok = 10.0\n";
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap();
+        assert_eq!(cfg.server.money.currency.as_str(), "CNY");
+        assert_eq!(cfg.server.money.rate(Currency::USD), Some(7.1));
+        // A bad code is a parse error naming the value.
+        let err = RawConfig::parse("[server]\ncurrency = \"usd\"\n", no_env()).unwrap_err();
+        assert!(err.to_string().contains("currency code"), "{err}");
+        // Bad rates, out-of-bounds prices, and a price in a currency without a rate.
+        let text = "[server.exchange_rates]\nCNY = 0.0\n\
+                    [server.prices.\"openai/a\"]\ninput_per_mtok = -1.0\noutput_per_mtok = 1.0\n\
+                    [server.prices.\"openai/b\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\ncurrency = \"EUR\"\n";
+        let err = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.prices.\"openai/a\"",
+                "server.prices.\"openai/b\".currency",
+                "server.exchange_rates.CNY"
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_path() {
         let err = RawConfig::parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 1\n", no_env())
             .unwrap_err();

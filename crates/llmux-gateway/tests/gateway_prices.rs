@@ -474,3 +474,107 @@ async fn an_unpriced_model_is_listed_on_its_channel_and_logged_once() {
         vec!["openai/mystery-model"]
     );
 }
+
+on_both_stores!(
+    overrides_round_trip_through_the_store,
+    a_cost_budget_spends_converted_costs_like_the_records,
+);
+
+async fn overrides_round_trip_through_the_store(database: &str) {
+    let store = llmux_gateway::store::open(database).await.unwrap();
+    assert!(store.list_price_overrides().await.unwrap().is_empty());
+    let p = ModelPrice {
+        cached_input_per_mtok: Some(0.5),
+        reasoning_per_mtok: Some(8.0),
+        currency: Currency::parse("CNY"),
+        ..price(1.0, 2.0)
+    };
+    store
+        .put_price_override("openai/gpt-4o", &p, 100)
+        .await
+        .unwrap();
+    store
+        .put_price_override("alias", &price(3.0, 4.0), 101)
+        .await
+        .unwrap();
+    // Setting again replaces.
+    store
+        .put_price_override("alias", &price(5.0, 6.0), 102)
+        .await
+        .unwrap();
+    let rows = store.list_price_overrides().await.unwrap();
+    let got: Vec<(&str, ModelPrice, i64)> = rows
+        .iter()
+        .map(|o| (o.model.as_str(), o.price, o.updated_at))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("alias", price(5.0, 6.0), 102), ("openai/gpt-4o", p, 100)]
+    );
+    assert!(store.delete_price_override("alias").await.unwrap());
+    assert!(!store.delete_price_override("alias").await.unwrap());
+    assert_eq!(store.list_price_overrides().await.unwrap().len(), 1);
+}
+
+/// A model priced in CNY, accounting in USD: each record's cost is converted, and the key's
+/// spend (what its cost budget compares with) is the sum of those same costs; the budget then
+/// refuses further requests.
+async fn a_cost_budget_spends_converted_costs_like_the_records(database: &str) {
+    let emu = emulator(Vendor::OpenAi).await;
+    let gw = start_text(&text(
+        "currency = \"USD\"\n[server.exchange_rates]\nCNY = 0.5\n\
+         [server.prices.alias]\ninput_per_mtok = 200.0\noutput_per_mtok = 400.0\ncurrency = \"CNY\"\n",
+        &emu,
+        database,
+    ))
+    .await;
+    let (key, id) = common::create_key(&gw, json!({"name": "cny", "budget_cost": 0.05})).await;
+    let mut refused = false;
+    let mut sent = 0;
+    for _ in 0..50 {
+        let resp = gw
+            .http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .json(&json!({"model": "alias", "max_tokens": 8,
+                          "messages": [{"role": "user", "content": "hello"}]}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let _ = resp.bytes().await;
+        if status == 429 {
+            refused = true;
+            break;
+        }
+        assert_eq!(status, 200);
+        sent += 1;
+    }
+    assert!(
+        refused && sent > 0,
+        "the budget ran out after {sent} requests"
+    );
+    let recs = records(&gw, sent).await;
+    let cny_price = ModelPrice {
+        currency: Currency::parse("CNY"),
+        ..price(200.0, 400.0)
+    };
+    let mut total = 0.0;
+    for r in &recs {
+        // In USD: the CNY price at 0.5 USD per CNY.
+        assert!(close(r.cost, cny_price.cost(tokens(r)) * 0.5), "{r:?}");
+        total += r.cost;
+    }
+    let keys = admin_json(&gw, "/admin/keys").await;
+    let k = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .unwrap();
+    let spent = k["spent_cost"].as_f64().unwrap();
+    assert!(close(spent, total), "spent {spent} vs records {total}");
+    // Sequential requests overshoot by at most what one used beyond its estimate.
+    let one = recs.iter().map(|r| r.cost).fold(0.0, f64::max);
+    assert!(spent <= 0.05 + one, "spent {spent} over the budget");
+}
