@@ -312,8 +312,11 @@ async fn price_refresh_loop(state: Arc<AppState>) {
     tick.tick().await;
     loop {
         tick.tick().await;
+        let since = state.prices.changes();
         match store.list_price_overrides().await {
-            Ok(rows) => state.prices.load_overrides(overrides_map(rows)),
+            Ok(rows) => {
+                state.prices.refresh_overrides(since, overrides_map(rows));
+            }
             Err(e) => tracing::warn!(error = %e, "re-reading price overrides failed"),
         }
     }

@@ -31,6 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -286,6 +287,9 @@ pub struct PriceTable {
     builtin: &'static BuiltinPrices,
     config: HashMap<String, ModelPrice>,
     api: RwLock<HashMap<String, ModelPrice>>,
+    /// Bumped by every change made here ([`PriceTable::set_override`],
+    /// [`PriceTable::remove_override`]), so a refresh read before the change cannot undo it.
+    api_changes: AtomicU64,
     money: Money,
     warned: Mutex<BTreeSet<String>>,
 }
@@ -304,6 +308,7 @@ impl PriceTable {
             builtin,
             config,
             api: RwLock::new(HashMap::new()),
+            api_changes: AtomicU64::new(0),
             money,
             warned: Mutex::new(BTreeSet::new()),
         })
@@ -437,21 +442,36 @@ impl PriceTable {
         *self.api.write().unwrap_or_else(PoisonError::into_inner) = overrides;
     }
 
+    /// A marker of the local changes so far, to take before reading the store for
+    /// [`PriceTable::refresh_overrides`].
+    pub fn changes(&self) -> u64 {
+        self.api_changes.load(Ordering::Acquire)
+    }
+
+    /// Replaces every API override with `overrides`, read from the store after
+    /// [`PriceTable::changes`] answered `since`, unless an override was set or removed here
+    /// meanwhile (the read may predate it; the next refresh brings both). `true` when applied.
+    pub fn refresh_overrides(&self, since: u64, overrides: HashMap<String, ModelPrice>) -> bool {
+        let mut api = self.api.write().unwrap_or_else(PoisonError::into_inner);
+        if self.api_changes.load(Ordering::Acquire) != since {
+            return false;
+        }
+        *api = overrides;
+        true
+    }
+
     /// Sets one API override.
     pub fn set_override(&self, model: &str, price: ModelPrice) {
-        self.api
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(model.to_owned(), price);
+        let mut api = self.api.write().unwrap_or_else(PoisonError::into_inner);
+        api.insert(model.to_owned(), price);
+        self.api_changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes one API override; `true` when it existed.
     pub fn remove_override(&self, model: &str) -> bool {
-        self.api
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(model)
-            .is_some()
+        let mut api = self.api.write().unwrap_or_else(PoisonError::into_inner);
+        self.api_changes.fetch_add(1, Ordering::AcqRel);
+        api.remove(model).is_some()
     }
 
     /// The effective table, one entry per key, the highest layer winning: API overrides, then
@@ -639,6 +659,20 @@ mod tests {
         t.set_override("openai/gpt-4o", p(1.0, 1.0));
         t.set_override("alias", p(2.0, 2.0));
         assert_eq!(t.matched("alias", "openai", "gpt-4o").unwrap().key, "alias");
+    }
+
+    #[test]
+    fn a_refresh_read_before_a_local_change_does_not_undo_it() {
+        let t = table(&[]);
+        let before = t.changes();
+        t.set_override("m", p(1.0, 1.0));
+        // The store was read before the change: its snapshot lacks `m`.
+        assert!(!t.refresh_overrides(before, HashMap::new()));
+        assert!(t.matched("m", "openai", "m").is_some());
+        let now = t.changes();
+        assert!(t.refresh_overrides(now, HashMap::from([("n".to_owned(), p(2.0, 2.0))])));
+        assert!(t.matched("m", "openai", "m").is_none());
+        assert!(t.matched("n", "openai", "n").is_some());
     }
 
     #[test]
