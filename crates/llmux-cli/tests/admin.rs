@@ -20,7 +20,7 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
     std::fs::write(
         &file,
         format!(
-            "[server]\ndatabase = \"sqlite://{}\"\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\", \"other\"]\n",
+            "[server]\ndatabase = \"sqlite://{}\"\n[server.prices.m]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n[[channels]]\nname = \"oa\"\nprovider = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-emulator-openai\"\nmodels = [\"m\", \"other\"]\n",
             db.display(),
             emu.base_url()
         ),
@@ -117,6 +117,11 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
         .unwrap();
     assert_eq!(m["requests"], 3, "{rows}");
     assert!(m["input_tokens"].as_u64().unwrap() > 0 && m["output_tokens"].as_u64().unwrap() > 0);
+    // Rows carry their cost (issue 16): `m` is priced at 1 / 2 per 1M tokens.
+    let expect = (m["input_tokens"].as_f64().unwrap() + 2.0 * m["output_tokens"].as_f64().unwrap())
+        / 1_000_000.0;
+    let cost = m["cost"].as_f64().expect("usage rows carry `cost`");
+    assert!(cost > 0.0 && (cost - expect).abs() < 1e-12, "{rows}");
     let table = run(&["usage", "--config", cfg, "--by", "day"], &[], None).await;
     assert!(table.ok().starts_with("group"), "{table:#?}");
     // Raw records: the gateway's own ids, the client's X-Request-Id kept beside them (issue
@@ -135,6 +140,11 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
         .filter(|r| r["client_request_id"] == "cli-corr")
         .collect();
     assert_eq!(mine.len(), 3, "{recs}");
+    assert!(
+        mine.iter()
+            .all(|r| r["cost"].as_f64().is_some_and(|c| c > 0.0)),
+        "records carry their cost: {recs}"
+    );
     let ids: std::collections::BTreeSet<&str> = mine
         .iter()
         .map(|r| r["request_id"].as_str().unwrap())

@@ -220,6 +220,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/usage", get(routes::admin::usage))
         .route("/admin/usage/records", get(routes::admin::records))
+        .route("/admin/prices", get(routes::prices::list))
+        .route(
+            "/admin/prices/{*model}",
+            axum::routing::put(routes::prices::set).delete(routes::prices::delete),
+        )
         .route("/dashboard", get(routes::dashboard::index))
         .route("/dashboard/app.js", get(routes::dashboard::app_js))
         .route("/dashboard/style.css", get(routes::dashboard::style))

@@ -19,7 +19,7 @@ use llmux_core::resilience::{BreakerConfig, RetryPolicy, Timeouts};
 use llmux_core::{Client, SecretString};
 use serde::Deserialize;
 
-use crate::usage::{Durability, ModelPrice};
+use crate::usage::{Currency, Durability, ModelPrice, Money};
 
 /// The default request body limit: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -184,8 +184,13 @@ pub struct RawServer {
     pub retention_days: u32,
     /// Default per-key limits.
     pub limits: RawLimits,
-    /// Prices per public model, for cost accounting.
+    /// Prices per public model (or `provider/upstream_model`), over the built-in table.
     pub prices: BTreeMap<String, ModelPrice>,
+    /// The accounting currency: every cost, usage record and cost budget is in it.
+    pub currency: Currency,
+    /// Units of `currency` per unit of another currency (`CNY = 0.14`), to convert prices
+    /// billed in it.
+    pub exchange_rates: BTreeMap<Currency, f64>,
     /// `sync` (requests journaled, records durable before the answer ends) or `relaxed`
     /// (periodic flush).
     pub usage_durability: Durability,
@@ -230,6 +235,8 @@ impl Default for RawServer {
             retention_days: 90,
             limits: RawLimits::default(),
             prices: BTreeMap::new(),
+            currency: Currency::USD,
+            exchange_rates: BTreeMap::new(),
             usage_durability: Durability::Sync,
             usage_journal: None,
             usage_commit_timeout: Duration::from_secs(2),
@@ -530,6 +537,46 @@ impl RawConfig {
     }
 }
 
+/// `server.currency`, `server.exchange_rates` and `server.prices`, checked: prices finite and
+/// within bounds, rates finite and above 0.
+fn money(s: &RawServer, issues: &mut Vec<ConfigIssue>) -> Money {
+    for (model, p) in &s.prices {
+        if !p.is_valid() {
+            issues.push(ConfigIssue {
+                path: format!("server.prices.\"{model}\""),
+                message: format!(
+                    "every price must be a finite number from 0 to {}",
+                    crate::usage::price::MAX_PRICE_PER_MTOK
+                ),
+            });
+        }
+        if let Some(c) = p.currency {
+            if c != s.currency && !p.is_free() && !s.exchange_rates.contains_key(&c) {
+                issues.push(ConfigIssue {
+                    path: format!("server.prices.\"{model}\".currency"),
+                    message: format!(
+                        "{c} is not the accounting currency ({}) and server.exchange_rates has no rate for it",
+                        s.currency
+                    ),
+                });
+            }
+        }
+    }
+    Money::new(s.currency, s.exchange_rates.clone()).unwrap_or_else(|e| {
+        let path = match &e {
+            crate::usage::PriceError::Rate { currency } => {
+                format!("server.exchange_rates.{currency}")
+            }
+            _ => "server.exchange_rates".to_owned(),
+        };
+        issues.push(ConfigIssue {
+            path,
+            message: e.to_string(),
+        });
+        Money::default()
+    })
+}
+
 fn apply_env(root: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("LLMUX__") else {
@@ -591,6 +638,8 @@ pub struct ServerConfig {
     pub limits: RawLimits,
     /// Prices per public model (or `provider/upstream_model`).
     pub prices: BTreeMap<String, ModelPrice>,
+    /// The accounting currency and the exchange rates into it.
+    pub money: Money,
     /// How usage reaches the store.
     pub usage_durability: Durability,
     /// Where `sync` durability journals requests.
@@ -1043,14 +1092,7 @@ impl Config {
             .database
             .as_deref()
             .and_then(|v| secret("server.database", v, lookup, &mut issues));
-        if crate::usage::PriceTable::new(s.prices.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .is_err()
-        {
-            issues.push(ConfigIssue {
-                path: "server.prices".into(),
-                message: "prices must be finite and not negative".into(),
-            });
-        }
+        let money = money(&s, &mut issues);
         if let Some(db) = &database {
             let d = db.expose();
             if !(d.starts_with("sqlite:")
@@ -1164,6 +1206,7 @@ impl Config {
             retention_days: s.retention_days,
             limits: s.limits,
             prices: s.prices,
+            money,
             usage_durability: s.usage_durability,
             usage_journal,
             usage_commit_timeout: s.usage_commit_timeout,
@@ -1726,6 +1769,36 @@ weight = "heavy"
                 "server.idle_timeout",
                 "server.max_connections",
                 "server.max_header_bytes"
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn currency_rates_and_prices_are_checked_with_their_path() {
+        let cfg = Config::resolve(RawConfig::parse("", no_env()).unwrap(), |_| None).unwrap();
+        assert_eq!(cfg.server.money.currency, Currency::USD);
+        let text = "[server]\ncurrency = \"CNY\"\n[server.exchange_rates]\nUSD = 7.1\n\
+                    [server.prices.\"openai/gpt-4o\"]\ninput_per_mtok = 2.5\noutput_per_mtok = 10.0\n\
+                    currency = \"USD\"\nreasoning_per_mtok = 10.0\n";
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap();
+        assert_eq!(cfg.server.money.currency.as_str(), "CNY");
+        assert_eq!(cfg.server.money.rate(Currency::USD), Some(7.1));
+        // A bad code is a parse error naming the value.
+        let err = RawConfig::parse("[server]\ncurrency = \"usd\"\n", no_env()).unwrap_err();
+        assert!(err.to_string().contains("currency code"), "{err}");
+        // Bad rates, out-of-bounds prices, and a price in a currency without a rate.
+        let text = "[server.exchange_rates]\nCNY = 0.0\n\
+                    [server.prices.\"openai/a\"]\ninput_per_mtok = -1.0\noutput_per_mtok = 1.0\n\
+                    [server.prices.\"openai/b\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\ncurrency = \"EUR\"\n";
+        let err = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |_| None).unwrap_err();
+        let paths: Vec<&str> = err.issues.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "server.prices.\"openai/a\"",
+                "server.prices.\"openai/b\".currency",
+                "server.exchange_rates.CNY"
             ],
             "{err}"
         );

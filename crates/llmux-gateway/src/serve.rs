@@ -191,6 +191,14 @@ impl Gateway {
             .refresh(&state.routes)
             .await
             .map_err(|e| ServeError::Other(format!("reading the stored channels: {e}")))?;
+        // Price overrides set through the admin API live in the store.
+        if let Some(store) = &state.store {
+            let overrides = store
+                .list_price_overrides()
+                .await
+                .map_err(|e| ServeError::Other(format!("reading price overrides: {e}")))?;
+            state.prices.load_overrides(overrides_map(overrides));
+        }
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -239,6 +247,10 @@ impl Gateway {
             let state = state.clone();
             tokio::spawn(async move { state.channels.poll(&state.routes).await })
         });
+        let price_refresh = state
+            .store
+            .is_some()
+            .then(|| tokio::spawn(price_refresh_loop(state.clone())));
         crate::conn::serve(
             self.listener,
             router(state.clone()),
@@ -251,6 +263,9 @@ impl Gateway {
             p.abort();
         }
         if let Some(p) = poller {
+            p.abort();
+        }
+        if let Some(p) = price_refresh {
             p.abort();
         }
         // Every request's guard has run by now (or runs as its connection is dropped here).
@@ -326,6 +341,35 @@ async fn prune_loop(store: Arc<dyn crate::store::Store>, days: i64) {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned usage rows past retention"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning usage rows failed"),
+        }
+    }
+}
+
+/// How often price overrides are re-read from the store, so a change made through another
+/// gateway's admin API applies here too.
+pub const PRICE_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn overrides_map(
+    rows: Vec<crate::store::PriceOverride>,
+) -> std::collections::HashMap<String, crate::usage::ModelPrice> {
+    rows.into_iter().map(|o| (o.model, o.price)).collect()
+}
+
+/// Re-reads the price overrides every [`PRICE_REFRESH`] (a failed read keeps the last ones).
+async fn price_refresh_loop(state: Arc<AppState>) {
+    let Some(store) = state.store.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(PRICE_REFRESH);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let since = state.prices.changes();
+        match store.list_price_overrides().await {
+            Ok(rows) => {
+                state.prices.refresh_overrides(since, overrides_map(rows));
+            }
+            Err(e) => tracing::warn!(error = %e, "re-reading price overrides failed"),
         }
     }
 }

@@ -61,7 +61,7 @@ pub struct AppState {
     pub recorder: Option<UsageRecorder>,
     /// Per-key limits and budgets (in process, or shared through Redis).
     pub limits: KeyLimits,
-    /// Prices for cost accounting.
+    /// Prices for cost accounting (built-in, configured and API overrides).
     pub prices: PriceTable,
     /// Set when shutdown begins (readiness turns 503).
     pub shutting_down: AtomicBool,
@@ -98,9 +98,11 @@ impl AppState {
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
+            config.server.money.clone(),
         )
-        .map_err(|e| internal(format!("invalid price for `{}`", e.model)))?;
-        let mut limits = KeyLimits::with_cost_per_token(prices.max_per_token());
+        .map_err(|e| internal(e.to_string()))?;
+        // Cost reservations are priced per request from its route (see `pipeline::admission`).
+        let mut limits = KeyLimits::new();
         if let Some(redis) = &config.server.redis {
             let backend = RedisLimits::new(redis, metrics.limits_backend_errors.clone())
                 .map_err(|e| internal(e.to_string()))?;

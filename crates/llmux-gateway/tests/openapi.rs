@@ -71,6 +71,9 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("patch", "/admin/channels/{name}"),
     ("delete", "/admin/channels/{name}"),
     ("post", "/admin/channels/{name}/test"),
+    ("get", "/admin/prices"),
+    ("put", "/admin/prices/{model}"),
+    ("delete", "/admin/prices/{model}"),
     ("get", "/dashboard"),
     ("get", "/dashboard/app.js"),
     ("get", "/dashboard/style.css"),
@@ -129,6 +132,7 @@ async fn the_description_is_served_without_auth_and_covers_every_route() {
             "post" => gw.http.post(&url),
             "patch" => gw.http.patch(&url),
             "delete" => gw.http.delete(&url),
+            "put" => gw.http.put(&url),
             other => panic!("{other}"),
         };
         let resp = req.send().await.unwrap();

@@ -47,7 +47,8 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
         .plan(model)
         .ok_or_else(|| ApiError::unknown_model(model))?;
     let estimate = Op::estimate(&decoded.request);
-    let admission = admit_key(state, &principal, estimate.total).await?;
+    let cost_per_token = plan_cost_per_token(state, model, &plan);
+    let admission = admit_key(state, &principal, estimate.total, cost_per_token).await?;
     let guard = GuardInit {
         key_id: principal.key_id(),
         admission,
@@ -125,6 +126,7 @@ async fn admit_key(
     state: &AppState,
     principal: &Principal,
     estimated_tokens: u64,
+    cost_per_token: f64,
 ) -> Result<Option<Admission>, ApiError> {
     if state.recorder.as_ref().is_some_and(|r| r.is_saturated()) {
         // Usage could not be recorded: refuse rather than serve unaccounted requests.
@@ -139,7 +141,12 @@ async fn admit_key(
     let Some(record) = principal.record() else {
         return Ok(None);
     };
-    match state.limits.admit(record, estimated_tokens).await {
+    let estimated_cost = estimated_tokens as f64 * cost_per_token;
+    match state
+        .limits
+        .admit_with_cost(record, estimated_tokens, estimated_cost)
+        .await
+    {
         Ok(a) => Ok(Some(a)),
         Err(e @ LimitError::RateLimited { retry_after }) => {
             let mut err = ApiError::new(ErrorKind::RateLimited, e.to_string());
@@ -177,4 +184,18 @@ pub(super) async fn authenticate(
             Err(e)
         }
     }
+}
+
+/// The cost per token a key's cost budget reserves for a request of the public `model`: the
+/// highest per-token price, in the accounting currency, among the channels its plan may try
+/// (0 when none is priced: such a request is admitted while the budget is not yet spent).
+fn plan_cost_per_token(state: &AppState, model: &str, plan: &Plan) -> f64 {
+    plan.targets
+        .iter()
+        .map(|t| {
+            state
+                .prices
+                .max_per_token(model, t.channel.provider_id, &t.upstream)
+        })
+        .fold(0.0, f64::max)
 }

@@ -169,11 +169,16 @@ impl RequestGuard {
             stream: self.stream,
             client_request_id: self.ctx.client_id.as_deref().map(str::to_owned),
         };
-        row.cost = self
-            .state
-            .prices
-            .price(&row.model, &row.provider, &row.upstream_model)
-            .map_or(0.0, |p| p.cost(row.input_tokens, row.output_tokens, 0));
+        row.cost = self.state.prices.estimate(
+            &row.model,
+            &row.provider,
+            &row.upstream_model,
+            crate::usage::Tokens {
+                input: row.input_tokens,
+                output: row.output_tokens,
+                ..Default::default()
+            },
+        );
         row
     }
 

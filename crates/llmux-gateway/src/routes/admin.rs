@@ -66,6 +66,9 @@ pub struct ChannelInfo {
     pub keys: Vec<String>,
     /// The other credential fields, masked, by field name.
     pub credentials: std::collections::BTreeMap<String, String>,
+    /// Public models of this channel without a usable price (their requests cost 0): see
+    /// `GET /admin/prices`.
+    pub unpriced_models: Vec<String>,
 }
 
 /// `GET /admin/keys`.
@@ -138,7 +141,7 @@ pub async fn channels(
     let channels = routes
         .listed()
         .iter()
-        .map(|c| channel_info(&routes, c))
+        .map(|c| channel_info(&state, &routes, c))
         .collect();
     Json(ChannelList { channels }).into_response()
 }
@@ -147,6 +150,7 @@ pub async fn channels(
 /// of the credentials keeps it out of rotation, `enabled` otherwise; `reason` says why the
 /// breaker is open or disabled; `next_trial_in_ms` is the time until the next probe or trial.
 pub(crate) fn channel_info(
+    state: &AppState,
     routes: &crate::routing::Routes,
     c: &crate::config::Channel,
 ) -> ChannelInfo {
@@ -170,7 +174,22 @@ pub(crate) fn channel_info(
         source: c.source.as_str(),
         keys: c.masked_keys.clone(),
         credentials: c.masked_credentials.clone(),
+        unpriced_models: unpriced_models(state, c),
     }
+}
+
+/// The channel's public models that have no usable price.
+fn unpriced_models(state: &AppState, c: &crate::config::Channel) -> Vec<String> {
+    c.models
+        .iter()
+        .filter(|(public, upstream)| {
+            state
+                .prices
+                .unpriced(public, c.provider_id, upstream)
+                .is_some()
+        })
+        .map(|(public, _)| public.clone())
+        .collect()
 }
 
 /// `POST /admin/channels/{name}/enable`: the channel as it is now.
@@ -214,14 +233,14 @@ pub async fn enable_channel(
             return Err(e);
         };
         Ok(Json(EnabledChannel {
-            channel: channel_info(&routes, &ch),
+            channel: channel_info(&state, &routes, &ch),
         })
         .into_response())
     })
     .await
 }
 
-fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
+pub(super) fn store_of(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
     state.store.as_ref().ok_or_else(|| {
         ApiError::new(
             llmux_core::ErrorKind::Unsupported,

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::keys::RngError;
+use crate::usage::ModelPrice;
 
 pub mod channels;
 mod postgres;
@@ -618,6 +619,35 @@ pub trait Store: Send + Sync + 'static {
     fn channel_store(&self) -> Option<&dyn channels::ChannelStore> {
         None
     }
+
+    // --- Price overrides (`gw_prices`, migration 0004) ---------------------------------------
+
+    /// Every price override set through the admin API, by model. (Both backends keep them;
+    /// the default, for test doubles, has none.)
+    async fn list_price_overrides(&self) -> Result<Vec<PriceOverride>> {
+        Ok(Vec::new())
+    }
+    /// Sets (inserts or replaces) the override of `model`. (Default: refused.)
+    async fn put_price_override(&self, _model: &str, _price: &ModelPrice, _now: i64) -> Result<()> {
+        Err(StoreError::Data(
+            "this store keeps no price overrides".to_owned(),
+        ))
+    }
+    /// Deletes the override of `model`; `false` when there was none. (Default: none.)
+    async fn delete_price_override(&self, _model: &str) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// A price set through `PUT /admin/prices/{model}`, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceOverride {
+    /// The public model name or `provider/upstream_model` it prices.
+    pub model: String,
+    /// The price.
+    pub price: ModelPrice,
+    /// When it was set, unix seconds.
+    pub updated_at: i64,
 }
 
 /// Opens the store named by `url` (see the module docs) and runs its migrations.
@@ -1480,6 +1510,69 @@ macro_rules! sql_store_impl {
                     .await
                     .map_err($crate::store::StoreError::query("prune usage records"))?;
                 Ok(res.rows_affected())
+            }
+
+            // --- Price overrides (`gw_prices`) ---------------------------------------------
+
+            async fn list_price_overrides(
+                &self,
+            ) -> $crate::store::Result<Vec<$crate::store::PriceOverride>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT model, price, updated_at FROM gw_prices ORDER BY model",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::query("list price overrides"))?;
+                rows.iter()
+                    .map(|r| {
+                        let price: String = r.try_get("price").map_err(
+                            $crate::store::StoreError::query("read a price override"),
+                        )?;
+                        Ok($crate::store::PriceOverride {
+                            model: r.try_get("model").map_err(
+                                $crate::store::StoreError::query("read a price override"),
+                            )?,
+                            price: serde_json::from_str(&price)
+                                .map_err(|e| $crate::store::StoreError::Data(e.to_string()))?,
+                            updated_at: r.try_get("updated_at").map_err(
+                                $crate::store::StoreError::query("read a price override"),
+                            )?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn put_price_override(
+                &self,
+                model: &str,
+                price: &$crate::usage::ModelPrice,
+                now: i64,
+            ) -> $crate::store::Result<()> {
+                let json = serde_json::to_string(price)
+                    .map_err(|e| $crate::store::StoreError::Data(e.to_string()))?;
+                let _w = self.write_lock().await;
+                sqlx::query(
+                    "INSERT INTO gw_prices (model, price, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (model) DO UPDATE SET price = $2, updated_at = $3",
+                )
+                .bind(model)
+                .bind(json)
+                .bind(now)
+                .execute(self.writes())
+                .await
+                .map_err($crate::store::StoreError::query("set a price override"))?;
+                Ok(())
+            }
+
+            async fn delete_price_override(&self, model: &str) -> $crate::store::Result<bool> {
+                let _w = self.write_lock().await;
+                let res = sqlx::query("DELETE FROM gw_prices WHERE model = $1")
+                    .bind(model)
+                    .execute(self.writes())
+                    .await
+                    .map_err($crate::store::StoreError::query("delete a price override"))?;
+                Ok(res.rows_affected() > 0)
             }
         }
     };

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "channels",
         include_str!("../../migrations/postgres/0003_channels.sql"),
     ),
+    (
+        4,
+        "prices",
+        include_str!("../../migrations/postgres/0004_prices.sql"),
+    ),
 ];
 
 /// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].

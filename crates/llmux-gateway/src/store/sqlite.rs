@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "channels",
         include_str!("../../migrations/sqlite/0003_channels.sql"),
     ),
+    (
+        4,
+        "prices",
+        include_str!("../../migrations/sqlite/0004_prices.sql"),
+    ),
 ];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
