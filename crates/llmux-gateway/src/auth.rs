@@ -49,6 +49,16 @@ impl Principal {
         }
     }
 
+    /// The virtual key's name, for logs.
+    pub fn key_name(&self) -> Option<&str> {
+        self.record().map(|k| k.name.as_str())
+    }
+
+    /// The name of the virtual key's team, if it belongs to one (for logs).
+    pub fn team(&self) -> Option<&str> {
+        self.record().and_then(|k| k.team.as_deref())
+    }
+
     /// The stored key, for limits.
     pub fn record(&self) -> Option<&KeyRecord> {
         match self {
@@ -420,6 +430,7 @@ mod tests {
             budget_cost: None,
             spent_tokens: 0,
             spent_cost: 0.0,
+            ..KeyRecord::default()
         };
         let p = Principal::Virtual(Arc::new(VirtualKey { record }));
         assert!(p.allows("a").is_ok());

@@ -85,6 +85,23 @@ impl AppState {
         store: Option<Arc<dyn Store>>,
         recorder: Option<UsageRecorder>,
     ) -> Result<Arc<AppState>, ApiError> {
+        Self::with_clock(
+            config,
+            auth,
+            store,
+            recorder,
+            Arc::new(crate::limits::SystemClock),
+        )
+    }
+
+    /// [`AppState::new`] with the clock that decides budget periods and stamps usage records.
+    pub fn with_clock(
+        config: Config,
+        auth: Authenticator,
+        store: Option<Arc<dyn Store>>,
+        recorder: Option<UsageRecorder>,
+        clock: Arc<dyn crate::limits::Clock>,
+    ) -> Result<Arc<AppState>, ApiError> {
         let internal = |m: String| ApiError::new(llmux_core::ErrorKind::Internal, m);
         let metrics = Metrics::new().map_err(|e| internal(format!("metrics: {e}")))?;
         let prices = PriceTable::new(
@@ -96,7 +113,9 @@ impl AppState {
                 .collect(),
         )
         .map_err(|e| internal(format!("invalid price for `{}`", e.model)))?;
-        let mut limits = KeyLimits::with_cost_per_token(prices.max_per_token());
+        let mut limits = KeyLimits::with_cost_per_token(prices.max_per_token())
+            .with_calendar(config.server.budget_calendar.clone())
+            .with_clock(clock);
         if let Some(redis) = &config.server.redis {
             let backend = RedisLimits::new(redis, metrics.limits_backend_errors.clone())
                 .map_err(|e| internal(e.to_string()))?;

@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
 use tokio::sync::MutexGuard;
 
 use super::{sql_store_impl, Result, StoreError};
+use crate::limits::period::BudgetCalendar;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -24,12 +25,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/postgres/0002_ledger.sql"),
     ),
+    (
+        5,
+        "teams",
+        include_str!("../../migrations/postgres/0005_teams.sql"),
+    ),
 ];
 
 /// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].
 #[derive(Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The periods of periodic budgets.
+    calendar: BudgetCalendar,
 }
 
 /// Splits `schema=NAME` off the URL's query string.
@@ -116,7 +124,16 @@ impl PgStore {
             .await
             .map_err(connect_err)?;
         super::migrate(&pool, MIGRATIONS).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            calendar: BudgetCalendar::utc(),
+        })
+    }
+
+    /// The same store, counting periodic budgets in `calendar`'s periods (UTC by default).
+    pub fn with_calendar(mut self, calendar: BudgetCalendar) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     fn writes(&self) -> &PgPool {

@@ -15,6 +15,7 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::{sql_store_impl, Result, StoreError};
+use crate::limits::period::BudgetCalendar;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -27,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ledger",
         include_str!("../../migrations/sqlite/0002_ledger.sql"),
     ),
+    (
+        5,
+        "teams",
+        include_str!("../../migrations/sqlite/0005_teams.sql"),
+    ),
 ];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
@@ -37,6 +43,8 @@ pub struct SqliteStore {
     /// Writes: one connection, so its page cache stays warm.
     writes: SqlitePool,
     writer: Mutex<()>,
+    /// The periods of periodic budgets.
+    calendar: BudgetCalendar,
 }
 
 fn connect_err(e: sqlx::Error) -> StoreError {
@@ -81,6 +89,7 @@ impl SqliteStore {
             pool,
             writes,
             writer: Mutex::new(()),
+            calendar: BudgetCalendar::utc(),
         })
     }
 
@@ -101,7 +110,14 @@ impl SqliteStore {
             writes: pool.clone(),
             pool,
             writer: Mutex::new(()),
+            calendar: BudgetCalendar::utc(),
         })
+    }
+
+    /// The same store, counting periodic budgets in `calendar`'s periods (UTC by default).
+    pub fn with_calendar(mut self, calendar: BudgetCalendar) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     fn writes(&self) -> &SqlitePool {
