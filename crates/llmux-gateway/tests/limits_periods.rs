@@ -67,11 +67,9 @@ fn settle_all(
     tokens: u64,
 ) -> usize {
     let mut n = 0;
-    for r in results {
-        if let Ok(a) = r {
-            limits.settle(a, tokens, 0.0);
-            n += 1;
-        }
+    for a in results.into_iter().flatten() {
+        limits.settle(a, tokens, 0.0);
+        n += 1;
     }
     n
 }
