@@ -1,12 +1,16 @@
-//! `llmux keys` and `llmux usage`: manage the gateway's virtual keys and read its usage
-//! rollups straight from its database (the one `[server] database` names, or the embedded
+//! `llmux keys`, `llmux teams` and `llmux usage`: manage the gateway's virtual keys and teams
+//! and read its usage rollups straight from its database (the one `[server] database` names, or the embedded
 //! SQLite file `llmux serve` uses by default).
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+use llmux_gateway::limits::BudgetPeriod;
 use llmux_gateway::serve as gw;
-use llmux_gateway::store::{self, GroupBy, KeyRecord, KeyUpdate, NewKey, Store};
+use llmux_gateway::store::{
+    self, GroupBy, KeyRecord, KeyUpdate, NewKey, NewTeam, Store, TeamDeletion, TeamRecord,
+    TeamUpdate,
+};
 
 use crate::error::{CliError, Result};
 
@@ -65,6 +69,13 @@ pub struct CreateArgs {
     /// Money budget, in the price table's currency.
     #[arg(long)]
     pub budget_cost: Option<f64>,
+    /// How often the budgets start again: none (the key's whole life), daily, weekly or
+    /// monthly (in the gateway's server.budget_timezone).
+    #[arg(long, value_name = "PERIOD", value_parser = period)]
+    pub budget_period: Option<BudgetPeriod>,
+    /// The team the key joins (its name; see `llmux teams`).
+    #[arg(long, value_name = "NAME")]
+    pub team: Option<String>,
     /// Allowed public model names, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
@@ -95,6 +106,12 @@ pub struct UpdateArgs {
     /// Money budget, or `none`.
     #[arg(long, value_name = "X|none", value_parser = limit::<f64>)]
     pub budget_cost: Option<Change<f64>>,
+    /// How often the budgets start again: none, daily, weekly or monthly.
+    #[arg(long, value_name = "PERIOD", value_parser = period)]
+    pub budget_period: Option<BudgetPeriod>,
+    /// Move the key to this team, or `none` to take it out of its team.
+    #[arg(long, value_name = "NAME|none", value_parser = team_change)]
+    pub team: Option<Change<String>>,
     /// Allowed public model names, comma-separated, or `all`.
     #[arg(long, value_name = "A,B|all")]
     pub models: Option<String>,
@@ -135,6 +152,20 @@ where
     }
 }
 
+/// A budget period.
+fn period(s: &str) -> std::result::Result<BudgetPeriod, String> {
+    BudgetPeriod::parse(s)
+}
+
+/// A team name or `none`.
+fn team_change(s: &str) -> std::result::Result<Change<String>, String> {
+    if s.eq_ignore_ascii_case("none") {
+        Ok(Change::Clear)
+    } else {
+        Ok(Change::Set(s.to_owned()))
+    }
+}
+
 /// A date or `never`.
 fn expiry(s: &str) -> std::result::Result<Change<i64>, String> {
     if s.eq_ignore_ascii_case("never") {
@@ -153,6 +184,8 @@ pub enum By {
     Model,
     /// Per UTC day.
     Day,
+    /// Per team (requests of keys in a team only).
+    Team,
 }
 
 /// `llmux usage` output format.
@@ -160,7 +193,8 @@ pub enum By {
 pub enum Format {
     /// An aligned table.
     Table,
-    /// A JSON list of rows with `group`, `requests`, `input_tokens`, `output_tokens`, `cost`.
+    /// A JSON list of rows with `group`, `name` (the key's, by key), `requests`,
+    /// `input_tokens`, `output_tokens`, `cost`.
     Json,
 }
 
@@ -222,17 +256,45 @@ fn key_line(k: &KeyRecord) -> String {
     };
     let state = if k.revoked { "revoked" } else { "active" };
     format!(
-        "{:<5} {:<20} {:<14} {:<8} models={models} rpm={} tpm={} budget_tokens={} budget_cost={} spent_tokens={} spent_cost={:.4}",
+        "{:<5} {:<20} {:<14} {:<8} team={} models={models} rpm={} tpm={} budget_tokens={} budget_cost={} budget_period={}{} spent_tokens={} spent_cost={:.4}",
         k.id,
         k.name,
         k.prefix,
         state,
+        k.team.as_deref().unwrap_or("-"),
         k.rpm.map_or("-".into(), |v| v.to_string()),
         k.tpm.map_or("-".into(), |v| v.to_string()),
         k.budget_tokens.map_or("-".into(), |v| v.to_string()),
         k.budget_cost.map_or("-".into(), |v| v.to_string()),
+        k.budget_period,
+        period_spend(k.budget_period, &k.period, k.period_tokens, k.period_cost),
         k.spent_tokens,
         k.spent_cost
+    )
+}
+
+/// ` period=m:2026-12 period_tokens=… period_cost=…` for a periodic budget with a recorded
+/// period, else nothing.
+fn period_spend(p: BudgetPeriod, label: &str, tokens: u64, cost: f64) -> String {
+    if p == BudgetPeriod::None || label.is_empty() {
+        String::new()
+    } else {
+        format!(" period={label} period_tokens={tokens} period_cost={cost:.4}")
+    }
+}
+
+fn team_line(t: &TeamRecord) -> String {
+    format!(
+        "{:<24} rpm={} tpm={} budget_tokens={} budget_cost={} budget_period={}{} spent_tokens={} spent_cost={:.4}",
+        t.name,
+        t.rpm.map_or("-".into(), |v| v.to_string()),
+        t.tpm.map_or("-".into(), |v| v.to_string()),
+        t.budget_tokens.map_or("-".into(), |v| v.to_string()),
+        t.budget_cost.map_or("-".into(), |v| v.to_string()),
+        t.budget_period,
+        period_spend(t.budget_period, &t.period, t.period_tokens, t.period_cost),
+        t.spent_tokens,
+        t.spent_cost
     )
 }
 
@@ -258,10 +320,13 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 tpm: c.tpm,
                 budget_tokens: c.budget_tokens,
                 budget_cost: c.budget_cost,
+                budget_period: c.budget_period.unwrap_or_default(),
+                team: c.team,
             };
             new.check(store::unix_now())
                 .map_err(|p| CliError::msg(problem_line(&p)))?;
             let store = open(&c.db).await?;
+            team_exists(store.as_ref(), new.team.as_deref()).await?;
             let (record, key) = store
                 .create_key(new)
                 .await
@@ -301,17 +366,24 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 tpm: u.tpm.map(Change::into_option),
                 budget_tokens: u.budget_tokens.map(Change::into_option),
                 budget_cost: u.budget_cost.map(Change::into_option),
+                budget_period: u.budget_period,
+                team: u.team.map(Change::into_option),
             };
             if update.is_empty() {
                 return Err(CliError::msg(
                     "nothing to change: give --name, --rpm, --tpm, --budget-tokens, \
-                     --budget-cost, --models or --expires",
+                     --budget-cost, --budget-period, --team, --models or --expires",
                 ));
             }
             update
                 .check(store::unix_now())
                 .map_err(|p| CliError::msg(problem_line(&p)))?;
             let store = open(&u.db).await?;
+            team_exists(
+                store.as_ref(),
+                update.team.as_ref().and_then(Option::as_deref),
+            )
+            .await?;
             let record = store
                 .update_key(u.id, update)
                 .await
@@ -336,6 +408,211 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
     Ok(())
 }
 
+/// Fails unless a team named `name` exists (when one is named).
+async fn team_exists(store: &dyn Store, name: Option<&str>) -> Result<()> {
+    let Some(name) = name else {
+        return Ok(());
+    };
+    let found = store
+        .find_team(name)
+        .await
+        .map_err(|e| CliError::msg(format!("looking up the team: {e}")))?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(CliError::msg(format!(
+            "--team: no team named `{name}` (create it with `llmux teams create --name {name}`)"
+        ))),
+    }
+}
+
+/// `llmux teams`.
+#[derive(Debug, Args)]
+pub struct TeamsArgs {
+    #[command(subcommand)]
+    pub command: TeamsCommand,
+}
+
+/// `llmux teams` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// List teams with their limits, budget period and spend.
+    List(DbArgs),
+    /// Create a team; keys join it with `llmux keys create|update --team NAME`.
+    Create(TeamCreateArgs),
+    /// Change a team's name, limits or budget period (`none` removes a limit).
+    Update(TeamUpdateArgs),
+    /// Delete a team; refused while keys belong to it, unless `--detach` takes them out first.
+    Delete {
+        /// The team's name.
+        name: String,
+        /// Take the team's keys out of it (they keep their own limits), then delete it.
+        #[arg(long)]
+        detach: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+/// `llmux teams create` flags.
+#[derive(Debug, Args)]
+pub struct TeamCreateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The team's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`.
+    #[arg(long)]
+    pub name: String,
+    /// Requests per minute of all its keys together.
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute of all its keys together.
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Token budget of all its keys together.
+    #[arg(long)]
+    pub budget_tokens: Option<u64>,
+    /// Money budget of all its keys together.
+    #[arg(long)]
+    pub budget_cost: Option<f64>,
+    /// none (default), daily, weekly or monthly.
+    #[arg(long, value_name = "PERIOD", value_parser = period)]
+    pub budget_period: Option<BudgetPeriod>,
+}
+
+/// `llmux teams update` flags: each one given changes that field, the others stay.
+#[derive(Debug, Args)]
+pub struct TeamUpdateArgs {
+    /// The team's name.
+    pub team: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// New name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Requests per minute, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = limit::<u32>)]
+    pub rpm: Option<Change<u32>>,
+    /// Tokens per minute, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = limit::<u64>)]
+    pub tpm: Option<Change<u64>>,
+    /// Token budget, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = limit::<u64>)]
+    pub budget_tokens: Option<Change<u64>>,
+    /// Money budget, or `none`.
+    #[arg(long, value_name = "X|none", value_parser = limit::<f64>)]
+    pub budget_cost: Option<Change<f64>>,
+    /// none, daily, weekly or monthly.
+    #[arg(long, value_name = "PERIOD", value_parser = period)]
+    pub budget_period: Option<BudgetPeriod>,
+}
+
+/// Runs `llmux teams …`.
+pub async fn teams(args: TeamsArgs) -> Result<()> {
+    match args.command {
+        TeamsCommand::List(db) => {
+            let store = open(&db).await?;
+            for t in store
+                .list_teams()
+                .await
+                .map_err(|e| CliError::msg(e.to_string()))?
+            {
+                println!("{}", team_line(&t));
+            }
+        }
+        TeamsCommand::Create(c) => {
+            let new = NewTeam {
+                name: c.name,
+                rpm: c.rpm,
+                tpm: c.tpm,
+                budget_tokens: c.budget_tokens,
+                budget_cost: c.budget_cost,
+                budget_period: c.budget_period.unwrap_or_default(),
+            };
+            new.check().map_err(|p| CliError::msg(problem_line(&p)))?;
+            let store = open(&c.db).await?;
+            let name = new.name.clone();
+            let team = store
+                .create_team(new)
+                .await
+                .map_err(|e| CliError::msg(format!("creating the team: {e}")))?
+                .ok_or_else(|| CliError::msg(format!("a team named `{name}` exists already")))?;
+            println!("{}", team_line(&team));
+        }
+        TeamsCommand::Update(u) => {
+            let update = TeamUpdate {
+                name: u.name,
+                rpm: u.rpm.map(Change::into_option),
+                tpm: u.tpm.map(Change::into_option),
+                budget_tokens: u.budget_tokens.map(Change::into_option),
+                budget_cost: u.budget_cost.map(Change::into_option),
+                budget_period: u.budget_period,
+            };
+            if update.is_empty() {
+                return Err(CliError::msg(
+                    "nothing to change: give --name, --rpm, --tpm, --budget-tokens, \
+                     --budget-cost or --budget-period",
+                ));
+            }
+            update
+                .check()
+                .map_err(|p| CliError::msg(problem_line(&p)))?;
+            let store = open(&u.db).await?;
+            if let Some(new_name) = update.name.as_deref().filter(|n| *n != u.team) {
+                if store
+                    .find_team(new_name)
+                    .await
+                    .map_err(|e| CliError::msg(e.to_string()))?
+                    .is_some()
+                {
+                    return Err(CliError::msg(format!(
+                        "--name: a team named `{new_name}` exists already"
+                    )));
+                }
+            }
+            let team = store
+                .update_team(&u.team, update)
+                .await
+                .map_err(|e| CliError::msg(format!("updating the team: {e}")))?
+                .ok_or_else(|| CliError::msg(format!("no team named `{}`", u.team)))?;
+            println!("{}", team_line(&team));
+        }
+        TeamsCommand::Delete { name, detach, db } => {
+            let store = open(&db).await?;
+            match store
+                .delete_team(&name, detach)
+                .await
+                .map_err(|e| CliError::msg(format!("deleting the team: {e}")))?
+            {
+                TeamDeletion::NotFound => {
+                    return Err(CliError::msg(format!("no team named `{name}`")))
+                }
+                TeamDeletion::HasKeys(keys) => {
+                    let named: Vec<String> = keys
+                        .iter()
+                        .map(|k| format!("{} ({})", k.id, k.name))
+                        .collect();
+                    return Err(CliError::msg(format!(
+                        "team `{name}` still has {} key(s): {}; move them with `llmux keys update ID --team OTHER|none`, or delete with --detach",
+                        keys.len(),
+                        named.join(", ")
+                    )));
+                }
+                TeamDeletion::Deleted(keys) => {
+                    if keys.is_empty() {
+                        println!("deleted team {name}");
+                    } else {
+                        let ids: Vec<String> = keys.iter().map(|k| k.id.to_string()).collect();
+                        println!(
+                            "deleted team {name}; keys {} now belong to no team",
+                            ids.join(", ")
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs `llmux usage`.
 pub async fn usage(args: UsageArgs) -> Result<()> {
     let store = open(&args.db).await?;
@@ -346,6 +623,7 @@ pub async fn usage(args: UsageArgs) -> Result<()> {
         By::Key => GroupBy::Key,
         By::Model => GroupBy::Model,
         By::Day => GroupBy::Day,
+        By::Team => GroupBy::Team,
     };
     let rows = store
         .usage(by, args.since.as_deref())
@@ -356,13 +634,18 @@ pub async fn usage(args: UsageArgs) -> Result<()> {
             let v: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|r| {
-                    serde_json::json!({"group": r.group, "requests": r.requests,
+                    serde_json::json!({"group": r.group, "name": r.name, "requests": r.requests,
                         "input_tokens": r.input_tokens, "output_tokens": r.output_tokens, "cost": r.cost})
                 })
                 .collect();
             println!("{}", serde_json::Value::Array(v));
         }
         Format::Table => {
+            // By key, the key's name is shown beside its id.
+            let label = |r: &store::UsageRow| match &r.name {
+                Some(name) => format!("{name} (#{})", r.group),
+                None => r.group.clone(),
+            };
             println!(
                 "{:<32} {:>10} {:>14} {:>14} {:>12}",
                 "group", "requests", "input_tokens", "output_tokens", "cost"
@@ -370,7 +653,11 @@ pub async fn usage(args: UsageArgs) -> Result<()> {
             for r in &rows {
                 println!(
                     "{:<32} {:>10} {:>14} {:>14} {:>12.4}",
-                    r.group, r.requests, r.input_tokens, r.output_tokens, r.cost
+                    label(r),
+                    r.requests,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cost
                 );
             }
         }
@@ -394,11 +681,31 @@ async fn records(store: &dyn Store, args: &UsageArgs) -> Result<()> {
             println!("{text}");
         }
         Format::Table => {
+            // Names, not ids: the keys and teams as they are named now.
+            let keys: std::collections::HashMap<i64, String> = store
+                .list_keys()
+                .await
+                .map_err(|e| CliError::msg(format!("reading keys: {e}")))?
+                .into_iter()
+                .map(|k| (k.id, k.name))
+                .collect();
+            let teams: std::collections::HashMap<i64, String> = store
+                .list_teams()
+                .await
+                .map_err(|e| CliError::msg(format!("reading teams: {e}")))?
+                .into_iter()
+                .map(|t| (t.id, t.name))
+                .collect();
+            let name = |names: &std::collections::HashMap<i64, String>, id: Option<i64>| match id {
+                None => "-".to_owned(),
+                Some(id) => names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+            };
             println!(
-                "{:<36} {:<24} {:>5} {:<20} {:>6} {:>8} {:>8} {:>10} error",
+                "{:<36} {:<24} {:<16} {:<16} {:<20} {:>6} {:>8} {:>8} {:>10} error",
                 "request_id",
                 "client_request_id",
                 "key",
+                "team",
                 "model",
                 "status",
                 "input",
@@ -407,10 +714,11 @@ async fn records(store: &dyn Store, args: &UsageArgs) -> Result<()> {
             );
             for r in &recs {
                 println!(
-                    "{:<36} {:<24} {:>5} {:<20} {:>6} {:>8} {:>8} {:>10.6} {}",
+                    "{:<36} {:<24} {:<16} {:<16} {:<20} {:>6} {:>8} {:>8} {:>10.6} {}",
                     r.request_id,
                     r.client_request_id.as_deref().unwrap_or("-"),
-                    r.key_id.map_or_else(|| "-".to_owned(), |k| k.to_string()),
+                    name(&keys, r.key_id),
+                    name(&teams, r.team_id),
                     r.model,
                     r.status,
                     r.input_tokens,

@@ -67,7 +67,9 @@ enum Command {
     Tokens(tokens::TokensArgs),
     /// Create, list and revoke the gateway's virtual keys.
     Keys(admin::KeysArgs),
-    /// The gateway's usage, grouped by key, model or day.
+    /// Create, list, update and delete the gateway's teams (keys that share limits and budgets).
+    Teams(admin::TeamsArgs),
+    /// The gateway's usage, grouped by key, model, day or team.
     Usage(admin::UsageArgs),
     /// List, add, change, enable, disable, delete and test a running gateway's channels
     /// (through its admin API).
@@ -118,6 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(_) | Command::CheckConfig(_) => Ok(()),
         Command::Tokens(args) => tokens::run(args),
         Command::Keys(args) => rt.block_on(admin::keys(args)),
+        Command::Teams(args) => rt.block_on(admin::teams(args)),
         Command::Usage(args) => rt.block_on(admin::usage(args)),
         Command::Channels(args) => rt.block_on(channels::run(args)),
     }

@@ -124,6 +124,9 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
     assert!(cost > 0.0 && (cost - expect).abs() < 1e-12, "{rows}");
     let table = run(&["usage", "--config", cfg, "--by", "day"], &[], None).await;
     assert!(table.ok().starts_with("group"), "{table:#?}");
+    // Keys are shown by name (with their id), not as bare ids.
+    let by_key = run(&["usage", "--config", cfg, "--by", "key"], &[], None).await;
+    assert!(by_key.ok().contains("app (#1)"), "{by_key:#?}");
     // Raw records: the gateway's own ids, the client's X-Request-Id kept beside them (issue
     // 13: one client id sent three times is three records).
     let recs = run(
@@ -156,6 +159,10 @@ async fn keys_created_on_the_cli_call_the_gateway_and_usage_is_read_back() {
     assert_eq!(ids.len(), 3);
     let table = run(&["usage", "--config", cfg, "--records"], &[], None).await;
     assert!(table.ok().contains("cli-corr"), "{table:#?}");
+    assert!(
+        table.ok().lines().skip(1).all(|l| l.contains(" app ")),
+        "{table:#?}"
+    );
 
     let revoked = run(&["keys", "revoke", "1", "--config", cfg], &[], None).await;
     assert!(revoked.ok().contains("revoked key 1"));
@@ -244,4 +251,136 @@ async fn keys_update_changes_limits_and_models_and_explains_bad_input() {
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(out.stderr.contains(says), "{args:?}: {:#?}", out.stderr);
     }
+}
+
+#[tokio::test]
+async fn teams_are_managed_on_the_cli_and_keys_join_them_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\ndatabase = \"sqlite://{}\"\n",
+            dir.path().join("gw.sqlite3").display()
+        ),
+    )
+    .unwrap();
+    let cfg = file.to_str().unwrap();
+    let created = run(
+        &[
+            "teams",
+            "create",
+            "--config",
+            cfg,
+            "--name",
+            "research",
+            "--rpm",
+            "100",
+            "--budget-cost",
+            "25",
+            "--budget-period",
+            "monthly",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let line = created.ok();
+    for part in [
+        "research",
+        "rpm=100",
+        "budget_cost=25",
+        "budget_period=monthly",
+    ] {
+        assert!(line.contains(part), "{part} missing from {line}");
+    }
+    let key = run(
+        &[
+            "keys",
+            "create",
+            "--config",
+            cfg,
+            "--name",
+            "app",
+            "--team",
+            "research",
+            "--budget-tokens",
+            "1000",
+            "--budget-period",
+            "daily",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    assert!(key.status.success(), "{key:#?}");
+    let list = run(&["keys", "list", "--config", cfg], &[], None).await;
+    let line = list.ok();
+    assert!(
+        line.contains("team=research") && line.contains("budget_period=daily"),
+        "{line}"
+    );
+
+    // Bad input is refused before anything is written, naming the flag.
+    for (args, says) in [
+        (
+            vec!["keys", "create", "--name", "x", "--team", "nope"],
+            "no team named `nope`",
+        ),
+        (
+            vec!["keys", "create", "--name", "x", "--budget-period", "hourly"],
+            "unknown budget period `hourly`",
+        ),
+        (
+            vec!["teams", "create", "--name", "has space"],
+            "--name must be 1 to 64",
+        ),
+        (
+            vec!["teams", "create", "--name", "research"],
+            "exists already",
+        ),
+        (
+            vec!["teams", "create", "--name", "t", "--budget-cost=-1"],
+            "not a non-negative number",
+        ),
+        (vec!["teams", "update", "research"], "nothing to change"),
+        (
+            vec!["teams", "update", "nope", "--rpm", "1"],
+            "no team named `nope`",
+        ),
+        (
+            vec!["teams", "delete", "research"],
+            "still has 1 key(s): 1 (app)",
+        ),
+    ] {
+        let mut argv = args.clone();
+        argv.extend(["--config", cfg]);
+        let out = run(&argv, &[], None).await;
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(out.stderr.contains(says), "{args:?}: {:#?}", out.stderr);
+    }
+
+    let updated = run(
+        &[
+            "teams", "update", "research", "--config", cfg, "--rpm", "none", "--name", "ml",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let line = updated.ok();
+    assert!(line.starts_with("ml ") && line.contains("rpm=-"), "{line}");
+    let teams = run(&["teams", "list", "--config", cfg], &[], None).await;
+    assert!(teams.ok().contains("ml "), "{teams:#?}");
+    let moved = run(
+        &["keys", "update", "1", "--config", cfg, "--team", "none"],
+        &[],
+        None,
+    )
+    .await;
+    assert!(moved.ok().contains("team=-"), "{moved:#?}");
+    let deleted = run(&["teams", "delete", "ml", "--config", cfg], &[], None).await;
+    assert!(deleted.ok().contains("deleted team ml"), "{deleted:#?}");
+    let teams = run(&["teams", "list", "--config", cfg], &[], None).await;
+    assert_eq!(teams.ok().trim(), "");
 }

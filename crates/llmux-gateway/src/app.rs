@@ -218,6 +218,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/keys/{id}",
             axum::routing::delete(routes::admin::revoke_key).patch(routes::admin::update_key),
         )
+        .route(
+            "/admin/teams",
+            get(routes::teams::list_teams).post(routes::teams::create_team),
+        )
+        .route(
+            "/admin/teams/{name}",
+            get(routes::teams::get_team)
+                .patch(routes::teams::update_team)
+                .delete(routes::teams::delete_team),
+        )
         .route("/admin/usage", get(routes::admin::usage))
         .route("/admin/usage/records", get(routes::admin::records))
         .route("/admin/prices", get(routes::prices::list))

@@ -59,11 +59,9 @@ impl Principal {
         }
     }
 
-    /// The team the key belongs to, which the access log, the per-key metrics and the
-    /// request's span name. Keys do not belong to teams yet, so this is `None`; once they do,
-    /// it returns the key's team here and everything downstream picks it up.
+    /// The name of the virtual key's team, if it belongs to one (for logs).
     pub fn team(&self) -> Option<&str> {
-        None
+        self.record().and_then(|k| k.team.as_deref())
     }
 
     /// The stored key, for limits.
@@ -437,6 +435,7 @@ mod tests {
             budget_cost: None,
             spent_tokens: 0,
             spent_cost: 0.0,
+            ..KeyRecord::default()
         };
         let p = Principal::Virtual(Arc::new(VirtualKey { record }));
         assert!(p.allows("a").is_ok());

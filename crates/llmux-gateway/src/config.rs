@@ -182,6 +182,8 @@ pub struct RawServer {
     pub key_cache_ttl: Duration,
     /// Days usage rows are kept.
     pub retention_days: u32,
+    /// IANA time zone of daily, weekly and monthly budget periods (default `UTC`).
+    pub budget_timezone: String,
     /// Default per-key limits.
     pub limits: RawLimits,
     /// Prices per public model (or `provider/upstream_model`), over the built-in table.
@@ -233,6 +235,7 @@ impl Default for RawServer {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             key_cache_ttl: Duration::from_secs(10),
             retention_days: 90,
+            budget_timezone: "UTC".into(),
             limits: RawLimits::default(),
             prices: BTreeMap::new(),
             currency: Currency::USD,
@@ -634,6 +637,8 @@ pub struct ServerConfig {
     pub key_cache_ttl: Duration,
     /// Usage retention in days.
     pub retention_days: u32,
+    /// The time zone of budget periods (`server.budget_timezone`).
+    pub budget_calendar: crate::limits::BudgetCalendar,
     /// Default per-key limits.
     pub limits: RawLimits,
     /// Prices per public model (or `provider/upstream_model`).
@@ -1188,6 +1193,14 @@ impl Config {
                 UsageJournal::default_for(d.expose())
             }),
         };
+        let budget_calendar = crate::limits::BudgetCalendar::new(&s.budget_timezone)
+            .unwrap_or_else(|message| {
+                issues.push(ConfigIssue {
+                    path: "server.budget_timezone".into(),
+                    message,
+                });
+                crate::limits::BudgetCalendar::utc()
+            });
         let server = ServerConfig {
             listen,
             database,
@@ -1204,6 +1217,7 @@ impl Config {
             connections,
             key_cache_ttl: s.key_cache_ttl,
             retention_days: s.retention_days,
+            budget_calendar,
             limits: s.limits,
             prices: s.prices,
             money,

@@ -122,9 +122,19 @@ impl Gateway {
     /// Opens the store (when `server.database` is set), starts the usage recorder and binds
     /// `config.server.listen` (port 0 picks a free port). Call it inside the serving runtime.
     pub async fn bind(config: Config, opts: ServeOptions) -> Result<Gateway, ServeError> {
+        Self::bind_with_clock(config, opts, Arc::new(crate::limits::SystemClock)).await
+    }
+
+    /// [`Gateway::bind`] with the clock that decides budget periods (and stamps usage
+    /// records), so tests can cross a period's boundary without waiting for it.
+    pub async fn bind_with_clock(
+        config: Config,
+        opts: ServeOptions,
+        clock: Arc<dyn crate::limits::Clock>,
+    ) -> Result<Gateway, ServeError> {
         let store = match &config.server.database {
             Some(url) => Some(
-                crate::store::open(url.expose())
+                crate::store::open_with(url.expose(), config.server.budget_calendar.clone())
                     .await
                     .map_err(|e| ServeError::Other(e.to_string()))?,
             ),
@@ -183,7 +193,7 @@ impl Gateway {
             None => UsageRecorder::spawn_as(s.clone(), recorder_cfg, instance.clone()),
         });
         let listen = config.server.listen;
-        let state = AppState::new(config, auth, store, recorder)
+        let state = AppState::with_clock(config, auth, store, recorder, clock)
             .map_err(|e| ServeError::Other(e.message))?;
         // The channels stored in the database join the file's before anything is served.
         state

@@ -88,6 +88,23 @@ impl AppState {
         store: Option<Arc<dyn Store>>,
         recorder: Option<UsageRecorder>,
     ) -> Result<Arc<AppState>, ApiError> {
+        Self::with_clock(
+            config,
+            auth,
+            store,
+            recorder,
+            Arc::new(crate::limits::SystemClock),
+        )
+    }
+
+    /// [`AppState::new`] with the clock that decides budget periods and stamps usage records.
+    pub fn with_clock(
+        config: Config,
+        auth: Authenticator,
+        store: Option<Arc<dyn Store>>,
+        recorder: Option<UsageRecorder>,
+        clock: Arc<dyn crate::limits::Clock>,
+    ) -> Result<Arc<AppState>, ApiError> {
         let internal = |m: String| ApiError::new(llmux_core::ErrorKind::Internal, m);
         let metrics = Metrics::with_max_key_labels(config.server.metrics.max_key_labels)
             .map_err(|e| internal(format!("metrics: {e}")))?;
@@ -102,7 +119,9 @@ impl AppState {
         )
         .map_err(|e| internal(e.to_string()))?;
         // Cost reservations are priced per request from its route (see `pipeline::admission`).
-        let mut limits = KeyLimits::new();
+        let mut limits = KeyLimits::new()
+            .with_calendar(config.server.budget_calendar.clone())
+            .with_clock(clock);
         if let Some(redis) = &config.server.redis {
             let backend = RedisLimits::new(redis, metrics.limits_backend_errors.clone())
                 .map_err(|e| internal(e.to_string()))?;

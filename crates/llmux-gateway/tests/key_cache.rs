@@ -74,6 +74,7 @@ fn new_key(name: &str, expires_at: Option<i64>) -> NewKey {
         tpm: Some(5_000),
         budget_tokens: None,
         budget_cost: None,
+        ..NewKey::default()
     }
 }
 

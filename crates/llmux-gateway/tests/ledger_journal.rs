@@ -34,6 +34,7 @@ fn begin(id: &str, key_id: i64) -> InflightRecord {
         cost: 0.25,
         stream: false,
         client_request_id: Some(format!("client-{id}")),
+        team_id: None,
     }
 }
 

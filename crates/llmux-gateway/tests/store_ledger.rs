@@ -53,6 +53,7 @@ fn journal(id: &str, instance: &str, key_id: i64) -> InflightRecord {
         cost: 0.25,
         stream: true,
         client_request_id: Some(format!("client-{id}")),
+        team_id: None,
     }
 }
 

@@ -158,6 +158,7 @@ fn rec(id: &str, at_ms: i64, key_id: Option<i64>, model: &str, i: u64, o: u64) -
         cancelled: false,
         stream: true,
         usage_estimated: false,
+        team_id: None,
     }
 }
 
@@ -170,6 +171,8 @@ fn limited_key(name: &str) -> NewKey {
         tpm: Some(10_000),
         budget_tokens: Some(1_000_000),
         budget_cost: Some(12.5),
+        budget_period: Default::default(),
+        team: None,
     }
 }
 

@@ -85,6 +85,25 @@ impl Reservation {
     }
 }
 
+impl Reservation {
+    /// Takes the admission back as if it had never happened (its request slot and tokens
+    /// included), when it is still the limiter's newest one; `false` (and nothing changes
+    /// beyond dropping it) otherwise. For callers that admit on several limiters under one
+    /// lock of their own and must undo the first when a later one refuses.
+    pub fn cancel(self) -> bool {
+        let mut g = self.limiter.lock();
+        if g.entries.back().is_some_and(|e| e.id == self.id) {
+            if let Some(e) = g.entries.pop_back() {
+                g.tokens -= e.tokens;
+                g.next_id -= 1;
+            }
+            true
+        } else {
+            false
+        }
+    }
+}
+
 impl Limiter {
     /// A limiter with these limits.
     pub fn new(config: LimitConfig) -> Arc<Self> {
@@ -189,6 +208,27 @@ impl Limiter {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cancelling_the_newest_admission_frees_its_slot_and_tokens() {
+        let t0 = Instant::now();
+        let l = Limiter::new(LimitConfig {
+            rpm: Some(2),
+            tpm: Some(100),
+            ..Default::default()
+        });
+        let a = l.try_admit(40, t0).unwrap();
+        let b = l.try_admit(60, t0).unwrap();
+        assert!(l.try_admit(0, t0).is_err());
+        // Only the newest can be taken back.
+        assert!(!a.cancel());
+        assert!(b.cancel());
+        let c = l.try_admit(60, t0).unwrap();
+        // Ids stay consecutive: settling the readmitted one finds its entry.
+        c.settle(10);
+        assert!(l.try_admit(0, t0).is_err(), "rpm 2 is used again");
+        assert_eq!(l.lock().tokens, 50);
+    }
 
     #[test]
     fn rpm_admits_at_most_the_budget_then_frees_after_a_minute() {

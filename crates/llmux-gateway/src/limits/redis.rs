@@ -7,9 +7,16 @@
 //! usage; it runs in a spawned task (settling happens in `Drop` and must not delay the response),
 //! counted so shutdown can wait for it ([`KeyLimits::drain`](super::KeyLimits::drain)).
 //!
-//! Keys of virtual key 7 under the prefix `llmux:` (one hash tag, so one Cluster slot):
-//! `llmux:{7}:w` (window), `llmux:{7}:h` (held reservations), `llmux:{7}:s` (sums and spend).
-//! Every script call refreshes their TTL ([`key_ttl`]), so idle keys disappear.
+//! A request of a key in a team is decided for the key and the team in the same script call.
+//! Both sets of counters share one hash tag, so one call touches one Cluster slot. Under the
+//! prefix `llmux:`, virtual key 7 outside any team has `llmux:{7}:w` (window), `llmux:{7}:h`
+//! (held reservations) and `llmux:{7}:s` (sums, and the spend of a lifetime budget); in team 3
+//! the same key has `llmux:{t3}:k7:w`, `…:h`, `…:s`, and the team has `llmux:{t3}:w`, `:h`,
+//! `:s`. The spend of a periodic budget is a hash per period, named by its label
+//! ([`super::period`]): `llmux:{7}:p:m:2026-12`, `llmux:{t3}:p:d:2026-12-07`. A new period is a
+//! new key that starts empty, so a boundary needs no sweep; a key moved to another team starts
+//! with fresh Redis counters (the store's spend still counts). Every script call refreshes the
+//! TTL of what it touches ([`key_ttl`]), so idle keys disappear.
 //!
 //! When Redis fails (connection refused, timeout, an error reply) the admission is decided by
 //! the in-process limits instead; three failures in a row open a breaker that skips Redis for
@@ -29,9 +36,8 @@ use redis::{Script, ScriptInvocation};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::LimitError;
+use super::{BudgetPeriod, LimitError, Scope, ScopeId};
 use crate::config::RedisConfig;
-use crate::store::KeyRecord;
 
 /// Longest wait for one Redis call (connecting included) before the in-process limits decide.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -165,25 +171,50 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// The three Redis keys of one virtual key.
+/// The Redis keys of one scope (a key or a team) in one period.
 struct Keys {
     window: String,
     held: String,
     state: String,
+    spend: String,
 }
 
 impl Keys {
-    fn new(prefix: &str, key_id: i64) -> Keys {
+    /// The keys of `id` (whose key is in `team`, if any) with the spend of period `label`.
+    fn new(prefix: &str, id: ScopeId, team: Option<i64>, label: &str) -> Keys {
+        let base = match (id, team) {
+            (ScopeId::Key(k), None) => format!("{prefix}{{{k}}}"),
+            (ScopeId::Key(k), Some(t)) => format!("{prefix}{{t{t}}}:k{k}"),
+            (ScopeId::Team(t), _) => format!("{prefix}{{t{t}}}"),
+        };
+        let state = format!("{base}:s");
+        let spend = if label.is_empty() {
+            state.clone()
+        } else {
+            format!("{base}:p:{label}")
+        };
         Keys {
-            window: format!("{prefix}{{{key_id}}}:w"),
-            held: format!("{prefix}{{{key_id}}}:h"),
-            state: format!("{prefix}{{{key_id}}}:s"),
+            window: format!("{base}:w"),
+            held: format!("{base}:h"),
+            state,
+            spend,
         }
     }
 
     fn add_to(&self, inv: &mut ScriptInvocation<'_>) {
-        inv.key(&self.window).key(&self.held).key(&self.state);
+        inv.key(&self.window)
+            .key(&self.held)
+            .key(&self.state)
+            .key(&self.spend);
     }
+}
+
+/// The team of a request's scopes, if one of them is a team.
+fn team_of(scopes: impl IntoIterator<Item = ScopeId>) -> Option<i64> {
+    scopes.into_iter().find_map(|s| match s {
+        ScopeId::Team(t) => Some(t),
+        ScopeId::Key(_) => None,
+    })
 }
 
 /// Why one call failed.
@@ -233,11 +264,11 @@ impl Shared {
         }
     }
 
-    /// The shared decision, or `None` when Redis could not decide (counted and logged; the
-    /// caller decides in process).
+    /// The shared decision for a request of `scopes` (a key, then its team), or `None` when
+    /// Redis could not decide (counted and logged; the caller decides in process).
     pub(super) async fn admit(
         self: &Arc<Self>,
-        key: &KeyRecord,
+        scopes: &[Scope],
         estimated_tokens: u64,
         estimated_cost: f64,
     ) -> Option<Result<Ticket, LimitError>> {
@@ -245,30 +276,50 @@ impl Shared {
             self.admit_fallback(None);
             return None;
         };
-        let keys = Keys::new(&self.prefix, key.id);
+        let team = team_of(scopes.iter().map(|s| s.id));
         let mut inv = self.admit.prepare_invoke();
-        keys.add_to(&mut inv);
-        opt_arg(&mut inv, key.rpm);
-        opt_arg(&mut inv, key.tpm);
-        opt_arg(&mut inv, key.budget_tokens);
-        opt_arg(&mut inv, key.budget_cost.and_then(finite));
+        for s in scopes {
+            Keys::new(&self.prefix, s.id, team, &s.label).add_to(&mut inv);
+        }
         inv.arg(estimated_tokens)
             .arg(estimated_cost)
-            .arg(key.spent_tokens)
-            .arg(finite(key.spent_cost).unwrap_or(0.0).max(0.0))
             .arg(self.reservation_ms)
             .arg(self.key_ttl_ms);
+        for s in scopes {
+            opt_arg(&mut inv, s.rpm);
+            opt_arg(&mut inv, s.tpm);
+            opt_arg(&mut inv, s.budget_tokens);
+            opt_arg(&mut inv, s.budget_cost.and_then(finite));
+            inv.arg(s.store_spent.0)
+                .arg(finite(s.store_spent.1).unwrap_or(0.0).max(0.0));
+        }
+        let scope_at = |i: i64| {
+            usize::try_from(i - 1)
+                .ok()
+                .and_then(|i| scopes.get(i))
+                .map(|s| s.id)
+        };
         let decision = match self.call::<Vec<i64>>(&inv).await {
             Ok(reply) => match reply.as_slice() {
                 [0, id] => Ok(Ok(Ticket {
                     shared: self.clone(),
-                    key_id: key.id,
+                    team,
+                    scopes: scopes
+                        .iter()
+                        .map(|s| (s.id, s.period, s.label.clone()))
+                        .collect(),
                     id: *id,
                 })),
-                [1, wait_ms] => Ok(Err(LimitError::RateLimited {
-                    retry_after: Duration::from_millis(u64::try_from(*wait_ms).unwrap_or(1).max(1)),
-                })),
-                [2, _] => Ok(Err(LimitError::BudgetExhausted)),
+                [1, wait_ms, i] => match scope_at(*i) {
+                    Some(id) => Ok(Err(id.rate_limited(Duration::from_millis(
+                        u64::try_from(*wait_ms).unwrap_or(1).max(1),
+                    )))),
+                    None => Err(Failure::Reply),
+                },
+                [2, _, i] => match scope_at(*i) {
+                    Some(id) => Ok(Err(id.budget_exhausted())),
+                    None => Err(Failure::Reply),
+                },
                 _ => Err(Failure::Reply),
             },
             Err(f) => Err(f),
@@ -322,13 +373,14 @@ impl Shared {
         );
     }
 
-    /// Settles (`actual` given) or releases an admission in a spawned task, so the response is
-    /// not delayed; [`Pending`] counts it until it finishes.
+    /// Settles (`actual` given, counted as spent in the periods `labels`, one per scope) or
+    /// releases an admission in a spawned task, so the response is not delayed; [`Pending`]
+    /// counts it until it finishes.
     fn spawn_settle(
         self: &Arc<Self>,
         ticket: &Ticket,
         est: (u64, f64),
-        actual: Option<(u64, f64)>,
+        actual: Option<((u64, f64), Vec<String>)>,
     ) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             // No runtime (the process is exiting): the reservation expires on its own.
@@ -336,15 +388,28 @@ impl Shared {
             return;
         };
         let guard = self.pending.enter(self.clone());
-        let (key_id, id) = (ticket.key_id, ticket.id);
+        let id = ticket.id;
+        let keys: Vec<Keys> = ticket
+            .scopes
+            .iter()
+            .enumerate()
+            .map(|(i, (scope, _, admitted))| {
+                let label = actual
+                    .as_ref()
+                    .and_then(|(_, labels)| labels.get(i))
+                    .unwrap_or(admitted);
+                Keys::new(&self.prefix, *scope, ticket.team, label)
+            })
+            .collect();
         rt.spawn(async move {
             let shared = guard.shared();
-            let keys = Keys::new(&shared.prefix, key_id);
             let mut inv = shared.settle.prepare_invoke();
-            keys.add_to(&mut inv);
+            for k in &keys {
+                k.add_to(&mut inv);
+            }
             inv.arg(id).arg(est.0).arg(est.1);
-            match actual {
-                Some((tokens, cost)) => inv.arg(tokens).arg(cost),
+            match &actual {
+                Some(((tokens, cost), _)) => inv.arg(*tokens).arg(*cost),
                 None => inv.arg("").arg(""),
             };
             inv.arg(shared.key_ttl_ms);
@@ -369,7 +434,7 @@ impl Shared {
 
     /// Spend and reservations of a key as Redis holds them.
     pub(super) async fn usage(&self, key_id: i64) -> Option<super::KeyUsage> {
-        let keys = Keys::new(&self.prefix, key_id);
+        let keys = Keys::new(&self.prefix, ScopeId::Key(key_id), None, "");
         let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(&keys.state).arg(&["st", "sc", "rt", "rc", "wt"]);
@@ -393,13 +458,22 @@ impl Shared {
 #[derive(Debug)]
 pub(super) struct Ticket {
     shared: Arc<Shared>,
-    key_id: i64,
+    /// The team whose hash tag the keys share, if any.
+    team: Option<i64>,
+    /// Each scope with its period kind and the label it was admitted in.
+    scopes: Vec<(ScopeId, BudgetPeriod, String)>,
     id: i64,
 }
 
 impl Ticket {
-    pub(super) fn settle(&self, est: (u64, f64), actual: (u64, f64)) {
-        self.shared.spawn_settle(self, est, Some(actual));
+    /// The period kind of each scope, in order.
+    pub(super) fn periods(&self) -> impl Iterator<Item = BudgetPeriod> + '_ {
+        self.scopes.iter().map(|s| s.1)
+    }
+
+    /// Settles with the actual usage, spent in the periods `labels` (one per scope).
+    pub(super) fn settle(&self, est: (u64, f64), actual: (u64, f64), labels: Vec<String>) {
+        self.shared.spawn_settle(self, est, Some((actual, labels)));
     }
 
     pub(super) fn release(&self, est: (u64, f64)) {
@@ -499,10 +573,33 @@ mod tests {
 
     #[test]
     fn keys_of_one_virtual_key_share_a_hash_tag() {
-        let k = Keys::new("llmux:", 7);
+        let k = Keys::new("llmux:", ScopeId::Key(7), None, "");
         assert_eq!(k.window, "llmux:{7}:w");
         assert_eq!(k.held, "llmux:{7}:h");
         assert_eq!(k.state, "llmux:{7}:s");
+        assert_eq!(k.spend, "llmux:{7}:s");
+        let p = Keys::new("llmux:", ScopeId::Key(7), None, "m:2026-12");
+        assert_eq!(p.spend, "llmux:{7}:p:m:2026-12");
+    }
+
+    #[test]
+    fn a_key_and_its_team_share_the_team_hash_tag() {
+        let k = Keys::new("llmux:", ScopeId::Key(7), Some(3), "d:2026-12-07");
+        let t = Keys::new("llmux:", ScopeId::Team(3), Some(3), "m:2026-12");
+        for name in [
+            &k.window, &k.held, &k.state, &k.spend, &t.window, &t.held, &t.state, &t.spend,
+        ] {
+            assert!(name.starts_with("llmux:{t3}:"), "{name}");
+        }
+        assert_eq!(k.window, "llmux:{t3}:k7:w");
+        assert_eq!(t.window, "llmux:{t3}:w");
+        assert_eq!(t.spend, "llmux:{t3}:p:m:2026-12");
+        // Every name differs.
+        let all = [
+            &k.window, &k.held, &k.state, &k.spend, &t.window, &t.held, &t.state, &t.spend,
+        ];
+        let set: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(set.len(), all.len());
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
     let admission = admit_key(state, &principal, estimate.total, cost_per_token).await?;
     let guard = GuardInit {
         key_id: principal.key_id(),
+        team_id: principal.record().and_then(|k| k.team_id),
         admission,
         stream: decoded.stream,
         prompt_estimate: estimate.prompt,
@@ -148,15 +149,20 @@ async fn admit_key(
         .await
     {
         Ok(a) => Ok(Some(a)),
-        Err(e @ LimitError::RateLimited { retry_after }) => {
+        Err(
+            e @ (LimitError::RateLimited { retry_after }
+            | LimitError::TeamRateLimited { retry_after }),
+        ) => {
             let mut err = ApiError::new(ErrorKind::RateLimited, e.to_string());
             err.retry_after = Some(retry_after);
             Err(err)
         }
-        Err(e @ LimitError::BudgetExhausted) => {
+        Err(e @ (LimitError::BudgetExhausted | LimitError::TeamBudgetExhausted)) => {
             Err(ApiError::new(ErrorKind::QuotaExhausted, format!("{e}.")))
         }
-        Err(e @ LimitError::TooLarge { .. }) => Err(ApiError::invalid(e.to_string())),
+        Err(e @ (LimitError::TooLarge { .. } | LimitError::TeamTooLarge { .. })) => {
+            Err(ApiError::invalid(e.to_string()))
+        }
     }
 }
 

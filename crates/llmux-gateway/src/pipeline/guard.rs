@@ -50,6 +50,7 @@ pub struct RequestGuard {
     upstream_model: Arc<str>,
     ctx: RequestCtx,
     key_id: Option<i64>,
+    team_id: Option<i64>,
     admission: Option<Admission>,
     stream: bool,
     usage: Option<Usage>,
@@ -70,6 +71,8 @@ pub struct RequestGuard {
 #[derive(Debug)]
 pub(crate) struct GuardInit {
     pub(crate) key_id: Option<i64>,
+    /// The key's team, if any.
+    pub(crate) team_id: Option<i64>,
     pub(crate) admission: Option<Admission>,
     pub(crate) stream: bool,
     /// Prompt tokens as estimated (billed when nothing better is known).
@@ -78,13 +81,13 @@ pub(crate) struct GuardInit {
     pub(crate) estimate: u64,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl RequestGuard {
+    /// Now, in unix milliseconds, from the clock that decides budget periods (so a record
+    /// counts in the period its settle counted it in).
+    fn now_ms(&self) -> i64 {
+        self.state.limits.clock().now_ms()
+    }
+
     /// Opens the guard of an admitted request before its first upstream call, labelled with
     /// the plan's first channel, and journals it in `sync` durability (waiting at most
     /// `server.usage_commit_timeout` for the commit).
@@ -116,6 +119,7 @@ impl RequestGuard {
             upstream_model,
             ctx,
             key_id: init.key_id,
+            team_id: init.team_id,
             admission: init.admission,
             stream: init.stream,
             usage: None,
@@ -156,8 +160,9 @@ impl RequestGuard {
         let mut row = InflightRecord {
             request_id: self.ctx.id.to_string(),
             instance: String::new(),
-            at_ms: now_ms(),
+            at_ms: self.now_ms(),
             key_id: self.key_id,
+            team_id: self.team_id,
             channel: self.labels.channel.to_string(),
             provider: self.labels.provider.to_owned(),
             model: self.labels.model.to_string(),
@@ -309,8 +314,9 @@ impl RequestGuard {
         let mut rec = UsageRecord {
             request_id: self.ctx.id.to_string(),
             client_request_id: self.ctx.client_id.as_deref().map(str::to_owned),
-            at_ms: now_ms(),
+            at_ms: self.now_ms(),
             key_id: self.key_id,
+            team_id: self.team_id,
             channel: l.channel.to_string(),
             provider: l.provider.to_owned(),
             model: l.model.to_string(),

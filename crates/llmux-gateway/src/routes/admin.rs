@@ -2,7 +2,8 @@
 //! models, weights, priorities, enabled state, source and live breaker state (credentials
 //! masked), and `POST /admin/channels/{name}/enable` puts a channel back in rotation (adding,
 //! changing, deleting and testing channels is in [`super::channels`]); `POST/GET
-//! /admin/keys`, `DELETE /admin/keys/{id}` manage virtual keys; `GET /admin/usage` reports usage.
+//! /admin/keys`, `DELETE /admin/keys/{id}` manage virtual keys (a key may join a team by its
+//! name, `team`; teams themselves are in [`super::teams`]); `GET /admin/usage` reports usage.
 
 use std::sync::Arc;
 
@@ -260,13 +261,31 @@ pub(crate) fn store_err(e: &crate::store::StoreError) -> ApiError {
 }
 
 /// A key field that breaks its rule: 400 naming the field.
-fn problem(p: crate::store::KeyProblem) -> ApiError {
+pub(super) fn problem(p: crate::store::KeyProblem) -> ApiError {
     let e = ApiError::invalid(p.to_string());
     if p.field.is_empty() {
         e
     } else {
         e.param(p.field)
     }
+}
+
+/// 400 naming the `team` field when a key is to join a team that does not exist.
+async fn check_team_exists(state: &AppState, team: Option<&str>) -> Result<(), ApiError> {
+    let Some(name) = team else {
+        return Ok(());
+    };
+    let found = store_of(state)?
+        .find_team(name)
+        .await
+        .map_err(|e| store_err(&e))?;
+    if found.is_none() {
+        return Err(ApiError::invalid(format!(
+            "no team named `{name}` (create it with POST /admin/teams)"
+        ))
+        .param("team"));
+    }
+    Ok(())
 }
 
 /// 404 for a key id that does not exist.
@@ -334,6 +353,7 @@ pub async fn create_key(
             ApiError::invalid(format!("invalid key at `{}`: {}", e.path(), e.inner()))
         })?;
         new.check(unix_now()).map_err(problem)?;
+        check_team_exists(&state, new.team.as_deref()).await?;
         let (record, key) = store_of(&state)?
             .create_key(new)
             .await
@@ -376,10 +396,11 @@ pub async fn update_key(
         if update.is_empty() {
             return Err(ApiError::invalid(
                 "nothing to change: send one or more of name, expires_at, models, rpm, tpm, \
-                 budget_tokens, budget_cost",
+                 budget_tokens, budget_cost, budget_period, team",
             ));
         }
         update.check(unix_now()).map_err(problem)?;
+        check_team_exists(&state, update.team.as_ref().and_then(Option::as_deref)).await?;
         let Some(record) = store_of(&state)?
             .update_key(id, update)
             .await
@@ -465,22 +486,23 @@ pub async fn revoke_key(
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// `key`, `model` or `day` (default `model`).
+    /// `key`, `model`, `day` or `team` (default `model`).
     #[serde(default)]
-    #[param(pattern = "^(key|model|day)$")]
+    #[param(pattern = "^(key|model|day|team)$")]
     by: Option<String>,
     /// `YYYY-MM-DD`, inclusive (UTC days).
     #[serde(default)]
     since: Option<String>,
 }
 
-/// `GET /admin/usage?by=key|model|day&since=YYYY-MM-DD`.
+/// `GET /admin/usage?by=key|model|day|team&since=YYYY-MM-DD`: by key, rows carry the key's
+/// name; by team, the group is the team's name (requests of keys in a team only).
 #[utoipa::path(
     get,
     path = "/admin/usage",
     tag = "admin",
     operation_id = "adminUsage",
-    summary = "Usage grouped by key, model or day, from the daily rollups",
+    summary = "Usage grouped by key, model, day or team, from the daily rollups",
     params(UsageQuery),
     responses(
         (status = 200, description = "One row per group.", body = UsageReport),
@@ -500,11 +522,13 @@ pub async fn usage(
             None | Some("model") => crate::store::GroupBy::Model,
             Some("key") => crate::store::GroupBy::Key,
             Some("day") => crate::store::GroupBy::Day,
+            Some("team") => crate::store::GroupBy::Team,
             Some(other) => {
+                let shown: String = other.chars().take(32).collect();
                 return Err(ApiError::invalid(format!(
-                    "`by` must be key, model or day, got `{other}`"
+                    "`by` must be key, model, day or team, got `{shown}`"
                 ))
-                .param("by"))
+                .param("by"));
             }
         };
         if let Some(since) = q.since.as_deref() {

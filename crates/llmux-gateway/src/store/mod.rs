@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::keys::RngError;
+use crate::limits::period::{BudgetCalendar, BudgetPeriod, LabelCache};
 use crate::usage::ModelPrice;
 
 pub mod channels;
@@ -62,14 +63,119 @@ pub struct KeyRecord {
     pub rpm: Option<u32>,
     /// Tokens (input + output) per minute; `None` = unlimited.
     pub tpm: Option<u64>,
-    /// Lifetime token budget (input + output); `None` = unlimited.
+    /// Token budget (input + output) per `budget_period`; `None` = unlimited.
     pub budget_tokens: Option<u64>,
-    /// Lifetime cost budget, in the price table's currency; `None` = unlimited.
+    /// Cost budget per `budget_period`, in the price table's currency; `None` = unlimited.
     pub budget_cost: Option<f64>,
     /// Tokens (input + output) recorded so far.
     pub spent_tokens: u64,
     /// Cost recorded so far.
     pub spent_cost: f64,
+    /// How often the budgets start again (`none`: they cover the key's whole life).
+    #[serde(default)]
+    pub budget_period: BudgetPeriod,
+    /// The period `period_tokens` and `period_cost` count (`m:2026-12`; empty before the
+    /// first record of a periodic budget). A counter of an earlier period than the current one
+    /// counts as zero.
+    #[serde(default)]
+    pub period: String,
+    /// Tokens recorded in `period`.
+    #[serde(default)]
+    pub period_tokens: u64,
+    /// Cost recorded in `period`.
+    #[serde(default)]
+    pub period_cost: f64,
+    /// The team's id, when the key belongs to one.
+    #[serde(default)]
+    pub team_id: Option<i64>,
+    /// The team's name, when the key belongs to one.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The key's team as stored when the key was read, for its limits (not part of the API).
+    #[serde(skip)]
+    pub team_record: Option<Arc<TeamRecord>>,
+}
+
+/// Spend of a key or team as its budgets count it at a time whose period label (see
+/// [`crate::limits::period`]) is `label`: the lifetime counters without a period, the period
+/// counters while they are for `label`, zero for a period that has not been recorded yet.
+pub fn budget_spend(
+    period: BudgetPeriod,
+    lifetime: (u64, f64),
+    counted: (&str, u64, f64),
+    label: &str,
+) -> (u64, f64) {
+    if period == BudgetPeriod::None {
+        lifetime
+    } else if counted.0 == label {
+        (counted.1, counted.2)
+    } else {
+        (0, 0.0)
+    }
+}
+
+impl KeyRecord {
+    /// The key's spend in the period labelled `label` (see [`budget_spend`]).
+    pub fn budget_spend(&self, label: &str) -> (u64, f64) {
+        budget_spend(
+            self.budget_period,
+            (self.spent_tokens, self.spent_cost),
+            (&self.period, self.period_tokens, self.period_cost),
+            label,
+        )
+    }
+}
+
+/// A team as stored: it groups keys, and its limits and budgets apply to all its keys
+/// together (on top of each key's own).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TeamRecord {
+    /// Row id (≥ 1).
+    pub id: i64,
+    /// Unique name (letters, digits, `.`, `_`, `-`).
+    pub name: String,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Requests per minute of all its keys together; `None` = unlimited.
+    pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute of all its keys together; `None` = unlimited.
+    pub tpm: Option<u64>,
+    /// Token budget per `budget_period`; `None` = unlimited.
+    pub budget_tokens: Option<u64>,
+    /// Cost budget per `budget_period`; `None` = unlimited.
+    pub budget_cost: Option<f64>,
+    /// How often the budgets start again.
+    pub budget_period: BudgetPeriod,
+    /// Tokens recorded so far by its keys (while in the team).
+    pub spent_tokens: u64,
+    /// Cost recorded so far.
+    pub spent_cost: f64,
+    /// The period `period_tokens` and `period_cost` count (see [`KeyRecord::period`]).
+    pub period: String,
+    /// Tokens recorded in `period`.
+    pub period_tokens: u64,
+    /// Cost recorded in `period`.
+    pub period_cost: f64,
+}
+
+impl TeamRecord {
+    /// The team's spend in the period labelled `label` (see [`budget_spend`]).
+    pub fn budget_spend(&self, label: &str) -> (u64, f64) {
+        budget_spend(
+            self.budget_period,
+            (self.spent_tokens, self.spent_cost),
+            (&self.period, self.period_tokens, self.period_cost),
+            label,
+        )
+    }
+
+    /// True when the team limits anything.
+    pub fn is_limited(&self) -> bool {
+        self.rpm.is_some()
+            || self.tpm.is_some()
+            || self.budget_tokens.is_some()
+            || self.budget_cost.is_some()
+    }
 }
 
 impl KeyRecord {
@@ -99,10 +205,14 @@ pub struct NewKey {
     pub rpm: Option<u32>,
     /// Tokens per minute.
     pub tpm: Option<u64>,
-    /// Lifetime token budget.
+    /// Token budget per `budget_period`.
     pub budget_tokens: Option<u64>,
-    /// Lifetime cost budget.
+    /// Cost budget per `budget_period`.
     pub budget_cost: Option<f64>,
+    /// `none` (default), `daily`, `weekly` or `monthly`.
+    pub budget_period: BudgetPeriod,
+    /// The name of the team the key joins.
+    pub team: Option<String>,
 }
 
 /// `error_kind` of a request found in the in-flight journal of a gateway that died: it is
@@ -122,6 +232,9 @@ pub struct UsageRecord {
     pub at_ms: i64,
     /// The virtual key, if the request had one.
     pub key_id: Option<i64>,
+    /// The key's team when the request was admitted, if any.
+    #[serde(default)]
+    pub team_id: Option<i64>,
     /// The upstream channel that served (or last failed) the request, by its configured name.
     pub channel: String,
     /// Provider id that served the request.
@@ -175,6 +288,9 @@ pub struct InflightRecord {
     pub at_ms: i64,
     /// The virtual key, if any.
     pub key_id: Option<i64>,
+    /// The key's team, if any.
+    #[serde(default)]
+    pub team_id: Option<i64>,
     /// The first channel of the plan.
     pub channel: String,
     /// That channel's provider id.
@@ -206,6 +322,7 @@ impl InflightRecord {
             client_request_id: self.client_request_id.clone(),
             at_ms: self.at_ms,
             key_id: self.key_id,
+            team_id: self.team_id,
             channel: self.channel.clone(),
             provider: self.provider.clone(),
             model: self.model.clone(),
@@ -259,14 +376,20 @@ pub enum GroupBy {
     Model,
     /// By UTC day, `YYYY-MM-DD`.
     Day,
+    /// By team name (requests of keys in a team only; `#ID` for a team deleted since).
+    Team,
 }
 
 /// One group of a usage report, sorted by `group`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UsageRow {
     /// The group value: a key id in decimal (`none` for requests without a key), a public
-    /// model name, or a UTC day (`YYYY-MM-DD`).
+    /// model name, a UTC day (`YYYY-MM-DD`), or a team name.
     pub group: String,
+    /// The key's name when grouped by key (absent for requests without a key and for keys
+    /// that no longer exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Number of requests.
     pub requests: u64,
     /// Sum of input tokens.
@@ -353,9 +476,15 @@ pub struct KeyUpdate {
     /// New lifetime token budget, or none.
     #[serde(default, deserialize_with = "set_or_clear")]
     pub budget_tokens: Option<Option<u64>>,
-    /// New lifetime cost budget, or none.
+    /// New cost budget, or none.
     #[serde(default, deserialize_with = "set_or_clear")]
     pub budget_cost: Option<Option<f64>>,
+    /// New budget period (`none`, `daily`, `weekly`, `monthly`).
+    #[serde(default)]
+    pub budget_period: Option<BudgetPeriod>,
+    /// The team to move the key to (its name), or `null` to take it out of its team.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub team: Option<Option<String>>,
 }
 
 impl KeyUpdate {
@@ -379,6 +508,7 @@ impl KeyUpdate {
                 tpm: self.tpm.flatten(),
                 budget_tokens: self.budget_tokens.flatten(),
                 budget_cost: self.budget_cost.flatten(),
+                team: self.team.as_ref().and_then(Option::as_deref),
             },
             now,
         )
@@ -397,6 +527,7 @@ impl NewKey {
                 tpm: self.tpm,
                 budget_tokens: self.budget_tokens,
                 budget_cost: self.budget_cost,
+                team: self.team.as_deref(),
             },
             now,
         )
@@ -450,10 +581,14 @@ struct KeyFields<'a> {
     tpm: Option<u64>,
     budget_tokens: Option<u64>,
     budget_cost: Option<f64>,
+    team: Option<&'a str>,
 }
 
 /// The rules every key obeys, for creation and update alike.
 fn check_fields(k: KeyFields<'_>, now: i64) -> std::result::Result<(), KeyProblem> {
+    if let Some(team) = k.team {
+        check_team_name("team", team)?;
+    }
     if let Some(name) = k.name {
         if name.trim().is_empty() {
             return Err(KeyProblem::new("name", "cannot be empty"));
@@ -495,6 +630,26 @@ fn check_fields(k: KeyFields<'_>, now: i64) -> std::result::Result<(), KeyProble
             ));
         }
     }
+    check_limits(k.rpm, k.tpm, k.budget_tokens, k.budget_cost)
+}
+
+/// The rules of rates and budgets, for keys and teams alike.
+fn check_limits(
+    rpm: Option<u32>,
+    tpm: Option<u64>,
+    budget_tokens: Option<u64>,
+    budget_cost: Option<f64>,
+) -> std::result::Result<(), KeyProblem> {
+    let k = KeyFields {
+        name: None,
+        expires_at: None,
+        models: None,
+        rpm,
+        tpm,
+        budget_tokens,
+        budget_cost,
+        team: None,
+    };
     if k.rpm == Some(0) {
         return Err(KeyProblem::new(
             "rpm",
@@ -526,6 +681,118 @@ fn check_fields(k: KeyFields<'_>, now: i64) -> std::result::Result<(), KeyProble
     Ok(())
 }
 
+/// The longest team name, in bytes.
+pub const MAX_TEAM_NAME_BYTES: usize = 64;
+
+/// A team name: 1 to [`MAX_TEAM_NAME_BYTES`] ASCII letters, digits, `.`, `_` or `-` (it is a
+/// path segment of `/admin/teams/{name}` and a CLI argument, so nothing needs escaping).
+fn check_team_name(field: &'static str, name: &str) -> std::result::Result<(), KeyProblem> {
+    let rule = format!("must be 1 to {MAX_TEAM_NAME_BYTES} ASCII letters, digits, `.`, `_` or `-`");
+    if name.is_empty()
+        || name.len() > MAX_TEAM_NAME_BYTES
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(KeyProblem::new(field, rule));
+    }
+    Ok(())
+}
+
+/// What to create a team with; absent fields take their defaults (no limits, no period).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewTeam {
+    /// Unique name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`.
+    pub name: String,
+    /// Requests per minute of all its keys together.
+    pub rpm: Option<u32>,
+    /// Tokens per minute of all its keys together.
+    pub tpm: Option<u64>,
+    /// Token budget per `budget_period`.
+    pub budget_tokens: Option<u64>,
+    /// Cost budget per `budget_period`.
+    pub budget_cost: Option<f64>,
+    /// `none` (default), `daily`, `weekly` or `monthly`.
+    pub budget_period: BudgetPeriod,
+}
+
+impl NewTeam {
+    /// Why this team cannot be created, if it cannot.
+    pub fn check(&self) -> std::result::Result<(), KeyProblem> {
+        check_team_name("name", &self.name)?;
+        check_limits(self.rpm, self.tpm, self.budget_tokens, self.budget_cost)
+    }
+}
+
+/// Changes to a team ([`Store::update_team`]), as [`KeyUpdate`] does for keys: absent fields
+/// stay, `null` removes a limit.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeamUpdate {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New requests per minute, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub rpm: Option<Option<u32>>,
+    /// New tokens per minute, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub tpm: Option<Option<u64>>,
+    /// New token budget, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub budget_tokens: Option<Option<u64>>,
+    /// New cost budget, or none.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub budget_cost: Option<Option<f64>>,
+    /// New budget period.
+    #[serde(default)]
+    pub budget_period: Option<BudgetPeriod>,
+}
+
+impl TeamUpdate {
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == TeamUpdate::default()
+    }
+
+    /// Why this update cannot be applied, if it cannot.
+    pub fn check(&self) -> std::result::Result<(), KeyProblem> {
+        if self.is_empty() {
+            return Err(KeyProblem::new("", "nothing to change"));
+        }
+        if let Some(name) = &self.name {
+            check_team_name("name", name)?;
+        }
+        check_limits(
+            self.rpm.flatten(),
+            self.tpm.flatten(),
+            self.budget_tokens.flatten(),
+            self.budget_cost.flatten(),
+        )
+    }
+}
+
+/// A key named in an answer about its team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyRef {
+    /// The key's id.
+    pub id: i64,
+    /// The key's name.
+    pub name: String,
+}
+
+/// What [`Store::delete_team`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamDeletion {
+    /// No team has that name.
+    NotFound,
+    /// Refused: these keys are in the team (and detaching was not asked for).
+    HasKeys(Vec<KeyRef>),
+    /// Deleted; these keys were in it and now belong to no team.
+    Deleted(Vec<KeyRef>),
+}
+
 /// A present JSON field (`null` included) is `Some`; an absent one stays `None` by `default`.
 fn set_or_clear<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
 where
@@ -551,6 +818,32 @@ pub trait Store: Send + Sync + 'static {
     /// Changes a key's name, expiry, models or limits in one statement (spend and revocation
     /// stay); the record as updated, `None` when no key has this id.
     async fn update_key(&self, id: i64, update: KeyUpdate) -> Result<Option<KeyRecord>>;
+    /// Creates a team; `None` when a team already has that name.
+    async fn create_team(&self, _new: NewTeam) -> Result<Option<TeamRecord>> {
+        Err(no_teams())
+    }
+    /// All teams, by name.
+    async fn list_teams(&self) -> Result<Vec<TeamRecord>> {
+        Err(no_teams())
+    }
+    /// The team with this name.
+    async fn find_team(&self, _name: &str) -> Result<Option<TeamRecord>> {
+        Err(no_teams())
+    }
+    /// The keys of a team (revoked ones included), by id.
+    async fn team_keys(&self, _team_id: i64) -> Result<Vec<KeyRef>> {
+        Err(no_teams())
+    }
+    /// Changes a team's name, limits or period in one statement; `None` when no team has
+    /// this name. Renaming onto another team's name fails (the name is unique).
+    async fn update_team(&self, _name: &str, _update: TeamUpdate) -> Result<Option<TeamRecord>> {
+        Err(no_teams())
+    }
+    /// Deletes a team in one transaction: refused while keys belong to it, unless `detach`,
+    /// which takes them out of it first (their own limits stay).
+    async fn delete_team(&self, _name: &str, _detach: bool) -> Result<TeamDeletion> {
+        Err(no_teams())
+    }
     /// Records a batch in one transaction: inserts raw rows (a `request_id` already stored is
     /// skipped, so a replayed batch never double-counts), upserts the daily rollups per
     /// (day, key, model) and adds tokens and cost to the keys' spent counters.
@@ -650,14 +943,30 @@ pub struct PriceOverride {
     pub updated_at: i64,
 }
 
-/// Opens the store named by `url` (see the module docs) and runs its migrations.
+/// The error of a store without teams (test doubles).
+fn no_teams() -> StoreError {
+    StoreError::Data("this store keeps no teams".to_owned())
+}
+
+/// Opens the store named by `url` (see the module docs) and runs its migrations; budget
+/// periods are counted in UTC.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, BudgetCalendar::utc()).await
+}
+
+/// [`open`], counting the spend of periodic budgets in the periods of `calendar`
+/// (`server.budget_timezone`).
+pub async fn open_with(url: &str, calendar: BudgetCalendar) -> Result<Arc<dyn Store>> {
     if url == "sqlite::memory:" {
-        Ok(Arc::new(SqliteStore::open_memory().await?))
+        Ok(Arc::new(
+            SqliteStore::open_memory().await?.with_calendar(calendar),
+        ))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(
+            SqliteStore::open(url).await?.with_calendar(calendar),
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::open(url).await?))
+        Ok(Arc::new(PgStore::open(url).await?.with_calendar(calendar)))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
@@ -753,30 +1062,93 @@ impl Agg {
     }
 }
 
-/// Rollup deltas by (day, key id or 0, model) and spend deltas by key id, in sorted order so
-/// concurrent transactions lock rows in the same order (no deadlocks on PostgreSQL).
-pub(crate) type Deltas = (
-    BTreeMap<(String, i64, String), Agg>,
-    BTreeMap<i64, (i64, f64)>,
-);
+/// Spend deltas of one key or team: by (id, the records' daily, weekly and monthly labels),
+/// tokens and cost. A batch almost always holds one set of labels per id.
+pub(crate) type SpendDeltas = BTreeMap<(i64, String, String, String), (i64, f64)>;
 
-/// Aggregates the records that were actually inserted.
-pub(crate) fn deltas<'a>(inserted: impl Iterator<Item = &'a UsageRecord>) -> Deltas {
-    let mut daily: BTreeMap<(String, i64, String), Agg> = BTreeMap::new();
-    let mut spend: BTreeMap<i64, (i64, f64)> = BTreeMap::new();
+/// What a batch adds, in sorted order so concurrent transactions lock rows in the same order
+/// (no deadlocks on PostgreSQL).
+#[derive(Debug, Default)]
+pub(crate) struct Deltas {
+    /// Rollups by (day, key id or 0, model).
+    pub daily: BTreeMap<(String, i64, String), Agg>,
+    /// Team rollups by (day, team id, model).
+    pub team_daily: BTreeMap<(String, i64, String), Agg>,
+    /// Keys' spend.
+    pub keys: SpendDeltas,
+    /// Teams' spend.
+    pub teams: SpendDeltas,
+}
+
+/// Aggregates the records that were actually inserted; periods are those of `calendar`.
+pub(crate) fn deltas<'a>(
+    inserted: impl Iterator<Item = &'a UsageRecord>,
+    calendar: &BudgetCalendar,
+) -> Deltas {
+    let mut d = Deltas::default();
+    let mut cache = LabelCache::default();
     for r in inserted {
         let key = r.key_id.unwrap_or(0);
-        daily
-            .entry((utc_day(r.at_ms), key, r.model.clone()))
+        let day = utc_day(r.at_ms);
+        d.daily
+            .entry((day.clone(), key, r.model.clone()))
             .or_default()
             .add(r);
-        if let Some(id) = r.key_id {
-            let s = spend.entry(id).or_default();
+        if let Some(team) = r.team_id {
+            d.team_daily
+                .entry((day, team, r.model.clone()))
+                .or_default()
+                .add(r);
+        }
+        if r.key_id.is_none() && r.team_id.is_none() {
+            continue;
+        }
+        let labels = cache.labels(calendar, r.at_ms);
+        let add = |map: &mut SpendDeltas, id: i64| {
+            let s = map
+                .entry((
+                    id,
+                    labels.daily.clone(),
+                    labels.weekly.clone(),
+                    labels.monthly.clone(),
+                ))
+                .or_default();
             s.0 = s.0.saturating_add(to_i64(r.billed_tokens()));
             s.1 += r.cost;
+        };
+        if let Some(id) = r.key_id {
+            add(&mut d.keys, id);
+        }
+        if let Some(id) = r.team_id {
+            add(&mut d.teams, id);
         }
     }
-    (daily, spend)
+    d
+}
+
+/// `UPDATE` of a key's or team's spend (`table` is `gw_keys` or `gw_teams`): $1 tokens, $2
+/// cost, $3 id, $4..$6 the records' daily, weekly and monthly labels. The lifetime counters
+/// always move; the period counters move when the row's period is the records' period, start
+/// again when the records are of a later period (or of another kind: the period was changed),
+/// and stay when the records are of an earlier one (a late record of a period that is over).
+pub(crate) fn spend_update(table: &str) -> String {
+    let label = "(CASE budget_period WHEN 'daily' THEN $4 WHEN 'weekly' THEN $5 \
+                 WHEN 'monthly' THEN $6 ELSE '' END)";
+    let newer = format!(
+        "(period = '' OR substr(period, 1, 1) <> substr({label}, 1, 1) OR period < {label})"
+    );
+    format!(
+        "UPDATE {table} SET spent_tokens = spent_tokens + $1, spent_cost = spent_cost + $2, \
+         period_tokens = CASE WHEN {label} = '' THEN period_tokens \
+           WHEN period = {label} THEN period_tokens + $1 WHEN {newer} THEN $1 \
+           ELSE period_tokens END, \
+         period_cost = CASE WHEN {label} = '' THEN period_cost \
+           WHEN period = {label} THEN period_cost + $2 WHEN {newer} THEN $2 \
+           ELSE period_cost END, \
+         period = CASE WHEN {label} = '' THEN period WHEN {newer} THEN {label} \
+           ELSE period END \
+         WHERE id = $3"
+    )
 }
 
 /// The batch without duplicate request ids (first occurrence wins), sorted by request id so
@@ -868,11 +1240,23 @@ where
 /// Column list of `gw_inflight`, as written and as returned by the recovery.
 pub(crate) const INFLIGHT_COLUMNS: &str = "request_id, instance, at_ms, key_id, channel, \
      provider, model, upstream_model, plan, input_tokens, output_tokens, cost, stream, \
-     client_request_id";
+     client_request_id, team_id";
 
-/// Column list of `gw_keys` as read into a [`KeyRecord`].
-pub(crate) const KEY_COLUMNS: &str = "id, name, prefix, created_at, expires_at, revoked, models, \
-     rpm, tpm, budget_tokens, budget_cost, spent_tokens, spent_cost";
+/// A key with its team, as read into a [`KeyRecord`] (team columns prefixed `t_`); append a
+/// `WHERE` on `k.`.
+pub(crate) const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.created_at, k.expires_at, \
+     k.revoked, k.models, k.rpm, k.tpm, k.budget_tokens, k.budget_cost, k.spent_tokens, \
+     k.spent_cost, k.budget_period, k.period, k.period_tokens, k.period_cost, k.team_id, \
+     t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.rpm AS t_rpm, \
+     t.tpm AS t_tpm, t.budget_tokens AS t_budget_tokens, t.budget_cost AS t_budget_cost, \
+     t.budget_period AS t_budget_period, t.spent_tokens AS t_spent_tokens, \
+     t.spent_cost AS t_spent_cost, t.period AS t_period, t.period_tokens AS t_period_tokens, \
+     t.period_cost AS t_period_cost \
+     FROM gw_keys k LEFT JOIN gw_teams t ON t.id = k.team_id";
+
+/// Column list of `gw_teams` as read into a [`TeamRecord`].
+pub(crate) const TEAM_COLUMNS: &str = "id, name, created_at, rpm, tpm, budget_tokens, \
+     budget_cost, budget_period, spent_tokens, spent_cost, period, period_tokens, period_cost";
 
 /// Implements [`Store`] for a backend struct with a `pool: sqlx::Pool<$db>` field (reads),
 /// three inherent methods, `writes()` (the pool writes go to), `write_lock()` (serializes
@@ -909,6 +1293,8 @@ macro_rules! sql_store_impl {
             let rpm: Option<i64> = row.try_get("rpm").map_err(g)?;
             let tpm: Option<i64> = row.try_get("tpm").map_err(g)?;
             let budget_tokens: Option<i64> = row.try_get("budget_tokens").map_err(g)?;
+            let period: String = row.try_get("budget_period").map_err(g)?;
+            let team = team_from_row(row, "t_")?;
             Ok($crate::store::KeyRecord {
                 id: row.try_get("id").map_err(g)?,
                 name: row.try_get("name").map_err(g)?,
@@ -923,7 +1309,88 @@ macro_rules! sql_store_impl {
                 budget_cost: row.try_get("budget_cost").map_err(g)?,
                 spent_tokens: to_u64(row.try_get("spent_tokens").map_err(g)?),
                 spent_cost: row.try_get("spent_cost").map_err(g)?,
+                budget_period: $crate::limits::period::BudgetPeriod::from_stored(&period),
+                period: row.try_get("period").map_err(g)?,
+                period_tokens: to_u64(row.try_get("period_tokens").map_err(g)?),
+                period_cost: row.try_get("period_cost").map_err(g)?,
+                team_id: team.as_ref().map(|t| t.id),
+                team: team.as_ref().map(|t| t.name.clone()),
+                team_record: team.map(std::sync::Arc::new),
             })
+        }
+
+        /// A team from the columns named `{prefix}id`, `{prefix}name`, …; `None` when the id
+        /// is NULL (a key without a team).
+        fn team_from_row(
+            row: &<$db as sqlx::Database>::Row,
+            prefix: &str,
+        ) -> $crate::store::Result<Option<$crate::store::TeamRecord>> {
+            use sqlx::Row as _;
+            use $crate::store::{to_u64, StoreError};
+            let g = |e: sqlx::Error| StoreError::Data(e.to_string());
+            let col = |c: &str| format!("{prefix}{c}");
+            let id: Option<i64> = row.try_get(col("id").as_str()).map_err(g)?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            let rpm: Option<i64> = row.try_get(col("rpm").as_str()).map_err(g)?;
+            let tpm: Option<i64> = row.try_get(col("tpm").as_str()).map_err(g)?;
+            let budget_tokens: Option<i64> =
+                row.try_get(col("budget_tokens").as_str()).map_err(g)?;
+            let period: String = row.try_get(col("budget_period").as_str()).map_err(g)?;
+            Ok(Some($crate::store::TeamRecord {
+                id,
+                name: row.try_get(col("name").as_str()).map_err(g)?,
+                created_at: row.try_get(col("created_at").as_str()).map_err(g)?,
+                rpm: rpm.map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+                tpm: tpm.map(to_u64),
+                budget_tokens: budget_tokens.map(to_u64),
+                budget_cost: row.try_get(col("budget_cost").as_str()).map_err(g)?,
+                budget_period: $crate::limits::period::BudgetPeriod::from_stored(&period),
+                spent_tokens: to_u64(row.try_get(col("spent_tokens").as_str()).map_err(g)?),
+                spent_cost: row.try_get(col("spent_cost").as_str()).map_err(g)?,
+                period: row.try_get(col("period").as_str()).map_err(g)?,
+                period_tokens: to_u64(row.try_get(col("period_tokens").as_str()).map_err(g)?),
+                period_cost: row.try_get(col("period_cost").as_str()).map_err(g)?,
+            }))
+        }
+
+        /// The keys of a team, by id.
+        async fn team_keys_on(
+            pool: &sqlx::Pool<$db>,
+            team_id: i64,
+        ) -> $crate::store::Result<Vec<$crate::store::KeyRef>> {
+            use sqlx::Row as _;
+            use $crate::store::{KeyRef, StoreError};
+            let rows = sqlx::query("SELECT id, name FROM gw_keys WHERE team_id = $1 ORDER BY id")
+                .bind(team_id)
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::query("list a team's keys"))?;
+            let g = |e: sqlx::Error| StoreError::Data(e.to_string());
+            rows.iter()
+                .map(|r| {
+                    Ok(KeyRef {
+                        id: r.try_get("id").map_err(g)?,
+                        name: r.try_get("name").map_err(g)?,
+                    })
+                })
+                .collect()
+        }
+
+        /// The key with this id, with its team.
+        async fn key_by_id(
+            pool: &sqlx::Pool<$db>,
+            id: i64,
+        ) -> $crate::store::Result<Option<$crate::store::KeyRecord>> {
+            use $crate::store::{StoreError, KEY_SELECT};
+            let sql = format!("{KEY_SELECT} WHERE k.id = $1");
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::query("read a key"))?;
+            row.as_ref().map(key_from_row).transpose()
         }
 
         /// Adds journal rows (an id already there is left as it is).
@@ -950,7 +1417,8 @@ macro_rules! sql_store_impl {
                         .push_bind(to_i64(j.output_tokens))
                         .push_bind(j.cost)
                         .push_bind(j.stream)
-                        .push_bind(j.client_request_id.clone());
+                        .push_bind(j.client_request_id.clone())
+                        .push_bind(j.team_id);
                 });
                 qb.push(" ON CONFLICT (request_id) DO NOTHING");
                 qb.build()
@@ -992,7 +1460,7 @@ macro_rules! sql_store_impl {
                 "INSERT INTO gw_usage (request_id, at_ms, day, key_id, channel, provider, \
                  model, upstream_model, input_tokens, output_tokens, cached_tokens, \
                  reasoning_tokens, cost, latency_ms, ttft_ms, status, error_kind, \
-                 cancelled, stream, usage_estimated, client_request_id) ",
+                 cancelled, stream, usage_estimated, client_request_id, team_id) ",
             );
             qb.push_values(rows, |mut b, r| {
                 b.push_bind(r.request_id.clone())
@@ -1015,7 +1483,8 @@ macro_rules! sql_store_impl {
                     .push_bind(r.cancelled)
                     .push_bind(r.stream)
                     .push_bind(r.usage_estimated)
-                    .push_bind(r.client_request_id.clone());
+                    .push_bind(r.client_request_id.clone())
+                    .push_bind(r.team_id);
             });
             qb.push(" ON CONFLICT (request_id) DO NOTHING");
             qb
@@ -1032,6 +1501,7 @@ macro_rules! sql_store_impl {
         async fn insert_usage(
             conn: &mut <$db as sqlx::Database>::Connection,
             batch: &[$crate::store::UsageRecord],
+            calendar: &$crate::limits::period::BudgetCalendar,
         ) -> $crate::store::Result<std::collections::HashSet<String>> {
             use sqlx::Row as _;
             use $crate::store::{deltas, dedup_sorted, StoreError, INSERT_CHUNK};
@@ -1102,13 +1572,14 @@ macro_rules! sql_store_impl {
                     }
                 }
             }
-            let (daily, spend) = deltas(
+            let d = deltas(
                 records
                     .iter()
                     .copied()
                     .filter(|r| inserted.contains(&r.request_id)),
+                calendar,
             );
-            for ((day, key_id, model), a) in daily {
+            for ((day, key_id, model), a) in d.daily {
                 sqlx::query(
                     "INSERT INTO gw_usage_daily (day, key_id, model, requests, errors, \
                      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost) \
@@ -1136,17 +1607,47 @@ macro_rules! sql_store_impl {
                 .await
                 .map_err(StoreError::query("update daily usage rollups"))?;
             }
-            for (key_id, (tokens, cost)) in spend {
+            for ((day, team_id, model), a) in d.team_daily {
                 sqlx::query(
-                    "UPDATE gw_keys SET spent_tokens = spent_tokens + $1, \
-                     spent_cost = spent_cost + $2 WHERE id = $3",
+                    "INSERT INTO gw_usage_daily_team (day, team_id, model, requests, errors, \
+                     input_tokens, output_tokens, cost) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (day, team_id, model) DO UPDATE SET \
+                     requests = gw_usage_daily_team.requests + excluded.requests, \
+                     errors = gw_usage_daily_team.errors + excluded.errors, \
+                     input_tokens = gw_usage_daily_team.input_tokens + excluded.input_tokens, \
+                     output_tokens = gw_usage_daily_team.output_tokens + excluded.output_tokens, \
+                     cost = gw_usage_daily_team.cost + excluded.cost",
                 )
-                .bind(tokens)
-                .bind(cost)
-                .bind(key_id)
+                .bind(day)
+                .bind(team_id)
+                .bind(model)
+                .bind(a.requests)
+                .bind(a.errors)
+                .bind(a.input_tokens)
+                .bind(a.output_tokens)
+                .bind(a.cost)
                 .execute(&mut *conn)
                 .await
-                .map_err(StoreError::query("update key spend"))?;
+                .map_err(StoreError::query("update daily team usage rollups"))?;
+            }
+            for (table, spend) in [("gw_keys", d.keys), ("gw_teams", d.teams)] {
+                if spend.is_empty() {
+                    continue;
+                }
+                let sql = $crate::store::spend_update(table);
+                for ((id, daily, weekly, monthly), (tokens, cost)) in spend {
+                    sqlx::query(&sql)
+                        .bind(tokens)
+                        .bind(cost)
+                        .bind(id)
+                        .bind(daily)
+                        .bind(weekly)
+                        .bind(monthly)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(StoreError::query("update key and team spend"))?;
+                }
             }
             Ok(inserted)
         }
@@ -1161,42 +1662,49 @@ macro_rules! sql_store_impl {
                 &self,
                 new: $crate::store::NewKey,
             ) -> $crate::store::Result<($crate::store::KeyRecord, String)> {
-                use $crate::store::{to_i64, unix_now, StoreError, KEY_COLUMNS};
+                use sqlx::Row as _;
+                use $crate::store::{to_i64, unix_now, StoreError};
                 let plaintext = $crate::keys::generate()?;
                 let models = serde_json::to_string(&new.models)
                     .map_err(|e| StoreError::Data(e.to_string()))?;
-                let sql = format!(
-                    "INSERT INTO gw_keys (name, key_hash, prefix, created_at, expires_at, models, \
-                     rpm, tpm, budget_tokens, budget_cost) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {KEY_COLUMNS}"
-                );
                 let _w = self.write_lock().await;
-                let row = sqlx::query(&sql)
-                    .bind(new.name)
-                    .bind($crate::keys::hash(&plaintext))
-                    .bind($crate::keys::display_prefix(&plaintext))
-                    .bind(unix_now())
-                    .bind(new.expires_at)
-                    .bind(models)
-                    .bind(new.rpm.map(i64::from))
-                    .bind(new.tpm.map(to_i64))
-                    .bind(new.budget_tokens.map(to_i64))
-                    .bind(new.budget_cost)
-                    .fetch_one(self.writes())
-                    .await
-                    .map_err(StoreError::query("create a key"))?;
-                Ok((key_from_row(&row)?, plaintext))
+                let row = sqlx::query(
+                    "INSERT INTO gw_keys (name, key_hash, prefix, created_at, expires_at, models, \
+                     rpm, tpm, budget_tokens, budget_cost, budget_period, team_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                     (SELECT id FROM gw_teams WHERE name = $12)) RETURNING id",
+                )
+                .bind(new.name)
+                .bind($crate::keys::hash(&plaintext))
+                .bind($crate::keys::display_prefix(&plaintext))
+                .bind(unix_now())
+                .bind(new.expires_at)
+                .bind(models)
+                .bind(new.rpm.map(i64::from))
+                .bind(new.tpm.map(to_i64))
+                .bind(new.budget_tokens.map(to_i64))
+                .bind(new.budget_cost)
+                .bind(new.budget_period.as_str())
+                .bind(new.team)
+                .fetch_one(self.writes())
+                .await
+                .map_err(StoreError::query("create a key"))?;
+                let id: i64 = row.try_get(0).map_err(|e| StoreError::Data(e.to_string()))?;
+                let record = key_by_id(self.writes(), id)
+                    .await?
+                    .ok_or_else(|| StoreError::Data("a key vanished as it was created".into()))?;
+                Ok((record, plaintext))
             }
 
             async fn find_key(
                 &self,
                 plaintext: &str,
             ) -> $crate::store::Result<Option<$crate::store::KeyRecord>> {
-                use $crate::store::{StoreError, KEY_COLUMNS};
+                use $crate::store::{StoreError, KEY_SELECT};
                 if !$crate::keys::looks_like_key(plaintext) {
                     return Ok(None);
                 }
-                let sql = format!("SELECT {KEY_COLUMNS} FROM gw_keys WHERE key_hash = $1");
+                let sql = format!("{KEY_SELECT} WHERE k.key_hash = $1");
                 let row = sqlx::query(&sql)
                     .bind($crate::keys::hash(plaintext))
                     .fetch_optional(&self.pool)
@@ -1206,8 +1714,8 @@ macro_rules! sql_store_impl {
             }
 
             async fn list_keys(&self) -> $crate::store::Result<Vec<$crate::store::KeyRecord>> {
-                use $crate::store::{StoreError, KEY_COLUMNS};
-                let sql = format!("SELECT {KEY_COLUMNS} FROM gw_keys ORDER BY id");
+                use $crate::store::{StoreError, KEY_SELECT};
+                let sql = format!("{KEY_SELECT} ORDER BY k.id");
                 let rows = sqlx::query(&sql)
                     .fetch_all(&self.pool)
                     .await
@@ -1230,7 +1738,8 @@ macro_rules! sql_store_impl {
                 id: i64,
                 update: $crate::store::KeyUpdate,
             ) -> $crate::store::Result<Option<$crate::store::KeyRecord>> {
-                use $crate::store::{to_i64, StoreError, KEY_COLUMNS};
+                use sqlx::Row as _;
+                use $crate::store::{to_i64, StoreError};
                 let models = update
                     .models
                     .as_ref()
@@ -1247,8 +1756,11 @@ macro_rules! sql_store_impl {
                      rpm = CASE WHEN $8 THEN $9 ELSE rpm END, \
                      tpm = CASE WHEN $10 THEN $11 ELSE tpm END, \
                      budget_tokens = CASE WHEN $12 THEN $13 ELSE budget_tokens END, \
-                     budget_cost = CASE WHEN $14 THEN $15 ELSE budget_cost END \
-                     WHERE id = $1 RETURNING {KEY_COLUMNS}"
+                     budget_cost = CASE WHEN $14 THEN $15 ELSE budget_cost END, \
+                     budget_period = CASE WHEN $16 THEN $17 ELSE budget_period END, \
+                     team_id = CASE WHEN $18 THEN (SELECT id FROM gw_teams WHERE name = $19) \
+                       ELSE team_id END \
+                     WHERE id = $1 RETURNING id"
                 );
                 let _w = self.write_lock().await;
                 let row = sqlx::query(&sql)
@@ -1267,10 +1779,174 @@ macro_rules! sql_store_impl {
                     .bind(update.budget_tokens.flatten().map(to_i64))
                     .bind(update.budget_cost.is_some())
                     .bind(update.budget_cost.flatten())
+                    .bind(update.budget_period.is_some())
+                    .bind(update.budget_period.unwrap_or_default().as_str())
+                    .bind(update.team.is_some())
+                    .bind(update.team.flatten())
                     .fetch_optional(self.writes())
                     .await
                     .map_err(StoreError::query("update a key"))?;
-                row.as_ref().map(key_from_row).transpose()
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let id: i64 = row.try_get(0).map_err(|e| StoreError::Data(e.to_string()))?;
+                key_by_id(self.writes(), id).await
+            }
+
+            async fn create_team(
+                &self,
+                new: $crate::store::NewTeam,
+            ) -> $crate::store::Result<Option<$crate::store::TeamRecord>> {
+                use $crate::store::{to_i64, unix_now, StoreError, TEAM_COLUMNS};
+                let sql = format!(
+                    "INSERT INTO gw_teams (name, created_at, rpm, tpm, budget_tokens, budget_cost, \
+                     budget_period) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (name) DO NOTHING RETURNING {TEAM_COLUMNS}"
+                );
+                let _w = self.write_lock().await;
+                let row = sqlx::query(&sql)
+                    .bind(new.name)
+                    .bind(unix_now())
+                    .bind(new.rpm.map(i64::from))
+                    .bind(new.tpm.map(to_i64))
+                    .bind(new.budget_tokens.map(to_i64))
+                    .bind(new.budget_cost)
+                    .bind(new.budget_period.as_str())
+                    .fetch_optional(self.writes())
+                    .await
+                    .map_err(StoreError::query("create a team"))?;
+                match row {
+                    Some(row) => team_from_row(&row, ""),
+                    None => Ok(None),
+                }
+            }
+
+            async fn list_teams(&self) -> $crate::store::Result<Vec<$crate::store::TeamRecord>> {
+                use $crate::store::{StoreError, TEAM_COLUMNS};
+                let sql = format!("SELECT {TEAM_COLUMNS} FROM gw_teams ORDER BY name");
+                let rows = sqlx::query(&sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(StoreError::query("list teams"))?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.extend(team_from_row(row, "")?);
+                }
+                Ok(out)
+            }
+
+            async fn find_team(
+                &self,
+                name: &str,
+            ) -> $crate::store::Result<Option<$crate::store::TeamRecord>> {
+                use $crate::store::{StoreError, TEAM_COLUMNS};
+                let sql = format!("SELECT {TEAM_COLUMNS} FROM gw_teams WHERE name = $1");
+                let row = sqlx::query(&sql)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(StoreError::query("look up a team"))?;
+                match row {
+                    Some(row) => team_from_row(&row, ""),
+                    None => Ok(None),
+                }
+            }
+
+            async fn team_keys(
+                &self,
+                team_id: i64,
+            ) -> $crate::store::Result<Vec<$crate::store::KeyRef>> {
+                team_keys_on(&self.pool, team_id).await
+            }
+
+            async fn update_team(
+                &self,
+                name: &str,
+                update: $crate::store::TeamUpdate,
+            ) -> $crate::store::Result<Option<$crate::store::TeamRecord>> {
+                use $crate::store::{to_i64, StoreError, TEAM_COLUMNS};
+                let sql = format!(
+                    "UPDATE gw_teams SET \
+                     name = CASE WHEN $2 THEN $3 ELSE name END, \
+                     rpm = CASE WHEN $4 THEN $5 ELSE rpm END, \
+                     tpm = CASE WHEN $6 THEN $7 ELSE tpm END, \
+                     budget_tokens = CASE WHEN $8 THEN $9 ELSE budget_tokens END, \
+                     budget_cost = CASE WHEN $10 THEN $11 ELSE budget_cost END, \
+                     budget_period = CASE WHEN $12 THEN $13 ELSE budget_period END \
+                     WHERE name = $1 RETURNING {TEAM_COLUMNS}"
+                );
+                let _w = self.write_lock().await;
+                let row = sqlx::query(&sql)
+                    .bind(name)
+                    .bind(update.name.is_some())
+                    .bind(update.name)
+                    .bind(update.rpm.is_some())
+                    .bind(update.rpm.flatten().map(i64::from))
+                    .bind(update.tpm.is_some())
+                    .bind(update.tpm.flatten().map(to_i64))
+                    .bind(update.budget_tokens.is_some())
+                    .bind(update.budget_tokens.flatten().map(to_i64))
+                    .bind(update.budget_cost.is_some())
+                    .bind(update.budget_cost.flatten())
+                    .bind(update.budget_period.is_some())
+                    .bind(update.budget_period.unwrap_or_default().as_str())
+                    .fetch_optional(self.writes())
+                    .await
+                    .map_err(StoreError::query("update a team"))?;
+                match row {
+                    Some(row) => team_from_row(&row, ""),
+                    None => Ok(None),
+                }
+            }
+
+            async fn delete_team(
+                &self,
+                name: &str,
+                detach: bool,
+            ) -> $crate::store::Result<$crate::store::TeamDeletion> {
+                use sqlx::Row as _;
+                use $crate::store::{KeyRef, StoreError, TeamDeletion};
+                let _w = self.write_lock().await;
+                let mut tx = self.begin_write().await?;
+                let row = sqlx::query("SELECT id FROM gw_teams WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("look up a team"))?;
+                let Some(row) = row else {
+                    return Ok(TeamDeletion::NotFound);
+                };
+                let id: i64 = row.try_get(0).map_err(|e| StoreError::Data(e.to_string()))?;
+                let rows = sqlx::query("SELECT id, name FROM gw_keys WHERE team_id = $1 ORDER BY id")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("list a team's keys"))?;
+                let mut keys = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let g = |e: sqlx::Error| StoreError::Data(e.to_string());
+                    keys.push(KeyRef {
+                        id: r.try_get("id").map_err(g)?,
+                        name: r.try_get("name").map_err(g)?,
+                    });
+                }
+                if !keys.is_empty() && !detach {
+                    return Ok(TeamDeletion::HasKeys(keys));
+                }
+                sqlx::query("UPDATE gw_keys SET team_id = NULL WHERE team_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("detach a team's keys"))?;
+                sqlx::query("DELETE FROM gw_teams WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("delete a team"))?;
+                tx.commit()
+                    .await
+                    .map_err(StoreError::query("commit a team's deletion"))?;
+                Ok(TeamDeletion::Deleted(keys))
             }
 
             async fn record_usage(
@@ -1306,7 +1982,7 @@ macro_rules! sql_store_impl {
                 // transaction, so the two never wait on each other in opposite orders.
                 insert_inflight(&mut tx, journal).await?;
                 delete_inflight(&mut tx, clear).await?;
-                insert_usage(&mut tx, records).await?;
+                insert_usage(&mut tx, records, &self.calendar).await?;
                 tx.commit()
                     .await
                     .map_err(StoreError::query("commit usage records"))
@@ -1370,6 +2046,7 @@ macro_rules! sql_store_impl {
                         instance: row.try_get("instance").map_err(g)?,
                         at_ms: row.try_get("at_ms").map_err(g)?,
                         key_id: row.try_get("key_id").map_err(g)?,
+                        team_id: row.try_get("team_id").map_err(g)?,
                         channel: row.try_get("channel").map_err(g)?,
                         provider: row.try_get("provider").map_err(g)?,
                         model: row.try_get("model").map_err(g)?,
@@ -1383,7 +2060,7 @@ macro_rules! sql_store_impl {
                     };
                     records.push(j.interrupted());
                 }
-                let inserted = insert_usage(&mut tx, &records).await?;
+                let inserted = insert_usage(&mut tx, &records, &self.calendar).await?;
                 sqlx::query("DELETE FROM gw_instances WHERE lease_until_ms < $1")
                     .bind(now_ms)
                     .execute(&mut *tx)
@@ -1407,16 +2084,26 @@ macro_rules! sql_store_impl {
             ) -> $crate::store::Result<Vec<$crate::store::UsageRow>> {
                 use sqlx::Row as _;
                 use $crate::store::{to_u64, GroupBy, StoreError, UsageRow};
-                let col = match by {
-                    GroupBy::Key => "CAST(key_id AS TEXT)",
-                    GroupBy::Model => "model",
-                    GroupBy::Day => "day",
+                let (from, col, name) = match by {
+                    GroupBy::Key => (
+                        "gw_usage_daily d LEFT JOIN gw_keys k ON k.id = d.key_id",
+                        "CAST(d.key_id AS TEXT)",
+                        "MAX(k.name)",
+                    ),
+                    GroupBy::Model => ("gw_usage_daily d", "d.model", "CAST(NULL AS TEXT)"),
+                    GroupBy::Day => ("gw_usage_daily d", "d.day", "CAST(NULL AS TEXT)"),
+                    GroupBy::Team => (
+                        "gw_usage_daily_team d LEFT JOIN gw_teams t ON t.id = d.team_id",
+                        "COALESCE(t.name, '#' || CAST(d.team_id AS TEXT))",
+                        "CAST(NULL AS TEXT)",
+                    ),
                 };
                 let sql = format!(
-                    "SELECT {col} AS grp, CAST(SUM(requests) AS BIGINT) AS requests, \
-                     CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
-                     CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, SUM(cost) AS cost \
-                     FROM gw_usage_daily WHERE day >= $1 GROUP BY {col} ORDER BY {col}"
+                    "SELECT {col} AS grp, {name} AS name, \
+                     CAST(SUM(d.requests) AS BIGINT) AS requests, \
+                     CAST(SUM(d.input_tokens) AS BIGINT) AS input_tokens, \
+                     CAST(SUM(d.output_tokens) AS BIGINT) AS output_tokens, SUM(d.cost) AS cost \
+                     FROM {from} WHERE d.day >= $1 GROUP BY {col} ORDER BY {col}"
                 );
                 let rows = sqlx::query(&sql)
                     .bind(since_day.unwrap_or(""))
@@ -1432,6 +2119,7 @@ macro_rules! sql_store_impl {
                     }
                     out.push(UsageRow {
                         group,
+                        name: row.try_get("name").map_err(g)?,
                         requests: to_u64(row.try_get("requests").map_err(g)?),
                         input_tokens: to_u64(row.try_get("input_tokens").map_err(g)?),
                         output_tokens: to_u64(row.try_get("output_tokens").map_err(g)?),
@@ -1459,7 +2147,7 @@ macro_rules! sql_store_impl {
                     "SELECT request_id, at_ms, key_id, channel, provider, model, upstream_model, \
                      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, \
                      latency_ms, ttft_ms, status, error_kind, cancelled, stream, usage_estimated, \
-                     client_request_id FROM gw_usage",
+                     client_request_id, team_id FROM gw_usage",
                 );
                 if let Some(id) = query.key_id {
                     qb.push(" WHERE key_id = ").push_bind(id);
@@ -1481,6 +2169,7 @@ macro_rules! sql_store_impl {
                         client_request_id: row.try_get("client_request_id").map_err(g)?,
                         at_ms: row.try_get("at_ms").map_err(g)?,
                         key_id: row.try_get("key_id").map_err(g)?,
+                        team_id: row.try_get("team_id").map_err(g)?,
                         channel: row.try_get("channel").map_err(g)?,
                         provider: row.try_get("provider").map_err(g)?,
                         model: row.try_get("model").map_err(g)?,
@@ -1641,6 +2330,7 @@ mod tests {
             budget_cost: None,
             spent_tokens: 0,
             spent_cost: 0.0,
+            ..KeyRecord::default()
         };
         assert!(k.is_active(99));
         assert!(!k.is_active(100));

@@ -13,6 +13,7 @@ use tokio::sync::MutexGuard;
 
 use super::channels::sql_channel_impl;
 use super::{sql_store_impl, Result, StoreError};
+use crate::limits::period::BudgetCalendar;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -35,12 +36,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "prices",
         include_str!("../../migrations/postgres/0004_prices.sql"),
     ),
+    (
+        5,
+        "teams",
+        include_str!("../../migrations/postgres/0005_teams.sql"),
+    ),
 ];
 
 /// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].
 #[derive(Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// The periods of periodic budgets.
+    calendar: BudgetCalendar,
 }
 
 /// Splits `schema=NAME` off the URL's query string.
@@ -127,7 +135,16 @@ impl PgStore {
             .await
             .map_err(connect_err)?;
         super::migrate(&pool, MIGRATIONS).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            calendar: BudgetCalendar::utc(),
+        })
+    }
+
+    /// The same store, counting periodic budgets in `calendar`'s periods (UTC by default).
+    pub fn with_calendar(mut self, calendar: BudgetCalendar) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     fn writes(&self) -> &PgPool {

@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::channels::sql_channel_impl;
 use super::{sql_store_impl, Result, StoreError};
+use crate::limits::period::BudgetCalendar;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -38,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "prices",
         include_str!("../../migrations/sqlite/0004_prices.sql"),
     ),
+    (
+        5,
+        "teams",
+        include_str!("../../migrations/sqlite/0005_teams.sql"),
+    ),
 ];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
@@ -48,6 +54,8 @@ pub struct SqliteStore {
     /// Writes: one connection, so its page cache stays warm.
     writes: SqlitePool,
     writer: Mutex<()>,
+    /// The periods of periodic budgets.
+    calendar: BudgetCalendar,
 }
 
 fn connect_err(e: sqlx::Error) -> StoreError {
@@ -92,6 +100,7 @@ impl SqliteStore {
             pool,
             writes,
             writer: Mutex::new(()),
+            calendar: BudgetCalendar::utc(),
         })
     }
 
@@ -112,7 +121,14 @@ impl SqliteStore {
             writes: pool.clone(),
             pool,
             writer: Mutex::new(()),
+            calendar: BudgetCalendar::utc(),
         })
+    }
+
+    /// The same store, counting periodic budgets in `calendar`'s periods (UTC by default).
+    pub fn with_calendar(mut self, calendar: BudgetCalendar) -> Self {
+        self.calendar = calendar;
+        self
     }
 
     fn writes(&self) -> &SqlitePool {

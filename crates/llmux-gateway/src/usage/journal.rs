@@ -126,10 +126,12 @@ pub struct Recovery {
 // start), but a new field still goes at the end of its kind.
 //
 //   ["b", request_id, at_ms, key_id, channel, provider, model, upstream_model, plan,
-//         input_tokens, output_tokens, cost, stream, client_request_id]
+//         input_tokens, output_tokens, cost, stream, client_request_id, team_id]
 //   ["r", request_id, client_request_id, at_ms, key_id, channel, provider, model,
 //         upstream_model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost,
-//         latency_ms, ttft_ms, status, error_kind, cancelled, stream, usage_estimated]
+//         latency_ms, ttft_ms, status, error_kind, cancelled, stream, usage_estimated, team_id]
+//
+// A field added at the end reads as its default from a line written before it existed.
 //   ["a", request_id]
 
 /// A begin line, as written (an [`InflightRecord`] without its instance).
@@ -149,6 +151,7 @@ struct BeginRef<'a>(
     f64,
     bool,
     Option<&'a str>,
+    Option<i64>,
 );
 
 /// A begin line, as read (its kind was read from the line's start).
@@ -168,6 +171,7 @@ struct BeginLine(
     f64,
     bool,
     Option<String>,
+    #[serde(default)] Option<i64>,
 );
 
 /// A record line, as written (a [`UsageRecord`]).
@@ -194,6 +198,7 @@ struct RecordRef<'a>(
     bool,
     bool,
     bool,
+    Option<i64>,
 );
 
 /// A record line, as read (its kind was read from the line's start).
@@ -220,6 +225,7 @@ struct RecordLine(
     bool,
     bool,
     bool,
+    #[serde(default)] Option<i64>,
 );
 
 /// A line, as read.
@@ -249,6 +255,7 @@ impl Line {
                 cost: b.11,
                 stream: b.12,
                 client_request_id: b.13,
+                team_id: b.14,
             }))
         } else if bytes.starts_with(br#"["r","#) {
             let r: RecordLine = serde_json::from_slice(bytes).ok()?;
@@ -273,6 +280,7 @@ impl Line {
                 cancelled: r.18,
                 stream: r.19,
                 usage_estimated: r.20,
+                team_id: r.21,
             }))
         } else {
             let (tag, id): (String, String) = serde_json::from_slice(bytes).ok()?;
@@ -311,6 +319,7 @@ fn encode_begin(b: &InflightRecord) -> io::Result<Vec<u8>> {
         b.cost,
         b.stream,
         b.client_request_id.as_deref(),
+        b.team_id,
     ))
 }
 
@@ -337,6 +346,7 @@ fn encode_record(r: &UsageRecord) -> io::Result<Vec<u8>> {
         r.cancelled,
         r.stream,
         r.usage_estimated,
+        r.team_id,
     ))
 }
 
@@ -924,6 +934,7 @@ mod tests {
             client_request_id: Some("c\"\n".into()),
             at_ms: -5,
             key_id: Some(7),
+            team_id: None,
             channel: "ch".into(),
             provider: "openai".into(),
             model: "m".into(),
@@ -955,6 +966,7 @@ mod tests {
             instance: String::new(),
             at_ms: 9,
             key_id: None,
+            team_id: None,
             channel: "a".into(),
             provider: "p".into(),
             model: "m".into(),

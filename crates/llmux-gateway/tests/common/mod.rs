@@ -105,6 +105,35 @@ pub async fn start_with_database(url: &str, rest: &str) -> Harness {
     start_config(Config::resolve(raw, |_| None).expect("config resolves")).await
 }
 
+/// [`start_with_database`] whose budget periods (and usage records' times) follow `clock`.
+pub async fn start_with_database_and_clock(
+    url: &str,
+    rest: &str,
+    clock: Arc<dyn llmux_gateway::limits::Clock>,
+) -> Harness {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\nadmin_key = \"{ADMIN}\"\ndatabase = \"{url}\"\nshutdown_grace = \"10s\"\n{rest}"
+    );
+    let raw = RawConfig::parse(&text, Vec::new()).expect("config parses");
+    let cfg = Config::resolve(raw, |_| None).expect("config resolves");
+    let gw = Gateway::bind_with_clock(cfg, ServeOptions::default(), clock)
+        .await
+        .expect("binds");
+    let url = format!("http://{}", gw.local_addr());
+    let state = gw.state().clone();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(gw.run(async move {
+        let _ = rx.await;
+    }));
+    Harness {
+        url,
+        state,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
 /// Creates a virtual key through the admin API; returns its plaintext and id.
 pub async fn create_key(gw: &Harness, body: serde_json::Value) -> (String, i64) {
     let resp = gw
