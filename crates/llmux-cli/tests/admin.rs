@@ -341,7 +341,7 @@ async fn teams_are_managed_on_the_cli_and_keys_join_them_by_name() {
         ),
         (
             vec!["teams", "create", "--name", "t", "--budget-cost=-1"],
-            "not a non-negative number",
+            "--budget-cost must be a finite number of at least 0",
         ),
         (vec!["teams", "update", "research"], "nothing to change"),
         (

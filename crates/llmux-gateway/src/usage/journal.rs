@@ -992,6 +992,38 @@ mod tests {
     }
 
     #[test]
+    fn lines_written_before_the_team_field_read_without_a_team() {
+        let rec = UsageRecord {
+            request_id: "r".into(),
+            key_id: Some(3),
+            team_id: Some(5),
+            ..UsageRecord::default()
+        };
+        let line = encode_record(&rec).unwrap();
+        match Line::parse(&line[..line.len() - 1]) {
+            Some(Line::Record(r)) => assert_eq!(r.team_id, Some(5)),
+            _ => panic!("not a record line"),
+        }
+        let text = String::from_utf8(line).unwrap();
+        let old = text.trim_end().strip_suffix(",5]").unwrap().to_owned() + "]";
+        match Line::parse(old.as_bytes()) {
+            Some(Line::Record(r)) => assert_eq!((r.key_id, r.team_id), (Some(3), None)),
+            _ => panic!("an older record line no longer parses: {old}"),
+        }
+        let begin = InflightRecord {
+            request_id: "b".into(),
+            team_id: Some(5),
+            ..InflightRecord::default()
+        };
+        let text = String::from_utf8(encode_begin(&begin).unwrap()).unwrap();
+        let old = text.trim_end().strip_suffix(",5]").unwrap().to_owned() + "]";
+        match Line::parse(old.as_bytes()) {
+            Some(Line::Begin(b)) => assert_eq!(b.team_id, None),
+            _ => panic!("an older begin line no longer parses: {old}"),
+        }
+    }
+
+    #[test]
     fn torn_corrupt_and_foreign_lines_do_not_parse() {
         let rec = UsageRecord {
             request_id: "r".into(),
