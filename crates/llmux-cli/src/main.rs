@@ -54,7 +54,7 @@ enum Command {
     Batch(Box<batch::BatchArgs>),
     /// Ask a model; streams the answer. Without a prompt on a terminal, opens a REPL.
     Chat(Box<chat::ChatArgs>),
-    /// Start the OpenAI and DashScope emulators and print their base URLs.
+    /// Start an emulator of every vendor; print each provider's base URL and key, and an export line.
     Emulate(emulate::EmulateArgs),
     /// List providers and their known models.
     Models(models::ModelsArgs),
