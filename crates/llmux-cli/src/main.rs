@@ -68,6 +68,8 @@ enum Command {
     Keys(admin::KeysArgs),
     /// The gateway's usage, grouped by key, model or day.
     Usage(admin::UsageArgs),
+    /// List or delete the chat sessions kept by `llmux chat --session NAME`.
+    Sessions(session::SessionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +94,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => return serve::serve(args),
         Command::CheckConfig(args) => return serve::check_config(&args),
+        Command::Sessions(args) => return session::run(args),
         _ => {}
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -103,7 +106,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => chat::main(&rt, *args, cli.verbose),
         Command::Emulate(args) => rt.block_on(emulate::run(args)),
         Command::Models(args) => rt.block_on(models::run(args)),
-        Command::Serve(_) | Command::CheckConfig(_) => Ok(()),
+        Command::Serve(_) | Command::CheckConfig(_) | Command::Sessions(_) => Ok(()),
         Command::Tokens(args) => tokens::run(args),
         Command::Keys(args) => rt.block_on(admin::keys(args)),
         Command::Usage(args) => rt.block_on(admin::usage(args)),
