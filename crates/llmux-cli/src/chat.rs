@@ -82,15 +82,15 @@ impl ChatArgs {
 
 /// Runs `llmux chat`: one-shot when there is a prompt (argument or piped stdin), REPL otherwise.
 pub fn main(rt: &Runtime, mut args: ChatArgs, verbose: u8) -> Result<()> {
-    // With --emulate, the emulator lives until the chat ends.
-    let _emulator = if args.emulate {
+    // With --emulate, the emulator lives until the chat ends (the REPL starts more when
+    // `/model` names another provider).
+    let mut emulators = Vec::new();
+    if args.emulate {
         let pid = request::provider_of(&args.model)?;
         let (emu, env) = rt.block_on(crate::emulate::start_for(pid))?;
         args.emulated_env = Some(env);
-        Some(emu)
-    } else {
-        None
-    };
+        emulators.push(emu);
+    }
     let prompt = if !args.prompt.is_empty() {
         Some(args.prompt.join(" "))
     } else if !io::stdin().is_terminal() {
@@ -100,7 +100,7 @@ pub fn main(rt: &Runtime, mut args: ChatArgs, verbose: u8) -> Result<()> {
     };
     match prompt {
         Some(p) => rt.block_on(one_shot(&args, &p, verbose)),
-        None => crate::repl::run(rt, &args, verbose),
+        None => crate::repl::run(rt, &args, verbose, emulators),
     }
 }
 

@@ -23,6 +23,8 @@ pub enum Command {
     Save(String),
     /// Show how much of the context window the conversation uses.
     Tokens,
+    /// List the stored sessions.
+    Sessions,
     /// List the commands.
     Help,
     /// Leave.
@@ -40,10 +42,12 @@ commands:
   /system [TEXT]    set the system prompt, or remove it
   /save FILE        write the conversation as JSON ({\"model\":…,\"messages\":[…]})
   /tokens           estimated tokens of the conversation against the context window
+  /sessions         list the stored sessions (`llmux sessions delete NAME` deletes one)
   /help             this text
   /exit             leave (or Ctrl-D)
 keys:
-  Ctrl-C            cancel the answer being written, or clear the line being typed";
+  Ctrl-C            cancel the answer being written, or clear the line being typed
+  Up, Down, Ctrl-R  earlier lines, also from past runs (a line starting with a space is not kept)";
 
 const BLOCK: &str = "\"\"\"";
 
@@ -167,6 +171,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
             .map(Command::Save)
             .ok_or_else(|| "usage: /save FILE".to_owned()),
         "/tokens" => Ok(Command::Tokens),
+        "/sessions" => Ok(Command::Sessions),
         "/help" | "/?" => Ok(Command::Help),
         "/exit" | "/quit" | "/q" => Ok(Command::Exit),
         other => Err(format!(
@@ -258,6 +263,7 @@ mod tests {
         assert_eq!(cmd("/save out.json"), Ok(Command::Save("out.json".into())));
         assert!(cmd("/save").unwrap_err().contains("usage"));
         assert_eq!(cmd("/tokens"), Ok(Command::Tokens));
+        assert_eq!(cmd("/sessions"), Ok(Command::Sessions));
         assert_eq!(cmd("/exit"), Ok(Command::Exit));
         assert_eq!(cmd("/help"), Ok(Command::Help));
         assert!(cmd("/frobnicate")

@@ -55,7 +55,7 @@ enum Command {
     Batch(Box<batch::BatchArgs>),
     /// Ask a model; streams the answer. Without a prompt on a terminal, opens a REPL.
     Chat(Box<chat::ChatArgs>),
-    /// Start the OpenAI and DashScope emulators and print their base URLs.
+    /// Start an emulator of every vendor; print each provider's base URL and key, and an export line.
     Emulate(emulate::EmulateArgs),
     /// List providers and their known models.
     Models(models::ModelsArgs),
@@ -74,6 +74,8 @@ enum Command {
     /// List, add, change, enable, disable, delete and test a running gateway's channels
     /// (through its admin API).
     Channels(channels::ChannelsArgs),
+    /// List or delete the chat sessions kept by `llmux chat --session NAME`.
+    Sessions(session::SessionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +108,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => return serve::serve(args, cli.verbose),
         Command::CheckConfig(args) => return serve::check_config(&args),
+        Command::Sessions(args) => return session::run(args),
         _ => {}
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -117,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(args) => chat::main(&rt, *args, cli.verbose),
         Command::Emulate(args) => rt.block_on(emulate::run(args)),
         Command::Models(args) => rt.block_on(models::run(args)),
-        Command::Serve(_) | Command::CheckConfig(_) => Ok(()),
+        Command::Serve(_) | Command::CheckConfig(_) | Command::Sessions(_) => Ok(()),
         Command::Tokens(args) => tokens::run(args),
         Command::Keys(args) => rt.block_on(admin::keys(args)),
         Command::Teams(args) => rt.block_on(admin::teams(args)),

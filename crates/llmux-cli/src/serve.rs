@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use llmux_emulator::{Emulator, EmulatorConfig, Vendor};
 use llmux_gateway::config::LogFormat;
+use llmux_gateway::config::{RawChannel, RawModels};
 use llmux_gateway::serve::{self as gw, ServeOptions};
 use llmux_gateway::store::NewKey;
 use llmux_gateway::{Config, Gateway, RawConfig};
@@ -88,6 +90,63 @@ pub fn default_database() -> Result<String> {
     ))
 }
 
+/// Gives the demo's well-known models their plain names too: `qwen-plus` beside
+/// `dashscope/qwen-plus`. A plain name goes to one channel, the first (in registry order) of
+/// those that list it, when they all lead to the same upstream (`upstream_of`: the emulator that
+/// answers for a provider); so `qwen-plus` is DashScope's native protocol rather than one of its
+/// compatible modes. A name that channels of two upstreams list gets no plain form, and asking
+/// for it is a 404 naming the `provider/model` choices; a plain name some channel already lists
+/// is left as it is.
+fn add_plain_names(channels: &mut [RawChannel], upstream_of: impl Fn(&str) -> Option<String>) {
+    struct Owner {
+        channel: usize,
+        upstream: String,
+        model: String,
+        ambiguous: bool,
+    }
+    let mut listed = BTreeSet::new();
+    let mut owners: BTreeMap<String, Owner> = BTreeMap::new();
+    for (i, ch) in channels.iter().enumerate() {
+        let RawModels::Table(models) = &ch.models else {
+            if let RawModels::List(names) = &ch.models {
+                listed.extend(names.iter().cloned());
+            }
+            continue;
+        };
+        let upstream = upstream_of(&ch.provider).unwrap_or_else(|| ch.provider.clone());
+        for (public, model) in models {
+            listed.insert(public.clone());
+            let plain = match public.split_once('/') {
+                Some((prefix, plain)) if prefix == ch.name && !plain.contains('/') => plain,
+                _ => continue,
+            };
+            match owners.entry(plain.to_owned()) {
+                Entry::Vacant(e) => {
+                    e.insert(Owner {
+                        channel: i,
+                        upstream: upstream.clone(),
+                        model: model.clone(),
+                        ambiguous: false,
+                    });
+                }
+                Entry::Occupied(mut e) => {
+                    if e.get().upstream != upstream {
+                        e.get_mut().ambiguous = true;
+                    }
+                }
+            }
+        }
+    }
+    for (plain, owner) in owners {
+        if owner.ambiguous || plain.is_empty() || listed.contains(&plain) {
+            continue;
+        }
+        if let RawModels::Table(models) = &mut channels[owner.channel].models {
+            models.insert(plain, owner.model);
+        }
+    }
+}
+
 /// Loads, resolves and serves until Ctrl-C or SIGTERM.
 pub fn serve(args: ServeArgs, verbose: u8) -> Result<()> {
     let workers = args.worker_threads.map_or_else(
@@ -135,7 +194,12 @@ async fn serve_async(args: ServeArgs, verbose: u8) -> Result<()> {
                 .into_iter()
                 .filter(|(k, _)| k.starts_with("LLMUX__")),
         );
-        RawConfig::from_provider_env(env, |k| emulated.get(k).cloned())
+        RawConfig::from_provider_env(env, |k| emulated.get(k).cloned()).map(|mut raw| {
+            add_plain_names(&mut raw.channels, |id| {
+                Vendor::for_provider(id).map(|v| v.id().to_owned())
+            });
+            raw
+        })
     } else {
         gw::load_raw(args.config.as_deref())
     }
@@ -272,4 +336,92 @@ pub fn check_config(args: &CheckConfigArgs) -> Result<()> {
         config.public_models().len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(name: &str, models: &[&str]) -> RawChannel {
+        RawChannel {
+            name: name.to_owned(),
+            provider: name.to_owned(),
+            base_url: None,
+            region: None,
+            models: RawModels::Table(
+                models
+                    .iter()
+                    .map(|m| (format!("{name}/{m}"), (*m).to_owned()))
+                    .collect(),
+            ),
+            weight: 1,
+            priority: 0,
+            passthrough: true,
+            api_keys: Vec::new(),
+            enabled: true,
+            credentials: BTreeMap::new(),
+        }
+    }
+
+    fn models(ch: &RawChannel) -> Vec<(&str, &str)> {
+        match &ch.models {
+            RawModels::Table(t) => t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            RawModels::List(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plain_name_goes_to_the_first_channel_of_its_one_upstream() {
+        let mut channels = vec![
+            channel("dashscope", &["qwen-plus", "shared"]),
+            channel("dashscope-compat", &["qwen-plus"]),
+            channel("openai", &["gpt-4o-mini", "shared"]),
+            channel("ollama", &["llama3.2"]),
+        ];
+        add_plain_names(&mut channels, |id| match id {
+            "dashscope" | "dashscope-compat" => Some("dashscope".into()),
+            "openai" => Some("openai".into()),
+            _ => None,
+        });
+        assert_eq!(
+            models(&channels[0]),
+            [
+                ("dashscope/qwen-plus", "qwen-plus"),
+                ("dashscope/shared", "shared"),
+                ("qwen-plus", "qwen-plus"),
+            ]
+        );
+        assert_eq!(
+            models(&channels[1]),
+            [("dashscope-compat/qwen-plus", "qwen-plus")]
+        );
+        // `shared` is served by two upstreams: ambiguous, so no plain form anywhere.
+        assert_eq!(
+            models(&channels[2]),
+            [
+                ("gpt-4o-mini", "gpt-4o-mini"),
+                ("openai/gpt-4o-mini", "gpt-4o-mini"),
+                ("openai/shared", "shared"),
+            ]
+        );
+        // A provider without a known upstream is its own.
+        assert_eq!(
+            models(&channels[3]),
+            [("llama3.2", "llama3.2"), ("ollama/llama3.2", "llama3.2")]
+        );
+    }
+
+    #[test]
+    fn a_plain_name_already_listed_is_left_alone() {
+        let mut channels = vec![channel("a", &["m"]), channel("b", &["x"])];
+        if let RawModels::Table(t) = &mut channels[1].models {
+            t.insert("m".into(), "other".into());
+        }
+        add_plain_names(&mut channels, |_| None);
+        assert_eq!(models(&channels[0]), [("a/m", "m")]);
+        assert_eq!(
+            models(&channels[1]),
+            [("b/x", "x"), ("m", "other"), ("x", "x")]
+        );
+    }
 }

@@ -54,6 +54,59 @@ pub struct SessionArgs {
     pub context_window: Option<u64>,
 }
 
+/// `llmux sessions`.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    #[command(subcommand)]
+    pub command: SessionsCommand,
+}
+
+/// `llmux sessions` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SessionsCommand {
+    /// List the stored sessions, most recently used first: name, model, messages, turns,
+    /// reported tokens, last update.
+    List {
+        /// A JSON list of sessions instead of the aligned lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a session and its messages.
+    Delete {
+        /// The session's name (as given to `--session`).
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// Runs `llmux sessions …`.
+pub fn run(args: SessionsArgs) -> Result<()> {
+    let db = db_path()?;
+    match args.command {
+        SessionsCommand::List { json } => {
+            let sessions = list_at(&db)?;
+            if json {
+                let text = serde_json::to_string_pretty(&sessions)
+                    .map_err(|e| CliError::msg(format!("cannot encode the sessions: {e}")))?;
+                println!("{text}");
+            } else {
+                for s in &sessions {
+                    println!("{}", s.line());
+                }
+            }
+        }
+        SessionsCommand::Delete { name } => {
+            if !delete_at(&db, &name)? {
+                return Err(CliError::msg(format!(
+                    "no session named {name:?} (`llmux sessions list` shows them)"
+                )));
+            }
+            println!("deleted session {name}");
+        }
+    }
+    Ok(())
+}
+
 /// The request for this turn: the conversation with `user` appended, fitted to the model's
 /// context window by the core context manager ([`llmux_core::context`]): the system prompt and
 /// the newest turns are kept (tool calls with their results), and older turns are replaced by a
@@ -158,9 +211,7 @@ impl Session {
                 "session name {name:?} must be non-empty printable text"
             )));
         }
-        let conn =
-            Connection::open(db).map_err(|e| db_err(&format!("opening {}", db.display()), e))?;
-        init(&conn)?;
+        let conn = open_db(db)?;
         let row: Option<(Option<String>, i64, i64, i64)> = conn
             .query_row(
                 "SELECT system, input_tokens, output_tokens, turns FROM sessions WHERE name = ?1",
@@ -247,6 +298,101 @@ impl Session {
         }
         tx.commit().map_err(|e| db_err("committing", e))
     }
+}
+
+/// One stored session, as `llmux sessions list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    /// The session's name.
+    pub name: String,
+    /// The model of its last run.
+    pub model: String,
+    /// Stored messages.
+    pub messages: u64,
+    /// Completed turns.
+    pub turns: u64,
+    /// Input tokens the upstream reported over its turns.
+    pub input_tokens: u64,
+    /// Output tokens the upstream reported over its turns.
+    pub output_tokens: u64,
+    /// Last saved, Unix seconds.
+    pub updated_unix: i64,
+    /// Last saved, `YYYY-MM-DD HH:MM` in UTC.
+    pub updated: String,
+}
+
+impl SessionInfo {
+    /// One aligned line: name, model, messages, turns, tokens, when it was last saved.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<20} {:<28} {:>5} messages {:>4} turns {:>8} in {:>8} out  updated {} UTC",
+            self.name,
+            self.model,
+            self.messages,
+            self.turns,
+            self.input_tokens,
+            self.output_tokens,
+            self.updated
+        )
+    }
+}
+
+/// The sessions stored in the database at `db`, most recently saved first (none when the file
+/// does not exist: listing creates nothing).
+pub fn list_at(db: &Path) -> Result<Vec<SessionInfo>> {
+    if !db.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = open_db(db)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.name, s.model, s.turns, s.input_tokens, s.output_tokens, s.updated_unix,
+                    strftime('%Y-%m-%d %H:%M', s.updated_unix, 'unixepoch'),
+                    (SELECT COUNT(*) FROM messages m WHERE m.session = s.name)
+             FROM sessions s ORDER BY s.updated_unix DESC, s.name",
+        )
+        .map_err(|e| db_err("listing the sessions", e))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(SessionInfo {
+                name: r.get(0)?,
+                model: r.get(1)?,
+                turns: r.get::<_, i64>(2)?.unsigned_abs(),
+                input_tokens: r.get::<_, i64>(3)?.unsigned_abs(),
+                output_tokens: r.get::<_, i64>(4)?.unsigned_abs(),
+                updated_unix: r.get(5)?,
+                updated: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                messages: r.get::<_, i64>(7)?.unsigned_abs(),
+            })
+        })
+        .map_err(|e| db_err("listing the sessions", e))?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| db_err("listing the sessions", e))
+}
+
+/// Deletes session `name` and its messages from the database at `db`; `false` when there is no
+/// such session.
+pub fn delete_at(db: &Path, name: &str) -> Result<bool> {
+    if !db.exists() {
+        return Ok(false);
+    }
+    let conn = open_db(db)?;
+    // Messages go with their session (`ON DELETE CASCADE`, foreign keys are on).
+    let n = conn
+        .execute("DELETE FROM sessions WHERE name = ?1", params![name])
+        .map_err(|e| db_err("deleting the session", e))?;
+    Ok(n > 0)
+}
+
+/// The session database in the data directory.
+pub fn db_path() -> Result<PathBuf> {
+    Ok(data_dir()?.join(DB_FILE))
+}
+
+fn open_db(db: &Path) -> Result<Connection> {
+    let conn = Connection::open(db).map_err(|e| db_err(&format!("opening {}", db.display()), e))?;
+    init(&conn)?;
+    Ok(conn)
 }
 
 fn init(conn: &Connection) -> Result<()> {

@@ -1111,3 +1111,161 @@ async fn issue_14_a_second_gateway_on_the_same_journal_refuses_to_start() {
     let recs: Vec<serde_json::Value> = serde_json::from_str(out.ok()).unwrap();
     assert_eq!(recs.len(), 1, "the first gateway's record: {recs:?}");
 }
+
+/// POSTs a one-message chat for `model`; returns the status and the body.
+async fn chat(url: &str, key: Option<&str>, model: &str) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#
+        ));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+/// Issue 16: in the demo a plain model name that one upstream serves answers, through that
+/// upstream's native channel; a plain name nothing serves is still a 404.
+#[tokio::test]
+async fn issue_16_plain_model_names_answer_in_the_demo() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, url, mut err_lines) = spawn_serve(home.path(), &[], &["--emulate"]).await;
+    let mut out_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let key = out_lines.next_line().await.unwrap().expect("a demo key");
+    let admin = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let line = err_lines.next_line().await.unwrap().expect("an admin key");
+            if let Some((_, k)) = line.split_once("(admin key for this run: ") {
+                break k.trim_end_matches(')').to_owned();
+            }
+        }
+    })
+    .await
+    .expect("serve printed the dashboard line with an admin key");
+    // Keep reading its log, so the gateway never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = err_lines.next_line().await {} });
+    for model in ["qwen-plus", "gpt-4o-mini", "hunyuan-lite", "glm-4-flash"] {
+        let (status, body) = chat(&url, Some(&key), model).await;
+        assert_eq!(status, 200, "{model}: {body}");
+        assert_eq!(
+            body["choices"][0]["message"]["content"], "You said: hi",
+            "{model}"
+        );
+    }
+    // Each went to its vendor's native channel (`dashscope`, not `dashscope-compat` or
+    // `dashscope-anthropic`; `hunyuan`, not `hunyuan-openai`).
+    // Usage reaches the store in batches: poll, with a deadline.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let records = loop {
+        let records: serde_json::Value = reqwest::Client::new()
+            .get(format!("{url}/admin/usage/records?limit=10"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if records["records"].as_array().is_some_and(|r| r.len() >= 4) {
+            break records;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "usage records: {records}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut served: Vec<(String, String)> = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().to_owned(),
+                r["channel"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    served.sort();
+    assert_eq!(
+        served,
+        [
+            ("glm-4-flash".to_owned(), "zhipu".to_owned()),
+            ("gpt-4o-mini".to_owned(), "openai".to_owned()),
+            ("hunyuan-lite".to_owned(), "hunyuan".to_owned()),
+            ("qwen-plus".to_owned(), "dashscope".to_owned()),
+        ]
+    );
+    let (status, body) = chat(&url, Some(&key), "no-such-model").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "model_not_found", "{body}");
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+}
+
+/// Issue 16: a plain name that several channels list as `channel/name` is ambiguous: 404, with
+/// the choices in the message (also from `GET /v1/models/{id}`).
+#[tokio::test]
+async fn issue_16_an_ambiguous_plain_name_lists_its_choices() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("llmux.toml");
+    std::fs::write(
+        &file,
+        r#"
+[server]
+database = "none"
+
+[[channels]]
+name = "a"
+provider = "openai"
+api_key = "sk-test"
+base_url = "http://127.0.0.1:9/v1"
+models = { "a/shared" = "gpt-4o-mini", "a/only-a" = "gpt-4o" }
+
+[[channels]]
+name = "b"
+provider = "deepseek"
+api_key = "sk-test"
+base_url = "http://127.0.0.1:9/v1"
+models = { "b/shared" = "deepseek-chat" }
+"#,
+    )
+    .unwrap();
+    let (child, url, _err) = spawn_serve(
+        home.path(),
+        &[],
+        &["--config", file.to_str().unwrap(), "--insecure-no-auth"],
+    )
+    .await;
+    let (status, body) = chat(&url, None, "shared").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "The model `shared` is ambiguous here; choose one of `a/shared`, `b/shared`."
+    );
+    let (status, body) = chat(&url, None, "only-a").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "The model `only-a` is not served under that name; ask for `a/only-a`."
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/v1/models/shared"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`a/shared`, `b/shared`"),
+        "{body}"
+    );
+    sigterm(&child);
+}

@@ -206,6 +206,12 @@ fn the_repl_resumes_a_session_and_shows_tokens() {
     expect(&screen, &mut seen, "last answer: ");
     expect(&screen, &mut seen, "over 2 turns");
     expect(&screen, &mut seen, "> ");
+    // Issue 16: `/sessions` lists what is stored, this session with its new turn included.
+    input.write_all(b"/sessions\r").unwrap();
+    expect(&screen, &mut seen, "work ");
+    expect(&screen, &mut seen, "openai/gpt-4o-mini");
+    expect(&screen, &mut seen, "4 messages");
+    expect(&screen, &mut seen, "> ");
     input.write_all(b"/exit\r").unwrap();
     let start = tokio::time::Instant::now();
     let status = loop {
@@ -220,4 +226,74 @@ fn the_repl_resumes_a_session_and_shows_tokens() {
     // The REPL's turn was kept: the next one-shot run carries all of it.
     rt.block_on(ask(&env, &["--session", "work"], "last")).ok();
     assert_eq!(last_messages(&emu).as_array().unwrap().len(), 5);
+}
+
+/// Issue 16: `llmux sessions list` shows the stored sessions, `llmux sessions delete NAME`
+/// removes one (its messages too: the name starts afresh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_sessions_are_listed_and_deleted() {
+    let emu = emulator(Vendor::OpenAi).await;
+    let data = tempfile::tempdir().unwrap();
+    let env = env(&emu, data.path());
+    let data_env = [("LLMUX_DATA_DIR", data.path().display().to_string())];
+
+    // Nothing stored yet: an empty list, and no database created by looking.
+    assert_eq!(run(&["sessions", "list"], &data_env, None).await.ok(), "");
+    assert!(!data.path().join("sessions.sqlite3").exists());
+
+    ask(&env, &["--session", "work"], "one").await.ok();
+    ask(&env, &["--session", "work"], "two").await.ok();
+    ask(&env, &["--session", "play time"], "x").await.ok();
+
+    let out = run(&["sessions", "list"], &data_env, None).await;
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let work = lines.iter().find(|l| l.starts_with("work ")).unwrap();
+    let words: Vec<&str> = work.split_whitespace().collect();
+    assert_eq!(
+        words[..6],
+        ["work", "openai/gpt-4o-mini", "4", "messages", "2", "turns"],
+        "{work}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("play time ")),
+        "{lines:#?}"
+    );
+
+    let out = run(&["sessions", "list", "--json"], &data_env, None).await;
+    let list: Value = serde_json::from_str(out.ok()).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"work") && names.contains(&"play time"));
+    let work = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "work")
+        .unwrap();
+    assert_eq!(work["messages"], 4);
+    assert_eq!(work["turns"], 2);
+    assert!(work["input_tokens"].as_u64().unwrap() > 0, "{work}");
+
+    let out = run(&["sessions", "delete", "work"], &data_env, None).await;
+    assert_eq!(out.ok(), "deleted session work\n");
+    let out = run(&["sessions", "list"], &data_env, None).await;
+    assert_eq!(out.ok().lines().count(), 1);
+    let out = run(&["sessions", "delete", "work"], &data_env, None).await;
+    assert!(
+        out.err_line().contains("no session named \"work\""),
+        "{out:#?}"
+    );
+
+    // The deleted name starts a new conversation.
+    ask(&env, &["--session", "work"], "fresh").await.ok();
+    assert_eq!(
+        last_messages(&emu),
+        json!([{"role": "user", "content": "fresh"}])
+    );
 }

@@ -116,6 +116,31 @@ impl ApiError {
         .param("model")
     }
 
+    /// Most `provider/model` choices a 404 lists ([`ApiError::unknown_model_among`]).
+    pub const MAX_MODEL_CHOICES: usize = 8;
+
+    /// No model of that name is served here, but `choices` (the `provider/model` names that
+    /// end in it) are: the message lists them (at most [`ApiError::MAX_MODEL_CHOICES`]).
+    pub fn unknown_model_among(model: &str, choices: &[&str]) -> Self {
+        let mut err = Self::unknown_model(model);
+        if let Some((first, rest)) = choices.split_first() {
+            let shown = rest.len().min(Self::MAX_MODEL_CHOICES - 1);
+            let mut list = format!("`{first}`");
+            for c in &rest[..shown] {
+                list.push_str(&format!(", `{c}`"));
+            }
+            if rest.len() > shown {
+                list.push_str(&format!(" and {} more", rest.len() - shown));
+            }
+            err.message = if rest.is_empty() {
+                format!("The model `{model}` is not served under that name; ask for {list}.")
+            } else {
+                format!("The model `{model}` is ambiguous here; choose one of {list}.")
+            };
+        }
+        err
+    }
+
     /// The gateway's status ([`status_for`], or the override).
     pub fn status(&self) -> StatusCode {
         self.status.unwrap_or_else(|| status_for(self.kind))
@@ -262,5 +287,26 @@ mod tests {
         let e = ApiError::too_large(10);
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn issue_16_an_unknown_plain_model_names_a_bounded_list_of_choices() {
+        let e = ApiError::unknown_model_among("m", &[]);
+        assert_eq!(e.message, ApiError::unknown_model("m").message);
+        let e = ApiError::unknown_model_among("m", &["a/m"]);
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.param.as_deref(), Some("model"));
+        assert_eq!(
+            e.message,
+            "The model `m` is not served under that name; ask for `a/m`."
+        );
+        let many: Vec<String> = (0..20).map(|i| format!("p{i:02}/m")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = ApiError::unknown_model_among("m", &many);
+        assert_eq!(
+            e.message,
+            "The model `m` is ambiguous here; choose one of `p00/m`, `p01/m`, `p02/m`, `p03/m`, \
+             `p04/m`, `p05/m`, `p06/m`, `p07/m` and 12 more."
+        );
     }
 }

@@ -184,6 +184,22 @@ impl Routes {
         self.lookup(model).is_some()
     }
 
+    /// The listed public names of the form `prefix/plain` for a plain name (one without `/`),
+    /// sorted: what a client that asked for `plain` may have meant. Empty for a name with a `/`.
+    pub fn qualified_names(&self, plain: &str) -> Vec<&str> {
+        if plain.is_empty() || plain.contains('/') {
+            return Vec::new();
+        }
+        let mut v: Vec<&str> = self
+            .by_model
+            .keys()
+            .map(String::as_str)
+            .filter(|name| name.split_once('/').is_some_and(|(_, rest)| rest == plain))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     fn lookup(&self, model: &str) -> Option<(Arc<str>, Vec<Target>)> {
         if let Some((label, targets)) = self.by_model.get(model) {
             return Some((label.clone(), targets.clone()));

@@ -45,7 +45,7 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
     let plan = state
         .routes
         .plan(model)
-        .ok_or_else(|| ApiError::unknown_model(model))?;
+        .ok_or_else(|| unknown_model(state, &principal, model))?;
     let estimate = Op::estimate(&decoded.request);
     let cost_per_token = plan_cost_per_token(state, model, &plan);
     let admission = admit_key(state, &principal, estimate.total, cost_per_token).await?;
@@ -81,9 +81,22 @@ pub(super) async fn check<R>(
     let name = model(&decoded);
     principal.allows(name)?;
     if !state.routes.serves(name) {
-        return Err(ApiError::unknown_model(name));
+        return Err(unknown_model(state, &principal, name));
     }
     Ok(decoded)
+}
+
+/// The 404 for a model no channel serves. For a plain name (`qwen-plus`) the message names the
+/// served `provider/model` names that end in it and that `principal` may use, so an ambiguous
+/// name says what to choose from.
+pub fn unknown_model(state: &AppState, principal: &Principal, model: &str) -> ApiError {
+    let routes = state.routes.current();
+    let choices: Vec<&str> = routes
+        .qualified_names(model)
+        .into_iter()
+        .filter(|c| principal.allows(c).is_ok())
+        .collect();
+    ApiError::unknown_model_among(model, &choices)
 }
 
 /// Reads the body, enforcing `limit` (413 in the ingress format when over it). An oversized

@@ -38,7 +38,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use llmux_core::{ErrorKind, SecretString};
 
-pub use admission::read_body;
+pub use admission::{read_body, unknown_model};
 pub use guard::{RequestGuard, RouteLabels};
 pub use ops::{Chat, Embed, Estimate, Operation, Reply};
 

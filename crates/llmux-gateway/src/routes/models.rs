@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 
 use super::fail;
 use crate::auth::query_key;
-use crate::error::ApiError;
 use crate::ingress::openai::{OpenAiEnvelope, OpenAiError};
 use crate::state::{AppState, RequestCtx};
 
@@ -119,15 +118,17 @@ pub async fn one(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = state
+    let principal = match state
         .auth
         .authenticate(&headers, query_key(query.as_deref()).as_ref())
         .await
     {
-        return fail(e, &OpenAiEnvelope, &ctx, None);
-    }
+        Ok(p) => p,
+        Err(e) => return fail(e, &OpenAiEnvelope, &ctx, None),
+    };
     if !state.routes.serves(&id) {
-        return fail(ApiError::unknown_model(&id), &OpenAiEnvelope, &ctx, None);
+        let err = crate::pipeline::unknown_model(&state, &principal, &id);
+        return fail(err, &OpenAiEnvelope, &ctx, None);
     }
     Json(model_json(&state, &id)).into_response()
 }
