@@ -167,6 +167,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/admin/usage", get(routes::admin::usage))
         .route("/admin/usage/records", get(routes::admin::records))
+        .route("/admin/usage/series", get(routes::admin::usage_series))
         .route("/dashboard", get(routes::dashboard::index))
         .route("/dashboard/app.js", get(routes::dashboard::app_js))
         .route("/dashboard/style.css", get(routes::dashboard::style))

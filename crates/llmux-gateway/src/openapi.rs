@@ -64,6 +64,7 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
         crate::routes::admin::revoke_key,
         crate::routes::admin::usage,
         crate::routes::admin::records,
+        crate::routes::admin::usage_series,
         crate::routes::dashboard::index,
         crate::routes::dashboard::app_js,
         crate::routes::dashboard::style,

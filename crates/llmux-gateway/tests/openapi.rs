@@ -66,6 +66,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/admin/keys/{id}"),
     ("get", "/admin/usage"),
     ("get", "/admin/usage/records"),
+    ("get", "/admin/usage/series"),
     ("post", "/admin/channels/{name}/enable"),
     ("get", "/dashboard"),
     ("get", "/dashboard/app.js"),

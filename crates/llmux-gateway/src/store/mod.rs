@@ -30,9 +30,14 @@ use utoipa::ToSchema;
 
 use crate::keys::RngError;
 
+pub mod analytics;
 mod postgres;
 mod sqlite;
 
+pub use analytics::{
+    Bucket, Cursor, RecordPage, RecordRow, RecordSearch, Series, SeriesBy, SeriesPoint,
+    SeriesQuery, StatusFilter, UsageSeries, OTHER,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -265,6 +270,9 @@ pub struct UsageRow {
     /// The group value: a key id in decimal (`none` for requests without a key), a public
     /// model name, or a UTC day (`YYYY-MM-DD`).
     pub group: String,
+    /// With `by=key`: the key's name (absent for `none` and for other groupings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
     /// Number of requests.
     pub requests: u64,
     /// Sum of input tokens.
@@ -612,6 +620,20 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes raw records older than `older_than_ms` (unix ms); rollups and key counters stay.
     /// Returns the number of rows deleted.
     async fn prune(&self, older_than_ms: i64) -> Result<u64>;
+    /// Usage over time from the raw records, per bucket and series ([`analytics`]). Call
+    /// [`SeriesQuery::check`] first. (Default, for stores without raw records: refused.)
+    async fn usage_series(&self, _query: SeriesQuery) -> Result<UsageSeries> {
+        Err(StoreError::Data(
+            "this store keeps no raw usage records to chart".to_owned(),
+        ))
+    }
+    /// One page of the request log, newest first, filtered ([`analytics`]), each record with
+    /// its key's name. (Default, for stores without raw records: refused.)
+    async fn search_records(&self, _query: RecordSearch) -> Result<RecordPage> {
+        Err(StoreError::Data(
+            "this store keeps no raw usage records to search".to_owned(),
+        ))
+    }
 }
 
 /// Opens the store named by `url` (see the module docs) and runs its migrations.
@@ -888,6 +910,30 @@ macro_rules! sql_store_impl {
                 spent_tokens: to_u64(row.try_get("spent_tokens").map_err(g)?),
                 spent_cost: row.try_get("spent_cost").map_err(g)?,
             })
+        }
+
+        /// Sets `key_name` on rows grouped by key id (one read of the keys' ids and names).
+        async fn name_key_rows(
+            pool: &sqlx::Pool<$db>,
+            rows: &mut [$crate::store::UsageRow],
+        ) -> $crate::store::Result<()> {
+            use sqlx::Row as _;
+            use $crate::store::StoreError;
+            let keys = sqlx::query("SELECT id, name FROM gw_keys")
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::query("read key names"))?;
+            let g = |e: sqlx::Error| StoreError::Data(e.to_string());
+            let mut names = std::collections::HashMap::with_capacity(keys.len());
+            for k in &keys {
+                let id: i64 = k.try_get("id").map_err(g)?;
+                let name: String = k.try_get("name").map_err(g)?;
+                names.insert(id.to_string(), name);
+            }
+            for r in rows {
+                r.key_name = names.get(&r.group).cloned();
+            }
+            Ok(())
         }
 
         /// Adds journal rows (an id already there is left as it is).
@@ -1392,6 +1438,7 @@ macro_rules! sql_store_impl {
                     }
                     out.push(UsageRow {
                         group,
+                        key_name: None,
                         requests: to_u64(row.try_get("requests").map_err(g)?),
                         input_tokens: to_u64(row.try_get("input_tokens").map_err(g)?),
                         output_tokens: to_u64(row.try_get("output_tokens").map_err(g)?),
@@ -1401,6 +1448,7 @@ macro_rules! sql_store_impl {
                 if by == GroupBy::Key {
                     // Numeric order of ids rather than text order.
                     out.sort_by_key(|r| r.group.parse::<i64>().unwrap_or(0));
+                    name_key_rows(&self.pool, &mut out).await?;
                 }
                 Ok(out)
             }
@@ -1460,6 +1508,20 @@ macro_rules! sql_store_impl {
                     });
                 }
                 Ok(out)
+            }
+
+            async fn usage_series(
+                &self,
+                query: $crate::store::SeriesQuery,
+            ) -> $crate::store::Result<$crate::store::UsageSeries> {
+                usage_series(&self.pool, query).await
+            }
+
+            async fn search_records(
+                &self,
+                query: $crate::store::RecordSearch,
+            ) -> $crate::store::Result<$crate::store::RecordPage> {
+                search_records(&self.pool, query).await
             }
 
             async fn prune(&self, older_than_ms: i64) -> $crate::store::Result<u64> {

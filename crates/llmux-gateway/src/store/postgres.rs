@@ -137,6 +137,7 @@ impl PgStore {
 }
 
 sql_store_impl!(PgStore, Postgres);
+super::analytics::sql_analytics_impl!(Postgres);
 
 #[cfg(test)]
 mod tests {

@@ -121,3 +121,4 @@ impl SqliteStore {
 }
 
 sql_store_impl!(SqliteStore, Sqlite);
+super::analytics::sql_analytics_impl!(Sqlite);
