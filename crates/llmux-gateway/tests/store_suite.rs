@@ -753,7 +753,13 @@ async fn search_records_filters_escapes_and_pages(b: &Backend) {
     let got = s.search_records(q(|r| r.text = Some("client-h0-05".into()))).await.unwrap();
     assert_eq!(got.records.len(), 10, "client-h0-050 … 059");
     for wild in ["%", "_", "h_-", "\\", "' OR 1=1 --"] {
-        let got = s.search_records(q(|r| r.text = Some(wild.into()))).await.unwrap();
+        let got = s
+            .search_records(RecordSearch {
+                text: Some(wild.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert!(got.records.is_empty(), "{wild} matched {:?}", ids(&got));
     }
     // Pages of 7 over alice's 102 records: each once, in order, then no `next`.
