@@ -261,17 +261,19 @@ async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_
         .unwrap();
     assert_eq!(resp.status(), 200);
 
-    // Two more with the key, one with the static key: four records.
-    for i in 0..2 {
+    // Two more with the key (one streamed, so it has a time to first token), one with the
+    // static key: four records.
+    for stream in [true, false] {
         let resp = gw
             .http
             .post(format!("{}/v1/chat/completions", gw.url))
             .bearer_auth(&key)
-            .json(&json!({"model":"m","messages":[{"role":"user","content":format!("more {i}")}]}))
+            .json(&json!({"model":"m","stream":stream,"messages":[{"role":"user","content":"more"}]}))
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
     }
     let resp = gw
         .post("/v1/chat/completions")
