@@ -235,6 +235,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/prices/{*model}",
             axum::routing::put(routes::prices::set).delete(routes::prices::delete),
         )
+        .route("/admin/usage/series", get(routes::admin::usage_series))
         .route("/dashboard", get(routes::dashboard::index))
         .route("/dashboard/app.js", get(routes::dashboard::app_js))
         .route("/dashboard/style.css", get(routes::dashboard::style))

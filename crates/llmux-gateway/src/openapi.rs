@@ -76,6 +76,7 @@ const TEXT_GENERATION: &str = "/api/v1/services/aigc/text-generation/generation"
         crate::routes::prices::list,
         crate::routes::prices::set,
         crate::routes::prices::delete,
+        crate::routes::admin::usage_series,
         crate::routes::dashboard::index,
         crate::routes::dashboard::app_js,
         crate::routes::dashboard::style,

@@ -1,6 +1,9 @@
 //! The dashboard in a real browser (headless Chromium driven through chromedriver on
 //! 127.0.0.1:0): sign in with the admin key, see the channels, create a virtual key that then
-//! works, see its request, revoke it. `.ci/run` installs Debian's chromium and chromium-driver;
+//! works, see its requests in the charts and in the request log (searched and filtered, with
+//! the key's name), revoke it. Every page is saved as a PNG at a laptop's and a phone's size in
+//! `$LLMUX_SCREENSHOTS`, or `dashboard-screenshots/` in the target directory (the path is
+//! printed). `.ci/run` installs Debian's chromium and chromium-driver;
 //! under `CI=true` a missing driver fails the test, elsewhere it is skipped with a loud line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -136,8 +139,74 @@ async fn click(c: &Client, css: &str) {
     }
 }
 
+/// Where the screenshots go: `$LLMUX_SCREENSHOTS`, or `dashboard-screenshots/` in the target
+/// directory.
+fn screenshot_dir() -> std::path::PathBuf {
+    match std::env::var_os("LLMUX_SCREENSHOTS") {
+        Some(d) if !d.is_empty() => d.into(),
+        _ => std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .join("dashboard-screenshots"),
+    }
+}
+
+/// Saves the page as `NAME-laptop.png` (1366×860) and `NAME-phone.png` (390×844), and checks
+/// that at a phone's width the page itself does not scroll sideways (wide tables scroll in
+/// their own box).
+async fn shoot(c: &Client, name: &str) {
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for (size, w, h) in [("laptop", 1366, 860), ("phone", 390, 844)] {
+        c.set_window_size(w, h).await.unwrap();
+        // The charts redraw for the new width shortly after a resize: wait (bounded) until
+        // every visible one is as wide as its box.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let fitted = c
+                .execute(
+                    "return [...document.querySelectorAll('.plot')].filter((p) => p.offsetParent)\
+                     .every((p) => { const s = p.querySelector('svg'); return s && \
+                     Number(s.getAttribute('width')) === Math.max(260, Math.floor(p.clientWidth)); });",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if fitted.as_bool() == Some(true) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: the charts were not redrawn at {w}px"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if size == "phone" {
+            let overflow = c
+                .execute(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert!(
+                overflow.as_i64().unwrap_or(0) <= 0,
+                "{name}: the page scrolls sideways on a phone by {overflow}px"
+            );
+        }
+        let png = c.screenshot().await.unwrap();
+        let path = dir.join(format!("{name}-{size}.png"));
+        std::fs::write(&path, png).unwrap();
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("screenshot: {}\n", path.display()).as_bytes(),
+        );
+    }
+    c.set_window_size(1366, 860).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_see_channels_create_use_edit_and_revoke_a_key() {
+async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_a_key() {
     let Some(d) = driver().await else { return };
     let c = &d.client;
     let oa = emulator(Vendor::OpenAi).await;
@@ -156,9 +225,13 @@ async fn sign_in_see_channels_create_use_edit_and_revoke_a_key() {
         .await
         .unwrap());
 
-    // The right one shows the channels with their breaker state and readiness.
+    // The right one opens the overview: nothing has been requested yet.
     fill(c, "#admin-key", ADMIN).await;
     click(c, "#login-form button").await;
+    text_until(c, "#charts-note", |t| t.contains("No requests")).await;
+
+    // The channels with their breaker state and readiness.
+    click(c, "nav button[data-tab=channels]").await;
     let row = text_until(c, "#channels tbody", |t| t.contains("oa")).await;
     assert!(
         row.contains("openai") && row.contains("closed") && row.contains('m'),
@@ -188,19 +261,126 @@ async fn sign_in_see_channels_create_use_edit_and_revoke_a_key() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
-    // The request shows up under Requests (once the recorder wrote it).
-    let recs = records(&gw, 1).await;
-    click(c, "nav button[data-tab=requests]").await;
-    let reqs = text_until(c, "#requests tbody", |t| t.contains("oa")).await;
+    // Two more with the key (one streamed, so it has a time to first token), one with the
+    // static key: four records.
+    for stream in [true, false] {
+        let resp = gw
+            .http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .json(
+                &json!({"model":"m","stream":stream,"messages":[{"role":"user","content":"more"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&json!({"model":"m","messages":[{"role":"user","content":"static"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let recs = records(&gw, 4).await;
+    let key_id = recs.iter().find_map(|r| r.key_id).unwrap();
+
+    // The overview charts them: totals, one series per model, a line in each chart.
+    click(c, "nav button[data-tab=charts]").await;
+    text_until(c, "#tiles [data-tile=requests]", |t| t.contains('4')).await;
+    let legend = text_until(c, "#legend", |t| t.contains('m')).await;
+    assert!(legend.contains("m · 4"), "{legend}");
+    let lines = c
+        .find_all(Locator::Css("#charts svg path.line"))
+        .await
+        .unwrap()
+        .len();
+    // Requests, tokens, cost, errors: one line each; latency and TTFT: p50 and p99.
+    assert_eq!(lines, 8, "lines drawn");
+    let note = text_until(c, "#charts-note", |t| t.contains("buckets")).await;
+    assert!(note.contains("by model"), "{note}");
+    // By key: the key's name, and the static key's requests as `no key`.
+    c.find(Locator::Css("#charts-form select[name=by]"))
+        .await
+        .unwrap()
+        .select_by_value("key")
+        .await
+        .unwrap();
+    let legend = text_until(c, "#legend", |t| t.contains("from-browser")).await;
     assert!(
-        reqs.contains(&recs[0].key_id.unwrap().to_string()) && reqs.contains("200"),
+        legend.contains("from-browser · 3") && legend.contains("no key · 1"),
+        "{legend}"
+    );
+    shoot(c, "overview").await;
+
+    // The request log names the key, and searches and filters.
+    click(c, "nav button[data-tab=requests]").await;
+    let reqs = text_until(c, "#requests tbody", |t| t.contains("from-browser")).await;
+    assert!(
+        reqs.contains("oa") && reqs.contains("200") && reqs.contains("static key"),
         "{reqs}"
     );
-    click(c, "nav button[data-tab=usage]").await;
-    text_until(c, "#usage tfoot", |t| {
-        t.contains("total") && t.contains('1')
+    assert!(
+        !reqs.contains(&format!("#{key_id}")),
+        "a name, not an id: {reqs}"
+    );
+    text_until(c, "#search-note", |t| t.starts_with("4 requests")).await;
+    c.find(Locator::Css("#search-form select[name=key]"))
+        .await
+        .unwrap()
+        .select_by_value(&key_id.to_string())
+        .await
+        .unwrap();
+    text_until(c, "#search-note", |t| {
+        t.starts_with("3 requests") && t.contains("filtered")
     })
     .await;
+    let rows = text_until(c, "#requests tbody", |t| !t.contains("static key")).await;
+    assert_eq!(rows.matches("from-browser").count(), 3, "{rows}");
+    // Text search over the request id: the last characters of one record's id find it alone.
+    let one = &recs[0].request_id;
+    let tail = &one[one.len() - 10..];
+    click(c, "#search-form button[type=reset]").await;
+    text_until(c, "#search-note", |t| t.starts_with("4 requests")).await;
+    fill(c, "#search-form input[name=q]", tail).await;
+    click(c, "#search-form button[type=submit]").await;
+    text_until(c, "#search-note", |t| t.starts_with("1 request ")).await;
+    // Failed requests: none.
+    click(c, "#search-form button[type=reset]").await;
+    text_until(c, "#search-note", |t| t.starts_with("4 requests")).await;
+    c.find(Locator::Css("#search-form select[name=status]"))
+        .await
+        .unwrap()
+        .select_by_value("error")
+        .await
+        .unwrap();
+    text_until(c, "#requests tbody", |t| t.contains("nothing yet")).await;
+    click(c, "#search-form button[type=reset]").await;
+    text_until(c, "#search-note", |t| t.starts_with("4 requests")).await;
+    shoot(c, "requests").await;
+    click(c, "nav button[data-tab=usage]").await;
+    c.find(Locator::Css("#usage-form select[name=by]"))
+        .await
+        .unwrap()
+        .select_by_value("key")
+        .await
+        .unwrap();
+    click(c, "#usage-form button").await;
+    let usage = text_until(c, "#usage tbody", |t| t.contains("from-browser")).await;
+    assert!(
+        usage.contains(&format!("from-browser (#{key_id})")),
+        "{usage}"
+    );
+    text_until(c, "#usage tfoot", |t| {
+        t.contains("total") && t.contains('4')
+    })
+    .await;
+    shoot(c, "usage").await;
+    click(c, "nav button[data-tab=channels]").await;
+    text_until(c, "#channels tbody", |t| t.contains("oa")).await;
+    shoot(c, "channels").await;
 
     // Edit it: the form starts from the key's values; raise RPM, clear the model list.
     click(c, "nav button[data-tab=keys]").await;
@@ -226,6 +406,8 @@ async fn sign_in_see_channels_create_use_edit_and_revoke_a_key() {
     assert_eq!(k["rpm"], 42, "{keys}");
     assert_eq!(k["models"], json!([]), "{keys}");
     assert_eq!(k["name"], "from-browser", "{keys}");
+
+    shoot(c, "keys").await;
 
     // Revoke it (confirming the dialog): the key is refused from then on.
     click(c, "#keys button.danger").await;

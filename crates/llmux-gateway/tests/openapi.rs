@@ -71,6 +71,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/admin/teams/{name}"),
     ("get", "/admin/usage"),
     ("get", "/admin/usage/records"),
+    ("get", "/admin/usage/series"),
     ("post", "/admin/channels/{name}/enable"),
     ("post", "/admin/channels"),
     ("patch", "/admin/channels/{name}"),

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use llmux_gateway::keys;
 use llmux_gateway::store::{
-    self, utc_day, GroupBy, KeyUpdate, NewKey, RecordQuery, Store, StoreError, UsageRecord,
+    self, utc_day, Bucket, Cursor, GroupBy, KeyUpdate, NewKey, RecordQuery, RecordSearch, SeriesBy,
+    SeriesQuery, StatusFilter, Store, StoreError, UsageRecord, OTHER,
 };
 use sqlx::{Connection, Row};
 
@@ -553,6 +554,333 @@ async fn records_read_back_every_field_newest_first(b: &Backend) {
         .is_empty());
 }
 
+const HOUR_MS: i64 = 3_600_000;
+
+/// Latencies 1..=100 ms in the first hour (TTFT on even ones only), three requests in the
+/// second hour (one failed, one interrupted), two keys, one request without a key, and one
+/// request just outside the range on each side.
+async fn series_fixture(s: &Arc<dyn Store>) -> (i64, i64) {
+    let (a, _) = s.create_key(limited_key("alice")).await.unwrap();
+    let (b, _) = s.create_key(limited_key("bob")).await.unwrap();
+    let mut batch = Vec::new();
+    for i in 1..=100u64 {
+        let mut r = rec(
+            &format!("h0-{i:03}"),
+            T0 + i as i64 * 1000,
+            Some(a.id),
+            "qwen-plus",
+            10,
+            1,
+        );
+        r.latency_ms = 101 - i; // stored out of order
+        r.ttft_ms = (i % 2 == 0).then_some(i);
+        batch.push(r);
+    }
+    let mut slow = rec("h1-a", T0 + HOUR_MS + 5, Some(b.id), "glm-4", 1, 1);
+    slow.latency_ms = 30;
+    slow.ttft_ms = None;
+    let mut failed = rec("h1-b", T0 + HOUR_MS + 6, Some(b.id), "glm-4", 2, 0);
+    failed.latency_ms = 10;
+    failed.status = 502;
+    failed.error_kind = Some("UpstreamServer".into());
+    let mut gone = rec("h1-c", T0 + HOUR_MS + 7, None, "glm-4", 3, 3);
+    gone.latency_ms = 0;
+    gone.status = 0;
+    gone.ttft_ms = None;
+    gone.error_kind = Some(store::INTERRUPTED.into());
+    let mut ok = rec("h1-d", T0 + HOUR_MS + 8, Some(b.id), "glm-4", 1, 1);
+    ok.latency_ms = 20;
+    batch.extend([slow, failed, gone, ok]);
+    batch.push(rec("before", T0 - 1, Some(a.id), "qwen-plus", 1, 1));
+    batch.push(rec(
+        "after",
+        T0 + 2 * HOUR_MS,
+        Some(a.id),
+        "qwen-plus",
+        1,
+        1,
+    ));
+    s.record_usage(&batch).await.unwrap();
+    (a.id, b.id)
+}
+
+async fn usage_series_buckets_sums_and_exact_percentiles(b: &Backend) {
+    let s = &b.store;
+    let (a, bob) = series_fixture(s).await;
+    let q = SeriesQuery {
+        from_ms: T0,
+        to_ms: T0 + 2 * HOUR_MS,
+        bucket: Bucket::Hour,
+        by: SeriesBy::Model,
+    };
+    let out = s.usage_series(q).await.unwrap();
+    let ids: Vec<(&str, u64)> = out
+        .series
+        .iter()
+        .map(|x| (x.id.as_str(), x.requests))
+        .collect();
+    assert_eq!(
+        ids,
+        [("qwen-plus", 100), ("glm-4", 4)],
+        "busiest first, range bounded"
+    );
+    assert_eq!(out.bucket_ms, HOUR_MS);
+    assert_eq!(out.points.len(), 2, "{:?}", out.points);
+    let p0 = &out.points[0];
+    assert_eq!((p0.at_ms, p0.series.as_str()), (T0, "qwen-plus"));
+    assert_eq!(
+        (p0.requests, p0.input_tokens, p0.output_tokens, p0.errors),
+        (100, 1000, 100, 0)
+    );
+    assert!((p0.cost - 100.0 * 12e-6).abs() < 1e-12, "{}", p0.cost);
+    // Nearest rank over 1..=100: the 50th and the 99th value.
+    assert_eq!((p0.latency_p50_ms, p0.latency_p99_ms), (Some(50), Some(99)));
+    // TTFT on the even ones only: 2, 4, …, 100 (50 values): ranks 25 and 50.
+    assert_eq!((p0.ttft_p50_ms, p0.ttft_p99_ms), (Some(50), Some(100)));
+    let p1 = &out.points[1];
+    assert_eq!((p1.at_ms, p1.series.as_str()), (T0 + HOUR_MS, "glm-4"));
+    assert_eq!(
+        (p1.requests, p1.errors),
+        (4, 2),
+        "the 502 and the interrupted one"
+    );
+    // The interrupted request has no latency: 10, 20, 30 → ranks 2 and 3.
+    assert_eq!((p1.latency_p50_ms, p1.latency_p99_ms), (Some(20), Some(30)));
+    assert_eq!((p1.ttft_p50_ms, p1.ttft_p99_ms), (Some(40), Some(40)));
+
+    // By key: ids with names; the keyless request is `none`, labelled `no key`.
+    let out = s
+        .usage_series(SeriesQuery {
+            by: SeriesBy::Key,
+            ..q
+        })
+        .await
+        .unwrap();
+    let labels: Vec<(&str, &str)> = out
+        .series
+        .iter()
+        .map(|x| (x.id.as_str(), x.label.as_str()))
+        .collect();
+    let a_id = a.to_string();
+    let b_id = bob.to_string();
+    assert_eq!(
+        labels,
+        [
+            (a_id.as_str(), "alice"),
+            (b_id.as_str(), "bob"),
+            ("none", "no key")
+        ]
+    );
+    // By channel, in minutes over the first hour only.
+    let out = s
+        .usage_series(SeriesQuery {
+            to_ms: T0 + HOUR_MS,
+            bucket: Bucket::Minute,
+            by: SeriesBy::Channel,
+            ..q
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.series.len(), 1);
+    let per_minute: Vec<(i64, u64)> = out
+        .points
+        .iter()
+        .map(|p| ((p.at_ms - T0) / 60_000, p.requests))
+        .collect();
+    assert_eq!(per_minute, [(0, 59), (1, 41)]);
+    // An empty range is empty, not an error.
+    let none = s
+        .usage_series(SeriesQuery {
+            from_ms: T0 + 10 * HOUR_MS,
+            to_ms: T0 + 11 * HOUR_MS,
+            ..q
+        })
+        .await
+        .unwrap();
+    assert!(none.series.is_empty() && none.points.is_empty());
+}
+
+async fn usage_series_sums_the_tail_under_other(b: &Backend) {
+    let s = &b.store;
+    // 25 models, model i with i + 1 requests in one minute.
+    let mut batch = Vec::new();
+    for m in 0..25u64 {
+        for j in 0..=m {
+            let mut r = rec(
+                &format!("m{m}-{j}"),
+                T0 + j as i64,
+                None,
+                &format!("model-{m:02}"),
+                1,
+                0,
+            );
+            r.latency_ms = m * 100 + j;
+            batch.push(r);
+        }
+    }
+    s.record_usage(&batch).await.unwrap();
+    let out = s
+        .usage_series(SeriesQuery {
+            from_ms: T0,
+            to_ms: T0 + 60_000,
+            bucket: Bucket::Minute,
+            by: SeriesBy::Model,
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.series.len(), SeriesQuery::MAX_SERIES);
+    assert_eq!(out.series[0].id, "model-24");
+    assert_eq!(out.series[18].id, "model-06");
+    let other = out.series.last().unwrap();
+    // Models 0..=5 hold 1 + 2 + … + 6 = 21 requests.
+    assert_eq!(
+        (other.id.as_str(), other.label.as_str(), other.requests),
+        (OTHER, "other", 21)
+    );
+    let p = out.points.iter().find(|p| p.series == OTHER).unwrap();
+    assert_eq!(p.requests, 21);
+    // Latencies of the tail: m*100 + j for m in 0..=5, j in 0..=m; sorted, 0 | 100 101 |
+    // 200 201 202 | 300 … 303 | 400 …: rank 11 of 21 is 400, rank 21 is 505.
+    assert_eq!((p.latency_p50_ms, p.latency_p99_ms), (Some(400), Some(505)));
+    let total: u64 = out.points.iter().map(|p| p.requests).sum();
+    assert_eq!(total, (1..=25).sum::<u64>());
+}
+
+async fn search_records_filters_escapes_and_pages(b: &Backend) {
+    let s = &b.store;
+    let (a, bob) = series_fixture(s).await;
+    let ids = |page: &store::RecordPage| -> Vec<String> {
+        page.records
+            .iter()
+            .map(|r| r.record.request_id.clone())
+            .collect()
+    };
+    // Names beside ids.
+    let page = s
+        .search_records(RecordSearch {
+            key_id: Some(bob),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), ["h1-d", "h1-b", "h1-a"]);
+    assert!(page
+        .records
+        .iter()
+        .all(|r| r.key_name.as_deref() == Some("bob")));
+    assert_eq!(page.next, None);
+    let by_name = s
+        .search_records(RecordSearch {
+            key_name: Some("bob".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_name), ids(&page));
+    // Time range, model, status class, exact status, outcome.
+    let q = |f: fn(&mut RecordSearch)| {
+        let mut r = RecordSearch::default();
+        f(&mut r);
+        r
+    };
+    let got = s
+        .search_records(q(|r| {
+            r.from_ms = Some(T0 + HOUR_MS);
+            r.to_ms = Some(T0 + HOUR_MS + 7);
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["h1-b", "h1-a"]);
+    let got = s
+        .search_records(q(|r| r.status = Some(StatusFilter::Class(5))))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["h1-b"]);
+    let got = s
+        .search_records(q(|r| r.status = Some(StatusFilter::Exact(0))))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["h1-c"]);
+    assert_eq!(got.records[0].key_name, None);
+    let got = s
+        .search_records(q(|r| r.status = Some(StatusFilter::Failed)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["h1-c", "h1-b"]);
+    let got = s
+        .search_records(q(|r| {
+            r.status = Some(StatusFilter::Succeeded);
+            r.model = Some("glm-4".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["h1-d", "h1-a"]);
+    // Text: any case, over the error kind, the key name and the ids; wildcards are literal.
+    let got = s
+        .search_records(q(|r| r.text = Some("upstreamSERVER".into())))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["h1-b"]);
+    let got = s
+        .search_records(q(|r| r.text = Some("BOB".into())))
+        .await
+        .unwrap();
+    assert_eq!(got.records.len(), 3);
+    let got = s
+        .search_records(q(|r| r.text = Some("client-h0-05".into())))
+        .await
+        .unwrap();
+    assert_eq!(got.records.len(), 10, "client-h0-050 … 059");
+    for wild in ["%", "_", "h_-", "\\", "' OR 1=1 --"] {
+        let got = s
+            .search_records(RecordSearch {
+                text: Some(wild.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(got.records.is_empty(), "{wild} matched {:?}", ids(&got));
+    }
+    // Pages of 7 over alice's 102 records: each once, in order, then no `next`.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .search_records(RecordSearch {
+                key_id: Some(a),
+                before: before.clone(),
+                limit: 7,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.records.len() <= 7);
+        seen.extend(ids(&page));
+        match page.next {
+            Some(n) => before = Some(Cursor::parse(&n).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 102);
+    assert_eq!(seen.first().map(String::as_str), Some("after"));
+    assert_eq!(seen.last().map(String::as_str), Some("before"));
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 102, "no record twice");
+    // A bare time as cursor: strictly older.
+    let got = s
+        .search_records(q(|r| {
+            r.before = Some(Cursor {
+                at_ms: T0 + 3000,
+                request_id: None,
+            })
+        }))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["h0-002", "h0-001", "before"]);
+}
+
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -587,6 +915,9 @@ suite!(
     prune_deletes_old_raw_rows_and_keeps_rollups,
     concurrent_record_usage_from_many_tasks_counts_every_record_once,
     records_read_back_every_field_newest_first,
+    usage_series_buckets_sums_and_exact_percentiles,
+    usage_series_sums_the_tail_under_other,
+    search_records_filters_escapes_and_pages,
 );
 
 #[tokio::test]

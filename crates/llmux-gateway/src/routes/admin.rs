@@ -19,7 +19,7 @@ use super::fail;
 use crate::error::ApiError;
 use crate::ingress::openai::{OpenAiEnvelope, OpenAiError};
 use crate::state::{unix_now, AppState, RequestCtx};
-use crate::store::{KeyRecord, UsageRecord, UsageRow};
+use crate::store::{KeyRecord, UsageRow};
 
 /// `GET /admin/channels`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -107,13 +107,6 @@ pub struct RevokedKey {
 pub struct UsageReport {
     /// One row per group, sorted by group.
     pub usage: Vec<UsageRow>,
-}
-
-/// `GET /admin/usage/records`.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct RecordList {
-    /// Raw records, newest first.
-    pub records: Vec<UsageRecord>,
 }
 
 /// `GET /admin/channels`.
@@ -552,28 +545,158 @@ pub async fn usage(
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RecordsQuery {
-    /// Only this key id (an integer).
+    /// Only this key: its id (an integer) or its exact name.
     #[serde(default)]
-    #[param(value_type = Option<i64>)]
     key: Option<String>,
     /// At most this many records (a positive integer; default 100, at most 10,000).
     #[serde(default)]
     #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
+    /// Records at or after this time, unix milliseconds.
+    #[serde(default)]
+    #[param(value_type = Option<i64>)]
+    from: Option<String>,
+    /// Records before this time, unix milliseconds.
+    #[serde(default)]
+    #[param(value_type = Option<i64>)]
+    to: Option<String>,
+    /// Only this public model (exact).
+    #[serde(default)]
+    model: Option<String>,
+    /// Only this channel (exact).
+    #[serde(default)]
+    channel: Option<String>,
+    /// `2xx`, `3xx`, `4xx`, `5xx`, `error` (failed, cancelled or interrupted), `ok`, or an
+    /// exact status (0 for interrupted requests).
+    #[serde(default)]
+    status: Option<String>,
+    /// Text contained (ASCII case-insensitively) in the request id, the client's request id,
+    /// the model, the channel, the error kind or the key's name; at most 200 characters.
+    #[serde(default)]
+    q: Option<String>,
+    /// The `next` of the previous page (`AT_MS:REQUEST_ID`), or a time in unix milliseconds:
+    /// only records after it, newest first.
+    #[serde(default)]
+    before: Option<String>,
 }
 
-/// `GET /admin/usage/records?key=ID&limit=N`: raw usage records, newest first.
+/// A unix-milliseconds query value between 0 and the year 9999.
+fn millis_param(name: &'static str, v: &str) -> Result<i64, ApiError> {
+    v.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|t| (0..=crate::store::SeriesQuery::MAX_TIME_MS).contains(t))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`{name}` must be a time in unix milliseconds (0 to {}), got `{}`",
+                crate::store::SeriesQuery::MAX_TIME_MS,
+                clip(v)
+            ))
+            .param(name)
+        })
+}
+
+/// A client value quoted in an error message, cut to 64 characters.
+fn clip(v: &str) -> String {
+    let mut out: String = v.chars().take(64).collect();
+    if v.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+/// A name filter: non-empty, at most [`RecordSearch::MAX_NAME_BYTES`](crate::store::RecordSearch) bytes.
+fn name_param(name: &'static str, v: Option<String>) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.len() > crate::store::RecordSearch::MAX_NAME_BYTES => {
+            Err(ApiError::invalid(format!(
+                "`{name}` must be at most {} bytes",
+                crate::store::RecordSearch::MAX_NAME_BYTES
+            ))
+            .param(name))
+        }
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// The search a `GET /admin/usage/records` query asks for, or the 400 that names the bad
+/// parameter.
+fn record_search(q: RecordsQuery) -> Result<crate::store::RecordSearch, ApiError> {
+    use crate::store::{Cursor, RecordQuery, RecordSearch, StatusFilter};
+    let mut s = RecordSearch::default();
+    match name_param("key", q.key)? {
+        None => {}
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(id) => s.key_id = Some(id),
+            Err(_) => s.key_name = Some(v),
+        },
+    }
+    if let Some(v) = q.limit.as_deref() {
+        s.limit = v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`limit` must be a positive integer (at most {}), got `{}`",
+                RecordQuery::MAX_LIMIT,
+                clip(v)
+            ))
+            .param("limit")
+        })?;
+    }
+    s.from_ms = q
+        .from
+        .as_deref()
+        .map(|v| millis_param("from", v))
+        .transpose()?;
+    s.to_ms = q.to.as_deref().map(|v| millis_param("to", v)).transpose()?;
+    s.model = name_param("model", q.model)?;
+    s.channel = name_param("channel", q.channel)?;
+    if let Some(v) = q.status.as_deref().filter(|v| !v.is_empty()) {
+        s.status = Some(StatusFilter::parse(v).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`status` must be 2xx, 3xx, 4xx, 5xx, error, ok or a status code, got `{}`",
+                clip(v)
+            ))
+            .param("status")
+        })?);
+    }
+    if let Some(v) = q.q.filter(|v| !v.trim().is_empty()) {
+        if v.chars().count() > RecordSearch::MAX_TEXT_CHARS {
+            return Err(ApiError::invalid(format!(
+                "`q` must be at most {} characters",
+                RecordSearch::MAX_TEXT_CHARS
+            ))
+            .param("q"));
+        }
+        s.text = Some(v.trim().to_owned());
+    }
+    if let Some(v) = q.before.as_deref().filter(|v| !v.is_empty()) {
+        s.before = Some(Cursor::parse(v).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`before` must be a page's `next` (AT_MS:REQUEST_ID) or a time in unix \
+                 milliseconds, got `{}`",
+                clip(v)
+            ))
+            .param("before")
+        })?);
+    }
+    Ok(s)
+}
+
+/// `GET /admin/usage/records`: the request log, newest first, filtered and paged.
 #[utoipa::path(
     get,
     path = "/admin/usage/records",
     tag = "admin",
     operation_id = "adminUsageRecords",
-    summary = "Raw usage records, newest first",
+    summary = "Search the request log: raw usage records with their key names, newest first",
     params(RecordsQuery),
     responses(
-        (status = 200, description = "The records.", body = RecordList),
-        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        (status = 200, description = "One page of records; `next` continues it.", body = crate::store::RecordPage),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
     ),
     security(("admin_key" = []))
 )]
@@ -584,28 +707,115 @@ pub async fn records(
     headers: HeaderMap,
 ) -> Response {
     guarded(state, ctx, headers, |state| async move {
-        let key_id = match q.key.as_deref() {
-            None => None,
-            Some(v) => Some(v.parse::<i64>().map_err(|_| {
-                ApiError::invalid(format!("`key` must be a key id (an integer), got `{v}`"))
-                    .param("key")
-            })?),
-        };
-        let limit = match q.limit.as_deref() {
-            None => 0,
-            Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "`limit` must be a positive integer (at most {}), got `{v}`",
-                    crate::store::RecordQuery::MAX_LIMIT
-                ))
-                .param("limit")
-            })?,
-        };
-        let records = store_of(&state)?
-            .records(crate::store::RecordQuery { key_id, limit })
+        let search = record_search(q)?;
+        let page = store_of(&state)?
+            .search_records(search)
             .await
             .map_err(|e| store_err(&e))?;
-        Ok(Json(RecordList { records }).into_response())
+        Ok(Json(page).into_response())
+    })
+    .await
+}
+
+/// Query of `GET /admin/usage/series`.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesParams {
+    /// Start, unix milliseconds, inclusive (default: 24 hours before `to`).
+    #[serde(default)]
+    #[param(value_type = Option<i64>)]
+    from: Option<String>,
+    /// End, unix milliseconds, exclusive (default: now).
+    #[serde(default)]
+    #[param(value_type = Option<i64>)]
+    to: Option<String>,
+    /// `minute`, `hour` or `day` (default: the narrowest that needs at most 500 buckets).
+    #[serde(default)]
+    #[param(pattern = "^(minute|hour|day)$")]
+    bucket: Option<String>,
+    /// `model`, `channel` or `key` (default `model`).
+    #[serde(default)]
+    #[param(pattern = "^(model|channel|key)$")]
+    by: Option<String>,
+}
+
+/// The series a `GET /admin/usage/series` query asks for, `now_ms` filling the defaults.
+fn series_query(q: SeriesParams, now_ms: i64) -> Result<crate::store::SeriesQuery, ApiError> {
+    use crate::store::{Bucket, SeriesBy, SeriesQuery};
+    const DAY_MS: i64 = 86_400_000;
+    let to_ms = match q.to.as_deref() {
+        Some(v) => millis_param("to", v)?,
+        None => now_ms,
+    };
+    let from_ms = match q.from.as_deref() {
+        Some(v) => millis_param("from", v)?,
+        None => to_ms.saturating_sub(DAY_MS).max(0),
+    };
+    let bucket = match q.bucket.as_deref() {
+        None | Some("") => Bucket::fitting(from_ms, to_ms),
+        Some(v) => Bucket::parse(v).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`bucket` must be minute, hour or day, got `{}`",
+                clip(v)
+            ))
+            .param("bucket")
+        })?,
+    };
+    let by = match q.by.as_deref() {
+        None | Some("") => SeriesBy::Model,
+        Some(v) => SeriesBy::parse(v).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`by` must be model, channel or key, got `{}`",
+                clip(v)
+            ))
+            .param("by")
+        })?,
+    };
+    let query = SeriesQuery {
+        from_ms,
+        to_ms,
+        bucket,
+        by,
+    };
+    query.check().map_err(|why| {
+        let param = if to_ms <= from_ms { "to" } else { "bucket" };
+        ApiError::invalid(why).param(param)
+    })?;
+    Ok(query)
+}
+
+/// `GET /admin/usage/series`: usage over time for the dashboard's charts.
+#[utoipa::path(
+    get,
+    path = "/admin/usage/series",
+    tag = "admin",
+    operation_id = "adminUsageSeries",
+    summary = "Usage over time per model, channel or key: requests, tokens, cost, errors, p50/p99 latency and TTFT",
+    description = "From the raw records in `[from, to)`, in UTC-aligned buckets (at most 500), one series per group (at most 20: the groups past the 19 busiest are summed under `__other__`). Percentiles are exact nearest-rank values on both database backends.",
+    params(SeriesParams),
+    responses(
+        (status = 200, description = "The series and their non-empty (bucket, series) points.", body = crate::store::UsageSeries),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn usage_series(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Query(q): axum::extract::Query<SeriesParams>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let now_ms = unix_now().saturating_mul(1000);
+        let query = series_query(q, now_ms)?;
+        let series = store_of(&state)?
+            .usage_series(query)
+            .await
+            .map_err(|e| store_err(&e))?;
+        Ok(Json(series).into_response())
     })
     .await
 }

@@ -32,10 +32,15 @@ use crate::keys::RngError;
 use crate::limits::period::{BudgetCalendar, BudgetPeriod, LabelCache};
 use crate::usage::ModelPrice;
 
+pub mod analytics;
 pub mod channels;
 mod postgres;
 mod sqlite;
 
+pub use analytics::{
+    Bucket, Cursor, RecordPage, RecordRow, RecordSearch, Series, SeriesBy, SeriesPoint,
+    SeriesQuery, StatusFilter, UsageSeries, OTHER,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -929,6 +934,21 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the override of `model`; `false` when there was none. (Default: none.)
     async fn delete_price_override(&self, _model: &str) -> Result<bool> {
         Ok(false)
+    }
+
+    /// Usage over time from the raw records, per bucket and series ([`analytics`]). Call
+    /// [`SeriesQuery::check`] first. (Default, for stores without raw records: refused.)
+    async fn usage_series(&self, _query: SeriesQuery) -> Result<UsageSeries> {
+        Err(StoreError::Data(
+            "this store keeps no raw usage records to chart".to_owned(),
+        ))
+    }
+    /// One page of the request log, newest first, filtered ([`analytics`]), each record with
+    /// its key's name. (Default, for stores without raw records: refused.)
+    async fn search_records(&self, _query: RecordSearch) -> Result<RecordPage> {
+        Err(StoreError::Data(
+            "this store keeps no raw usage records to search".to_owned(),
+        ))
     }
 }
 
@@ -2189,6 +2209,20 @@ macro_rules! sql_store_impl {
                     });
                 }
                 Ok(out)
+            }
+
+            async fn usage_series(
+                &self,
+                query: $crate::store::SeriesQuery,
+            ) -> $crate::store::Result<$crate::store::UsageSeries> {
+                usage_series(&self.pool, query).await
+            }
+
+            async fn search_records(
+                &self,
+                query: $crate::store::RecordSearch,
+            ) -> $crate::store::Result<$crate::store::RecordPage> {
+                search_records(&self.pool, query).await
             }
 
             async fn prune(&self, older_than_ms: i64) -> $crate::store::Result<u64> {

@@ -166,6 +166,7 @@ impl PgStore {
 
 sql_store_impl!(PgStore, Postgres);
 sql_channel_impl!(PgStore, Postgres);
+super::analytics::sql_analytics_impl!(Postgres);
 
 #[cfg(test)]
 mod tests {

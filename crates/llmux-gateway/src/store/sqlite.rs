@@ -149,3 +149,4 @@ impl SqliteStore {
 
 sql_store_impl!(SqliteStore, Sqlite);
 sql_channel_impl!(SqliteStore, Sqlite);
+super::analytics::sql_analytics_impl!(Sqlite);
