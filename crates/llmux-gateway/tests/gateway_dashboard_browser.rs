@@ -268,7 +268,9 @@ async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_
             .http
             .post(format!("{}/v1/chat/completions", gw.url))
             .bearer_auth(&key)
-            .json(&json!({"model":"m","stream":stream,"messages":[{"role":"user","content":"more"}]}))
+            .json(
+                &json!({"model":"m","stream":stream,"messages":[{"role":"user","content":"more"}]}),
+            )
             .send()
             .await
             .unwrap();
@@ -320,7 +322,10 @@ async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_
         reqs.contains("oa") && reqs.contains("200") && reqs.contains("static key"),
         "{reqs}"
     );
-    assert!(!reqs.contains(&format!("#{key_id}")), "a name, not an id: {reqs}");
+    assert!(
+        !reqs.contains(&format!("#{key_id}")),
+        "a name, not an id: {reqs}"
+    );
     text_until(c, "#search-note", |t| t.starts_with("4 requests")).await;
     c.find(Locator::Css("#search-form select[name=key]"))
         .await
@@ -328,7 +333,10 @@ async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_
         .select_by_value(&key_id.to_string())
         .await
         .unwrap();
-    text_until(c, "#search-note", |t| t.starts_with("3 requests") && t.contains("filtered")).await;
+    text_until(c, "#search-note", |t| {
+        t.starts_with("3 requests") && t.contains("filtered")
+    })
+    .await;
     let rows = text_until(c, "#requests tbody", |t| !t.contains("static key")).await;
     assert_eq!(rows.matches("from-browser").count(), 3, "{rows}");
     // Text search over the request id: the last characters of one record's id find it alone.
@@ -361,8 +369,14 @@ async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_
         .unwrap();
     click(c, "#usage-form button").await;
     let usage = text_until(c, "#usage tbody", |t| t.contains("from-browser")).await;
-    assert!(usage.contains(&format!("from-browser (#{key_id})")), "{usage}");
-    text_until(c, "#usage tfoot", |t| t.contains("total") && t.contains('4')).await;
+    assert!(
+        usage.contains(&format!("from-browser (#{key_id})")),
+        "{usage}"
+    );
+    text_until(c, "#usage tfoot", |t| {
+        t.contains("total") && t.contains('4')
+    })
+    .await;
     shoot(c, "usage").await;
     click(c, "nav button[data-tab=channels]").await;
     text_until(c, "#channels tbody", |t| t.contains("oa")).await;

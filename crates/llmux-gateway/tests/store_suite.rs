@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use llmux_gateway::keys;
 use llmux_gateway::store::{
-    self, utc_day, Bucket, Cursor, GroupBy, KeyUpdate, NewKey, RecordQuery, RecordSearch,
-    SeriesBy, SeriesQuery, StatusFilter, Store, StoreError, UsageRecord, OTHER,
+    self, utc_day, Bucket, Cursor, GroupBy, KeyUpdate, NewKey, RecordQuery, RecordSearch, SeriesBy,
+    SeriesQuery, StatusFilter, Store, StoreError, UsageRecord, OTHER,
 };
 use sqlx::{Connection, Row};
 
@@ -561,7 +561,14 @@ async fn series_fixture(s: &Arc<dyn Store>) -> (i64, i64) {
     let (b, _) = s.create_key(limited_key("bob")).await.unwrap();
     let mut batch = Vec::new();
     for i in 1..=100u64 {
-        let mut r = rec(&format!("h0-{i:03}"), T0 + i as i64 * 1000, Some(a.id), "qwen-plus", 10, 1);
+        let mut r = rec(
+            &format!("h0-{i:03}"),
+            T0 + i as i64 * 1000,
+            Some(a.id),
+            "qwen-plus",
+            10,
+            1,
+        );
         r.latency_ms = 101 - i; // stored out of order
         r.ttft_ms = (i % 2 == 0).then_some(i);
         batch.push(r);
@@ -582,7 +589,14 @@ async fn series_fixture(s: &Arc<dyn Store>) -> (i64, i64) {
     ok.latency_ms = 20;
     batch.extend([slow, failed, gone, ok]);
     batch.push(rec("before", T0 - 1, Some(a.id), "qwen-plus", 1, 1));
-    batch.push(rec("after", T0 + 2 * HOUR_MS, Some(a.id), "qwen-plus", 1, 1));
+    batch.push(rec(
+        "after",
+        T0 + 2 * HOUR_MS,
+        Some(a.id),
+        "qwen-plus",
+        1,
+        1,
+    ));
     s.record_usage(&batch).await.unwrap();
     (a.id, b.id)
 }
@@ -597,13 +611,24 @@ async fn usage_series_buckets_sums_and_exact_percentiles(b: &Backend) {
         by: SeriesBy::Model,
     };
     let out = s.usage_series(q).await.unwrap();
-    let ids: Vec<(&str, u64)> = out.series.iter().map(|x| (x.id.as_str(), x.requests)).collect();
-    assert_eq!(ids, [("qwen-plus", 100), ("glm-4", 4)], "busiest first, range bounded");
+    let ids: Vec<(&str, u64)> = out
+        .series
+        .iter()
+        .map(|x| (x.id.as_str(), x.requests))
+        .collect();
+    assert_eq!(
+        ids,
+        [("qwen-plus", 100), ("glm-4", 4)],
+        "busiest first, range bounded"
+    );
     assert_eq!(out.bucket_ms, HOUR_MS);
     assert_eq!(out.points.len(), 2, "{:?}", out.points);
     let p0 = &out.points[0];
     assert_eq!((p0.at_ms, p0.series.as_str()), (T0, "qwen-plus"));
-    assert_eq!((p0.requests, p0.input_tokens, p0.output_tokens, p0.errors), (100, 1000, 100, 0));
+    assert_eq!(
+        (p0.requests, p0.input_tokens, p0.output_tokens, p0.errors),
+        (100, 1000, 100, 0)
+    );
     assert!((p0.cost - 100.0 * 12e-6).abs() < 1e-12, "{}", p0.cost);
     // Nearest rank over 1..=100: the 50th and the 99th value.
     assert_eq!((p0.latency_p50_ms, p0.latency_p99_ms), (Some(50), Some(99)));
@@ -611,14 +636,21 @@ async fn usage_series_buckets_sums_and_exact_percentiles(b: &Backend) {
     assert_eq!((p0.ttft_p50_ms, p0.ttft_p99_ms), (Some(50), Some(100)));
     let p1 = &out.points[1];
     assert_eq!((p1.at_ms, p1.series.as_str()), (T0 + HOUR_MS, "glm-4"));
-    assert_eq!((p1.requests, p1.errors), (4, 2), "the 502 and the interrupted one");
+    assert_eq!(
+        (p1.requests, p1.errors),
+        (4, 2),
+        "the 502 and the interrupted one"
+    );
     // The interrupted request has no latency: 10, 20, 30 → ranks 2 and 3.
     assert_eq!((p1.latency_p50_ms, p1.latency_p99_ms), (Some(20), Some(30)));
     assert_eq!((p1.ttft_p50_ms, p1.ttft_p99_ms), (Some(40), Some(40)));
 
     // By key: ids with names; the keyless request is `none`, labelled `no key`.
     let out = s
-        .usage_series(SeriesQuery { by: SeriesBy::Key, ..q })
+        .usage_series(SeriesQuery {
+            by: SeriesBy::Key,
+            ..q
+        })
         .await
         .unwrap();
     let labels: Vec<(&str, &str)> = out
@@ -630,7 +662,11 @@ async fn usage_series_buckets_sums_and_exact_percentiles(b: &Backend) {
     let b_id = bob.to_string();
     assert_eq!(
         labels,
-        [(a_id.as_str(), "alice"), (b_id.as_str(), "bob"), ("none", "no key")]
+        [
+            (a_id.as_str(), "alice"),
+            (b_id.as_str(), "bob"),
+            ("none", "no key")
+        ]
     );
     // By channel, in minutes over the first hour only.
     let out = s
@@ -667,7 +703,14 @@ async fn usage_series_sums_the_tail_under_other(b: &Backend) {
     let mut batch = Vec::new();
     for m in 0..25u64 {
         for j in 0..=m {
-            let mut r = rec(&format!("m{m}-{j}"), T0 + j as i64, None, &format!("model-{m:02}"), 1, 0);
+            let mut r = rec(
+                &format!("m{m}-{j}"),
+                T0 + j as i64,
+                None,
+                &format!("model-{m:02}"),
+                1,
+                0,
+            );
             r.latency_ms = m * 100 + j;
             batch.push(r);
         }
@@ -687,7 +730,10 @@ async fn usage_series_sums_the_tail_under_other(b: &Backend) {
     assert_eq!(out.series[18].id, "model-06");
     let other = out.series.last().unwrap();
     // Models 0..=5 hold 1 + 2 + … + 6 = 21 requests.
-    assert_eq!((other.id.as_str(), other.label.as_str(), other.requests), (OTHER, "other", 21));
+    assert_eq!(
+        (other.id.as_str(), other.label.as_str(), other.requests),
+        (OTHER, "other", 21)
+    );
     let p = out.points.iter().find(|p| p.series == OTHER).unwrap();
     assert_eq!(p.requests, 21);
     // Latencies of the tail: m*100 + j for m in 0..=5, j in 0..=m; sorted, 0 | 100 101 |
@@ -701,18 +747,30 @@ async fn search_records_filters_escapes_and_pages(b: &Backend) {
     let s = &b.store;
     let (a, bob) = series_fixture(s).await;
     let ids = |page: &store::RecordPage| -> Vec<String> {
-        page.records.iter().map(|r| r.record.request_id.clone()).collect()
+        page.records
+            .iter()
+            .map(|r| r.record.request_id.clone())
+            .collect()
     };
     // Names beside ids.
     let page = s
-        .search_records(RecordSearch { key_id: Some(bob), ..Default::default() })
+        .search_records(RecordSearch {
+            key_id: Some(bob),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(ids(&page), ["h1-d", "h1-b", "h1-a"]);
-    assert!(page.records.iter().all(|r| r.key_name.as_deref() == Some("bob")));
+    assert!(page
+        .records
+        .iter()
+        .all(|r| r.key_name.as_deref() == Some("bob")));
     assert_eq!(page.next, None);
     let by_name = s
-        .search_records(RecordSearch { key_name: Some("bob".into()), ..Default::default() })
+        .search_records(RecordSearch {
+            key_name: Some("bob".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(ids(&by_name), ids(&page));
@@ -730,12 +788,21 @@ async fn search_records_filters_escapes_and_pages(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(ids(&got), ["h1-b", "h1-a"]);
-    let got = s.search_records(q(|r| r.status = Some(StatusFilter::Class(5)))).await.unwrap();
+    let got = s
+        .search_records(q(|r| r.status = Some(StatusFilter::Class(5))))
+        .await
+        .unwrap();
     assert_eq!(ids(&got), ["h1-b"]);
-    let got = s.search_records(q(|r| r.status = Some(StatusFilter::Exact(0)))).await.unwrap();
+    let got = s
+        .search_records(q(|r| r.status = Some(StatusFilter::Exact(0))))
+        .await
+        .unwrap();
     assert_eq!(ids(&got), ["h1-c"]);
     assert_eq!(got.records[0].key_name, None);
-    let got = s.search_records(q(|r| r.status = Some(StatusFilter::Failed))).await.unwrap();
+    let got = s
+        .search_records(q(|r| r.status = Some(StatusFilter::Failed)))
+        .await
+        .unwrap();
     assert_eq!(ids(&got), ["h1-c", "h1-b"]);
     let got = s
         .search_records(q(|r| {
@@ -746,11 +813,20 @@ async fn search_records_filters_escapes_and_pages(b: &Backend) {
         .unwrap();
     assert_eq!(ids(&got), ["h1-d", "h1-a"]);
     // Text: any case, over the error kind, the key name and the ids; wildcards are literal.
-    let got = s.search_records(q(|r| r.text = Some("upstreamSERVER".into()))).await.unwrap();
+    let got = s
+        .search_records(q(|r| r.text = Some("upstreamSERVER".into())))
+        .await
+        .unwrap();
     assert_eq!(ids(&got), ["h1-b"]);
-    let got = s.search_records(q(|r| r.text = Some("BOB".into()))).await.unwrap();
+    let got = s
+        .search_records(q(|r| r.text = Some("BOB".into())))
+        .await
+        .unwrap();
     assert_eq!(got.records.len(), 3);
-    let got = s.search_records(q(|r| r.text = Some("client-h0-05".into()))).await.unwrap();
+    let got = s
+        .search_records(q(|r| r.text = Some("client-h0-05".into())))
+        .await
+        .unwrap();
     assert_eq!(got.records.len(), 10, "client-h0-050 … 059");
     for wild in ["%", "_", "h_-", "\\", "' OR 1=1 --"] {
         let got = s
@@ -791,7 +867,12 @@ async fn search_records_filters_escapes_and_pages(b: &Backend) {
     assert_eq!(sorted.len(), 102, "no record twice");
     // A bare time as cursor: strictly older.
     let got = s
-        .search_records(q(|r| r.before = Some(Cursor { at_ms: T0 + 3000, request_id: None })))
+        .search_records(q(|r| {
+            r.before = Some(Cursor {
+                at_ms: T0 + 3000,
+                request_id: None,
+            })
+        }))
         .await
         .unwrap();
     assert_eq!(ids(&got), ["h0-002", "h0-001", "before"]);

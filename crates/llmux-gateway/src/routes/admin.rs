@@ -94,7 +94,6 @@ pub struct UsageReport {
     pub usage: Vec<UsageRow>,
 }
 
-
 /// `GET /admin/channels`.
 #[utoipa::path(
     get,
@@ -549,13 +548,13 @@ fn name_param(name: &'static str, v: Option<String>) -> Result<Option<String>, A
     match v {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
-        Some(v) if v.len() > crate::store::RecordSearch::MAX_NAME_BYTES => Err(ApiError::invalid(
-            format!(
+        Some(v) if v.len() > crate::store::RecordSearch::MAX_NAME_BYTES => {
+            Err(ApiError::invalid(format!(
                 "`{name}` must be at most {} bytes",
                 crate::store::RecordSearch::MAX_NAME_BYTES
-            ),
-        )
-        .param(name)),
+            ))
+            .param(name))
+        }
         Some(v) => Ok(Some(v)),
     }
 }
@@ -582,7 +581,11 @@ fn record_search(q: RecordsQuery) -> Result<crate::store::RecordSearch, ApiError
             .param("limit")
         })?;
     }
-    s.from_ms = q.from.as_deref().map(|v| millis_param("from", v)).transpose()?;
+    s.from_ms = q
+        .from
+        .as_deref()
+        .map(|v| millis_param("from", v))
+        .transpose()?;
     s.to_ms = q.to.as_deref().map(|v| millis_param("to", v)).transpose()?;
     s.model = name_param("model", q.model)?;
     s.channel = name_param("channel", q.channel)?;

@@ -288,8 +288,7 @@ impl Cursor {
         };
         let at_ms = at.trim().parse::<i64>().ok()?;
         if let Some(id) = id {
-            if id.is_empty() || id.len() > Self::MAX_ID_BYTES || id.chars().any(char::is_control)
-            {
+            if id.is_empty() || id.len() > Self::MAX_ID_BYTES || id.chars().any(char::is_control) {
                 return None;
             }
         }
