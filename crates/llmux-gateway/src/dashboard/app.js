@@ -262,6 +262,13 @@ function searchQuery() {
   return q;
 }
 
+// MM-DD HH:MM:SS (UTC), the full time in the tooltip.
+function timeCell(ms) {
+  const td = cell(time(ms).slice(5, 19));
+  td.title = time(ms);
+  return td;
+}
+
 function keyCell(r) {
   if (r.key_id === null || r.key_id === undefined) return cell("static key", "muted");
   const td = cell(r.key_name || "#" + r.key_id);
@@ -279,7 +286,7 @@ function requestRow(r) {
   const id = cell(r.request_id.slice(-12), "mono");
   id.title = r.request_id + (r.client_request_id ? "\nclient: " + r.client_request_id : "");
   return [
-    cell(time(r.at_ms)),
+    timeCell(r.at_ms),
     keyCell(r),
     cell(r.model),
     cell(r.channel),
@@ -361,11 +368,13 @@ function short(n, kind) {
 }
 
 // An axis maximum and step: 1, 2 or 5 times a power of ten, four steps or so.
-function niceScale(max) {
-  if (!(max > 0)) return { top: 1, step: 0.25 };
+// Counts and milliseconds step by whole numbers.
+function niceScale(max, whole) {
+  if (!(max > 0)) return whole ? { top: 4, step: 1 } : { top: 1, step: 0.25 };
   const raw = max / 4;
   const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw);
+  let step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw);
+  if (whole) step = Math.max(1, Math.ceil(step));
   return { top: Math.ceil(max / step) * step, step };
 }
 
@@ -386,7 +395,7 @@ function drawChart(box, times, lines, kind, bucket) {
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img" });
   let max = 0;
   for (const l of lines) for (const v of l.values) if (v !== null && v > max) max = v;
-  const { top, step } = niceScale(max);
+  const { top, step } = niceScale(max, kind !== "cost");
   const n = times.length;
   const x = (i) => pad.l + (n <= 1 ? w / 2 : (i * w) / (n - 1));
   const y = (v) => pad.t + h - (v / top) * h;

@@ -1,7 +1,7 @@
 //! The web dashboard: three static files compiled into the binary (`src/dashboard/`), a page
-//! over the admin API (channels and breakers, virtual keys, usage, recent requests). Served
-//! only when `server.admin_key` is set; the page holds no data itself, and every call it makes
-//! carries the admin key the user types in. A strict Content-Security-Policy allows nothing but
+//! over the admin API (usage charts, the searchable request log, channels and breakers, virtual
+//! keys, usage totals). Served only when `server.admin_key` is set; the page holds no data
+//! itself, and every call it makes carries the admin key the user types in. A strict Content-Security-Policy allows nothing but
 //! these files and same-origin API calls.
 
 use std::sync::Arc;
