@@ -350,7 +350,7 @@ async fn answer_channel(
     Ok((
         status,
         Json(ChannelAnswer {
-            channel: channel_info(&state, &routes, ch),
+            channel: channel_info(state, &routes, ch),
         }),
     )
         .into_response())
