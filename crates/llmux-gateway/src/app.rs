@@ -128,9 +128,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .post(crate::ingress::responses::retrieve)
                 .delete(crate::ingress::responses::retrieve),
         )
+        .route("/v1beta/models", get(crate::ingress::gemini::models::list))
         .route(
             "/v1beta/models/{*target}",
-            post(crate::ingress::gemini::models),
+            get(crate::ingress::gemini::models::get).post(crate::ingress::gemini::models),
         )
         .route("/v1/models", get(routes::models::list))
         .route(
@@ -156,6 +157,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/admin/channels/{name}/enable",
             post(routes::admin::enable_channel),
+        )
+        .route(
+            "/admin/channels/{name}/discover",
+            post(routes::admin::discover_channel),
         )
         .route(
             "/admin/keys",

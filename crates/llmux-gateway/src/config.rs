@@ -244,6 +244,14 @@ pub struct RawChannel {
     /// In the file they are written directly in the channel table.
     #[serde(default)]
     pub credentials: BTreeMap<String, String>,
+    /// Ask the upstream for its models at start and then about this often (`"1h"`); the
+    /// listed models are served beside `models` (see [`crate::discovery`]).
+    #[serde(default, deserialize_with = "crate::discovery::deserialize_interval")]
+    pub discover: Option<Duration>,
+    /// `models` is the provider's built-in list rather than the operator's (channels made from
+    /// provider variables): a discovered list replaces it instead of adding to it.
+    #[serde(skip)]
+    pub builtin_models: bool,
 }
 
 fn one() -> u32 {
@@ -408,6 +416,11 @@ impl RawConfig {
                 priority: 0,
                 passthrough: true,
                 credentials,
+                // A provider without a required credential is a self-hosted runtime (Ollama,
+                // vLLM): it serves what its operator loaded, so its built-in names are only
+                // examples and its own list is asked for.
+                discover: (!has_required).then_some(crate::discovery::DEFAULT_ENV_INTERVAL),
+                builtin_models: true,
             });
         }
         Ok(raw)
@@ -628,6 +641,10 @@ pub struct Channel {
     pub priority: i32,
     /// Serves `name/<model>` for any model.
     pub passthrough: bool,
+    /// How often the upstream's model list is fetched (`None`: only on demand).
+    pub discover: Option<Duration>,
+    /// `models` is the provider's built-in list: a discovered list replaces it.
+    pub builtin_models: bool,
 }
 
 /// The validated configuration.
@@ -960,10 +977,10 @@ fn resolve_channel(
         RawModels::List(v) => v.into_iter().map(|m| (m.clone(), m)).collect(),
         RawModels::Table(t) => t,
     };
-    if models.is_empty() && !ch.passthrough {
+    if models.is_empty() && !ch.passthrough && ch.discover.is_none() {
         issues.push(ConfigIssue {
             path: format!("{at}.models"),
-            message: "list at least one model (or set passthrough = true)".into(),
+            message: "list at least one model (or set passthrough = true, or discover)".into(),
         });
     }
     for (public, upstream) in &models {
@@ -1052,6 +1069,8 @@ fn resolve_channel(
         weight: ch.weight,
         priority: ch.priority,
         passthrough: ch.passthrough,
+        discover: ch.discover,
+        builtin_models: ch.builtin_models,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod discovery;
 pub mod error;
 pub mod ingress;
 pub mod keys;

@@ -8,10 +8,17 @@
 //! place again, and the next request is its probe (or trial). [`Routes::failover`] walks that order and
 //! moves to the next channel on errors that concern the channel rather than the request
 //! ([`ErrorKind::concerns_upstream`]). Callers only invoke it before anything was sent to the client.
+//!
+//! What a channel serves: its configured `models`, plus the models its upstream last listed
+//! ([`Routes::set_discovered`], kept by [`crate::discovery`]). A discovered upstream id that a
+//! configured mapping already names is served under that public name only; any other is served
+//! as `name/<id>` on a passthrough channel (the address passthrough already routes) and as
+//! `<id>` elsewhere. A channel whose `models` are the provider's built-in list
+//! ([`Channel::builtin_models`]) serves the discovered list instead of it once one arrives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use llmux_core::resilience::{BreakerState, BreakerStatus};
@@ -30,12 +37,18 @@ pub struct Target {
     pub upstream: Arc<str>,
 }
 
+/// Public model name → (its label, its targets in channel order).
+type ModelMap = HashMap<String, (Arc<str>, Vec<Target>)>;
+
 /// The routing table.
 #[derive(Debug)]
 pub struct Routes {
     channels: Vec<Arc<Channel>>,
-    by_model: HashMap<String, (Arc<str>, Vec<Target>)>,
+    /// Rebuilt (and swapped whole) when a channel's discovered list changes.
+    by_model: RwLock<Arc<ModelMap>>,
     by_name: HashMap<Arc<str>, usize>,
+    /// Per channel (same index): the upstream ids it last listed, when discovery succeeded.
+    discovered: RwLock<Vec<Option<Arc<[String]>>>>,
 }
 
 /// A resolved request: the metrics label for the model and the targets in order.
@@ -77,25 +90,18 @@ impl Routes {
     /// Builds the table from the configured channels.
     pub fn new(channels: Vec<Channel>) -> Self {
         let channels: Vec<Arc<Channel>> = channels.into_iter().map(Arc::new).collect();
-        let mut by_model: HashMap<String, (Arc<str>, Vec<Target>)> = HashMap::new();
-        let mut by_name = HashMap::new();
-        for (i, ch) in channels.iter().enumerate() {
-            by_name.insert(ch.name.clone(), i);
-            for (public, upstream) in &ch.models {
-                by_model
-                    .entry(public.clone())
-                    .or_insert_with(|| (Arc::from(public.as_str()), Vec::new()))
-                    .1
-                    .push(Target {
-                        channel: i,
-                        upstream: Arc::from(upstream.as_str()),
-                    });
-            }
-        }
+        let by_name = channels
+            .iter()
+            .enumerate()
+            .map(|(i, ch)| (ch.name.clone(), i))
+            .collect();
+        let discovered = vec![None; channels.len()];
+        let by_model = build_map(&channels, &discovered);
         Routes {
             channels,
-            by_model,
+            by_model: RwLock::new(Arc::new(by_model)),
             by_name,
+            discovered: RwLock::new(discovered),
         }
     }
 
@@ -104,11 +110,88 @@ impl Routes {
         &self.channels
     }
 
+    /// The channel named `name`.
+    pub fn channel(&self, name: &str) -> Option<&Arc<Channel>> {
+        self.by_name.get(name).map(|&i| &self.channels[i])
+    }
+
+    fn map(&self) -> Arc<ModelMap> {
+        self.by_model
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Public model names, sorted.
-    pub fn models(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.by_model.keys().map(String::as_str).collect();
+    pub fn models(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.map().keys().cloned().collect();
         v.sort_unstable();
         v
+    }
+
+    /// The public model names a caller may see, sorted: every listed name when `allowed` is
+    /// `None`, else the names of `allowed` that are served here (a passthrough address
+    /// included: the channel serves it, though it is never listed on its own).
+    pub fn models_for(&self, allowed: Option<&[String]>) -> Vec<String> {
+        match allowed {
+            None => self.models(),
+            Some(names) => names
+                .iter()
+                .filter(|m| self.serves(m))
+                .cloned()
+                .collect::<BTreeSet<String>>()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The provider id of the first channel (in configuration order) that serves `model`.
+    pub fn owner(&self, model: &str) -> Option<&'static str> {
+        let (_, targets) = self.lookup(model)?;
+        let first = targets.iter().map(|t| t.channel).min()?;
+        Some(self.channels[first].provider_id)
+    }
+
+    /// Public name → upstream model, for everything the channel named `name` serves now
+    /// (configured and discovered); `None` for an unknown channel.
+    pub fn served_by(&self, name: &str) -> Option<Vec<(String, String)>> {
+        let &i = self.by_name.get(name)?;
+        let discovered = self
+            .discovered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(served(&self.channels[i], discovered[i].as_deref()))
+    }
+
+    /// The upstream ids the channel named `name` last listed, if discovery ever succeeded.
+    pub fn discovered(&self, name: &str) -> Option<Arc<[String]>> {
+        let &i = self.by_name.get(name)?;
+        self.discovered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)[i]
+            .clone()
+    }
+
+    /// Records what the channel named `name` lists now (already checked and bounded by
+    /// [`crate::discovery`]) and makes it routable; `false` for an unknown channel.
+    pub fn set_discovered(&self, name: &str, ids: Arc<[String]>) -> bool {
+        let Some(&i) = self.by_name.get(name) else {
+            return false;
+        };
+        let mut discovered = self
+            .discovered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if discovered[i].as_deref() == Some(&*ids) {
+            return true;
+        }
+        discovered[i] = Some(ids);
+        let map = build_map(&self.channels, &discovered);
+        *self
+            .by_model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(map);
+        true
     }
 
     /// True when `model` is served here.
@@ -117,7 +200,7 @@ impl Routes {
     }
 
     fn lookup(&self, model: &str) -> Option<(Arc<str>, Vec<Target>)> {
-        if let Some((label, targets)) = self.by_model.get(model) {
+        if let Some((label, targets)) = self.map().get(model) {
             return Some((label.clone(), targets.clone()));
         }
         let (name, upstream) = model.split_once('/')?;
@@ -275,6 +358,54 @@ impl Routes {
             }),
         }
     }
+}
+
+/// Public name → upstream model for what `ch` serves, given the ids it last listed.
+fn served(ch: &Channel, discovered: Option<&[String]>) -> Vec<(String, String)> {
+    let keep_configured = !(ch.builtin_models && discovered.is_some());
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut mapped: HashSet<&str> = HashSet::new();
+    if keep_configured {
+        for (public, upstream) in &ch.models {
+            out.push((public.clone(), upstream.clone()));
+            names.insert(public.clone());
+            mapped.insert(upstream);
+        }
+    }
+    for id in discovered.unwrap_or_default() {
+        if mapped.contains(id.as_str()) {
+            continue;
+        }
+        let public = if ch.passthrough {
+            format!("{}/{id}", ch.name)
+        } else {
+            id.clone()
+        };
+        if names.insert(public.clone()) {
+            out.push((public, id.clone()));
+        }
+    }
+    out
+}
+
+/// The model map of `channels` given what each last listed.
+fn build_map(channels: &[Arc<Channel>], discovered: &[Option<Arc<[String]>>]) -> ModelMap {
+    let mut by_model: ModelMap = HashMap::new();
+    for (i, ch) in channels.iter().enumerate() {
+        let listed = discovered.get(i).and_then(|d| d.as_deref());
+        for (public, upstream) in served(ch, listed) {
+            by_model
+                .entry(public)
+                .or_insert_with_key(|p| (Arc::from(p.as_str()), Vec::new()))
+                .1
+                .push(Target {
+                    channel: i,
+                    upstream: Arc::from(upstream.as_str()),
+                });
+        }
+    }
+    by_model
 }
 
 /// Orders `items` by repeated weighted draws without replacement; weight-0 items go last.

@@ -229,6 +229,7 @@ impl Gateway {
             let days = i64::from(state.server.retention_days);
             tokio::spawn(prune_loop(store, days))
         });
+        let discovery = crate::discovery::spawn(state.clone());
         crate::conn::serve(
             self.listener,
             router(state.clone()),
@@ -239,6 +240,9 @@ impl Gateway {
         .await;
         if let Some(p) = pruner {
             p.abort();
+        }
+        for task in discovery {
+            task.abort();
         }
         // Every request's guard has run by now (or runs as its connection is dropped here).
         // Settles sent to Redis run in spawned tasks: give them a moment to land, so the shared

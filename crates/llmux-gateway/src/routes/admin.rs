@@ -1,6 +1,7 @@
 //! `/admin/*`, guarded by `server.admin_key`: `GET /admin/channels` lists channels with their
 //! models, weights, priorities and live breaker state (never credentials), and `POST
-//! /admin/channels/{name}/enable` puts a channel back in rotation; `POST/GET
+//! /admin/channels/{name}/enable` puts a channel back in rotation, `POST
+//! /admin/channels/{name}/discover` asks its upstream for its models; `POST/GET
 //! /admin/keys`, `DELETE /admin/keys/{id}` manage virtual keys; `GET /admin/usage` reports usage.
 
 use std::sync::Arc;
@@ -198,6 +199,39 @@ pub async fn enable_channel(
             channel: channel_info(&state.routes, &ch),
         })
         .into_response())
+    })
+    .await
+}
+
+/// `POST /admin/channels/{name}/discover`: asks the channel's upstream for its models now; the
+/// listed models become routable through the channel (see [`crate::discovery`]).
+#[utoipa::path(
+    post,
+    path = "/admin/channels/{name}/discover",
+    tag = "admin",
+    operation_id = "adminDiscoverChannelModels",
+    summary = "Ask a channel's upstream for its models and serve them",
+    params(("name" = String, Path, description = "The channel's configured name.")),
+    responses(
+        (status = 200, description = "What the upstream listed (bounded) and what the channel serves now.", body = crate::discovery::Discovered),
+        (status = 400, description = "The channel's provider cannot list its models (`unsupported`).", body = OpenAiError),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
+        (status = 502, description = "The upstream failed to list its models, or listed more than the gateway accepts; the last good list is kept.", body = OpenAiError),
+        (status = 504, description = "The upstream did not list its models in time; the last good list is kept.", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn discover_channel(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let found = crate::discovery::discover(&state.routes, &name).await?;
+        Ok(Json(found).into_response())
     })
     .await
 }

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::pipeline::{Call, Chat};
 
 pub mod error;
+pub mod models;
 pub mod request;
 pub mod response;
 pub mod stream;
