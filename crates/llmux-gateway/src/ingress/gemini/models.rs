@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
@@ -130,11 +130,12 @@ pub async fn list(
     tag = "gemini",
     operation_id = "geminiGetModel",
     summary = "One model the calling key may use (Gemini protocol)",
-    params(("model" = String, Path, description = "The public model name (may contain `/`).", example = "gpt-4o-mini")),
+    params(("model" = String, Path, description = "The public model name (may contain `/`; a name ending in a method such as `:generateContent` is that method, which answers 405 to GET).", example = "gpt-4o-mini")),
     responses(
         (status = 200, description = "The model.", body = GeminiModel),
         (status = 401, description = "No API key, or an unknown, revoked or expired one (`UNAUTHENTICATED`).", body = GoogleError),
         (status = 404, description = "No such model here, or one the key may not use (`NOT_FOUND`).", body = GoogleError),
+        (status = 405, description = "The path names a method (`{model}:generateContent`), which takes POST only.", body = GoogleError),
         (status = 503, description = "The key store is unavailable.", body = GoogleError),
     ),
     security(("client_key" = []), ("goog_api_key" = []))
@@ -146,6 +147,15 @@ pub async fn get(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    if super::parse_target(&model).is_ok() {
+        // `GET …/{model}:generateContent`: a method, which only takes POST. Left unrendered, so
+        // the middleware answers it as every 405 is (Google's envelope, with `Allow`).
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(axum::http::header::ALLOW, "POST")],
+        )
+            .into_response();
+    }
     let principal = match state
         .auth
         .authenticate(&headers, crate::auth::query_key(query.as_deref()).as_ref())
