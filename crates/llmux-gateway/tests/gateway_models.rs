@@ -420,3 +420,33 @@ async fn a_provider_that_cannot_list_is_refused_and_intervals_are_checked() {
     let cfg = Config::resolve(RawConfig::parse(&text, Vec::new()).unwrap(), |_| None).unwrap();
     assert_eq!(cfg.channels[0].discover, Some(Duration::from_secs(7200)));
 }
+
+#[tokio::test]
+async fn a_dashscope_compatible_channel_lists_what_its_upstream_reports() {
+    let ds = Emulator::start(
+        EmulatorConfig::new(Vendor::DashScope).with_models(["qwen3-max", "qwen-flash"]),
+    )
+    .await
+    .unwrap();
+    let gw = start(&channel(
+        "dsc",
+        "dashscope-compat",
+        &ds,
+        "[]",
+        "discover = \"6h\"\npassthrough = true",
+    ))
+    .await;
+    let r = discover(&gw, "dsc").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["upstream"], json!(["qwen-flash", "qwen3-max"]));
+    // A passthrough channel lists them under its name, the address that routes to it.
+    assert_eq!(
+        openai_ids(&gw, KEY).await,
+        strings(&["dsc/qwen-flash", "dsc/qwen3-max"])
+    );
+    assert!(ds
+        .requests()
+        .iter()
+        .any(|r| r.path == "/compatible-mode/v1/models"));
+}
