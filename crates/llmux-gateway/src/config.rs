@@ -1060,6 +1060,18 @@ fn resolve_channel(
             return None;
         }
     };
+    // Channels made from provider variables set `discover` themselves; a provider of theirs
+    // that cannot list is left to its built-in names.
+    if ch.discover.is_some() && !ch.builtin_models && !provider.capabilities().list_models {
+        issues.push(ConfigIssue {
+            path: format!("{at}.discover"),
+            message: format!(
+                "provider `{}` cannot list its models; list them in `models` instead",
+                spec.id
+            ),
+        });
+        return None;
+    }
     Some(Channel {
         name: Arc::from(ch.name.as_str()),
         provider_id: spec.id,

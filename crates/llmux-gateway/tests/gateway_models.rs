@@ -414,6 +414,16 @@ async fn a_provider_that_cannot_list_is_refused_and_intervals_are_checked() {
         let err = RawConfig::parse(&text, Vec::new()).unwrap_err();
         assert_eq!(err.issues[0].path, "channels[0].discover", "{bad}: {err}");
     }
+    let text = config_text(&channel(
+        "ds",
+        "dashscope",
+        &ds,
+        "[\"qwen-plus\"]",
+        "discover = \"1h\"",
+    ));
+    let err = Config::resolve(RawConfig::parse(&text, Vec::new()).unwrap(), |_| None).unwrap_err();
+    assert_eq!(err.issues[0].path, "channels[0].discover", "{err}");
+    assert!(err.issues[0].message.contains("cannot list"), "{err}");
     // `discover` alone is enough for a channel to be valid.
     let text =
         config_text("[[channels]]\nname = \"o\"\nprovider = \"ollama\"\ndiscover = \"2h\"\n");
