@@ -10,7 +10,7 @@
 //! begins and once when it ends.
 //!
 //! Bounds, because an upstream's answer is not trusted: the body is read up to
-//! [`llmux_core::client::MAX_MODEL_LIST_BYTES`]; a list of more than [`MAX_MODELS`] entries is
+//! `MAX_MODEL_LIST_BYTES` of `llmux_core` (8 MiB); a list of more than [`MAX_MODELS`] entries is
 //! refused whole (the last good list stays: a cut list would drop models at random); an id that
 //! is empty, longer than [`MAX_ID_BYTES`] or holds whitespace or control characters is skipped
 //! (and counted); duplicates count once.

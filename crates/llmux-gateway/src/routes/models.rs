@@ -1,8 +1,8 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the models the calling key may use and some
 //! channel serves, in OpenAI's shape, or in Anthropic's when the client sends
 //! `anthropic-version` (as Anthropic's SDKs do). The Gemini API's lists
-//! (`GET /v1beta/models[/{model}]`) are in [`crate::ingress::gemini::models`]; all of them read
-//! the same [`visible`] set.
+//! (`GET /v1beta/models[/{model}]`) are in `crate::ingress::gemini::models`; all of them read
+//! the same set (`visible`).
 //!
 //! What a key sees: a key with an allow-list sees the names of its list that some channel serves
 //! (a passthrough address such as `openai/gpt-5` included, when the key lists it); a key without

@@ -3,7 +3,7 @@
 //! `:countTokens`, decoded into core types and encoded back; errors in Google's envelope
 //! `{"error":{"code","message","status"}}`. The key comes as `x-goog-api-key` or `?key=` (or any
 //! form [`crate::auth`] reads). The model and the method are in the path: one router row takes
-//! `/v1beta/models/*` and [`models`] hands each method to its endpoint; the decoder reads the
+//! `/v1beta/models/*` and [`models()`] hands each method to its endpoint; the decoder reads the
 //! model (percent-decoded, bounded, validated) from the same path.
 
 use axum::extract::Path;

@@ -1,7 +1,7 @@
 //! The Gemini API's model list: `GET /v1beta/models` (paged by `pageSize`, default 50, at most
 //! 1000, and `pageToken`) and `GET /v1beta/models/{model}`, in Google's shape
 //! (`{"models":[{"name":"models/…","displayName","supportedGenerationMethods"}],
-//! "nextPageToken"}`), over the same set as `GET /v1/models` ([`crate::routes::models::visible`]):
+//! "nextPageToken"}`), over the same set as `GET /v1/models` (`routes::models::visible`):
 //! the models the key may use that some channel serves. Errors are in Google's envelope; a model
 //! the key may not use is a 404 like one that does not exist.
 
