@@ -20,6 +20,12 @@
 //!
 //! Per request this adds no task and no allocation: the timers are one per connection, the
 //! request body's deadline lives inline in its (already boxed) body.
+//!
+//! The protocol of a connection is told from its first bytes, peeked at without reading them
+//! ([`sniff`]): hyper-util's detection reads them itself and hands them to hyper's HTTP/1
+//! connection as a short first read, after which hyper's read buffer doubles to 16 KiB, for
+//! every connection. Only when the first bytes do not decide (an unfinished HTTP/2 preface)
+//! does hyper-util's detection run.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -62,7 +68,7 @@ pub(crate) async fn serve(
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
-    let builder = Arc::new(builder(&limits));
+    let builders = Arc::new(Builders::new(&limits));
     let (close_tx, close_rx) = watch::channel(());
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
@@ -82,7 +88,7 @@ pub(crate) async fn serve(
                             tracing::debug!("could not set TCP_NODELAY: {e}");
                         }
                         conns.spawn(connection(
-                            builder.clone(),
+                            builders.clone(),
                             tcp,
                             router.clone(),
                             limits,
@@ -110,6 +116,66 @@ pub(crate) async fn serve(
         conns.shutdown().await;
     }
     drained
+}
+
+/// The hyper builders of every connection: by the protocol its first bytes showed, or the one
+/// that detects it when they did not tell.
+struct Builders {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+    detect: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &ConnectionLimits) -> Self {
+        Builders {
+            http1: builder(limits).http1_only(),
+            http2: builder(limits).http2_only(),
+            detect: builder(limits),
+        }
+    }
+
+    fn get(&self, sniffed: Option<Sniffed>) -> &auto::Builder<TokioExecutor> {
+        match sniffed {
+            Some(Sniffed::Http1) => &self.http1,
+            Some(Sniffed::Http2) => &self.http2,
+            None => &self.detect,
+        }
+    }
+}
+
+/// The protocol a connection's first bytes show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniffed {
+    Http1,
+    Http2,
+}
+
+/// What every HTTP/2 connection without TLS (h2c with prior knowledge) starts with.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The protocol of `bytes`, the first bytes a client sent: HTTP/2 when they are the whole
+/// preface, HTTP/1 as soon as they differ from it; `None` while they are a part of it (or empty,
+/// or failed to arrive), which hyper-util's detection then settles by reading.
+fn protocol_of(bytes: &[u8]) -> Option<Sniffed> {
+    let n = bytes.len().min(H2_PREFACE.len());
+    if bytes[..n] != H2_PREFACE[..n] {
+        Some(Sniffed::Http1)
+    } else if n == H2_PREFACE.len() {
+        Some(Sniffed::Http2)
+    } else {
+        None
+    }
+}
+
+/// Peeks at the first bytes of `tcp` (waiting until some arrive) and tells their protocol.
+async fn sniff(tcp: &TcpStream) -> Option<Sniffed> {
+    let mut first = [0u8; 24];
+    let n = tcp.peek(&mut first).await.ok()?;
+    if n == 0 {
+        return None;
+    }
+    protocol_of(&first[..n])
 }
 
 /// The hyper builder for `limits`.
@@ -143,20 +209,27 @@ async fn accept_error(e: io::Error) {
 /// Serves one connection until it ends, or until shutdown: then at once when nothing is in
 /// flight, else after its requests finish.
 async fn connection(
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     tcp: TcpStream,
     router: Router,
     limits: ConnectionLimits,
     mut close: watch::Receiver<()>,
 ) {
     let shared = Arc::new(Shared::default());
-    let io = TokioIo::new(Io::new(tcp, shared.clone(), limits));
+    let io = Io::new(tcp, shared.clone(), limits);
+    // Bounded by the head's deadline; nothing is in flight yet, so shutdown closes at once.
+    let sniffed = tokio::select! {
+        sniffed = tokio::time::timeout_at(io.deadline, sniff(&io.tcp)) => sniffed.ok().flatten(),
+        _ = close.changed() => return,
+    };
     let svc = Svc {
         router,
         shared: shared.clone(),
         body_timeout: limits.body_read_timeout,
     };
-    let conn = builder.serve_connection(io, svc);
+    let conn = builders
+        .get(sniffed)
+        .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut closing = false;
     loop {
@@ -601,6 +674,22 @@ impl http_body::Body for TimedBody {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn the_first_bytes_tell_the_protocol_once_they_can() {
+        assert_eq!(protocol_of(b"POST /v1/chat"), Some(Sniffed::Http1));
+        assert_eq!(protocol_of(b"GET / HTTP/1.1\r\n"), Some(Sniffed::Http1));
+        // `P` could still begin the preface; `PO` cannot.
+        assert_eq!(protocol_of(b"P"), None);
+        assert_eq!(protocol_of(b"PO"), Some(Sniffed::Http1));
+        assert_eq!(protocol_of(b"PRI * HTTP/2.0\r\n"), None);
+        assert_eq!(protocol_of(H2_PREFACE), Some(Sniffed::Http2));
+        assert_eq!(
+            protocol_of(b"PRI * HTTP/2.0\r\n\r\nSX\r\n\r\n"),
+            Some(Sniffed::Http1)
+        );
+        assert_eq!(protocol_of(b""), None);
+    }
 
     #[test]
     fn only_hypers_own_refusals_are_rewritten() {
