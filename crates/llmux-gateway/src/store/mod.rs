@@ -880,8 +880,10 @@ pub(crate) const KEY_COLUMNS: &str = "id, name, prefix, created_at, expires_at, 
 /// Implements [`Store`] for a backend struct with a `pool: sqlx::Pool<$db>` field (reads),
 /// three inherent methods, `writes()` (the pool writes go to), `write_lock()` (serializes
 /// writers where the backend needs it) and `begin_write()` (opens a write transaction on
-/// `writes()`), and the constant `EXCLUSIVE_WRITES` (true when a write transaction excludes
-/// every other writer until it ends). The SQL is shared by both backends.
+/// `writes()`), and the constants `EXCLUSIVE_WRITES` (true when a write transaction excludes
+/// every other writer until it ends) and `INFLIGHT_TRIGGER` (true when inserting a usage record
+/// deletes its request's `gw_inflight` row by trigger; otherwise `insert_usage` does). The SQL
+/// is shared by both backends.
 macro_rules! sql_store_impl {
     ($ty:ty, $db:ty) => {
         /// The one number a `SELECT COUNT(*) AS n …` answers.
@@ -1142,6 +1144,20 @@ macro_rules! sql_store_impl {
                             .map_err(|e| StoreError::Data(e.to_string()))?;
                         inserted.insert(id);
                     }
+                }
+            }
+            if !<$ty>::INFLIGHT_TRIGGER {
+                // A record replaces its request's journal row. One query per batch finds the
+                // journal empty (the file journal's case); otherwise the batch's rows go.
+                let journaled: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM gw_inflight LIMIT 1) AS j",
+                )
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::query("look for requests in flight"))?;
+                if journaled > 0 {
+                    let ids: Vec<String> = records.iter().map(|r| r.request_id.clone()).collect();
+                    delete_inflight(&mut *conn, &ids).await?;
                 }
             }
             let (daily, spend) = deltas(
