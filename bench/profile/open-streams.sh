@@ -33,5 +33,19 @@ base_url = "http://127.0.0.1:$uport/v1"
 models = ["hold"]
 TOML
 python3 "$HERE/hold_upstream.py" "$uport" >"$D/upstream.log" 2>&1 & pids+=($!)
+# The first stream must not reach the gateway before the upstream listens (a busy machine
+# starts Python slowly): wait for its port, at most 30 s.
+python3 - "$uport" <<'PY'
+import socket, sys, time
+deadline = time.monotonic() + 30
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise SystemExit("the upstream did not start listening within 30 s")
+        time.sleep(0.05)
+PY
 RUST_LOG=warn ${WRAP:-} "$LLMUX" serve --config "$D/llmux.toml" >"$D/gateway.log" 2>&1 & gpid=$!; pids+=($gpid)
 python3 "$HERE/hold_clients.py" "$gport" "$STREAMS" "$gpid" || { cat "$D/gateway.log" >&2; exit 1; }
