@@ -22,7 +22,7 @@
 //! request body's deadline lives inline in its (already boxed) body.
 //!
 //! The protocol of a connection is told from its first bytes, peeked at without reading them
-//! ([`sniff`]): hyper-util's detection reads them itself and hands them to hyper's HTTP/1
+//! (`sniff`): hyper-util's detection reads them itself and hands them to hyper's HTTP/1
 //! connection as a short first read, after which hyper's read buffer doubles to 16 KiB, for
 //! every connection. Only when the first bytes do not decide (an unfinished HTTP/2 preface)
 //! does hyper-util's detection run.

@@ -1010,7 +1010,7 @@ macro_rules! sql_store_impl {
         }
 
         /// The usage insert for `rows` (whose days are in `days`): its text, built once per
-        /// power-of-two length (the lengths [`$crate::store::pow2_chunks`] makes; any other is
+        /// power-of-two length (the lengths `pow2_chunks` makes; any other is
         /// built when needed), and its arguments, text bound borrowed. Building the text row by
         /// row with the query builder on every batch cost about as much as SQLite's insert.
         fn usage_insert<'a>(
