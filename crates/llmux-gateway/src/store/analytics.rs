@@ -401,34 +401,10 @@ macro_rules! sql_analytics_impl {
             row: &<$db as sqlx::Database>::Row,
         ) -> $crate::store::Result<$crate::store::RecordRow> {
             use sqlx::Row as _;
-            use $crate::store::{to_u64, StoreError, UsageRecord};
+            use $crate::store::StoreError;
             let g = |e: sqlx::Error| StoreError::Data(e.to_string());
-            let ttft: Option<i64> = row.try_get("ttft_ms").map_err(g)?;
-            let status: i64 = row.try_get("status").map_err(g)?;
             Ok($crate::store::RecordRow {
-                record: UsageRecord {
-                    request_id: row.try_get("request_id").map_err(g)?,
-                    client_request_id: row.try_get("client_request_id").map_err(g)?,
-                    at_ms: row.try_get("at_ms").map_err(g)?,
-                    key_id: row.try_get("key_id").map_err(g)?,
-                    channel: row.try_get("channel").map_err(g)?,
-                    provider: row.try_get("provider").map_err(g)?,
-                    model: row.try_get("model").map_err(g)?,
-                    upstream_model: row.try_get("upstream_model").map_err(g)?,
-                    input_tokens: to_u64(row.try_get("input_tokens").map_err(g)?),
-                    output_tokens: to_u64(row.try_get("output_tokens").map_err(g)?),
-                    cached_tokens: to_u64(row.try_get("cached_tokens").map_err(g)?),
-                    reasoning_tokens: to_u64(row.try_get("reasoning_tokens").map_err(g)?),
-                    cost: row.try_get("cost").map_err(g)?,
-                    latency_ms: to_u64(row.try_get("latency_ms").map_err(g)?),
-                    ttft_ms: ttft.map(to_u64),
-                    status: u16::try_from(status).unwrap_or(0),
-                    error_kind: row.try_get("error_kind").map_err(g)?,
-                    cancelled: row.try_get("cancelled").map_err(g)?,
-                    stream: row.try_get("stream").map_err(g)?,
-                    usage_estimated: row.try_get("usage_estimated").map_err(g)?,
-                    team_id: row.try_get("team_id").map_err(g)?,
-                },
+                record: usage_record_from_row(row)?,
                 key_name: row.try_get("key_name").map_err(g)?,
             })
         }
