@@ -158,6 +158,33 @@ impl StreamingResponse {
         })
     }
 
+    /// Reads the whole body, refusing one longer than `max` bytes: an
+    /// [`ErrorKind::UpstreamProtocol`] error as soon as the length (declared or read so far)
+    /// passes `max`, without reading the rest.
+    pub async fn collect_at_most(mut self, max: usize) -> Result<HttpResponse> {
+        let too_long =
+            || Error::protocol(format!("the upstream answer is longer than {max} bytes"));
+        if self
+            .inner
+            .content_length()
+            .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+        {
+            return Err(too_long());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = self.inner.chunk().await.map_err(map_reqwest)? {
+            if body.len() + chunk.len() > max {
+                return Err(too_long());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status: self.status,
+            headers: self.headers,
+            body: body.freeze(),
+        })
+    }
+
     /// The body as a stream of chunks.
     pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
         self.inner

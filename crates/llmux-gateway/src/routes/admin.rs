@@ -47,6 +47,12 @@ pub struct ChannelInfo {
     pub priority: i32,
     /// Unknown models are passed through to this channel.
     pub passthrough: bool,
+    /// When the upstream's model list is asked for: `on-demand` (only through `POST
+    /// /admin/channels/{name}/discover`) or an interval such as `1h`.
+    pub discover: String,
+    /// The model ids the upstream last listed (served beside `models`), or `null` when its
+    /// models were never discovered.
+    pub discovered: Option<Vec<String>>,
     /// `disabled` while the upstream's rejection of the credentials keeps the channel out of
     /// rotation, `enabled` otherwise.
     #[schema(value_type = String)]
@@ -158,6 +164,11 @@ pub(crate) fn channel_info(
         weight: c.weight,
         priority: c.priority,
         passthrough: c.passthrough,
+        discover: c.discover.map_or_else(
+            || crate::discovery::ON_DEMAND.to_owned(),
+            crate::discovery::format_interval,
+        ),
+        discovered: c.discovered().map(|d| d.to_vec()),
         state: if disabled { "disabled" } else { "enabled" },
         breaker: status.state.as_str(),
         reason: status.reason,
