@@ -317,7 +317,7 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
     }
     // The demo lists what the emulators have: Ollama's own models (its channel asks at start),
     // never the provider's built-in names the emulator does not serve.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let list: serde_json::Value = http
             .get(format!("{url}/v1/models"))
@@ -349,7 +349,7 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
             assert!(ids.contains(&"dashscope/qwen-plus"), "{ids:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "{ollama:?}");
+        assert!(tokio::time::Instant::now() < deadline, "{ollama:?}");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let wrong = http
