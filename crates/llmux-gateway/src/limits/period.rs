@@ -88,7 +88,7 @@ impl std::str::FromStr for BudgetPeriod {
 }
 
 /// The labels of one instant for every periodic kind (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeriodLabels {
     /// `d:YYYY-MM-DD`.
     pub daily: String,
