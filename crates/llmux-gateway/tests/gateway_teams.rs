@@ -240,7 +240,10 @@ async fn monthly_budgets_reset_at_the_boundary(database: &str, shared: bool) {
         r.key_id == Some(solo_id) && r.at_ms > JAN_END_BERLIN
     });
     assert_eq!(solo_row["period_tokens"], feb_solo, "{solo_row}");
-    assert_eq!(solo_row["budget_now"]["spent_tokens"], feb_solo, "{solo_row}");
+    assert_eq!(
+        solo_row["budget_now"]["spent_tokens"], feb_solo,
+        "{solo_row}"
+    );
     assert_eq!(solo_row["budget_now"]["period"], "m:2026-02", "{solo_row}");
     assert!(feb_solo <= BUDGET && feb_solo + ESTIMATE > BUDGET);
     let team_row = admin_json(&gw, "/admin/teams/research").await;
@@ -423,7 +426,11 @@ async fn teams_admin_api_and_its_bad_input(database: &str) {
         (Some("ml"), Some("daily")),
         "{row}"
     );
-    assert_eq!(row["budget_now"]["resets_at_ms"], JAN_END_BERLIN + 1, "{row}");
+    assert_eq!(
+        row["budget_now"]["resets_at_ms"],
+        JAN_END_BERLIN + 1,
+        "{row}"
+    );
     assert!(
         row.get("team_record").is_none(),
         "internal fields stay out of the API: {row}"

@@ -34,9 +34,14 @@ async function api(path, options = {}) {
   return body;
 }
 
-function showError(el, err) {
+// Shows (or clears) an error line. `from` is "load" for the periodic refresh and "action" for
+// what the user did; a refresh clears only its own errors, so an action's error stays until
+// the next action.
+function showError(el, err, from = "action") {
+  if (!err && from === "load" && el.dataset.from === "action") return;
   el.textContent = err ? String(err.message || err) : "";
   el.hidden = !err;
+  el.dataset.from = from;
 }
 
 // A table cell; `cls` adds a class (numbers are right-aligned with "num").
@@ -366,6 +371,7 @@ async function loadKeys() {
       cell(budget ? `${budget} ${PERIOD_WORD[k.budget_period] || k.budget_period}` : "–"),
       spentNowCell(k),
       resetCell(k),
+      cell(`${int(k.spent_tokens)} tok · ${money(k.spent_cost)}`, "num"),
       cell(date(k.expires_at)),
       cell(state, state === "active" ? "active-key" : state),
       actions,
@@ -893,10 +899,10 @@ async function refresh() {
   const shown = tab;
   try {
     await loaders[shown]();
-    showError($("error-" + shown), null);
+    showError($("error-" + shown), null, "load");
   } catch (e) {
     if (e.status === 401) return signOut("The admin key was refused.");
-    showError($("error-" + shown), e);
+    showError($("error-" + shown), e, "load");
   }
 }
 

@@ -110,8 +110,8 @@ impl SeriesBy {
             SeriesBy::Key,
             SeriesBy::Team,
         ]
-            .into_iter()
-            .find(|b| b.as_str() == s)
+        .into_iter()
+        .find(|b| b.as_str() == s)
     }
 
     /// The SQL expression of a record's series id (`u` is `gw_usage`) and of its label (`k` is
