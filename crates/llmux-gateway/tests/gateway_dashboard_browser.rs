@@ -552,6 +552,15 @@ async fn teams_with_budgets_and_their_reset_channels_added_tested_toggled_edited
     let keys = admin_json(&gw, "/admin/keys").await;
     assert_eq!(keys["keys"][0]["team"], "research", "{keys}");
     assert_eq!(keys["keys"][0]["budget_period"], "daily", "{keys}");
+    // Names are data, never markup: a key named like an element is shown as that text.
+    create_key(&gw, json!({"name": "<img src=x id=pwned>"})).await;
+    click(c, "nav button[data-tab=keys]").await;
+    text_until(c, "#keys tbody", |t| t.contains("<img src=x id=pwned>")).await;
+    assert_eq!(
+        count(c, "#pwned").await + count(c, "#keys tbody img").await,
+        0,
+        "a name became markup"
+    );
 
     // Two requests with it (model m), one with the static key (model m2).
     for (bearer, model) in [(key.as_str(), "m"), (key.as_str(), "m"), (KEY, "m2")] {
