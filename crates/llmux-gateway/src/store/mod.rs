@@ -22,7 +22,7 @@
 //!   ([`Store::recover_interrupted`]), even when several gateways recover at the same time;
 //! - [`Store::usage`] reads the daily rollups, which [`Store::prune`] never touches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -1100,23 +1100,59 @@ pub(crate) struct Deltas {
     pub teams: SpendDeltas,
 }
 
-/// Aggregates the records that were actually inserted; periods are those of `calendar`.
+/// The UTC days (`YYYY-MM-DD`) of a batch's records, each formatted once: a batch rarely
+/// spans more than one or two days, and formatting one per record cost more than binding its
+/// insert.
+#[derive(Debug, Default)]
+pub(crate) struct Days(Vec<(i64, String)>);
+
+impl Days {
+    const MS_PER_DAY: i64 = 86_400_000;
+
+    /// The days of every timestamp in `at_ms`.
+    pub(crate) fn of(at_ms: impl Iterator<Item = i64>) -> Self {
+        let mut days = Days::default();
+        for t in at_ms {
+            let n = t.div_euclid(Self::MS_PER_DAY);
+            if !days.0.iter().any(|(d, _)| *d == n) {
+                days.0.push((n, utc_day(t)));
+            }
+        }
+        days
+    }
+
+    /// The day of `at_ms`, which must have been among those [`Days::of`] saw (else empty).
+    pub(crate) fn get(&self, at_ms: i64) -> &str {
+        let n = at_ms.div_euclid(Self::MS_PER_DAY);
+        self.0
+            .iter()
+            .find(|(d, _)| *d == n)
+            .map_or("", |(_, s)| s.as_str())
+    }
+}
+
+/// Aggregates the records that were actually inserted (`days` holds their days); periods are
+/// those of `calendar`. Summed under borrowed keys (no allocation per record), then sorted.
 pub(crate) fn deltas<'a>(
     inserted: impl Iterator<Item = &'a UsageRecord>,
+    days: &Days,
     calendar: &BudgetCalendar,
 ) -> Deltas {
-    let mut d = Deltas::default();
+    type Spend = HashMap<(i64, Arc<crate::limits::period::PeriodLabels>), (i64, f64)>;
+    let mut daily: HashMap<(&str, i64, &str), Agg> = HashMap::new();
+    let mut team_daily: HashMap<(&str, i64, &str), Agg> = HashMap::new();
+    let mut keys: Spend = HashMap::new();
+    let mut teams: Spend = HashMap::new();
     let mut cache = LabelCache::default();
     for r in inserted {
-        let key = r.key_id.unwrap_or(0);
-        let day = utc_day(r.at_ms);
-        d.daily
-            .entry((day.clone(), key, r.model.clone()))
+        let day = days.get(r.at_ms);
+        daily
+            .entry((day, r.key_id.unwrap_or(0), r.model.as_str()))
             .or_default()
             .add(r);
         if let Some(team) = r.team_id {
-            d.team_daily
-                .entry((day, team, r.model.clone()))
+            team_daily
+                .entry((day, team, r.model.as_str()))
                 .or_default()
                 .add(r);
         }
@@ -1124,26 +1160,39 @@ pub(crate) fn deltas<'a>(
             continue;
         }
         let labels = cache.labels(calendar, r.at_ms);
-        let add = |map: &mut SpendDeltas, id: i64| {
-            let s = map
-                .entry((
-                    id,
-                    labels.daily.clone(),
-                    labels.weekly.clone(),
-                    labels.monthly.clone(),
-                ))
-                .or_default();
+        let add = |map: &mut Spend, id: i64| {
+            let s = map.entry((id, labels.clone())).or_default();
             s.0 = s.0.saturating_add(to_i64(r.billed_tokens()));
             s.1 += r.cost;
         };
         if let Some(id) = r.key_id {
-            add(&mut d.keys, id);
+            add(&mut keys, id);
         }
         if let Some(id) = r.team_id {
-            add(&mut d.teams, id);
+            add(&mut teams, id);
         }
     }
-    d
+    let owned = |m: HashMap<(&str, i64, &str), Agg>| {
+        m.into_iter()
+            .map(|((day, id, model), a)| ((day.to_owned(), id, model.to_owned()), a))
+            .collect()
+    };
+    let spend = |m: Spend| {
+        m.into_iter()
+            .map(|((id, l), s)| {
+                (
+                    (id, l.daily.clone(), l.weekly.clone(), l.monthly.clone()),
+                    s,
+                )
+            })
+            .collect()
+    };
+    Deltas {
+        daily: owned(daily),
+        team_daily: owned(team_daily),
+        keys: spend(keys),
+        teams: spend(teams),
+    }
 }
 
 /// `UPDATE` of a key's or team's spend (`table` is `gw_keys` or `gw_teams`): $1 tokens, $2
@@ -1183,6 +1232,9 @@ pub(crate) fn dedup_sorted(batch: &[UsageRecord]) -> Vec<&UsageRecord> {
 /// Rows per multi-row INSERT (at most 21 parameters each; well under both backends' limits). A
 /// power of two: see [`pow2_chunks`].
 pub(crate) const INSERT_CHUNK: usize = 128;
+
+/// Columns of `gw_usage` written per record.
+pub(crate) const USAGE_COLUMNS: usize = 22;
 
 /// Splits `items` into runs whose lengths are powers of two, none longer than `max` (a power of
 /// two), longest first. A multi-row statement built for a run then has one of `log2(max) + 1`
@@ -1281,8 +1333,9 @@ pub(crate) const TEAM_COLUMNS: &str = "id, name, created_at, rpm, tpm, budget_to
 /// Implements [`Store`] for a backend struct with a `pool: sqlx::Pool<$db>` field (reads),
 /// three inherent methods, `writes()` (the pool writes go to), `write_lock()` (serializes
 /// writers where the backend needs it) and `begin_write()` (opens a write transaction on
-/// `writes()`), and the constant `EXCLUSIVE_WRITES` (true when a write transaction excludes
-/// every other writer until it ends). The SQL is shared by both backends.
+/// `writes()`), and the constants `EXCLUSIVE_WRITES` (true when a write transaction excludes
+/// every other writer until it ends) and `INFLIGHT_TRIGGER` (true when inserting a usage record
+/// deletes its request's `gw_inflight` row by trigger; otherwise `insert_usage` does). The SQL is shared by both backends.
 macro_rules! sql_store_impl {
     ($ty:ty, $db:ty) => {
         /// The one number a `SELECT COUNT(*) AS n …` answers.
@@ -1505,43 +1558,85 @@ macro_rules! sql_store_impl {
             Ok(())
         }
 
-        /// `INSERT INTO gw_usage … ON CONFLICT (request_id) DO NOTHING` for `rows`.
-        fn usage_insert<'a>(
-            rows: &[&'a $crate::store::UsageRecord],
-        ) -> sqlx::QueryBuilder<'a, $db> {
-            use $crate::store::{to_i64, utc_day};
+        /// The text of `INSERT INTO gw_usage … ON CONFLICT (request_id) DO NOTHING` for `rows`
+        /// rows, with ` RETURNING request_id` when `returning`.
+        fn usage_insert_sql(rows: usize, returning: bool) -> String {
             let mut qb = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO gw_usage (request_id, at_ms, day, key_id, channel, provider, \
                  model, upstream_model, input_tokens, output_tokens, cached_tokens, \
                  reasoning_tokens, cost, latency_ms, ttft_ms, status, error_kind, \
                  cancelled, stream, usage_estimated, client_request_id, team_id) ",
             );
-            qb.push_values(rows, |mut b, r| {
-                b.push_bind(r.request_id.clone())
-                    .push_bind(r.at_ms)
-                    .push_bind(utc_day(r.at_ms))
-                    .push_bind(r.key_id)
-                    .push_bind(r.channel.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.model.clone())
-                    .push_bind(r.upstream_model.clone())
-                    .push_bind(to_i64(r.input_tokens))
-                    .push_bind(to_i64(r.output_tokens))
-                    .push_bind(to_i64(r.cached_tokens))
-                    .push_bind(to_i64(r.reasoning_tokens))
-                    .push_bind(r.cost)
-                    .push_bind(to_i64(r.latency_ms))
-                    .push_bind(r.ttft_ms.map(to_i64))
-                    .push_bind(i64::from(r.status))
-                    .push_bind(r.error_kind.clone())
-                    .push_bind(r.cancelled)
-                    .push_bind(r.stream)
-                    .push_bind(r.usage_estimated)
-                    .push_bind(r.client_request_id.clone())
-                    .push_bind(r.team_id);
+            qb.push_values(0..rows, |mut b, _| {
+                for _ in 0..$crate::store::USAGE_COLUMNS {
+                    b.push_bind(0_i64);
+                }
             });
             qb.push(" ON CONFLICT (request_id) DO NOTHING");
-            qb
+            if returning {
+                qb.push(" RETURNING request_id");
+            }
+            qb.into_sql()
+        }
+
+        /// The usage insert for `rows` (whose days are in `days`): its text, built once per
+        /// power-of-two length (the lengths `pow2_chunks` makes; any other is built when
+        /// needed), and its arguments, text bound borrowed. Building the text row by row with
+        /// the query builder on every batch cost about as much as SQLite's insert itself.
+        fn usage_insert<'a>(
+            rows: &[&'a $crate::store::UsageRecord],
+            days: &'a $crate::store::Days,
+            returning: bool,
+        ) -> $crate::store::Result<(
+            std::borrow::Cow<'static, str>,
+            <$db as sqlx::Database>::Arguments<'a>,
+        )> {
+            use sqlx::Arguments as _;
+            use $crate::store::{to_i64, StoreError, INSERT_CHUNK};
+            static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
+            let texts = SQL.get_or_init(|| {
+                [false, true].map(|ret| {
+                    (0..=INSERT_CHUNK.trailing_zeros())
+                        .map(|p| usage_insert_sql(1 << p, ret))
+                        .collect()
+                })
+            });
+            let sql = match texts[usize::from(returning)]
+                .get(rows.len().trailing_zeros() as usize)
+                .filter(|_| rows.len().is_power_of_two())
+            {
+                Some(text) => std::borrow::Cow::Borrowed(text.as_str()),
+                None => std::borrow::Cow::Owned(usage_insert_sql(rows.len(), returning)),
+            };
+            let mut args = <$db as sqlx::Database>::Arguments::<'a>::default();
+            let bad = |e: sqlx::error::BoxDynError| {
+                StoreError::Data(format!("binding a usage record: {e}"))
+            };
+            for r in rows.iter().copied() {
+                args.add(r.request_id.as_str()).map_err(bad)?;
+                args.add(r.at_ms).map_err(bad)?;
+                args.add(days.get(r.at_ms)).map_err(bad)?;
+                args.add(r.key_id).map_err(bad)?;
+                args.add(r.channel.as_str()).map_err(bad)?;
+                args.add(r.provider.as_str()).map_err(bad)?;
+                args.add(r.model.as_str()).map_err(bad)?;
+                args.add(r.upstream_model.as_str()).map_err(bad)?;
+                args.add(to_i64(r.input_tokens)).map_err(bad)?;
+                args.add(to_i64(r.output_tokens)).map_err(bad)?;
+                args.add(to_i64(r.cached_tokens)).map_err(bad)?;
+                args.add(to_i64(r.reasoning_tokens)).map_err(bad)?;
+                args.add(r.cost).map_err(bad)?;
+                args.add(to_i64(r.latency_ms)).map_err(bad)?;
+                args.add(r.ttft_ms.map(to_i64)).map_err(bad)?;
+                args.add(i64::from(r.status)).map_err(bad)?;
+                args.add(r.error_kind.as_deref()).map_err(bad)?;
+                args.add(r.cancelled).map_err(bad)?;
+                args.add(r.stream).map_err(bad)?;
+                args.add(r.usage_estimated).map_err(bad)?;
+                args.add(r.client_request_id.as_deref()).map_err(bad)?;
+                args.add(r.team_id).map_err(bad)?;
+            }
+            Ok((sql, args))
         }
 
         /// Inserts raw rows (an id already stored is skipped), then adds the rows actually
@@ -1558,12 +1653,13 @@ macro_rules! sql_store_impl {
             calendar: &$crate::limits::period::BudgetCalendar,
         ) -> $crate::store::Result<std::collections::HashSet<String>> {
             use sqlx::Row as _;
-            use $crate::store::{deltas, dedup_sorted, StoreError, INSERT_CHUNK};
+            use $crate::store::{deltas, dedup_sorted, Days, StoreError, INSERT_CHUNK};
             let mut inserted = std::collections::HashSet::new();
             if batch.is_empty() {
                 return Ok(inserted);
             }
             let records = dedup_sorted(batch);
+            let days = Days::of(records.iter().map(|r| r.at_ms));
             for chunk in $crate::store::pow2_chunks(&records, INSERT_CHUNK) {
                 if <$ty>::EXCLUSIVE_WRITES {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
@@ -1571,7 +1667,7 @@ macro_rules! sql_store_impl {
                     );
                     let mut list = qb.separated(", ");
                     for r in chunk {
-                        list.push_bind(r.request_id.clone());
+                        list.push_bind(r.request_id.as_str());
                     }
                     qb.push(")");
                     let rows = qb
@@ -1594,8 +1690,8 @@ macro_rules! sql_store_impl {
                     if fresh.is_empty() {
                         continue;
                     }
-                    let done = usage_insert(&fresh)
-                        .build()
+                    let (sql, args) = usage_insert(&fresh, &days, false)?;
+                    let done = sqlx::query_with::<$db, _>(&sql, args)
                         .execute(&mut *conn)
                         .await
                         .map_err(StoreError::query("insert usage records"))?;
@@ -1611,10 +1707,8 @@ macro_rules! sql_store_impl {
                     }
                     inserted.extend(fresh.iter().map(|r| r.request_id.clone()));
                 } else {
-                    let mut qb = usage_insert(chunk);
-                    qb.push(" RETURNING request_id");
-                    let rows = qb
-                        .build()
+                    let (sql, args) = usage_insert(chunk, &days, true)?;
+                    let rows = sqlx::query_with::<$db, _>(&sql, args)
                         .fetch_all(&mut *conn)
                         .await
                         .map_err(StoreError::query("insert usage records"))?;
@@ -1626,11 +1720,26 @@ macro_rules! sql_store_impl {
                     }
                 }
             }
+            if !<$ty>::INFLIGHT_TRIGGER {
+                // A record replaces its request's journal row. One query per batch finds the
+                // journal empty (the local file journal's case); otherwise the batch's rows go.
+                let journaled: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM gw_inflight LIMIT 1) AS j",
+                )
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(StoreError::query("look for requests in flight"))?;
+                if journaled > 0 {
+                    let ids: Vec<String> = records.iter().map(|r| r.request_id.clone()).collect();
+                    delete_inflight(&mut *conn, &ids).await?;
+                }
+            }
             let d = deltas(
                 records
                     .iter()
                     .copied()
                     .filter(|r| inserted.contains(&r.request_id)),
+                &days,
                 calendar,
             );
             for ((day, key_id, model), a) in d.daily {
@@ -2313,6 +2422,15 @@ pub(crate) use sql_store_impl;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batchs_days_are_formatted_once_each_and_found_by_timestamp() {
+        let days = Days::of([86_399_999, 0, 86_400_000, 1].into_iter());
+        assert_eq!(days.0.len(), 2);
+        assert_eq!(days.get(5), "1970-01-01");
+        assert_eq!(days.get(86_400_001), "1970-01-02");
+        assert_eq!(days.get(-1), "", "a day not seen by `of` is empty");
+    }
 
     #[test]
     fn utc_day_matches_known_dates() {

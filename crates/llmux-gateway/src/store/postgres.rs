@@ -90,6 +90,9 @@ impl PgStore {
     /// Other connections write concurrently with a transaction.
     pub(crate) const EXCLUSIVE_WRITES: bool = false;
 
+    /// Inserting a usage record clears its in-flight row by trigger (migration 0002).
+    pub(crate) const INFLIGHT_TRIGGER: bool = true;
+
     /// Connects, creates the schema named in the URL if any, and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let (url, schema) = split_schema(url)?;

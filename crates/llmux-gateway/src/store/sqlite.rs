@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "teams",
         include_str!("../../migrations/sqlite/0005_teams.sql"),
     ),
+    (
+        6,
+        "usage insert without trigger",
+        include_str!("../../migrations/sqlite/0006_usage_insert_no_trigger.sql"),
+    ),
 ];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
@@ -69,6 +74,9 @@ impl SqliteStore {
     /// A write transaction (`BEGIN IMMEDIATE`) holds the database's write lock until it ends:
     /// no other connection or process writes meanwhile.
     pub(crate) const EXCLUSIVE_WRITES: bool = true;
+
+    /// No trigger clears a record's in-flight row (migration 0006): the store does.
+    pub(crate) const INFLIGHT_TRIGGER: bool = false;
 
     /// Opens (creating if missing) the database at `sqlite://PATH` and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {

@@ -31,8 +31,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -292,6 +293,48 @@ pub struct PriceTable {
     api_changes: AtomicU64,
     money: Money,
     warned: Mutex<BTreeSet<String>>,
+    /// Bumped after every write to `api` (a refresh from the store included): what `memo`
+    /// holds is valid for one value of it.
+    generation: AtomicU64,
+    memo: RwLock<Memo>,
+}
+
+/// The answers of [`PriceTable::price_in_account`] so far, by (model, provider, upstream
+/// model): resolving a price through the three layers formats a key and searches the tables,
+/// about 3,000 instructions, which every request paid twice. Bounded by [`Memo::MAX`] (past it
+/// answers are computed each time); valid for one generation of the API overrides.
+#[derive(Debug, Default)]
+struct Memo {
+    generation: u64,
+    len: usize,
+    by_hash: HashMap<u64, Vec<Arc<MemoEntry>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Memo {
+    const MAX: usize = 4096;
+
+    fn hash(&self, model: &str, provider: &str, upstream: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        (model, provider, upstream).hash(&mut h);
+        h.finish()
+    }
+}
+
+#[derive(Debug)]
+struct MemoEntry {
+    model: Box<str>,
+    provider: Box<str>,
+    upstream: Box<str>,
+    price: Result<ModelPrice, Unpriced>,
+    /// Whether this entry's unpriced model was reported (see [`PriceTable::cost`]).
+    warned: AtomicBool,
+}
+
+impl MemoEntry {
+    fn is(&self, model: &str, provider: &str, upstream: &str) -> bool {
+        &*self.model == model && &*self.provider == provider && &*self.upstream == upstream
+    }
 }
 
 impl PriceTable {
@@ -311,6 +354,8 @@ impl PriceTable {
             api_changes: AtomicU64::new(0),
             money,
             warned: Mutex::new(BTreeSet::new()),
+            generation: AtomicU64::new(0),
+            memo: RwLock::new(Memo::default()),
         })
     }
 
@@ -364,6 +409,62 @@ impl PriceTable {
         provider: &str,
         upstream_model: &str,
     ) -> Result<ModelPrice, Unpriced> {
+        self.memoized(model, provider, upstream_model).price.clone()
+    }
+
+    /// The memo's entry for the request, computed and kept when missing.
+    fn memoized(&self, model: &str, provider: &str, upstream: &str) -> Arc<MemoEntry> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let hash = {
+            let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
+            let hash = memo.hash(model, provider, upstream);
+            if memo.generation == generation {
+                if let Some(e) = memo
+                    .by_hash
+                    .get(&hash)
+                    .and_then(|v| v.iter().find(|e| e.is(model, provider, upstream)))
+                {
+                    return e.clone();
+                }
+            }
+            hash
+        };
+        let entry = Arc::new(MemoEntry {
+            model: model.into(),
+            provider: provider.into(),
+            upstream: upstream.into(),
+            price: self.compute_in_account(model, provider, upstream),
+            warned: AtomicBool::new(false),
+        });
+        let mut memo = self.memo.write().unwrap_or_else(PoisonError::into_inner);
+        if memo.generation > generation {
+            // Another request already keeps answers of a later generation.
+            return entry;
+        }
+        if memo.generation < generation {
+            memo.by_hash.clear();
+            memo.len = 0;
+            memo.generation = generation;
+        }
+        let room = memo.len < Memo::MAX;
+        let bucket = memo.by_hash.entry(hash).or_default();
+        if let Some(e) = bucket.iter().find(|e| e.is(model, provider, upstream)) {
+            return e.clone();
+        }
+        if room {
+            bucket.push(entry.clone());
+            memo.len += 1;
+        }
+        entry
+    }
+
+    /// [`PriceTable::price_in_account`] without the memo.
+    fn compute_in_account(
+        &self,
+        model: &str,
+        provider: &str,
+        upstream_model: &str,
+    ) -> Result<ModelPrice, Unpriced> {
         let m = self.resolve(model, provider, upstream_model)?;
         let currency = m.price.currency.unwrap_or(self.money.currency);
         self.money
@@ -393,10 +494,13 @@ impl PriceTable {
             cached: rec.cached_tokens,
             reasoning: rec.reasoning_tokens,
         };
-        match self.price_in_account(&rec.model, &rec.provider, &rec.upstream_model) {
+        let entry = self.memoized(&rec.model, &rec.provider, &rec.upstream_model);
+        match &entry.price {
             Ok(p) => p.cost(tokens),
             Err(why) => {
-                self.warn_unpriced(rec, &why);
+                if !entry.warned.swap(true, Ordering::Relaxed) {
+                    self.warn_unpriced(rec, why);
+                }
                 0.0
             }
         }
@@ -439,7 +543,9 @@ impl PriceTable {
 
     /// Replaces every API override (as read from the store).
     pub fn load_overrides(&self, overrides: HashMap<String, ModelPrice>) {
-        *self.api.write().unwrap_or_else(PoisonError::into_inner) = overrides;
+        let mut api = self.api.write().unwrap_or_else(PoisonError::into_inner);
+        *api = overrides;
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A marker of the local changes so far, to take before reading the store for
@@ -457,6 +563,7 @@ impl PriceTable {
             return false;
         }
         *api = overrides;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         true
     }
 
@@ -465,12 +572,14 @@ impl PriceTable {
         let mut api = self.api.write().unwrap_or_else(PoisonError::into_inner);
         api.insert(model.to_owned(), price);
         self.api_changes.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes one API override; `true` when it existed.
     pub fn remove_override(&self, model: &str) -> bool {
         let mut api = self.api.write().unwrap_or_else(PoisonError::into_inner);
         self.api_changes.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         api.remove(model).is_some()
     }
 
@@ -673,6 +782,29 @@ mod tests {
         assert!(t.refresh_overrides(now, HashMap::from([("n".to_owned(), p(2.0, 2.0))])));
         assert!(t.matched("m", "openai", "m").is_none());
         assert!(t.matched("n", "openai", "n").is_some());
+    }
+
+    #[test]
+    fn remembered_prices_follow_every_change_of_the_overrides() {
+        let t = table(&[]);
+        let tokens = tok(1_000_000, 0, 0, 0);
+        assert!(close(
+            t.estimate("m", "openai", "gpt-4o-mini", tokens),
+            0.15
+        ));
+        // A refresh from the store, a load, a set and a removal each take effect at once.
+        let now = t.changes();
+        assert!(t.refresh_overrides(now, HashMap::from([("m".to_owned(), p(2.0, 2.0))])));
+        assert!(close(t.estimate("m", "openai", "gpt-4o-mini", tokens), 2.0));
+        t.load_overrides(HashMap::from([("m".to_owned(), p(3.0, 3.0))]));
+        assert!(close(t.estimate("m", "openai", "gpt-4o-mini", tokens), 3.0));
+        t.set_override("m", p(4.0, 4.0));
+        assert!(close(t.estimate("m", "openai", "gpt-4o-mini", tokens), 4.0));
+        assert!(t.remove_override("m"));
+        assert!(close(
+            t.estimate("m", "openai", "gpt-4o-mini", tokens),
+            0.15
+        ));
     }
 
     #[test]
