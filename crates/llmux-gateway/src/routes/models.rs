@@ -2,7 +2,7 @@
 //! enabled channel serves, in OpenAI's shape, or in Anthropic's when the client sends
 //! `anthropic-version` (as Anthropic's SDKs do). The Gemini API's lists
 //! (`GET /v1beta/models[/{model}]`) are in `crate::ingress::gemini::models`; all of them read
-//! the same set ([`visible`]) from one routing snapshot.
+//! the same set (`visible`) from one routing snapshot.
 //!
 //! What a key sees: a key with an allow-list sees the names of its list that some enabled
 //! channel serves (configured or discovered, a passthrough address such as `openai/gpt-5`
