@@ -1,6 +1,8 @@
 //! The transport honours the proxy environment variables as reqwest does: a destination they
 //! route through a proxy reaches the proxy, one in `NO_PROXY` is sent directly. Its own test
-//! binary (one test), since it sets process-wide variables before building the transport.
+//! binary: the variables are set for a child process running the ignored test below.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -58,6 +60,19 @@ async fn first_line(t: &Transport, url: String) -> String {
 async fn proxy_variables_route_requests_through_the_proxy_except_no_proxy() {
     let (proxy, proxy_accepted) = echo_head_server().await;
     let (upstream, upstream_accepted) = echo_head_server().await;
+    // The variables are set for a child process only: this process's environment is left alone.
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "sends_with_the_environment_proxy",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("HTTP_PROXY", &proxy)
+        .env("http_proxy", &proxy)
+        .env("NO_PROXY", "127.0.0.1")
+        .env("LLMUX_TEST_UPSTREAM", &upstream);
     for name in [
         "HTTPS_PROXY",
         "https_proxy",
@@ -66,24 +81,33 @@ async fn proxy_variables_route_requests_through_the_proxy_except_no_proxy() {
         "no_proxy",
         "REQUEST_METHOD",
     ] {
-        std::env::remove_var(name);
+        child.env_remove(name);
     }
-    std::env::set_var("http_proxy", &proxy);
-    std::env::set_var("HTTP_PROXY", &proxy);
-    std::env::set_var("NO_PROXY", "127.0.0.1");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("1 passed"), "{log}");
+    assert_eq!(proxy_accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream_accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+#[ignore = "run by proxy_variables_route_requests_through_the_proxy_except_no_proxy, with the variables set"]
+async fn sends_with_the_environment_proxy() {
+    let upstream = std::env::var("LLMUX_TEST_UPSTREAM").unwrap();
     let t = Transport::new(TransportConfig {
         connect_timeout: Duration::from_secs(5),
         ..TransportConfig::default()
     })
     .unwrap();
-
-    // `.invalid` never resolves: only the proxy can have answered.
+    // `.invalid` never resolves: only the proxy can have answered, and in absolute form.
     let line = first_line(&t, "http://upstream.invalid/v1/models".into()).await;
     assert_eq!(line, "GET http://upstream.invalid/v1/models HTTP/1.1");
-    assert_eq!(proxy_accepted.load(Ordering::SeqCst), 1);
-
+    // 127.0.0.1 is in NO_PROXY: sent directly, in origin form.
     let line = first_line(&t, format!("{upstream}/v1/models")).await;
     assert_eq!(line, "GET /v1/models HTTP/1.1");
-    assert_eq!(upstream_accepted.load(Ordering::SeqCst), 1);
-    assert_eq!(proxy_accepted.load(Ordering::SeqCst), 1);
 }
