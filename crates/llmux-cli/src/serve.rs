@@ -360,6 +360,8 @@ mod tests {
             api_keys: Vec::new(),
             enabled: true,
             credentials: BTreeMap::new(),
+            discover: None,
+            builtin_models: true,
         }
     }
 

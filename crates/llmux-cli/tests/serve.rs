@@ -315,6 +315,43 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
             "{model}"
         );
     }
+    // The demo lists what the emulators have: Ollama's own models (its channel asks at start),
+    // never the provider's built-in names the emulator does not serve.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let list: serde_json::Value = http
+            .get(format!("{url}/v1/models"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        let ollama: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|m| m.starts_with("ollama/"))
+            .collect();
+        if ollama
+            == [
+                "ollama/llama3.2:latest",
+                "ollama/nomic-embed-text:latest",
+                "ollama/qwen2.5:7b",
+            ]
+        {
+            assert!(ids.contains(&"dashscope/qwen-plus"), "{ids:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ollama:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let wrong = http
         .post(format!("{url}/v1/chat/completions"))
         .bearer_auth("sk-llmux-not-a-key")

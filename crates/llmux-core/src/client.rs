@@ -41,6 +41,10 @@ pub struct ClientBuilder {
 /// How long a batch item waits out open circuit breakers by default.
 pub const DEFAULT_BATCH_BREAKER_WAIT: Duration = Duration::from_secs(10 * 60);
 
+/// The longest model list [`Client::models`] reads: 8 MiB (a hostile or broken upstream could
+/// otherwise send an endless one).
+pub const MAX_MODEL_LIST_BYTES: usize = 8 * 1024 * 1024;
+
 /// How long a batch item waits for a probe's outcome when the breaker gave no time.
 const PROBE_POLL: Duration = Duration::from_secs(1);
 
@@ -702,11 +706,27 @@ impl Client {
         Ok(out)
     }
 
-    /// The models a provider lists over its API.
+    /// The models a provider lists over its API. An answer longer than
+    /// [`MAX_MODEL_LIST_BYTES`] is refused (an [`ErrorKind::UpstreamProtocol`] error) without
+    /// being read to its end.
     pub async fn models(&self, provider_id: &str) -> Result<Vec<ModelInfo>> {
         let p = self.provider(provider_id)?;
-        self.exchange_parsed(p.as_ref(), || p.build_models(), |r| p.parse_models(r))
-            .await
+        let id = p.id();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let resp = self.exchange(p.as_ref(), || p.build_models()).await?;
+            let full = resp
+                .collect_at_most(MAX_MODEL_LIST_BYTES)
+                .await
+                .map_err(|e| e.with_provider(id))?;
+            match p.parse_models(&full) {
+                Err(err) if attempt == 1 && self.recover_auth(p.as_ref(), &err, &full.headers) => {
+                    continue
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One attempt at opening a stream: returns once the response head arrived.

@@ -240,6 +240,24 @@ enum ResponseBody {
     Proxied(reqwest::Response),
 }
 
+impl ResponseBody {
+    /// The length the upstream declared (`Content-Length`), if it did.
+    fn declared_len(&self) -> Option<u64> {
+        match self {
+            ResponseBody::Direct(b) => b.body.size_hint().exact(),
+            ResponseBody::Proxied(r) => r.content_length(),
+        }
+    }
+
+    /// The next chunk of the body, `None` at its end; errors as [`StreamingResponse::collect`]'s.
+    async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            ResponseBody::Direct(b) => b.next().await.transpose().map_err(map_body_collect),
+            ResponseBody::Proxied(r) => r.chunk().await.map_err(map_reqwest),
+        }
+    }
+}
+
 /// Why a direct response body ended early.
 enum BodyError {
     /// The whole-request deadline passed.
@@ -327,6 +345,33 @@ impl StreamingResponse {
             status,
             headers,
             body,
+        })
+    }
+
+    /// Reads the whole body, refusing one longer than `max` bytes: an
+    /// [`ErrorKind::UpstreamProtocol`] error as soon as the length (declared or read so far)
+    /// passes `max`, without reading the rest.
+    pub async fn collect_at_most(mut self, max: usize) -> Result<HttpResponse> {
+        let too_long =
+            || Error::protocol(format!("the upstream answer is longer than {max} bytes"));
+        if self
+            .inner
+            .declared_len()
+            .is_some_and(|n| n > u64::try_from(max).unwrap_or(u64::MAX))
+        {
+            return Err(too_long());
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = self.inner.chunk().await? {
+            if body.len() + chunk.len() > max {
+                return Err(too_long());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status: self.status,
+            headers: self.headers,
+            body: body.freeze(),
         })
     }
 
@@ -839,6 +884,39 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert_eq!(err.to_string(), STREAM_TIMEOUT_MSG);
         assert!(s.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn collect_at_most_refuses_a_long_body_without_reading_it_to_the_end() {
+        let t = Transport::new(config()).unwrap();
+        // Declared too long: refused at the head, though the upstream never sends the rest.
+        let (url, _closed) = partial_server(
+            "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+            "0123456789",
+        )
+        .await;
+        let resp = t.send(HttpRequest::get(url)).await.unwrap();
+        let err = resp.collect_at_most(100).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
+        assert!(err.to_string().contains("longer than 100 bytes"), "{err}");
+        // Chunked, no length: refused once the chunks read pass the bound.
+        let (url, _closed) = partial_server(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            "8\r\n01234567\r\n8\r\n89abcdef\r\n",
+        )
+        .await;
+        let resp = t.send(HttpRequest::get(url)).await.unwrap();
+        let err = resp.collect_at_most(12).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UpstreamProtocol);
+        // Within the bound: the whole body.
+        let (url, _closed) = cut_server(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            "4\r\nab\"}\r\n3\r\nxyz\r\n0\r\n\r\n",
+        )
+        .await;
+        let resp = t.send(HttpRequest::get(url)).await.unwrap();
+        let full = resp.collect_at_most(7).await.unwrap();
+        assert_eq!(&full.body[..], b"ab\"}xyz");
     }
 
     #[tokio::test]

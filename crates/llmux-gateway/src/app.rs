@@ -171,8 +171,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1beta/models/{*target}",
-            post(crate::ingress::gemini::models),
+            get(crate::ingress::gemini::models::get).post(crate::ingress::gemini::models),
         )
+        .route("/v1beta/models", get(crate::ingress::gemini::models::list))
         .route("/v1/models", get(routes::models::list))
         .route(
             "/v1/models/{*id}",
@@ -209,6 +210,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/admin/channels/{name}/enable",
             post(routes::admin::enable_channel),
+        )
+        .route(
+            "/admin/channels/{name}/discover",
+            post(routes::channels::discover_channel),
         )
         .route(
             "/admin/keys",

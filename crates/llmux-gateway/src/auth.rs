@@ -72,6 +72,15 @@ impl Principal {
         }
     }
 
+    /// The models this principal may use, when it is limited to some (a virtual key with an
+    /// allow-list); `None` means every model.
+    pub fn allowed_models(&self) -> Option<&[String]> {
+        match self {
+            Principal::Virtual(k) if !k.record.models.is_empty() => Some(&k.record.models),
+            _ => None,
+        }
+    }
+
     /// Whether this principal may use `model` (403 otherwise).
     pub fn allows(&self, model: &str) -> Result<(), ApiError> {
         match self {

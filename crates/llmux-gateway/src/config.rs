@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use llmux_core::providers::{self, Provider, ProviderSettings, ProviderSpec, REGISTRY};
@@ -346,6 +346,16 @@ pub struct RawChannel {
     /// A disabled channel is listed but gets no traffic.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Ask the upstream for its models when the channel starts and then about this often
+    /// (`"1h"`, 1m to 168h); absent or `"on-demand"`: only through `POST
+    /// /admin/channels/{name}/discover`. The listed models are served beside `models` (see
+    /// [`crate::discovery`]).
+    #[serde(default, deserialize_with = "crate::discovery::deserialize_interval")]
+    pub discover: Option<Duration>,
+    /// `models` is the provider's built-in list rather than the operator's (channels made from
+    /// provider variables): a discovered list replaces it instead of adding to it.
+    #[serde(skip)]
+    pub builtin_models: bool,
 }
 
 impl fmt::Debug for RawChannel {
@@ -362,6 +372,8 @@ impl fmt::Debug for RawChannel {
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("api_keys", &self.api_keys.len())
             .field("enabled", &self.enabled)
+            .field("discover", &self.discover)
+            .field("builtin_models", &self.builtin_models)
             .finish()
     }
 }
@@ -534,6 +546,11 @@ impl RawConfig {
                 credentials,
                 api_keys: Vec::new(),
                 enabled: true,
+                // A provider without a required credential is a self-hosted runtime (Ollama,
+                // vLLM): it serves what its operator loaded, so its built-in names are only
+                // examples and its own list is asked for.
+                discover: (!has_required).then_some(crate::discovery::DEFAULT_ENV_INTERVAL),
+                builtin_models: true,
             });
         }
         Ok(raw)
@@ -850,6 +867,13 @@ pub struct Channel {
     pub enabled: bool,
     /// Where the definition comes from.
     pub source: ChannelSource,
+    /// How often the upstream's model list is asked for (`None`: only on demand).
+    pub discover: Option<Duration>,
+    /// `models` is the provider's built-in list: a discovered list replaces it.
+    pub builtin_models: bool,
+    /// The upstream ids the channel last listed (see [`crate::discovery`]), shared by every
+    /// copy of the channel ([`Channel::with_state`]), so it carries over reloads that reuse it.
+    discovered: Arc<RwLock<Option<Arc<[String]>>>>,
     /// The rotation keys, masked (`sk-…abcd`), in rotation order.
     pub masked_keys: Vec<String>,
     /// Other credential fields, masked, by field name.
@@ -931,6 +955,34 @@ impl Channel {
         }
     }
 
+    /// The upstream ids this channel last listed, when discovery ever succeeded.
+    pub fn discovered(&self) -> Option<Arc<[String]>> {
+        self.discovered
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records what the upstream lists now (checked and bounded by [`crate::discovery`]);
+    /// `true` when it differs from what was recorded (the routing table must be rebuilt).
+    pub fn set_discovered(&self, ids: Arc<[String]>) -> bool {
+        let mut cell = self
+            .discovered
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cell.as_deref() == Some(&*ids) {
+            return false;
+        }
+        *cell = Some(ids);
+        true
+    }
+
+    /// True when `other` shares this channel's discovered list (the same built channel, maybe
+    /// in another enabled state).
+    pub fn same_build(&self, other: &Channel) -> bool {
+        Arc::ptr_eq(&self.discovered, &other.discovered)
+    }
+
     /// True when `def` describes this channel exactly as it was built (enabled state and
     /// source aside), so its clients and breakers can be kept.
     pub fn built_from(&self, def: &ChannelDef) -> bool {
@@ -959,6 +1011,8 @@ pub struct ChannelDef {
     weight: u32,
     priority: i32,
     passthrough: bool,
+    discover: Option<Duration>,
+    builtin_models: bool,
     /// Whether it takes traffic.
     pub enabled: bool,
     /// Where it comes from.
@@ -1018,6 +1072,9 @@ impl ChannelDef {
             passthrough: self.passthrough,
             enabled: self.enabled,
             source: self.source,
+            discover: self.discover,
+            builtin_models: self.builtin_models,
+            discovered: Arc::new(RwLock::new(None)),
             masked_keys: self.keys.iter().map(|k| mask_secret(k.expose())).collect(),
             masked_credentials: self
                 .settings
@@ -1498,10 +1555,10 @@ pub fn check_channel(
         RawModels::List(v) => v.into_iter().map(|m| (m.clone(), m)).collect(),
         RawModels::Table(t) => t,
     };
-    if models.is_empty() && !ch.passthrough {
+    if models.is_empty() && !ch.passthrough && ch.discover.is_none() {
         issues.push(ConfigIssue {
             path: path("models"),
-            message: "list at least one model (or set passthrough = true)".into(),
+            message: "list at least one model (or set passthrough = true, or discover)".into(),
         });
     }
     for (public, upstream) in &models {
@@ -1578,6 +1635,34 @@ pub fn check_channel(
     if issues.len() > before {
         return None;
     }
+    let mut discover = ch.discover;
+    if discover.is_some() {
+        // Building a provider is pure (no IO): it says whether the provider has a model list.
+        // A provider that cannot be built is reported when the channel is built.
+        let mut first = settings.clone();
+        if let Some(k) = keys.first() {
+            first.credentials.insert("api_key".into(), k.clone());
+        }
+        let can_list = (spec.build)(spec, first)
+            .map(|p| p.capabilities().list_models)
+            .unwrap_or(true);
+        if !can_list {
+            if ch.builtin_models {
+                // Channels made from provider variables ask on their own; a provider of theirs
+                // that cannot list keeps its built-in names.
+                discover = None;
+            } else {
+                issues.push(ConfigIssue {
+                    path: path("discover"),
+                    message: format!(
+                        "provider `{}` cannot list its models; list them in `models` instead",
+                        spec.id
+                    ),
+                });
+                return None;
+            }
+        }
+    }
     let fingerprint = fingerprint(&[
         spec.id.as_bytes(),
         settings.base_url.as_deref().unwrap_or("\0").as_bytes(),
@@ -1598,6 +1683,8 @@ pub fn check_channel(
         &ch.weight.to_le_bytes(),
         &ch.priority.to_le_bytes(),
         &[u8::from(ch.passthrough)],
+        &discover.map_or(u64::MAX, |d| d.as_secs()).to_le_bytes(),
+        &[u8::from(ch.builtin_models)],
     ]);
     Some(ChannelDef {
         name: Arc::from(ch.name.as_str()),
@@ -1608,6 +1695,8 @@ pub fn check_channel(
         weight: ch.weight,
         priority: ch.priority,
         passthrough: ch.passthrough,
+        discover,
+        builtin_models: ch.builtin_models,
         enabled: ch.enabled,
         source,
         fingerprint,

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod channels;
 pub mod config;
 pub mod conn;
+pub mod discovery;
 pub mod error;
 pub mod ingress;
 pub mod keys;

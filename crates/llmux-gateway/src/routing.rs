@@ -14,10 +14,21 @@
 //! The table is a snapshot ([`Routes`]) behind a [`RouteTable`] that can be swapped at run
 //! time: a request takes the current snapshot once, and its [`Plan`] holds the channels it
 //! may use, so a reload never changes or drops a request in flight.
+//!
+//! What a channel serves: its configured `models`, plus the models its upstream last listed
+//! ([`Channel::discovered`], kept by [`crate::discovery`] on the channel itself, so it carries
+//! over every snapshot that reuses the channel). A discovered upstream id that a configured
+//! mapping already names is served under that public name only; any other is served as
+//! `name/<id>` on a passthrough channel (the address passthrough already routes) and as `<id>`
+//! elsewhere. A channel whose `models` are the provider's built-in list
+//! ([`Channel::builtin_models`]) serves the discovered list instead of it once one arrives.
+//! Disabled channels serve nothing. Every snapshot is built by [`RouteTable::rebuild_from`]
+//! (one writer at a time), so a discovered list set before a rebuild is always in the table
+//! that rebuild makes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use llmux_core::resilience::{BreakerState, BreakerStatus};
@@ -52,6 +63,9 @@ pub struct Routes {
 #[derive(Debug)]
 pub struct RouteTable {
     current: RwLock<Arc<Routes>>,
+    /// Held while a snapshot is built and swapped: one writer at a time, so a snapshot built
+    /// from channels read earlier never replaces one that saw a later change.
+    writer: Mutex<()>,
 }
 
 impl RouteTable {
@@ -59,7 +73,25 @@ impl RouteTable {
     pub fn new(routes: Routes) -> Self {
         RouteTable {
             current: RwLock::new(Arc::new(routes)),
+            writer: Mutex::new(()),
         }
+    }
+
+    /// Builds a snapshot of `listed` (reusing the channels as they are, see
+    /// [`Routes::from_shared`]) and makes it the one new requests see. The snapshot reads each
+    /// channel's discovered models while no other writer runs.
+    pub fn rebuild_from(&self, listed: Vec<Arc<Channel>>) {
+        let _one = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let routes = Routes::from_shared(listed);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routes);
+    }
+
+    /// Rebuilds the current snapshot's channels (after a channel's discovered models changed).
+    pub fn rebuild(&self) {
+        let _one = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let listed = self.current().listed().to_vec();
+        let routes = Routes::from_shared(listed);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routes);
     }
 
     /// The current snapshot; requests keep the one they took until they end.
@@ -68,14 +100,6 @@ impl RouteTable {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-
-    /// Makes `routes` the snapshot new requests see.
-    pub fn replace(&self, routes: Routes) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routes);
     }
 
     /// [`Routes::serves`] on the current snapshot.
@@ -138,10 +162,11 @@ impl Routes {
         let mut by_name = HashMap::new();
         for (i, ch) in channels.iter().enumerate() {
             by_name.insert(ch.name.clone(), i);
-            for (public, upstream) in &ch.models {
+            let discovered = ch.discovered();
+            for (public, upstream) in served(ch, discovered.as_deref()) {
                 by_model
-                    .entry(public.clone())
-                    .or_insert_with(|| (Arc::from(public.as_str()), Vec::new()))
+                    .entry(public)
+                    .or_insert_with_key(|p| (Arc::from(p.as_str()), Vec::new()))
                     .1
                     .push(Target {
                         channel: ch.clone(),
@@ -182,6 +207,45 @@ impl Routes {
     /// True when `model` is served here.
     pub fn serves(&self, model: &str) -> bool {
         self.lookup(model).is_some()
+    }
+
+    /// The public model names a caller may see, sorted: every listed name when `allowed` is
+    /// `None`, else the names of `allowed` that are served here (a passthrough address
+    /// included: an enabled channel serves it, though it is never listed on its own).
+    pub fn models_for(&self, allowed: Option<&[String]>) -> Vec<String> {
+        match allowed {
+            None => self.models().into_iter().map(str::to_owned).collect(),
+            Some(names) => names
+                .iter()
+                .filter(|m| self.serves(m))
+                .cloned()
+                .collect::<BTreeSet<String>>()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The provider id of the first enabled channel (in listed order) that serves `model`.
+    pub fn owner(&self, model: &str) -> Option<&'static str> {
+        let (_, targets) = self.lookup(model)?;
+        self.channels
+            .iter()
+            .find(|c| targets.iter().any(|t| Arc::ptr_eq(&t.channel, c)))
+            .map(|c| c.provider_id)
+    }
+
+    /// Public name → upstream model, sorted by public name, for everything the channel named
+    /// `name` serves (configured and discovered) when it is enabled; `None` for an unknown
+    /// channel.
+    pub fn served_by(&self, name: &str) -> Option<Vec<(String, String)>> {
+        let ch = self.find(name)?;
+        let mut v = if ch.enabled {
+            served(ch, ch.discovered().as_deref())
+        } else {
+            Vec::new()
+        };
+        v.sort_unstable();
+        Some(v)
     }
 
     /// The listed public names of the form `prefix/plain` for a plain name (one without `/`),
@@ -353,6 +417,35 @@ impl Routes {
             }),
         }
     }
+}
+
+/// Public name → upstream model for what `ch` serves, given the ids it last listed.
+fn served(ch: &Channel, discovered: Option<&[String]>) -> Vec<(String, String)> {
+    let keep_configured = !(ch.builtin_models && discovered.is_some());
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut names: HashSet<String> = HashSet::new();
+    let mut mapped: HashSet<&str> = HashSet::new();
+    if keep_configured {
+        for (public, upstream) in &ch.models {
+            out.push((public.clone(), upstream.clone()));
+            names.insert(public.clone());
+            mapped.insert(upstream);
+        }
+    }
+    for id in discovered.unwrap_or_default() {
+        if mapped.contains(id.as_str()) {
+            continue;
+        }
+        let public = if ch.passthrough {
+            format!("{}/{id}", ch.name)
+        } else {
+            id.clone()
+        };
+        if names.insert(public.clone()) {
+            out.push((public, id.clone()));
+        }
+    }
+    out
 }
 
 /// Orders `items` by repeated weighted draws without replacement; weight-0 items go last.

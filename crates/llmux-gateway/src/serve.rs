@@ -275,6 +275,7 @@ impl Gateway {
         if let Some(p) = poller {
             p.abort();
         }
+        state.channels.stop_discovery();
         if let Some(p) = price_refresh {
             p.abort();
         }

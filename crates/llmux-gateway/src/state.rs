@@ -48,7 +48,7 @@ pub struct AppState {
     /// Server settings.
     pub server: ServerConfig,
     /// The routing table (owns the channels): a snapshot swapped when channels change.
-    pub routes: RouteTable,
+    pub routes: Arc<RouteTable>,
     /// Where the channels come from (file, database) and how they are reloaded.
     pub channels: ChannelCatalog,
     /// Metrics.
@@ -136,7 +136,7 @@ impl AppState {
         );
         Ok(Arc::new(AppState {
             server: config.server,
-            routes: RouteTable::new(Routes::new(config.channels)),
+            routes: Arc::new(RouteTable::new(Routes::new(config.channels))),
             channels,
             metrics,
             auth,

@@ -121,14 +121,27 @@ fn admin_paths_in_script() -> Vec<String> {
 async fn every_admin_call_the_script_makes_exists() {
     let oa = emulator(Vendor::OpenAi).await;
     let gw = start_with_store(&channel("oa", "openai", &oa, "[\"m\"]", "")).await;
-    let (_, id) = create_key(&gw, json!({"name":"dash","rpm":5})).await;
+    let team = gw
+        .http
+        .post(format!("{}/admin/teams", gw.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name":"dash-team","budget_tokens":1000,"budget_period":"monthly"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(team.status(), 201);
+    let (_, id) = create_key(&gw, json!({"name":"dash","rpm":5,"team":"dash-team"})).await;
     let paths = admin_paths_in_script();
     for expected in [
         "/admin/channels",
+        "/admin/channels/",
         "/admin/keys",
+        "/admin/keys/",
+        "/admin/teams",
+        "/admin/teams/",
         "/admin/usage",
         "/admin/usage/records",
-        "/admin/keys/",
+        "/admin/usage/series",
     ] {
         assert!(
             paths.iter().any(|p| p == expected),
@@ -136,22 +149,17 @@ async fn every_admin_call_the_script_makes_exists() {
         );
     }
     for path in &paths {
-        let resp = if path.ends_with('/') {
-            // `"/admin/keys/" + id` with DELETE: revokes.
-            gw.http
-                .delete(format!("{}{path}{id}", gw.url))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-        } else {
-            gw.http
-                .get(format!("{}{path}", gw.url))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
+        let req = match path.as_str() {
+            // `"/admin/keys/" + id` with PATCH or DELETE: revoke it.
+            "/admin/keys/" => gw.http.delete(format!("{}{path}{id}", gw.url)),
+            // `"/admin/teams/" + name` with PATCH or DELETE: read the team there.
+            "/admin/teams/" => gw.http.get(format!("{}{path}dash-team", gw.url)),
+            // `"/admin/channels/" + name` with PATCH, DELETE or `/test`: test it.
+            "/admin/channels/" => gw.http.post(format!("{}{path}oa/test", gw.url)),
+            p if p.ends_with('/') => panic!("a path prefix this test does not call: {p}"),
+            _ => gw.http.get(format!("{}{path}", gw.url)),
         };
+        let resp = req.bearer_auth(ADMIN).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         // And without the key, the API refuses.
         let anon = gw
@@ -178,6 +186,9 @@ async fn every_admin_call_the_script_makes_exists() {
         "spent_cost",
         "expires_at",
         "revoked",
+        "team",
+        "team_id",
+        "budget_period",
     ] {
         assert!(k.get(field).is_some(), "key field {field} missing: {k}");
         assert!(
@@ -185,4 +196,50 @@ async fn every_admin_call_the_script_makes_exists() {
             "the script does not show {field}"
         );
     }
+    let teams: serde_json::Value = admin_json(&gw, "/admin/teams").await;
+    let t = &teams["teams"][0];
+    for field in [
+        "id",
+        "name",
+        "rpm",
+        "tpm",
+        "budget_tokens",
+        "budget_cost",
+        "budget_period",
+        "spent_tokens",
+        "spent_cost",
+    ] {
+        assert!(t.get(field).is_some(), "team field {field} missing: {t}");
+        assert!(
+            APP_JS.contains(&format!("t.{field}")),
+            "the script does not show the team's {field}"
+        );
+    }
+    // The budget as it stands now, for keys and teams alike, computed by the gateway.
+    for (what, now) in [("key", &k["budget_now"]), ("team", &t["budget_now"])] {
+        for field in [
+            "spent_tokens",
+            "spent_cost",
+            "resets_at_ms",
+            "period_start_ms",
+            "timezone",
+        ] {
+            assert!(
+                now.get(field).is_some(),
+                "{what} budget_now.{field} missing: {now}"
+            );
+            assert!(
+                APP_JS.contains(&format!("n.{field}")),
+                "the script does not show budget_now.{field}"
+            );
+        }
+    }
+    assert!(
+        k["budget_now"]["resets_at_ms"].is_null(),
+        "a key for its life: {k}"
+    );
+    assert!(
+        t["budget_now"]["resets_at_ms"].is_i64(),
+        "a monthly team: {t}"
+    );
 }

@@ -1,9 +1,12 @@
 //! The dashboard in a real browser (headless Chromium driven through chromedriver on
 //! 127.0.0.1:0): sign in with the admin key, see the channels, create a virtual key that then
 //! works, see its requests in the charts and in the request log (searched and filtered, with
-//! the key's name), revoke it. Every page is saved as a PNG at a laptop's and a phone's size in
-//! `$LLMUX_SCREENSHOTS`, or `dashboard-screenshots/` in the target directory (the path is
-//! printed). `.ci/run` installs Debian's chromium and chromium-driver;
+//! the key's name), revoke it; add a channel against an emulator, test it (ok with the
+//! measured latency, then failing with a wrong key), edit, disable, enable and delete it;
+//! create a team with a monthly budget and a key in it, see the team's spend and the reset
+//! time, edit and delete the team. Every page is saved as a PNG at a laptop's (1366×768) and a
+//! phone's (390×844) size in `$LLMUX_SCREENSHOTS`, or `dashboard-screenshots/` in the target
+//! directory (the path is printed). `.ci/run` installs Debian's chromium and chromium-driver;
 //! under `CI=true` a missing driver fails the test, elsewhere it is skipped with a loud line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -151,13 +154,13 @@ fn screenshot_dir() -> std::path::PathBuf {
     }
 }
 
-/// Saves the page as `NAME-laptop.png` (1366×860) and `NAME-phone.png` (390×844), and checks
+/// Saves the page as `NAME-laptop.png` (1366×768) and `NAME-phone.png` (390×844), and checks
 /// that at a phone's width the page itself does not scroll sideways (wide tables scroll in
 /// their own box).
 async fn shoot(c: &Client, name: &str) {
     let dir = screenshot_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    for (size, w, h) in [("laptop", 1366, 860), ("phone", 390, 844)] {
+    for (size, w, h) in [("laptop", 1366, 768), ("phone", 390, 844)] {
         c.set_window_size(w, h).await.unwrap();
         // The charts redraw for the new width shortly after a resize: wait (bounded) until
         // every visible one is as wide as its box.
@@ -202,7 +205,7 @@ async fn shoot(c: &Client, name: &str) {
             format!("screenshot: {}\n", path.display()).as_bytes(),
         );
     }
-    c.set_window_size(1366, 860).await.unwrap();
+    c.set_window_size(1366, 768).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,8 +373,8 @@ async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_
     click(c, "#usage-form button").await;
     let usage = text_until(c, "#usage tbody", |t| t.contains("from-browser")).await;
     assert!(
-        usage.contains(&format!("from-browser (#{key_id})")),
-        "{usage}"
+        usage.contains("static key") && !usage.contains(&format!("#{key_id}")),
+        "names, not ids: {usage}"
     );
     text_until(c, "#usage tfoot", |t| {
         t.contains("total") && t.contains('4')
@@ -431,5 +434,411 @@ async fn sign_in_see_charts_channels_search_requests_create_use_edit_and_revoke_
         .await
         .unwrap();
     assert!(stored.is_null(), "{stored}");
+    d.client.clone().close().await.unwrap();
+}
+
+/// The master key that seals channel credentials in this test (32 bytes, hex).
+const MASTER: &str = "0202020202020202020202020202020202020202020202020202020202020202";
+/// The time zone budget periods follow in this test (UTC+8, no daylight saving time).
+const ZONE: &str = "Asia/Shanghai";
+
+/// A gateway on an in-memory database that can store channels (credentials sealed under
+/// [`MASTER`]), with budget periods in [`ZONE`], plus `rest` (the file's channels).
+async fn gateway_with_master_key(rest: &str) -> Harness {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\napi_keys = [\"{KEY}\"]\nadmin_key = \"{ADMIN}\"\n\
+         database = \"sqlite::memory:\"\nbudget_timezone = \"{ZONE}\"\nshutdown_grace = \"10s\"\n\n{rest}"
+    );
+    let raw = llmux_gateway::RawConfig::parse(&text, Vec::new()).expect("config parses");
+    let cfg = llmux_gateway::Config::resolve(raw, |k| {
+        (k == "LLMUX_MASTER_KEY").then(|| MASTER.to_owned())
+    })
+    .expect("config resolves");
+    start_config(cfg).await
+}
+
+/// The next start of a daily, weekly or monthly period in [`ZONE`] as the page writes it
+/// (`2027-01-01 00:00 Asia/Shanghai`), and as unix milliseconds.
+fn next_start(period: &str) -> (String, i64) {
+    use jiff::ToSpan;
+    let tz = jiff::tz::TimeZone::get(ZONE).unwrap();
+    let today = jiff::Timestamp::now().to_zoned_datetime(tz.clone()).date();
+    let next = match period {
+        "daily" => today.tomorrow().unwrap(),
+        "weekly" => today
+            .checked_add((7 - i64::from(today.weekday().to_monday_zero_offset())).days())
+            .unwrap(),
+        "monthly" => today.first_of_month().checked_add(1.month()).unwrap(),
+        other => panic!("no period {other}"),
+    };
+    let ms = next
+        .to_zoned_datetime(tz)
+        .unwrap()
+        .start_of_day()
+        .unwrap()
+        .timestamp()
+        .as_millisecond();
+    (format!("{next} 00:00 {ZONE}"), ms)
+}
+
+async fn select(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+async fn set_field(c: &Client, css: &str, value: &str) {
+    let el = c.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(value).await.unwrap();
+}
+
+/// How many elements match `css`.
+async fn count(c: &Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css)).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_with_budgets_and_their_reset_channels_added_tested_toggled_edited_and_deleted() {
+    let Some(d) = driver().await else { return };
+    let c = &d.client;
+    let oa = emulator(Vendor::OpenAi).await;
+    let gw = gateway_with_master_key(&channel("oa", "openai", &oa, "[\"m\", \"m2\"]", "")).await;
+    c.goto(&format!("{}/dashboard", gw.url)).await.unwrap();
+    fill(c, "#admin-key", ADMIN).await;
+    click(c, "#login-form button").await;
+    text_until(c, "#charts-note", |t| t.contains("No requests")).await;
+
+    // ---- Teams: one with a monthly budget; its reset is the next month's first local
+    // midnight in the configured zone.
+    click(c, "nav button[data-tab=teams]").await;
+    text_until(c, "#teams tbody", |t| t.contains("nothing yet")).await;
+    fill(c, "#team-form input[name=name]", "research").await;
+    fill(c, "#team-form input[name=budget_tokens]", "100000").await;
+    select(c, "#team-form select[name=budget_period]", "monthly").await;
+    click(c, "#team-form button[type=submit]").await;
+    let (month_text, month_ms) = next_start("monthly");
+    let row = text_until(c, "#teams tbody", |t| t.contains("research")).await;
+    assert!(
+        row.contains("100,000 tokens") && row.contains("monthly") && row.contains(&month_text),
+        "{row}"
+    );
+    let teams = admin_json(&gw, "/admin/teams").await;
+    assert_eq!(teams["teams"][0]["budget_period"], "monthly", "{teams}");
+    assert_eq!(
+        teams["teams"][0]["budget_now"]["resets_at_ms"], month_ms,
+        "{teams}"
+    );
+
+    // ---- A key in it, with its own daily budget: the keys table names the team and the
+    // key's own reset (the next local midnight).
+    click(c, "nav button[data-tab=keys]").await;
+    text_until(c, "#key-form select[name=team]", |t| t.contains("research")).await;
+    fill(c, "#key-form input[name=name]", "team-key").await;
+    select(c, "#key-form select[name=team]", "research").await;
+    fill(c, "#key-form input[name=budget_tokens]", "5000").await;
+    select(c, "#key-form select[name=budget_period]", "daily").await;
+    click(c, "#key-form button[type=submit]").await;
+    let key = text_until(c, "#new-key-value", |t| t.starts_with("sk-llmux-")).await;
+    let (day_text, _) = next_start("daily");
+    let row = text_until(c, "#keys tbody", |t| t.contains("team-key")).await;
+    assert!(
+        row.contains("research") && row.contains("5,000 tokens per day") && row.contains(&day_text),
+        "{row}"
+    );
+    let keys = admin_json(&gw, "/admin/keys").await;
+    assert_eq!(keys["keys"][0]["team"], "research", "{keys}");
+    assert_eq!(keys["keys"][0]["budget_period"], "daily", "{keys}");
+    // Names are data, never markup: a key named like an element is shown as that text.
+    create_key(&gw, json!({"name": "<img src=x id=pwned>"})).await;
+    click(c, "nav button[data-tab=keys]").await;
+    text_until(c, "#keys tbody", |t| t.contains("<img src=x id=pwned>")).await;
+    assert_eq!(
+        count(c, "#pwned").await + count(c, "#keys tbody img").await,
+        0,
+        "a name became markup"
+    );
+
+    // Two requests with it (model m), one with the static key (model m2).
+    for (bearer, model) in [(key.as_str(), "m"), (key.as_str(), "m"), (KEY, "m2")] {
+        let resp = gw
+            .http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(bearer)
+            .json(&json!({"model": model, "messages":[{"role":"user","content":"hello team"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let recs = records(&gw, 3).await;
+    let team_tokens: u64 = recs
+        .iter()
+        .filter(|r| r.team_id.is_some())
+        .map(|r| r.billed_tokens())
+        .sum();
+    assert!(team_tokens > 0);
+    let key_id = recs.iter().find_map(|r| r.key_id).unwrap();
+
+    // The team's spend this period, as the store counted it, and its key by name.
+    click(c, "nav button[data-tab=teams]").await;
+    let row = text_until(c, "#teams tbody", |t| t.contains("team-key")).await;
+    assert!(
+        row.contains(&format!("{team_tokens} tok")),
+        "{team_tokens}: {row}"
+    );
+    let teams = admin_json(&gw, "/admin/teams").await;
+    assert_eq!(teams["teams"][0]["budget_now"]["spent_tokens"], team_tokens);
+    shoot(c, "teams").await;
+    click(c, "nav button[data-tab=keys]").await;
+    text_until(c, "#keys tbody", |t| t.contains("research")).await;
+    shoot(c, "keys-in-team").await;
+
+    // Edit the team: a weekly budget now resets next Monday.
+    click(c, "nav button[data-tab=teams]").await;
+    click(c, "#teams button.edit").await;
+    let budget = c
+        .find(Locator::Css("#team-edit-form input[name=budget_tokens]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        budget.prop("value").await.unwrap().as_deref(),
+        Some("100000")
+    );
+    set_field(c, "#team-edit-form input[name=budget_tokens]", "200000").await;
+    select(c, "#team-edit-form select[name=budget_period]", "weekly").await;
+    shoot(c, "teams-edit").await;
+    click(c, "#team-edit-form button[type=submit]").await;
+    let (week_text, week_ms) = next_start("weekly");
+    let row = text_until(c, "#teams tbody", |t| t.contains("weekly")).await;
+    assert!(
+        row.contains("200,000 tokens") && row.contains(&week_text),
+        "{row}"
+    );
+    let teams = admin_json(&gw, "/admin/teams").await;
+    assert_eq!(teams["teams"][0]["budget_tokens"], 200_000, "{teams}");
+    assert_eq!(
+        teams["teams"][0]["budget_now"]["resets_at_ms"], week_ms,
+        "{teams}"
+    );
+
+    // ---- The overview by team names it; the static key's request is outside any team.
+    click(c, "nav button[data-tab=charts]").await;
+    text_until(c, "#tiles [data-tile=requests]", |t| t.contains('3')).await;
+    select(c, "#charts-form select[name=by]", "team").await;
+    let legend = text_until(c, "#legend", |t| t.contains("research")).await;
+    assert!(
+        legend.contains("research · 2") && legend.contains("no team · 1"),
+        "{legend}"
+    );
+    let note = text_until(c, "#charts-note", |t| t.contains("by team")).await;
+    assert!(note.contains("buckets"), "{note}");
+    shoot(c, "overview-by-team").await;
+
+    // ---- The request log: names of key and team, and each filter.
+    click(c, "nav button[data-tab=requests]").await;
+    let rows = text_until(c, "#requests tbody", |t| t.contains("research")).await;
+    assert_eq!(rows.matches("team-key").count(), 2, "{rows}");
+    assert!(!rows.contains(&format!("#{key_id}")), "{rows}");
+    text_until(c, "#search-note", |t| t.starts_with("3 requests")).await;
+    select(c, "#search-form select[name=range]", "3600000").await;
+    text_until(c, "#search-note", |t| {
+        t.starts_with("3 requests") && t.contains("filtered")
+    })
+    .await;
+    fill(c, "#search-form input[name=model]", "m2").await;
+    click(c, "#search-form button[type=submit]").await;
+    let one = text_until(c, "#search-note", |t| t.starts_with("1 request ")).await;
+    assert!(one.contains("filtered"), "{one}");
+    let rows = text_until(c, "#requests tbody", |t| t.contains("static key")).await;
+    assert!(!rows.contains("team-key"), "{rows}");
+    click(c, "#search-form button[type=reset]").await;
+    text_until(c, "#search-note", |t| {
+        t.starts_with("3 requests") && !t.contains("filtered")
+    })
+    .await;
+    select(c, "#search-form select[name=key]", &key_id.to_string()).await;
+    text_until(c, "#search-note", |t| t.starts_with("2 requests")).await;
+    select(c, "#search-form select[name=status]", "4xx").await;
+    text_until(c, "#requests tbody", |t| t.contains("nothing yet")).await;
+    select(c, "#search-form select[name=status]", "ok").await;
+    text_until(c, "#search-note", |t| t.starts_with("2 requests")).await;
+    shoot(c, "requests-filtered").await;
+    click(c, "#search-form button[type=reset]").await;
+    text_until(c, "#search-note", |t| t.starts_with("3 requests")).await;
+
+    // ---- Delete the team (confirming): its key stays, outside any team.
+    click(c, "nav button[data-tab=teams]").await;
+    click(c, "#teams button.danger").await;
+    c.accept_alert().await.unwrap();
+    text_until(c, "#teams tbody", |t| t.contains("nothing yet")).await;
+    let keys = admin_json(&gw, "/admin/keys").await;
+    assert!(keys["keys"][0]["team"].is_null(), "{keys}");
+    assert!(!keys["keys"][0]["revoked"].as_bool().unwrap(), "{keys}");
+
+    // ---- Channels: add one against the emulator (its key sealed, shown masked).
+    click(c, "nav button[data-tab=channels]").await;
+    text_until(c, "#channels tbody", |t| t.contains("oa")).await;
+    assert_eq!(
+        count(c, "#channels tr[data-channel=oa] button.danger").await
+            + count(c, "#channels tr[data-channel=oa] button.edit").await,
+        0,
+        "a channel of llmux.toml is changed there, not here"
+    );
+    click(c, "#channel-add summary").await;
+    let upstream_key = Vendor::OpenAi.default_key();
+    fill(c, "#channel-form input[name=name]", "browser-ch").await;
+    fill(c, "#channel-form input[name=provider]", "openai").await;
+    fill(c, "#channel-form input[name=api_key]", upstream_key).await;
+    fill(
+        c,
+        "#channel-form input[name=base_url]",
+        &oa.base_url_for("openai").unwrap(),
+    )
+    .await;
+    fill(
+        c,
+        "#channel-form input[name=models]",
+        "fast=gpt-4o-mini, gpt-4o",
+    )
+    .await;
+    fill(c, "#channel-form input[name=weight]", "3").await;
+    fill(c, "#channel-form input[name=priority]", "5").await;
+    click(c, "#channel-form button[type=submit]").await;
+    let row_css = "#channels tr[data-channel=browser-ch]";
+    let row = text_until(c, row_css, |t| t.contains("openai")).await;
+    assert!(
+        row.contains("enabled") && row.contains("2 · fast, gpt-4o") && row.contains("closed"),
+        "{row}"
+    );
+    let listed = admin_json(&gw, "/admin/channels").await;
+    let ch = listed["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser-ch")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (ch["weight"].as_u64(), ch["priority"].as_i64()),
+        (Some(3), Some(5)),
+        "{ch}"
+    );
+    assert_eq!(ch["models"]["fast"], "gpt-4o-mini", "{ch}");
+    let masked = ch["keys"][0].as_str().unwrap();
+    assert_ne!(masked, upstream_key);
+    assert!(row.contains(masked), "the masked key is shown: {row}");
+    let page = c.source().await.unwrap();
+    assert!(
+        !page.contains(upstream_key),
+        "the key never comes back to the page"
+    );
+
+    // Test it: a real call, slowed by 400 ms at the emulator; the page shows the latency the
+    // gateway measured.
+    oa.clear_requests();
+    oa.push_fault(llmux_emulator::Fault::once(
+        llmux_emulator::FaultKind::DelayFirstByte(Duration::from_millis(400)),
+    ));
+    click(c, &format!("{row_css} button.test")).await;
+    let result = text_until(c, &format!("{row_css} td.test-result"), |t| {
+        t.starts_with("ok · ")
+    })
+    .await;
+    let latency: u64 = result
+        .trim_start_matches("ok · ")
+        .split(" ms")
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("no latency in {result:?}"));
+    assert!((400..60_000).contains(&latency), "{result}");
+    assert!(result.ends_with("fast"), "{result}");
+    let sent = oa.requests();
+    assert_eq!(sent.len(), 1, "one upstream call");
+    assert_eq!(sent[0].json().unwrap()["model"], "gpt-4o-mini");
+    shoot(c, "channels-tested").await;
+
+    // Edit it: weight 9 and a wrong key; the test then fails, saying why.
+    click(c, &format!("{row_css} button.edit")).await;
+    let weight = c
+        .find(Locator::Css("#channel-edit-form input[name=weight]"))
+        .await
+        .unwrap();
+    assert_eq!(weight.prop("value").await.unwrap().as_deref(), Some("3"));
+    set_field(c, "#channel-edit-form input[name=weight]", "9").await;
+    fill(
+        c,
+        "#channel-edit-form input[name=api_key]",
+        "sk-wrong-key-for-this-test",
+    )
+    .await;
+    shoot(c, "channels-edit").await;
+    click(c, "#channel-edit-form button[type=submit]").await;
+    text_until(c, &format!("{row_css} td:nth-child(9)"), |t| t == "9").await;
+    let listed = admin_json(&gw, "/admin/channels").await;
+    let ch = listed["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser-ch")
+        .unwrap()
+        .clone();
+    assert_eq!(ch["weight"], 9, "{ch}");
+    assert!(ch["keys"][0].as_str().unwrap().ends_with("test"), "{ch}");
+    assert_eq!(ch["models"]["fast"], "gpt-4o-mini", "models kept: {ch}");
+    click(c, &format!("{row_css} button.test")).await;
+    let failed = text_until(c, &format!("{row_css} td.test-result"), |t| {
+        t.starts_with("failed")
+    })
+    .await;
+    assert!(failed.contains("authentication"), "{failed}");
+
+    // Disable it: no longer routed; enable it again.
+    click(c, &format!("{row_css} button.toggle")).await;
+    text_until(c, &format!("{row_css} td:nth-child(4)"), |t| {
+        t == "disabled"
+    })
+    .await;
+    let listed = admin_json(&gw, "/admin/channels").await;
+    assert!(listed["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "browser-ch" && c["enabled"] == false));
+    let resp = gw
+        .post("/v1/chat/completions")
+        .json(&json!({"model":"fast","messages":[{"role":"user","content":"hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.status(), 200, "a disabled channel serves nothing");
+    shoot(c, "channels-disabled").await;
+    click(c, &format!("{row_css} button.toggle")).await;
+    text_until(c, &format!("{row_css} td:nth-child(4)"), |t| t == "enabled").await;
+
+    // An API error is shown in the tab: a second channel of the same name.
+    fill(c, "#channel-form input[name=name]", "browser-ch").await;
+    fill(c, "#channel-form input[name=provider]", "openai").await;
+    fill(c, "#channel-form input[name=api_key]", "sk-another").await;
+    fill(c, "#channel-form input[name=models]", "gpt-4o").await;
+    click(c, "#channel-form button[type=submit]").await;
+    let err = text_until(c, "#error-channels", |t| t.contains("exists")).await;
+    assert!(err.contains("browser-ch"), "{err}");
+
+    // Delete it (confirming).
+    click(c, &format!("{row_css} button.danger")).await;
+    c.accept_alert().await.unwrap();
+    text_until(c, "#channels tbody", |t| !t.contains("browser-ch")).await;
+    let listed = admin_json(&gw, "/admin/channels").await;
+    assert!(!listed["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == "browser-ch"));
     d.client.clone().close().await.unwrap();
 }

@@ -166,8 +166,53 @@ async fn monthly_budgets_reset_at_the_boundary(database: &str, shared: bool) {
         .all(|r| r.team_id == Some(team_id)));
     let jan_team = spent(&recs, |r| r.team_id == Some(team_id));
 
+    // The admin API says what each budget counts now and when it starts again: at February's
+    // first millisecond in Berlin.
+    let keys = admin_json(&gw, "/admin/keys").await;
+    let key_now = |id: i64| {
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id)
+            .unwrap()["budget_now"]
+            .clone()
+    };
+    let solo_now = key_now(solo_id);
+    assert_eq!(solo_now["period"], "m:2026-01", "{solo_now}");
+    assert_eq!(
+        solo_now["spent_tokens"],
+        spent(&recs, |r| r.key_id == Some(solo_id)),
+        "{solo_now}"
+    );
+    assert_eq!(solo_now["resets_at_ms"], JAN_END_BERLIN + 1, "{solo_now}");
+    assert_eq!(solo_now["period_start_ms"], 1_767_222_000_000_i64); // 2026-01-01T00:00 Berlin
+    assert_eq!(solo_now["timezone"], "Europe/Berlin");
+    // A key without a budget period counts its whole life and never resets.
+    let a_now = key_now(a_id);
+    assert_eq!(a_now["period"], "", "{a_now}");
+    assert!(a_now["resets_at_ms"].is_null(), "{a_now}");
+    assert_eq!(
+        a_now["spent_tokens"],
+        spent(&recs, |r| r.key_id == Some(a_id)),
+        "{a_now}"
+    );
+    let teams = admin_json(&gw, "/admin/teams").await;
+    let team_now = &teams["teams"][0]["budget_now"];
+    assert_eq!(team_now["spent_tokens"], jan_team, "{teams}");
+    assert_eq!(team_now["resets_at_ms"], JAN_END_BERLIN + 1, "{teams}");
+
     // One millisecond later it is February in Berlin: both budgets start again.
     clock.advance(1);
+    // Before anything is spent in February, the API shows the new period empty (the counters
+    // still hold January's), resetting on March 1st in Berlin.
+    let team_row = admin_json(&gw, "/admin/teams/research").await;
+    let now = &team_row["team"]["budget_now"];
+    assert_eq!(now["period"], "m:2026-02", "{team_row}");
+    assert_eq!(now["spent_tokens"], 0, "{team_row}");
+    assert_eq!(now["resets_at_ms"], 1_772_319_600_000_i64, "{team_row}");
+    assert_eq!(team_row["team"]["period"], "m:2026-01", "{team_row}");
+    assert_eq!(team_row["team"]["spent_tokens"], jan_team, "{team_row}");
     let solo_feb = exhaust(&gw, std::slice::from_ref(&solo), 200).await;
     let team_feb = exhaust(&gw, &[a.clone(), b.clone()], 200).await;
     assert!(
@@ -195,11 +240,20 @@ async fn monthly_budgets_reset_at_the_boundary(database: &str, shared: bool) {
         r.key_id == Some(solo_id) && r.at_ms > JAN_END_BERLIN
     });
     assert_eq!(solo_row["period_tokens"], feb_solo, "{solo_row}");
+    assert_eq!(
+        solo_row["budget_now"]["spent_tokens"], feb_solo,
+        "{solo_row}"
+    );
+    assert_eq!(solo_row["budget_now"]["period"], "m:2026-02", "{solo_row}");
     assert!(feb_solo <= BUDGET && feb_solo + ESTIMATE > BUDGET);
     let team_row = admin_json(&gw, "/admin/teams/research").await;
     assert_eq!(team_row["team"]["period"], "m:2026-02", "{team_row}");
     let feb_team = spent(&recs, |r| r.team_id == Some(team_id)) - jan_team;
     assert_eq!(team_row["team"]["period_tokens"], feb_team, "{team_row}");
+    assert_eq!(
+        team_row["team"]["budget_now"]["spent_tokens"], feb_team,
+        "{team_row}"
+    );
     assert_eq!(team_row["team"]["spent_tokens"], feb_team + jan_team);
     let names: Vec<&str> = team_row["keys"]
         .as_array()
@@ -336,6 +390,15 @@ async fn teams_admin_api_and_its_bad_input(database: &str) {
         post(json!({"name":"ml","tpm":5000,"budget_cost":2.5,"budget_period":"weekly"})).await;
     assert_eq!(status, 201, "{t}");
     assert_eq!(t["team"]["budget_period"], "weekly");
+    // Its week started on Monday 2026-01-26 in Berlin and ends a week later.
+    assert_eq!(
+        (
+            t["team"]["budget_now"]["period"].as_str(),
+            t["team"]["budget_now"]["resets_at_ms"].as_i64()
+        ),
+        (Some("w:2026-01-26"), Some(1_769_986_800_000)),
+        "{t}"
+    );
     assert_eq!(t["team"]["tpm"], 5000);
     let (status, dup) = post(json!({"name":"ml"})).await;
     assert_eq!(status, 409, "{dup}");
@@ -363,6 +426,11 @@ async fn teams_admin_api_and_its_bad_input(database: &str) {
         (Some("ml"), Some("daily")),
         "{row}"
     );
+    assert_eq!(
+        row["budget_now"]["resets_at_ms"],
+        JAN_END_BERLIN + 1,
+        "{row}"
+    );
     assert!(
         row.get("team_record").is_none(),
         "internal fields stay out of the API: {row}"
@@ -372,6 +440,25 @@ async fn teams_admin_api_and_its_bad_input(database: &str) {
     assert_eq!(served[0].0, 200, "{served:?}");
     let recs = records(&gw, 1).await;
     assert_eq!(recs[0].team_id, t["team"]["id"].as_i64());
+    // The charts split by team name it.
+    let series = admin_json(
+        &gw,
+        &format!(
+            "/admin/usage/series?by=team&from={}&to={}",
+            JAN_END_BERLIN - 3_600_000,
+            JAN_END_BERLIN + 3_600_000
+        ),
+    )
+    .await;
+    assert_eq!(series["by"], "team", "{series}");
+    assert_eq!(series["series"].as_array().unwrap().len(), 1, "{series}");
+    assert_eq!(series["series"][0]["label"], "ml", "{series}");
+    assert_eq!(
+        series["series"][0]["id"],
+        t["team"]["id"].as_i64().unwrap().to_string(),
+        "{series}"
+    );
+    assert_eq!(series["points"][0]["requests"], 1, "{series}");
 
     // Rename and change the team; a rename onto another team's name is a conflict.
     post(json!({"name":"other"})).await;

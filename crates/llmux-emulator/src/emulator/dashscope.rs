@@ -55,7 +55,8 @@ impl Vendor {
     ///   [`Vendor::Anthropic`]'s Messages API, with this emulator's keys (`x-api-key` or `Authorization:
     ///   Bearer`).
     /// * **Compatible mode** differs from OpenAI in: error bodies carry `request_id`, every validation error has
-    ///   code `invalid_parameter_error`, `parallel_tool_calls` defaults to false, `models` lists Qwen models.
+    ///   code `invalid_parameter_error`, `parallel_tool_calls` defaults to false, `models` lists the configured
+    ///   models ([`crate::EmulatorConfig::with_models`]), or some Qwen models when none are configured.
     /// * **Faults:** `QuotaExhausted` → 400 `Arrearage` (both modes); `ErrorEvent` → 400 `DataInspectionFailed`
     ///   (compatible mode `data_inspection_failed`), mid-stream an `event:error` frame with `:HTTP_STATUS/400`
     ///   (compatible mode a `data: {"error":{…"data_inspection_failed"…},"request_id"}` frame); `ErrorBody200` →
@@ -146,7 +147,7 @@ pub(crate) const EITHER_PROMPT_OR_MESSAGES: &str =
 /// The message DashScope sends when moderation blocks output.
 const DATA_INSPECTION_MESSAGE: &str = "Output data may contain inappropriate content.";
 
-/// Models listed by `GET /compatible-mode/v1/models`.
+/// Models listed by `GET /compatible-mode/v1/models` when none are configured.
 const COMPAT_MODELS: &[&str] = &[
     "qwen-plus",
     "qwen-turbo",
@@ -155,6 +156,32 @@ const COMPAT_MODELS: &[&str] = &[
     "text-embedding-v3",
     "text-embedding-v4",
 ];
+
+/// Compatible mode's `GET /models` and `GET /models/{id}`: the configured models
+/// ([`crate::EmulatorConfig::with_models`]), or [`COMPAT_MODELS`] when none are.
+fn compat_models(ctx: &Ctx, shared: &Shared, id: Option<&str>) -> Reply {
+    let listed: Vec<&str> = if shared.models.is_empty() {
+        COMPAT_MODELS.to_vec()
+    } else {
+        shared.models.iter().map(String::as_str).collect()
+    };
+    let entry = |m: &str| json!({"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"});
+    match id {
+        None => Reply::json(
+            ctx,
+            200,
+            &json!({"object": "list", "data": listed.iter().map(|m| entry(m)).collect::<Vec<_>>()}),
+        ),
+        Some(id) if listed.contains(&id) => Reply::json(ctx, 200, &entry(id)),
+        Some(id) => Reply::json(
+            ctx,
+            404,
+            &json!({"error": {"message": format!("The model `{id}` does not exist or you do not have access to it."),
+                              "type": "invalid_request_error", "param": null, "code": "model_not_found"},
+                    "request_id": ctx.request_id()}),
+        ),
+    }
+}
 
 /// DashScope native framing: `id:N\nevent:<event>\n:HTTP_STATUS/<status>\ndata:<json>\n\n` (no spaces).
 fn frame(id: usize, event: &str, status: u16, data: &Value) -> Bytes {
@@ -275,6 +302,7 @@ const COMPAT: openai::Spec = openai::Spec {
     invalid_code: Some("invalid_parameter_error"),
     parallel_tool_calls: false,
     models: COMPAT_MODELS,
+    models_route: Some(compat_models),
     status_error: compat_status_error,
     quota: ErrorSpec {
         status: 400,

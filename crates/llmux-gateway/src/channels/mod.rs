@@ -34,7 +34,7 @@ pub use crypto::{CryptoError, MasterKey, MASTER_KEY_ENV};
 use crate::config::{
     check_channel, ChannelDef, ChannelSource, ConfigError, RawChannel, RawModels, RawResilience,
 };
-use crate::routing::{RouteTable, Routes};
+use crate::routing::RouteTable;
 use crate::store::channels::StoredChannel;
 use crate::store::{Store, StoreError};
 
@@ -69,6 +69,9 @@ struct StoredSpec {
     priority: i32,
     #[serde(default)]
     passthrough: bool,
+    /// The `discover` interval in seconds (absent: on demand only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    discover_secs: Option<u64>,
 }
 
 /// The credentials sealed into `gw_channels.secrets`.
@@ -105,6 +108,8 @@ pub struct ChannelCatalog {
     reload: tokio::sync::Mutex<()>,
     /// The revision the table was last built from (`i64::MIN`: never read).
     revision: AtomicI64,
+    /// Scheduled model discovery, in step with the table.
+    discovery: crate::discovery::Scheduler,
 }
 
 impl std::fmt::Debug for ChannelCatalog {
@@ -135,6 +140,7 @@ impl ChannelCatalog {
             file: Mutex::new(file),
             reload: tokio::sync::Mutex::new(()),
             revision: AtomicI64::new(i64::MIN),
+            discovery: crate::discovery::Scheduler::default(),
         }
     }
 
@@ -165,7 +171,7 @@ impl ChannelCatalog {
     /// Returns the number of channels the file defines.
     pub async fn reload_file(
         &self,
-        routes: &RouteTable,
+        routes: &Arc<RouteTable>,
         raw: Vec<RawChannel>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<usize, ConfigError> {
@@ -184,7 +190,7 @@ impl ChannelCatalog {
     }
 
     /// Reads the stored channels and rebuilds the table (reusing unchanged channels).
-    pub async fn refresh(&self, routes: &RouteTable) -> Result<(), StoreError> {
+    pub async fn refresh(&self, routes: &Arc<RouteTable>) -> Result<(), StoreError> {
         let _one = self.reload.lock().await;
         let Some(cs) = self.store() else {
             self.rebuild(routes, None);
@@ -200,7 +206,7 @@ impl ChannelCatalog {
 
     /// Rebuilds from the file and `rows` (`None`: keep the stored channels of the current
     /// table as they are).
-    fn rebuild(&self, routes: &RouteTable, rows: Option<&[StoredChannel]>) {
+    fn rebuild(&self, routes: &Arc<RouteTable>, rows: Option<&[StoredChannel]>) {
         let old = routes.current();
         let mut defs = self.file_defs();
         let file_names: HashSet<Arc<str>> = defs.iter().map(|d| d.name.clone()).collect();
@@ -255,12 +261,23 @@ impl ChannelCatalog {
             listed.push(ch);
         }
         listed.extend(kept_stored);
-        routes.replace(Routes::from_shared(listed));
+        routes.rebuild_from(listed);
+        self.discovery.sync(routes);
+    }
+
+    /// The channels whose models are discovered on a schedule right now, sorted.
+    pub fn scheduled_discovery(&self) -> Vec<String> {
+        self.discovery.scheduled()
+    }
+
+    /// Stops every scheduled discovery (shutdown).
+    pub fn stop_discovery(&self) {
+        self.discovery.stop();
     }
 
     /// Polls the revision every `server.channel_refresh` and refreshes when it moved. Runs
     /// until dropped.
-    pub async fn poll(&self, routes: &RouteTable) {
+    pub async fn poll(&self, routes: &Arc<RouteTable>) {
         let Some(cs) = self.store() else {
             return;
         };
@@ -339,6 +356,8 @@ impl ChannelCatalog {
             credentials: secrets.credentials,
             api_keys: secrets.api_keys,
             enabled: row.enabled,
+            discover: spec.discover_secs.map(Duration::from_secs),
+            builtin_models: false,
         })
     }
 
@@ -356,6 +375,7 @@ impl ChannelCatalog {
             weight: raw.weight,
             priority: raw.priority,
             passthrough: raw.passthrough,
+            discover_secs: raw.discover.map(|d| d.as_secs()),
         };
         let spec =
             serde_json::to_string(&spec).map_err(|e| StoreChannelError::Encode(e.to_string()))?;

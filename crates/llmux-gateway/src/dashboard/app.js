@@ -34,9 +34,14 @@ async function api(path, options = {}) {
   return body;
 }
 
-function showError(el, err) {
+// Shows (or clears) an error line. `from` is "load" for the periodic refresh and "action" for
+// what the user did; a refresh clears only its own errors, so an action's error stays until
+// the next action.
+function showError(el, err, from = "action") {
+  if (!err && from === "load" && el.dataset.from === "action") return;
   el.textContent = err ? String(err.message || err) : "";
   el.hidden = !err;
+  el.dataset.from = from;
 }
 
 // A table cell; `cls` adds a class (numbers are right-aligned with "num").
@@ -69,60 +74,304 @@ const money = (n) => (n === null || n === undefined ? "–" : Number(n).toFixed(
 const time = (ms) => new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
 const date = (secs) => (secs ? new Date(secs * 1000).toISOString().slice(0, 10) : "never");
 
+// The configured time zone's local time of `ms` ("2027-01-01 00:00 Europe/Berlin"); the server
+// computes the instant (the period boundary), the page only writes it in that zone.
+function zoned(ms, tz) {
+  if (ms === null || ms === undefined) return "never";
+  try {
+    const parts = new Intl.DateTimeFormat("en-CA", {
+      timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    }).formatToParts(new Date(ms));
+    const p = Object.fromEntries(parts.map((x) => [x.type, x.value]));
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute} ${tz}`;
+  } catch (_) {
+    return time(ms).slice(0, 16) + " UTC";
+  }
+}
+
+// Runs an admin call for a form or a button; its error goes to the tab's error line.
+async function act(where, fn) {
+  try {
+    await fn();
+    showError($("error-" + where), null);
+    return true;
+  } catch (e) {
+    if (e.status === 401) {
+      signOut("The admin key was refused.");
+      return false;
+    }
+    showError($("error-" + where), e);
+    return false;
+  }
+}
+
+const json = (method, body) => ({
+  method,
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify(body),
+});
+
+function button(text, cls, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = text;
+  if (cls) b.className = cls;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+// ---- Channels: list, add, edit, enable/disable, delete, test ----
+
+// The last test of each channel, by name: {ok, latency_ms, model, error, kind} or {pending}.
+const tests = new Map();
+let channelEditing = null;
+
+// "a, b" → ["a", "b"]; "a=x, b" → {a: "x", b: "b"} (public name = upstream name).
+function parseModels(text) {
+  const items = String(text).split(",").map((s) => s.trim()).filter(Boolean);
+  if (!items.some((i) => i.includes("="))) return items;
+  const out = {};
+  for (const i of items) {
+    const [pub, up] = i.split("=").map((s) => s.trim());
+    out[pub] = up || pub;
+  }
+  return out;
+}
+
+const modelsText = (models) =>
+  Object.entries(models).map(([pub, up]) => (pub === up ? pub : `${pub}=${up}`)).join(", ");
+
+function testCell(c) {
+  const td = document.createElement("td");
+  td.className = "test-result";
+  const t = tests.get(c.name);
+  if (!t) return td;
+  if (t.pending) {
+    td.textContent = "testing…";
+    td.classList.add("muted");
+  } else if (t.ok) {
+    td.textContent = `ok · ${int(t.latency_ms)} ms · ${t.model}`;
+    td.classList.add("ok-status");
+  } else {
+    td.textContent = `failed · ${int(t.latency_ms)} ms · ${t.kind || "error"}: ${t.error || ""}`;
+    td.classList.add("failed");
+  }
+  td.title = t.upstream_model ? `upstream model ${t.upstream_model}` : "";
+  return td;
+}
+
+let lastChannels = [];
+
+function renderChannels() {
+  fillTable($("channels"), lastChannels, (c) => {
+    const names = Object.keys(c.models);
+    const models = cell(`${names.length} · ${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}`);
+    models.title = modelsText(c.models);
+    const breaker = cell(c.reason ? `${c.breaker}: ${c.reason}` : c.breaker, c.breaker);
+    if (c.next_trial_in_ms !== null && c.next_trial_in_ms !== undefined) {
+      breaker.title = `next trial in ${Math.ceil(c.next_trial_in_ms / 1000)} s`;
+    }
+    const creds = c.keys.concat(Object.entries(c.credentials).map(([f, v]) => `${f}: ${v}`));
+    const actions = document.createElement("td");
+    actions.className = "actions";
+    actions.append(button("Test", "test", () => testChannel(c.name)));
+    if (c.source === "api") actions.append(button("Edit", "edit", () => startChannelEdit(c)));
+    actions.append(button(c.enabled ? "Disable" : "Enable", "toggle", () => toggleChannel(c)));
+    if (c.source === "api") actions.append(button("Delete", "danger", () => deleteChannel(c.name)));
+    const name = cell(c.name);
+    name.title = c.source === "file" ? "from llmux.toml (only enable/disable here)" : "added through the API";
+    return [
+      name,
+      cell(c.provider),
+      models,
+      cell(c.enabled ? "enabled" : "disabled", c.enabled ? "ok-status" : "failed"),
+      breaker,
+      cell(c.unpriced_models.length ? c.unpriced_models.join(", ") : "–", c.unpriced_models.length ? "warn" : ""),
+      cell(creds.join(", ") || "–", "mono"),
+      cell(c.priority, "num"),
+      cell(c.weight, "num"),
+      testCell(c),
+      actions,
+    ];
+  });
+  for (const tr of $("channels").tBodies[0].rows) {
+    const c = lastChannels[tr.sectionRowIndex];
+    if (c) tr.dataset.channel = c.name;
+  }
+}
+
 async function loadChannels() {
   const [channels, ready] = await Promise.all([
     api("/admin/channels"),
-    fetch("/readyz").then((r) => r.json()),
+    fetch("/readyz").then((r) => r.json()).catch(() => ({ status: "unknown" })),
   ]);
   $("ready").textContent =
     "readiness: " + ready.status +
     (ready.usable_channels !== undefined ? ` · ${ready.usable_channels} of ${ready.channels} channels usable` : "") +
     (ready.limits ? ` · limits: ${ready.limits}` : "");
-  fillTable($("channels"), channels.channels, (c) => [
-    cell(c.name),
-    cell(c.provider),
-    cell(c.base_url),
-    cell(Object.entries(c.models).map(([pub, up]) => (pub === up ? pub : `${pub} → ${up}`)).join(", ")),
-    cell(c.priority, "num"),
-    cell(c.weight, "num"),
-    cell(c.breaker, c.breaker),
-  ]);
+  lastChannels = channels.channels;
+  renderChannels();
+}
+
+async function testChannel(name) {
+  tests.set(name, { pending: true });
+  renderChannels();
+  const ok = await act("channels", async () => {
+    const r = await api("/admin/channels/" + encodeURIComponent(name) + "/test", json("POST", {}));
+    tests.set(name, r);
+  });
+  if (!ok) tests.delete(name);
+  renderChannels();
+}
+
+async function toggleChannel(c) {
+  await act("channels", async () => {
+    await api("/admin/channels/" + encodeURIComponent(c.name), json("PATCH", { enabled: !c.enabled }));
+    await loadChannels();
+  });
+}
+
+async function deleteChannel(name) {
+  if (!window.confirm(`Delete channel ${name}? Requests in flight on it finish; new ones no longer use it.`)) return;
+  await act("channels", async () => {
+    await api("/admin/channels/" + encodeURIComponent(name), { method: "DELETE" });
+    tests.delete(name);
+    await loadChannels();
+  });
+}
+
+async function addChannel(ev) {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const body = { name: String(f.get("name")).trim(), provider: String(f.get("provider")).trim() };
+  const put = (k, v) => {
+    if (v !== "" && v !== null) body[k] = v;
+  };
+  put("api_key", String(f.get("api_key")));
+  put("base_url", String(f.get("base_url")).trim());
+  const models = parseModels(f.get("models"));
+  if (Array.isArray(models) ? models.length : Object.keys(models).length) body.models = models;
+  if (f.get("weight") !== "") body.weight = Number(f.get("weight"));
+  if (f.get("priority") !== "") body.priority = Number(f.get("priority"));
+  await act("channels", async () => {
+    await api("/admin/channels", json("POST", body));
+    ev.target.reset();
+    await loadChannels();
+  });
+}
+
+function startChannelEdit(c) {
+  channelEditing = c.name;
+  const f = $("channel-edit-form").elements;
+  $("channel-edit-title").textContent = `Edit channel ${c.name} (${c.provider})`;
+  f.base_url.value = c.base_url;
+  f.models.value = modelsText(c.models);
+  f.weight.value = String(c.weight);
+  f.priority.value = String(c.priority);
+  f.api_key.value = "";
+  $("channel-edit").hidden = false;
+}
+
+function stopChannelEdit() {
+  channelEditing = null;
+  $("channel-edit").hidden = true;
+}
+
+async function saveChannelEdit(ev) {
+  ev.preventDefault();
+  if (channelEditing === null) return;
+  const f = new FormData(ev.target);
+  const base = String(f.get("base_url")).trim();
+  const body = {
+    base_url: base === "" ? null : base,
+    models: parseModels(f.get("models")),
+    weight: f.get("weight") === "" ? null : Number(f.get("weight")),
+    priority: f.get("priority") === "" ? null : Number(f.get("priority")),
+  };
+  if (String(f.get("api_key")) !== "") body.api_key = String(f.get("api_key"));
+  await act("channels", async () => {
+    await api("/admin/channels/" + encodeURIComponent(channelEditing), json("PATCH", body));
+    stopChannelEdit();
+    await loadChannels();
+  });
+}
+
+// ---- Keys and teams ----
+
+let teamList = [];
+let keyList = [];
+
+function budgetText(b) {
+  return [
+    b.budget_tokens !== null && b.budget_tokens !== undefined ? int(b.budget_tokens) + " tokens" : null,
+    b.budget_cost !== null && b.budget_cost !== undefined ? money(b.budget_cost) : null,
+  ].filter(Boolean).join(" / ");
+}
+
+const PERIOD_WORD = { none: "for its life", daily: "per day", weekly: "per week", monthly: "per month" };
+
+// The spend its budget counts now (this period's, or the lifetime's without a period).
+function spentNowCell(r) {
+  const n = r.budget_now;
+  const td = cell(`${int(n.spent_tokens)} tok · ${money(n.spent_cost)}`, "num");
+  td.title = `in all: ${int(r.spent_tokens)} tokens, ${money(r.spent_cost)}` + (n.period ? `\nperiod ${n.period}` : "");
+  return td;
+}
+
+function resetCell(r) {
+  const n = r.budget_now;
+  const td = cell(r.budget_period === "none" ? "never" : zoned(n.resets_at_ms, n.timezone));
+  if (n.period_start_ms !== null) td.title = "period began " + zoned(n.period_start_ms, n.timezone);
+  return td;
+}
+
+// Fills a team <select> with the teams' names (kept when the list is unchanged).
+function fillTeamSelect(sel) {
+  const want = teamList.map((t) => t.name).join("\n");
+  if (sel.dataset.teams === want) return;
+  const current = sel.value;
+  sel.dataset.teams = want;
+  sel.replaceChildren(new Option("no team", ""), ...teamList.map((t) => new Option(t.name, t.name)));
+  sel.value = teamList.some((t) => t.name === current) ? current : "";
+}
+
+async function loadTeamNames() {
+  const { teams } = await api("/admin/teams");
+  teamList = teams;
+  for (const sel of [$("key-form").elements.team, $("edit-form").elements.team]) fillTeamSelect(sel);
+}
+
+// A key's name, with its prefix when another key has the same name.
+function keyLabel(k) {
+  const twin = keyList.some((o) => o.id !== k.id && o.name === k.name);
+  return twin ? `${k.name} (${k.prefix}…)` : k.name;
 }
 
 async function loadKeys() {
-  const { keys } = await api("/admin/keys");
+  const [{ keys }] = await Promise.all([api("/admin/keys"), loadTeamNames()]);
+  keyList = keys;
   const now = Date.now() / 1000;
   fillTable($("keys"), keys, (k) => {
     const state = k.revoked ? "revoked" : k.expires_at && k.expires_at <= now ? "expired" : "active";
-    const budget = [
-      k.budget_tokens !== null && k.budget_tokens !== undefined ? int(k.budget_tokens) + " tokens" : null,
-      k.budget_cost !== null && k.budget_cost !== undefined ? money(k.budget_cost) : null,
-    ].filter(Boolean).join(" / ");
+    const budget = budgetText(k);
     const actions = document.createElement("td");
-    if (state !== "revoked") {
-      const e = document.createElement("button");
-      e.textContent = "Edit";
-      e.className = "edit";
-      e.addEventListener("click", () => startEdit(k));
-      actions.appendChild(e);
-    }
-    if (state === "active") {
-      const b = document.createElement("button");
-      b.textContent = "Revoke";
-      b.className = "danger";
-      b.addEventListener("click", () => revoke(k.id, k.name));
-      actions.appendChild(b);
-    }
+    actions.className = "actions";
+    if (state !== "revoked") actions.appendChild(button("Edit", "edit", () => startEdit(k)));
+    if (state === "active") actions.appendChild(button("Revoke", "danger", () => revoke(k)));
+    const name = cell(keyLabel(k));
+    name.title = "key id " + k.id;
     return [
-      cell(k.id, "num"),
-      cell(k.name),
-      cell(k.prefix + "…"),
+      name,
+      cell(k.prefix + "…", "mono"),
+      cell(k.team || "–"),
       cell(k.models.length ? k.models.join(", ") : "all"),
       cell(k.rpm, "num"),
       cell(k.tpm, "num"),
-      cell(budget || "–"),
-      cell(int(k.spent_tokens), "num"),
-      cell(money(k.spent_cost), "num"),
+      cell(budget ? `${budget} ${PERIOD_WORD[k.budget_period] || k.budget_period}` : "–"),
+      spentNowCell(k),
+      resetCell(k),
+      cell(`${int(k.spent_tokens)} tok · ${money(k.spent_cost)}`, "num"),
       cell(date(k.expires_at)),
       cell(state, state === "active" ? "active-key" : state),
       actions,
@@ -138,13 +387,16 @@ const orEmpty = (v) => (v === null || v === undefined ? "" : String(v));
 function startEdit(k) {
   editing = k.id;
   const f = $("edit-form").elements;
-  $("edit-title").textContent = `Edit key ${k.id} (${k.prefix}…)`;
+  $("edit-title").textContent = `Edit key ${k.name} (${k.prefix}…)`;
   f.name.value = k.name;
+  fillTeamSelect(f.team);
+  f.team.value = k.team || "";
   f.models.value = k.models.join(", ");
   f.rpm.value = orEmpty(k.rpm);
   f.tpm.value = orEmpty(k.tpm);
   f.budget_tokens.value = orEmpty(k.budget_tokens);
   f.budget_cost.value = orEmpty(k.budget_cost);
+  f.budget_period.value = k.budget_period || "none";
   f.expires.value = k.expires_at ? new Date(k.expires_at * 1000).toISOString().slice(0, 10) : "";
   $("edit").hidden = false;
 }
@@ -155,7 +407,8 @@ function stopEdit() {
 }
 
 // A key form's fields as the admin API takes them: an empty limit is null (none), an empty
-// model list allows every model, the expiry date is 00:00 UTC that day in unix seconds.
+// model list allows every model, the expiry date is 00:00 UTC that day in unix seconds, no
+// team is null.
 function keyBody(form) {
   const f = new FormData(form);
   const num = (name) => (f.get(name) === "" ? null : Number(f.get(name)));
@@ -166,6 +419,8 @@ function keyBody(form) {
     tpm: num("tpm"),
     budget_tokens: num("budget_tokens"),
     budget_cost: num("budget_cost"),
+    budget_period: String(f.get("budget_period") || "none"),
+    team: f.get("team") ? String(f.get("team")) : null,
     expires_at: f.get("expires") ? Math.floor(Date.parse(f.get("expires") + "T00:00:00Z") / 1000) : null,
   };
 }
@@ -175,47 +430,124 @@ async function saveEdit(ev) {
   ev.preventDefault();
   if (editing === null) return;
   const body = keyBody(ev.target);
-  try {
-    await api("/admin/keys/" + encodeURIComponent(editing), {
-      method: "PATCH",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
+  await act("keys", async () => {
+    await api("/admin/keys/" + encodeURIComponent(editing), json("PATCH", body));
     stopEdit();
-    showError($("error"), null);
     await loadKeys();
-  } catch (e) {
-    showError($("error"), e);
-  }
+  });
 }
 
-async function revoke(id, name) {
-  if (!window.confirm(`Revoke key ${id} (${name})? Clients using it get 401 from now on.`)) return;
-  try {
-    await api("/admin/keys/" + encodeURIComponent(id), { method: "DELETE" });
+async function revoke(k) {
+  if (!window.confirm(`Revoke key ${k.name} (${k.prefix}…)? Clients using it get 401 from now on.`)) return;
+  await act("keys", async () => {
+    await api("/admin/keys/" + encodeURIComponent(k.id), { method: "DELETE" });
     await loadKeys();
-  } catch (e) {
-    showError($("error"), e);
-  }
+  });
 }
 
 async function createKey(ev) {
   ev.preventDefault();
   const body = keyBody(ev.target);
-  try {
-    const created = await api("/admin/keys", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-    });
+  if (body.team === null) delete body.team;
+  await act("keys", async () => {
+    const created = await api("/admin/keys", json("POST", body));
     $("new-key-value").textContent = created.key;
     $("new-key").hidden = false;
     ev.target.reset();
-    showError($("error"), null);
     await loadKeys();
-  } catch (e) {
-    showError($("error"), e);
-  }
+  });
+}
+
+let teamEditing = null;
+
+async function loadTeams() {
+  const [{ keys }] = await Promise.all([api("/admin/keys"), loadTeamNames()]);
+  keyList = keys;
+  fillTable($("teams"), teamList, (t) => {
+    const members = keys.filter((k) => k.team_id === t.id);
+    const active = members.filter((k) => !k.revoked);
+    const keysCell = cell(members.length ? `${active.length} · ${active.map((k) => k.name).join(", ")}` : "0");
+    keysCell.title = members.length ? `${members.length} keys, ${members.length - active.length} revoked` : "no keys";
+    const actions = document.createElement("td");
+    actions.className = "actions";
+    actions.append(button("Edit", "edit", () => startTeamEdit(t)), button("Delete", "danger", () => deleteTeam(t, active.length)));
+    return [
+      cell(t.name),
+      keysCell,
+      cell(budgetText(t) || "–"),
+      cell(t.budget_period),
+      spentNowCell(t),
+      resetCell(t),
+      cell(t.rpm, "num"),
+      cell(t.tpm, "num"),
+      cell(`${int(t.spent_tokens)} tok · ${money(t.spent_cost)}`, "num"),
+      actions,
+    ];
+  });
+}
+
+function teamBody(form) {
+  const f = new FormData(form);
+  const num = (name) => (f.get(name) === "" ? null : Number(f.get(name)));
+  return {
+    name: String(f.get("name")).trim(),
+    rpm: num("rpm"),
+    tpm: num("tpm"),
+    budget_tokens: num("budget_tokens"),
+    budget_cost: num("budget_cost"),
+    budget_period: String(f.get("budget_period") || "none"),
+  };
+}
+
+async function createTeam(ev) {
+  ev.preventDefault();
+  const body = teamBody(ev.target);
+  for (const k of Object.keys(body)) if (body[k] === null) delete body[k];
+  await act("teams", async () => {
+    await api("/admin/teams", json("POST", body));
+    ev.target.reset();
+    await loadTeams();
+  });
+}
+
+function startTeamEdit(t) {
+  teamEditing = t.name;
+  const f = $("team-edit-form").elements;
+  $("team-edit-title").textContent = `Edit team ${t.name}`;
+  f.name.value = t.name;
+  f.rpm.value = orEmpty(t.rpm);
+  f.tpm.value = orEmpty(t.tpm);
+  f.budget_tokens.value = orEmpty(t.budget_tokens);
+  f.budget_cost.value = orEmpty(t.budget_cost);
+  f.budget_period.value = t.budget_period;
+  $("team-edit").hidden = false;
+}
+
+function stopTeamEdit() {
+  teamEditing = null;
+  $("team-edit").hidden = true;
+}
+
+async function saveTeamEdit(ev) {
+  ev.preventDefault();
+  if (teamEditing === null) return;
+  const body = teamBody(ev.target);
+  await act("teams", async () => {
+    await api("/admin/teams/" + encodeURIComponent(teamEditing), json("PATCH", body));
+    stopTeamEdit();
+    await loadTeams();
+  });
+}
+
+async function deleteTeam(t, keys) {
+  const msg = keys
+    ? `Delete team ${t.name}? Its ${keys} key(s) leave the team and keep their own limits.`
+    : `Delete team ${t.name}?`;
+  if (!window.confirm(msg)) return;
+  await act("teams", async () => {
+    await api("/admin/teams/" + encodeURIComponent(t.name) + "?detach=true", { method: "DELETE" });
+    await loadTeams();
+  });
 }
 
 async function loadUsage() {
@@ -223,13 +555,23 @@ async function loadUsage() {
   const q = new URLSearchParams({ by: f.get("by") });
   if (f.get("since")) q.set("since", f.get("since"));
   const { usage } = await api("/admin/usage?" + q);
-  fillTable($("usage"), usage, (u) => [
-    cell(u.name ? `${u.name} (#${u.group})` : u.group === "none" ? "no key" : u.group),
-    cell(int(u.requests), "num"),
-    cell(int(u.input_tokens), "num"),
-    cell(int(u.output_tokens), "num"),
-    cell(money(u.cost), "num"),
-  ]);
+  fillTable($("usage"), usage, (u) => {
+    const by = q.get("by");
+    let td;
+    if (by === "key") {
+      td = cell(u.group === "none" ? "static key" : u.name || "deleted key");
+      if (u.group !== "none") td.title = "key id " + u.group;
+    } else {
+      td = cell(u.group === "none" ? (by === "team" ? "no team" : "–") : u.group);
+    }
+    return [
+      td,
+      cell(int(u.requests), "num"),
+      cell(int(u.input_tokens), "num"),
+      cell(int(u.output_tokens), "num"),
+      cell(money(u.cost), "num"),
+    ];
+  });
   const sum = (k) => usage.reduce((a, u) => a + Number(u[k] || 0), 0);
   const foot = $("usage").tFoot;
   foot.replaceChildren();
@@ -271,8 +613,17 @@ function timeCell(ms) {
 
 function keyCell(r) {
   if (r.key_id === null || r.key_id === undefined) return cell("static key", "muted");
-  const td = cell(r.key_name || "#" + r.key_id);
+  const td = cell(r.key_name || "deleted key");
   td.title = "key id " + r.key_id;
+  return td;
+}
+
+// The team's name from the teams list (a team deleted since is said so).
+function teamCell(r) {
+  if (r.team_id === null || r.team_id === undefined) return cell("–", "muted");
+  const t = teamList.find((x) => x.id === r.team_id);
+  const td = cell(t ? t.name : "deleted team");
+  td.title = "team id " + r.team_id;
   return td;
 }
 
@@ -288,6 +639,7 @@ function requestRow(r) {
   return [
     timeCell(r.at_ms),
     keyCell(r),
+    teamCell(r),
     cell(r.model),
     cell(r.channel),
     cell(r.status, r.cancelled ? "cancelled" : r.status >= 400 || r.status === 0 ? "failed" : "ok-status"),
@@ -301,16 +653,18 @@ function requestRow(r) {
   ];
 }
 
-// Fills the key filter with the keys' names (kept when the list is unchanged).
+// Fills the key filter with the keys' names (kept when the list is unchanged), and reads the
+// teams' names for the team column.
 async function loadKeyOptions() {
-  const { keys } = await api("/admin/keys");
+  const [{ keys }] = await Promise.all([api("/admin/keys"), loadTeamNames()]);
+  keyList = keys;
   const sel = $("search-form").elements.key;
   const current = sel.value;
   const want = keys.map((k) => `${k.id}:${k.name}`).join("\n");
   if (sel.dataset.keys === want) return;
   sel.dataset.keys = want;
   sel.replaceChildren(new Option("any key", ""));
-  for (const k of keys) sel.appendChild(new Option(`${k.name} (#${k.id})`, String(k.id)));
+  for (const k of keys) sel.appendChild(new Option(keyLabel(k), String(k.id)));
   sel.value = current;
 }
 
@@ -487,7 +841,8 @@ function renderCharts(data) {
     sw.className = "swatch";
     sw.dataset.color = colors.get(s.id);
     item.append(sw, document.createTextNode(`${s.label} · ${int(s.requests)}`));
-    item.title = data.by === "key" && s.id !== "none" && s.id !== OTHER ? `key id ${s.id}` : s.id;
+    item.title = (data.by === "key" || data.by === "team") && s.id !== "none" && s.id !== OTHER
+      ? `${data.by} id ${s.id}` : s.id;
     return item;
   }));
   // Swatch colors through the CSSOM (the page's policy allows no inline style attributes).
@@ -535,17 +890,19 @@ const loaders = {
   charts: loadCharts,
   channels: loadChannels,
   keys: loadKeys,
+  teams: loadTeams,
   usage: loadUsage,
   requests: () => (pagedOlder ? Promise.resolve() : loadRequests(false)),
 };
 
 async function refresh() {
+  const shown = tab;
   try {
-    await loaders[tab]();
-    showError($("error"), null);
+    await loaders[shown]();
+    showError($("error-" + shown), null, "load");
   } catch (e) {
     if (e.status === 401) return signOut("The admin key was refused.");
-    showError($("error"), e);
+    showError($("error-" + shown), e, "load");
   }
 }
 
@@ -598,6 +955,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("key-form").addEventListener("submit", createKey);
   $("edit-form").addEventListener("submit", saveEdit);
   $("edit-cancel").addEventListener("click", stopEdit);
+  $("channel-form").addEventListener("submit", addChannel);
+  $("channel-edit-form").addEventListener("submit", saveChannelEdit);
+  $("channel-edit-cancel").addEventListener("click", stopChannelEdit);
+  $("team-form").addEventListener("submit", createTeam);
+  $("team-edit-form").addEventListener("submit", saveTeamEdit);
+  $("team-edit-cancel").addEventListener("click", stopTeamEdit);
   $("usage-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     refresh();
@@ -617,11 +980,7 @@ document.addEventListener("DOMContentLoaded", () => {
     $("search-form").elements[name].addEventListener("change", search);
   }
   $("older").addEventListener("click", async () => {
-    try {
-      await loadRequests(true);
-    } catch (e) {
-      showError($("error"), e);
-    }
+    await act("requests", () => loadRequests(true));
   });
   let resizing = null;
   window.addEventListener("resize", () => {

@@ -46,7 +46,7 @@ use crate::store::{KeyRecord, TeamRecord};
 pub mod period;
 pub mod redis;
 
-pub use self::period::{BudgetCalendar, BudgetPeriod, Clock, ManualClock, SystemClock};
+pub use self::period::{BudgetCalendar, BudgetNow, BudgetPeriod, Clock, ManualClock, SystemClock};
 pub use self::redis::{RedisLimits, RedisSetupError};
 
 /// Why a request was refused.

@@ -210,6 +210,50 @@ impl BudgetCalendar {
     }
 }
 
+/// A budget as it stands at one instant: its current period, the spend counted against it and
+/// when it starts again. The admin API answers it beside each key and team, so no client has
+/// to redo the period arithmetic.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct BudgetNow {
+    /// The current period's label (`m:2026-12`, see the module docs); empty for `none`.
+    pub period: String,
+    /// Tokens (input + output) counted against the budget now: those of the current period, or
+    /// of the whole life of the key or team for `none`.
+    pub spent_tokens: u64,
+    /// Cost counted against the budget now, likewise.
+    pub spent_cost: f64,
+    /// When the current period began, unix milliseconds; `null` for `none`.
+    pub period_start_ms: Option<i64>,
+    /// When the budget starts again (the first instant of the next period), unix
+    /// milliseconds; `null` for `none`, which never resets.
+    pub resets_at_ms: Option<i64>,
+    /// The time zone periods follow (`server.budget_timezone`).
+    pub timezone: String,
+}
+
+impl BudgetCalendar {
+    /// The budget of kind `period` at `now_ms`; `spend` gives the spend counted in the period
+    /// with the label it is handed (see [`crate::store::budget_spend`]).
+    pub fn budget_now(
+        &self,
+        period: BudgetPeriod,
+        now_ms: i64,
+        spend: impl FnOnce(&str) -> (u64, f64),
+    ) -> BudgetNow {
+        let label = self.label(period, now_ms);
+        let (spent_tokens, spent_cost) = spend(&label);
+        let bounds = self.bounds(period, now_ms);
+        BudgetNow {
+            period: label,
+            spent_tokens,
+            spent_cost,
+            period_start_ms: bounds.map(|b| b.0),
+            resets_at_ms: bounds.map(|b| b.1),
+            timezone: self.name.clone(),
+        }
+    }
+}
+
 /// Remembers the labels of the last local day asked for, so labelling a batch of records of
 /// one day converts time zones once.
 #[derive(Debug, Default)]
@@ -443,6 +487,32 @@ mod tests {
             assert_eq!(*cache.labels(&c, t), c.labels(t), "at {t}");
             t += 17 * 60_000;
         }
+    }
+
+    #[test]
+    fn budget_now_counts_the_current_period_and_says_when_it_resets() {
+        let c = BudgetCalendar::new("Europe/Berlin").unwrap();
+        let now = at("2026-01-31T22:59:59.999Z"); // the last millisecond of January in Berlin
+        let mut asked = String::new();
+        let b = c.budget_now(BudgetPeriod::Monthly, now, |l| {
+            asked = l.to_owned();
+            (7, 0.5)
+        });
+        assert_eq!(asked, "m:2026-01");
+        assert_eq!(b.period, "m:2026-01");
+        assert_eq!((b.spent_tokens, b.spent_cost), (7, 0.5));
+        assert_eq!(b.period_start_ms, Some(at("2025-12-31T23:00:00Z")));
+        assert_eq!(b.resets_at_ms, Some(now + 1));
+        assert_eq!(b.timezone, "Europe/Berlin");
+        let b = c.budget_now(BudgetPeriod::Daily, now + 1, |_| (0, 0.0));
+        assert_eq!(b.period, "d:2026-02-01");
+        assert_eq!(b.resets_at_ms, Some(now + 1 + 86_400_000));
+        let none = c.budget_now(BudgetPeriod::None, now, |l| {
+            assert_eq!(l, "");
+            (99, 1.0)
+        });
+        assert_eq!((none.period.as_str(), none.spent_tokens), ("", 99));
+        assert_eq!((none.period_start_ms, none.resets_at_ms), (None, None));
     }
 
     #[test]

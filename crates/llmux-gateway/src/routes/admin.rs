@@ -47,6 +47,12 @@ pub struct ChannelInfo {
     pub priority: i32,
     /// Unknown models are passed through to this channel.
     pub passthrough: bool,
+    /// When the upstream's model list is asked for: `on-demand` (only through `POST
+    /// /admin/channels/{name}/discover`) or an interval such as `1h`.
+    pub discover: String,
+    /// The model ids the upstream last listed (served beside `models`), or `null` when its
+    /// models were never discovered.
+    pub discovered: Option<Vec<String>>,
     /// `disabled` while the upstream's rejection of the credentials keeps the channel out of
     /// rotation, `enabled` otherwise.
     #[schema(value_type = String)]
@@ -76,7 +82,32 @@ pub struct ChannelInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct KeyList {
     /// Every key, revoked ones included, by id.
-    pub keys: Vec<KeyRecord>,
+    pub keys: Vec<KeyView>,
+}
+
+/// A key as the admin API shows it: the stored record, and its budget as it stands now.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct KeyView {
+    /// The stored record.
+    #[serde(flatten)]
+    pub record: KeyRecord,
+    /// The key's budget now: the current period's spend and when the budget resets.
+    pub budget_now: crate::limits::BudgetNow,
+}
+
+impl KeyView {
+    /// `record` with its budget at the gateway's time, in its budget time zone.
+    pub(crate) fn new(state: &AppState, record: KeyRecord) -> KeyView {
+        let now_ms = state.limits.clock().now_ms();
+        let budget_now =
+            state
+                .limits
+                .calendar()
+                .budget_now(record.budget_period, now_ms, |label| {
+                    record.budget_spend(label)
+                });
+        KeyView { record, budget_now }
+    }
 }
 
 /// `POST /admin/keys`: the new key, in plaintext this once, and its record.
@@ -85,14 +116,14 @@ pub struct CreatedKey {
     /// The key (`sk-llmux-…`); only its hash is stored.
     pub key: String,
     /// The stored record.
-    pub record: KeyRecord,
+    pub record: KeyView,
 }
 
 /// `PATCH /admin/keys/{id}`: the updated record.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UpdatedKey {
     /// The record as updated.
-    pub record: KeyRecord,
+    pub record: KeyView,
 }
 
 /// `DELETE /admin/keys/{id}`.
@@ -158,6 +189,11 @@ pub(crate) fn channel_info(
         weight: c.weight,
         priority: c.priority,
         passthrough: c.passthrough,
+        discover: c.discover.map_or_else(
+            || crate::discovery::ON_DEMAND.to_owned(),
+            crate::discovery::format_interval,
+        ),
+        discovered: c.discovered().map(|d| d.to_vec()),
         state: if disabled { "disabled" } else { "enabled" },
         breaker: status.state.as_str(),
         reason: status.reason,
@@ -351,6 +387,7 @@ pub async fn create_key(
             .create_key(new)
             .await
             .map_err(|e| store_err(&e))?;
+        let record = KeyView::new(&state, record);
         Ok((http::StatusCode::CREATED, Json(CreatedKey { key, record })).into_response())
     })
     .await
@@ -402,6 +439,7 @@ pub async fn update_key(
             return Err(key_not_found(id));
         };
         state.auth.keys_changed();
+        let record = KeyView::new(&state, record);
         Ok(Json(UpdatedKey { record }).into_response())
     })
     .await
@@ -431,7 +469,10 @@ pub async fn list_keys(
         let keys = store_of(&state)?
             .list_keys()
             .await
-            .map_err(|e| store_err(&e))?;
+            .map_err(|e| store_err(&e))?
+            .into_iter()
+            .map(|k| KeyView::new(&state, k))
+            .collect();
         Ok(Json(KeyList { keys }).into_response())
     })
     .await
@@ -733,9 +774,9 @@ pub struct SeriesParams {
     #[serde(default)]
     #[param(pattern = "^(minute|hour|day)$")]
     bucket: Option<String>,
-    /// `model`, `channel` or `key` (default `model`).
+    /// `model`, `channel`, `key` or `team` (default `model`).
     #[serde(default)]
-    #[param(pattern = "^(model|channel|key)$")]
+    #[param(pattern = "^(model|channel|key|team)$")]
     by: Option<String>,
 }
 
@@ -765,7 +806,7 @@ fn series_query(q: SeriesParams, now_ms: i64) -> Result<crate::store::SeriesQuer
         None | Some("") => SeriesBy::Model,
         Some(v) => SeriesBy::parse(v).ok_or_else(|| {
             ApiError::invalid(format!(
-                "`by` must be model, channel or key, got `{}`",
+                "`by` must be model, channel, key or team, got `{}`",
                 clip(v)
             ))
             .param("by")
@@ -790,7 +831,7 @@ fn series_query(q: SeriesParams, now_ms: i64) -> Result<crate::store::SeriesQuer
     path = "/admin/usage/series",
     tag = "admin",
     operation_id = "adminUsageSeries",
-    summary = "Usage over time per model, channel or key: requests, tokens, cost, errors, p50/p99 latency and TTFT",
+    summary = "Usage over time per model, channel, key or team: requests, tokens, cost, errors, p50/p99 latency and TTFT",
     description = "From the raw records in `[from, to)`, in UTC-aligned buckets (at most 500), one series per group (at most 20: the groups past the 19 busiest are summed under `__other__`). Percentiles are exact nearest-rank values on both database backends.",
     params(SeriesParams),
     responses(

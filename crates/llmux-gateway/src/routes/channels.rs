@@ -2,7 +2,9 @@
 //! `/admin/*`: `POST /admin/channels` adds a channel (the fields of a `[[channels]]` table of
 //! llmux.toml, as JSON), `PATCH /admin/channels/{name}` changes any of them (`enabled`
 //! included), `DELETE /admin/channels/{name}` removes one, and `POST
-//! /admin/channels/{name}/test` makes a real one-token call through it. Changes are stored in
+//! /admin/channels/{name}/test` makes a real one-token call through it, and `POST
+//! /admin/channels/{name}/discover` asks its upstream for its models now (see
+//! [`crate::discovery`]). Changes are stored in
 //! the database and applied at once here, and by every other gateway on the same database
 //! within its `server.channel_refresh` (see [`crate::channels`] for the sources and their
 //! precedence). Credentials are sealed before they are stored and only ever shown masked.
@@ -96,6 +98,11 @@ pub struct NewChannel {
     pub api_keys: Option<Vec<String>>,
     /// Whether it takes traffic (default true).
     pub enabled: Option<bool>,
+    /// Ask the upstream for its models (served beside `models`) when the channel starts and
+    /// then about this often: an interval from `1m` to `168h` such as `6h`, or `on-demand`
+    /// (the default: only through `POST /admin/channels/{name}/discover`). With it, `models`
+    /// may be empty. The provider must have a model list.
+    pub discover: Option<String>,
 }
 
 /// The optional body of `POST /admin/channels/{name}/test`.
@@ -304,6 +311,12 @@ fn raw_to_object(raw: &RawChannel) -> Map<String, Value> {
     m.insert("priority".into(), raw.priority.into());
     m.insert("passthrough".into(), raw.passthrough.into());
     m.insert("enabled".into(), raw.enabled.into());
+    if let Some(every) = raw.discover {
+        m.insert(
+            "discover".into(),
+            crate::discovery::format_interval(every).into(),
+        );
+    }
     for (f, v) in &raw.credentials {
         m.insert(f.clone(), v.clone().into());
     }
@@ -616,13 +629,22 @@ pub async fn test_channel(
             }
             Some(m) => match ch.models.get(&m) {
                 Some(up) => (m.clone(), up.clone()),
-                None if ch.passthrough || ch.models.values().any(|u| *u == m) => (m.clone(), m),
+                None if ch.passthrough
+                    || ch.models.values().any(|u| *u == m)
+                    || ch.discovered().is_some_and(|d| d.contains(&m)) =>
+                {
+                    (m.clone(), m)
+                }
                 None => {
                     return Err(ApiError::invalid(format!("channel `{name}` does not serve `{m}`")).param("model"))
                 }
             },
             None => match ch.models.iter().next() {
                 Some((p, u)) => (p.clone(), u.clone()),
+                None if ch.discovered().is_some_and(|d| !d.is_empty()) => {
+                    let first = ch.discovered().and_then(|d| d.first().cloned()).unwrap_or_default();
+                    (first.clone(), first)
+                }
                 None => {
                     return Err(ApiError::invalid(format!("channel `{name}` lists no model: give one in `model`")).param("model"))
                 }
@@ -657,6 +679,41 @@ pub async fn test_channel(
             kind,
         })
         .into_response())
+    })
+    .await
+}
+
+/// `POST /admin/channels/{name}/discover`: asks the channel's upstream for its models now; the
+/// listed models become routable through the channel (see [`crate::discovery`]). Works on any
+/// channel, file or API, enabled or not (a disabled one serves them once enabled).
+#[utoipa::path(
+    post,
+    path = "/admin/channels/{name}/discover",
+    tag = "admin",
+    operation_id = "adminDiscoverChannelModels",
+    summary = "Ask a channel's upstream for its models and serve them",
+    params(("name" = String, Path, description = "The channel's name.")),
+    responses(
+        (status = 200, description = "What the upstream listed (bounded) and what the channel serves now.", body = crate::discovery::Discovered),
+        (status = 400, description = "The channel's provider cannot list its models (`unsupported`).", body = OpenAiError),
+        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
+        (status = 502, description = "The upstream failed to list its models, or listed more than the gateway accepts; the last good list is kept.", body = OpenAiError),
+        (status = 504, description = "The upstream did not list its models in time; the last good list is kept.", body = OpenAiError),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn discover_channel(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, ctx, headers, |state| async move {
+        let found = crate::discovery::discover(&state.routes, &name).await?;
+        tracing::info!(channel = %name, models = found.upstream.len(), skipped = found.skipped, "channel models discovered by an admin");
+        Ok(Json(found).into_response())
     })
     .await
 }

@@ -23,14 +23,39 @@ use crate::store::{KeyRef, NewTeam, TeamDeletion, TeamRecord, TeamUpdate};
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TeamList {
     /// Every team, by name.
-    pub teams: Vec<TeamRecord>,
+    pub teams: Vec<TeamView>,
+}
+
+/// A team as the admin API shows it: the stored record, and its budget as it stands now.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TeamView {
+    /// The stored record.
+    #[serde(flatten)]
+    pub record: TeamRecord,
+    /// The team's budget now: the current period's spend and when the budget resets.
+    pub budget_now: crate::limits::BudgetNow,
+}
+
+impl TeamView {
+    /// `record` with its budget at the gateway's time, in its budget time zone.
+    fn new(state: &AppState, record: TeamRecord) -> TeamView {
+        let now_ms = state.limits.clock().now_ms();
+        let budget_now =
+            state
+                .limits
+                .calendar()
+                .budget_now(record.budget_period, now_ms, |label| {
+                    record.budget_spend(label)
+                });
+        TeamView { record, budget_now }
+    }
 }
 
 /// A team and its keys.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct TeamDetail {
-    /// The team as stored.
-    pub team: TeamRecord,
+    /// The team as stored, with its budget now.
+    pub team: TeamView,
     /// Its keys (revoked ones included), by id.
     pub keys: Vec<KeyRef>,
 }
@@ -99,7 +124,10 @@ pub async fn list_teams(
         let teams = store_of(&state)?
             .list_teams()
             .await
-            .map_err(|e| store_err(&e))?;
+            .map_err(|e| store_err(&e))?
+            .into_iter()
+            .map(|t| TeamView::new(&state, t))
+            .collect();
         Ok(Json(TeamList { teams }).into_response())
     })
     .await
@@ -146,7 +174,7 @@ pub async fn create_team(
             .param("name"));
         };
         let detail = TeamDetail {
-            team,
+            team: TeamView::new(&state, team),
             keys: Vec::new(),
         };
         Ok((http::StatusCode::CREATED, Json(detail)).into_response())
@@ -184,6 +212,7 @@ pub async fn get_team(
             return Err(team_not_found(&name));
         };
         let keys = store.team_keys(team.id).await.map_err(|e| store_err(&e))?;
+        let team = TeamView::new(&state, team);
         Ok(Json(TeamDetail { team, keys }).into_response())
     })
     .await
@@ -252,6 +281,7 @@ pub async fn update_team(
         // Cached keys carry their team's limits: read them again.
         state.auth.keys_changed();
         let keys = store.team_keys(team.id).await.map_err(|e| store_err(&e))?;
+        let team = TeamView::new(&state, team);
         Ok(Json(TeamDetail { team, keys }).into_response())
     })
     .await

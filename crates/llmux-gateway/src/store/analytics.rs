@@ -87,27 +87,36 @@ pub enum SeriesBy {
     Channel,
     /// The virtual key (`none` for requests made with a static key).
     Key,
+    /// The team of the key at the time of the request (`none` for requests outside a team).
+    Team,
 }
 
 impl SeriesBy {
-    /// The name used in queries: `model`, `channel` or `key`.
+    /// The name used in queries: `model`, `channel`, `key` or `team`.
     pub const fn as_str(self) -> &'static str {
         match self {
             SeriesBy::Model => "model",
             SeriesBy::Channel => "channel",
             SeriesBy::Key => "key",
+            SeriesBy::Team => "team",
         }
     }
 
     /// The split named `s`, if any.
     pub fn parse(s: &str) -> Option<SeriesBy> {
-        [SeriesBy::Model, SeriesBy::Channel, SeriesBy::Key]
-            .into_iter()
-            .find(|b| b.as_str() == s)
+        [
+            SeriesBy::Model,
+            SeriesBy::Channel,
+            SeriesBy::Key,
+            SeriesBy::Team,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
     }
 
     /// The SQL expression of a record's series id (`u` is `gw_usage`) and of its label (`k` is
-    /// the key joined on it). Constant text chosen by the enum, never client input.
+    /// the key joined on it, `t` the team). Constant text chosen by the enum, never client
+    /// input.
     pub(crate) const fn sql(self) -> (&'static str, &'static str) {
         match self {
             SeriesBy::Model => ("u.model", "u.model"),
@@ -115,6 +124,10 @@ impl SeriesBy {
             SeriesBy::Key => (
                 "COALESCE(CAST(u.key_id AS TEXT), 'none')",
                 "COALESCE(k.name, 'no key')",
+            ),
+            SeriesBy::Team => (
+                "COALESCE(CAST(u.team_id AS TEXT), 'none')",
+                "CASE WHEN u.team_id IS NULL THEN 'no team' ELSE COALESCE(t.name, 'deleted team') END",
             ),
         }
     }
@@ -534,7 +547,8 @@ macro_rules! sql_analytics_impl {
             // The busiest groups, one more than fit: if it is there, the tail becomes `other`.
             let mut top = sqlx::QueryBuilder::<$db>::new(format!(
                 "SELECT {grp} AS grp, MAX({label}) AS label, COUNT(*) AS n FROM gw_usage u \
-                 LEFT JOIN gw_keys k ON k.id = u.key_id WHERE u.at_ms >= "
+                 LEFT JOIN gw_keys k ON k.id = u.key_id LEFT JOIN gw_teams t ON t.id = u.team_id \
+                 WHERE u.at_ms >= "
             ));
             top.push_bind(q.from_ms)
                 .push(" AND u.at_ms < ")

@@ -31,7 +31,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -315,9 +315,7 @@ impl Memo {
     const MAX: usize = 4096;
 
     fn hash(&self, model: &str, provider: &str, upstream: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        (model, provider, upstream).hash(&mut h);
-        h.finish()
+        self.hasher.hash_one((model, provider, upstream))
     }
 }
 

@@ -18,6 +18,7 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::pipeline::{Call, Chat, Operation};
 
 pub mod error;
+pub mod models;
 pub mod request;
 pub mod response;
 pub mod stream;

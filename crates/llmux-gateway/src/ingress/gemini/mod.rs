@@ -3,7 +3,7 @@
 //! `:countTokens`, decoded into core types and encoded back; errors in Google's envelope
 //! `{"error":{"code","message","status"}}`. The key comes as `x-goog-api-key` or `?key=` (or any
 //! form [`crate::auth`] reads). The model and the method are in the path: one router row takes
-//! `/v1beta/models/*` and [`models`] hands each method to its endpoint; the decoder reads the
+//! `/v1beta/models/*` and [`models()`] hands each method to its endpoint; the decoder reads the
 //! model (percent-decoded, bounded, validated) from the same path.
 
 use axum::extract::Path;
@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::pipeline::{Call, Chat};
 
 pub mod error;
+pub mod models;
 pub mod request;
 pub mod response;
 pub mod stream;
