@@ -45,6 +45,9 @@ pub enum ChannelsCommand {
     /// Make a one-token call through a channel; prints its latency, fails with the upstream's
     /// error.
     Test(TestArgs),
+    /// Ask a channel's upstream which models it serves now (OpenAI-compatible `/models`,
+    /// Ollama's `/api/tags`, DashScope's list); prints what the channel serves afterwards.
+    Discover(NameArgs),
 }
 
 /// A channel name and the gateway.
@@ -109,6 +112,10 @@ pub struct ChannelFields {
     /// Add the channel disabled.
     #[arg(long)]
     pub disabled: bool,
+    /// Model discovery: `on-demand`, or an interval (`30m`, `6h`) at which the upstream's model
+    /// list is read again.
+    #[arg(long, value_name = "on-demand|INTERVAL")]
+    pub discover: Option<String>,
 }
 
 /// Runs `llmux channels …`.
@@ -139,7 +146,7 @@ pub async fn run(args: ChannelsArgs) -> Result<()> {
             if body.len() <= 1 {
                 return Err(CliError::msg(
                     "nothing to change: give --provider, --base-url, --region, --models, --weight, \
-                     --priority, --passthrough, --api-key, --api-key-env or --credential",
+                     --priority, --passthrough, --api-key, --api-key-env, --credential or --discover",
                 ));
             }
             let path = format!("/admin/channels/{}", segment(&f.name)?);
@@ -152,6 +159,28 @@ pub async fn run(args: ChannelsArgs) -> Result<()> {
             let path = format!("/admin/channels/{}", segment(&n.name)?);
             call(&n.gateway, reqwest::Method::DELETE, &path, None).await?;
             println!("deleted channel {}", n.name);
+        }
+        ChannelsCommand::Discover(n) => {
+            let path = format!("/admin/channels/{}/discover", segment(&n.name)?);
+            let v = call(&n.gateway, reqwest::Method::POST, &path, None).await?;
+            let names = |key: &str| -> Vec<String> {
+                v[key]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            };
+            let (upstream, models) = (names("upstream"), names("models"));
+            println!(
+                "discovered {}: {} upstream models ({} skipped); serves {}",
+                n.name,
+                upstream.len(),
+                v["skipped"].as_u64().unwrap_or(0),
+                models.join(",")
+            );
         }
         ChannelsCommand::Test(t) => {
             let path = format!("/admin/channels/{}/test", segment(&t.name)?);
@@ -254,6 +283,9 @@ fn fields(f: &ChannelFields, adding: bool) -> Result<Map<String, Value>> {
     }
     if adding && f.disabled {
         m.insert("enabled".into(), json!(false));
+    }
+    if let Some(d) = &f.discover {
+        m.insert("discover".into(), json!(d));
     }
     Ok(m)
 }

@@ -76,6 +76,37 @@ async fn channels_are_added_listed_changed_tested_and_deleted_from_the_cli() {
         "up"
     );
 
+    // Discovery asks the upstream's own model list and serves it beside the configured models.
+    let found = run(&["channels", "discover", "cli"], &env, None).await;
+    let line = found.ok().to_owned();
+    assert!(
+        line.starts_with("discovered cli: 6 upstream models (0 skipped); serves "),
+        "{line}"
+    );
+    let serves: Vec<&str> = line.rsplit("serves ").next().unwrap().split(',').collect();
+    for m in ["m", "pub", "gpt-4o-mini", "text-embedding-3-small"] {
+        assert!(serves.contains(&m), "{m} in {serves:?}");
+    }
+    let asked = emu.requests().last().unwrap().clone();
+    assert_eq!(
+        (asked.method.as_str(), asked.path.as_str()),
+        ("GET", "/v1/models")
+    );
+    let out = run(
+        &["channels", "update", "cli", "--discover", "6h"],
+        &env,
+        None,
+    )
+    .await;
+    assert!(out.ok().starts_with("cli "), "{out:#?}");
+    let bad = run(
+        &["channels", "update", "cli", "--discover", "soon"],
+        &env,
+        None,
+    )
+    .await;
+    assert!(bad.err_line().contains("discover"), "{bad:#?}");
+
     let out = run(&["channels", "disable", "cli"], &env, None).await;
     assert!(out.ok().contains(" disabled "), "{out:#?}");
     let out = run(&["channels", "enable", "cli"], &env, None).await;
