@@ -763,6 +763,21 @@ async fn teams_with_budgets_and_their_reset_channels_added_tested_toggled_edited
     assert_eq!(sent[0].json().unwrap()["model"], "gpt-4o-mini");
     shoot(c, "channels-tested").await;
 
+    // Discover: the upstream's own model list, asked now, shown in the row.
+    oa.clear_requests();
+    click(c, &format!("{row_css} button.discover")).await;
+    let models = text_until(c, &format!("{row_css} td:nth-child(3)"), |t| {
+        t.contains("discovered")
+    })
+    .await;
+    assert!(models.ends_with(" · 6 discovered"), "{models}");
+    let asked = oa.requests();
+    assert_eq!(asked.len(), 1, "one upstream call");
+    assert_eq!(
+        (asked[0].method.as_str(), asked[0].path.as_str()),
+        ("GET", "/v1/models")
+    );
+
     // Edit it: weight 9 and a wrong key; the test then fails, saying why.
     click(c, &format!("{row_css} button.edit")).await;
     let weight = c

@@ -166,8 +166,10 @@ let lastChannels = [];
 function renderChannels() {
   fillTable($("channels"), lastChannels, (c) => {
     const names = Object.keys(c.models);
-    const models = cell(`${names.length} · ${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}`);
-    models.title = modelsText(c.models);
+    const found = Array.isArray(c.discovered) ? ` · ${int(c.discovered.length)} discovered` : "";
+    const models = cell(`${names.length} · ${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""}${found}`);
+    models.title = modelsText(c.models) +
+      (found ? `\ndiscovered (${c.discover}): ${c.discovered.join(", ")}` : `\ndiscovery: ${c.discover}`);
     const breaker = cell(c.reason ? `${c.breaker}: ${c.reason}` : c.breaker, c.breaker);
     if (c.next_trial_in_ms !== null && c.next_trial_in_ms !== undefined) {
       breaker.title = `next trial in ${Math.ceil(c.next_trial_in_ms / 1000)} s`;
@@ -176,6 +178,7 @@ function renderChannels() {
     const actions = document.createElement("td");
     actions.className = "actions";
     actions.append(button("Test", "test", () => testChannel(c.name)));
+    actions.append(button("Discover", "discover", () => discoverChannel(c.name)));
     if (c.source === "api") actions.append(button("Edit", "edit", () => startChannelEdit(c)));
     actions.append(button(c.enabled ? "Disable" : "Enable", "toggle", () => toggleChannel(c)));
     if (c.source === "api") actions.append(button("Delete", "danger", () => deleteChannel(c.name)));
@@ -223,6 +226,15 @@ async function testChannel(name) {
   });
   if (!ok) tests.delete(name);
   renderChannels();
+}
+
+// Asks the channel's upstream for its model list now; the row then shows what was found (an
+// upstream that cannot list its models answers an error, shown in the tab).
+async function discoverChannel(name) {
+  await act("channels", async () => {
+    await api("/admin/channels/" + encodeURIComponent(name) + "/discover", json("POST", {}));
+    await loadChannels();
+  });
 }
 
 async function toggleChannel(c) {
