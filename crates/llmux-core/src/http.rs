@@ -170,12 +170,14 @@ impl std::fmt::Debug for Transport {
 /// Parsed upstream URLs by their text. A provider sends every request of an operation to the
 /// same few URLs; a cached `Uri` costs a few reference-count increments to clone, where
 /// parsing a URL with its host's IDNA mapping cost about 20,000 instructions. Bounded: past
-/// [`UriCache::MAX`] entries a URL is parsed on every use instead of kept.
+/// [`UriCache::MAX`] entries, or for a text longer than [`UriCache::MAX_TEXT`] (a URL may carry
+/// a client's model name), a URL is parsed on every use instead of kept.
 #[derive(Default)]
 struct UriCache(std::sync::RwLock<std::collections::HashMap<Box<str>, Uri>>);
 
 impl UriCache {
     const MAX: usize = 1024;
+    const MAX_TEXT: usize = 2048;
 
     fn parse(&self, text: &str) -> Result<Uri> {
         if let Ok(map) = self.0.read() {
@@ -184,6 +186,9 @@ impl UriCache {
             }
         }
         let uri = parse_uri(text)?;
+        if text.len() > Self::MAX_TEXT {
+            return Ok(uri);
+        }
         if let Ok(mut map) = self.0.write() {
             if map.len() < Self::MAX {
                 map.insert(text.into(), uri.clone());

@@ -456,7 +456,8 @@ pub async fn update_key(
         (status = 200, description = "The keys, by id.", body = KeyList),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
         (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
     ),
     security(("admin_key" = []))
 )]

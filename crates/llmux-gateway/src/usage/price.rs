@@ -301,8 +301,9 @@ pub struct PriceTable {
 
 /// The answers of [`PriceTable::price_in_account`] so far, by (model, provider, upstream
 /// model): resolving a price through the three layers formats a key and searches the tables,
-/// about 3,000 instructions, which every request paid twice. Bounded by [`Memo::MAX`] (past it
-/// answers are computed each time); valid for one generation of the API overrides.
+/// about 3,000 instructions, which every request paid twice. Bounded by [`Memo::MAX`] entries
+/// of at most [`Memo::MAX_KEY_BYTES`] (past either, answers are computed each time); valid for
+/// one generation of the API overrides.
 #[derive(Debug, Default)]
 struct Memo {
     generation: u64,
@@ -313,6 +314,7 @@ struct Memo {
 
 impl Memo {
     const MAX: usize = 4096;
+    const MAX_KEY_BYTES: usize = 768;
 
     fn hash(&self, model: &str, provider: &str, upstream: &str) -> u64 {
         self.hasher.hash_one((model, provider, upstream))
@@ -444,7 +446,9 @@ impl PriceTable {
             memo.len = 0;
             memo.generation = generation;
         }
-        let room = memo.len < Memo::MAX;
+        // A passthrough channel's model names come from clients: a long one is not kept.
+        let room = memo.len < Memo::MAX
+            && model.len() + provider.len() + upstream.len() <= Memo::MAX_KEY_BYTES;
         let bucket = memo.by_hash.entry(hash).or_default();
         if let Some(e) = bucket.iter().find(|e| e.is(model, provider, upstream)) {
             return e.clone();
@@ -803,6 +807,22 @@ mod tests {
             t.estimate("m", "openai", "gpt-4o-mini", tokens),
             0.15
         ));
+    }
+
+    #[test]
+    fn long_model_names_are_priced_without_being_kept() {
+        let t = table(&[]);
+        let tokens = tok(1_000_000, 0, 0, 0);
+        let long = "m".repeat(Memo::MAX_KEY_BYTES);
+        assert!(close(
+            t.estimate(&long, "openai", "gpt-4o-mini", tokens),
+            0.15
+        ));
+        assert!(close(
+            t.estimate("m", "openai", "gpt-4o-mini", tokens),
+            0.15
+        ));
+        assert_eq!(t.memo.read().unwrap().len, 1, "only the short name is kept");
     }
 
     #[test]
