@@ -125,17 +125,28 @@ enum Lookup {
 /// on every request against the cached record; a revocation through this gateway's admin API
 /// empties the cache at once, one made elsewhere (the CLI, another gateway) applies within
 /// `cache_ttl`.
+///
+/// While the store fails (a database restart), a key read successfully within the last
+/// `stale_if_error` ([`DEFAULT_STALE_IF_ERROR`]) is served from that last known record instead
+/// of refusing the request, and kept for another `cache_ttl` so requests do not queue on the
+/// failing store; past that bound, or for a key never read, the answer is 503.
 #[derive(Clone)]
 pub struct StoreKeys {
     store: Arc<dyn Store>,
     defaults: RawLimits,
     cache: Option<moka::future::Cache<[u8; 32], Arc<VirtualKey>>>,
+    /// The last record read of each key, kept `stale_if_error` after that read.
+    last_known: Option<moka::future::Cache<[u8; 32], Arc<VirtualKey>>>,
 }
+
+/// How long a key's last known record may answer for a failing store (`server.key_stale_if_error`).
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for StoreKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreKeys")
             .field("cached", &self.cache.as_ref().map(|c| c.entry_count()))
+            .field("last_known", &self.last_known.as_ref().map(|c| c.entry_count()))
             .finish_non_exhaustive()
     }
 }
@@ -154,7 +165,22 @@ impl StoreKeys {
             store,
             defaults,
             cache,
+            last_known: None,
         }
+        .stale_if_error(DEFAULT_STALE_IF_ERROR)
+    }
+
+    /// Serves a key from its last known record for up to `bound` after that record was read
+    /// while the store fails (zero: never; a failing store means 503).
+    #[must_use]
+    pub fn stale_if_error(mut self, bound: Duration) -> Self {
+        self.last_known = (!bound.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(KEY_CACHE_CAPACITY)
+                .time_to_live(bound)
+                .build()
+        });
+        self
     }
 
     async fn load(&self, key: &str) -> Result<Arc<VirtualKey>, Lookup> {
@@ -168,7 +194,27 @@ impl StoreKeys {
         record.rpm = record.rpm.or(self.defaults.rpm);
         record.tpm = record.tpm.or(self.defaults.tpm);
         record.budget_cost = record.budget_cost.or(self.defaults.budget);
-        Ok(Arc::new(VirtualKey { record }))
+        let vk = Arc::new(VirtualKey { record });
+        if let Some(last_known) = &self.last_known {
+            last_known
+                .insert(crate::keys::digest(key), vk.clone())
+                .await;
+        }
+        Ok(vk)
+    }
+
+    /// The key's last known record, for a store that just failed; kept in the cache for
+    /// another `cache_ttl`, so the next requests do not wait on the failing store.
+    async fn last_known(&self, digest: [u8; 32]) -> Option<Arc<VirtualKey>> {
+        let vk = self.last_known.as_ref()?.get(&digest).await?;
+        tracing::warn!(
+            key = %vk.record.prefix,
+            "the key store is unavailable; the key is served from its last known record"
+        );
+        if let Some(cache) = &self.cache {
+            cache.insert(digest, vk.clone()).await;
+        }
+        Some(vk)
     }
 }
 
@@ -178,12 +224,17 @@ impl KeyVerifier for StoreKeys {
             if !crate::keys::looks_like_key(key) {
                 return Ok(None);
             }
+            let digest = crate::keys::digest(key);
             let found = match &self.cache {
                 Some(cache) => cache
-                    .try_get_with(crate::keys::digest(key), self.load(key))
+                    .try_get_with(digest, self.load(key))
                     .await
                     .map_err(|e| *e),
                 None => self.load(key).await,
+            };
+            let found = match found {
+                Err(Lookup::Unavailable) => self.last_known(digest).await.ok_or(Lookup::Unavailable),
+                other => other,
             };
             let vk = match found {
                 Ok(vk) => vk,
@@ -210,6 +261,9 @@ impl KeyVerifier for StoreKeys {
     fn forget_cached(&self) {
         if let Some(cache) = &self.cache {
             cache.invalidate_all();
+        }
+        if let Some(last_known) = &self.last_known {
+            last_known.invalidate_all();
         }
     }
 }

@@ -180,6 +180,10 @@ pub struct RawServer {
     /// within this time.
     #[serde(with = "humantime_serde")]
     pub key_cache_ttl: Duration,
+    /// While the database fails, how long after a key was last read its last known record is
+    /// still accepted (zero: refuse with 503 as soon as the store fails).
+    #[serde(with = "humantime_serde")]
+    pub key_stale_if_error: Duration,
     /// Days usage rows are kept.
     pub retention_days: u32,
     /// IANA time zone of daily, weekly and monthly budget periods (default `UTC`).
@@ -234,6 +238,7 @@ impl Default for RawServer {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             key_cache_ttl: Duration::from_secs(10),
+            key_stale_if_error: crate::auth::DEFAULT_STALE_IF_ERROR,
             retention_days: 90,
             budget_timezone: "UTC".into(),
             limits: RawLimits::default(),
@@ -652,6 +657,8 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     /// How long found virtual keys are reused from memory (zero: not cached).
     pub key_cache_ttl: Duration,
+    /// How long a key's last known record answers for a failing store.
+    pub key_stale_if_error: Duration,
     /// Usage retention in days.
     pub retention_days: u32,
     /// The time zone of budget periods (`server.budget_timezone`).
@@ -1273,6 +1280,7 @@ impl Config {
             },
             connections,
             key_cache_ttl: s.key_cache_ttl,
+            key_stale_if_error: s.key_stale_if_error,
             retention_days: s.retention_days,
             budget_calendar,
             limits: s.limits,

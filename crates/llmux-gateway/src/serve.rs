@@ -141,11 +141,14 @@ impl Gateway {
             None => None,
         };
         let verifier: Option<Arc<dyn KeyVerifier>> = store.as_ref().map(|s| {
-            Arc::new(StoreKeys::new(
-                s.clone(),
-                config.server.limits,
-                config.server.key_cache_ttl,
-            )) as Arc<dyn KeyVerifier>
+            Arc::new(
+                StoreKeys::new(
+                    s.clone(),
+                    config.server.limits,
+                    config.server.key_cache_ttl,
+                )
+                .stale_if_error(config.server.key_stale_if_error),
+            ) as Arc<dyn KeyVerifier>
         });
         let auth = Authenticator::new(
             config.server.api_keys.clone(),

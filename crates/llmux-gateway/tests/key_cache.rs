@@ -1,10 +1,11 @@
 //! The in-memory cache of virtual keys (`server.key_cache_ttl`): one store lookup per key and
 //! TTL however many requests arrive together, misses never cached, expiry checked on every
-//! request, revocations through the gateway applied at once.
+//! request, revocations through the gateway applied at once, and a failing store answered
+//! from a key's last known record (`server.key_stale_if_error`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +15,11 @@ use llmux_gateway::store::{
     self, GroupBy, KeyRecord, KeyUpdate, NewKey, RecordQuery, Store, UsageRecord, UsageRow,
 };
 
-/// A real SQLite store that counts key lookups.
+/// A real SQLite store that counts key lookups, and fails them while `down` is set.
 struct Counting {
     inner: Arc<dyn Store>,
     finds: AtomicU32,
+    down: AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -29,6 +31,13 @@ impl Store for Counting {
         self.finds.fetch_add(1, Ordering::SeqCst);
         // Give concurrent callers time to pile up behind the first lookup.
         tokio::task::yield_now().await;
+        if self.down.load(Ordering::SeqCst) {
+            // What a restarting database gives: the query fails, nothing is read.
+            return Err(store::StoreError::Query {
+                op: "look up a key",
+                message: "connection reset by peer".into(),
+            });
+        }
         self.inner.find_key(plaintext).await
     }
     async fn list_keys(&self) -> store::Result<Vec<KeyRecord>> {
@@ -62,6 +71,7 @@ async fn counting_store() -> Arc<Counting> {
     Arc::new(Counting {
         inner,
         finds: AtomicU32::new(0),
+        down: AtomicBool::new(false),
     })
 }
 
@@ -178,4 +188,42 @@ async fn revocations_elsewhere_apply_within_the_ttl_and_through_the_gateway_at_o
         assert!(uncached.verify(&key2).await.unwrap().is_some());
     }
     assert_eq!(store.finds.load(Ordering::SeqCst), before + 5);
+}
+
+#[tokio::test]
+async fn a_failing_store_is_answered_from_the_last_known_record_within_the_bound() {
+    let store = counting_store().await;
+    let (rec, key) = store.create_key(new_key("app", None)).await.unwrap();
+    let (_, never_read) = store.create_key(new_key("new", None)).await.unwrap();
+    // No cache at all, so every request goes to the store: only the last known record helps.
+    let keys = StoreKeys::new(store.clone(), RawLimits::default(), Duration::ZERO);
+    assert_eq!(id_of(&keys.verify(&key).await.unwrap().unwrap()), rec.id);
+
+    store.down.store(true, Ordering::SeqCst);
+    let before = store.finds.load(Ordering::SeqCst);
+    let p = keys.verify(&key).await.unwrap().expect("served from its last known record");
+    assert_eq!(id_of(&p), rec.id);
+    assert_eq!(store.finds.load(Ordering::SeqCst), before + 1, "the store was asked first");
+    // A key this gateway never read cannot be vouched for.
+    let err = keys.verify(&never_read).await.unwrap_err();
+    assert_eq!(err.status, Some(http::StatusCode::SERVICE_UNAVAILABLE), "{err:?}");
+    // Told that keys changed (a revocation through the admin API): nothing stale is kept.
+    keys.forget_cached();
+    let err = keys.verify(&key).await.unwrap_err();
+    assert_eq!(err.status, Some(http::StatusCode::SERVICE_UNAVAILABLE), "{err:?}");
+
+    // Once the store answers again, it is read again.
+    store.down.store(false, Ordering::SeqCst);
+    let before = store.finds.load(Ordering::SeqCst);
+    assert!(keys.verify(&key).await.unwrap().is_some());
+    assert_eq!(store.finds.load(Ordering::SeqCst), before + 1);
+
+    // `key_stale_if_error = "0s"`: a failing store is a 503 at once.
+    let strict = StoreKeys::new(store.clone(), RawLimits::default(), Duration::ZERO)
+        .stale_if_error(Duration::ZERO);
+    store.down.store(false, Ordering::SeqCst);
+    assert!(strict.verify(&key).await.unwrap().is_some());
+    store.down.store(true, Ordering::SeqCst);
+    let err = strict.verify(&key).await.unwrap_err();
+    assert_eq!(err.status, Some(http::StatusCode::SERVICE_UNAVAILABLE), "{err:?}");
 }
