@@ -146,7 +146,10 @@ impl std::fmt::Debug for StoreKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreKeys")
             .field("cached", &self.cache.as_ref().map(|c| c.entry_count()))
-            .field("last_known", &self.last_known.as_ref().map(|c| c.entry_count()))
+            .field(
+                "last_known",
+                &self.last_known.as_ref().map(|c| c.entry_count()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -233,7 +236,9 @@ impl KeyVerifier for StoreKeys {
                 None => self.load(key).await,
             };
             let found = match found {
-                Err(Lookup::Unavailable) => self.last_known(digest).await.ok_or(Lookup::Unavailable),
+                Err(Lookup::Unavailable) => {
+                    self.last_known(digest).await.ok_or(Lookup::Unavailable)
+                }
                 other => other,
             };
             let vk = match found {

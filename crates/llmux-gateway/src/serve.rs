@@ -142,12 +142,8 @@ impl Gateway {
         };
         let verifier: Option<Arc<dyn KeyVerifier>> = store.as_ref().map(|s| {
             Arc::new(
-                StoreKeys::new(
-                    s.clone(),
-                    config.server.limits,
-                    config.server.key_cache_ttl,
-                )
-                .stale_if_error(config.server.key_stale_if_error),
+                StoreKeys::new(s.clone(), config.server.limits, config.server.key_cache_ttl)
+                    .stale_if_error(config.server.key_stale_if_error),
             ) as Arc<dyn KeyVerifier>
         });
         let auth = Authenticator::new(

@@ -201,16 +201,32 @@ async fn a_failing_store_is_answered_from_the_last_known_record_within_the_bound
 
     store.down.store(true, Ordering::SeqCst);
     let before = store.finds.load(Ordering::SeqCst);
-    let p = keys.verify(&key).await.unwrap().expect("served from its last known record");
+    let p = keys
+        .verify(&key)
+        .await
+        .unwrap()
+        .expect("served from its last known record");
     assert_eq!(id_of(&p), rec.id);
-    assert_eq!(store.finds.load(Ordering::SeqCst), before + 1, "the store was asked first");
+    assert_eq!(
+        store.finds.load(Ordering::SeqCst),
+        before + 1,
+        "the store was asked first"
+    );
     // A key this gateway never read cannot be vouched for.
     let err = keys.verify(&never_read).await.unwrap_err();
-    assert_eq!(err.status, Some(http::StatusCode::SERVICE_UNAVAILABLE), "{err:?}");
+    assert_eq!(
+        err.status,
+        Some(http::StatusCode::SERVICE_UNAVAILABLE),
+        "{err:?}"
+    );
     // Told that keys changed (a revocation through the admin API): nothing stale is kept.
     keys.forget_cached();
     let err = keys.verify(&key).await.unwrap_err();
-    assert_eq!(err.status, Some(http::StatusCode::SERVICE_UNAVAILABLE), "{err:?}");
+    assert_eq!(
+        err.status,
+        Some(http::StatusCode::SERVICE_UNAVAILABLE),
+        "{err:?}"
+    );
 
     // Once the store answers again, it is read again.
     store.down.store(false, Ordering::SeqCst);
@@ -225,5 +241,9 @@ async fn a_failing_store_is_answered_from_the_last_known_record_within_the_bound
     assert!(strict.verify(&key).await.unwrap().is_some());
     store.down.store(true, Ordering::SeqCst);
     let err = strict.verify(&key).await.unwrap_err();
-    assert_eq!(err.status, Some(http::StatusCode::SERVICE_UNAVAILABLE), "{err:?}");
+    assert_eq!(
+        err.status,
+        Some(http::StatusCode::SERVICE_UNAVAILABLE),
+        "{err:?}"
+    );
 }
