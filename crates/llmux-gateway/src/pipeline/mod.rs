@@ -7,6 +7,8 @@
 //!   │ pipeline::serve::<Op, Dialect>                                                       │
 //!   │  1. admission   authenticate → read body (size limit) → Dialect::decode (pure)       │
 //!   │                 → model allow-list → route plan → key limits          (admission.rs) │
+//!   │                 → response cache: a hit replays the stored answer, no upstream call  │
+//!   │                   (a miss tees its final answer into the cache)   (crate::cache)     │
 //!   │  2. ledger      RequestGuard::begin: journaled before any upstream call   (guard.rs) │
 //!   │  3. routed call Routes::failover over the plan, Op::call per channel:                │
 //!   │                 breaker, retries, timeouts inside the core client; one call for      │
