@@ -159,6 +159,7 @@ fn rec(id: &str, at_ms: i64, key_id: Option<i64>, model: &str, i: u64, o: u64) -
         cancelled: false,
         stream: true,
         usage_estimated: false,
+        cache_hit: false,
         team_id: None,
     }
 }

@@ -142,8 +142,14 @@ impl RedisCache {
                 permit.success(Instant::now());
                 v?
             }
-            Ok(Err(e)) => return s.failed(permit, &s.get_errors, &Failure::Redis(e)),
-            Err(_) => return s.failed(permit, &s.get_errors, &Failure::Timeout),
+            Ok(Err(e)) => {
+                s.failed(permit, &s.get_errors, &Failure::Redis(e));
+                return None;
+            }
+            Err(_) => {
+                s.failed(permit, &s.get_errors, &Failure::Timeout);
+                return None;
+            }
         };
         if value.len() as u64 > s.max_entry_bytes {
             s.get_errors.inc();
@@ -196,13 +202,13 @@ impl RedisCache {
 }
 
 impl Shared {
-    /// Records a failed call on the breaker and the counter, logs it, and answers a miss.
-    fn failed<T>(
+    /// Records a failed call on the breaker and the counter, and logs it.
+    fn failed(
         &self,
         permit: llmux_core::resilience::breaker::Permit,
         counter: &IntCounter,
         failure: &Failure,
-    ) -> Option<T> {
+    ) {
         permit.failure(
             Instant::now(),
             &llmux_core::Error::new(ErrorKind::Connect, "the Redis cache backend failed"),
@@ -211,7 +217,6 @@ impl Shared {
         // Only calls the breaker let through get here: a few in a row, then one probe per
         // COOL_DOWN, however many requests arrive.
         tracing::warn!(error = %failure, "the Redis response cache failed; requests are answered without it until it answers again");
-        None
     }
 }
 

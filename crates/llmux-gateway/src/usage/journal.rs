@@ -956,6 +956,7 @@ mod tests {
             cancelled: true,
             stream: true,
             usage_estimated: true,
+            cache_hit: true,
         };
         match parse(&encode_record(&rec).unwrap()) {
             Some(Line::Record(back)) => assert_eq!(back, rec),
@@ -1010,7 +1011,13 @@ mod tests {
             _ => panic!("not a record line"),
         }
         let text = String::from_utf8(line).unwrap();
-        let old = text.trim_end().strip_suffix(",5]").unwrap().to_owned() + "]";
+        // Before the cache_hit field, and before the team field too.
+        let before_cache = text.trim_end().strip_suffix(",false]").unwrap().to_owned() + "]";
+        match Line::parse(before_cache.as_bytes()) {
+            Some(Line::Record(r)) => assert_eq!((r.team_id, r.cache_hit), (Some(5), false)),
+            _ => panic!("an older record line no longer parses: {before_cache}"),
+        }
+        let old = text.trim_end().strip_suffix(",5,false]").unwrap().to_owned() + "]";
         match Line::parse(old.as_bytes()) {
             Some(Line::Record(r)) => assert_eq!((r.key_id, r.team_id), (Some(3), None)),
             _ => panic!("an older record line no longer parses: {old}"),
