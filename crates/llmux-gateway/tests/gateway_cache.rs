@@ -165,7 +165,10 @@ async fn entries_expire_after_their_ttl_and_max_age_asks_for_fresher_ones() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let gw = start_with_database_and_clock(
         "sqlite::memory:",
-        &format!("[cache]\nttl = \"60s\"\n{ONE_ATTEMPT}{}", oa_channel(&oa)),
+        &format!(
+            "[cache]\nttl = \"60s\"\nmax_ttl = \"90s\"\n{ONE_ATTEMPT}{}",
+            oa_channel(&oa)
+        ),
         clock.clone(),
     )
     .await;
@@ -186,6 +189,19 @@ async fn entries_expire_after_their_ttl_and_max_age_asks_for_fresher_ones() {
     clock.advance(60_001);
     assert_eq!(answer(chat(&gw, "t", &[]).await).await.1, "miss");
     assert_eq!(oa.requests().len(), 3);
+    // A key's own TTL, and one cut to max_ttl.
+    let (short, _) = create_key(&gw, json!({"name": "short", "cache_ttl": 10})).await;
+    let (long, _) = create_key(&gw, json!({"name": "long", "cache_ttl": 3600})).await;
+    assert_eq!(answer(chat_as(&gw, &short, "s", &[]).await).await.1, "miss");
+    assert_eq!(answer(chat_as(&gw, &long, "l", &[]).await).await.1, "miss");
+    clock.advance(9_000);
+    assert_eq!(answer(chat_as(&gw, &short, "s", &[]).await).await.1, "hit");
+    clock.advance(2_000);
+    assert_eq!(answer(chat_as(&gw, &short, "s", &[]).await).await.1, "miss");
+    assert_eq!(answer(chat_as(&gw, &long, "l", &[]).await).await.1, "hit");
+    clock.advance(80_000);
+    assert_eq!(answer(chat_as(&gw, &long, "l", &[]).await).await.1, "miss");
+    assert_eq!(oa.requests().len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +255,7 @@ async fn failed_and_cut_upstream_answers_are_not_cached() {
         retry_after: None,
     }));
     let resp = chat(&gw, "fragile", &[]).await;
-    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.status(), 502, "the upstream failure is a bad gateway");
     assert_eq!(answer(chat(&gw, "fragile", &[]).await).await.1, "miss");
     assert_eq!(oa.requests().len(), 2);
     // A stream cut after its first frames ends in an error frame; nothing is kept.
@@ -460,4 +476,59 @@ async fn an_unreachable_redis_is_a_miss_never_an_error() {
     let m = gw.metrics().await;
     assert!(metric(&m, "llmux_cache_backend_errors_total{op=\"get\"}") >= 4.0, "{m}");
     assert_eq!(metric(&m, "llmux_cache_misses_total"), 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_stored_from_one_dialect_is_served_to_the_others_in_their_own_format() {
+    let oa = emulator(Vendor::OpenAi).await;
+    let gw = gateway(&oa, "").await;
+    let (text, h) = answer(chat(&gw, "x", &[]).await).await;
+    assert_eq!(h, "miss");
+    let send = |path: &'static str, body: Value| {
+        let gw = &gw;
+        async move {
+            let r = gw.post(path).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let h = cache_header(&r);
+            (h, r.text().await.unwrap())
+        }
+    };
+    // The same conversation (one user turn, 20 tokens at most) in three other dialects.
+    let (h, b) = send(
+        "/v1/responses",
+        json!({"model": "gpt-4o-mini", "max_output_tokens": 20, "input": "x"}),
+    )
+    .await;
+    assert_eq!(h, "hit");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["output"][0]["content"][0]["text"], text.as_str());
+    let (h, b) = send(
+        "/v1beta/models/gpt-4o-mini:generateContent",
+        json!({"contents": [{"role": "user", "parts": [{"text": "x"}]}],
+               "generationConfig": {"maxOutputTokens": 20}}),
+    )
+    .await;
+    assert_eq!(h, "hit");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["candidates"][0]["content"]["parts"][0]["text"], text.as_str());
+    let (h, b) = send(
+        "/api/v1/services/aigc/text-generation/generation",
+        json!({"model": "gpt-4o-mini", "input": {"messages": [{"role": "user", "content": "x"}]},
+               "parameters": {"max_tokens": 20, "result_format": "message"}}),
+    )
+    .await;
+    assert_eq!(h, "hit");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["output"]["choices"][0]["message"]["content"], text.as_str());
+    // And as a Responses event stream.
+    let (h, b) = send(
+        "/v1/responses",
+        json!({"model": "gpt-4o-mini", "max_output_tokens": 20, "input": "x", "stream": true}),
+    )
+    .await;
+    assert_eq!(h, "hit");
+    assert!(b.contains("event: response.output_text.delta"), "{b}");
+    assert!(b.contains("event: response.completed"), "{b}");
+    assert_eq!(oa.requests().len(), 1, "one upstream call for five answers");
 }
