@@ -30,7 +30,11 @@ fn oa_channel(oa: &Emulator) -> String {
 
 /// A gateway with `cache` as its `[cache]` table.
 async fn gateway(oa: &Emulator, cache: &str) -> Harness {
-    start(&format!("[cache]\n{cache}\n{ONE_ATTEMPT}{}", oa_channel(oa))).await
+    start(&format!(
+        "[cache]\n{cache}\n{ONE_ATTEMPT}{}",
+        oa_channel(oa)
+    ))
+    .await
 }
 
 fn body(text: &str, stream: bool) -> Value {
@@ -42,7 +46,12 @@ fn body(text: &str, stream: bool) -> Value {
     })
 }
 
-async fn chat_as(gw: &Harness, key: &str, text: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+async fn chat_as(
+    gw: &Harness,
+    key: &str,
+    text: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
     let mut req = gw
         .http
         .post(format!("{}/v1/chat/completions", gw.url))
@@ -71,7 +80,10 @@ async fn answer(resp: reqwest::Response) -> (String, String) {
     let h = cache_header(&resp);
     let v: Value = resp.json().await.unwrap();
     (
-        v["choices"][0]["message"]["content"].as_str().unwrap().to_owned(),
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
         h,
     )
 }
@@ -155,7 +167,15 @@ async fn no_store_bypasses_the_cache_and_no_cache_refreshes_it() {
     assert_eq!(h, "hit");
     assert_eq!(oa.requests().len(), 5);
     // A client-sent cache key or namespace names nothing: only the request does.
-    let (_, h) = answer(chat(&gw, "q", &[("x-llmux-cache", "hit"), ("cache-key", "other")]).await).await;
+    let (_, h) = answer(
+        chat(
+            &gw,
+            "q",
+            &[("x-llmux-cache", "hit"), ("cache-key", "other")],
+        )
+        .await,
+    )
+    .await;
     assert_eq!(h, "hit");
 }
 
@@ -321,12 +341,21 @@ async fn keys_opt_in_or_out_and_scope_key_keeps_keys_apart() {
     let (plain, _) = create_key(&gw, json!({"name": "plain"})).await;
     let (other_on, _) = create_key(&gw, json!({"name": "other", "cache": true})).await;
     // A key without a setting follows mode = default_off.
-    assert_eq!(answer(chat_as(&gw, &plain, "k", &[]).await).await.1, "bypass");
-    assert_eq!(answer(chat_as(&gw, &plain, "k", &[]).await).await.1, "bypass");
+    assert_eq!(
+        answer(chat_as(&gw, &plain, "k", &[]).await).await.1,
+        "bypass"
+    );
+    assert_eq!(
+        answer(chat_as(&gw, &plain, "k", &[]).await).await.1,
+        "bypass"
+    );
     assert_eq!(answer(chat_as(&gw, &on, "k", &[]).await).await.1, "miss");
     assert_eq!(answer(chat_as(&gw, &on, "k", &[]).await).await.1, "hit");
     // scope = "key": another key's entries are not its own.
-    assert_eq!(answer(chat_as(&gw, &other_on, "k", &[]).await).await.1, "miss");
+    assert_eq!(
+        answer(chat_as(&gw, &other_on, "k", &[]).await).await.1,
+        "miss"
+    );
     assert_eq!(oa.requests().len(), 4);
     // Turned off through the admin API, the key bypasses it.
     let resp = gw
@@ -339,7 +368,13 @@ async fn keys_opt_in_or_out_and_scope_key_keeps_keys_apart() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!((v["record"]["cache"].clone(), v["record"]["cache_ttl"].clone()), (json!(false), json!(30)));
+    assert_eq!(
+        (
+            v["record"]["cache"].clone(),
+            v["record"]["cache_ttl"].clone()
+        ),
+        (json!(false), json!(30))
+    );
     // The gateway that changed the key applies it at once.
     assert_eq!(answer(chat_as(&gw, &on, "k", &[]).await).await.1, "bypass");
     // A TTL out of bounds is refused with the field named.
@@ -353,7 +388,13 @@ async fn keys_opt_in_or_out_and_scope_key_keeps_keys_apart() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("cache_ttl"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cache_ttl"),
+        "{v}"
+    );
 }
 
 /// Usage of a miss and a hit: two records, exactly once each; the hit's at cost 0 with
@@ -363,8 +404,18 @@ async fn hits_are_recorded_at_cost_zero_and_count_against_rpm(db: &str) {
     let oa = emulator(Vendor::OpenAi).await;
     let gw = start_with_database(db, &format!("[cache]\n{ONE_ATTEMPT}{}", oa_channel(&oa))).await;
     let (key, id) = create_key(&gw, json!({"name": "k", "rpm": 2, "budget_tokens": 100000})).await;
-    assert_eq!(answer(chat_as(&gw, &key, "bill me once", &[]).await).await.1, "miss");
-    assert_eq!(answer(chat_as(&gw, &key, "bill me once", &[]).await).await.1, "hit");
+    assert_eq!(
+        answer(chat_as(&gw, &key, "bill me once", &[]).await)
+            .await
+            .1,
+        "miss"
+    );
+    assert_eq!(
+        answer(chat_as(&gw, &key, "bill me once", &[]).await)
+            .await
+            .1,
+        "hit"
+    );
     // The third request would be a hit, but the key's RPM is spent by the first two.
     let resp = chat_as(&gw, &key, "bill me once", &[]).await;
     assert_eq!(resp.status(), 429);
@@ -376,14 +427,23 @@ async fn hits_are_recorded_at_cost_zero_and_count_against_rpm(db: &str) {
     assert_eq!(hit.cost, 0.0);
     assert_eq!(hit.status, 200);
     assert_eq!(hit.key_id, Some(id));
-    assert_eq!((hit.channel.as_str(), hit.provider.as_str()), ("oa", "openai"));
+    assert_eq!(
+        (hit.channel.as_str(), hit.provider.as_str()),
+        ("oa", "openai")
+    );
     assert_eq!(
         (hit.input_tokens, hit.output_tokens),
         (miss.input_tokens, miss.output_tokens)
     );
     assert_ne!(hit.request_id, miss.request_id);
     let keys = admin_json(&gw, "/admin/keys").await;
-    let k = keys["keys"].as_array().unwrap().iter().find(|k| k["id"] == id).unwrap().clone();
+    let k = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id)
+        .unwrap()
+        .clone();
     assert_eq!(
         k["spent_tokens"].as_u64().unwrap(),
         miss.input_tokens + miss.output_tokens,
@@ -416,7 +476,10 @@ async fn the_cache_series_count_hits_misses_bytes_and_evictions() {
     }
     gw.state.cache.as_ref().unwrap().sync().await;
     let m = gw.metrics().await;
-    assert!(metric(&m, "llmux_cache_evictions_total{reason=\"size\"}") > 0.0, "{m}");
+    assert!(
+        metric(&m, "llmux_cache_evictions_total{reason=\"size\"}") > 0.0,
+        "{m}"
+    );
     assert!(metric(&m, "llmux_cache_bytes") <= 4096.0);
     assert_eq!(metric(&m, "llmux_cache_stores_total"), 21.0);
 }
@@ -446,11 +509,17 @@ async fn two_gateways_share_entries_through_redis() {
         if let Some(k) = keys.iter().find(|k| k.contains("cache:")) {
             break k.clone();
         }
-        assert!(tokio::time::Instant::now() < deadline, "no entry in Redis: {keys:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no entry in Redis: {keys:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // One key, hash-tagged by its digest, with the TTL of cache.ttl.
-    assert!(key.starts_with(&format!("{}cache:{{", p.prefix)) && key.ends_with('}'), "{key}");
+    assert!(
+        key.starts_with(&format!("{}cache:{{", p.prefix)) && key.ends_with('}'),
+        "{key}"
+    );
     let client = redis::Client::open(REDIS_URL).unwrap();
     let mut conn = client.get_connection().unwrap();
     let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
@@ -461,7 +530,11 @@ async fn two_gateways_share_entries_through_redis() {
     let (chunks, h) = stream(&b, "shared question").await;
     assert_eq!(h, "hit");
     assert_eq!(text_of(&chunks), text);
-    assert_eq!(oa.requests().len(), 1, "one upstream call for three answers");
+    assert_eq!(
+        oa.requests().len(),
+        1,
+        "one upstream call for three answers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +547,10 @@ async fn an_unreachable_redis_is_a_miss_never_an_error() {
     }
     assert_eq!(oa.requests().len(), 4);
     let m = gw.metrics().await;
-    assert!(metric(&m, "llmux_cache_backend_errors_total{op=\"get\"}") >= 4.0, "{m}");
+    assert!(
+        metric(&m, "llmux_cache_backend_errors_total{op=\"get\"}") >= 4.0,
+        "{m}"
+    );
     assert_eq!(metric(&m, "llmux_cache_misses_total"), 4.0);
 }
 
@@ -511,7 +587,10 @@ async fn an_answer_stored_from_one_dialect_is_served_to_the_others_in_their_own_
     .await;
     assert_eq!(h, "hit");
     let v: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(v["candidates"][0]["content"]["parts"][0]["text"], text.as_str());
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"],
+        text.as_str()
+    );
     let (h, b) = send(
         "/api/v1/services/aigc/text-generation/generation",
         json!({"model": "gpt-4o-mini", "input": {"messages": [{"role": "user", "content": "x"}]},
@@ -520,7 +599,10 @@ async fn an_answer_stored_from_one_dialect_is_served_to_the_others_in_their_own_
     .await;
     assert_eq!(h, "hit");
     let v: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(v["output"]["choices"][0]["message"]["content"], text.as_str());
+    assert_eq!(
+        v["output"]["choices"][0]["message"]["content"],
+        text.as_str()
+    );
     // And as a Responses event stream.
     let (h, b) = send(
         "/v1/responses",

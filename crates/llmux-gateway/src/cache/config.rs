@@ -131,11 +131,17 @@ impl RawCache {
             issue("ttl", format!("{:?} is outside 1s..=720h", self.ttl));
         }
         if !ttl_range.contains(&self.max_ttl) {
-            issue("max_ttl", format!("{:?} is outside 1s..=720h", self.max_ttl));
+            issue(
+                "max_ttl",
+                format!("{:?} is outside 1s..=720h", self.max_ttl),
+            );
         } else if self.ttl > self.max_ttl {
             issue(
                 "ttl",
-                format!("{:?} is longer than cache.max_ttl ({:?})", self.ttl, self.max_ttl),
+                format!(
+                    "{:?} is longer than cache.max_ttl ({:?})",
+                    self.ttl, self.max_ttl
+                ),
             );
         }
         if !(1024..=MAX_ENTRY_CEILING).contains(&self.max_entry_bytes) {
@@ -206,7 +212,12 @@ mod tests {
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["cache.ttl", "cache.max_entry_bytes", "cache.max_bytes", "cache.backend"]
+            [
+                "cache.ttl",
+                "cache.max_entry_bytes",
+                "cache.max_bytes",
+                "cache.backend"
+            ]
         );
         let (_, issues) = resolve("ttl = \"2h\"\nmax_ttl = \"1h\"", false);
         assert_eq!(issues.len(), 1);

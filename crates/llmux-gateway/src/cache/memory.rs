@@ -25,6 +25,10 @@ struct Held {
 struct OwnTtl;
 
 impl Expiry<Digest, Held> for OwnTtl {
+    #[expect(
+        clippy::disallowed_types,
+        reason = "moka's Expiry trait names std's Instant; the value is not read"
+    )]
     fn expire_after_create(
         &self,
         _key: &Digest,

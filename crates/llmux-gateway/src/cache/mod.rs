@@ -231,8 +231,10 @@ impl Directives {
             }
         }
         let pragma = headers.get_all(http::header::PRAGMA).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|t| t.split(',').any(|p| p.trim().eq_ignore_ascii_case("no-cache")))
+            v.to_str().is_ok_and(|t| {
+                t.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("no-cache"))
+            })
         });
         d.no_cache |= pragma;
         d
@@ -311,7 +313,10 @@ impl CacheMetrics {
         let counter = |name: &str, help: &str| IntCounter::with_opts(Opts::new(name, help));
         let gauge = |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help));
         Ok(CacheMetrics {
-            hits: counter("llmux_cache_hits_total", "Answers served from the response cache.")?,
+            hits: counter(
+                "llmux_cache_hits_total",
+                "Answers served from the response cache.",
+            )?,
             misses: counter(
                 "llmux_cache_misses_total",
                 "Cacheable requests answered by an upstream.",
@@ -320,7 +325,10 @@ impl CacheMetrics {
                 "llmux_cache_bypasses_total",
                 "Requests the response cache neither served nor stored.",
             )?,
-            stores: counter("llmux_cache_stores_total", "Answers written to the response cache.")?,
+            stores: counter(
+                "llmux_cache_stores_total",
+                "Answers written to the response cache.",
+            )?,
             stored_bytes: counter(
                 "llmux_cache_stored_bytes_total",
                 "Bytes of the answers written to the response cache.",

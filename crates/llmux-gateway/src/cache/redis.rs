@@ -135,8 +135,8 @@ impl RedisCache {
         let mut conn = s.conn.clone();
         let mut cmd = redis::cmd("GET");
         cmd.arg(entry_key(&s.prefix, digest));
-        let reply = tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<Option<Vec<u8>>>(&mut conn))
-            .await;
+        let reply =
+            tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<Option<Vec<u8>>>(&mut conn)).await;
         let value = match reply {
             Ok(Ok(v)) => {
                 permit.success(Instant::now());

@@ -72,7 +72,10 @@ fn the_digest_covers_what_shapes_the_answer_and_nothing_else() {
     same.model = "openai/gpt-4o-mini".into();
     same.user = Some("u-42".into());
     same.stream_usage = Some(false);
-    assert_eq!(chat_digest(Scope::Global, &who, "gpt-4o-mini", &same), Some(d));
+    assert_eq!(
+        chat_digest(Scope::Global, &who, "gpt-4o-mini", &same),
+        Some(d)
+    );
     // Another caller shares it under the global scope.
     assert_eq!(
         chat_digest(Scope::Global, &key(2, None), "gpt-4o-mini", &base),
@@ -95,12 +98,20 @@ fn the_digest_covers_what_shapes_the_answer_and_nothing_else() {
     }];
     other.push(t);
     let mut t = base.clone();
-    t.extra.insert("enable_thinking".into(), serde_json::json!(true));
+    t.extra
+        .insert("enable_thinking".into(), serde_json::json!(true));
     other.push(t);
     for o in &other {
-        assert_ne!(chat_digest(Scope::Global, &who, "gpt-4o-mini", o), Some(d), "{o:?}");
+        assert_ne!(
+            chat_digest(Scope::Global, &who, "gpt-4o-mini", o),
+            Some(d),
+            "{o:?}"
+        );
     }
-    assert_ne!(chat_digest(Scope::Global, &who, "qwen-plus", &base), Some(d));
+    assert_ne!(
+        chat_digest(Scope::Global, &who, "qwen-plus", &base),
+        Some(d)
+    );
     let via_other_upstream = digest::<Chat>(
         Scope::Global,
         &who,
@@ -120,15 +131,24 @@ fn scopes_separate_keys_and_teams() {
     assert_eq!(d(Scope::Team, &k1), d(Scope::Team, &k2));
     assert_ne!(d(Scope::Team, &k1), d(Scope::Team, &key(3, Some(8))));
     // A key outside any team is its own scope, not the global one.
-    assert_ne!(d(Scope::Team, &key(4, None)), d(Scope::Global, &key(4, None)));
-    assert_ne!(d(Scope::Key, &Principal::Static(0)), d(Scope::Key, &Principal::Static(1)));
+    assert_ne!(
+        d(Scope::Team, &key(4, None)),
+        d(Scope::Global, &key(4, None))
+    );
+    assert_ne!(
+        d(Scope::Key, &Principal::Static(0)),
+        d(Scope::Key, &Principal::Static(1))
+    );
 }
 
 #[test]
 fn several_choices_are_never_cached() {
     let mut req = request("hi");
     req.n = Some(2);
-    assert_eq!(chat_digest(Scope::Global, &Principal::Open, "m", &req), None);
+    assert_eq!(
+        chat_digest(Scope::Global, &Principal::Open, "m", &req),
+        None
+    );
     req.n = Some(1);
     assert!(chat_digest(Scope::Global, &Principal::Open, "m", &req).is_some());
 }
@@ -194,7 +214,10 @@ async fn stored_answers_replay_as_whole_answers_and_as_streams() {
     let stored = Stored::Events {
         events: streamed.clone(),
     };
-    assert_eq!(collect(Chat::from_stored(&stored, true).unwrap()).await, streamed);
+    assert_eq!(
+        collect(Chat::from_stored(&stored, true).unwrap()).await,
+        streamed
+    );
     match Chat::from_stored(&stored, false) {
         Some(Reply::Whole(w)) => {
             assert_eq!(w.text(), "Hello there");
@@ -213,7 +236,10 @@ async fn stored_answers_replay_as_whole_answers_and_as_streams() {
         },
     };
     assert!(Chat::from_stored(&emb, false).is_none());
-    assert!(matches!(Embed::from_stored(&emb, false), Some(Reply::Whole(_))));
+    assert!(matches!(
+        Embed::from_stored(&emb, false),
+        Some(Reply::Whole(_))
+    ));
 }
 
 fn memory_cache(max_bytes: u64, max_entry_bytes: u64, clock: Arc<ManualClock>) -> ResponseCache {

@@ -193,14 +193,18 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
                 Err(f) => return failed(&state, &ctx, guard, f, D::ENVELOPE).await,
             };
             guard.routed(&r.channel, r.upstream.clone());
-            let fill = state.cache.clone().zip(cache_plan.ticket().cloned()).map(|(c, t)| {
-                let origin = cache::Origin {
-                    provider: r.channel.provider_id.to_owned(),
-                    channel: r.channel.name.to_string(),
-                    upstream_model: r.upstream.to_string(),
-                };
-                (c, t, origin)
-            });
+            let fill = state
+                .cache
+                .clone()
+                .zip(cache_plan.ticket().cloned())
+                .map(|(c, t)| {
+                    let origin = cache::Origin {
+                        provider: r.channel.provider_id.to_owned(),
+                        channel: r.channel.name.to_string(),
+                        upstream_model: r.upstream.to_string(),
+                    };
+                    (c, t, origin)
+                });
             let cache = CacheOutcome {
                 status: cache_plan.miss_status(),
                 age: None,

@@ -184,7 +184,14 @@ impl Operation for Chat {
             tool_choice,
             parallel_tool_calls,
             (temperature, top_p, top_k, max_tokens, max_tokens_advisory),
-            (stop, seed, repetition_penalty, presence_penalty, frequency_penalty, n),
+            (
+                stop,
+                seed,
+                repetition_penalty,
+                presence_penalty,
+                frequency_penalty,
+                n,
+            ),
             (response_format, enable_search, thinking),
             extra,
         );

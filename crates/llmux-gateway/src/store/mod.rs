@@ -624,7 +624,9 @@ fn check_fields(k: KeyFields<'_>, now: i64) -> std::result::Result<(), KeyProble
     if let Some(team) = k.team {
         check_team_name("team", team)?;
     }
-    if k.cache_ttl.is_some_and(|t| !(1..=MAX_KEY_CACHE_TTL).contains(&t)) {
+    if k.cache_ttl
+        .is_some_and(|t| !(1..=MAX_KEY_CACHE_TTL).contains(&t))
+    {
         return Err(KeyProblem::new(
             "cache_ttl",
             format!("must be 1 to {MAX_KEY_CACHE_TTL} seconds"),

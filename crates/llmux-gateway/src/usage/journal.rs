@@ -1017,7 +1017,12 @@ mod tests {
             Some(Line::Record(r)) => assert_eq!((r.team_id, r.cache_hit), (Some(5), false)),
             _ => panic!("an older record line no longer parses: {before_cache}"),
         }
-        let old = text.trim_end().strip_suffix(",5,false]").unwrap().to_owned() + "]";
+        let old = text
+            .trim_end()
+            .strip_suffix(",5,false]")
+            .unwrap()
+            .to_owned()
+            + "]";
         match Line::parse(old.as_bytes()) {
             Some(Line::Record(r)) => assert_eq!((r.key_id, r.team_id), (Some(3), None)),
             _ => panic!("an older record line no longer parses: {old}"),
