@@ -230,6 +230,7 @@ pub struct NewKey {
     pub cache: Option<bool>,
     /// Seconds the key's answers are kept in the response cache (1 to 2592000; cut to
     /// `[cache] max_ttl`); absent: `[cache] ttl`.
+    #[schema(minimum = 1, maximum = 2592000)]
     pub cache_ttl: Option<u64>,
 }
 
@@ -511,8 +512,10 @@ pub struct KeyUpdate {
     /// Use the response cache (`true`) or not (`false`), or `null` to follow `[cache] mode`.
     #[serde(default, deserialize_with = "set_or_clear")]
     pub cache: Option<Option<bool>>,
-    /// Seconds the key's answers are kept in the response cache, or `null` for `[cache] ttl`.
+    /// Seconds the key's answers are kept in the response cache (1 to 2592000), or `null`
+    /// for `[cache] ttl`.
     #[serde(default, deserialize_with = "set_or_clear")]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub cache_ttl: Option<Option<u64>>,
 }
 
