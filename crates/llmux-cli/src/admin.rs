@@ -82,6 +82,13 @@ pub struct CreateArgs {
     /// Expiry date, YYYY-MM-DD (the key stops working at 00:00 UTC that day).
     #[arg(long, value_parser = parse_date)]
     pub expires: Option<i64>,
+    /// Use the gateway's response cache: on, off, or default (follow `[cache] mode`).
+    #[arg(long, value_name = "on|off|default", value_parser = cache_setting)]
+    pub cache: Option<Change<bool>>,
+    /// Seconds this key's answers stay in the response cache (default: `[cache] ttl`; cut
+    /// to `[cache] max_ttl`).
+    #[arg(long, value_name = "SECONDS")]
+    pub cache_ttl: Option<u64>,
 }
 
 /// `llmux keys update` flags: each one given changes that field, the others stay.
@@ -118,6 +125,12 @@ pub struct UpdateArgs {
     /// Expiry date, YYYY-MM-DD, or `never`.
     #[arg(long, value_name = "YYYY-MM-DD|never", value_parser = expiry)]
     pub expires: Option<Change<i64>>,
+    /// Use the response cache: on, off, or default (follow `[cache] mode`).
+    #[arg(long, value_name = "on|off|default", value_parser = cache_setting)]
+    pub cache: Option<Change<bool>>,
+    /// Seconds this key's answers stay in the response cache, or `none` for `[cache] ttl`.
+    #[arg(long, value_name = "SECONDS|none", value_parser = limit::<u64>)]
+    pub cache_ttl: Option<Change<u64>>,
 }
 
 /// A new value, or the value removed (`none`, `never`).
@@ -149,6 +162,16 @@ where
     match s.parse::<T>() {
         Ok(v) if v >= T::default() => Ok(Change::Set(v)),
         _ => Err(format!("`{s}` is not a non-negative number or `none`")),
+    }
+}
+
+/// `on`, `off`, or `default` (the setting removed).
+fn cache_setting(s: &str) -> std::result::Result<Change<bool>, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" => Ok(Change::Set(true)),
+        "off" | "false" => Ok(Change::Set(false)),
+        "default" | "none" => Ok(Change::Clear),
+        _ => Err(format!("`{s}` is not on, off or default")),
     }
 }
 
@@ -256,7 +279,7 @@ fn key_line(k: &KeyRecord) -> String {
     };
     let state = if k.revoked { "revoked" } else { "active" };
     format!(
-        "{:<5} {:<20} {:<14} {:<8} team={} models={models} rpm={} tpm={} budget_tokens={} budget_cost={} budget_period={}{} spent_tokens={} spent_cost={:.4}",
+        "{:<5} {:<20} {:<14} {:<8} team={} models={models} rpm={} tpm={} budget_tokens={} budget_cost={} budget_period={}{} spent_tokens={} spent_cost={:.4} cache={} cache_ttl={}",
         k.id,
         k.name,
         k.prefix,
@@ -269,7 +292,13 @@ fn key_line(k: &KeyRecord) -> String {
         k.budget_period,
         period_spend(k.budget_period, &k.period, k.period_tokens, k.period_cost),
         k.spent_tokens,
-        k.spent_cost
+        k.spent_cost,
+        match k.cache {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "default",
+        },
+        k.cache_ttl.map_or("-".into(), |v| v.to_string()),
     )
 }
 
@@ -322,6 +351,8 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 budget_cost: c.budget_cost,
                 budget_period: c.budget_period.unwrap_or_default(),
                 team: c.team,
+                cache: c.cache.and_then(Change::into_option),
+                cache_ttl: c.cache_ttl,
             };
             new.check(store::unix_now())
                 .map_err(|p| CliError::msg(problem_line(&p)))?;
@@ -368,11 +399,14 @@ pub async fn keys(args: KeysArgs) -> Result<()> {
                 budget_cost: u.budget_cost.map(Change::into_option),
                 budget_period: u.budget_period,
                 team: u.team.map(Change::into_option),
+                cache: u.cache.map(Change::into_option),
+                cache_ttl: u.cache_ttl.map(Change::into_option),
             };
             if update.is_empty() {
                 return Err(CliError::msg(
                     "nothing to change: give --name, --rpm, --tpm, --budget-tokens, \
-                     --budget-cost, --budget-period, --team, --models or --expires",
+                     --budget-cost, --budget-period, --team, --models, --expires, --cache \
+                     or --cache-ttl",
                 ));
             }
             update

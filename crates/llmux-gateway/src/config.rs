@@ -64,6 +64,9 @@ pub struct RawConfig {
     /// `[telemetry]`: OpenTelemetry traces over OTLP.
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// `[cache]`: the response cache (none without the table).
+    #[serde(default)]
+    pub cache: Option<crate::cache::RawCache>,
 }
 
 /// `server.log_format`: how `llmux serve` writes its log lines to stderr.
@@ -688,6 +691,8 @@ pub struct ServerConfig {
     /// The key that encrypts upstream credentials stored in the database
     /// (`LLMUX_MASTER_KEY`); without it the admin API stores no credentials.
     pub master_key: Option<crate::channels::MasterKey>,
+    /// `[cache]`, when the response cache is on.
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 /// Resolved `server.usage_journal`: where `sync` durability journals a request before its first
@@ -1265,6 +1270,9 @@ impl Config {
                 });
                 crate::limits::BudgetCalendar::utc()
             });
+        let cache = raw
+            .cache
+            .and_then(|c| c.resolve(redis.is_some(), &mut issues));
         let server = ServerConfig {
             listen,
             database,
@@ -1295,6 +1303,7 @@ impl Config {
             telemetry: resolve_telemetry(raw.telemetry, &mut issues),
             channel_refresh: s.channel_refresh,
             master_key,
+            cache,
         };
 
         let (channel_defs, channels) =

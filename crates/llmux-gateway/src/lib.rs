@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod channels;
 pub mod config;
 pub mod conn;

@@ -179,6 +179,8 @@ pub struct Metrics {
     /// guard.
     key_families: KeyFamilies,
     callers: Arc<Callers>,
+    /// The response cache's `llmux_cache_*` series (see [`crate::cache::CacheMetrics`]).
+    pub cache: crate::cache::CacheMetrics,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -296,6 +298,10 @@ impl Metrics {
         registry.register(Box::new(key_families.requests.clone()))?;
         registry.register(Box::new(key_families.tokens.clone()))?;
         registry.register(Box::new(key_families.cost.clone()))?;
+        let cache = crate::cache::CacheMetrics::new()?;
+        for c in cache.collectors() {
+            registry.register(c)?;
+        }
         register_process_metrics(&registry)?;
         Ok(Metrics {
             registry,
@@ -316,6 +322,7 @@ impl Metrics {
                 known: RwLock::new(HashMap::new()),
                 other: OnceLock::new(),
             }),
+            cache,
         })
     }
 

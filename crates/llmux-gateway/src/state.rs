@@ -10,6 +10,7 @@ use axum::http::HeaderName;
 use tokio::time::Instant;
 
 use crate::auth::Authenticator;
+use crate::cache::ResponseCache;
 use crate::channels::ChannelCatalog;
 use crate::config::{Config, ServerConfig};
 use crate::error::ApiError;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub limits: KeyLimits,
     /// Prices for cost accounting (built-in, configured and API overrides).
     pub prices: PriceTable,
+    /// The response cache, when `[cache]` is on.
+    pub cache: Option<ResponseCache>,
     /// Set when shutdown begins (readiness turns 503).
     pub shutting_down: AtomicBool,
     /// Unix seconds at start (`created` of `/v1/models`).
@@ -121,12 +124,24 @@ impl AppState {
         // Cost reservations are priced per request from its route (see `pipeline::admission`).
         let mut limits = KeyLimits::new()
             .with_calendar(config.server.budget_calendar.clone())
-            .with_clock(clock);
+            .with_clock(clock.clone());
         if let Some(redis) = &config.server.redis {
             let backend = RedisLimits::new(redis, metrics.limits_backend_errors.clone())
                 .map_err(|e| internal(e.to_string()))?;
             limits = limits.with_redis(backend);
         }
+        let cache = match &config.server.cache {
+            Some(c) => Some(
+                ResponseCache::new(
+                    c.clone(),
+                    config.server.redis.as_ref(),
+                    metrics.cache.clone(),
+                    clock,
+                )
+                .map_err(|e| internal(e.to_string()))?,
+            ),
+            None => None,
+        };
         let channels = ChannelCatalog::new(
             config.channel_defs,
             store.clone(),
@@ -144,6 +159,7 @@ impl AppState {
             recorder,
             limits,
             prices,
+            cache,
             shutting_down: AtomicBool::new(false),
             started_unix: unix_now(),
         }))

@@ -159,6 +159,7 @@ fn rec(id: &str, at_ms: i64, key_id: Option<i64>, model: &str, i: u64, o: u64) -
         cancelled: false,
         stream: true,
         usage_estimated: false,
+        cache_hit: false,
         team_id: None,
     }
 }
@@ -174,6 +175,8 @@ fn limited_key(name: &str) -> NewKey {
         budget_cost: Some(12.5),
         budget_period: Default::default(),
         team: None,
+        cache: Some(true),
+        cache_ttl: Some(120),
     }
 }
 
@@ -182,6 +185,7 @@ async fn keys_are_found_by_plaintext_and_hashed_at_rest(b: &Backend) {
     let (k, plaintext) = s.create_key(limited_key("team-a")).await.unwrap();
     assert!(keys::looks_like_key(&plaintext), "{plaintext}");
     assert_eq!(k.prefix, &plaintext[..12]);
+    assert_eq!((k.cache, k.cache_ttl), (Some(true), Some(120)));
     assert_eq!(k.name, "team-a");
     assert_eq!(k.models, vec!["qwen-plus", "glm-4"]);
     assert_eq!(
@@ -257,6 +261,7 @@ async fn keys_update_only_the_fields_given(b: &Backend) {
                 tpm: Some(None),
                 budget_cost: Some(None),
                 models: Some(vec!["qwen-max".into()]),
+                cache: Some(Some(false)),
                 ..Default::default()
             },
         )
@@ -264,6 +269,7 @@ async fn keys_update_only_the_fields_given(b: &Backend) {
         .unwrap()
         .expect("the key exists");
     assert_eq!(updated.id, k.id);
+    assert_eq!((updated.cache, updated.cache_ttl), (Some(false), Some(120)));
     assert_eq!(updated.name, "renamed");
     assert_eq!((updated.rpm, updated.tpm), (Some(600), None));
     assert_eq!(updated.budget_cost, None);
@@ -277,15 +283,17 @@ async fn keys_update_only_the_fields_given(b: &Backend) {
     assert_eq!(s.find_key(&plaintext).await.unwrap().unwrap(), updated);
 
     // JSON semantics: absent = unchanged, null = removed.
-    let from_json: KeyUpdate =
-        serde_json::from_value(serde_json::json!({"expires_at": null, "budget_tokens": 5}))
-            .unwrap();
+    let from_json: KeyUpdate = serde_json::from_value(serde_json::json!(
+        {"expires_at": null, "budget_tokens": 5, "cache": null, "cache_ttl": null}
+    ))
+    .unwrap();
     assert_eq!(from_json.rpm, None);
     let again = s.update_key(k.id, from_json).await.unwrap().unwrap();
     assert_eq!(
         (again.expires_at, again.budget_tokens, again.rpm),
         (None, Some(5), Some(600))
     );
+    assert_eq!((again.cache, again.cache_ttl), (None, None));
     assert!(serde_json::from_value::<KeyUpdate>(serde_json::json!({"spent_tokens": 0})).is_err());
 
     assert_eq!(

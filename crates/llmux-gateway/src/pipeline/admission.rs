@@ -25,6 +25,8 @@ pub(super) struct Admitted<R, O> {
     pub(super) decoded: Decoded<R, O>,
     pub(super) plan: Plan,
     pub(super) guard: GuardInit,
+    /// What the response cache does for it.
+    pub(super) cache: crate::cache::Plan,
 }
 
 /// Admits one request of `Op` in dialect `D`, or says why not (in no particular format: the
@@ -49,6 +51,10 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
     let estimate = Op::estimate(&decoded.request);
     let cost_per_token = plan_cost_per_token(state, model, &plan);
     let admission = admit_key(state, &principal, estimate.total, cost_per_token).await?;
+    let cache = match &state.cache {
+        Some(c) => c.plan::<Op>(&head.headers, &principal, &plan, &decoded.request),
+        None => crate::cache::Plan::Off,
+    };
     let guard = GuardInit {
         key_id: principal.key_id(),
         team_id: principal.record().and_then(|k| k.team_id),
@@ -56,11 +62,13 @@ pub(super) async fn admit<Op: Operation, D: Dialect<Op>>(
         stream: decoded.stream,
         prompt_estimate: estimate.prompt,
         estimate: estimate.total,
+        cache_hit: false,
     };
     Ok(Admitted {
         decoded,
         plan,
         guard,
+        cache,
     })
 }
 

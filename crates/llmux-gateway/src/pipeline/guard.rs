@@ -65,6 +65,8 @@ pub struct RequestGuard {
     journaled: bool,
     /// The record was handed over (or the request abandoned).
     done: bool,
+    /// Answered from the response cache: cost 0, no upstream tokens spent.
+    cache_hit: bool,
 }
 
 /// What a guard needs to know about the request.
@@ -79,6 +81,8 @@ pub(crate) struct GuardInit {
     pub(crate) prompt_estimate: u64,
     /// The whole estimate admitted: prompt plus output reserve.
     pub(crate) estimate: u64,
+    /// The response cache answers it (no upstream call: nothing to journal).
+    pub(crate) cache_hit: bool,
 }
 
 impl RequestGuard {
@@ -130,12 +134,11 @@ impl RequestGuard {
             answered: false,
             journaled: false,
             done: false,
+            cache_hit: false,
         };
-        let journal = guard
-            .state
-            .recorder
-            .clone()
-            .filter(|r| r.durability() == crate::usage::Durability::Sync && routable);
+        let journal = guard.state.recorder.clone().filter(|r| {
+            r.durability() == crate::usage::Durability::Sync && routable && !init.cache_hit
+        });
         if let Some(recorder) = journal {
             let reserve = init.estimate.saturating_sub(init.prompt_estimate);
             if let Some(rx) = recorder.journal(guard.journal_row(plan, reserve)) {
@@ -197,6 +200,24 @@ impl RequestGuard {
             span.record("gen_ai.system", ch.provider_id);
             span.record("llmux.channel", &*ch.name);
         }
+    }
+
+    /// The request is answered from the response cache: recorded under the channel that
+    /// produced the stored answer, marked `cache_hit`, at cost 0; its tokens count against
+    /// no budget, TPM or token metric (they were spent once, by the request that filled the
+    /// entry).
+    pub(crate) fn cache_hit(&mut self, origin: &crate::cache::Origin) {
+        let provider = llmux_core::providers::REGISTRY
+            .iter()
+            .find(|p| p.id == origin.provider)
+            .map_or("", |p| p.id);
+        self.labels = RouteLabels {
+            provider,
+            channel: Arc::from(origin.channel.as_str()),
+            model: self.labels.model.clone(),
+        };
+        self.upstream_model = Arc::from(origin.upstream_model.as_str());
+        self.cache_hit = true;
     }
 
     /// The request ended before any channel was tried: no record, the journal row is cleared
@@ -333,13 +354,21 @@ impl RequestGuard {
             cancelled: billed.cancelled,
             stream: self.stream,
             usage_estimated: billed.usage_estimated,
+            cache_hit: self.cache_hit,
         };
-        rec.cost = self.state.prices.cost(&rec);
-        if let Some(caller) = self.ctx.caller() {
-            caller.count_usage(rec.input_tokens, rec.output_tokens, rec.cost);
-        }
-        if let Some(adm) = self.admission.take() {
-            self.state.limits.settle(adm, billed.total(), rec.cost);
+        if self.cache_hit {
+            // Nothing was spent upstream: the admission settles at zero (its RPM slot stays).
+            if let Some(adm) = self.admission.take() {
+                self.state.limits.settle(adm, 0, 0.0);
+            }
+        } else {
+            rec.cost = self.state.prices.cost(&rec);
+            if let Some(caller) = self.ctx.caller() {
+                caller.count_usage(rec.input_tokens, rec.output_tokens, rec.cost);
+            }
+            if let Some(adm) = self.admission.take() {
+                self.state.limits.settle(adm, billed.total(), rec.cost);
+            }
         }
         if outcome == Outcome::Cancelled {
             tracing::info!(request_id = %self.ctx.id, channel = %l.channel, "the client went away before the answer was complete");
@@ -377,7 +406,7 @@ impl RequestGuard {
             (billed.input_tokens, "input"),
             (billed.output_tokens, "output"),
         ] {
-            if tokens > 0 {
+            if tokens > 0 && !self.cache_hit {
                 m.tokens
                     .with_label_values(&[l.provider, &l.channel, &l.model, direction])
                     .inc_by(tokens);

@@ -7,6 +7,8 @@
 //!   │ pipeline::serve::<Op, Dialect>                                                       │
 //!   │  1. admission   authenticate → read body (size limit) → Dialect::decode (pure)       │
 //!   │                 → model allow-list → route plan → key limits          (admission.rs) │
+//!   │                 → response cache: a hit replays the stored answer, no upstream call  │
+//!   │                   (a miss tees its final answer into the cache)   (crate::cache)     │
 //!   │  2. ledger      RequestGuard::begin: journaled before any upstream call   (guard.rs) │
 //!   │  3. routed call Routes::failover over the plan, Op::call per channel:                │
 //!   │                 breaker, retries, timeouts inside the core client; one call for      │
@@ -42,6 +44,7 @@ pub use admission::{read_body, unknown_model};
 pub use guard::{RequestGuard, RouteLabels};
 pub use ops::{Chat, Embed, Estimate, Operation, Reply};
 
+use crate::cache::{self, ResponseCache};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::ingress::{Dialect, Egress};
 use crate::state::{AppState, RequestCtx, ADDED_LATENCY};
@@ -155,7 +158,12 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
             Err(e) => return fail(e, D::ENVELOPE, &ctx, None),
         };
     drop(head);
-    let (decoded, plan, init) = (admitted.decoded, admitted.plan, admitted.guard);
+    let (decoded, plan, init, cache_plan) = (
+        admitted.decoded,
+        admitted.plan,
+        admitted.guard,
+        admitted.cache,
+    );
     if !ctx.span.is_disabled() {
         ctx.span.record("gen_ai.operation.name", Op::OPERATION);
         ctx.span
@@ -163,21 +171,56 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
         ctx.span.record("llmux.stream", decoded.stream);
     }
     let prompt_estimate = init.prompt_estimate;
+    let hit = cached::<Op>(&state, &cache_plan, decoded.stream).await;
+    let mut init = init;
+    init.cache_hit = hit.is_some();
     let mut guard = RequestGuard::begin(state.clone(), ctx.clone(), &plan, init).await;
-    let routed = ops::route::<Op>(&state, &plan, &decoded.request, decoded.stream).await;
-    let r = match routed {
-        Ok(r) => r,
-        Err(f) => return failed(&state, &ctx, guard, f, D::ENVELOPE).await,
+    let (value, upstream_time, mut cache) = match hit {
+        Some((value, entry)) => {
+            guard.cache_hit(&entry.origin);
+            let age = state.cache.as_ref().map(|c| entry.age_secs(c.now_ms()));
+            let cache = CacheOutcome {
+                status: Some(cache::Status::Hit),
+                age,
+                fill: None,
+            };
+            (value, Duration::ZERO, cache)
+        }
+        None => {
+            let routed = ops::route::<Op>(&state, &plan, &decoded.request, decoded.stream).await;
+            let r = match routed {
+                Ok(r) => r,
+                Err(f) => return failed(&state, &ctx, guard, f, D::ENVELOPE).await,
+            };
+            guard.routed(&r.channel, r.upstream.clone());
+            let fill = state
+                .cache
+                .clone()
+                .zip(cache_plan.ticket().cloned())
+                .map(|(c, t)| {
+                    let origin = cache::Origin {
+                        provider: r.channel.provider_id.to_owned(),
+                        channel: r.channel.name.to_string(),
+                        upstream_model: r.upstream.to_string(),
+                    };
+                    (c, t, origin)
+                });
+            let cache = CacheOutcome {
+                status: cache_plan.miss_status(),
+                age: None,
+                fill,
+            };
+            (r.value, r.upstream_time, cache)
+        }
     };
-    guard.routed(&r.channel, r.upstream.clone());
     let egress = Egress {
         request_id: &ctx.id,
         model: Op::model(&decoded.request),
         options: &decoded.options,
         prompt_estimate,
     };
-    let added = added_latency(&ctx, r.upstream_time);
-    match r.value {
+    let added = added_latency(&ctx, upstream_time);
+    match value {
         Reply::Whole(answer) => {
             if let Some(u) = Op::usage(&answer) {
                 guard.usage(u);
@@ -195,10 +238,16 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
             };
             let mut resp = json_response(&body, D::ENVELOPE, &ctx.id);
             D::response_headers(&egress, resp.headers_mut());
+            cache.stamp(&mut resp);
             stamp_added_latency(&state, &mut resp, added);
             guard.complete();
             // Durable before the client sees the answer.
             guard.finish().await;
+            if let Some((c, ticket, origin)) = cache.fill {
+                if let Some(stored) = Op::to_stored(answer) {
+                    c.store(&ticket, origin, stored).await;
+                }
+            }
             resp.extensions_mut().insert(guard.labels().clone());
             resp
         }
@@ -211,13 +260,56 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
                 return fail(err, D::ENVELOPE, &ctx, Some(guard.labels().clone()));
             };
             let labels = guard.labels().clone();
-            let mut resp = stream::response(&state, encoder, events, guard);
+            let tee = cache.fill.take().map(|(c, t, o)| c.tee(t, o));
+            let mut resp = stream::response(&state, encoder, events, guard, tee);
             resp.extensions_mut().insert(labels);
             D::response_headers(&egress, resp.headers_mut());
+            cache.stamp(&mut resp);
             stamp_added_latency(&state, &mut resp, added);
             resp
         }
     }
+}
+
+/// How the response cache took part in an answer.
+struct CacheOutcome {
+    /// The header's value (`None` without a cache).
+    status: Option<cache::Status>,
+    /// The entry's age, on a hit.
+    age: Option<u64>,
+    /// Where a miss's answer is stored.
+    fill: Option<(ResponseCache, cache::Ticket, cache::Origin)>,
+}
+
+impl CacheOutcome {
+    fn stamp(&self, resp: &mut Response) {
+        if let Some(s) = self.status {
+            s.stamp(resp.headers_mut(), self.age);
+        }
+    }
+}
+
+/// The cached answer to a request, when the cache holds one that fits it; counts the
+/// request's cache outcome (hit, miss or bypass).
+async fn cached<Op: Operation>(
+    state: &AppState,
+    plan: &cache::Plan,
+    stream: bool,
+) -> Option<(Reply<Op::Answer>, Arc<cache::Entry>)> {
+    let c = state.cache.as_ref()?;
+    let found = match plan.ticket() {
+        Some(t) => c.lookup(t).await,
+        None => None,
+    };
+    let hit = found.and_then(|e| Op::from_stored(&e.stored, stream).map(|r| (r, e)));
+    let status = match (&hit, plan.miss_status()) {
+        (Some(_), _) => Some(cache::Status::Hit),
+        (None, s) => s,
+    };
+    if let Some(s) = status {
+        c.metrics().count(s);
+    }
+    hit
 }
 
 /// A JSON response, serialized once into one buffer.

@@ -5,13 +5,18 @@
 //! breakers, retries and timeouts happen inside the core client, once per channel.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 
+use llmux_core::stream::response_to_events;
 use llmux_core::tokens::{estimate_request, estimate_text};
 use llmux_core::{
-    ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse, Error, Usage,
+    ChatRequest, ChatResponse, ChatStream, EmbeddingRequest, EmbeddingResponse, Error,
+    FinishReason, StreamAccumulator, Usage,
 };
+use serde::Serialize;
 
+use crate::cache::Stored;
 use crate::config::Channel;
 use crate::routing::{Failed, Plan, Routed};
 use crate::state::AppState;
@@ -69,6 +74,20 @@ pub trait Operation: Send + Sync + 'static {
         req: &'a Self::Request,
         stream: bool,
     ) -> CallFuture<'a, Self::Answer>;
+    /// Writes the request as the response cache keys it: JSON of every field that shapes the
+    /// answer (not the model, which the route stands for; not the end-user id or stream
+    /// options). `Ok(false)`: such a request is never cached.
+    fn cache_key(req: &Self::Request, out: &mut dyn io::Write) -> io::Result<bool>;
+    /// A complete answer as the cache keeps it (`None`: not kept).
+    fn to_stored(answer: Self::Answer) -> Option<Stored>;
+    /// A stored answer as the reply to a request (a stream when `stream`); `None` when it
+    /// cannot answer it.
+    fn from_stored(stored: &Stored, stream: bool) -> Option<Reply<Self::Answer>>;
+}
+
+/// A stream of already known events.
+fn replay(events: Vec<llmux_core::StreamEvent>) -> ChatStream {
+    Box::pin(futures::stream::iter(events.into_iter().map(Ok)))
 }
 
 /// Chat completions, whole or streamed.
@@ -125,6 +144,90 @@ impl Operation for Chat {
             }
         })
     }
+
+    fn cache_key(req: &ChatRequest, out: &mut dyn io::Write) -> io::Result<bool> {
+        // Every field is named: a field added to the request fails to compile here until it
+        // is decided whether it shapes the answer.
+        let ChatRequest {
+            model: _,
+            messages,
+            input_style,
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            temperature,
+            top_p,
+            top_k,
+            max_tokens,
+            max_tokens_advisory,
+            stop,
+            seed,
+            repetition_penalty,
+            presence_penalty,
+            frequency_penalty,
+            n,
+            user: _,
+            response_format,
+            enable_search,
+            thinking,
+            stream_usage: _,
+            extra,
+        } = req;
+        // Several choices are not replayed as a stream (a stream carries one).
+        if n.is_some_and(|n| n > 1) {
+            return Ok(false);
+        }
+        let key = (
+            messages,
+            input_style,
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            (temperature, top_p, top_k, max_tokens, max_tokens_advisory),
+            (
+                stop,
+                seed,
+                repetition_penalty,
+                presence_penalty,
+                frequency_penalty,
+                n,
+            ),
+            (response_format, enable_search, thinking),
+            extra,
+        );
+        write_json(out, &key)
+    }
+
+    fn to_stored(answer: ChatResponse) -> Option<Stored> {
+        let moderated = answer
+            .choices
+            .iter()
+            .any(|c| c.finish_reason == Some(FinishReason::ContentFilter));
+        (!moderated).then_some(Stored::Chat { answer })
+    }
+
+    fn from_stored(stored: &Stored, stream: bool) -> Option<Reply<ChatResponse>> {
+        match (stored, stream) {
+            (Stored::Chat { answer }, false) => Some(Reply::Whole(answer.clone())),
+            (Stored::Chat { answer }, true) => (answer.choices.len() <= 1)
+                .then(|| Reply::Stream(replay(response_to_events(answer)))),
+            (Stored::Events { events }, true) => Some(Reply::Stream(replay(events.clone()))),
+            (Stored::Events { events }, false) => {
+                let mut acc = StreamAccumulator::new();
+                for ev in events {
+                    acc.push(ev).ok()?;
+                }
+                acc.finish().ok().map(Reply::Whole)
+            }
+            (Stored::Embedding { .. }, _) => None,
+        }
+    }
+}
+
+/// Writes `value` as JSON (a request that cannot be written is not cached).
+fn write_json(out: &mut dyn io::Write, value: &impl Serialize) -> io::Result<bool> {
+    serde_json::to_writer(out, value).map_err(io::Error::other)?;
+    Ok(true)
 }
 
 /// Embeddings.
@@ -175,6 +278,29 @@ impl Operation for Embed {
                 .await
                 .map(Reply::Whole)
         })
+    }
+
+    fn cache_key(req: &EmbeddingRequest, out: &mut dyn io::Write) -> io::Result<bool> {
+        let EmbeddingRequest {
+            model: _,
+            input,
+            dimensions,
+            text_type,
+            user: _,
+            extra,
+        } = req;
+        write_json(out, &(input, dimensions, text_type, extra))
+    }
+
+    fn to_stored(answer: EmbeddingResponse) -> Option<Stored> {
+        Some(Stored::Embedding { answer })
+    }
+
+    fn from_stored(stored: &Stored, _stream: bool) -> Option<Reply<EmbeddingResponse>> {
+        match stored {
+            Stored::Embedding { answer } => Some(Reply::Whole(answer.clone())),
+            Stored::Chat { .. } | Stored::Events { .. } => None,
+        }
     }
 }
 

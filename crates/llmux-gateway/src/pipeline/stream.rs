@@ -6,7 +6,9 @@
 //! them); a final error frame if the upstream fails after the first event. The record is
 //! committed before the last frames (the finish, usage and `[DONE]` chunks, or the error
 //! frame) are yielded. Dropping the body (client gone) drops the upstream stream and the
-//! guard, which records the request as cancelled.
+//! guard, which records the request as cancelled. A miss the response cache may keep tees its
+//! events into a [`Tee`], which stores them once the stream finished (never after an error, a
+//! cut or a client that left).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use llmux_core::{ChatStream, ErrorKind, StreamEvent};
 use tokio::time::Instant;
 
 use super::RequestGuard;
+use crate::cache::Tee;
 use crate::error::ApiError;
 use crate::ingress::StreamEncoder;
 use crate::state::AppState;
@@ -30,10 +33,13 @@ pub(super) fn response(
     encoder: Box<dyn StreamEncoder>,
     upstream: ChatStream,
     guard: RequestGuard,
+    tee: Option<Tee>,
 ) -> Response {
     let content_type = encoder.content_type();
     let keepalive = encoder.keepalive().then_some(state.server.keepalive);
-    let mut resp = Response::new(Body::from_stream(body(encoder, keepalive, upstream, guard)));
+    let mut resp = Response::new(Body::from_stream(body(
+        encoder, keepalive, upstream, guard, tee,
+    )));
     let h = resp.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
@@ -52,6 +58,7 @@ fn body(
     keepalive: Option<Duration>,
     mut upstream: ChatStream,
     mut guard: RequestGuard,
+    mut tee: Option<Tee>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     async_stream::stream! {
         let period = keepalive.unwrap_or(Duration::from_secs(3600));
@@ -67,9 +74,15 @@ fn body(
                             guard.saw(&ev);
                             let done = matches!(ev, StreamEvent::Finished { .. });
                             enc.push(&ev, &mut out);
+                            if let Some(t) = tee.as_mut() {
+                                t.push(ev);
+                            }
                             if done {
                                 guard.complete();
                                 guard.finish().await;
+                                if let Some(t) = tee.take() {
+                                    t.finish().await;
+                                }
                             }
                             for b in out.drain(..) {
                                 yield Ok(b);

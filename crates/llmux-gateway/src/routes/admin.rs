@@ -426,7 +426,7 @@ pub async fn update_key(
         if update.is_empty() {
             return Err(ApiError::invalid(
                 "nothing to change: send one or more of name, expires_at, models, rpm, tpm, \
-                 budget_tokens, budget_cost, budget_period, team",
+                 budget_tokens, budget_cost, budget_period, team, cache, cache_ttl",
             ));
         }
         update.check(unix_now()).map_err(problem)?;

@@ -404,7 +404,7 @@ pub struct RecordPage {
 pub(crate) const RECORD_COLUMNS: &str = "u.request_id, u.at_ms, u.key_id, u.channel, \
      u.provider, u.model, u.upstream_model, u.input_tokens, u.output_tokens, u.cached_tokens, \
      u.reasoning_tokens, u.cost, u.latency_ms, u.ttft_ms, u.status, u.error_kind, u.cancelled, \
-     u.stream, u.usage_estimated, u.client_request_id, u.team_id, k.name AS key_name";
+     u.stream, u.usage_estimated, u.client_request_id, u.team_id, u.cache_hit, k.name AS key_name";
 
 /// Implements the two reads for a backend module: free functions `usage_series` and
 /// `search_records` over a `sqlx::Pool<$db>`, which the backend's `Store` impl calls.

@@ -96,6 +96,14 @@ pub struct KeyRecord {
     /// The team's name, when the key belongs to one.
     #[serde(default)]
     pub team: Option<String>,
+    /// Whether the key uses the response cache: `true`, `false`, or `None` to follow
+    /// `[cache] mode`.
+    #[serde(default)]
+    pub cache: Option<bool>,
+    /// How long the key's answers are kept in the response cache, in seconds (at most
+    /// `[cache] max_ttl`); `None` follows `[cache] ttl`.
+    #[serde(default)]
+    pub cache_ttl: Option<u64>,
     /// The key's team as stored when the key was read, for its limits (not part of the API).
     #[serde(skip)]
     pub team_record: Option<Arc<TeamRecord>>,
@@ -218,6 +226,12 @@ pub struct NewKey {
     pub budget_period: BudgetPeriod,
     /// The name of the team the key joins.
     pub team: Option<String>,
+    /// Use the response cache (`true`), not (`false`), or follow `[cache] mode` (absent).
+    pub cache: Option<bool>,
+    /// Seconds the key's answers are kept in the response cache (1 to 2592000; cut to
+    /// `[cache] max_ttl`); absent: `[cache] ttl`.
+    #[schema(minimum = 1, maximum = 2592000)]
+    pub cache_ttl: Option<u64>,
 }
 
 /// `error_kind` of a request found in the in-flight journal of a gateway that died: it is
@@ -272,6 +286,10 @@ pub struct UsageRecord {
     pub stream: bool,
     /// Token counts are estimates (the upstream reported none).
     pub usage_estimated: bool,
+    /// Answered from the response cache: no upstream was called, `cost` is 0, and its tokens
+    /// (those of the stored answer) count against no budget.
+    #[serde(default)]
+    pub cache_hit: bool,
 }
 
 impl UsageRecord {
@@ -344,6 +362,7 @@ impl InflightRecord {
             cancelled: false,
             stream: self.stream,
             usage_estimated: true,
+            cache_hit: false,
         }
     }
 }
@@ -490,6 +509,14 @@ pub struct KeyUpdate {
     /// The team to move the key to (its name), or `null` to take it out of its team.
     #[serde(default, deserialize_with = "set_or_clear")]
     pub team: Option<Option<String>>,
+    /// Use the response cache (`true`) or not (`false`), or `null` to follow `[cache] mode`.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    pub cache: Option<Option<bool>>,
+    /// Seconds the key's answers are kept in the response cache (1 to 2592000), or `null`
+    /// for `[cache] ttl`.
+    #[serde(default, deserialize_with = "set_or_clear")]
+    #[schema(minimum = 1, maximum = 2592000)]
+    pub cache_ttl: Option<Option<u64>>,
 }
 
 impl KeyUpdate {
@@ -514,6 +541,7 @@ impl KeyUpdate {
                 budget_tokens: self.budget_tokens.flatten(),
                 budget_cost: self.budget_cost.flatten(),
                 team: self.team.as_ref().and_then(Option::as_deref),
+                cache_ttl: self.cache_ttl.flatten(),
             },
             now,
         )
@@ -533,6 +561,7 @@ impl NewKey {
                 budget_tokens: self.budget_tokens,
                 budget_cost: self.budget_cost,
                 team: self.team.as_deref(),
+                cache_ttl: self.cache_ttl,
             },
             now,
         )
@@ -587,12 +616,24 @@ struct KeyFields<'a> {
     budget_tokens: Option<u64>,
     budget_cost: Option<f64>,
     team: Option<&'a str>,
+    cache_ttl: Option<u64>,
 }
+
+/// The longest response cache TTL a key may hold, in seconds (30 days).
+pub const MAX_KEY_CACHE_TTL: u64 = crate::cache::config::TTL_CEILING.as_secs();
 
 /// The rules every key obeys, for creation and update alike.
 fn check_fields(k: KeyFields<'_>, now: i64) -> std::result::Result<(), KeyProblem> {
     if let Some(team) = k.team {
         check_team_name("team", team)?;
+    }
+    if k.cache_ttl
+        .is_some_and(|t| !(1..=MAX_KEY_CACHE_TTL).contains(&t))
+    {
+        return Err(KeyProblem::new(
+            "cache_ttl",
+            format!("must be 1 to {MAX_KEY_CACHE_TTL} seconds"),
+        ));
     }
     if let Some(name) = k.name {
         if name.trim().is_empty() {
@@ -654,6 +695,7 @@ fn check_limits(
         budget_tokens,
         budget_cost,
         team: None,
+        cache_ttl: None,
     };
     if k.rpm == Some(0) {
         return Err(KeyProblem::new(
@@ -1156,7 +1198,8 @@ pub(crate) fn deltas<'a>(
                 .or_default()
                 .add(r);
         }
-        if r.key_id.is_none() && r.team_id.is_none() {
+        // A cache hit spent nothing upstream: it counts in the rollups, not in any budget.
+        if (r.key_id.is_none() && r.team_id.is_none()) || r.cache_hit {
             continue;
         }
         let labels = cache.labels(calendar, r.at_ms);
@@ -1229,12 +1272,12 @@ pub(crate) fn dedup_sorted(batch: &[UsageRecord]) -> Vec<&UsageRecord> {
     v
 }
 
-/// Rows per multi-row INSERT (at most 21 parameters each; well under both backends' limits). A
+/// Rows per multi-row INSERT (at most 23 parameters each; well under both backends' limits). A
 /// power of two: see [`pow2_chunks`].
 pub(crate) const INSERT_CHUNK: usize = 128;
 
 /// Columns of `gw_usage` written per record.
-pub(crate) const USAGE_COLUMNS: usize = 22;
+pub(crate) const USAGE_COLUMNS: usize = 23;
 
 /// Splits `items` into runs whose lengths are powers of two, none longer than `max` (a power of
 /// two), longest first. A multi-row statement built for a run then has one of `log2(max) + 1`
@@ -1319,7 +1362,7 @@ pub(crate) const INFLIGHT_COLUMNS: &str = "request_id, instance, at_ms, key_id, 
 pub(crate) const KEY_SELECT: &str = "SELECT k.id, k.name, k.prefix, k.created_at, k.expires_at, \
      k.revoked, k.models, k.rpm, k.tpm, k.budget_tokens, k.budget_cost, k.spent_tokens, \
      k.spent_cost, k.budget_period, k.period, k.period_tokens, k.period_cost, k.team_id, \
-     t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.rpm AS t_rpm, \
+     k.cache, k.cache_ttl, t.id AS t_id, t.name AS t_name, t.created_at AS t_created_at, t.rpm AS t_rpm, \
      t.tpm AS t_tpm, t.budget_tokens AS t_budget_tokens, t.budget_cost AS t_budget_cost, \
      t.budget_period AS t_budget_period, t.spent_tokens AS t_spent_tokens, \
      t.spent_cost AS t_spent_cost, t.period AS t_period, t.period_tokens AS t_period_tokens, \
@@ -1367,6 +1410,7 @@ macro_rules! sql_store_impl {
             let tpm: Option<i64> = row.try_get("tpm").map_err(g)?;
             let budget_tokens: Option<i64> = row.try_get("budget_tokens").map_err(g)?;
             let period: String = row.try_get("budget_period").map_err(g)?;
+            let cache_ttl: Option<i64> = row.try_get("cache_ttl").map_err(g)?;
             let team = team_from_row(row, "t_")?;
             Ok($crate::store::KeyRecord {
                 id: row.try_get("id").map_err(g)?,
@@ -1388,6 +1432,8 @@ macro_rules! sql_store_impl {
                 period_cost: row.try_get("period_cost").map_err(g)?,
                 team_id: team.as_ref().map(|t| t.id),
                 team: team.as_ref().map(|t| t.name.clone()),
+                cache: row.try_get("cache").map_err(g)?,
+                cache_ttl: cache_ttl.map(to_u64),
                 team_record: team.map(std::sync::Arc::new),
             })
         }
@@ -1423,6 +1469,7 @@ macro_rules! sql_store_impl {
                         cancelled: row.try_get("cancelled").map_err(g)?,
                         stream: row.try_get("stream").map_err(g)?,
                         usage_estimated: row.try_get("usage_estimated").map_err(g)?,
+                        cache_hit: row.try_get("cache_hit").map_err(g)?,
                     })
         }
 
@@ -1565,7 +1612,7 @@ macro_rules! sql_store_impl {
                 "INSERT INTO gw_usage (request_id, at_ms, day, key_id, channel, provider, \
                  model, upstream_model, input_tokens, output_tokens, cached_tokens, \
                  reasoning_tokens, cost, latency_ms, ttft_ms, status, error_kind, \
-                 cancelled, stream, usage_estimated, client_request_id, team_id) ",
+                 cancelled, stream, usage_estimated, client_request_id, team_id, cache_hit) ",
             );
             qb.push_values(0..rows, |mut b, _| {
                 for _ in 0..$crate::store::USAGE_COLUMNS {
@@ -1635,6 +1682,7 @@ macro_rules! sql_store_impl {
                 args.add(r.usage_estimated).map_err(bad)?;
                 args.add(r.client_request_id.as_deref()).map_err(bad)?;
                 args.add(r.team_id).map_err(bad)?;
+                args.add(r.cache_hit).map_err(bad)?;
             }
             Ok((sql, args))
         }
@@ -1833,9 +1881,10 @@ macro_rules! sql_store_impl {
                 let _w = self.write_lock().await;
                 let row = sqlx::query(
                     "INSERT INTO gw_keys (name, key_hash, prefix, created_at, expires_at, models, \
-                     rpm, tpm, budget_tokens, budget_cost, budget_period, team_id) \
+                     rpm, tpm, budget_tokens, budget_cost, budget_period, team_id, cache, \
+                     cache_ttl) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                     (SELECT id FROM gw_teams WHERE name = $12)) RETURNING id",
+                     (SELECT id FROM gw_teams WHERE name = $12), $13, $14) RETURNING id",
                 )
                 .bind(new.name)
                 .bind($crate::keys::hash(&plaintext))
@@ -1849,6 +1898,8 @@ macro_rules! sql_store_impl {
                 .bind(new.budget_cost)
                 .bind(new.budget_period.as_str())
                 .bind(new.team)
+                .bind(new.cache)
+                .bind(new.cache_ttl.map(to_i64))
                 .fetch_one(self.writes())
                 .await
                 .map_err(StoreError::query("create a key"))?;
@@ -1922,7 +1973,9 @@ macro_rules! sql_store_impl {
                      budget_cost = CASE WHEN $14 THEN $15 ELSE budget_cost END, \
                      budget_period = CASE WHEN $16 THEN $17 ELSE budget_period END, \
                      team_id = CASE WHEN $18 THEN (SELECT id FROM gw_teams WHERE name = $19) \
-                       ELSE team_id END \
+                       ELSE team_id END, \
+                     cache = CASE WHEN $20 THEN $21 ELSE cache END, \
+                     cache_ttl = CASE WHEN $22 THEN $23 ELSE cache_ttl END \
                      WHERE id = $1 RETURNING id"
                 );
                 let _w = self.write_lock().await;
@@ -1946,6 +1999,10 @@ macro_rules! sql_store_impl {
                     .bind(update.budget_period.unwrap_or_default().as_str())
                     .bind(update.team.is_some())
                     .bind(update.team.flatten())
+                    .bind(update.cache.is_some())
+                    .bind(update.cache.flatten())
+                    .bind(update.cache_ttl.is_some())
+                    .bind(update.cache_ttl.flatten().map(to_i64))
                     .fetch_optional(self.writes())
                     .await
                     .map_err(StoreError::query("update a key"))?;
@@ -2309,7 +2366,7 @@ macro_rules! sql_store_impl {
                     "SELECT request_id, at_ms, key_id, channel, provider, model, upstream_model, \
                      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost, \
                      latency_ms, ttft_ms, status, error_kind, cancelled, stream, usage_estimated, \
-                     client_request_id, team_id FROM gw_usage",
+                     client_request_id, team_id, cache_hit FROM gw_usage",
                 );
                 if let Some(id) = query.key_id {
                     qb.push(" WHERE key_id = ").push_bind(id);

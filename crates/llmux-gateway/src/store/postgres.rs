@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "teams",
         include_str!("../../migrations/postgres/0005_teams.sql"),
     ),
+    (
+        6,
+        "response cache",
+        include_str!("../../migrations/postgres/0006_cache.sql"),
+    ),
 ];
 
 /// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].

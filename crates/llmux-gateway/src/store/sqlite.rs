@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage insert without trigger",
         include_str!("../../migrations/sqlite/0006_usage_insert_no_trigger.sql"),
     ),
+    (
+        7,
+        "response cache",
+        include_str!("../../migrations/sqlite/0007_cache.sql"),
+    ),
 ];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].

@@ -129,7 +129,8 @@ pub struct Recovery {
 //         input_tokens, output_tokens, cost, stream, client_request_id, team_id]
 //   ["r", request_id, client_request_id, at_ms, key_id, channel, provider, model,
 //         upstream_model, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost,
-//         latency_ms, ttft_ms, status, error_kind, cancelled, stream, usage_estimated, team_id]
+//         latency_ms, ttft_ms, status, error_kind, cancelled, stream, usage_estimated, team_id,
+//         cache_hit]
 //
 // A field added at the end reads as its default from a line written before it existed.
 //   ["a", request_id]
@@ -199,6 +200,7 @@ struct RecordRef<'a>(
     bool,
     bool,
     Option<i64>,
+    bool,
 );
 
 /// A record line, as read (its kind was read from the line's start).
@@ -226,6 +228,7 @@ struct RecordLine(
     bool,
     bool,
     #[serde(default)] Option<i64>,
+    #[serde(default)] bool,
 );
 
 /// A line, as read.
@@ -281,6 +284,7 @@ impl Line {
                 stream: r.19,
                 usage_estimated: r.20,
                 team_id: r.21,
+                cache_hit: r.22,
             }))
         } else {
             let (tag, id): (String, String) = serde_json::from_slice(bytes).ok()?;
@@ -347,6 +351,7 @@ fn encode_record(r: &UsageRecord) -> io::Result<Vec<u8>> {
         r.stream,
         r.usage_estimated,
         r.team_id,
+        r.cache_hit,
     ))
 }
 
@@ -951,6 +956,7 @@ mod tests {
             cancelled: true,
             stream: true,
             usage_estimated: true,
+            cache_hit: true,
         };
         match parse(&encode_record(&rec).unwrap()) {
             Some(Line::Record(back)) => assert_eq!(back, rec),
@@ -1005,7 +1011,18 @@ mod tests {
             _ => panic!("not a record line"),
         }
         let text = String::from_utf8(line).unwrap();
-        let old = text.trim_end().strip_suffix(",5]").unwrap().to_owned() + "]";
+        // Before the cache_hit field, and before the team field too.
+        let before_cache = text.trim_end().strip_suffix(",false]").unwrap().to_owned() + "]";
+        match Line::parse(before_cache.as_bytes()) {
+            Some(Line::Record(r)) => assert_eq!((r.team_id, r.cache_hit), (Some(5), false)),
+            _ => panic!("an older record line no longer parses: {before_cache}"),
+        }
+        let old = text
+            .trim_end()
+            .strip_suffix(",5,false]")
+            .unwrap()
+            .to_owned()
+            + "]";
         match Line::parse(old.as_bytes()) {
             Some(Line::Record(r)) => assert_eq!((r.key_id, r.team_id), (Some(3), None)),
             _ => panic!("an older record line no longer parses: {old}"),
