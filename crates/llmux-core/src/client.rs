@@ -610,20 +610,34 @@ impl Client {
             batches,
             "splitting an embeddings request into batches"
         );
-        let mut answers = futures::stream::iter(req.input.chunks(limit).map(|texts| {
-            let batch = req.with_input(texts.to_vec());
-            async move {
-                let answer = self.embed_batch(provider, model, &batch).await?;
-                Ok::<_, Error>((batch.input.len(), answer))
-            }
-        }))
-        .buffered(EMBED_BATCH_CONCURRENCY);
+        let mut chunks = req.input.chunks(limit);
+        let mut in_flight = futures::stream::FuturesOrdered::new();
         let mut parts = Vec::with_capacity(batches);
-        // The first failure ends the call; the batches still in flight are dropped.
-        while let Some(part) = answers.next().await {
-            parts.push(part?);
+        loop {
+            while in_flight.len() < EMBED_BATCH_CONCURRENCY {
+                let Some(texts) = chunks.next() else { break };
+                in_flight.push_back(self.embed_texts(provider, model, req, texts));
+            }
+            // The first failure ends the call; the batches still in flight are dropped.
+            match in_flight.next().await {
+                Some(part) => parts.push(part?),
+                None => break,
+            }
         }
         EmbeddingResponse::join_batches(parts).map_err(|e| e.with_provider(provider.id()))
+    }
+
+    /// One batch of a split request: `req` over `texts`, and how many texts it had.
+    async fn embed_texts(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &EmbeddingRequest,
+        texts: &[String],
+    ) -> Result<(usize, EmbeddingResponse)> {
+        let batch = req.with_input(texts.to_vec());
+        let answer = Box::pin(self.embed_batch(provider, model, &batch)).await?;
+        Ok((texts.len(), answer))
     }
 
     /// One embeddings request as it is sent.
