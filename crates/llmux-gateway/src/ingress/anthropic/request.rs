@@ -807,7 +807,7 @@ mod tests {
         let (r, _) = base(serde_json::json!({"tool_choice": {"type": "auto"}}));
         assert_eq!(r.tool_choice, Some(ToolChoice::Auto));
         let (r, o) = base(serde_json::json!({"thinking": {"type": "disabled"}}));
-        assert_eq!(r.thinking.map(|t| t.enabled), Some(false));
+        assert_eq!(r.thinking.and_then(|t| t.enabled), Some(false));
         assert!(o.show_thinking);
         let (r, o) =
             base(serde_json::json!({"thinking": {"type": "adaptive", "display": "omitted"}}));
