@@ -159,7 +159,11 @@ async fn issue_18_reasoning_effort_reaches_each_upstream_natively_or_is_refused(
     check(&u, "hunyuan-t1-latest", effort(), Refused("reasoning_effort")).await;
     check(&u, "glm-4.5", effort(), Refused("reasoning_effort")).await;
     check(&u, "o4-mini", effort(), Native(vec![("/reasoning_effort", json_s("high"))])).await;
-    check(&u, "Qwen/Qwen3-8B", effort(), Native(vec![("/reasoning_effort", json_s("high"))])).await;
+    // vLLM: the level, and the template's switch on (an effort asks for thinking).
+    check(&u, "Qwen/Qwen3-8B", effort(), Native(vec![
+        ("/reasoning_effort", json_s("high")),
+        ("/chat_template_kwargs", json!({"enable_thinking": true})),
+    ])).await;
     check(&u, "deepseek-reasoner", effort(), Refused("reasoning_effort")).await;
     // `none` turns thinking off: OpenAI's own value, DashScope's switch.
     check(&u, "o4-mini", json!({"reasoning_effort": "none"}), Native(vec![("/reasoning_effort", json_s("none"))])).await;
