@@ -5,7 +5,7 @@ use llmux_core::providers::{self, ProviderSettings};
 use std::time::Duration;
 
 use llmux_core::resilience::{BreakerConfig, RetryPolicy, Timeouts};
-use llmux_core::{ChatRequest, Client, ClientBuilder, ResponseFormat, Thinking};
+use llmux_core::{ChatRequest, Client, ClientBuilder, ReasoningEffort, ResponseFormat, Thinking};
 use serde_json::{Map, Value};
 
 use crate::error::Result;
@@ -21,6 +21,33 @@ pub enum FormatArg {
     /// Any JSON object.
     #[value(name = "json_object", alias = "json-object")]
     JsonObject,
+}
+
+/// `--reasoning-effort` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EffortArg {
+    /// As little as the model allows.
+    Minimal,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Above high.
+    Xhigh,
+}
+
+impl From<EffortArg> for ReasoningEffort {
+    fn from(e: EffortArg) -> Self {
+        match e {
+            EffortArg::Minimal => ReasoningEffort::Minimal,
+            EffortArg::Low => ReasoningEffort::Low,
+            EffortArg::Medium => ReasoningEffort::Medium,
+            EffortArg::High => ReasoningEffort::High,
+            EffortArg::Xhigh => ReasoningEffort::XHigh,
+        }
+    }
 }
 
 /// `--thinking` values.
@@ -74,9 +101,12 @@ pub struct RequestArgs {
     /// Thinking mode of hybrid-thinking models.
     #[arg(long, value_name = "on|off")]
     pub thinking: Option<Toggle>,
-    /// Maximum reasoning tokens (implies `--thinking on` unless `--thinking off` is given).
-    #[arg(long, value_name = "N")]
+    /// Maximum reasoning tokens (turns thinking on).
+    #[arg(long, value_name = "N", conflicts_with = "reasoning_effort")]
     pub thinking_budget: Option<u32>,
+    /// How much to think (OpenAI `reasoning_effort`; a budget for vendors that take budgets).
+    #[arg(long, value_name = "LEVEL")]
+    pub reasoning_effort: Option<EffortArg>,
     /// Vendor-specific field passed verbatim, as KEY=JSON (repeatable; a bare word is a string).
     #[arg(long, value_name = "KEY=JSON", value_parser = parse_extra)]
     pub extra: Vec<(String, Value)>,
@@ -99,17 +129,12 @@ impl RequestArgs {
             FormatArg::JsonObject => ResponseFormat::JsonObject,
         });
         req.enable_search = self.enable_search.then_some(true);
-        req.thinking = match (self.thinking, self.thinking_budget) {
-            (None, None) => None,
-            (Some(Toggle::Off), budget) => Some(Thinking {
-                enabled: false,
-                budget_tokens: budget,
-            }),
-            (Some(Toggle::On) | None, budget) => Some(Thinking {
-                enabled: true,
-                budget_tokens: budget,
-            }),
+        let thinking = Thinking {
+            enabled: self.thinking.map(|t| t == Toggle::On),
+            budget_tokens: self.thinking_budget,
+            effort: self.reasoning_effort.map(ReasoningEffort::from),
         };
+        req.thinking = (!thinking.is_empty()).then_some(thinking);
         let mut extra = Map::new();
         for (k, v) in &self.extra {
             extra.insert(k.clone(), v.clone());
@@ -276,13 +301,14 @@ mod tests {
         };
         let mut req = ChatRequest::default();
         args.apply(&mut req);
-        assert_eq!(
-            req.thinking,
-            Some(Thinking {
-                enabled: true,
-                budget_tokens: Some(100)
-            })
-        );
+        assert_eq!(req.thinking, Some(Thinking::budget(100)));
+        assert_eq!(req.thinking.unwrap().wanted(), Some(true));
+        let args = RequestArgs {
+            reasoning_effort: Some(EffortArg::Xhigh),
+            ..Default::default()
+        };
+        args.apply(&mut req);
+        assert_eq!(req.thinking, Some(Thinking::effort(ReasoningEffort::XHigh)));
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub const DEFAULT_BATCH_BREAKER_WAIT: Duration = Duration::from_secs(10 * 60);
 /// otherwise send an endless one).
 pub const MAX_MODEL_LIST_BYTES: usize = 8 * 1024 * 1024;
 
+/// How many batches of one split embeddings request ([`Client::embed_with`]) are in flight
+/// at once: a small bound, so a long input neither waits on one batch at a time nor bursts
+/// past an upstream's concurrency limit.
+pub const EMBED_BATCH_CONCURRENCY: usize = 2;
+
 /// How long a batch item waits for a probe's outcome when the breaker gave no time.
 const PROBE_POLL: Duration = Duration::from_secs(1);
 
@@ -568,7 +573,75 @@ impl Client {
     /// Embeddings from a given provider, asking for the upstream `model` (`req.model` is not
     /// read, as in [`Client::chat_with`]). Applies the circuit breaker, client-side limits,
     /// timeouts and the retry policy, as chats do.
+    ///
+    /// An input longer than the provider's documented batch limit
+    /// ([`Provider::embedding_batch_limit`]) is sent as consecutive batches of at most that
+    /// many texts, [`EMBED_BATCH_CONCURRENCY`] at a time, each with its own attempts; the
+    /// answer joins them in input order (indexes renumbered, usage summed). A batch that fails
+    /// fails the whole call with its error: no partial answer is returned.
     pub async fn embed_with(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &EmbeddingRequest,
+    ) -> Result<EmbeddingResponse> {
+        match provider.embedding_batch_limit(model) {
+            Some(limit) if limit > 0 && req.input.len() > limit => {
+                self.embed_batches(provider, model, req, limit).await
+            }
+            _ => self.embed_batch(provider, model, req).await,
+        }
+    }
+
+    /// [`Client::embed_with`] over batches of at most `limit` texts.
+    async fn embed_batches(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &EmbeddingRequest,
+        limit: usize,
+    ) -> Result<EmbeddingResponse> {
+        let batches = req.input.len().div_ceil(limit);
+        tracing::debug!(
+            provider = provider.id(),
+            model,
+            texts = req.input.len(),
+            limit,
+            batches,
+            "splitting an embeddings request into batches"
+        );
+        let mut chunks = req.input.chunks(limit);
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut parts = Vec::with_capacity(batches);
+        loop {
+            while in_flight.len() < EMBED_BATCH_CONCURRENCY {
+                let Some(texts) = chunks.next() else { break };
+                in_flight.push_back(self.embed_texts(provider, model, req, texts));
+            }
+            // The first failure ends the call; the batches still in flight are dropped.
+            match in_flight.next().await {
+                Some(part) => parts.push(part?),
+                None => break,
+            }
+        }
+        EmbeddingResponse::join_batches(parts).map_err(|e| e.with_provider(provider.id()))
+    }
+
+    /// One batch of a split request: `req` over `texts`, and how many texts it had.
+    async fn embed_texts(
+        &self,
+        provider: &dyn Provider,
+        model: &str,
+        req: &EmbeddingRequest,
+        texts: &[String],
+    ) -> Result<(usize, EmbeddingResponse)> {
+        let batch = req.with_input(texts.to_vec());
+        let answer = Box::pin(self.embed_batch(provider, model, &batch)).await?;
+        Ok((texts.len(), answer))
+    }
+
+    /// One embeddings request as it is sent.
+    async fn embed_batch(
         &self,
         provider: &dyn Provider,
         model: &str,

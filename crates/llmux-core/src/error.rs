@@ -177,6 +177,7 @@ struct Inner {
     provider: Option<&'static str>,
     upstream_status: Option<u16>,
     upstream_code: Option<String>,
+    param: Option<&'static str>,
     request_id: Option<String>,
     retry_after: Option<Duration>,
     retry_hint: Option<bool>,
@@ -194,6 +195,7 @@ impl Error {
                 provider: None,
                 upstream_status: None,
                 upstream_code: None,
+                param: None,
                 request_id: None,
                 retry_after: None,
                 retry_hint: None,
@@ -242,6 +244,18 @@ impl Error {
             self.inner.upstream_code = Some(code);
         }
         self
+    }
+
+    /// Names the request field at fault (`thinking_budget`, `reasoning_effort`…), for
+    /// protocols whose error bodies carry one (OpenAI's `param`).
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.inner.param = Some(param);
+        self
+    }
+
+    /// The request field at fault, when one is named.
+    pub fn param(&self) -> Option<&'static str> {
+        self.inner.param
     }
 
     /// Records the upstream request id.
@@ -349,6 +363,9 @@ impl fmt::Debug for Error {
         }
         if let Some(c) = &self.inner.upstream_code {
             d.field("upstream_code", c);
+        }
+        if let Some(p) = self.inner.param {
+            d.field("param", &p);
         }
         if let Some(r) = &self.inner.request_id {
             d.field("request_id", r);

@@ -36,6 +36,12 @@ pub enum StreamEvent {
         /// The new text.
         text: String,
     },
+    /// A piece of the signature of the reasoning so far (Anthropic's `signature_delta`): kept
+    /// on the message so the reasoning can be sent back intact in a later turn.
+    ReasoningSignature {
+        /// The signature piece.
+        signature: String,
+    },
     /// A piece of a tool call; fragments with the same index belong to one call.
     ToolCallDelta {
         /// Which call (0, 1, … in the order the model made them).
@@ -76,6 +82,7 @@ pub struct StreamAccumulator {
     request_id: Option<String>,
     text: String,
     reasoning: String,
+    signature: String,
     calls: Vec<PartialCall>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
@@ -104,6 +111,7 @@ impl StreamAccumulator {
             }
             StreamEvent::TextDelta { text } => self.text.push_str(text),
             StreamEvent::ReasoningDelta { text } => self.reasoning.push_str(text),
+            StreamEvent::ReasoningSignature { signature } => self.signature.push_str(signature),
             StreamEvent::ToolCallDelta {
                 index,
                 id,
@@ -175,6 +183,7 @@ impl StreamAccumulator {
             tool_calls,
             tool_call_id: None,
             reasoning: (!self.reasoning.is_empty()).then_some(self.reasoning),
+            reasoning_signature: (!self.signature.is_empty()).then_some(self.signature),
         };
         Ok(ChatResponse {
             id: self.id,
@@ -203,6 +212,11 @@ pub fn response_to_events(resp: &ChatResponse) -> Vec<StreamEvent> {
     if let Some(choice) = resp.choices.first() {
         if let Some(r) = &choice.message.reasoning {
             out.push(StreamEvent::ReasoningDelta { text: r.clone() });
+        }
+        if let Some(s) = &choice.message.reasoning_signature {
+            out.push(StreamEvent::ReasoningSignature {
+                signature: s.clone(),
+            });
         }
         let text = choice.message.content.text();
         if !text.is_empty() {

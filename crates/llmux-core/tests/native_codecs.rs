@@ -148,10 +148,7 @@ fn hunyuan_rejects_what_it_lacks_naming_every_field() {
     );
     let mut req = ChatRequest::new("hunyuan-lite", vec![Message::user("hi")]);
     req.enable_search = Some(true);
-    req.thinking = Some(Thinking {
-        enabled: true,
-        budget_tokens: None,
-    });
+    req.thinking = Some(Thinking::switch(true));
     req.seed = Some(7);
     req.stop = vec!["END".into()];
     req.extra.insert("StreamModeration".into(), json!(true));
@@ -345,10 +342,7 @@ fn zhipu_rules_and_error_codes() {
     req.temperature = Some(0.0);
     req.top_p = Some(1.0);
     req.user = Some("u1".into());
-    req.thinking = Some(Thinking {
-        enabled: false,
-        budget_tokens: None,
-    });
+    req.thinking = Some(Thinking::switch(false));
     let body: Value =
         serde_json::from_slice(&p.build_chat(&req.model, &req, true).unwrap().body).unwrap();
     assert_eq!(body["do_sample"], false);
@@ -442,10 +436,7 @@ fn ollama_options_format_and_extra_mapping() {
         schema: json!({"type": "object"}),
         strict: None,
     });
-    req.thinking = Some(Thinking {
-        enabled: true,
-        budget_tokens: None,
-    });
+    req.thinking = Some(Thinking::switch(true));
     req.extra.insert("keep_alive".into(), json!(0));
     req.extra.insert("mirostat".into(), json!(2));
     req.extra.insert("options.num_ctx".into(), json!(8192));

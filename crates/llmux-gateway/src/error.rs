@@ -157,6 +157,14 @@ impl ApiError {
         resp
     }
 
+    /// A core error about the request itself (validation), keeping its kind, message and the
+    /// field it names.
+    pub fn from_core(err: &Error) -> Self {
+        let mut e = ApiError::new(err.kind(), err.message());
+        e.param = err.param().map(str::to_owned);
+        e
+    }
+
     /// An upstream error, as the client should see it: an upstream's rejection of the gateway's
     /// own credentials or configuration is a bad gateway, not the client's fault.
     pub fn from_upstream(err: &Error) -> Self {
@@ -173,6 +181,7 @@ impl ApiError {
         };
         let mut e = ApiError::new(kind, err.message());
         e.retry_after = err.retry_after();
+        e.param = err.param().map(str::to_owned);
         e
     }
 }

@@ -28,6 +28,7 @@ pub mod openai_compat;
 pub mod pangu;
 pub mod signing;
 pub mod spark;
+pub mod thinking;
 pub mod zhipu;
 
 /// What a provider can do; the conformance suite uses it to pick which cases apply.
@@ -145,6 +146,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
             Error::unsupported(format!("{} does not offer embeddings", self.id()))
                 .with_provider(self.id()),
         )
+    }
+    /// The most texts one embeddings request for the upstream `model` may carry, as the
+    /// vendor documents it: [`crate::Client::embed_with`] splits a longer input into batches of
+    /// this size and joins their answers. `None` (the default) when no limit is documented:
+    /// the input is sent whole.
+    fn embedding_batch_limit(&self, _model: &str) -> Option<usize> {
+        None
     }
     /// Reads an embeddings response.
     fn parse_embeddings(&self, _resp: &HttpResponse) -> Result<EmbeddingResponse> {

@@ -151,9 +151,15 @@ pub struct Message {
     /// For a tool result: the id of the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
-    /// Reasoning text a thinking model produced (never sent back upstream).
+    /// Reasoning text a thinking model produced. Sent back upstream only where the vendor
+    /// requires the reasoning of a tool-calling turn to be returned (DeepSeek's
+    /// `reasoning_content`; Anthropic's thinking block, with [`Message::reasoning_signature`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
+    /// The opaque signature the vendor gave with that reasoning (Anthropic's thinking-block
+    /// `signature`), returned with it unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_signature: Option<String>,
 }
 
 impl Message {
@@ -165,6 +171,7 @@ impl Message {
             tool_calls: Vec::new(),
             tool_call_id: None,
             reasoning: None,
+            reasoning_signature: None,
         }
     }
 
@@ -245,14 +252,173 @@ pub enum ResponseFormat {
     },
 }
 
-/// Thinking (reasoning) mode of hybrid-thinking models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How much a reasoning model thinks: OpenAI's `reasoning_effort` levels (Gemini's
+/// `thinkingLevel`, Ollama's `think` levels). Turning thinking off is [`Thinking::enabled`]
+/// `false`, not an effort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningEffort {
+    /// As little as the model allows.
+    Minimal,
+    /// Low.
+    Low,
+    /// Medium (OpenAI's default).
+    Medium,
+    /// High.
+    High,
+    /// Above high, where a model offers it.
+    #[serde(rename = "xhigh")]
+    XHigh,
+}
+
+impl ReasoningEffort {
+    /// Every level, lowest first.
+    pub const ALL: [ReasoningEffort; 5] = [
+        ReasoningEffort::Minimal,
+        ReasoningEffort::Low,
+        ReasoningEffort::Medium,
+        ReasoningEffort::High,
+        ReasoningEffort::XHigh,
+    ];
+
+    /// The lowercase name (`minimal`, `low`, `medium`, `high`, `xhigh`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasoningEffort::Minimal => "minimal",
+            ReasoningEffort::Low => "low",
+            ReasoningEffort::Medium => "medium",
+            ReasoningEffort::High => "high",
+            ReasoningEffort::XHigh => "xhigh",
+        }
+    }
+
+    /// The level of a name, any case.
+    pub fn parse(name: &str) -> Option<ReasoningEffort> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The thinking budget a vendor that takes budgets but no levels (DashScope, Anthropic)
+    /// is sent for this level: 512, 1,024, 8,192, 24,576 and 32,768 tokens.
+    pub fn budget_tokens(self) -> u32 {
+        match self {
+            ReasoningEffort::Minimal => 512,
+            ReasoningEffort::Low => 1024,
+            ReasoningEffort::Medium => 8192,
+            ReasoningEffort::High => 24_576,
+            ReasoningEffort::XHigh => 32_768,
+        }
+    }
+}
+
+impl std::fmt::Display for ReasoningEffort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The thinking (reasoning) settings of a request: on or off, a budget, an effort. Each unset
+/// part is the model's default. Each provider maps them to its own fields, and a setting its
+/// API cannot take fails the request as `unsupported`, naming the field (never dropped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thinking {
-    /// Turn thinking on or off.
-    pub enabled: bool,
-    /// Maximum reasoning tokens, when the vendor supports a budget.
+    /// Turn thinking on or off (`None`: the model's default, or on when a budget or an effort
+    /// is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Most reasoning tokens, for vendors that take a budget (`thinking_budget`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_tokens: Option<u32>,
+    /// How much to think, for vendors that take a level (`reasoning_effort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<ReasoningEffort>,
+}
+
+impl Thinking {
+    /// Thinking turned on or off.
+    pub fn switch(on: bool) -> Thinking {
+        Thinking {
+            enabled: Some(on),
+            ..Thinking::default()
+        }
+    }
+
+    /// Thinking on with a budget.
+    pub fn budget(tokens: u32) -> Thinking {
+        Thinking {
+            budget_tokens: Some(tokens),
+            ..Thinking::default()
+        }
+    }
+
+    /// Thinking at an effort level.
+    pub fn effort(effort: ReasoningEffort) -> Thinking {
+        Thinking {
+            effort: Some(effort),
+            ..Thinking::default()
+        }
+    }
+
+    /// The setting an OpenAI-style effort name stands for: `none` turns thinking off, `max`
+    /// on without a level (the upstream's most), a level is that effort. `None` for any other
+    /// name.
+    pub fn from_effort_name(name: &str) -> Option<Thinking> {
+        if name.eq_ignore_ascii_case("none") {
+            return Some(Thinking::switch(false));
+        }
+        if name.eq_ignore_ascii_case("max") {
+            return Some(Thinking::switch(true));
+        }
+        ReasoningEffort::parse(name).map(Thinking::effort)
+    }
+
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.enabled.is_none() && self.budget_tokens.is_none() && self.effort.is_none()
+    }
+
+    /// Whether thinking is asked on or off: [`Thinking::enabled`], or on when a budget or an
+    /// effort is given.
+    pub fn wanted(&self) -> Option<bool> {
+        self.enabled.or_else(|| {
+            (self.budget_tokens.is_some() || self.effort.is_some()).then_some(true)
+        })
+    }
+
+    /// Checks the parts agree: no budget or effort with thinking off, not both a budget and
+    /// an effort, no zero budget.
+    pub fn validate(&self) -> Result<()> {
+        if self.enabled == Some(false) && (self.budget_tokens.is_some() || self.effort.is_some())
+        {
+            let what = if self.budget_tokens.is_some() {
+                "`thinking_budget`"
+            } else {
+                "`reasoning_effort`"
+            };
+            return Err(Error::invalid_request(format!(
+                "thinking is turned off, but {what} is given"
+            ))
+            .with_param(if self.budget_tokens.is_some() {
+                "thinking_budget"
+            } else {
+                "reasoning_effort"
+            }));
+        }
+        if self.budget_tokens.is_some() && self.effort.is_some() {
+            return Err(Error::invalid_request(
+                "give `thinking_budget` or `reasoning_effort`, not both",
+            )
+            .with_param("reasoning_effort"));
+        }
+        if self.budget_tokens == Some(0) {
+            return Err(Error::invalid_request(
+                "`thinking_budget` must be at least 1 (turn thinking off instead)",
+            )
+            .with_param("thinking_budget"));
+        }
+        Ok(())
+    }
 }
 
 /// How the conversation is sent when a vendor has two input shapes.
@@ -338,7 +504,7 @@ pub struct ChatRequest {
     /// Web search augmentation (DashScope `enable_search`, Hunyuan `EnableEnhancement`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_search: Option<bool>,
-    /// Thinking on/off and budget.
+    /// Thinking on or off, budget, effort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Thinking>,
     /// Ask for usage in the stream (OpenAI `stream_options.include_usage`). Defaults to true.
@@ -420,6 +586,9 @@ impl ChatRequest {
         }
         if self.input_style == InputStyle::Prompt {
             self.prompt_parts()?;
+        }
+        if let Some(t) = &self.thinking {
+            t.validate()?;
         }
         Ok(())
     }
@@ -540,6 +709,24 @@ impl Usage {
             total_tokens: input_tokens.saturating_add(output_tokens),
             cached_tokens: None,
             reasoning_tokens: None,
+        }
+    }
+}
+
+impl Usage {
+    /// The usage of two requests together (counts saturate; an optional count is kept when
+    /// either reports it).
+    pub fn plus(&self, other: &Usage) -> Usage {
+        let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            (a, b) => a.or(b),
+        };
+        Usage {
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            total_tokens: self.total_tokens.saturating_add(other.total_tokens),
+            cached_tokens: add(self.cached_tokens, other.cached_tokens),
+            reasoning_tokens: add(self.reasoning_tokens, other.reasoning_tokens),
         }
     }
 }

@@ -42,8 +42,9 @@ impl Vendor {
     ///   are accepted and never called); `tool_choice` `auto`/`any`/`tool` (a listed `name`)/`none`, with
     ///   `disable_parallel_tool_use`, only alongside `tools` unless `none`; `stop_sequences`; `temperature` and
     ///   `top_p` in [0, 1]; `top_k` ≥ 0; `thinking` `{type: enabled, budget_tokens ≥ 1024 and < max_tokens}`,
-    ///   `adaptive` or `disabled` (with thinking on, `temperature` other than 1, `top_k`, `top_p` below 0.95 and a
-    ///   forced tool choice are refused, as the API documents); `metadata` an object; `cache_control`
+    ///   `adaptive` or `disabled` (with thinking on, `temperature` other than 1, `top_k`, `top_p` below 0.95, a
+    ///   forced tool choice, and a last assistant message with `tool_use` blocks that does not start with a
+    ///   `thinking` block are refused, as the API documents); `metadata` an object; `cache_control`
     ///   `{type: "ephemeral", ttl?: "5m"|"1h"}` on at most 4 blocks (a top-level one marks the end of the last
     ///   message and counts among them). Violations: 400 `invalid_request_error`
     ///   whose message starts with the field's path (`messages.1.content.0: …`).
@@ -799,6 +800,7 @@ fn parse(body: &[u8], count: bool) -> Result<Parsed, String> {
         if forced {
             return Err("Thinking may not be enabled when tool_choice forces tool use.".to_owned());
         }
+        final_tool_turn_starts_with_thinking(messages)?;
     }
     let stream = match req.get("stream") {
         None | Some(Value::Null) => false,
@@ -817,6 +819,32 @@ fn parse(body: &[u8], count: bool) -> Result<Parsed, String> {
         thinking,
         stream,
     })
+}
+
+/// With thinking on, the assistant message whose `tool_use` blocks the conversation's last
+/// `tool_result`s answer must start with a `thinking` (or `redacted_thinking`) block, as the API
+/// requires (the reasoning of a tool-calling turn is returned intact).
+fn final_tool_turn_starts_with_thinking(messages: &[Value]) -> Result<(), String> {
+    let Some(i) = messages.iter().rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant")) else {
+        return Ok(());
+    };
+    let blocks = messages[i].get("content").and_then(Value::as_array);
+    let has_tool_use = blocks.is_some_and(|b| b.iter().any(|b| block_type(b) == Some("tool_use")));
+    if !has_tool_use {
+        return Ok(());
+    }
+    let first = blocks.and_then(|b| b.first()).and_then(block_type);
+    if matches!(first, Some("thinking" | "redacted_thinking")) {
+        return Ok(());
+    }
+    Err(format!(
+        "messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`.",
+        first.unwrap_or("text")
+    ))
+}
+
+fn block_type(b: &Value) -> Option<&str> {
+    b.get("type").and_then(Value::as_str)
 }
 
 /// One content block of the answer.

@@ -38,6 +38,12 @@ impl Vendor {
     ///   chunk), then `data: [DONE]`. Tool streams: per call a fragment with `index`, `id`, `type`,
     ///   `function.name`, `arguments:""` (the first also carries `role:"assistant","content":null`), then one
     ///   `{"index":i,"function":{"arguments":fragment}}` per fragment. Only one choice whatever `n` says.
+    /// * **Thinking (DeepSeek):** a model whose name contains `reasoner` (`deepseek-reasoner`) thinks: the
+    ///   message carries `reasoning_content` `"Considering: " + the last user message's text` (streamed as
+    ///   `{"reasoning_content":piece}` deltas before the answer; not counted in usage), and, as DeepSeek's
+    ///   thinking mode with tools requires, every request assistant message with `tool_calls` must carry its
+    ///   `reasoning_content` (400 "Missing `reasoning_content` field in the assistant message at message
+    ///   index N").
     /// * **Validation:** malformed JSON → 400; missing/empty `model` or `messages` → 400
     ///   `invalid_request_error`.
     /// * **Embeddings:** `dimensions`, else 3072 for `text-embedding-3-large`, else 1536 (`text-embedding-ada-002`
@@ -468,7 +474,20 @@ impl Spec {
                     Some("empty_array"),
                 )
             }
-            Some(Value::Array(a)) => answer::read_messages(a),
+            Some(Value::Array(a)) => {
+                if let Some(i) = thinks(&model)
+                    .then(|| a.iter().position(lacks_reasoning))
+                    .flatten()
+                {
+                    return self.invalid(
+                        ctx,
+                        &format!("Missing `reasoning_content` field in the assistant message at message index {i}"),
+                        None,
+                        None,
+                    );
+                }
+                answer::read_messages(a)
+            }
             Some(_) => {
                 return self.invalid(
                     ctx,
@@ -508,6 +527,8 @@ impl Spec {
             completion: ans.completion_tokens(),
         };
         let id = format!("chatcmpl-emu{:06}", ctx.seq);
+        let reasoning =
+            thinks(&model).then(|| format!("Considering: {}", answer::last_user_text(&input.messages)));
         if req.get("stream").and_then(Value::as_bool) == Some(true) {
             let include_usage = req
                 .get("stream_options")
@@ -520,9 +541,12 @@ impl Spec {
                 model: &model,
                 include_usage,
             };
-            return Reply::sse(ctx, chunker.frames(&ans, usage));
+            return Reply::sse(ctx, chunker.frames(reasoning.as_deref(), &ans, usage));
         }
         let mut message = json!({"role": "assistant", "content": null, "refusal": null});
+        if let Some(r) = reasoning {
+            message["reasoning_content"] = Value::String(r);
+        }
         match &ans {
             Answer::Text { .. } => message["content"] = Value::String(ans.text()),
             Answer::Tools { calls } => {
@@ -697,8 +721,16 @@ impl Chunker<'_> {
         )
     }
 
-    fn frames(&self, ans: &Answer, usage: Usage) -> Vec<Bytes> {
+    fn frames(&self, reasoning: Option<&str>, ans: &Answer, usage: Usage) -> Vec<Bytes> {
         let mut out = Vec::new();
+        if let Some(r) = reasoning {
+            out.push(self.delta(json!({"role": "assistant", "content": null, "reasoning_content": ""})));
+            out.extend(
+                answer::pieces(r)
+                    .iter()
+                    .map(|p| self.delta(json!({"reasoning_content": p}))),
+            );
+        }
         match ans {
             Answer::Text { pieces, .. } => {
                 out.push(self.delta(json!({"role": "assistant", "content": ""})));
@@ -734,6 +766,19 @@ impl Chunker<'_> {
         out.push(sse::done());
         out
     }
+}
+
+/// Whether a model thinks (DeepSeek's `deepseek-reasoner`).
+fn thinks(model: &str) -> bool {
+    model.contains("reasoner")
+}
+
+/// An assistant message with tool calls but without the `reasoning_content` a thinking model
+/// needs back.
+fn lacks_reasoning(m: &Value) -> bool {
+    m.get("role").and_then(Value::as_str) == Some("assistant")
+        && m.get("tool_calls").and_then(Value::as_array).is_some_and(|c| !c.is_empty())
+        && m.get("reasoning_content").and_then(Value::as_str).is_none_or(str::is_empty)
 }
 
 /// One embedding input: its text (hashed for the vector) and its token count.

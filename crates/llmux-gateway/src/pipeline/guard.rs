@@ -255,7 +255,9 @@ impl RequestGuard {
                     .span
                     .record("gen_ai.response.model", model.as_str());
             }
-            llmux_core::StreamEvent::Finished { .. } => {}
+            // A signature is not output the client is billed for.
+            llmux_core::StreamEvent::Finished { .. }
+            | llmux_core::StreamEvent::ReasoningSignature { .. } => {}
         }
     }
 

@@ -245,11 +245,18 @@ impl Provider for Anthropic {
         }
         let mut text = String::new();
         let mut reasoning = String::new();
+        let mut signature = String::new();
         let mut tool_calls = Vec::new();
         for block in w.content {
             match block {
                 wire::ResponseBlock::Text { text: t } => text.push_str(&t),
-                wire::ResponseBlock::Thinking { thinking } => reasoning.push_str(&thinking),
+                wire::ResponseBlock::Thinking {
+                    thinking,
+                    signature: s,
+                } => {
+                    reasoning.push_str(&thinking);
+                    signature.push_str(&s);
+                }
                 wire::ResponseBlock::ToolUse { id, name, input } => tool_calls.push(ToolCall {
                     id,
                     name,
@@ -272,6 +279,7 @@ impl Provider for Anthropic {
                     tool_calls,
                     tool_call_id: None,
                     reasoning: (!reasoning.is_empty()).then_some(reasoning),
+                    reasoning_signature: (!signature.is_empty()).then_some(signature),
                 },
                 finish_reason: w.stop_reason.as_deref().map(finish_reason),
             }],
@@ -474,20 +482,14 @@ mod tests {
         assert!(body(&req, false).get("tool_choice").is_none());
 
         req.tool_choice = None;
-        req.thinking = Some(Thinking {
-            enabled: true,
-            budget_tokens: Some(2048),
-        });
+        req.thinking = Some(Thinking { enabled: Some(true), budget_tokens: Some(2048), effort: None });
         let b = body(&req, false);
         assert_eq!(
             b["thinking"],
             json!({"type": "enabled", "budget_tokens": 2048})
         );
         assert_eq!(b["max_tokens"], json!(DEFAULT_MAX + 2048));
-        req.thinking = Some(Thinking {
-            enabled: true,
-            budget_tokens: None,
-        });
+        req.thinking = Some(Thinking::switch(true));
         req.max_tokens = Some(9000);
         let b = body(&req, false);
         assert_eq!(
@@ -495,10 +497,7 @@ mod tests {
             json!({"type": "enabled", "budget_tokens": wire::DEFAULT_THINKING_BUDGET})
         );
         assert_eq!(b["max_tokens"], json!(9000));
-        req.thinking = Some(Thinking {
-            enabled: false,
-            budget_tokens: None,
-        });
+        req.thinking = Some(Thinking::switch(false));
         assert_eq!(body(&req, false)["thinking"], json!({"type": "disabled"}));
 
         req.response_format = Some(ResponseFormat::JsonSchema {

@@ -100,8 +100,16 @@ impl StreamParser for AnthropicStreamParser {
                     ResponseBlock::Text { text } if !text.is_empty() => {
                         out.push(StreamEvent::TextDelta { text });
                     }
-                    ResponseBlock::Thinking { thinking } if !thinking.is_empty() => {
-                        out.push(StreamEvent::ReasoningDelta { text: thinking });
+                    ResponseBlock::Thinking {
+                        thinking,
+                        signature,
+                    } if !thinking.is_empty() || !signature.is_empty() => {
+                        if !thinking.is_empty() {
+                            out.push(StreamEvent::ReasoningDelta { text: thinking });
+                        }
+                        if !signature.is_empty() {
+                            out.push(StreamEvent::ReasoningSignature { signature });
+                        }
                     }
                     ResponseBlock::ToolUse { id, name, input } => {
                         if self.tools.len() >= MAX_TOOL_CALLS {
@@ -139,6 +147,9 @@ impl StreamParser for AnthropicStreamParser {
                     BlockDelta::ThinkingDelta { thinking } if !thinking.is_empty() => {
                         out.push(StreamEvent::ReasoningDelta { text: thinking });
                     }
+                    BlockDelta::SignatureDelta { signature } if !signature.is_empty() => {
+                        out.push(StreamEvent::ReasoningSignature { signature });
+                    }
                     BlockDelta::InputJsonDelta { partial_json } => {
                         let Some((i, tool)) = self.tool(index) else {
                             return Err(
@@ -157,6 +168,7 @@ impl StreamParser for AnthropicStreamParser {
                     }
                     BlockDelta::TextDelta { .. }
                     | BlockDelta::ThinkingDelta { .. }
+                    | BlockDelta::SignatureDelta { .. }
                     | BlockDelta::Other => {}
                 }
             }

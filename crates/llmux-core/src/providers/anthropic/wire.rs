@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::MessagesSpec;
 use crate::error::{Error, Result};
 use crate::providers::body::Extra;
+use crate::providers::thinking::ThinkingSupport;
 use crate::types::*;
 
 /// `max_tokens` sent when the request sets none (the API requires it): this many answer
@@ -17,6 +18,11 @@ use crate::types::*;
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// The thinking budget sent when thinking is turned on without one (the API's minimum).
 pub const DEFAULT_THINKING_BUDGET: u32 = 1024;
+
+/// What the Messages API takes for thinking: `thinking` enabled with a `budget_tokens` (at least
+/// 1024; [`DEFAULT_THINKING_BUDGET`] when none is given) or disabled; an effort is sent as its
+/// budget.
+pub const THINKING: ThinkingSupport = ThinkingSupport::SWITCH_AND_BUDGET;
 
 /// The `POST /v1/messages` body. Every field but the vendor ones may be replaced or removed
 /// through `extra` (see [`Extra`]).
@@ -93,6 +99,14 @@ pub enum MessageContent<'a> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Block<'a> {
+    /// The reasoning of an earlier assistant turn, returned with the signature the API gave
+    /// it (required before the turn's `tool_use` blocks while thinking is on).
+    Thinking {
+        /// The reasoning text, as the API returned it.
+        thinking: &'a str,
+        /// The API's signature of it.
+        signature: &'a str,
+    },
     /// Text.
     Text {
         /// The text (never empty: the API rejects empty text blocks).
@@ -225,8 +239,8 @@ fn invalid(spec: &MessagesSpec, msg: String) -> Error {
 }
 
 /// The `POST /v1/messages` body of `req` for the upstream `model`. Options the Messages API
-/// lacks fail with `Unsupported`, naming every one; assistant `reasoning` is not sent (a
-/// thinking block needs the signature the API gave it, which core messages do not keep).
+/// lacks fail with `Unsupported`, naming every one; assistant `reasoning` goes back as a
+/// thinking block when it carries the signature the API gave it, and is not sent otherwise.
 pub fn chat_body<'a>(
     spec: &MessagesSpec,
     model: &'a str,
@@ -275,10 +289,11 @@ pub fn chat_body<'a>(
     }
     let ex = Extra::new(&req.extra);
     let (system, messages) = encode_conversation(spec, &req.messages)?;
-    let thinking = req.thinking.map(|t| {
-        if t.enabled {
+    let plan = THINKING.resolve(spec.id, model, req.thinking.as_ref())?;
+    let thinking = plan.enabled.map(|on| {
+        if on {
             ThinkingParam::Enabled {
-                budget_tokens: t.budget_tokens.unwrap_or(DEFAULT_THINKING_BUDGET),
+                budget_tokens: plan.budget_tokens.unwrap_or(DEFAULT_THINKING_BUDGET),
             }
         } else {
             ThinkingParam::Disabled
@@ -388,7 +403,17 @@ fn encode_conversation<'a>(
                         format!("messages[{i}]: an assistant message takes text only"),
                     ));
                 }
-                let mut blocks = Vec::with_capacity(1 + m.tool_calls.len());
+                let mut blocks = Vec::with_capacity(2 + m.tool_calls.len());
+                // Reasoning goes back only with its signature: the API verifies it, and a
+                // block without one (reasoning from another vendor) would be refused.
+                if let (Some(thinking), Some(signature)) =
+                    (m.reasoning.as_deref(), m.reasoning_signature.as_deref())
+                {
+                    blocks.push(Block::Thinking {
+                        thinking,
+                        signature,
+                    });
+                }
                 let text = m.content.text();
                 if !text.is_empty() {
                     blocks.push(Block::Text { text });
@@ -565,6 +590,9 @@ pub enum ResponseBlock {
         /// The reasoning text.
         #[serde(default)]
         thinking: String,
+        /// Its signature (empty at a stream's `content_block_start`).
+        #[serde(default)]
+        signature: String,
     },
     /// A tool call.
     #[serde(rename = "tool_use")]
@@ -762,7 +790,13 @@ pub enum BlockDelta {
         #[serde(default)]
         thinking: String,
     },
-    /// Signatures, citations and later kinds: ignored.
+    /// The signature of a thinking block.
+    SignatureDelta {
+        /// The signature (or a piece of it).
+        #[serde(default)]
+        signature: String,
+    },
+    /// Citations and later kinds: ignored.
     #[serde(other)]
     Other,
 }

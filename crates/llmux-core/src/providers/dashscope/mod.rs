@@ -16,6 +16,8 @@ use super::openai_compat::{
     args_string, classify_openai_error, describe, non_json_error, parse_json, CompatSpec,
     Extensions, OpenAiCompat, WireToolCall, OPENAI,
 };
+use super::openai_compat::ThinkingFields;
+use super::thinking::ThinkingSupport;
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
     ProviderSpec, StreamParser,
@@ -114,6 +116,11 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     },
 };
 
+/// What DashScope takes for thinking, natively (`parameters`) and in compatible mode alike:
+/// `enable_thinking` and `thinking_budget` (hybrid-thinking Qwen models, PROTOCOLS.md 1.2); a
+/// reasoning effort is sent as its budget.
+pub const THINKING: ThinkingSupport = ThinkingSupport::SWITCH_AND_BUDGET;
+
 /// DashScope's OpenAI-compatible mode as its own provider id.
 pub const COMPAT: CompatSpec = CompatSpec {
     id: "dashscope-compat",
@@ -122,9 +129,13 @@ pub const COMPAT: CompatSpec = CompatSpec {
         top_k: true,
         repetition_penalty: true,
         enable_search: true,
-        thinking: true,
     },
+    thinking: THINKING,
+    thinking_fields: ThinkingFields::EnableThinking,
     embeddings_base64: false,
+    // Compatible mode embeds with text-embedding-v3/v4 only: at most 10 texts a request
+    // (PROTOCOLS.md 1.6; Model Studio's text-embedding API reference, "最大行数").
+    embeddings_max_inputs: Some(10),
     map_code: dashscope_code,
     capabilities: OPENAI.capabilities,
     ..OPENAI
@@ -511,6 +522,7 @@ impl Provider for DashScope {
                                 .collect(),
                             tool_call_id: None,
                             reasoning: m.reasoning_content.filter(|r| !r.is_empty()),
+                            reasoning_signature: None,
                         },
                         finish_reason: finish(c.finish_reason.as_deref()),
                     }
@@ -566,6 +578,10 @@ impl Provider for DashScope {
             &body,
             false,
         )
+    }
+
+    fn embedding_batch_limit(&self, model: &str) -> Option<usize> {
+        Some(embedding_batch_limit(model))
     }
 
     fn parse_embeddings(&self, resp: &HttpResponse) -> Result<EmbeddingResponse> {
@@ -625,6 +641,16 @@ impl Provider for DashScope {
             usage,
             request_id: w.request_id.or_else(|| header_request_id(&resp.headers)),
         })
+    }
+}
+
+/// The most texts one native embeddings request of `model` may carry (PROTOCOLS.md 1.6, from
+/// Model Studio's text-embedding API reference, "最大行数"): 25 for text-embedding-v1/v2, 10
+/// for v3, v4 and any later or unknown model (the smaller limit, so a batch is never refused).
+pub fn embedding_batch_limit(model: &str) -> usize {
+    match model {
+        "text-embedding-v1" | "text-embedding-v2" => 25,
+        _ => 10,
     }
 }
 

@@ -188,6 +188,7 @@ pub fn chat_body<'a>(
             "dashscope does not accept tool_choice `required` (use auto or name a function)",
         ));
     }
+    let thinking = super::THINKING.resolve(ID, model, req.thinking.as_ref())?;
     let ex = Extra::new(&req.extra);
     let parameters = Parameters {
         result_format: ex.typed("result_format", result_format),
@@ -218,11 +219,8 @@ pub fn chat_body<'a>(
             "response_format",
             req.response_format.as_ref().map(encode_response_format),
         ),
-        enable_thinking: ex.typed("enable_thinking", req.thinking.map(|t| t.enabled)),
-        thinking_budget: ex.typed(
-            "thinking_budget",
-            req.thinking.and_then(|t| t.budget_tokens),
-        ),
+        enable_thinking: ex.typed("enable_thinking", thinking.enabled),
+        thinking_budget: ex.typed("thinking_budget", thinking.budget_tokens),
         // Not a streaming call: no `incremental_output`, even from `extra`.
         extra: ex.fields(if stream { &[] } else { &["incremental_output"] }),
     };

@@ -18,6 +18,7 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::openai_compat::{describe, non_json_error, parse_json};
+use super::thinking::{EffortSupport, Switch, ThinkingSupport};
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
     ProviderSettings, ProviderSpec, StreamParser,
@@ -30,6 +31,20 @@ use crate::SecretString;
 pub use stream::GeminiStreamParser;
 
 const ID: &str = "gemini";
+
+/// What Gemini takes for thinking (`generationConfig.thinkingConfig`): on (thoughts included)
+/// or off (a budget of 0), `thinkingBudget` (Gemini 2.5), `thinkingLevel` (Gemini 3:
+/// `MINIMAL`, `LOW`, `MEDIUM`, `HIGH`).
+pub const THINKING: ThinkingSupport = ThinkingSupport {
+    switch: Switch::Field,
+    budget: true,
+    effort: EffortSupport::Levels(&[
+        ReasoningEffort::Minimal,
+        ReasoningEffort::Low,
+        ReasoningEffort::Medium,
+        ReasoningEffort::High,
+    ]),
+};
 /// The API version in every path.
 pub const API_VERSION: &str = "v1beta";
 
@@ -285,7 +300,8 @@ impl Provider for Gemini {
     fn build_chat(&self, model: &str, req: &ChatRequest, stream: bool) -> Result<HttpRequest> {
         req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         let path = model_path(model)?;
-        let body = wire::chat_body(req)?;
+        let thinking = THINKING.resolve(ID, model, req.thinking.as_ref())?;
+        let body = wire::chat_body(req, thinking)?;
         let rest = if stream {
             format!("{path}:streamGenerateContent?alt=sse")
         } else {
@@ -346,6 +362,7 @@ impl Provider for Gemini {
                         tool_calls,
                         tool_call_id: None,
                         reasoning: (!reasoning.is_empty()).then_some(reasoning),
+                        reasoning_signature: None,
                     },
                     finish_reason: finish,
                 }
@@ -387,6 +404,12 @@ impl Provider for Gemini {
             self.url(&format!("{path}:batchEmbedContents")),
             &body,
         )?)
+    }
+
+    fn embedding_batch_limit(&self, _model: &str) -> Option<usize> {
+        // `batchEmbedContents` takes at most 100 requests ("at most 100 requests can be in one
+        // batch", the API's 400 past it).
+        Some(100)
     }
 
     fn parse_embeddings(&self, resp: &HttpResponse) -> Result<EmbeddingResponse> {
@@ -543,10 +566,7 @@ mod tests {
             schema: json!({"type": "object"}),
             strict: Some(true),
         });
-        req.thinking = Some(Thinking {
-            enabled: true,
-            budget_tokens: Some(512),
-        });
+        req.thinking = Some(Thinking { enabled: Some(true), budget_tokens: Some(512), effort: None });
         assert_eq!(
             body(&req),
             json!({
@@ -604,10 +624,7 @@ mod tests {
         req.tool_choice = None;
         req.enable_search = Some(true);
         req.response_format = Some(ResponseFormat::JsonObject);
-        req.thinking = Some(Thinking {
-            enabled: false,
-            budget_tokens: None,
-        });
+        req.thinking = Some(Thinking::switch(false));
         let b = body(&req);
         assert_eq!(b["tools"], json!([{"googleSearch": {}}]));
         assert_eq!(

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::ID;
 use crate::error::{Error, Result};
 use crate::providers::body::Extra;
+use crate::providers::thinking::ThinkingPlan;
 use crate::types::*;
 
 /// The value Google documents for a replayed `functionCall` part whose thought signature is
@@ -241,15 +242,31 @@ pub struct ThinkingConfig {
     /// Reasoning tokens (0 turns thinking off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking_budget: Option<u32>,
+    /// How much to think (Gemini 3): `MINIMAL`, `LOW`, `MEDIUM`, `HIGH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_level: Option<&'static str>,
+}
+
+/// The `thinkingLevel` of an effort (the API's enum names).
+fn thinking_level(effort: ReasoningEffort) -> &'static str {
+    match effort {
+        ReasoningEffort::Minimal => "MINIMAL",
+        ReasoningEffort::Low => "LOW",
+        ReasoningEffort::Medium => "MEDIUM",
+        ReasoningEffort::High => "HIGH",
+        // Not among the levels `THINKING` declares, so never resolved into a plan.
+        ReasoningEffort::XHigh => "HIGH",
+    }
 }
 
 fn invalid(msg: String) -> Error {
     Error::invalid_request(msg).with_provider(ID)
 }
 
-/// The `generateContent` body of `req`. Options Gemini lacks fail with `Unsupported`, naming
+/// The `generateContent` body of `req`, with its thinking settings as
+/// [`super::THINKING`] resolved them. Options Gemini lacks fail with `Unsupported`, naming
 /// every one; `user` and assistant `reasoning` are not sent.
-pub fn chat_body(req: &ChatRequest) -> Result<GenerateContentRequest<'_>> {
+pub fn chat_body(req: &ChatRequest, thinking: ThinkingPlan) -> Result<GenerateContentRequest<'_>> {
     let mut lacking: Vec<&str> = Vec::new();
     for (set, name) in [
         (req.repetition_penalty.is_some(), "repetition_penalty"),
@@ -328,16 +345,18 @@ pub fn chat_body(req: &ChatRequest) -> Result<GenerateContentRequest<'_>> {
         Some(ResponseFormat::JsonObject) => (Some("application/json"), None),
         Some(ResponseFormat::JsonSchema { schema, .. }) => (Some("application/json"), Some(schema)),
     };
-    let thinking = req.thinking.map(|t| {
-        if t.enabled {
+    let thinking = thinking.enabled.map(|on| {
+        if on {
             ThinkingConfig {
                 include_thoughts: Some(true),
-                thinking_budget: t.budget_tokens,
+                thinking_budget: thinking.budget_tokens,
+                thinking_level: thinking.effort.map(thinking_level),
             }
         } else {
             ThinkingConfig {
                 include_thoughts: None,
                 thinking_budget: Some(0),
+                thinking_level: None,
             }
         }
     });

@@ -19,6 +19,7 @@ use super::openai_compat::{
     describe, non_json_error, openai_code, parse_json, CompatSpec, Extensions, OpenAiCompat,
     SearchField, OPENAI,
 };
+use super::thinking::ThinkingSupport;
 use super::{
     check_base_url, header_request_id, join_url, AuthContext, BoxFuture, Capabilities,
     CredentialSpec, Provider, ProviderSpec, StreamParser,
@@ -94,6 +95,10 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     },
 };
 
+/// What the native `ChatCompletions` takes for thinking: `EnableThinking` on or off (PROTOCOLS.md
+/// 3.3); no budget, no level.
+pub const THINKING: ThinkingSupport = ThinkingSupport::SWITCH;
+
 /// Hunyuan's OpenAI-compatible endpoint: `enable_search` is sent as `enable_enhancement`.
 pub const OPENAI_COMPAT: CompatSpec = CompatSpec {
     id: "hunyuan-openai",
@@ -101,10 +106,13 @@ pub const OPENAI_COMPAT: CompatSpec = CompatSpec {
         top_k: false,
         repetition_penalty: false,
         enable_search: true,
-        thinking: false,
     },
+    // The compatible endpoint documents no thinking field.
+    thinking: ThinkingSupport::NONE,
     search_field: SearchField::EnableEnhancement,
     embeddings_base64: false,
+    // The compatible endpoint documents no list limit (the native `GetEmbedding` does).
+    embeddings_max_inputs: None,
     map_code: hunyuan_openai_code,
     capabilities: Capabilities {
         list_models: false,
@@ -445,6 +453,12 @@ impl Provider for Hunyuan {
         req.validate_for(model).map_err(|e| e.with_provider(ID))?;
         let body = wire::embedding_body(req)?;
         self.action("GetEmbedding", &body)
+    }
+
+    fn embedding_batch_limit(&self, _model: &str) -> Option<usize> {
+        // The `GetEmbedding` reference (API 2023-09-01, as the tencentcloud SDKs carry it):
+        // `InputList` "输入数组总长度不超过 50".
+        Some(50)
     }
 
     fn parse_embeddings(&self, resp: &HttpResponse) -> Result<EmbeddingResponse> {

@@ -48,9 +48,6 @@ pub fn chat_body<'a>(model: &'a str, req: &'a ChatRequest, stream: bool) -> Resu
     ) {
         lacking.push("response_format (JSON mode)");
     }
-    if req.thinking.is_some_and(|t| t.budget_tokens.is_some()) {
-        lacking.push("thinking.budget_tokens");
-    }
     if req.tool_choice == Some(ToolChoice::Required) {
         lacking.push("tool_choice `required` (use auto or name a function)");
     }
@@ -65,6 +62,7 @@ pub fn chat_body<'a>(model: &'a str, req: &'a ChatRequest, stream: bool) -> Resu
         ))
         .with_provider(ID));
     }
+    let thinking = super::THINKING.resolve(ID, model, req.thinking.as_ref())?;
     let seed = match req.seed {
         Some(seed) if !(1..=MAX_SEED).contains(&seed) => {
             return Err(Error::invalid_request(format!(
@@ -108,7 +106,7 @@ pub fn chat_body<'a>(model: &'a str, req: &'a ChatRequest, stream: bool) -> Resu
         tool_choice: ex.typed("ToolChoice", tool_choice),
         custom_tool: ex.typed("CustomTool", custom_tool),
         enable_enhancement: ex.typed("EnableEnhancement", req.enable_search),
-        enable_thinking: ex.typed("EnableThinking", req.thinking.map(|t| t.enabled)),
+        enable_thinking: ex.typed("EnableThinking", thinking.enabled),
         extra: ex.fields(&[]),
     })
 }
@@ -520,6 +518,7 @@ impl WireMessage {
                 .collect(),
             tool_call_id: None,
             reasoning: self.reasoning_content.filter(|r| !r.is_empty()),
+            reasoning_signature: None,
         }
     }
 }

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use super::body::Extra;
 use super::openai_compat::wire::encode_tools;
 use super::openai_compat::{describe, parse_json};
+use super::thinking::{EffortSupport, Switch, ThinkingSupport};
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Framing, Provider,
     ProviderSpec, StreamParser,
@@ -66,6 +67,18 @@ pub const OPTION_NAMES: &[&str] = &[
     "use_mlock",
     "tfs_z",
 ];
+
+/// What Ollama takes for thinking: `think` as `true`/`false`, or as a level `low`, `medium`,
+/// `high` (the levels of gpt-oss models; PROTOCOLS.md 7 and the API reference); no budget.
+pub const THINKING: ThinkingSupport = ThinkingSupport {
+    switch: Switch::Field,
+    budget: false,
+    effort: EffortSupport::Levels(&[
+        ReasoningEffort::Low,
+        ReasoningEffort::Medium,
+        ReasoningEffort::High,
+    ]),
+};
 
 /// The registry row.
 pub const SPEC: ProviderSpec = ProviderSpec {
@@ -165,10 +178,6 @@ impl Ollama {
             (req.parallel_tool_calls.is_some(), "parallel_tool_calls"),
             (req.enable_search.is_some(), "enable_search"),
             (
-                req.thinking.is_some_and(|t| t.budget_tokens.is_some()),
-                "thinking.budget_tokens",
-            ),
-            (
                 matches!(
                     req.tool_choice,
                     Some(ToolChoice::Required | ToolChoice::Function(_))
@@ -191,6 +200,7 @@ impl Ollama {
             ))
             .with_provider(ID));
         }
+        let thinking = THINKING.resolve(ID, model, req.thinking.as_ref())?;
         let split = wire::SplitExtra::new(&req.extra);
         let tx = Extra::new(&split.top);
         let mut body = wire::ChatBody {
@@ -224,7 +234,13 @@ impl Ollama {
                 }
             },
         );
-        body.think = tx.typed("think", req.thinking.map(|t| t.enabled));
+        body.think = tx.typed(
+            "think",
+            match (thinking.effort, thinking.enabled) {
+                (Some(level), _) => Some(wire::Think::Level(level.as_str())),
+                (None, on) => on.map(wire::Think::On),
+            },
+        );
         body.options = split.options(wire::Options {
             temperature: req.temperature,
             top_p: req.top_p,
@@ -525,6 +541,7 @@ impl Provider for Ollama {
                     tool_calls,
                     tool_call_id: None,
                     reasoning: w.reasoning().filter(|r| !r.is_empty()).map(str::to_owned),
+                    reasoning_signature: None,
                 },
                 finish_reason: Some(finish),
             }],

@@ -38,9 +38,9 @@ pub struct ChatBody<'a> {
     /// `"json"` or a JSON schema.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<Format<'a>>,
-    /// Thinking on or off.
+    /// Thinking on or off, or its level.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub think: Option<bool>,
+    pub think: Option<Think>,
     /// Sampling options.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub options: Option<Options<'a>>,
@@ -235,4 +235,14 @@ pub struct EmbedBody<'a> {
     /// Top-level vendor fields from `extra`.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `think`: on or off, or a level (`low`, `medium`, `high`).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub enum Think {
+    /// On or off.
+    On(bool),
+    /// A level.
+    Level(&'static str),
 }

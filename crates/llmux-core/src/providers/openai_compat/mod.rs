@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::body::Extra;
+use super::thinking::{EffortSupport, Switch, ThinkingSupport};
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,
     ProviderSettings, ProviderSpec, StreamParser,
@@ -34,8 +35,6 @@ pub struct Extensions {
     pub repetition_penalty: bool,
     /// `enable_search`.
     pub enable_search: bool,
-    /// `enable_thinking` + `thinking_budget`.
-    pub thinking: bool,
 }
 
 impl Extensions {
@@ -44,8 +43,21 @@ impl Extensions {
         top_k: false,
         repetition_penalty: false,
         enable_search: false,
-        thinking: false,
     };
+}
+
+/// The fields an OpenAI-style vendor takes its thinking settings in (what it takes at all is
+/// [`CompatSpec::thinking`]). An effort always goes in `reasoning_effort`, a budget in
+/// `thinking_budget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThinkingFields {
+    /// On or off as `enable_thinking` (DashScope's compatible mode).
+    EnableThinking,
+    /// On or off as `chat_template_kwargs.enable_thinking`, the chat template's switch (vLLM
+    /// serving Qwen3 and other hybrid-thinking models).
+    ChatTemplateKwargs,
+    /// Off as `reasoning_effort: "none"` (OpenAI).
+    ReasoningEffort,
 }
 
 /// The data that makes one vendor's OpenAI-style endpoint differ from OpenAI's.
@@ -57,8 +69,20 @@ pub struct CompatSpec {
     pub key_required: bool,
     /// Extra request fields the vendor accepts.
     pub extensions: Extensions,
+    /// The thinking settings the vendor takes.
+    pub thinking: ThinkingSupport,
+    /// The fields it takes them in.
+    pub thinking_fields: ThinkingFields,
+    /// Whether an assistant message's reasoning is sent back as `reasoning_content`
+    /// (DeepSeek requires it on the assistant turns of a tool-calling exchange in thinking
+    /// mode; others drop or refuse it).
+    pub send_reasoning: bool,
     /// Whether embeddings may be requested base64-encoded (DashScope: float only).
     pub embeddings_base64: bool,
+    /// The most texts one embeddings request may carry, as the vendor documents it (longer
+    /// inputs are split into batches, [`Provider::embedding_batch_limit`]); `None` when no
+    /// limit is documented.
+    pub embeddings_max_inputs: Option<usize>,
     /// Vendor error codes that mean something more specific than the HTTP status.
     pub map_code: fn(&str) -> Option<ErrorKind>,
     /// What the endpoint can do.
@@ -93,7 +117,18 @@ pub const OPENAI: CompatSpec = CompatSpec {
     id: "openai",
     key_required: true,
     extensions: Extensions::NONE,
+    // `reasoning_effort` (o-series, gpt-5): every level; off as `none`; no budget.
+    thinking: ThinkingSupport {
+        switch: Switch::OffAsEffortNone,
+        budget: false,
+        effort: EffortSupport::Levels(&ReasoningEffort::ALL),
+    },
+    thinking_fields: ThinkingFields::ReasoningEffort,
+    send_reasoning: false,
     embeddings_base64: true,
+    // OpenAI's embeddings reference: "any array must be 2048 dimensions or less" (an input
+    // list holds at most 2048 entries).
+    embeddings_max_inputs: Some(2048),
     map_code: openai_code,
     capabilities: FULL,
     search_field: SearchField::EnableSearch,
@@ -261,6 +296,10 @@ impl Provider for OpenAiCompat {
         let r = HttpRequest::post_json(join_url(&self.base_url, "embeddings"), &body)?
             .header("accept", "application/json")?;
         self.authed(r)
+    }
+
+    fn embedding_batch_limit(&self, _model: &str) -> Option<usize> {
+        self.spec.embeddings_max_inputs
     }
 
     fn parse_embeddings(&self, resp: &HttpResponse) -> Result<EmbeddingResponse> {
@@ -558,6 +597,7 @@ impl WireMessage {
                 .collect(),
             tool_call_id: None,
             reasoning: self.reasoning_content.filter(|r| !r.is_empty()),
+            reasoning_signature: None,
         }
     }
 }
@@ -1031,23 +1071,52 @@ const fn compat_row(
     }
 }
 
+/// Whether a DeepSeek model thinks: `deepseek-reasoner` does, `deepseek-chat` does not (the
+/// API has no switch; the model is the choice).
+fn deepseek_thinks(model: &str) -> bool {
+    model.contains("reasoner")
+}
+
 const DEEPSEEK_COMPAT: CompatSpec = CompatSpec {
     id: "deepseek",
+    embeddings_max_inputs: None,
+    thinking: ThinkingSupport {
+        switch: Switch::ByModel(deepseek_thinks),
+        budget: false,
+        effort: EffortSupport::None,
+    },
+    // Thinking mode with tools: the reasoning of the assistant turns goes back.
+    send_reasoning: true,
     ..OPENAI
 };
 const MOONSHOT_COMPAT: CompatSpec = CompatSpec {
     id: "moonshot",
+    embeddings_max_inputs: None,
+    thinking: ThinkingSupport::NONE,
     ..OPENAI
 };
 const VLLM_COMPAT: CompatSpec = CompatSpec {
     id: "vllm",
     key_required: false,
+    // A self-hosted server documents no list limit.
+    embeddings_max_inputs: None,
     extensions: Extensions {
         top_k: true,
         repetition_penalty: true,
         enable_search: false,
-        thinking: false,
     },
+    // The chat template's switch (Qwen3 and other hybrid models), and vLLM's
+    // `reasoning_effort` (low, medium, high; gpt-oss); no budget.
+    thinking: ThinkingSupport {
+        switch: Switch::Field,
+        budget: false,
+        effort: EffortSupport::Levels(&[
+            ReasoningEffort::Low,
+            ReasoningEffort::Medium,
+            ReasoningEffort::High,
+        ]),
+    },
+    thinking_fields: ThinkingFields::ChatTemplateKwargs,
     ..OPENAI
 };
 

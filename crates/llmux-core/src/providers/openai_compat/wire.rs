@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{unsupported_param, CompatSpec, SearchField};
+use super::{unsupported_param, CompatSpec, SearchField, ThinkingFields};
 use crate::error::Result;
 use crate::providers::body::Extra;
 use crate::types::*;
@@ -81,9 +81,22 @@ pub struct ChatBody<'a> {
     /// Thinking budget (vendor extension).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thinking_budget: Option<u32>,
+    /// Reasoning effort (OpenAI; vLLM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<&'static str>,
+    /// The chat template's arguments (vLLM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<ChatTemplateKwargs>,
     /// Vendor fields from `extra`, verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `chat_template_kwargs`: arguments of the model's chat template.
+#[derive(Debug, Serialize)]
+pub struct ChatTemplateKwargs {
+    /// The hybrid-thinking switch of Qwen3-style templates.
+    pub enable_thinking: bool,
 }
 
 /// `stream_options`.
@@ -109,6 +122,9 @@ pub struct ChatMessage<'a> {
     /// The call a tool message answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<&'a str>,
+    /// An assistant message's reasoning, sent back where the vendor requires it (DeepSeek).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
 }
 
 /// `content`: a string or parts.
@@ -243,8 +259,14 @@ pub struct JsonSchemaSpec<'a> {
     pub strict: Option<bool>,
 }
 
-/// The `messages` array.
+/// The `messages` array (assistant reasoning is not sent: see [`encode_messages_with`]).
 pub fn encode_messages(messages: &[Message]) -> Vec<ChatMessage<'_>> {
+    encode_messages_with(messages, false)
+}
+
+/// The `messages` array; with `send_reasoning`, each assistant message's reasoning goes back
+/// as `reasoning_content`.
+pub fn encode_messages_with(messages: &[Message], send_reasoning: bool) -> Vec<ChatMessage<'_>> {
     messages
         .iter()
         .map(|m| ChatMessage {
@@ -270,6 +292,10 @@ pub fn encode_messages(messages: &[Message]) -> Vec<ChatMessage<'_>> {
             name: m.name.as_deref(),
             tool_calls: (!m.tool_calls.is_empty()).then(|| encode_tool_calls(&m.tool_calls)),
             tool_call_id: m.tool_call_id.as_deref(),
+            reasoning_content: m
+                .reasoning
+                .as_deref()
+                .filter(|_| send_reasoning && m.role == Role::Assistant),
         })
         .collect()
 }
@@ -337,8 +363,8 @@ pub fn encode_response_format(rf: &ResponseFormat) -> ResponseFormatSpec<'_> {
     }
 }
 
-/// The chat body of `req` for `spec`'s endpoint: extension fields the vendor lacks fail with
-/// `Unsupported`.
+/// The chat body of `req` for `spec`'s endpoint: extension fields and thinking settings the
+/// vendor lacks fail with `Unsupported`.
 pub fn chat_body<'a>(
     spec: &CompatSpec,
     model: &'a str,
@@ -358,12 +384,21 @@ pub fn chat_body<'a>(
             ext.enable_search,
             "enable_search",
         ),
-        (req.thinking.is_some(), ext.thinking, "thinking"),
     ] {
         if set && !allowed {
             return Err(unsupported_param(spec.id, name));
         }
     }
+    let thinking = spec.thinking.resolve(spec.id, model, req.thinking.as_ref())?;
+    let (enable_thinking, template_switch, effort_off) = match spec.thinking_fields {
+        ThinkingFields::EnableThinking => (thinking.enabled, None, false),
+        ThinkingFields::ChatTemplateKwargs => (None, thinking.enabled, false),
+        ThinkingFields::ReasoningEffort => (None, None, thinking.enabled == Some(false)),
+    };
+    let reasoning_effort = thinking
+        .effort
+        .map(ReasoningEffort::as_str)
+        .or(effort_off.then_some("none"));
     let ex = Extra::new(&req.extra);
     let (search, enhancement) = match spec.search_field {
         SearchField::EnableSearch => (req.enable_search, None),
@@ -371,7 +406,10 @@ pub fn chat_body<'a>(
     };
     Ok(ChatBody {
         model: ex.typed("model", Some(model)),
-        messages: ex.typed("messages", Some(encode_messages(&req.messages))),
+        messages: ex.typed(
+            "messages",
+            Some(encode_messages_with(&req.messages, spec.send_reasoning)),
+        ),
         stream: ex.typed("stream", stream.then_some(true)),
         stream_options: ex.typed(
             "stream_options",
@@ -410,10 +448,12 @@ pub fn chat_body<'a>(
         repetition_penalty: ex.typed("repetition_penalty", req.repetition_penalty),
         enable_search: ex.typed("enable_search", search),
         enable_enhancement: ex.typed("enable_enhancement", enhancement),
-        enable_thinking: ex.typed("enable_thinking", req.thinking.map(|t| t.enabled)),
-        thinking_budget: ex.typed(
-            "thinking_budget",
-            req.thinking.and_then(|t| t.budget_tokens),
+        enable_thinking: ex.typed("enable_thinking", enable_thinking),
+        thinking_budget: ex.typed("thinking_budget", thinking.budget_tokens),
+        reasoning_effort: ex.typed("reasoning_effort", reasoning_effort),
+        chat_template_kwargs: ex.typed(
+            "chat_template_kwargs",
+            template_switch.map(|enable_thinking| ChatTemplateKwargs { enable_thinking }),
         ),
         extra: ex.fields(&[]),
     })

@@ -22,6 +22,7 @@ use super::openai_compat::wire::{encode_messages, encode_tool_choice, encode_too
 use super::openai_compat::{
     describe, non_json_error, CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser,
 };
+use super::thinking::ThinkingSupport;
 use super::{
     check_base_url, header_request_id, join_url, AuthContext, BoxFuture, Capabilities,
     CredentialSpec, Provider, ProviderSettings, ProviderSpec, StreamParser,
@@ -136,6 +137,7 @@ const COMPAT: CompatSpec = CompatSpec {
     id: ID,
     key_required: false,
     extensions: Extensions::NONE,
+    thinking: ThinkingSupport::NONE,
     embeddings_base64: false,
     map_code: huawei_code,
     capabilities: CAPS,
@@ -273,7 +275,7 @@ impl Pangu {
             ("`top_k`", req.top_k.is_some()),
             ("`repetition_penalty`", req.repetition_penalty.is_some()),
             ("`enable_search`", req.enable_search.is_some()),
-            ("`thinking`", req.thinking.is_some()),
+            ("`thinking`", req.thinking.is_some_and(|t| !t.is_empty())),
             ("`seed`", req.seed.is_some()),
             ("`parallel_tool_calls`", req.parallel_tool_calls.is_some()),
             (

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::openai_compat::{
     describe, non_json_error, CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser,
 };
+use super::thinking::ThinkingSupport;
 use super::{
     header_request_id, AuthContext, Capabilities, CredentialSpec, Framing, Provider, ProviderSpec,
     StreamParser, WsRequest,
@@ -341,8 +342,8 @@ pub const HTTP_COMPAT: CompatSpec = CompatSpec {
         top_k: true,
         repetition_penalty: false,
         enable_search: false,
-        thinking: false,
     },
+    thinking: ThinkingSupport::NONE,
     embeddings_base64: false,
     map_code: spark_code,
     capabilities: Capabilities {

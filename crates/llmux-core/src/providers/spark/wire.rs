@@ -191,7 +191,7 @@ pub fn request_frame<'a>(
         ("`repetition_penalty`", req.repetition_penalty.is_some()),
         ("`n` above 1", req.n.is_some_and(|n| n > 1)),
         ("`parallel_tool_calls`", req.parallel_tool_calls.is_some()),
-        ("`thinking`", req.thinking.is_some()),
+        ("`thinking`", req.thinking.is_some_and(|t| !t.is_empty())),
         (
             "a JSON `response_format`",
             matches!(

@@ -15,8 +15,10 @@ use http::HeaderMap;
 
 use super::body::Extra;
 use super::openai_compat::{
-    self, classify_openai_error, CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser, OPENAI,
+    self, classify_openai_error, CompatSpec, Extensions, OpenAiCompat, OpenAiStreamParser,
+    ThinkingFields, OPENAI,
 };
+use super::thinking::ThinkingSupport;
 use super::{
     check_base_url, join_url, AuthContext, BoxFuture, Capabilities, CredentialSpec, Provider,
     ProviderSettings, ProviderSpec, StreamParser,
@@ -41,7 +43,13 @@ pub const COMPAT: CompatSpec = CompatSpec {
     id: ID,
     key_required: false,
     extensions: Extensions::NONE,
+    // `thinking: {"type": "enabled" | "disabled"}` (GLM-4.5 and later); no budget, no level.
+    thinking: ThinkingSupport::SWITCH,
+    thinking_fields: ThinkingFields::EnableThinking,
     embeddings_base64: false,
+    // BigModel's embeddings reference: an input array of at most 64 texts (error 1214
+    // "input数组最大不得超过64条" past it).
+    embeddings_max_inputs: Some(64),
     map_code: zhipu_code,
     capabilities: Capabilities {
         streaming: true,
@@ -55,15 +63,6 @@ pub const COMPAT: CompatSpec = CompatSpec {
     ..OPENAI
 };
 
-/// [`COMPAT`] for building bodies: thinking passes the OpenAI codec's check, as Zhipu sends
-/// it as its own `thinking` object.
-const BODY: CompatSpec = CompatSpec {
-    extensions: Extensions {
-        thinking: true,
-        ..Extensions::NONE
-    },
-    ..COMPAT
-};
 
 const CREDS: &[CredentialSpec] = &[
     CredentialSpec {
@@ -291,10 +290,6 @@ impl Zhipu {
             (req.n.is_some_and(|n| n > 1), "n (more than one choice)"),
             (req.parallel_tool_calls.is_some(), "parallel_tool_calls"),
             (
-                req.thinking.is_some_and(|t| t.budget_tokens.is_some()),
-                "thinking.budget_tokens",
-            ),
-            (
                 matches!(
                     req.tool_choice,
                     Some(ToolChoice::None | ToolChoice::Required | ToolChoice::Function(_))
@@ -313,13 +308,16 @@ impl Zhipu {
             ))
             .with_provider(ID));
         }
-        let mut base = openai_compat::wire::chat_body(&BODY, model, req, stream)?;
+        let thinking = COMPAT.thinking.resolve(ID, model, req.thinking.as_ref())?;
+        let mut base = openai_compat::wire::chat_body(&COMPAT, model, req, stream)?;
         // `n` (one choice at most, checked above) and `user` are not OpenAI's here; thinking
         // is Zhipu's own object.
         base.n = None;
         base.user = None;
         base.enable_thinking = None;
         base.thinking_budget = None;
+        base.reasoning_effort = None;
+        base.chat_template_kwargs = None;
         // The SDK's sampling rules: temperature <= 0 means greedy (`do_sample: false`), and
         // both values are kept inside the open interval the server accepts.
         let do_sample = req.temperature.filter(|t| *t <= 0.0).map(|_| false);
@@ -340,8 +338,8 @@ impl Zhipu {
             user_id: ex.typed("user_id", req.user.as_deref()),
             thinking: ex.typed(
                 "thinking",
-                req.thinking.map(|t| wire::ThinkingType {
-                    kind: if t.enabled { "enabled" } else { "disabled" },
+                thinking.enabled.map(|on| wire::ThinkingType {
+                    kind: if on { "enabled" } else { "disabled" },
                 }),
             ),
         })
@@ -476,6 +474,10 @@ impl Provider for Zhipu {
         };
         HttpRequest::post_json(join_url(&self.base_url, "embeddings"), &body)?
             .header("accept", "application/json")
+    }
+
+    fn embedding_batch_limit(&self, _model: &str) -> Option<usize> {
+        COMPAT.embeddings_max_inputs
     }
 
     fn parse_embeddings(&self, resp: &HttpResponse) -> Result<EmbeddingResponse> {

@@ -4,8 +4,9 @@
 //! and `role: "system"` messages → system messages; text and image blocks (base64 → a `data:`
 //! URL, or a URL) → content parts; an assistant's `tool_use` blocks → tool calls (their `input`
 //! as the arguments JSON); `tool_result` blocks → tool messages (text content; `is_error: true`
-//! puts `Error: ` before it); an assistant's `thinking` blocks → its reasoning (kept in the
-//! transcript, never sent upstream as text); `tools` (`input_schema` → parameters),
+//! puts `Error: ` before it); an assistant's `thinking` blocks → its reasoning and the block's
+//! `signature` (sent back to an upstream that verifies it, Anthropic; kept in the transcript
+//! otherwise, never sent upstream as text); `tools` (`input_schema` → parameters),
 //! `tool_choice` (auto/any/tool/none, `disable_parallel_tool_use` → no parallel calls),
 //! `max_tokens` (required, as by the Messages API; marked advisory, so an upstream without an
 //! output cap is sent none rather than refusing), `stop_sequences`, `temperature`, `top_p`, `top_k`, `thinking` (enabled with a
@@ -152,7 +153,7 @@ pub(crate) enum WireContent {
 
 /// A content block. `type` says which fields it has: `text` (`text`), `image` (`source`),
 /// `tool_use` (`id`, `name`, `input`), `tool_result` (`tool_use_id`, `content`, `is_error`),
-/// `thinking` (`thinking`; its `signature` is ignored), `redacted_thinking` (dropped).
+/// `thinking` (`thinking`, `signature`), `redacted_thinking` (dropped).
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = AnthropicContentBlock)]
 pub(crate) struct WireBlock {
@@ -181,6 +182,8 @@ pub(crate) struct WireBlock {
     is_error: Option<bool>,
     #[serde(default)]
     thinking: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
 }
 
 /// An image's source: `{"type":"base64","media_type","data"}` or `{"type":"url","url"}`.
@@ -371,19 +374,10 @@ fn thinking(t: Option<WireThinking>) -> Result<(Option<Thinking>, bool), ApiErro
                 ApiError::invalid("thinking.budget_tokens: Field required")
                     .param("thinking.budget_tokens")
             })?;
-            Thinking {
-                enabled: true,
-                budget_tokens: Some(budget),
-            }
+            Thinking { enabled: Some(true), budget_tokens: Some(budget), effort: None }
         }
-        "adaptive" => Thinking {
-            enabled: true,
-            budget_tokens: None,
-        },
-        "disabled" => Thinking {
-            enabled: false,
-            budget_tokens: None,
-        },
+        "adaptive" => Thinking::switch(true),
+        "disabled" => Thinking::switch(false),
         other => {
             return Err(ApiError::invalid(format!(
                 "`thinking.type` must be enabled, adaptive or disabled, got `{other}`"
@@ -630,6 +624,7 @@ fn assistant(content: WireContent, at: &str) -> Result<Message, ApiError> {
     };
     let mut text = String::new();
     let mut reasoning = String::new();
+    let mut signature = String::new();
     let mut calls = Vec::new();
     for (j, b) in blocks.into_iter().enumerate() {
         let here = format!("{at}.content[{j}]");
@@ -647,9 +642,13 @@ fn assistant(content: WireContent, at: &str) -> Result<Message, ApiError> {
                     arguments: input.to_string(),
                 });
             }
-            // The signature (Anthropic's proof that its model wrote the block) cannot be
-            // checked by another vendor, and is ignored.
-            "thinking" => reasoning.push_str(b.thinking.as_deref().unwrap_or("")),
+            // The signature (Anthropic's proof that its model wrote the block) travels with
+            // the reasoning: an Anthropic upstream gets the block back (it requires it in a
+            // tool-calling turn while thinking is on); other vendors never see it.
+            "thinking" => {
+                reasoning.push_str(b.thinking.as_deref().unwrap_or(""));
+                signature.push_str(b.signature.as_deref().unwrap_or(""));
+            }
             // Opaque, encrypted by Anthropic: no other vendor can read it.
             "redacted_thinking" => {}
             "tool_result" => {
@@ -675,6 +674,7 @@ fn assistant(content: WireContent, at: &str) -> Result<Message, ApiError> {
     let mut m = Message::assistant(text);
     m.tool_calls = calls;
     m.reasoning = (!reasoning.is_empty()).then_some(reasoning);
+    m.reasoning_signature = (!signature.is_empty()).then_some(signature);
     Ok(m)
 }
 
@@ -749,10 +749,7 @@ mod tests {
         assert_eq!(req.parallel_tool_calls, Some(false));
         assert_eq!(
             req.thinking,
-            Some(Thinking {
-                enabled: true,
-                budget_tokens: Some(2048)
-            })
+            Some(Thinking { enabled: Some(true), budget_tokens: Some(2048), effort: None })
         );
         assert!(matches!(
             req.response_format,
@@ -810,16 +807,13 @@ mod tests {
         let (r, _) = base(serde_json::json!({"tool_choice": {"type": "auto"}}));
         assert_eq!(r.tool_choice, Some(ToolChoice::Auto));
         let (r, o) = base(serde_json::json!({"thinking": {"type": "disabled"}}));
-        assert_eq!(r.thinking.map(|t| t.enabled), Some(false));
+        assert_eq!(r.thinking.and_then(|t| t.enabled), Some(false));
         assert!(o.show_thinking);
         let (r, o) =
             base(serde_json::json!({"thinking": {"type": "adaptive", "display": "omitted"}}));
         assert_eq!(
             r.thinking,
-            Some(Thinking {
-                enabled: true,
-                budget_tokens: None
-            })
+            Some(Thinking::switch(true))
         );
         assert!(!o.show_thinking);
         let (r, _) = base(

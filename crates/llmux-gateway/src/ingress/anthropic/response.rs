@@ -5,8 +5,8 @@
 //! Usage follows Anthropic's accounting: `input_tokens` excludes the prompt tokens read from a
 //! cache, which are `cache_read_input_tokens`; `output_tokens_details.thinking_tokens` carries
 //! the reasoning tokens when the upstream reports them. The core usage has no cache-write
-//! count: `cache_creation_input_tokens` is `null`. Thinking blocks carry an empty `signature`
-//! (no vendor but Anthropic can sign one, and the gateway ignores signatures it is sent back).
+//! count: `cache_creation_input_tokens` is `null`. Thinking blocks carry the upstream's
+//! `signature` when it gave one (Anthropic), else an empty one (no other vendor signs).
 
 use llmux_core::{ChatResponse, ErrorKind, FinishReason, Usage};
 use serde::Serialize;
@@ -47,7 +47,7 @@ pub enum ContentBlock {
     Thinking {
         /// The reasoning.
         thinking: String,
-        /// Always empty (see the module docs).
+        /// The upstream's signature, or empty (see the module docs).
         signature: String,
     },
     /// Answer text.
@@ -185,7 +185,7 @@ pub fn encode_message(
                 } else {
                     String::new()
                 },
-                signature: String::new(),
+                signature: m.reasoning_signature.clone().unwrap_or_default(),
             });
         }
         let text = m.content.text();

@@ -84,6 +84,11 @@ pub enum BlockDelta<'a> {
         /// The new reasoning.
         thinking: &'a str,
     },
+    /// The signature of the thinking block (the upstream's).
+    SignatureDelta {
+        /// The signature.
+        signature: &'a str,
+    },
 }
 
 /// `message_delta.delta`.
@@ -273,6 +278,20 @@ impl StreamEncoder for EventEncoder {
                 if self.show_thinking {
                     Self::delta(i, BlockDelta::ThinkingDelta { thinking: text }, out);
                 }
+            }
+            StreamEvent::ReasoningSignature { signature } => {
+                if signature.is_empty() {
+                    return;
+                }
+                let i = self.ensure(
+                    Open::Thinking,
+                    || ContentBlock::Thinking {
+                        thinking: String::new(),
+                        signature: String::new(),
+                    },
+                    out,
+                );
+                Self::delta(i, BlockDelta::SignatureDelta { signature }, out);
             }
             StreamEvent::ToolCallDelta {
                 index,

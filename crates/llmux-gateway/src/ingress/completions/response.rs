@@ -165,6 +165,7 @@ impl StreamEncoder for CompletionEncoder {
             StreamEvent::Started { .. }
             | StreamEvent::TextDelta { .. }
             | StreamEvent::ReasoningDelta { .. }
+            | StreamEvent::ReasoningSignature { .. }
             | StreamEvent::ToolCallDelta { .. } => {}
         }
     }

@@ -177,10 +177,12 @@ pub fn decode_generation(body: &[u8]) -> Result<(ChatRequest, GenerationOptions)
         n: p.n,
         response_format: p.response_format.map(response_format).transpose()?,
         enable_search: p.enable_search,
-        thinking: p.enable_thinking.map(|enabled| Thinking {
-            enabled,
+        thinking: Some(Thinking {
+            enabled: p.enable_thinking,
             budget_tokens: p.thinking_budget,
-        }),
+            effort: None,
+        })
+        .filter(|t| !t.is_empty()),
         stream_usage: Some(true),
         ..ChatRequest::default()
     };

@@ -146,7 +146,8 @@ impl FrameEncoder {
     /// Frames for one event.
     pub fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         let piece = match ev {
-            StreamEvent::Started { .. } => return,
+            // DashScope has no signed reasoning: nothing to carry.
+            StreamEvent::Started { .. } | StreamEvent::ReasoningSignature { .. } => return,
             StreamEvent::Usage(u) => {
                 self.usage = Some(*u);
                 return;

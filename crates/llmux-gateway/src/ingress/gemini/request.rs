@@ -309,7 +309,7 @@ pub(crate) struct WireThinkingConfig {
     /// Return the model's thoughts as `thought` parts.
     #[serde(default, alias = "include_thoughts")]
     include_thoughts: Option<bool>,
-    /// `MINIMAL`, `LOW`, `MEDIUM`, `HIGH` or `XHIGH` (the budgets of the Responses efforts).
+    /// `MINIMAL`, `LOW`, `MEDIUM`, `HIGH` or `XHIGH` (the reasoning efforts of the same names).
     #[serde(default, alias = "thinking_level")]
     thinking_level: Option<String>,
 }
@@ -781,19 +781,10 @@ fn thinking(c: Option<&WireThinkingConfig>) -> Result<(Option<Thinking>, bool), 
                 ApiError::invalid("give `thinkingBudget` or `thinkingLevel`, not both").param(at),
             )
         }
-        (Some(0), None) => Some(Thinking {
-            enabled: false,
-            budget_tokens: None,
-        }),
-        (Some(-1), None) => Some(Thinking {
-            enabled: true,
-            budget_tokens: None,
-        }),
+        (Some(0), None) => Some(Thinking::switch(false)),
+        (Some(-1), None) => Some(Thinking::switch(true)),
         (Some(n), None) => match u32::try_from(n) {
-            Ok(b) => Some(Thinking {
-                enabled: true,
-                budget_tokens: Some(b),
-            }),
+            Ok(b) => Some(Thinking { enabled: Some(true), budget_tokens: Some(b), effort: None }),
             Err(_) => {
                 return Err(ApiError::invalid(format!(
                     "`thinkingBudget` must be -1, 0 or a positive token count, got {n}"
@@ -1016,10 +1007,7 @@ mod tests {
         assert_eq!(req.seed, Some(7));
         assert_eq!(
             req.thinking,
-            Some(Thinking {
-                enabled: true,
-                budget_tokens: Some(128)
-            })
+            Some(Thinking { enabled: Some(true), budget_tokens: Some(128), effort: None })
         );
         assert_eq!(
             req.response_format,
@@ -1121,10 +1109,11 @@ mod tests {
             decode(serde_json::json!({"contents": [{"parts": [{"text": "q"}]}],
                 "generationConfig": {"thinkingConfig": tc}}))
         };
-        let t = |enabled, budget_tokens| {
+        let t = |enabled: bool, budget_tokens| {
             Some(Thinking {
-                enabled,
+                enabled: Some(enabled),
                 budget_tokens,
+                effort: None,
             })
         };
         assert_eq!(
@@ -1153,7 +1142,7 @@ mod tests {
                 .unwrap()
                 .0
                 .thinking,
-            t(true, Some(1024))
+            Some(Thinking::effort(llmux_core::ReasoningEffort::Low))
         );
         let (r, include) = with(serde_json::json!({"includeThoughts": true})).unwrap();
         assert!(include && r.thinking.is_none());

@@ -114,7 +114,8 @@ impl StreamEncoder for ChunkEncoder {
     /// Chunks for one event (`Finished` also ends a JSON array).
     fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         match ev {
-            StreamEvent::Started { .. } => {}
+            // Gemini's thought signatures are its own; another vendor's signature is not one.
+            StreamEvent::Started { .. } | StreamEvent::ReasoningSignature { .. } => {}
             StreamEvent::TextDelta { text } => {
                 if !text.is_empty() {
                     let c = self.chunk(Some(vec![PartOut::text(text.clone())]), None, None, None);

@@ -83,10 +83,35 @@ pub(crate) struct ChatCompletionRequest {
     repetition_penalty: Option<f64>,
     #[serde(default)]
     enable_search: Option<bool>,
+    /// How much a reasoning model thinks: `none` (off), `minimal`, `low`, `medium`, `high`,
+    /// `xhigh`.
+    #[serde(default)]
+    #[schema(pattern = "^(none|minimal|low|medium|high|xhigh)$")]
+    reasoning_effort: Option<String>,
+    /// Thinking on or off, with an optional budget (Anthropic's and Zhipu's shape, sent through
+    /// `extra_body`).
+    #[serde(default)]
+    thinking: Option<WireThinking>,
+    /// Thinking on or off (DashScope compatible mode, through `extra_body`).
     #[serde(default)]
     enable_thinking: Option<bool>,
+    /// Most reasoning tokens; turns thinking on (DashScope compatible mode).
+    #[schema(minimum = 1)]
     #[serde(default)]
     thinking_budget: Option<u32>,
+}
+
+/// `thinking`: `{"type": "enabled" | "disabled", "budget_tokens"?: N}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct WireThinking {
+    /// `enabled` or `disabled`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(enabled|disabled)$")]
+    kind: String,
+    /// Most reasoning tokens.
+    #[schema(minimum = 1)]
+    #[serde(default)]
+    budget_tokens: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -127,6 +152,10 @@ pub(crate) struct WireMessage {
     pub(crate) tool_calls: Option<Vec<WireToolCall>>,
     #[serde(default)]
     pub(crate) tool_call_id: Option<String>,
+    /// An assistant message's reasoning, as DeepSeek returns it (and requires back during
+    /// tool use in thinking mode).
+    #[serde(default)]
+    pub(crate) reasoning_content: Option<String>,
 }
 
 /// A message's content: text, or a list of parts.
@@ -280,10 +309,12 @@ pub fn decode_chat(body: &[u8]) -> Result<(ChatRequest, ChatOptions), ApiError> 
         user: w.user,
         response_format: w.response_format.map(response_format).transpose()?,
         enable_search: w.enable_search,
-        thinking: w.enable_thinking.map(|enabled| Thinking {
-            enabled,
-            budget_tokens: w.thinking_budget,
-        }),
+        thinking: thinking(
+            w.reasoning_effort.as_deref(),
+            w.thinking,
+            w.enable_thinking,
+            w.thinking_budget,
+        )?,
         stream_usage: Some(true),
         ..ChatRequest::default()
     };
@@ -291,13 +322,75 @@ pub fn decode_chat(body: &[u8]) -> Result<(ChatRequest, ChatOptions), ApiError> 
     Ok((req, opts))
 }
 
+/// The thinking settings of a chat request, from every field clients send them in:
+/// `reasoning_effort` (OpenAI), `thinking` (Anthropic's and Zhipu's object), `enable_thinking`
+/// and `thinking_budget` (DashScope's). Fields that disagree are a 400 naming them; nothing
+/// set is `None`.
+pub(crate) fn thinking(
+    effort: Option<&str>,
+    object: Option<WireThinking>,
+    enable_thinking: Option<bool>,
+    thinking_budget: Option<u32>,
+) -> Result<Option<Thinking>, ApiError> {
+    let mut t = Thinking {
+        enabled: enable_thinking,
+        budget_tokens: thinking_budget,
+        effort: None,
+    };
+    if let Some(obj) = object {
+        let on = match obj.kind.as_str() {
+            "enabled" => true,
+            "disabled" => false,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "`thinking.type` must be enabled or disabled, got `{other}`"
+                ))
+                .param("thinking.type"))
+            }
+        };
+        t.enabled = agree(t.enabled, Some(on), "enable_thinking", "thinking.type")?;
+        t.budget_tokens = agree(
+            t.budget_tokens,
+            obj.budget_tokens,
+            "thinking_budget",
+            "thinking.budget_tokens",
+        )?;
+    }
+    if let Some(name) = effort {
+        let e = Thinking::from_effort_name(name).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "`reasoning_effort` must be none, minimal, low, medium, high or xhigh, got `{name}`"
+            ))
+            .param("reasoning_effort")
+        })?;
+        t.enabled = agree(t.enabled, e.enabled, "thinking", "reasoning_effort")?;
+        t.effort = e.effort;
+    }
+    Ok((!t.is_empty()).then_some(t))
+}
+
+/// One value from two fields that may both give it: they must not disagree.
+fn agree<T: PartialEq + Copy>(
+    a: Option<T>,
+    b: Option<T>,
+    a_name: &str,
+    b_name: &'static str,
+) -> Result<Option<T>, ApiError> {
+    match (a, b) {
+        (Some(x), Some(y)) if x != y => Err(ApiError::invalid(format!(
+            "`{a_name}` and `{b_name}` disagree"
+        ))
+        .param(b_name)),
+        (x, y) => Ok(x.or(y)),
+    }
+}
+
 /// Core validation, as a client error.
 pub(crate) fn validate(req: &ChatRequest) -> Result<(), ApiError> {
     if req.n.is_some_and(|n| n > 1) {
         return Err(ApiError::invalid("this gateway returns one choice: `n` must be 1").param("n"));
     }
-    req.validate()
-        .map_err(|e| ApiError::new(e.kind(), e.message()))
+    req.validate().map_err(|e| ApiError::from_core(&e))
 }
 
 pub(crate) fn message(i: usize, m: WireMessage) -> Result<Message, ApiError> {
@@ -334,7 +427,10 @@ pub(crate) fn message(i: usize, m: WireMessage) -> Result<Message, ApiError> {
         name: m.name,
         tool_calls,
         tool_call_id: m.tool_call_id,
-        reasoning: None,
+        reasoning: m
+            .reasoning_content
+            .filter(|r| role == Role::Assistant && !r.is_empty()),
+        reasoning_signature: None,
     })
 }
 

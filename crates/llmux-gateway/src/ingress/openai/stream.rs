@@ -225,6 +225,8 @@ impl ChunkEncoder {
     pub fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         match ev {
             StreamEvent::Started { .. } => self.role_chunk(out),
+            // The Chat Completions format has no place for a reasoning signature.
+            StreamEvent::ReasoningSignature { .. } => {}
             StreamEvent::TextDelta { text } => {
                 self.role_chunk(out);
                 if !text.is_empty() {

@@ -91,7 +91,7 @@ pub(crate) struct CreateResponse {
     #[serde(default)]
     parallel_tool_calls: Option<bool>,
     /// `{"effort": "none"|"minimal"|"low"|"medium"|"high"|"xhigh"|"max"}`: the upstream's
-    /// thinking mode and budget (docs/dialects.md).
+    /// thinking mode and effort (docs/dialects.md).
     #[serde(default)]
     reasoning: Option<WireReasoning>,
     /// `{"format": {"type": "text"|"json_object"|"json_schema", …}}`.
@@ -451,6 +451,7 @@ fn message(at: &str, m: WireMessage) -> Result<Message, ApiError> {
         tool_calls: Vec::new(),
         tool_call_id: None,
         reasoning: None,
+        reasoning_signature: None,
     })
 }
 
@@ -689,29 +690,12 @@ fn metadata(raw: Option<Map<String, Value>>) -> Result<Map<String, Value>, ApiEr
     Ok(m)
 }
 
-/// The thinking budgets behind OpenAI's reasoning efforts (and Gemini's thinking levels): off
-/// for `none`, a budget in tokens for the levels, and the upstream's own maximum (no budget)
-/// for `max`. `None` for a name that is not an effort.
+/// The thinking setting of an OpenAI reasoning effort (and of a Gemini thinking level): off
+/// for `none`, that level for `minimal` to `xhigh` (an upstream that takes budgets gets
+/// [`llmux_core::ReasoningEffort::budget_tokens`]), on at the upstream's most for `max`. `None`
+/// for a name that is not an effort.
 pub fn thinking_for_effort(effort: &str) -> Option<Thinking> {
-    let budget = match effort.to_ascii_lowercase().as_str() {
-        "none" => {
-            return Some(Thinking {
-                enabled: false,
-                budget_tokens: None,
-            })
-        }
-        "minimal" => Some(512),
-        "low" => Some(1024),
-        "medium" => Some(8192),
-        "high" => Some(24_576),
-        "xhigh" => Some(32_768),
-        "max" => None,
-        _ => return None,
-    };
-    Some(Thinking {
-        enabled: true,
-        budget_tokens: budget,
-    })
+    Thinking::from_effort_name(effort)
 }
 
 fn bad_effort(effort: &str, param: &str) -> ApiError {
@@ -835,10 +819,7 @@ mod tests {
         assert_eq!(req.user.as_deref(), Some("u"));
         assert_eq!(
             req.thinking,
-            Some(Thinking {
-                enabled: true,
-                budget_tokens: Some(24_576)
-            })
+            Some(Thinking::effort(llmux_core::ReasoningEffort::High))
         );
         assert_eq!(
             req.response_format,
@@ -862,16 +843,19 @@ mod tests {
     }
 
     #[test]
-    fn efforts_map_to_documented_budgets() {
-        let budget = |e: &str| thinking_for_effort(e).map(|t| (t.enabled, t.budget_tokens));
-        assert_eq!(budget("none"), Some((false, None)));
-        assert_eq!(budget("minimal"), Some((true, Some(512))));
-        assert_eq!(budget("low"), Some((true, Some(1024))));
-        assert_eq!(budget("medium"), Some((true, Some(8192))));
-        assert_eq!(budget("HIGH"), Some((true, Some(24_576))));
-        assert_eq!(budget("xhigh"), Some((true, Some(32_768))));
-        assert_eq!(budget("max"), Some((true, None)));
-        assert_eq!(budget("extreme"), None);
+    fn efforts_map_to_the_core_setting_and_documented_budgets() {
+        use llmux_core::ReasoningEffort as E;
+        let setting = |e: &str| {
+            thinking_for_effort(e).map(|t| (t.wanted(), t.effort.map(E::budget_tokens)))
+        };
+        assert_eq!(setting("none"), Some((Some(false), None)));
+        assert_eq!(setting("minimal"), Some((Some(true), Some(512))));
+        assert_eq!(setting("low"), Some((Some(true), Some(1024))));
+        assert_eq!(setting("medium"), Some((Some(true), Some(8192))));
+        assert_eq!(setting("HIGH"), Some((Some(true), Some(24_576))));
+        assert_eq!(setting("xhigh"), Some((Some(true), Some(32_768))));
+        assert_eq!(setting("max"), Some((Some(true), None)));
+        assert_eq!(setting("extreme"), None);
         refused(
             serde_json::json!({"model": "m", "input": "x", "reasoning": {"effort": "extreme"}}),
             ErrorKind::InvalidRequest,

@@ -601,7 +601,8 @@ impl StreamEncoder for EventEncoder {
     fn push(&mut self, ev: &StreamEvent, out: &mut Vec<Bytes>) {
         self.start(out);
         match ev {
-            StreamEvent::Started { .. } => {}
+            // Responses reasoning items carry no vendor signature (nothing is stored).
+            StreamEvent::Started { .. } | StreamEvent::ReasoningSignature { .. } => {}
             StreamEvent::TextDelta { text } => {
                 if !text.is_empty() {
                     self.text(text, out);
