@@ -267,7 +267,7 @@ pub(super) fn parse_ranks(
 
 fn load_qwen() -> std::result::Result<CoreBPE, String> {
     let ranks = parse_ranks(QWEN_RANKS, "vocab/qwen.tiktoken")?;
-    let mut specials = std::collections::HashMap::default();
+    let mut specials = std::collections::HashMap::new();
     let names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         .into_iter()
         .map(str::to_owned)
@@ -275,7 +275,12 @@ fn load_qwen() -> std::result::Result<CoreBPE, String> {
     for (id, name) in (QWEN_SPECIAL_START..).zip(names) {
         specials.insert(name, id);
     }
-    CoreBPE::new(ranks, specials, QWEN_PATTERN).map_err(|e| format!("qwen tokenizer: {e}"))
+    CoreBPE::new(
+        ranks.into_iter().collect(),
+        specials.into_iter().collect(),
+        QWEN_PATTERN,
+    )
+    .map_err(|e| format!("qwen tokenizer: {e}"))
 }
 
 #[cfg(test)]

@@ -123,7 +123,9 @@ pub(super) fn load() -> Result<DeepSeek, String> {
         pass.0.push(content.to_owned());
         pass.1.push(id);
         if specials.insert(content.to_owned(), id).is_some() {
-            return Err(format!("vocab/deepseek-added.tsv: `{content}` appears twice"));
+            return Err(format!(
+                "vocab/deepseek-added.tsv: `{content}` appears twice"
+            ));
         }
     }
     let automaton = |words: &[String]| {
@@ -134,8 +136,12 @@ pub(super) fn load() -> Result<DeepSeek, String> {
     };
     let raw = (automaton(&raw.0)?, raw.1);
     let normalized = (automaton(&normalized.0)?, normalized.1);
-    let bpe = CoreBPE::new(ranks, specials, DEEPSEEK_PATTERN)
-        .map_err(|e| format!("deepseek tokenizer: {e}"))?;
+    let bpe = CoreBPE::new(
+        ranks.into_iter().collect(),
+        specials.into_iter().collect(),
+        DEEPSEEK_PATTERN,
+    )
+    .map_err(|e| format!("deepseek tokenizer: {e}"))?;
     Ok(DeepSeek {
         bpe,
         raw,

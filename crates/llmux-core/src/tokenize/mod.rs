@@ -361,7 +361,10 @@ mod tests {
         }
         // R1 distills are Qwen or Llama underneath, with their own vocabularies.
         assert!(!t("dashscope/deepseek-r1-distill-llama-70b").is_exact());
-        assert_ne!(t("ollama/deepseek-r1:7b").encoding(), Some(Encoding::DeepSeek));
+        assert_ne!(
+            t("ollama/deepseek-r1:7b").encoding(),
+            Some(Encoding::DeepSeek)
+        );
         let err = Tokenizer::for_model("nope/x").unwrap_err();
         assert!(
             err.message().contains("known providers"),
@@ -414,6 +417,48 @@ mod tests {
             t.count_messages(&msgs),
             e.encode_template(&whole).unwrap().len() as u64
         );
+    }
+
+    #[test]
+    fn deepseek_counts_render_its_template() {
+        let t = Tokenizer::for_model("deepseek/deepseek-chat").unwrap();
+        // <｜begin▁of▁sentence｜> <｜User｜> Hello world <｜Assistant｜>
+        assert_eq!(
+            t.count_messages(&[Message::user("Hello world")]),
+            1 + 1 + 2 + 1
+        );
+        assert_eq!(t.reply_priming(), 2);
+        let mut call = Message::assistant("");
+        for (id, city) in [("c1", "杭州"), ("c2", "北京")] {
+            call.tool_calls.push(ToolCall {
+                id: id.into(),
+                name: "get_weather".into(),
+                arguments: format!(r#"{{"city":"{city}"}}"#),
+            });
+        }
+        let msgs = vec![
+            Message::system("你是一个助手。"),
+            Message::user("杭州和北京天气?"),
+            call,
+            Message::tool_result("c1", "晴, 25°C"),
+            Message::tool_result("c2", "多云, 18°C"),
+            Message::assistant("<think>两地都查到了</think>杭州晴, 北京多云。"),
+            Message::user("谢谢"),
+        ];
+        let whole = template::render_deepseek(&msgs);
+        assert!(whole.starts_with("<｜begin▁of▁sentence｜>你是一个助手。<｜User｜>杭州"));
+        // The two results share one output block; the answer after them has no
+        // <｜Assistant｜> and loses its reasoning.
+        assert_eq!(whole.matches("<｜tool▁outputs▁begin｜>").count(), 1);
+        assert!(whole.contains(
+            "<｜tool▁output▁end｜><｜tool▁outputs▁end｜>杭州晴, 北京多云。<｜end▁of▁sentence｜>"
+        ));
+        assert!(whole.ends_with("<｜User｜>谢谢<｜Assistant｜>"));
+        let exact = Encoding::DeepSeek.encode(&whole).unwrap().len() as u64;
+        assert_eq!(t.count_messages(&msgs), exact);
+        // Per message, each result pays for a block of its own: never less than the whole.
+        let shares: u64 = msgs.iter().map(|m| t.count_message(m)).sum();
+        assert_eq!(shares + t.reply_priming(), exact + 2 + 1);
     }
 
     #[test]

@@ -182,7 +182,7 @@ pub fn render_deepseek(messages: &[Message]) -> String {
     let systems: Vec<String> = messages
         .iter()
         .filter(|m| m.role == Role::System)
-        .map(|m| m.content.text())
+        .map(|m| m.content.text().into_owned())
         .collect();
     s.push_str(&systems.join("\n\n"));
     let mut in_tools = false;
