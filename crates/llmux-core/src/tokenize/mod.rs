@@ -268,8 +268,9 @@ impl Tokenizer {
 
     /// Tokens of a conversation sent as a request: every message plus the reply priming.
     /// DeepSeek's template joins system prompts and shares one block among consecutive tool
-    /// results, so there the whole conversation is rendered and counted at once (at most the sum
-    /// of [`count_message`](Self::count_message) and the priming, which may overcount).
+    /// results, so there the whole conversation is rendered and counted at once; the sum of
+    /// [`count_message`](Self::count_message) and the priming can be a few tokens more (each
+    /// tool result counted with a block of its own).
     pub fn count_messages(&self, messages: &[Message]) -> u64 {
         if let (Some(e), ChatTemplate::DeepSeek) = (self.encoding, self.template) {
             let images = messages
