@@ -1,5 +1,6 @@
 //! `llmux tokens`: counts the tokens of a file or stdin with the model's own tokenizer
-//! (OpenAI's encodings, Qwen's vocabulary, or the documented estimate), offline.
+//! (OpenAI's encodings, Qwen's or DeepSeek's vocabulary, or the documented estimate, which the
+//! stderr line labels `ESTIMATE`), offline.
 //!
 //! The count is the last line of stdout; the tokenizer used goes to stderr. `--chat` reads a
 //! JSON list of messages (or `{"messages": […], "tools": […]}`; any other input is one user

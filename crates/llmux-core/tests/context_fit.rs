@@ -195,6 +195,7 @@ async fn never_exceeds_the_window_by_one_token() {
     for model in [
         "dashscope/qwen-plus",
         "openai/gpt-4o-mini",
+        "deepseek/deepseek-reasoner",
         "hunyuan/hunyuan-lite",
     ] {
         let tk = Tokenizer::for_model(model).unwrap();

@@ -1,6 +1,8 @@
 //! The byte-pair encodings we ship: OpenAI's `cl100k_base` and `o200k_base` (ranks embedded in
-//! `tiktoken-rs`, byte-identical to OpenAI's files) and Qwen's vocabulary from the DashScope SDK
-//! (`vocab/qwen.tiktoken`, see `vocab/README.md`), each loaded once on first use.
+//! `tiktoken-rs`, byte-identical to OpenAI's files), Qwen's vocabulary from the DashScope SDK
+//! (`vocab/qwen.tiktoken`) and DeepSeek's from its published `tokenizer.json`
+//! (`vocab/deepseek.tiktoken`, see `vocab/README.md` and [`super::deepseek`]), each loaded once
+//! on first use.
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
@@ -22,10 +24,18 @@ pub enum Encoding {
     /// Qwen's vocabulary as the DashScope SDK's `QwenTokenizer` encodes it (NFC first, special
     /// tokens allowed in text).
     Qwen,
+    /// DeepSeek's tokenizer (V4; V3 and R1 have the same vocabulary and merges) as Hugging Face
+    /// `tokenizers` encodes it from DeepSeek's `tokenizer.json` (added tokens allowed in text).
+    DeepSeek,
 }
 
 /// Every shipped encoding.
-pub const ENCODINGS: [Encoding; 3] = [Encoding::Cl100kBase, Encoding::O200kBase, Encoding::Qwen];
+pub const ENCODINGS: [Encoding; 4] = [
+    Encoding::Cl100kBase,
+    Encoding::O200kBase,
+    Encoding::Qwen,
+    Encoding::DeepSeek,
+];
 
 /// The DashScope SDK's pre-tokenizer pattern (`qwen_tokenizer.PAT_STR`, dashscope 2.0.2).
 pub const QWEN_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -40,12 +50,13 @@ const QWEN_CHUNK_CHARS: usize = 100_000;
 static QWEN_RANKS: &[u8] = include_bytes!("../../vocab/qwen.tiktoken");
 
 impl Encoding {
-    /// The reference name (`cl100k_base`, `o200k_base`, `qwen`).
+    /// The reference name (`cl100k_base`, `o200k_base`, `qwen`, `deepseek`).
     pub fn name(self) -> &'static str {
         match self {
             Encoding::Cl100kBase => "cl100k_base",
             Encoding::O200kBase => "o200k_base",
             Encoding::Qwen => "qwen",
+            Encoding::DeepSeek => "deepseek",
         }
     }
 
@@ -54,12 +65,15 @@ impl Encoding {
         ENCODINGS.into_iter().find(|e| e.name() == name)
     }
 
-    /// Number of mergeable (non-special) tokens; their ranks are `0..n`.
+    /// The size of the BPE vocabulary: token ids `0..n` are byte sequences, special and added
+    /// tokens come after (DeepSeek's three sentence markers, ids 0–2, are the exception: they
+    /// sit inside that range and are matched as added tokens).
     pub fn mergeable_tokens(self) -> u32 {
         match self {
             Encoding::Cl100kBase => 100_256,
             Encoding::O200kBase => 199_998,
             Encoding::Qwen => QWEN_SPECIAL_START,
+            Encoding::DeepSeek => super::deepseek::DEEPSEEK_VOCAB,
         }
     }
 
@@ -74,6 +88,7 @@ impl Encoding {
                     .as_ref()
                     .map_err(|e| Error::new(ErrorKind::Internal, e.clone()))
             }
+            Encoding::DeepSeek => Ok(&deepseek()?.bpe),
         }
     }
 
@@ -84,7 +99,8 @@ impl Encoding {
 
     /// Token ids of `text` as the reference tokenizer produces them for raw text: OpenAI's
     /// `encode_ordinary` (special-token text is ordinary text, as the API treats user text),
-    /// Qwen's SDK `encode` (NFC, specials allowed, long inputs chunked).
+    /// Qwen's SDK `encode` (NFC, specials allowed, long inputs chunked), DeepSeek's
+    /// `tokenizer.json` through Hugging Face `tokenizers` (added tokens allowed, no BOS).
     pub fn encode(self, text: &str) -> Result<Vec<u32>> {
         let bpe = self.bpe()?;
         match self {
@@ -101,13 +117,17 @@ impl Encoding {
                 }
                 Ok(out)
             }
+            Encoding::DeepSeek => {
+                let ds = deepseek()?;
+                guarded(|| ds.encode(text))
+            }
         }
     }
 
     /// Token ids of a rendered chat template: special-token text becomes the special token.
     pub fn encode_template(self, text: &str) -> Result<Vec<u32>> {
         match self {
-            Encoding::Qwen => self.encode(text),
+            Encoding::Qwen | Encoding::DeepSeek => self.encode(text),
             Encoding::Cl100kBase | Encoding::O200kBase => {
                 let bpe = self.bpe()?;
                 guarded(|| bpe.encode_with_special_tokens(text))
@@ -202,14 +222,28 @@ fn qwen_chunks(text: &str) -> Vec<&str> {
     chunks
 }
 
-fn load_qwen() -> std::result::Result<CoreBPE, String> {
+/// DeepSeek's tokenizer (loaded once per process).
+fn deepseek() -> Result<&'static super::deepseek::DeepSeek> {
+    static DEEPSEEK: OnceLock<std::result::Result<super::deepseek::DeepSeek, String>> =
+        OnceLock::new();
+    DEEPSEEK
+        .get_or_init(super::deepseek::load)
+        .as_ref()
+        .map_err(|e| Error::new(ErrorKind::Internal, e.clone()))
+}
+
+/// The ranks of a tiktoken-format file (`base64(bytes) rank` per line); `name` is for errors.
+pub(super) fn parse_ranks(
+    file: &[u8],
+    name: &str,
+) -> std::result::Result<std::collections::HashMap<Vec<u8>, u32>, String> {
     let mut ranks = std::collections::HashMap::default();
     let mut seen = std::collections::HashSet::new();
-    for (n, line) in QWEN_RANKS.split(|&b| b == b'\n').enumerate() {
+    for (n, line) in file.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        let bad = || format!("vocab/qwen.tiktoken line {}: malformed", n + 1);
+        let bad = || format!("{name} line {}: malformed", n + 1);
         let mut parts = line.split(|&b| b == b' ');
         let (Some(token), Some(rank), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad());
@@ -222,11 +256,18 @@ fn load_qwen() -> std::result::Result<CoreBPE, String> {
             .and_then(|r| r.parse().ok())
             .ok_or_else(bad)?;
         if !seen.insert(rank) {
-            return Err(format!("vocab/qwen.tiktoken: rank {rank} appears twice"));
+            return Err(format!("{name}: rank {rank} appears twice"));
         }
-        ranks.insert(token, rank);
+        if ranks.insert(token, rank).is_some() {
+            return Err(format!("{name} line {}: the token appears twice", n + 1));
+        }
     }
-    let mut specials = std::collections::HashMap::default();
+    Ok(ranks)
+}
+
+fn load_qwen() -> std::result::Result<CoreBPE, String> {
+    let ranks = parse_ranks(QWEN_RANKS, "vocab/qwen.tiktoken")?;
+    let mut specials = std::collections::HashMap::new();
     let names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         .into_iter()
         .map(str::to_owned)
@@ -234,7 +275,12 @@ fn load_qwen() -> std::result::Result<CoreBPE, String> {
     for (id, name) in (QWEN_SPECIAL_START..).zip(names) {
         specials.insert(name, id);
     }
-    CoreBPE::new(ranks, specials, QWEN_PATTERN).map_err(|e| format!("qwen tokenizer: {e}"))
+    CoreBPE::new(
+        ranks.into_iter().collect(),
+        specials.into_iter().collect(),
+        QWEN_PATTERN,
+    )
+    .map_err(|e| format!("qwen tokenizer: {e}"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,12 @@
 //! Token counting with the vendors' real tokenizers, offline: OpenAI's `cl100k_base` and
-//! `o200k_base`, Qwen's vocabulary from the DashScope SDK, and a documented estimate for
-//! providers without a public tokenizer (Hunyuan, Spark, Pangu, Zhipu, DeepSeek, Moonshot…).
+//! `o200k_base`, Qwen's vocabulary from the DashScope SDK, DeepSeek's from its published
+//! `tokenizer.json`, and a documented estimate, labelled as one ([`ESTIMATE_DESCRIPTION`],
+//! [`Tokenizer::is_exact`]), for models whose vocabulary llmux does not ship: Zhipu GLM (its
+//! vocabulary is published only beside the model weights, in no package registry or public source
+//! repository), Hunyuan (published in Tencent's source repositories, but under a licence that
+//! excludes the EU, the UK and South Korea and binds every recipient to its use policy, which an
+//! MIT/Apache-licensed binary cannot pass on), Spark, Pangu, Moonshot, Anthropic and Gemini (no
+//! public vocabulary). `vocab/README.md` has the sources and licences.
 //!
 //! [`Tokenizer::for_model`] picks the tokenizer and chat template for `provider/model`:
 //!
@@ -10,24 +16,33 @@
 //! | `openai` | `gpt-4*`, `gpt-3.5*`, `text-embedding-3*`, `text-embedding-ada-002` | `cl100k_base` | OpenAI |
 //! | `dashscope`, `dashscope-compat` | `qwen*`, `qwq*`, `qvq*` | Qwen | ChatML |
 //! | `ollama`, `vllm` | names containing `qwen` | Qwen | ChatML |
+//! | `deepseek` | every model | DeepSeek | DeepSeek |
+//! | `dashscope`, `dashscope-compat`, `vllm` | `deepseek-v3*`, `deepseek-v4*`, `deepseek-r1*` (after the last `/`), not `*distill*` | DeepSeek | DeepSeek |
+//! | `ollama` | `deepseek-v3*`, `deepseek-v4*`, `deepseek-r1:671b*` | DeepSeek | DeepSeek |
 //! | any other registered provider or model | | estimate | estimate |
 //!
 //! Counts of raw text equal the reference tokenizers' exactly (`tests/tokenize_reference.rs`
-//! compares them with Python `tiktoken` and the DashScope SDK); chat overhead follows
-//! [`template`]. The estimate is [`crate::tokens::estimate_text`]: ASCII ≈ 4 characters per
-//! token, any other character 1 token (CJK text runs at about 1–1.5 characters per token in the
-//! vendors' vocabularies, so it over-counts rather than under-counts).
+//! compares them with Python `tiktoken`, the DashScope SDK and Hugging Face `tokenizers` on
+//! DeepSeek's `tokenizer.json`); chat overhead follows [`template`]. The estimate is
+//! [`crate::tokens::estimate_text`]: ASCII ≈ 4 characters per token, any other character 1 token
+//! (CJK text runs at about 1–1.5 characters per token in the vendors' vocabularies, so it
+//! over-counts rather than under-counts).
 
 mod bpe;
+mod deepseek;
 pub mod template;
 
 pub use bpe::{Encoding, ENCODINGS, QWEN_PATTERN, QWEN_SPECIAL_START};
+pub use deepseek::{DEEPSEEK_BOS, DEEPSEEK_PATTERN, DEEPSEEK_VOCAB};
 pub use template::ChatTemplate;
 
 use crate::error::Result;
 use crate::providers;
 use crate::tokens::estimate_text;
 use crate::types::{ChatRequest, Message, Tool};
+
+/// How [`Tokenizer::describe`] labels the estimate.
+pub const ESTIMATE_DESCRIPTION: &str = "ESTIMATE, not an exact count: no tokenizer vocabulary ships for this model (ASCII/4 + 1 per other character)";
 
 /// Counts tokens for one model: an exact encoding or the estimate, plus its chat template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +90,22 @@ impl Tokenizer {
                 Some((Encoding::Qwen, ChatTemplate::ChatMl))
             }
             "ollama" | "vllm" if m.contains("qwen") => Some((Encoding::Qwen, ChatTemplate::ChatMl)),
+            // DeepSeek serves only its own models; elsewhere only DeepSeek's own weights, not
+            // the R1 "distill" models (Qwen and Llama with their own vocabularies) that Ollama's
+            // `deepseek-r1` tags other than 671b are.
+            "deepseek" => Some((Encoding::DeepSeek, ChatTemplate::DeepSeek)),
+            "dashscope" | "dashscope-compat" | "vllm"
+                if is_deepseek_v3_family(m.rsplit('/').next().unwrap_or(&m)) =>
+            {
+                Some((Encoding::DeepSeek, ChatTemplate::DeepSeek))
+            }
+            "ollama"
+                if m.starts_with("deepseek-v3")
+                    || m.starts_with("deepseek-v4")
+                    || m.starts_with("deepseek-r1:671b") =>
+            {
+                Some((Encoding::DeepSeek, ChatTemplate::DeepSeek))
+            }
             _ => None,
         };
         match pick {
@@ -115,11 +146,12 @@ impl Tokenizer {
         self.encoding.is_some()
     }
 
-    /// A one-line description (`qwen tokenizer, chatml template`).
+    /// A one-line description (`qwen tokenizer, chatml template`), or
+    /// [`ESTIMATE_DESCRIPTION`].
     pub fn describe(&self) -> String {
         match self.encoding {
             Some(e) => format!("{} tokenizer, {} template", e.name(), self.template.name()),
-            None => "no public tokenizer: estimate (ASCII/4 + 1 per other character)".to_owned(),
+            None => ESTIMATE_DESCRIPTION.to_owned(),
         }
     }
 
@@ -159,6 +191,9 @@ impl Tokenizer {
             (Some(e), ChatTemplate::ChatMl) => {
                 self.count_template(e, &template::render_chatml(m)) + images
             }
+            (Some(e), ChatTemplate::DeepSeek) => {
+                self.count_template(e, &template::render_deepseek_message(m)) + images
+            }
             (_, ChatTemplate::OpenAi) => {
                 let mut n = template::OPENAI_TOKENS_PER_MESSAGE
                     + self.count_text(m.role.as_str())
@@ -195,10 +230,15 @@ impl Tokenizer {
         }
     }
 
-    /// Tokens of the reply priming every request ends with.
+    /// Tokens of the reply priming every request ends with (for DeepSeek also the
+    /// `<｜begin▁of▁sentence｜>` every request opens with).
     pub fn reply_priming(&self) -> u64 {
         match (self.encoding, self.template) {
             (Some(e), ChatTemplate::ChatMl) => self.count_template(e, template::CHATML_PRIMING),
+            (Some(e), ChatTemplate::DeepSeek) => self.count_template(
+                e,
+                &format!("{}{}", template::DEEPSEEK_BOS, template::DEEPSEEK_PRIMING),
+            ),
             (_, ChatTemplate::OpenAi) => template::OPENAI_REPLY_PRIMING,
             _ => template::ESTIMATE_REPLY_PRIMING,
         }
@@ -265,6 +305,14 @@ impl Tokenizer {
     }
 }
 
+/// DeepSeek's own V3/R1/V4 models (`deepseek-v3.2`, `deepseek-r1-0528`), not the R1 distills.
+fn is_deepseek_v3_family(model: &str) -> bool {
+    ["deepseek-v3", "deepseek-v4", "deepseek-r1"]
+        .iter()
+        .any(|p| model.starts_with(p))
+        && !model.contains("distill")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,7 +336,25 @@ mod tests {
         assert_eq!(t("ollama/qwen2.5:7b").encoding(), Some(Encoding::Qwen));
         assert!(!t("zhipu/glm-4-flash").is_exact());
         assert!(!t("hunyuan/hunyuan-lite").is_exact());
-        assert!(!t("dashscope/deepseek-r1").is_exact());
+        assert!(t("zhipu/glm-4-flash").describe().starts_with("ESTIMATE"));
+        for ds in [
+            "deepseek/deepseek-chat",
+            "deepseek/deepseek-reasoner",
+            "dashscope/deepseek-r1",
+            "dashscope-compat/deepseek-v3.2",
+            "vllm/deepseek-ai/DeepSeek-V3",
+            "ollama/deepseek-v3:671b",
+            "ollama/deepseek-r1:671b",
+        ] {
+            assert_eq!(t(ds).encoding(), Some(Encoding::DeepSeek), "{ds}");
+            assert_eq!(t(ds).template(), ChatTemplate::DeepSeek, "{ds}");
+        }
+        // R1 distills are Qwen or Llama underneath, with their own vocabularies.
+        assert!(!t("dashscope/deepseek-r1-distill-llama-70b").is_exact());
+        assert_ne!(
+            t("ollama/deepseek-r1:7b").encoding(),
+            Some(Encoding::DeepSeek)
+        );
         let err = Tokenizer::for_model("nope/x").unwrap_err();
         assert!(
             err.message().contains("known providers"),
@@ -341,6 +407,52 @@ mod tests {
             t.count_messages(&msgs),
             e.encode_template(&whole).unwrap().len() as u64
         );
+    }
+
+    #[test]
+    fn deepseek_counts_render_its_template() {
+        let t = Tokenizer::for_model("deepseek/deepseek-chat").unwrap();
+        // <｜begin▁of▁sentence｜> <｜User｜> Hello world <｜Assistant｜>
+        assert_eq!(
+            t.count_messages(&[Message::user("Hello world")]),
+            1 + 1 + 2 + 1
+        );
+        assert_eq!(t.reply_priming(), 2);
+        let mut call = Message::assistant("");
+        for (id, city) in [("c1", "杭州"), ("c2", "北京")] {
+            call.tool_calls.push(ToolCall {
+                id: id.into(),
+                name: "get_weather".into(),
+                arguments: format!(r#"{{"city":"{city}"}}"#),
+            });
+        }
+        let msgs = vec![
+            Message::system("你是一个助手。"),
+            Message::user("杭州和北京天气?"),
+            call,
+            Message::tool_result("c1", "晴, 25°C"),
+            Message::tool_result("c2", "多云, 18°C"),
+            Message::assistant("<think>两地都查到了</think>杭州晴, 北京多云。"),
+            Message::user("谢谢"),
+        ];
+        let whole = template::render_deepseek(&msgs);
+        assert!(whole.starts_with("<｜begin▁of▁sentence｜>你是一个助手。<｜User｜>杭州"));
+        // The two results share one output block; the answer after them has no
+        // <｜Assistant｜> and loses its reasoning.
+        assert_eq!(whole.matches("<｜tool▁outputs▁begin｜>").count(), 1);
+        assert!(whole.contains(
+            "<｜tool▁output▁end｜><｜tool▁outputs▁end｜>杭州晴, 北京多云。<｜end▁of▁sentence｜>"
+        ));
+        assert!(whole.ends_with("<｜User｜>谢谢<｜Assistant｜>"));
+        // Message by message, the counts add up to the whole rendering's.
+        let exact = Encoding::DeepSeek.encode(&whole).unwrap().len() as u64;
+        assert_eq!(t.count_messages(&msgs), exact);
+        let mut pending = msgs.clone();
+        pending.truncate(5);
+        let whole = template::render_deepseek(&pending);
+        assert!(whole.ends_with("<｜tool▁output▁end｜><｜tool▁outputs▁end｜>"));
+        let exact = Encoding::DeepSeek.encode(&whole).unwrap().len() as u64;
+        assert_eq!(t.count_messages(&pending), exact);
     }
 
     #[test]

