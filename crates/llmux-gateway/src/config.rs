@@ -64,6 +64,9 @@ pub struct RawConfig {
     /// `[telemetry]`: OpenTelemetry traces over OTLP.
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// `[events]`: usage events published to NATS JetStream.
+    #[serde(default)]
+    pub events: Option<crate::events::RawEvents>,
 }
 
 /// `server.log_format`: how `llmux serve` writes its log lines to stderr.
@@ -676,6 +679,8 @@ pub struct ServerConfig {
     pub metrics: RawMetrics,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+    /// `[events]`, when usage events are published.
+    pub events: Option<crate::events::EventsConfig>,
     /// How often stored channels are checked for changes.
     pub channel_refresh: Duration,
     /// The key that encrypts upstream credentials stored in the database
@@ -1258,6 +1263,13 @@ impl Config {
                 });
                 crate::limits::BudgetCalendar::utc()
             });
+        let events = crate::events::config::resolve(raw.events, lookup, &mut issues);
+        if events.is_some() && database.is_none() {
+            issues.push(ConfigIssue {
+                path: "events".into(),
+                message: "publishing usage events needs server.database (the events wait in its outbox)".into(),
+            });
+        }
         let server = ServerConfig {
             listen,
             database,
@@ -1285,6 +1297,7 @@ impl Config {
             log_format: s.log_format,
             metrics: raw.metrics,
             telemetry: resolve_telemetry(raw.telemetry, &mut issues),
+            events,
             channel_refresh: s.channel_refresh,
             master_key,
         };
