@@ -363,8 +363,9 @@ async fn issue_17_two_replicas_drain_one_outbox_without_duplicates() {
     let a = start_with_database(&pg.url, &rest).await;
     let b = start_with_database(&pg.url, &rest).await;
     let per = 40;
+    let (ra, rb) = (&a, &b);
     let sends = (0..per).map(|i| async move {
-        let gw = if i % 2 == 0 { &a } else { &b };
+        let gw = if i % 2 == 0 { ra } else { rb };
         chat(gw, KEY, i).await
     });
     futures::future::join_all(sends).await;
