@@ -40,8 +40,8 @@ pub struct TailArgs {
     /// The stream, over the configuration's `events.stream`.
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
-    /// Only events on subjects matching this (e.g. `llmux.usage.openai`; default: all of the
-    /// gateway's, `<events.subject>.>`).
+    /// Only events on subjects matching this (e.g. `llmux.usage.openai`; default: everything
+    /// the stream holds).
     #[arg(long, value_name = "SUBJECT")]
     pub filter: Option<String>,
     /// Start from the oldest event the stream holds instead of the next one published.

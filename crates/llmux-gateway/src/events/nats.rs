@@ -34,6 +34,8 @@ pub struct NatsSink {
     js: jetstream::Context,
     stream: String,
     subject: String,
+    /// `<subject>.>`: what the stream must take.
+    filter: String,
     duplicate_window: Duration,
     max_age: Duration,
     /// The connection's secrets, scrubbed from error texts.
@@ -138,6 +140,7 @@ impl NatsSink {
             js,
             stream: cfg.stream.clone(),
             subject: cfg.subject.clone(),
+            filter: cfg.stream_filter(),
             duplicate_window: cfg.duplicate_window,
             max_age: cfg.max_age,
             secrets,
@@ -152,7 +155,7 @@ impl NatsSink {
     fn stream_config(&self) -> stream::Config {
         stream::Config {
             name: self.stream.clone(),
-            subjects: vec![format!("{}.>", self.subject)],
+            subjects: vec![self.filter.clone()],
             storage: stream::StorageType::File,
             duplicate_window: self.duplicate_window,
             max_age: self.max_age,
@@ -165,10 +168,7 @@ impl NatsSink {
 #[async_trait::async_trait]
 impl EventSink for NatsSink {
     fn describe(&self) -> String {
-        format!(
-            "NATS JetStream stream {} (subjects {}.>)",
-            self.stream, self.subject
-        )
+        format!("NATS JetStream stream {} ({})", self.stream, self.filter)
     }
 
     fn is_ready(&self) -> bool {
@@ -176,7 +176,7 @@ impl EventSink for NatsSink {
     }
 
     async fn prepare(&self) -> Result<(), SinkError> {
-        let filter = format!("{}.>", self.subject);
+        let filter = &self.filter;
         let info = match self.js.get_stream(&self.stream).await {
             Ok(s) => s.cached_info().clone(),
             Err(e) if is_not_found(&e) => {
@@ -196,7 +196,7 @@ impl EventSink for NatsSink {
         };
         let mut config = info.config;
         let mut changed = Vec::new();
-        if !config.subjects.iter().any(|s| covers(s, &filter)) {
+        if !config.subjects.iter().any(|s| covers(s, filter)) {
             config.subjects.push(filter.clone());
             changed.push("subjects");
         }
@@ -286,7 +286,7 @@ impl std::fmt::Debug for Tail {
 impl Tail {
     /// Connects to `cfg`'s servers (failing at once when none answers within a few seconds),
     /// and reads `cfg.stream` from its first event (`from_start`) or from the next one
-    /// published, only subjects matching `filter` when given (default `<subject>.>`).
+    /// published: every subject of the stream, or only those matching `filter`.
     pub async fn open(
         cfg: &EventsConfig,
         from_start: bool,
@@ -324,7 +324,7 @@ impl Tail {
                 } else {
                     consumer::DeliverPolicy::New
                 },
-                filter_subject: filter.map_or_else(|| cfg.stream_filter(), str::to_owned),
+                filter_subject: filter.unwrap_or_default().to_owned(),
                 ..consumer::pull::OrderedConfig::default()
             })
             .await
