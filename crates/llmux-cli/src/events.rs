@@ -186,10 +186,16 @@ mod tests {
         let mut a = args(None, None);
         a.config = Some(empty.clone());
         let c = settings(&a).unwrap();
-        assert_eq!((c.stream.as_str(), c.servers[0].expose()), ("LLMUX_USAGE", DEFAULT_NATS));
+        assert_eq!(
+            (c.stream.as_str(), c.servers[0].expose()),
+            ("LLMUX_USAGE", DEFAULT_NATS)
+        );
         let mut a = args(Some("http://x"), Some("a.b"));
         a.config = Some(empty);
         let e = settings(&a).unwrap_err().to_string();
-        assert!(e.contains("events.nats[0]") && e.contains("events.stream"), "{e}");
+        assert!(
+            e.contains("events.nats[0]") && e.contains("events.stream"),
+            "{e}"
+        );
     }
 }

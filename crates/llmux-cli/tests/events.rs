@@ -1,5 +1,6 @@
 //! `llmux events tail` against the machine's NATS server (127.0.0.1:4222), on a stream of the
 //! test's own: the events as JSON lines, `--from-start` and `--count`, and one-line errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -51,7 +52,9 @@ fn event(i: u32, provider: &str) -> OutgoingEvent {
 
 async fn delete_stream(stream: &str) {
     let client = async_nats::connect(NATS).await.unwrap();
-    let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
+    let _ = async_nats::jetstream::new(client)
+        .delete_stream(stream)
+        .await;
 }
 
 #[tokio::test]
@@ -59,13 +62,25 @@ async fn tail_prints_the_streams_events_as_json_lines() {
     let (stream, subject) = names();
     let sink = sink(&stream, &subject).await;
     let sent = sink
-        .publish(&[event(1, "openai"), event(2, "dashscope"), event(3, "openai")])
+        .publish(&[
+            event(1, "openai"),
+            event(2, "dashscope"),
+            event(3, "openai"),
+        ])
         .await;
     assert!(sent.iter().all(|r| *r == Ok(Delivery::Stored)), "{sent:?}");
 
     let out = run(
         &[
-            "events", "tail", "--nats", NATS, "--stream", &stream, "--from-start", "--count", "3",
+            "events",
+            "tail",
+            "--nats",
+            NATS,
+            "--stream",
+            &stream,
+            "--from-start",
+            "--count",
+            "3",
         ],
         &[],
         None,
@@ -76,7 +91,10 @@ async fn tail_prints_the_streams_events_as_json_lines() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let ids: Vec<&str> = lines.iter().map(|v| v["request_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|v| v["request_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["req-1", "req-2", "req-3"]);
     assert_eq!(lines[1]["provider"], "dashscope");
 
@@ -85,7 +103,9 @@ async fn tail_prints_the_streams_events_as_json_lines() {
     let file = dir.path().join("llmux.toml");
     std::fs::write(
         &file,
-        format!("[events]\nnats = \"env:TEST_NATS\"\nstream = \"{stream}\"\nsubject = \"{subject}\"\n"),
+        format!(
+            "[events]\nnats = \"env:TEST_NATS\"\nstream = \"{stream}\"\nsubject = \"{subject}\"\n"
+        ),
     )
     .unwrap();
     let filter = format!("{subject}.openai");
@@ -108,10 +128,12 @@ async fn tail_prints_the_streams_events_as_json_lines() {
     let ids: Vec<String> = out
         .ok()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"]
-            .as_str()
-            .unwrap()
-            .to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(ids, ["req-1", "req-3"]);
     delete_stream(&stream).await;
@@ -124,9 +146,11 @@ async fn tail_without_from_start_waits_for_the_next_event() {
     sink.publish(&[event(1, "openai")]).await;
     let home = tempfile::tempdir().unwrap();
     let mut cmd = common::command(home.path(), &[]);
-    cmd.args(["events", "tail", "--nats", NATS, "--stream", &stream, "--count", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cmd.args([
+        "events", "tail", "--nats", NATS, "--stream", &stream, "--count", "1",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     // Publish until the tail has its consumer and prints (an event published before that is
     // not for it); each event has a new id.
@@ -161,27 +185,47 @@ async fn tail_errors_are_one_line_and_exit_1() {
         l.local_addr().unwrap().port()
     };
     let url = format!("nats://127.0.0.1:{closed}");
-    let out = run(&["events", "tail", "--nats", &url, "--count", "1"], &[], None).await;
+    let out = run(
+        &["events", "tail", "--nats", &url, "--count", "1"],
+        &[],
+        None,
+    )
+    .await;
     let line = out.err_line();
     assert!(line.contains("cannot connect to NATS"), "{line}");
 
     let (stream, _) = names();
     let out = run(
-        &["events", "tail", "--nats", NATS, "--stream", &stream, "--count", "1"],
+        &[
+            "events", "tail", "--nats", NATS, "--stream", &stream, "--count", "1",
+        ],
         &[],
         None,
     )
     .await;
     let line = out.err_line();
-    assert!(line.contains(&format!("the stream {stream} does not exist")), "{line}");
+    assert!(
+        line.contains(&format!("the stream {stream} does not exist")),
+        "{line}"
+    );
 
     let out = run(
-        &["events", "tail", "--nats", "http://user:hunter2@h:1", "--stream", "a.b"],
+        &[
+            "events",
+            "tail",
+            "--nats",
+            "http://user:hunter2@h:1",
+            "--stream",
+            "a.b",
+        ],
         &[],
         None,
     )
     .await;
     let line = out.err_line();
-    assert!(line.contains("events.nats[0]") && line.contains("events.stream"), "{line}");
+    assert!(
+        line.contains("events.nats[0]") && line.contains("events.stream"),
+        "{line}"
+    );
     assert!(!line.contains("hunter2"), "{line}");
 }

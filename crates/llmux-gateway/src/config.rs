@@ -1267,7 +1267,9 @@ impl Config {
         if events.is_some() && database.is_none() {
             issues.push(ConfigIssue {
                 path: "events".into(),
-                message: "publishing usage events needs server.database (the events wait in its outbox)".into(),
+                message:
+                    "publishing usage events needs server.database (the events wait in its outbox)"
+                        .into(),
             });
         }
         let server = ServerConfig {

@@ -246,10 +246,7 @@ impl Gateway {
                 store.clone(),
                 Arc::new(sink),
                 state.metrics.events.clone(),
-                crate::events::PublisherConfig::new(
-                    cfg,
-                    state.server.money.currency.as_str(),
-                ),
+                crate::events::PublisherConfig::new(cfg, state.server.money.currency.as_str()),
                 &instance,
             )),
             _ => None,

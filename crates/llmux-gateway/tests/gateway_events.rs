@@ -80,7 +80,14 @@ impl OwnNats {
     /// Starts the server on its port and store directory; returns once it says it is ready.
     async fn run(&mut self) {
         let mut child = tokio::process::Command::new(&self.bin)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -338,11 +345,17 @@ async fn issue_17_every_record_is_one_event_across_a_nats_outage(database: &str)
     assert!(events.iter().all(|e| e.record.key_id == Some(key_id)));
     assert!(events.iter().any(|e| e.record.stream) && events.iter().any(|e| !e.record.stream));
     assert!(events.iter().all(|e| e.record.cost > 0.0));
-    let got: BTreeSet<&str> = events.iter().map(|e| e.record.request_id.as_str()).collect();
+    let got: BTreeSet<&str> = events
+        .iter()
+        .map(|e| e.record.request_id.as_str())
+        .collect();
     let sent: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     assert_eq!(got, sent, "one event per answered request");
     let m = gw.metrics().await;
-    assert!(metric(&m, "llmux_events_published_total") >= total as f64, "{m}");
+    assert!(
+        metric(&m, "llmux_events_published_total") >= total as f64,
+        "{m}"
+    );
     assert_eq!(metric(&m, "llmux_events_outbox_depth"), 0.0, "{m}");
 }
 
@@ -412,7 +425,13 @@ async fn the_nats_sink_creates_its_stream_and_stores_an_id_once() {
     assert_eq!(stream_messages(SHARED_NATS, &stream).await, 3);
     let client = async_nats::connect(SHARED_NATS).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let info = js.get_stream(&stream).await.unwrap().get_info().await.unwrap();
+    let info = js
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
     assert_eq!(info.config.subjects, vec![format!("{subject}.>")]);
     assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
     delete_stream(SHARED_NATS, &stream).await;
@@ -429,7 +448,13 @@ async fn the_nats_sink_creates_its_stream_and_stores_an_id_once() {
     .await
     .unwrap();
     sink.prepare().await.unwrap();
-    let info = js.get_stream(&stream).await.unwrap().get_info().await.unwrap();
+    let info = js
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
     assert_eq!(
         info.config.subjects,
         vec![format!("{stream}.other"), format!("{subject}.>")]
@@ -454,7 +479,10 @@ async fn a_sink_without_a_broker_is_not_ready_and_refuses_quickly() {
     };
     let r = sink.publish(&[ev]).await;
     assert!(
-        matches!(&r[..], [Err(llmux_gateway::events::SinkError::Unavailable(_))]),
+        matches!(
+            &r[..],
+            [Err(llmux_gateway::events::SinkError::Unavailable(_))]
+        ),
         "{r:?}"
     );
     let err = Tail::open(&cfg, true, None).await.unwrap_err().to_string();

@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use common::PgSchema;
 use llmux_gateway::limits::BudgetCalendar;
-use llmux_gateway::store::{
-    self, InflightRecord, OutboxStore, Store, StoreOptions, UsageRecord,
-};
+use llmux_gateway::store::{self, InflightRecord, OutboxStore, Store, StoreOptions, UsageRecord};
 
 /// A store with the outbox on (or off) over `url`.
 async fn open(url: &str, outbox: bool) -> Arc<dyn Store> {
@@ -92,12 +90,19 @@ async fn records_queue_their_events_once_in_their_own_transaction(url: &str) {
     assert_eq!(outbox(&s).outbox_depth().await.unwrap(), 6);
     let rows = outbox(&s).claim_outbox("me", 1, 1_000, 100).await.unwrap();
     let ids: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
-    assert_eq!(ids, ["r-0", "r-1", "r-2", "r-3", "r-4", "r-5"], "in insertion order");
+    assert_eq!(
+        ids,
+        ["r-0", "r-1", "r-2", "r-3", "r-4", "r-5"],
+        "in insertion order"
+    );
     let first: UsageRecord = serde_json::from_str(&rows[0].payload).unwrap();
     assert_eq!(first, batch[0], "the payload is the record");
     assert!(rows.iter().all(|r| r.attempts == 1));
     assert_eq!(
-        s.records(store::RecordQuery::default()).await.unwrap().len(),
+        s.records(store::RecordQuery::default())
+            .await
+            .unwrap()
+            .len(),
         7,
         "six records and the one from before"
     );
@@ -116,7 +121,10 @@ async fn records_queue_their_events_once_in_their_own_transaction(url: &str) {
         ..rec("atomic-1")
     };
     refuse_outbox_inserts(url, true).await;
-    assert!(s.record_usage(std::slice::from_ref(&with_key)).await.is_err());
+    assert!(s
+        .record_usage(std::slice::from_ref(&with_key))
+        .await
+        .is_err());
     let find = |s: Arc<dyn Store>| async move {
         s.records(store::RecordQuery::default())
             .await
@@ -127,7 +135,9 @@ async fn records_queue_their_events_once_in_their_own_transaction(url: &str) {
     assert!(!find(s.clone()).await, "no record without its event");
     assert_eq!(s.list_keys().await.unwrap()[0].spent_tokens, 0);
     refuse_outbox_inserts(url, false).await;
-    s.record_usage(std::slice::from_ref(&with_key)).await.unwrap();
+    s.record_usage(std::slice::from_ref(&with_key))
+        .await
+        .unwrap();
     assert!(find(s.clone()).await);
     assert_eq!(s.list_keys().await.unwrap()[0].spent_tokens, 15);
     assert_eq!(outbox(&s).outbox_depth().await.unwrap(), 7);
@@ -180,30 +190,50 @@ async fn claims_hold_until_released_acknowledged_or_lapsed(url: &str) {
         rows.iter().map(|r| r.request_id.clone()).collect()
     };
     assert_eq!(ids(&a), ["c-00", "c-01", "c-02", "c-03"]);
-    assert_eq!(ids(&b), ["c-04", "c-05", "c-06", "c-07"], "b skips a's claim");
+    assert_eq!(
+        ids(&b),
+        ["c-04", "c-05", "c-06", "c-07"],
+        "b skips a's claim"
+    );
     // a publishes two and hands back the other two; b's lapse.
     let a_seqs: Vec<i64> = a.iter().map(|r| r.seq).collect();
     assert_eq!(o.ack_outbox(&a_seqs[..2]).await.unwrap(), 2);
     // Only the claimer hands rows back.
     o.release_outbox("b", &a_seqs[2..]).await.unwrap();
-    let c = o.claim_outbox("c", now + 1, now + 30_000, 10).await.unwrap();
+    let c = o
+        .claim_outbox("c", now + 1, now + 30_000, 10)
+        .await
+        .unwrap();
     assert_eq!(ids(&c), ["c-08", "c-09"], "a's and b's claims still hold");
     o.release_outbox("a", &a_seqs[2..]).await.unwrap();
-    let d = o.claim_outbox("d", now + 2, now + 30_000, 10).await.unwrap();
+    let d = o
+        .claim_outbox("d", now + 2, now + 30_000, 10)
+        .await
+        .unwrap();
     assert_eq!(ids(&d), ["c-02", "c-03"], "handed back: claimable at once");
     assert!(d.iter().all(|r| r.attempts == 2), "{d:?}");
     // After the lease, b's rows (and everyone's) are claimable again.
-    let e = o.claim_outbox("e", now + 30_001, now + 60_000, 100).await.unwrap();
+    let e = o
+        .claim_outbox("e", now + 30_001, now + 60_000, 100)
+        .await
+        .unwrap();
     assert_eq!(
         ids(&e),
         ["c-02", "c-03", "c-04", "c-05", "c-06", "c-07", "c-08", "c-09"]
     );
     let all: Vec<i64> = e.iter().map(|r| r.seq).collect();
     assert_eq!(o.ack_outbox(&all).await.unwrap(), 8);
-    assert_eq!(o.ack_outbox(&all).await.unwrap(), 0, "acknowledging twice is harmless");
+    assert_eq!(
+        o.ack_outbox(&all).await.unwrap(),
+        0,
+        "acknowledging twice is harmless"
+    );
     assert_eq!(o.outbox_depth().await.unwrap(), 0);
     assert_eq!(
-        s.records(store::RecordQuery::default()).await.unwrap().len(),
+        s.records(store::RecordQuery::default())
+            .await
+            .unwrap()
+            .len(),
         10,
         "the records stay"
     );
@@ -225,7 +255,9 @@ async fn interrupted_requests_queue_their_events_too(url: &str) {
         cost: 0.5,
         ..InflightRecord::default()
     };
-    s.commit(std::slice::from_ref(&row), &[], &[]).await.unwrap();
+    s.commit(std::slice::from_ref(&row), &[], &[])
+        .await
+        .unwrap();
     let recovered = s.recover_interrupted(i64::MAX).await.unwrap();
     assert_eq!(recovered.len(), 1);
     let rows = outbox(&s).claim_outbox("me", 1, 2, 10).await.unwrap();

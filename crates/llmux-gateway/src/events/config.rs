@@ -201,8 +201,7 @@ pub fn valid_subject(subject: &str) -> bool {
             !t.is_empty()
                 && t != "*"
                 && t != ">"
-                && t
-                    .bytes()
+                && t.bytes()
                     .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>')
         })
 }
@@ -289,7 +288,9 @@ pub fn resolve(
             format!("`{}` is not a usable subject prefix: dot-separated tokens of printable ASCII, none empty or a wildcard, at most {MAX_SUBJECT} bytes", raw.subject.escape_debug()),
         );
     }
-    if raw.duplicate_window < MIN_DUPLICATE_WINDOW || raw.duplicate_window > Duration::from_secs(86_400) {
+    if raw.duplicate_window < MIN_DUPLICATE_WINDOW
+        || raw.duplicate_window > Duration::from_secs(86_400)
+    {
         issue(
             "duplicate_window",
             format!(
@@ -308,10 +309,16 @@ pub fn resolve(
         issue("batch_size", format!("must be 1 to {MAX_BATCH}"));
     }
     if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&raw.poll_interval) {
-        issue("poll_interval", format!("{:?} is outside 10ms..=60s", raw.poll_interval));
+        issue(
+            "poll_interval",
+            format!("{:?} is outside 10ms..=60s", raw.poll_interval),
+        );
     }
     if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&raw.ack_timeout) {
-        issue("ack_timeout", format!("{:?} is outside 100ms..=60s", raw.ack_timeout));
+        issue(
+            "ack_timeout",
+            format!("{:?} is outside 100ms..=60s", raw.ack_timeout),
+        );
     }
     let methods = usize::from(raw.token.is_some())
         + usize::from(raw.user.is_some() || raw.password.is_some())
@@ -348,7 +355,7 @@ pub fn resolve(
     if let Some(file) = &raw.ca_file {
         check_file("events.ca_file", file, issues);
     }
-    (issues.len() == before).then(|| EventsConfig {
+    (issues.len() == before).then_some(EventsConfig {
         servers,
         stream: raw.stream,
         subject: raw.subject,
@@ -397,7 +404,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.servers.len(), 1);
         assert_eq!(c.servers[0].expose(), "nats://127.0.0.1:4222");
-        assert_eq!((c.stream.as_str(), c.subject.as_str()), ("LLMUX_USAGE", "llmux.usage"));
+        assert_eq!(
+            (c.stream.as_str(), c.subject.as_str()),
+            ("LLMUX_USAGE", "llmux.usage")
+        );
         assert_eq!(c.stream_filter(), "llmux.usage.>");
         assert_eq!(c.duplicate_window, DEFAULT_DUPLICATE_WINDOW);
         assert_eq!(c.auth, NatsAuth::None);
@@ -467,14 +477,20 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(errs[0].starts_with("events.credentials_file: cannot read"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("events.credentials_file: cannot read"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn credentials_are_secrets_read_from_the_environment() {
         let c = check(
             "[events]\nnats = \"env:NATS_URL\"\nuser = \"gw\"\npassword = \"env:NATS_PASSWORD\"\n",
-            &[("NATS_URL", "nats://u:pw-in-url@h:4222"), ("NATS_PASSWORD", "s3cret-pw")],
+            &[
+                ("NATS_URL", "nats://u:pw-in-url@h:4222"),
+                ("NATS_PASSWORD", "s3cret-pw"),
+            ],
         )
         .unwrap();
         assert_eq!(
@@ -482,7 +498,10 @@ mod tests {
             NatsAuth::UserPassword("gw".into(), SecretString::new("s3cret-pw"))
         );
         let debug = format!("{c:?}");
-        assert!(!debug.contains("s3cret-pw") && !debug.contains("pw-in-url"), "{debug}");
+        assert!(
+            !debug.contains("s3cret-pw") && !debug.contains("pw-in-url"),
+            "{debug}"
+        );
         let c = check(
             "[events]\nnats = \"nats://h:4222\"\ntoken = \"env:NATS_TOKEN\"\n",
             &[("NATS_TOKEN", "tok-123")],

@@ -336,7 +336,11 @@ impl Tail {
                 ))
             })?;
         let messages = consumer.messages().await.map_err(|e| {
-            SinkError::Unavailable(format!("cannot read {}: {}", cfg.stream, scrubbed(&e, &secrets)))
+            SinkError::Unavailable(format!(
+                "cannot read {}: {}",
+                cfg.stream,
+                scrubbed(&e, &secrets)
+            ))
         })?;
         Ok(Tail {
             messages,
