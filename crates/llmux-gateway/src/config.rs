@@ -2113,6 +2113,45 @@ models = { public = "gpt-4o-mini" }
     }
 
     #[test]
+    fn events_resolve_into_the_server_settings_and_need_a_database() {
+        let events = "[events]\nnats = \"nats://127.0.0.1:4222\"\nstream = \"LLMUX_USAGE\"\nsubject = \"llmux.usage\"\n";
+        let c = resolved(
+            &format!("[server]\ndatabase = \"sqlite::memory:\"\n{events}"),
+            no_env(),
+        )
+        .unwrap();
+        let e = c.server.events.unwrap();
+        assert_eq!(
+            (e.stream.as_str(), e.subject.as_str()),
+            ("LLMUX_USAGE", "llmux.usage")
+        );
+        let err = resolved(events, no_env()).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        assert_eq!(err.issues[0].path, "events");
+        assert!(err.issues[0].message.contains("server.database"), "{err}");
+        // An unknown key is refused with its path; `enabled = false` turns the table off.
+        let err = resolved(
+            "[events]\nnats = \"nats://h:1\"\nstreem = \"X\"\n",
+            no_env(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("events.streem: unknown field `streem`"),
+            "{err}"
+        );
+        let c = resolved("[events]\nenabled = false\n", no_env()).unwrap();
+        assert!(c.server.events.is_none());
+        // Environment overrides reach it like any other table.
+        let c = resolved(
+            &format!("[server]\ndatabase = \"sqlite::memory:\"\n{events}"),
+            vec![("LLMUX__EVENTS__STREAM".into(), "FROM_ENV".into())],
+        )
+        .unwrap();
+        assert_eq!(c.server.events.unwrap().stream, "FROM_ENV");
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let text = include_str!("../examples/llmux.toml");
         let raw = RawConfig::parse(text, no_env()).unwrap();
