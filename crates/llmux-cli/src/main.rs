@@ -12,6 +12,7 @@ mod chat;
 mod conversation;
 mod emulate;
 mod error;
+mod events;
 mod input;
 mod logging;
 mod models;
@@ -71,6 +72,8 @@ enum Command {
     Teams(admin::TeamsArgs),
     /// The gateway's usage, grouped by key, model, day or team.
     Usage(admin::UsageArgs),
+    /// The gateway's usage events on NATS JetStream (`events tail`).
+    Events(events::EventsArgs),
     /// List, add, change, enable, disable, delete and test a running gateway's channels
     /// (through its admin API).
     Channels(channels::ChannelsArgs),
@@ -125,6 +128,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keys(args) => rt.block_on(admin::keys(args)),
         Command::Teams(args) => rt.block_on(admin::teams(args)),
         Command::Usage(args) => rt.block_on(admin::usage(args)),
+        Command::Events(args) => rt.block_on(events::run(args)),
         Command::Channels(args) => rt.block_on(channels::run(args)),
     }
 }

@@ -67,6 +67,9 @@ pub struct RawConfig {
     /// `[cache]`: the response cache (none without the table).
     #[serde(default)]
     pub cache: Option<crate::cache::RawCache>,
+    /// `[events]`: usage events published to NATS JetStream.
+    #[serde(default)]
+    pub events: Option<crate::events::RawEvents>,
 }
 
 /// `server.log_format`: how `llmux serve` writes its log lines to stderr.
@@ -686,6 +689,8 @@ pub struct ServerConfig {
     pub metrics: RawMetrics,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+    /// `[events]`, when usage events are published.
+    pub events: Option<crate::events::EventsConfig>,
     /// How often stored channels are checked for changes.
     pub channel_refresh: Duration,
     /// The key that encrypts upstream credentials stored in the database
@@ -1273,6 +1278,15 @@ impl Config {
         let cache = raw
             .cache
             .and_then(|c| c.resolve(redis.is_some(), &mut issues));
+        let events = crate::events::config::resolve(raw.events, lookup, &mut issues);
+        if events.is_some() && database.is_none() {
+            issues.push(ConfigIssue {
+                path: "events".into(),
+                message:
+                    "publishing usage events needs server.database (the events wait in its outbox)"
+                        .into(),
+            });
+        }
         let server = ServerConfig {
             listen,
             database,
@@ -1301,6 +1315,7 @@ impl Config {
             log_format: s.log_format,
             metrics: raw.metrics,
             telemetry: resolve_telemetry(raw.telemetry, &mut issues),
+            events,
             channel_refresh: s.channel_refresh,
             master_key,
             cache,
@@ -2112,6 +2127,45 @@ models = { public = "gpt-4o-mini" }
         assert!(!names.contains(&"openai"));
         let cfg = Config::resolve(raw, lookup).unwrap();
         assert!(cfg.channels.iter().all(|c| c.passthrough));
+    }
+
+    #[test]
+    fn events_resolve_into_the_server_settings_and_need_a_database() {
+        let events = "[events]\nnats = \"nats://127.0.0.1:4222\"\nstream = \"LLMUX_USAGE\"\nsubject = \"llmux.usage\"\n";
+        let c = resolved(
+            &format!("[server]\ndatabase = \"sqlite::memory:\"\n{events}"),
+            no_env(),
+        )
+        .unwrap();
+        let e = c.server.events.unwrap();
+        assert_eq!(
+            (e.stream.as_str(), e.subject.as_str()),
+            ("LLMUX_USAGE", "llmux.usage")
+        );
+        let err = resolved(events, no_env()).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        assert_eq!(err.issues[0].path, "events");
+        assert!(err.issues[0].message.contains("server.database"), "{err}");
+        // An unknown key is refused with its path; `enabled = false` turns the table off.
+        let err = resolved(
+            "[events]\nnats = \"nats://h:1\"\nstreem = \"X\"\n",
+            no_env(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("events.streem: unknown field `streem`"),
+            "{err}"
+        );
+        let c = resolved("[events]\nenabled = false\n", no_env()).unwrap();
+        assert!(c.server.events.is_none());
+        // Environment overrides reach it like any other table.
+        let c = resolved(
+            &format!("[server]\ndatabase = \"sqlite::memory:\"\n{events}"),
+            vec![("LLMUX__EVENTS__STREAM".into(), "FROM_ENV".into())],
+        )
+        .unwrap();
+        assert_eq!(c.server.events.unwrap().stream, "FROM_ENV");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! decoder, the model allow-list, the route plan, per-key [`limits`]) → the usage guard →
 //! one routed call ([`routing::Routes`] fails over across channels, each an
 //! `llmux_core::Client`) → the dialect's pure encoder → usage recorded once per request
-//! ([`usage`]). [`serve::Gateway`] binds and runs it; [`config`] loads `llmux.toml`.
+//! ([`usage`]). [`serve::Gateway`] binds and runs it; [`config`] loads `llmux.toml`; with
+//! `[events]`, [`events`] publishes every usage record to NATS JetStream through an outbox in
+//! the store.
 //!
 //! Invariant: the gateway never parses vendor JSON; it sees only core types and `Error`.
 
@@ -20,6 +22,7 @@ pub mod config;
 pub mod conn;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod ingress;
 pub mod keys;
 pub mod limits;

@@ -173,6 +173,8 @@ pub struct Metrics {
     /// process because the shared limits backend (Redis) failed or was skipped after failures,
     /// and settles that could not reach it.
     pub limits_backend_errors: IntCounterVec,
+    /// The usage-event publisher's series ([`crate::events::EventMetrics`]).
+    pub events: crate::events::EventMetrics,
     /// `llmux_key_requests_total{key,team,status}`, `llmux_key_tokens_total{key,team,kind}`
     /// and `llmux_key_cost_total{key,team}`: requests (every one its key was checked for,
     /// refusals by limits included), billed tokens and cost per key, under the cardinality
@@ -303,6 +305,7 @@ impl Metrics {
             registry.register(c)?;
         }
         register_process_metrics(&registry)?;
+        let events = crate::events::EventMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -316,6 +319,7 @@ impl Metrics {
             channel_disabled,
             inflight_streams,
             limits_backend_errors,
+            events,
             key_families,
             callers: Arc::new(Callers {
                 max: max_key_labels,

@@ -9,6 +9,10 @@
 //! At start, before anything is served, the file journal's directory is locked and what a
 //! previous process left in it is recorded ([`crate::usage::journal`]); then the lease is taken,
 //! which records what dead instances left in the store's journal.
+//!
+//! With `[events]`, the store queues every record's event in its outbox and a
+//! [`crate::events::Publisher`] drains it to NATS JetStream in the background; at shutdown it
+//! gets a last drain of at most [`EVENTS_DRAIN`] after the recorder's flush.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +30,9 @@ use crate::usage::{InstanceLease, JournalConfig, LedgerJournal, RecorderConfig, 
 
 /// How long shutdown waits for settles still being sent to Redis.
 const SETTLE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long shutdown lets the event publisher drain what the recorder committed last.
+pub const EVENTS_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Start-up options that are not configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,6 +123,8 @@ pub struct Gateway {
     listener: TcpListener,
     addr: SocketAddr,
     lease: Option<InstanceLease>,
+    /// The usage-event publisher, started by [`Gateway::run`].
+    events: Option<crate::events::Publisher>,
 }
 
 impl Gateway {
@@ -132,11 +141,27 @@ impl Gateway {
         opts: ServeOptions,
         clock: Arc<dyn crate::limits::Clock>,
     ) -> Result<Gateway, ServeError> {
+        let options = crate::store::StoreOptions {
+            outbox: config.server.events.is_some(),
+        };
         let store = match &config.server.database {
             Some(url) => Some(
-                crate::store::open_with(url.expose(), config.server.budget_calendar.clone())
+                crate::store::open_with_options(
+                    url.expose(),
+                    config.server.budget_calendar.clone(),
+                    options,
+                )
+                .await
+                .map_err(|e| ServeError::Other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        // The sink connects in the background: a broker that is down delays nothing.
+        let sink = match &config.server.events {
+            Some(cfg) => Some(
+                crate::events::nats::NatsSink::connect(cfg)
                     .await
-                    .map_err(|e| ServeError::Other(e.to_string()))?,
+                    .map_err(|e| ServeError::Other(format!("[events]: {e}")))?,
             ),
             None => None,
         };
@@ -215,11 +240,22 @@ impl Gateway {
                 source,
             })?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
+        let events = match (sink, &state.store, &state.server.events) {
+            (Some(sink), Some(store), Some(cfg)) => Some(crate::events::Publisher::new(
+                store.clone(),
+                Arc::new(sink),
+                state.metrics.events.clone(),
+                crate::events::PublisherConfig::new(cfg, state.server.money.currency.as_str()),
+                &instance,
+            )),
+            _ => None,
+        };
         Ok(Gateway {
             state,
             listener,
             addr,
             lease,
+            events,
         })
     }
 
@@ -260,6 +296,7 @@ impl Gateway {
             .store
             .is_some()
             .then(|| tokio::spawn(price_refresh_loop(state.clone())));
+        let events = self.events.map(crate::events::Publisher::spawn);
         crate::conn::serve(
             self.listener,
             router(state.clone()),
@@ -294,6 +331,10 @@ impl Gateway {
                 Ok(n) => tracing::info!(written = n, "usage recorder drained"),
                 Err(e) => tracing::error!(error = %e, "usage recorder could not write everything"),
             }
+        }
+        // Then the events of those last records, while the broker answers.
+        if let Some(events) = events {
+            events.shutdown(EVENTS_DRAIN).await;
         }
         if let Some(lease) = self.lease {
             lease.release().await;

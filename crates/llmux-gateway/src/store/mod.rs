@@ -20,7 +20,10 @@
 //!   by the recorder itself can meet an id already stored;
 //! - journal rows of an instance whose lease expired become `interrupted` records exactly once
 //!   ([`Store::recover_interrupted`]), even when several gateways recover at the same time;
-//! - [`Store::usage`] reads the daily rollups, which [`Store::prune`] never touches.
+//! - [`Store::usage`] reads the daily rollups, which [`Store::prune`] never touches;
+//! - with the outbox on ([`StoreOptions::outbox`]), every record a transaction inserts queues
+//!   its event in `gw_outbox` in that same transaction ([`outbox`]), and a replayed record
+//!   queues none.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use crate::usage::ModelPrice;
 
 pub mod analytics;
 pub mod channels;
+pub mod outbox;
 mod postgres;
 mod sqlite;
 
@@ -41,6 +45,7 @@ pub use analytics::{
     Bucket, Cursor, RecordPage, RecordRow, RecordSearch, Series, SeriesBy, SeriesPoint,
     SeriesQuery, StatusFilter, UsageSeries, OTHER,
 };
+pub use outbox::{OutboxRow, OutboxStore};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -959,6 +964,11 @@ pub trait Store: Send + Sync + 'static {
     fn channel_store(&self) -> Option<&dyn channels::ChannelStore> {
         None
     }
+    /// The usage-event outbox ([`outbox::OutboxStore`]), in backends that keep one (both SQL
+    /// backends; not test doubles).
+    fn outbox(&self) -> Option<&dyn outbox::OutboxStore> {
+        None
+    }
 
     // --- Price overrides (`gw_prices`, migration 0004) ---------------------------------------
 
@@ -1019,16 +1029,44 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// [`open`], counting the spend of periodic budgets in the periods of `calendar`
 /// (`server.budget_timezone`).
 pub async fn open_with(url: &str, calendar: BudgetCalendar) -> Result<Arc<dyn Store>> {
+    open_with_options(url, calendar, StoreOptions::default()).await
+}
+
+/// How a store is opened, beyond its URL and calendar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Queue every inserted usage record's event in the outbox ([`outbox`]), for the event
+    /// publisher (`[events]`). Off: nothing is queued (rows already queued stay).
+    pub outbox: bool,
+}
+
+/// [`open_with`] with `options`.
+pub async fn open_with_options(
+    url: &str,
+    calendar: BudgetCalendar,
+    options: StoreOptions,
+) -> Result<Arc<dyn Store>> {
     if url == "sqlite::memory:" {
         Ok(Arc::new(
-            SqliteStore::open_memory().await?.with_calendar(calendar),
+            SqliteStore::open_memory()
+                .await?
+                .with_calendar(calendar)
+                .with_outbox(options.outbox),
         ))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(
-            SqliteStore::open(url).await?.with_calendar(calendar),
+            SqliteStore::open(url)
+                .await?
+                .with_calendar(calendar)
+                .with_outbox(options.outbox),
         ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::open(url).await?.with_calendar(calendar)))
+        Ok(Arc::new(
+            PgStore::open(url)
+                .await?
+                .with_calendar(calendar)
+                .with_outbox(options.outbox),
+        ))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
@@ -1378,7 +1416,9 @@ pub(crate) const TEAM_COLUMNS: &str = "id, name, created_at, rpm, tpm, budget_to
 /// writers where the backend needs it) and `begin_write()` (opens a write transaction on
 /// `writes()`), and the constants `EXCLUSIVE_WRITES` (true when a write transaction excludes
 /// every other writer until it ends) and `INFLIGHT_TRIGGER` (true when inserting a usage record
-/// deletes its request's `gw_inflight` row by trigger; otherwise `insert_usage` does). The SQL is shared by both backends.
+/// deletes its request's `gw_inflight` row by trigger; otherwise `insert_usage` does), and an
+/// `outbox: bool` field (records queue their events, [`outbox`]). The SQL is shared by both
+/// backends.
 macro_rules! sql_store_impl {
     ($ty:ty, $db:ty) => {
         /// The one number a `SELECT COUNT(*) AS n …` answers.
@@ -1699,6 +1739,7 @@ macro_rules! sql_store_impl {
             conn: &mut <$db as sqlx::Database>::Connection,
             batch: &[$crate::store::UsageRecord],
             calendar: &$crate::limits::period::BudgetCalendar,
+            outbox: bool,
         ) -> $crate::store::Result<std::collections::HashSet<String>> {
             use sqlx::Row as _;
             use $crate::store::{deltas, dedup_sorted, Days, StoreError, INSERT_CHUNK};
@@ -1781,6 +1822,15 @@ macro_rules! sql_store_impl {
                     let ids: Vec<String> = records.iter().map(|r| r.request_id.clone()).collect();
                     delete_inflight(&mut *conn, &ids).await?;
                 }
+            }
+            if outbox {
+                // Each new record's event, in this transaction: committed together or not at all.
+                let fresh: Vec<&$crate::store::UsageRecord> = records
+                    .iter()
+                    .copied()
+                    .filter(|r| inserted.contains(&r.request_id))
+                    .collect();
+                insert_outbox(&mut *conn, &fresh).await?;
             }
             let d = deltas(
                 records
@@ -1866,6 +1916,10 @@ macro_rules! sql_store_impl {
         #[async_trait::async_trait]
         impl $crate::store::Store for $ty {
             fn channel_store(&self) -> Option<&dyn $crate::store::channels::ChannelStore> {
+                Some(self)
+            }
+
+            fn outbox(&self) -> Option<&dyn $crate::store::outbox::OutboxStore> {
                 Some(self)
             }
 
@@ -2202,7 +2256,7 @@ macro_rules! sql_store_impl {
                 // transaction, so the two never wait on each other in opposite orders.
                 insert_inflight(&mut tx, journal).await?;
                 delete_inflight(&mut tx, clear).await?;
-                insert_usage(&mut tx, records, &self.calendar).await?;
+                insert_usage(&mut tx, records, &self.calendar, self.outbox).await?;
                 tx.commit()
                     .await
                     .map_err(StoreError::query("commit usage records"))
@@ -2280,7 +2334,7 @@ macro_rules! sql_store_impl {
                     };
                     records.push(j.interrupted());
                 }
-                let inserted = insert_usage(&mut tx, &records, &self.calendar).await?;
+                let inserted = insert_usage(&mut tx, &records, &self.calendar, self.outbox).await?;
                 sqlx::query("DELETE FROM gw_instances WHERE lease_until_ms < $1")
                     .bind(now_ms)
                     .execute(&mut *tx)

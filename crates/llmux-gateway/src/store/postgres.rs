@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
 use tokio::sync::MutexGuard;
 
 use super::channels::sql_channel_impl;
+use super::outbox::sql_outbox_impl;
 use super::{sql_store_impl, Result, StoreError};
 use crate::limits::period::BudgetCalendar;
 
@@ -46,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "response cache",
         include_str!("../../migrations/postgres/0006_cache.sql"),
     ),
+    (
+        7,
+        "outbox",
+        include_str!("../../migrations/postgres/0007_outbox.sql"),
+    ),
 ];
 
 /// The PostgreSQL store. Open it with [`super::open`] or [`PgStore::open`].
@@ -54,6 +60,8 @@ pub struct PgStore {
     pool: PgPool,
     /// The periods of periodic budgets.
     calendar: BudgetCalendar,
+    /// Inserted records queue their events in `gw_outbox`.
+    outbox: bool,
 }
 
 /// Splits `schema=NAME` off the URL's query string.
@@ -97,6 +105,9 @@ impl PgStore {
 
     /// Inserting a usage record clears its in-flight row by trigger (migration 0002).
     pub(crate) const INFLIGHT_TRIGGER: bool = true;
+
+    /// Replicas claim outbox rows concurrently: each skips the rows another is claiming.
+    pub(crate) const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
 
     /// Connects, creates the schema named in the URL if any, and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {
@@ -146,12 +157,19 @@ impl PgStore {
         Ok(PgStore {
             pool,
             calendar: BudgetCalendar::utc(),
+            outbox: false,
         })
     }
 
     /// The same store, counting periodic budgets in `calendar`'s periods (UTC by default).
     pub fn with_calendar(mut self, calendar: BudgetCalendar) -> Self {
         self.calendar = calendar;
+        self
+    }
+
+    /// The same store; with `on`, inserted usage records queue their events in the outbox.
+    pub fn with_outbox(mut self, on: bool) -> Self {
+        self.outbox = on;
         self
     }
 
@@ -174,6 +192,7 @@ impl PgStore {
 
 sql_store_impl!(PgStore, Postgres);
 sql_channel_impl!(PgStore, Postgres);
+sql_outbox_impl!(PgStore, Postgres);
 super::analytics::sql_analytics_impl!(Postgres);
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::channels::sql_channel_impl;
+use super::outbox::sql_outbox_impl;
 use super::{sql_store_impl, Result, StoreError};
 use crate::limits::period::BudgetCalendar;
 
@@ -54,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "response cache",
         include_str!("../../migrations/sqlite/0007_cache.sql"),
     ),
+    (
+        8,
+        "outbox",
+        include_str!("../../migrations/sqlite/0008_outbox.sql"),
+    ),
 ];
 
 /// The SQLite store. Open it with [`super::open`] or [`SqliteStore::open`].
@@ -66,6 +72,8 @@ pub struct SqliteStore {
     writer: Mutex<()>,
     /// The periods of periodic budgets.
     calendar: BudgetCalendar,
+    /// Inserted records queue their events in `gw_outbox`.
+    outbox: bool,
 }
 
 fn connect_err(e: sqlx::Error) -> StoreError {
@@ -82,6 +90,10 @@ impl SqliteStore {
 
     /// No trigger clears a record's in-flight row (migration 0006): the store does.
     pub(crate) const INFLIGHT_TRIGGER: bool = false;
+
+    /// Writes are serialized (the write lock and `BEGIN IMMEDIATE`): an outbox claim needs no
+    /// row locks.
+    pub(crate) const CLAIM_LOCK: &'static str = "";
 
     /// Opens (creating if missing) the database at `sqlite://PATH` and runs migrations.
     pub async fn open(url: &str) -> Result<Self> {
@@ -114,6 +126,7 @@ impl SqliteStore {
             writes,
             writer: Mutex::new(()),
             calendar: BudgetCalendar::utc(),
+            outbox: false,
         })
     }
 
@@ -135,12 +148,19 @@ impl SqliteStore {
             pool,
             writer: Mutex::new(()),
             calendar: BudgetCalendar::utc(),
+            outbox: false,
         })
     }
 
     /// The same store, counting periodic budgets in `calendar`'s periods (UTC by default).
     pub fn with_calendar(mut self, calendar: BudgetCalendar) -> Self {
         self.calendar = calendar;
+        self
+    }
+
+    /// The same store; with `on`, inserted usage records queue their events in the outbox.
+    pub fn with_outbox(mut self, on: bool) -> Self {
+        self.outbox = on;
         self
     }
 
@@ -162,4 +182,5 @@ impl SqliteStore {
 
 sql_store_impl!(SqliteStore, Sqlite);
 sql_channel_impl!(SqliteStore, Sqlite);
+sql_outbox_impl!(SqliteStore, Sqlite);
 super::analytics::sql_analytics_impl!(Sqlite);
