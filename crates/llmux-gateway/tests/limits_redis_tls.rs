@@ -195,6 +195,21 @@ fn key(id: i64, rpm: u32) -> KeyRecord {
     }
 }
 
+/// Waits (at most 30 s) until `g` has decided an admission in Redis.
+async fn connected(g: &KeyLimits) {
+    let probe = key(999, 1_000_000);
+    let shared = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if g.admit(&probe, 1).await.unwrap().is_shared() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(shared.is_ok(), "never connected to the TLS Redis");
+}
+
 on_redis_and_cluster!(
     two_gateways_share_exact_rpm_over_tls,
     a_server_signed_by_another_ca_is_refused_and_limits_stay_in_process,
@@ -215,6 +230,12 @@ async fn two_gateways_share_exact_rpm_over_tls(kind: RedisKind) {
             KeyLimits::new().with_redis(backend)
         })
         .collect();
+    // Connected first: a debug build's TLS handshakes (three nodes for a cluster) on a busy
+    // machine can outlast the first call's 500 ms, and that call then falls back by design.
+    for g in &gateways {
+        connected(g).await;
+    }
+    let fallbacks = errors.with_label_values(&["admit"]).get();
 
     // 30 concurrent admissions across both on RPM 10: exactly 10, every one decided in Redis.
     let k = key(7, 10);
@@ -240,7 +261,7 @@ async fn two_gateways_share_exact_rpm_over_tls(kind: RedisKind) {
         }
     }
     assert_eq!(admitted, 10);
-    assert_eq!(errors.with_label_values(&["admit"]).get(), 0);
+    assert_eq!(errors.with_label_values(&["admit"]).get(), fallbacks);
     for g in &gateways {
         assert_eq!(g.backend(), "redis");
     }
