@@ -2066,6 +2066,28 @@ models = { public = "gpt-4o-mini" }
         assert!(e.starts_with("server.redis_prefix:"), "{e}");
         let e = check("", "llmux:");
         assert!(e.contains("server.redis: must not be empty"), "{e}");
+        let e = check("redis+cluster://u:pw-secret-value@h1:7000,h2:7001/1", "llmux:");
+        assert!(e.starts_with("server.redis:") && e.contains("database 0"), "{e}");
+        assert!(!e.contains("secret-value"), "{e}");
+        let e = check("rediss+cluster://u:pw-secret-value@h1:7000#insecure", "llmux:");
+        assert!(e.contains("redis_ca_file"), "{e}");
+    }
+
+    #[test]
+    fn a_redis_cluster_is_given_by_its_nodes_as_a_secret() {
+        let text = "[server]\nredis = \"env:LLMUX_REDIS\"\n";
+        let url = "redis+cluster://:pw-secret-value@10.0.0.5:7000,10.0.0.6:7000";
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |v| {
+            (v == "LLMUX_REDIS").then(|| url.to_owned())
+        })
+        .unwrap();
+        let redis = cfg.server.redis.as_ref().unwrap();
+        assert_eq!(redis.url.expose(), url);
+        assert!(!format!("{cfg:?}").contains("secret-value"));
+        assert!(matches!(
+            crate::redis_conn::RedisTarget::parse(redis.url.expose()),
+            Ok(crate::redis_conn::RedisTarget::Cluster(nodes)) if nodes.len() == 2
+        ));
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   whole call is bounded by the caller's timeout.
 //!
 //! A command and a script see their keys on one node only when the keys share a hash slot:
-//! callers name keys with one hash tag (`prefix{tag}:…`) per unit of atomicity.
+//! callers name keys with one hash tag (`prefix{tag}:…`) per unit of atomicity. Scripts are
+//! [`LuaScript`]s, which load themselves on the one node that needs them.
 //!
 //! Nothing here shows the URL (it may hold a password): errors are the client's fixed sentences,
 //! scrubbed of the URL anyway, and `Debug` names only the kind of connection.
@@ -240,6 +241,94 @@ impl ConnectionLike for RedisConn {
         match self {
             RedisConn::Single(c) => c.get_db(),
             RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A Lua script, run by its SHA1 (`EVALSHA`) and sent whole (`EVAL`) only where the node that
+/// serves its keys does not have it cached (`NOSCRIPT`: a new or restarted node, a promoted
+/// replica). Unlike `SCRIPT LOAD`, which a cluster client sends to every primary and which fails
+/// while any of them is down, `EVAL` goes to the keys' own node, so a script keeps working on the
+/// primaries that are up.
+#[derive(Debug)]
+pub struct LuaScript {
+    source: &'static str,
+    hash: String,
+}
+
+impl LuaScript {
+    /// The script `source` (its SHA1 computed here).
+    pub fn new(source: &'static str) -> LuaScript {
+        LuaScript {
+            source,
+            hash: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+
+    /// A call to fill with keys and arguments.
+    pub fn call(&self) -> ScriptCall<'_> {
+        ScriptCall {
+            script: self,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+/// One call of a [`LuaScript`]: its keys (`KEYS`, which must share a hash slot in a cluster)
+/// and arguments (`ARGV`).
+pub struct ScriptCall<'a> {
+    script: &'a LuaScript,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ScriptCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys and arguments are counted, not shown.
+        f.debug_struct("ScriptCall")
+            .field("keys", &self.keys.len())
+            .field("args", &self.args.len())
+            .finish()
+    }
+}
+
+impl ScriptCall<'_> {
+    /// Adds a key.
+    pub fn key<T: redis::ToRedisArgs>(&mut self, key: T) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    /// Adds an argument.
+    pub fn arg<T: redis::ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    fn cmd(&self, name: &str, script: &str) -> Cmd {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    /// Runs the script: `EVALSHA`, then `EVAL` on the same node if it answered `NOSCRIPT`.
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut impl ConnectionLike,
+    ) -> redis::RedisResult<T> {
+        match self
+            .cmd("EVALSHA", &self.script.hash)
+            .query_async(conn)
+            .await
+        {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.cmd("EVAL", self.script.source).query_async(conn).await
+            }
+            other => other,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! with its team, sit in one hash slot on one primary; a slot moved to another primary while
 //! gateways hold the old slot map is followed (`MOVED`) with the counts intact; and with every
 //! node down the gateways keep admitting under their in-process limits, then share again once
-//! the cluster is back. Each test starts its own local cluster of three primaries.
+//! the cluster is back; with one primary down, the keys on the others stay shared even where
+//! the limits scripts were never loaded. Each test starts its own local cluster of three
+//! primaries.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -13,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{RedisKind, TestRedis};
+use common::{LocalCluster, RedisKind, TestRedis};
 use llmux_gateway::limits::{
     Admission, BudgetCalendar, BudgetPeriod, KeyLimits, LimitError, ManualClock, RedisLimits,
 };
@@ -255,4 +257,52 @@ async fn with_every_node_down_admissions_stay_open_and_sharing_resumes_when_it_r
     assert!(back.is_ok(), "limits did not return to the cluster");
     assert_eq!(g.backend(), "redis");
     assert!(g.admit(&k, 10).await.unwrap().is_shared());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_one_primary_down_the_keys_on_the_others_stay_shared() {
+    // A cluster that serves the slots it still covers (as clusters without replicas are often
+    // run).
+    let Some(cluster) = tokio::task::spawn_blocking(|| {
+        LocalCluster::start_with(None, &["--cluster-require-full-coverage", "no"])
+    })
+    .await
+    .unwrap() else {
+        return;
+    };
+    let mut r = TestRedis::on(cluster);
+    let errors = limits_backend_errors().unwrap();
+    let g = gateway(&r, &errors);
+    let cluster = r.cluster.as_mut().unwrap();
+    // A key served by each primary.
+    let on = |node: usize| {
+        (1..)
+            .find(|id| cluster.owner(cluster.keyslot(&format!("{{{id}}}"))) == node)
+            .unwrap()
+    };
+    let (up, down) = (on(0), on(2));
+    let rpm = |id| KeyRecord {
+        rpm: Some(100),
+        ..key(id)
+    };
+    // The gateway is connected to every primary, and each has the scripts.
+    assert!(g.admit(&rpm(up), 10).await.unwrap().is_shared());
+    assert!(g.admit(&rpm(down), 10).await.unwrap().is_shared());
+    // Then one primary forgets them (as a restarted one does) and another one dies.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut cluster.node_conn(0).unwrap())
+        .unwrap();
+    cluster.stop(2);
+
+    // The script is sent to the key's own primary alone: the dead one is not needed.
+    let a = g.admit(&rpm(up), 10).await.unwrap();
+    assert!(a.is_shared(), "a key on a healthy primary was decided in process");
+    assert_eq!(errors.with_label_values(&["admit"]).get(), 0);
+    // A key on the dead primary falls back, counted.
+    assert!(!g.admit(&rpm(down), 10).await.unwrap().is_shared());
+    assert_eq!(errors.with_label_values(&["admit"]).get(), 1);
+    drop(a);
+    g.drain().await;
+    assert_eq!(errors.with_label_values(&["settle"]).get(), 0);
 }

@@ -308,4 +308,8 @@ fn the_ca_file_is_checked_with_the_configuration() {
     assert!(e.contains("no PEM certificate"), "{e}");
     let e = check("redis://127.0.0.1", &not_pem);
     assert!(e.contains("only used with a TLS URL"), "{e}");
+    let e = check("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", &not_pem);
+    assert!(e.contains("only used with a TLS URL"), "{e}");
+    let e = check("rediss+cluster://127.0.0.1:7000", &not_pem);
+    assert!(e.contains("no PEM certificate"), "{e}");
 }

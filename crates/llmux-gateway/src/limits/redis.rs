@@ -34,14 +34,13 @@ use std::time::Duration;
 use llmux_core::resilience::{Breaker, BreakerConfig, BreakerState};
 use llmux_core::ErrorKind;
 use prometheus::{IntCounter, IntCounterVec};
-use redis::{Script, ScriptInvocation};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{BudgetPeriod, LimitError, Scope, ScopeId};
 use crate::config::RedisConfig;
 pub use crate::redis_conn::RedisSetupError;
-use crate::redis_conn::RedisConn;
+use crate::redis_conn::{LuaScript, RedisConn, ScriptCall};
 
 /// Longest wait for one Redis call (connecting included) before the in-process limits decide.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -96,8 +95,8 @@ impl RedisLimits {
         Ok(RedisLimits {
             shared: Arc::new(Shared {
                 conn,
-                admit: Script::new(include_str!("admit.lua")),
-                settle: Script::new(include_str!("settle.lua")),
+                admit: LuaScript::new(include_str!("admit.lua")),
+                settle: LuaScript::new(include_str!("settle.lua")),
                 prefix: config.prefix.clone(),
                 reservation_ms,
                 key_ttl_ms: millis(key_ttl(config.reservation_ttl)),
@@ -118,8 +117,8 @@ fn millis(d: Duration) -> u64 {
 /// The state behind [`RedisLimits`], shared by every admission it made.
 pub(super) struct Shared {
     conn: RedisConn,
-    admit: Script,
-    settle: Script,
+    admit: LuaScript,
+    settle: LuaScript,
     prefix: String,
     reservation_ms: u64,
     key_ttl_ms: u64,
@@ -173,7 +172,7 @@ impl Keys {
         }
     }
 
-    fn add_to(&self, inv: &mut ScriptInvocation<'_>) {
+    fn add_to(&self, inv: &mut ScriptCall<'_>) {
         inv.key(&self.window)
             .key(&self.held)
             .key(&self.state)
@@ -210,7 +209,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// Adds an optional limit: an empty string is "no limit" for the scripts.
-fn opt_arg<T: redis::ToRedisArgs>(inv: &mut ScriptInvocation<'_>, v: Option<T>) {
+fn opt_arg<T: redis::ToRedisArgs>(inv: &mut ScriptCall<'_>, v: Option<T>) {
     match v {
         Some(v) => inv.arg(v),
         None => inv.arg(""),
@@ -226,10 +225,10 @@ fn finite(v: f64) -> Option<f64> {
 impl Shared {
     async fn call<T: redis::FromRedisValue>(
         &self,
-        inv: &ScriptInvocation<'_>,
+        inv: &ScriptCall<'_>,
     ) -> Result<T, Failure> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, inv.invoke::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Failure::Redis(e)),
             Err(_) => Err(Failure::Timeout),
@@ -249,7 +248,7 @@ impl Shared {
             return None;
         };
         let team = team_of(scopes.iter().map(|s| s.id));
-        let mut inv = self.admit.prepare_invoke();
+        let mut inv = self.admit.call();
         for s in scopes {
             Keys::new(&self.prefix, s.id, team, &s.label).add_to(&mut inv);
         }
@@ -375,7 +374,7 @@ impl Shared {
             .collect();
         rt.spawn(async move {
             let shared = guard.shared();
-            let mut inv = shared.settle.prepare_invoke();
+            let mut inv = shared.settle.call();
             for k in &keys {
                 k.add_to(&mut inv);
             }

@@ -73,12 +73,7 @@ impl RedisKind {
                 let cluster = tokio::task::spawn_blocking(|| LocalCluster::start(None))
                     .await
                     .unwrap()?;
-                Some(TestRedis {
-                    kind: self,
-                    url: cluster.url(),
-                    prefix: fresh_prefix(),
-                    cluster: Some(cluster),
-                })
+                Some(TestRedis::on(cluster))
             }
         }
     }
@@ -98,6 +93,16 @@ impl RedisKind {
 }
 
 impl TestRedis {
+    /// `cluster`, with a fresh prefix.
+    pub fn on(cluster: LocalCluster) -> TestRedis {
+        TestRedis {
+            kind: RedisKind::Cluster,
+            url: cluster.url(),
+            prefix: fresh_prefix(),
+            cluster: Some(cluster),
+        }
+    }
+
     /// The gateway's Redis settings for this Redis and prefix.
     pub fn config(&self, reservation_ttl: Duration) -> RedisConfig {
         RedisConfig {
@@ -144,7 +149,7 @@ impl TestRedis {
 impl Drop for TestRedis {
     fn drop(&mut self) {
         // A cluster goes with its processes; on the shared server the prefix's keys are deleted.
-        if self.cluster.is_some() {
+        if self.kind != RedisKind::Single {
             return;
         }
         let Ok(client) = redis::Client::open(REDIS_URL) else {
@@ -229,6 +234,8 @@ struct Node {
 pub struct LocalCluster {
     nodes: Vec<Node>,
     tls: Option<ClusterTls>,
+    /// More `redis-server` options for every node.
+    options: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -247,9 +254,16 @@ impl LocalCluster {
     /// Starts a cluster, or `None` (skip, with a loud line) when `redis-server` is missing
     /// outside CI. Ports taken by someone else between their choice and the bind are retried.
     pub fn start(tls: Option<ClusterTls>) -> Option<LocalCluster> {
+        Self::start_with(tls, &[])
+    }
+
+    /// [`LocalCluster::start`] with more `redis-server` options for every node
+    /// (`["--cluster-require-full-coverage", "no"]`).
+    pub fn start_with(tls: Option<ClusterTls>, options: &[&str]) -> Option<LocalCluster> {
+        let options: Vec<String> = options.iter().map(|o| (*o).to_owned()).collect();
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start(tls.clone()) {
+            match Self::try_start(tls.clone(), options.clone()) {
                 Ok(c) => return Some(c),
                 Err(StartError::NoServer(e)) => {
                     assert!(!in_ci(), "CI needs redis-server for the cluster tests: {e}");
@@ -262,7 +276,7 @@ impl LocalCluster {
         panic!("the local Redis Cluster did not start: {last}");
     }
 
-    fn try_start(tls: Option<ClusterTls>) -> Result<LocalCluster, StartError> {
+    fn try_start(tls: Option<ClusterTls>, options: Vec<String>) -> Result<LocalCluster, StartError> {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = LocalCluster {
             nodes: (0..3)
@@ -278,6 +292,7 @@ impl LocalCluster {
                 })
                 .collect(),
             tls,
+            options,
             _dir: dir,
         };
         for i in 0..cluster.nodes.len() {
@@ -346,6 +361,7 @@ impl LocalCluster {
             }
         }
         let child = cmd
+            .args(&self.options)
             .current_dir(&node.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -489,13 +505,18 @@ impl LocalCluster {
         }
     }
 
+    /// Kills node `i` (SIGKILL) and waits for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Kills every node (SIGKILL) and waits for them to exit.
     pub fn stop_all(&mut self) {
-        for n in &mut self.nodes {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        for i in 0..self.len() {
+            self.stop(i);
         }
     }
 
