@@ -1393,8 +1393,9 @@ fn read_redis_ca(url: &str, file: Option<&Path>, issues: &mut Vec<ConfigIssue>) 
     ) {
         issues.push(ConfigIssue {
             path,
-            message: "only used with a TLS URL: set server.redis to rediss://… or rediss+cluster://…"
-                .into(),
+            message:
+                "only used with a TLS URL: set server.redis to rediss://… or rediss+cluster://…"
+                    .into(),
         });
         return None;
     }
@@ -2066,10 +2067,19 @@ models = { public = "gpt-4o-mini" }
         assert!(e.starts_with("server.redis_prefix:"), "{e}");
         let e = check("", "llmux:");
         assert!(e.contains("server.redis: must not be empty"), "{e}");
-        let e = check("redis+cluster://u:pw-secret-value@h1:7000,h2:7001/1", "llmux:");
-        assert!(e.starts_with("server.redis:") && e.contains("database 0"), "{e}");
+        let e = check(
+            "redis+cluster://u:pw-secret-value@h1:7000,h2:7001/1",
+            "llmux:",
+        );
+        assert!(
+            e.starts_with("server.redis:") && e.contains("database 0"),
+            "{e}"
+        );
         assert!(!e.contains("secret-value"), "{e}");
-        let e = check("rediss+cluster://u:pw-secret-value@h1:7000#insecure", "llmux:");
+        let e = check(
+            "rediss+cluster://u:pw-secret-value@h1:7000#insecure",
+            "llmux:",
+        );
         assert!(e.contains("redis_ca_file"), "{e}");
     }
 

@@ -68,7 +68,8 @@ impl std::fmt::Debug for RedisTarget {
 }
 
 /// The schemes of a cluster URL, without and with TLS.
-const CLUSTER_SCHEMES: [(&str, &str); 2] = [("redis+cluster", "redis"), ("rediss+cluster", "rediss")];
+const CLUSTER_SCHEMES: [(&str, &str); 2] =
+    [("redis+cluster", "redis"), ("rediss+cluster", "rediss")];
 /// At most this many nodes in a cluster URL (more adds nothing: the slot map names the rest).
 pub const MAX_SEED_NODES: usize = 64;
 
@@ -94,14 +95,20 @@ impl RedisTarget {
         let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
         let (path, options) = tail.split_at(path_end);
         if !matches!(path, "" | "/" | "/0") {
-            return Err("a Redis Cluster has only database 0: leave the path out or write /0".into());
+            return Err(
+                "a Redis Cluster has only database 0: leave the path out or write /0".into(),
+            );
         }
         let nodes: Vec<&str> = hosts.split(',').map(str::trim).collect();
         if nodes.iter().any(|h| h.is_empty()) {
-            return Err("a cluster URL lists host:port pairs separated by commas, none empty".into());
+            return Err(
+                "a cluster URL lists host:port pairs separated by commas, none empty".into(),
+            );
         }
         if nodes.len() > MAX_SEED_NODES {
-            return Err(format!("a cluster URL names at most {MAX_SEED_NODES} nodes"));
+            return Err(format!(
+                "a cluster URL names at most {MAX_SEED_NODES} nodes"
+            ));
         }
         let urls: Vec<String> = nodes
             .iter()
@@ -109,7 +116,10 @@ impl RedisTarget {
             .collect();
         for u in &urls {
             if let Err(e) = redis::Client::open(u.as_str()) {
-                return Err(format!("a node of the cluster URL is not usable ({})", scrub(&e, u)));
+                return Err(format!(
+                    "a node of the cluster URL is not usable ({})",
+                    scrub(&e, u)
+                ));
             }
         }
         Ok(RedisTarget::Cluster(urls))
@@ -391,7 +401,10 @@ mod tests {
         );
         assert_eq!(
             nodes("REDISS+CLUSTER://h1:7000, h2/0?protocol=resp3"),
-            ["rediss://h1:7000/0?protocol=resp3", "rediss://h2/0?protocol=resp3"]
+            [
+                "rediss://h1:7000/0?protocol=resp3",
+                "rediss://h2/0?protocol=resp3"
+            ]
         );
         assert!(RedisTarget::parse("rediss+cluster://h:1").unwrap().is_tls());
         assert!(!RedisTarget::parse("redis+cluster://h:1").unwrap().is_tls());
@@ -405,21 +418,35 @@ mod tests {
     #[test]
     fn bad_cluster_urls_are_explained_without_the_url() {
         for (url, says) in [
-            ("redis+cluster://:pw-secret-value@h1:7000/3", "only database 0"),
-            ("redis+cluster://:pw-secret-value@h1:7000,,h2:7001", "none empty"),
+            (
+                "redis+cluster://:pw-secret-value@h1:7000/3",
+                "only database 0",
+            ),
+            (
+                "redis+cluster://:pw-secret-value@h1:7000,,h2:7001",
+                "none empty",
+            ),
             ("redis+cluster://:pw-secret-value@", "none empty"),
             ("redis+cluster://:pw-secret-value@h1:notaport", "not usable"),
-            ("rediss+cluster://:pw-secret-value@h1:7000/#insecure", "#insecure"),
+            (
+                "rediss+cluster://:pw-secret-value@h1:7000/#insecure",
+                "#insecure",
+            ),
         ] {
             let e = check_url(url).unwrap_err();
             assert!(e.contains(says), "{url}: {e}");
             assert!(!e.contains("pw-secret-value"), "{e}");
         }
-        let many = format!("redis+cluster://{}", vec!["h:1"; MAX_SEED_NODES + 1].join(","));
+        let many = format!(
+            "redis+cluster://{}",
+            vec!["h:1"; MAX_SEED_NODES + 1].join(",")
+        );
         assert!(check_url(&many).unwrap_err().contains("at most"));
         assert!(check_url("redis+cluster://h1:7000,h2:7001").is_ok());
         assert!(check_url("rediss+cluster://u:p@h1:7000/0").is_ok());
-        assert!(check_url("http://h1").unwrap_err().contains("redis+cluster://"));
+        assert!(check_url("http://h1")
+            .unwrap_err()
+            .contains("redis+cluster://"));
     }
 
     #[test]

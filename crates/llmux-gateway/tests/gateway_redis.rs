@@ -133,9 +133,7 @@ async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm(kind: RedisKind) 
     assert!(spent >= 10, "{spent} tokens settled");
 }
 
-async fn with_redis_down_requests_are_served_under_in_process_limits_and_counted(
-    kind: RedisKind,
-) {
+async fn with_redis_down_requests_are_served_under_in_process_limits_and_counted(kind: RedisKind) {
     let oa = emulator(Vendor::OpenAi).await;
     let gw = start_config(gateway_config(
         "sqlite::memory:",

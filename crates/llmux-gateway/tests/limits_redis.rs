@@ -53,11 +53,8 @@ async fn ctx(kind: RedisKind) -> Option<Ctx> {
 impl Ctx {
     /// One "gateway": its own connection to Redis, the shared prefix.
     fn gateway_with(&self, cost_per_token: f64, reservation_ttl: Duration) -> KeyLimits {
-        let backend = RedisLimits::new(
-            &self.p.config(reservation_ttl),
-            self.errors.clone(),
-        )
-        .unwrap();
+        let backend =
+            RedisLimits::new(&self.p.config(reservation_ttl), self.errors.clone()).unwrap();
         KeyLimits::with_cost_per_token(cost_per_token).with_redis(backend)
     }
 

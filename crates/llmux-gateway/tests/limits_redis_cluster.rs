@@ -199,7 +199,11 @@ async fn a_slot_moved_to_another_primary_is_followed_with_its_counts() {
     }
     let usage = gws[1].shared_usage(1).await.unwrap();
     assert_eq!(
-        (usage.spent_tokens, usage.reserved_tokens, usage.window_tokens),
+        (
+            usage.spent_tokens,
+            usage.reserved_tokens,
+            usage.window_tokens
+        ),
         (250, 0, 250)
     );
     // The window moved with the slot: of 20 more at once, exactly the 5 left pass.
@@ -297,7 +301,10 @@ async fn with_one_primary_down_the_keys_on_the_others_stay_shared() {
 
     // The script is sent to the key's own primary alone: the dead one is not needed.
     let a = g.admit(&rpm(up), 10).await.unwrap();
-    assert!(a.is_shared(), "a key on a healthy primary was decided in process");
+    assert!(
+        a.is_shared(),
+        "a key on a healthy primary was decided in process"
+    );
     assert_eq!(errors.with_label_values(&["admit"]).get(), 0);
     // A key on the dead primary falls back, counted.
     assert!(!g.admit(&rpm(down), 10).await.unwrap().is_shared());

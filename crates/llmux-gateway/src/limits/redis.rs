@@ -223,10 +223,7 @@ fn finite(v: f64) -> Option<f64> {
 }
 
 impl Shared {
-    async fn call<T: redis::FromRedisValue>(
-        &self,
-        inv: &ScriptCall<'_>,
-    ) -> Result<T, Failure> {
+    async fn call<T: redis::FromRedisValue>(&self, inv: &ScriptCall<'_>) -> Result<T, Failure> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(CALL_TIMEOUT, inv.invoke::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),

@@ -276,7 +276,10 @@ impl LocalCluster {
         panic!("the local Redis Cluster did not start: {last}");
     }
 
-    fn try_start(tls: Option<ClusterTls>, options: Vec<String>) -> Result<LocalCluster, StartError> {
+    fn try_start(
+        tls: Option<ClusterTls>,
+        options: Vec<String>,
+    ) -> Result<LocalCluster, StartError> {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = LocalCluster {
             nodes: (0..3)
@@ -349,15 +352,22 @@ impl LocalCluster {
                 cmd.arg("--port").arg(node.port.to_string());
             }
             Some(t) => {
-                cmd.args(["--port", "0", "--tls-cluster", "yes", "--tls-auth-clients", "no"])
-                    .arg("--tls-port")
-                    .arg(node.port.to_string())
-                    .arg("--tls-cert-file")
-                    .arg(&t.cert_file)
-                    .arg("--tls-key-file")
-                    .arg(&t.key_file)
-                    .arg("--tls-ca-cert-file")
-                    .arg(&t.ca_file);
+                cmd.args([
+                    "--port",
+                    "0",
+                    "--tls-cluster",
+                    "yes",
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-port")
+                .arg(node.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&t.cert_file)
+                .arg("--tls-key-file")
+                .arg(&t.key_file)
+                .arg("--tls-ca-cert-file")
+                .arg(&t.ca_file);
             }
         }
         let child = cmd
@@ -632,7 +642,7 @@ impl LocalCluster {
             |c| (0..c.len()).all(|i| c.owner_seen_by(i, slot) == to),
             "the slot moved",
         )
-            .unwrap_or_else(|e| panic!("{e:?}"));
+        .unwrap_or_else(|e| panic!("{e:?}"));
     }
 }
 
