@@ -110,9 +110,9 @@ else
   REDIS_RESTART_PORT="$REDIS_PORT"
 fi
 
-# --- NATS JetStream (only when this llmux publishes usage events) ---------------------------------
-EVENTS=0
-if "$LLMUX" events --help >/dev/null 2>&1; then EVENTS=1; fi
+# --- NATS JetStream for the usage events ----------------------------------------------------------
+EVENTS=1
+"$LLMUX" events --help >/dev/null 2>&1 || { echo "fault run: this llmux has no usage events (llmux events)" >&2; exit 1; }
 NATS_PORT=$(free_port)
 nats_start() {
   nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
@@ -160,7 +160,6 @@ TOML
     cat >> "$WORK/replica-$i.toml" <<TOML
 
 [events]
-enabled = true
 nats = "nats://127.0.0.1:$NATS_PORT"
 stream = "LLMUX_FAULT"
 subject = "llmux.fault"

@@ -146,13 +146,15 @@ pub struct RawServer {
     pub listen: String,
     /// `sqlite://PATH` or `postgres://…` (literal or `env:VAR`).
     pub database: Option<String>,
-    /// `redis://[user:password@]host[:port][/db]` or `unix:///path` (literal or `env:VAR`):
-    /// per-key limits shared by every gateway that uses the same Redis and prefix.
+    /// `redis://[user:password@]host[:port][/db]`, `unix:///path`, or
+    /// `redis+cluster://[user:password@]host:port[,host:port…]` for a Redis Cluster (`rediss…`
+    /// with TLS; literal or `env:VAR`): per-key limits shared by every gateway that uses the same
+    /// Redis and prefix.
     pub redis: Option<String>,
     /// Prefix of every Redis key this gateway writes, so deployments can share one Redis.
     pub redis_prefix: String,
-    /// PEM file with the CA certificate(s) that sign a `rediss://` server's certificate; when
-    /// set, only these are trusted (otherwise the system's CAs).
+    /// PEM file with the CA certificate(s) that sign a `rediss://` (or `rediss+cluster://`)
+    /// server's certificate; when set, only these are trusted (otherwise the system's CAs).
     pub redis_ca_file: Option<PathBuf>,
     /// Key for `/admin/*` (literal or `env:VAR`); without it the admin endpoints are off.
     pub admin_key: Option<String>,
@@ -812,7 +814,8 @@ fn connection_limits(s: &RawServer, issues: &mut Vec<ConfigIssue>) -> Connection
 /// Resolved `server.redis` and `server.redis_prefix`.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// The URL (may hold a password, hence secret).
+    /// The URL (may hold a password, hence secret): one server, or a cluster by
+    /// `redis+cluster://` ([`crate::redis_conn::RedisTarget`]).
     pub url: SecretString,
     /// Prefix of every key written.
     pub prefix: String,
@@ -1398,34 +1401,12 @@ fn resolve_telemetry(t: RawTelemetry, issues: &mut Vec<ConfigIssue>) -> Telemetr
 /// Checks the shape of a Redis URL without connecting. Messages never repeat the value: it may
 /// hold a password.
 fn check_redis_url(url: &str, issues: &mut Vec<ConfigIssue>) {
-    let path = "server.redis";
-    let message = match redis_scheme(url).as_deref() {
-        Some("redis" | "valkey" | "unix" | "redis+unix" | "valkey+unix") => {
-            match redis::Client::open(url) {
-                Ok(_) => return,
-                // The client's reasons for a bad URL are fixed sentences ("Missing hostname -
-                // InvalidClientConfig"); they never contain the URL.
-                Err(e) => format!(
-                    "not a usable Redis URL ({e}); expected redis://[user:password@]host[:port][/db] or unix:///path"
-                ),
-            }
-        }
-        Some("rediss" | "valkeys") => match redis::Client::open(url) {
-            Ok(_) if url.contains("#insecure") => {
-                "`#insecure` (TLS without certificate checks) is not accepted; give the server's CA in server.redis_ca_file".to_owned()
-            }
-            Ok(_) => return,
-            Err(e) => format!(
-                "not a usable Redis URL ({e}); expected rediss://[user:password@]host[:port][/db]"
-            ),
-        },
-        _ => "must be redis://[user:password@]host[:port][/db], rediss://… (TLS) or unix:///path"
-            .to_owned(),
-    };
-    issues.push(ConfigIssue {
-        path: path.to_owned(),
-        message,
-    });
+    if let Err(message) = crate::redis_conn::check_url(url) {
+        issues.push(ConfigIssue {
+            path: "server.redis".to_owned(),
+            message,
+        });
+    }
 }
 
 /// The scheme of a Redis URL, lower-cased.
@@ -1438,10 +1419,15 @@ fn redis_scheme(url: &str) -> Option<String> {
 fn read_redis_ca(url: &str, file: Option<&Path>, issues: &mut Vec<ConfigIssue>) -> Option<Vec<u8>> {
     let file = file?;
     let path = "server.redis_ca_file".to_owned();
-    if !matches!(redis_scheme(url).as_deref(), Some("rediss" | "valkeys")) {
+    if !matches!(
+        redis_scheme(url).as_deref(),
+        Some("rediss" | "valkeys" | "rediss+cluster")
+    ) {
         issues.push(ConfigIssue {
             path,
-            message: "only used with a TLS URL: set server.redis to rediss://…".into(),
+            message:
+                "only used with a TLS URL: set server.redis to rediss://… or rediss+cluster://…"
+                    .into(),
         });
         return None;
     }
@@ -2113,6 +2099,37 @@ models = { public = "gpt-4o-mini" }
         assert!(e.starts_with("server.redis_prefix:"), "{e}");
         let e = check("", "llmux:");
         assert!(e.contains("server.redis: must not be empty"), "{e}");
+        let e = check(
+            "redis+cluster://u:pw-secret-value@h1:7000,h2:7001/1",
+            "llmux:",
+        );
+        assert!(
+            e.starts_with("server.redis:") && e.contains("database 0"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-value"), "{e}");
+        let e = check(
+            "rediss+cluster://u:pw-secret-value@h1:7000#insecure",
+            "llmux:",
+        );
+        assert!(e.contains("redis_ca_file"), "{e}");
+    }
+
+    #[test]
+    fn a_redis_cluster_is_given_by_its_nodes_as_a_secret() {
+        let text = "[server]\nredis = \"env:LLMUX_REDIS\"\n";
+        let url = "redis+cluster://:pw-secret-value@10.0.0.5:7000,10.0.0.6:7000";
+        let cfg = Config::resolve(RawConfig::parse(text, no_env()).unwrap(), |v| {
+            (v == "LLMUX_REDIS").then(|| url.to_owned())
+        })
+        .unwrap();
+        let redis = cfg.server.redis.as_ref().unwrap();
+        assert_eq!(redis.url.expose(), url);
+        assert!(!format!("{cfg:?}").contains("secret-value"));
+        assert!(matches!(
+            crate::redis_conn::RedisTarget::parse(redis.url.expose()),
+            Ok(crate::redis_conn::RedisTarget::Cluster(nodes)) if nodes.len() == 2
+        ));
     }
 
     #[test]

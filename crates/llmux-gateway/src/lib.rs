@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod redact;
+pub mod redis_conn;
 pub mod rejection;
 pub mod routes;
 pub mod routing;

@@ -1,6 +1,7 @@
 //! Two in-process gateways behind an imaginary load balancer: one SQLite file as their store,
 //! one Redis prefix for their limits. A virtual key's RPM holds across both; with Redis down a
-//! gateway still serves, deciding limits on its own, and counts it.
+//! gateway still serves, deciding limits on its own, and counts it. Each scenario runs on one
+//! Redis server and on a local three-primary Redis Cluster (`server.redis = "redis+cluster://…"`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -62,9 +63,13 @@ async fn stop(mut gw: Harness) {
     gw.task.take().unwrap().await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm() {
-    let Some(p) = redis_prefix().await else {
+on_redis_and_cluster!(
+    two_gateways_sharing_redis_admit_exactly_the_keys_rpm,
+    with_redis_down_requests_are_served_under_in_process_limits_and_counted,
+);
+
+async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm(kind: RedisKind) {
+    let Some(p) = kind.start().await else {
         return;
     };
     let oa = emulator(Vendor::OpenAi).await;
@@ -73,7 +78,7 @@ async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm() {
     // One SQLite file, but a usage journal each: two gateways never share one (the default
     // beside the database is locked by the first).
     let config = |journal: &str| {
-        let mut c = gateway_config(&db, REDIS_URL, &p.prefix, &oa);
+        let mut c = gateway_config(&db, &p.url, &p.prefix, &oa);
         c.server.usage_journal = UsageJournal::Directory(dir.path().join(journal));
         c
     };
@@ -118,23 +123,21 @@ async fn two_gateways_sharing_redis_admit_exactly_the_keys_rpm() {
     stop(a).await;
     stop(b).await;
     // Shutdown waited for the settles: the ten requests' tokens are in the shared spend.
-    let client = redis::Client::open(REDIS_URL).unwrap();
-    let mut conn = client.get_connection().unwrap();
+    let mut conn = p.conn();
     let spent: Option<u64> = redis::cmd("HGET")
         .arg(format!("{}{{{id}}}:s", p.prefix))
         .arg("st")
-        .query(&mut conn)
+        .query(&mut *conn)
         .unwrap();
     let spent = spent.unwrap_or(0);
     assert!(spent >= 10, "{spent} tokens settled");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_redis_down_requests_are_served_under_in_process_limits_and_counted() {
+async fn with_redis_down_requests_are_served_under_in_process_limits_and_counted(kind: RedisKind) {
     let oa = emulator(Vendor::OpenAi).await;
     let gw = start_config(gateway_config(
         "sqlite::memory:",
-        &closed_redis_url(),
+        &kind.closed_url(),
         "llmux-test:",
         &oa,
     ))

@@ -1,7 +1,8 @@
-//! Per-key limits shared through Redis (127.0.0.1:6379): two `KeyLimits` with one prefix stand
-//! for two gateways, tasks released together by a barrier are split across them, and the
-//! results are checked against the bounds in `docs/limits.md`. Each test has its own random
-//! prefix and deletes its keys when done. Under `CI=true` a missing Redis fails the test.
+//! Per-key limits shared through Redis: two `KeyLimits` with one prefix stand for two gateways,
+//! tasks released together by a barrier are split across them, and the results are checked
+//! against the bounds in `docs/limits.md`. Every scenario runs twice: on the shared server at
+//! 127.0.0.1:6379 (its own random prefix, deleted when done) and on a local three-primary Redis
+//! Cluster it starts. Under `CI=true` a missing Redis fails the test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{closed_redis_url, redis_prefix, RedisPrefix, REDIS_URL};
+use common::{RedisKind, TestRedis, REDIS_URL};
 use llmux_core::SecretString;
 use llmux_gateway::config::RedisConfig;
 use llmux_gateway::limits::{Admission, KeyLimits, LimitError, RedisLimits};
@@ -36,15 +37,15 @@ fn redis_config(url: &str, prefix: &str, reservation_ttl: Duration) -> RedisConf
     }
 }
 
-/// A test's own prefix in Redis and the error counter its gateways share.
+/// A test's own Redis (and prefix) and the error counter its gateways share.
 struct Ctx {
-    p: RedisPrefix,
+    p: TestRedis,
     errors: IntCounterVec,
 }
 
-async fn ctx() -> Option<Ctx> {
+async fn ctx(kind: RedisKind) -> Option<Ctx> {
     Some(Ctx {
-        p: redis_prefix().await?,
+        p: kind.start().await?,
         errors: limits_backend_errors().unwrap(),
     })
 }
@@ -52,11 +53,8 @@ async fn ctx() -> Option<Ctx> {
 impl Ctx {
     /// One "gateway": its own connection to Redis, the shared prefix.
     fn gateway_with(&self, cost_per_token: f64, reservation_ttl: Duration) -> KeyLimits {
-        let backend = RedisLimits::new(
-            &redis_config(REDIS_URL, &self.p.prefix, reservation_ttl),
-            self.errors.clone(),
-        )
-        .unwrap();
+        let backend =
+            RedisLimits::new(&self.p.config(reservation_ttl), self.errors.clone()).unwrap();
         KeyLimits::with_cost_per_token(cost_per_token).with_redis(backend)
     }
 
@@ -107,9 +105,21 @@ fn admitted(results: Vec<(u64, Result<Admission, LimitError>)>) -> Vec<(u64, Adm
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_gateways_admit_exactly_30_of_100_concurrent_requests_on_rpm_30() {
-    let Some(c) = ctx().await else {
+on_redis_and_cluster!(
+    two_gateways_admit_exactly_30_of_100_concurrent_requests_on_rpm_30,
+    tpm_holds_across_two_gateways_under_200_concurrent_requests,
+    token_budget_across_two_gateways_admits_exactly_10_of_200,
+    cost_budget_across_two_gateways_admits_exactly_8_of_200,
+    settling_on_one_gateway_replaces_the_reservation_on_the_other,
+    a_dropped_admission_releases_its_reservation_for_every_gateway,
+    a_reservation_leaked_by_a_dead_gateway_expires,
+    spend_is_seeded_from_the_store_so_a_flushed_redis_keeps_budgets,
+    keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl,
+    redis_down_falls_back_to_in_process_limits_and_counts_it,
+);
+
+async fn two_gateways_admit_exactly_30_of_100_concurrent_requests_on_rpm_30(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let gws = [c.gateway(), c.gateway()];
@@ -147,9 +157,8 @@ async fn two_gateways_admit_exactly_30_of_100_concurrent_requests_on_rpm_30() {
     c.finish(&gws).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tpm_holds_across_two_gateways_under_200_concurrent_requests() {
-    let Some(c) = ctx().await else {
+async fn tpm_holds_across_two_gateways_under_200_concurrent_requests(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let gws = [c.gateway(), c.gateway()];
@@ -186,9 +195,8 @@ async fn tpm_holds_across_two_gateways_under_200_concurrent_requests() {
     c.finish(&gws).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn token_budget_across_two_gateways_admits_exactly_10_of_200() {
-    let Some(c) = ctx().await else {
+async fn token_budget_across_two_gateways_admits_exactly_10_of_200(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let gws = [c.gateway(), c.gateway()];
@@ -233,9 +241,8 @@ async fn token_budget_across_two_gateways_admits_exactly_10_of_200() {
     c.finish(&gws).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cost_budget_across_two_gateways_admits_exactly_8_of_200() {
-    let Some(c) = ctx().await else {
+async fn cost_budget_across_two_gateways_admits_exactly_8_of_200(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     // 1/1024 per token, so the arithmetic is exact: each request reserves 0.0625.
@@ -267,9 +274,8 @@ async fn cost_budget_across_two_gateways_admits_exactly_8_of_200() {
     c.finish(&gws).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn settling_on_one_gateway_replaces_the_reservation_on_the_other() {
-    let Some(c) = ctx().await else {
+async fn settling_on_one_gateway_replaces_the_reservation_on_the_other(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let (a, b) = (c.gateway(), c.gateway());
@@ -314,9 +320,8 @@ async fn settling_on_one_gateway_replaces_the_reservation_on_the_other() {
     c.finish(&[a, b]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_dropped_admission_releases_its_reservation_for_every_gateway() {
-    let Some(c) = ctx().await else {
+async fn a_dropped_admission_releases_its_reservation_for_every_gateway(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let (a, b) = (c.gateway(), c.gateway());
@@ -337,9 +342,8 @@ async fn a_dropped_admission_releases_its_reservation_for_every_gateway() {
     c.finish(&[a, b]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_reservation_leaked_by_a_dead_gateway_expires() {
-    let Some(c) = ctx().await else {
+async fn a_reservation_leaked_by_a_dead_gateway_expires(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let alive = c.gateway();
@@ -371,9 +375,8 @@ async fn a_reservation_leaked_by_a_dead_gateway_expires() {
     c.finish(&[alive, dying, expiring]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn spend_is_seeded_from_the_store_so_a_flushed_redis_keeps_budgets() {
-    let Some(c) = ctx().await else {
+async fn spend_is_seeded_from_the_store_so_a_flushed_redis_keeps_budgets(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let g = c.gateway();
@@ -392,9 +395,8 @@ async fn spend_is_seeded_from_the_store_so_a_flushed_redis_keeps_budgets() {
     c.finish(&[g]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl() {
-    let Some(c) = ctx().await else {
+async fn keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let g = c.gateway();
@@ -416,12 +418,11 @@ async fn keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl()
         .await
         .unwrap();
     let with_ttl = || {
-        let client = redis::Client::open(REDIS_URL).unwrap();
-        let mut conn = client.get_connection().unwrap();
+        let mut conn = c.p.conn();
         let keys = c.p.keys();
         for k in &keys {
             assert!(k.starts_with(&format!("{}{{9}}:", c.p.prefix)), "{k}");
-            let ttl: i64 = redis::cmd("PTTL").arg(k).query(&mut conn).unwrap();
+            let ttl: i64 = redis::cmd("PTTL").arg(k).query(&mut *conn).unwrap();
             assert!(ttl > 0, "{k} has no TTL ({ttl})");
         }
         keys.len()
@@ -435,12 +436,11 @@ async fn keys_without_limits_never_touch_redis_and_every_key_written_has_a_ttl()
     c.finish(&[g]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_down_falls_back_to_in_process_limits_and_counts_it() {
+async fn redis_down_falls_back_to_in_process_limits_and_counts_it(kind: RedisKind) {
     // No Redis needed: the URL points at a loopback port nothing listens on.
     let errors: IntCounterVec = limits_backend_errors().unwrap();
     let backend = RedisLimits::new(
-        &redis_config(&closed_redis_url(), "llmux-test:", Duration::from_secs(900)),
+        &redis_config(&kind.closed_url(), "llmux-test:", Duration::from_secs(900)),
         errors.clone(),
     )
     .unwrap();
@@ -478,18 +478,20 @@ fn a_bad_redis_url_is_a_clear_error_without_the_url() {
         .build()
         .unwrap();
     let in_rt = rt.enter();
-    let err = RedisLimits::new(
-        &redis_config(
-            "redis://user:hunter2-secret@/0",
-            "llmux:",
-            Duration::from_secs(900),
-        ),
-        limits_backend_errors().unwrap(),
-    )
-    .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("server.redis"), "{msg}");
-    assert!(!msg.contains("hunter2"), "{msg}");
+    for url in [
+        "redis://user:hunter2-secret@/0",
+        "redis+cluster://user:hunter2-secret@h1:7000,h2:notaport",
+        "redis+cluster://user:hunter2-secret@h1:7000,h2:7001/2",
+    ] {
+        let err = RedisLimits::new(
+            &redis_config(url, "llmux:", Duration::from_secs(900)),
+            limits_backend_errors().unwrap(),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("server.redis"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
     drop(in_rt);
     // Outside a runtime: an error, not a panic.
     let err = RedisLimits::new(

@@ -1,7 +1,8 @@
-//! Periodic budgets and teams shared through Redis (127.0.0.1:6379): two `KeyLimits` with one
-//! prefix and one injected clock stand for two gateways; tasks released together are split
-//! across them, and the results are checked against the bounds in `docs/limits.md`. Each test
-//! has its own random prefix, deleted when it ends. Under `CI=true` a missing Redis fails.
+//! Periodic budgets and teams shared through Redis: two `KeyLimits` with one prefix and one
+//! injected clock stand for two gateways; tasks released together are split across them, and
+//! the results are checked against the bounds in `docs/limits.md`. Every scenario runs on the
+//! shared server at 127.0.0.1:6379 (a random prefix, deleted when it ends) and on a local
+//! three-primary Redis Cluster. Under `CI=true` a missing Redis fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,9 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{redis_prefix, RedisPrefix, REDIS_URL};
-use llmux_core::SecretString;
-use llmux_gateway::config::RedisConfig;
+use common::{RedisKind, TestRedis};
 use llmux_gateway::limits::{
     Admission, BudgetCalendar, BudgetPeriod, KeyLimits, LimitError, ManualClock, RedisLimits,
 };
@@ -42,14 +41,14 @@ fn in_team(k: KeyRecord, team: &TeamRecord) -> KeyRecord {
 }
 
 struct Ctx {
-    p: RedisPrefix,
+    p: TestRedis,
     errors: IntCounterVec,
     clock: Arc<ManualClock>,
 }
 
-async fn ctx() -> Option<Ctx> {
+async fn ctx(kind: RedisKind) -> Option<Ctx> {
     Some(Ctx {
-        p: redis_prefix().await?,
+        p: kind.start().await?,
         errors: limits_backend_errors().unwrap(),
         clock: Arc::new(ManualClock::new(JAN_END_BERLIN)),
     })
@@ -59,12 +58,7 @@ impl Ctx {
     /// One "gateway": its own connection, the shared prefix and clock, Berlin's periods.
     fn gateway(&self) -> KeyLimits {
         let backend = RedisLimits::new(
-            &RedisConfig {
-                url: SecretString::new(REDIS_URL),
-                prefix: self.p.prefix.clone(),
-                ca_pem: None,
-                reservation_ttl: Duration::from_secs(900),
-            },
+            &self.p.config(Duration::from_secs(900)),
             self.errors.clone(),
         )
         .unwrap();
@@ -127,9 +121,14 @@ async fn settle_all(
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_monthly_key_budget_resets_at_the_boundary_across_two_gateways() {
-    let Some(c) = ctx().await else {
+on_redis_and_cluster!(
+    a_monthly_key_budget_resets_at_the_boundary_across_two_gateways,
+    a_monthly_team_budget_is_shared_by_two_keys_across_two_gateways,
+    team_rpm_is_shared_by_two_keys_across_two_gateways_exactly,
+);
+
+async fn a_monthly_key_budget_resets_at_the_boundary_across_two_gateways(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let gws = [c.gateway(), c.gateway()];
@@ -166,9 +165,8 @@ async fn a_monthly_key_budget_resets_at_the_boundary_across_two_gateways() {
     c.finish(&gws).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_monthly_team_budget_is_shared_by_two_keys_across_two_gateways() {
-    let Some(c) = ctx().await else {
+async fn a_monthly_team_budget_is_shared_by_two_keys_across_two_gateways(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let gws = [c.gateway(), c.gateway()];
@@ -228,9 +226,8 @@ async fn a_monthly_team_budget_is_shared_by_two_keys_across_two_gateways() {
     c.finish(&gws).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn team_rpm_is_shared_by_two_keys_across_two_gateways_exactly() {
-    let Some(c) = ctx().await else {
+async fn team_rpm_is_shared_by_two_keys_across_two_gateways_exactly(kind: RedisKind) {
+    let Some(c) = ctx(kind).await else {
         return;
     };
     let gws = [c.gateway(), c.gateway()];

@@ -1,15 +1,19 @@
-//! Per-key limits shared through Redis over TLS (`rediss://` with `server.redis_ca_file`): a
-//! `redis-server` of the machine's own, started by the test with TLS only, on a free loopback
-//! port, with a certificate signed by a CA the test makes. The server must be verified: the same
-//! setup with another CA is refused and the gateway falls back to its in-process limits. Under
+//! Per-key limits shared through Redis over TLS (`rediss://` and `rediss+cluster://` with
+//! `server.redis_ca_file`): `redis-server`s of the machine's own, started by the test with TLS
+//! only on free loopback ports (one server, or a three-primary cluster whose bus is TLS too),
+//! with a certificate signed by a CA the test makes. The server must be verified: the same setup
+//! with another CA is refused and the gateway falls back to its in-process limits. Under
 //! `CI=true` a missing `redis-server` fails the test; elsewhere it is skipped with a note.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
+use common::{ClusterTls, LocalCluster, RedisKind};
 use llmux_gateway::config::{Config, RawConfig};
 use llmux_gateway::limits::{KeyLimits, LimitError, RedisLimits};
 use llmux_gateway::metrics::limits_backend_errors;
@@ -50,22 +54,67 @@ impl Drop for TlsRedis {
     }
 }
 
-/// Starts `redis-server` with TLS on a free port, its certificate signed by `ca` for 127.0.0.1
-/// and localhost; `None` (skip) when the machine has no `redis-server` outside CI.
-async fn tls_redis(ca: &Ca) -> Option<TlsRedis> {
-    let dir = tempfile::tempdir().unwrap();
+/// A server certificate for 127.0.0.1 and localhost signed by `ca`, written to `dir`: the
+/// certificate, key and CA files.
+fn server_files(ca: &Ca, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let key = KeyPair::generate().unwrap();
     let params =
         CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
+        let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
     };
-    let cert_file = write("server.pem", &cert.pem());
-    let key_file = write("server.key", &key.serialize_pem());
-    let ca_file = write("ca.pem", &ca.pem);
+    (
+        write("server.pem", &cert.pem()),
+        write("server.key", &key.serialize_pem()),
+        write("ca.pem", &ca.pem),
+    )
+}
+
+/// A TLS-only Redis of `kind` whose certificates `ca` signs, kept running while it lives.
+enum TlsServer {
+    Single(#[allow(dead_code)] TlsRedis),
+    Cluster(
+        #[allow(dead_code)] LocalCluster,
+        #[allow(dead_code)] tempfile::TempDir,
+    ),
+}
+
+/// Starts a TLS Redis of `kind`: the server(s) and the `server.redis` URL; `None` (skip) when
+/// the machine has no `redis-server` outside CI.
+async fn tls_server(kind: RedisKind, ca: &Ca) -> Option<(TlsServer, String)> {
+    match kind {
+        RedisKind::Single => {
+            let server = tls_redis(ca).await?;
+            let url = format!("rediss://127.0.0.1:{}/0", server.port);
+            Some((TlsServer::Single(server), url))
+        }
+        RedisKind::Cluster => {
+            let dir = tempfile::tempdir().unwrap();
+            let (cert_file, key_file, ca_file) = server_files(ca, dir.path());
+            let tls = ClusterTls {
+                cert_file,
+                key_file,
+                ca_file,
+                ca_pem: ca.pem.clone().into_bytes(),
+            };
+            let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(Some(tls)))
+                .await
+                .unwrap()?;
+            let url = cluster.url();
+            assert!(url.starts_with("rediss+cluster://"), "{url}");
+            Some((TlsServer::Cluster(cluster, dir), url))
+        }
+    }
+}
+
+/// Starts `redis-server` with TLS on a free port, its certificate signed by `ca` for 127.0.0.1
+/// and localhost; `None` (skip) when the machine has no `redis-server` outside CI.
+async fn tls_redis(ca: &Ca) -> Option<TlsRedis> {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file, ca_file) = server_files(ca, dir.path());
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -146,16 +195,34 @@ fn key(id: i64, rpm: u32) -> KeyRecord {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_gateways_share_exact_rpm_over_tls() {
+/// Waits (at most 30 s) until `g` has decided an admission in Redis.
+async fn connected(g: &KeyLimits) {
+    let probe = key(999, 1_000_000);
+    let shared = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if g.admit(&probe, 1).await.unwrap().is_shared() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(shared.is_ok(), "never connected to the TLS Redis");
+}
+
+on_redis_and_cluster!(
+    two_gateways_share_exact_rpm_over_tls,
+    a_server_signed_by_another_ca_is_refused_and_limits_stay_in_process,
+);
+
+async fn two_gateways_share_exact_rpm_over_tls(kind: RedisKind) {
     let ca = ca("llmux test CA");
-    let Some(server) = tls_redis(&ca).await else {
+    let Some((_server, url)) = tls_server(kind, &ca).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.pem).unwrap();
-    let url = format!("rediss://127.0.0.1:{}/0", server.port);
     let errors = limits_backend_errors().unwrap();
     let gateways: Vec<KeyLimits> = (0..2)
         .map(|_| {
@@ -163,6 +230,12 @@ async fn two_gateways_share_exact_rpm_over_tls() {
             KeyLimits::new().with_redis(backend)
         })
         .collect();
+    // Connected first: a debug build's TLS handshakes (three nodes for a cluster) on a busy
+    // machine can outlast the first call's 500 ms, and that call then falls back by design.
+    for g in &gateways {
+        connected(g).await;
+    }
+    let fallbacks = errors.with_label_values(&["admit"]).get();
 
     // 30 concurrent admissions across both on RPM 10: exactly 10, every one decided in Redis.
     let k = key(7, 10);
@@ -188,22 +261,20 @@ async fn two_gateways_share_exact_rpm_over_tls() {
         }
     }
     assert_eq!(admitted, 10);
-    assert_eq!(errors.with_label_values(&["admit"]).get(), 0);
+    assert_eq!(errors.with_label_values(&["admit"]).get(), fallbacks);
     for g in &gateways {
         assert_eq!(g.backend(), "redis");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_signed_by_another_ca_is_refused_and_limits_stay_in_process() {
+async fn a_server_signed_by_another_ca_is_refused_and_limits_stay_in_process(kind: RedisKind) {
     let server_ca = ca("the server's CA");
-    let Some(server) = tls_redis(&server_ca).await else {
+    let Some((_server, url)) = tls_server(kind, &server_ca).await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("other-ca.pem");
     std::fs::write(&other, ca("some other CA").pem).unwrap();
-    let url = format!("rediss://127.0.0.1:{}/0", server.port);
     let errors = limits_backend_errors().unwrap();
     let backend = RedisLimits::new(&config(&url, &other), errors.clone()).unwrap();
     let limits = KeyLimits::new().with_redis(backend);
@@ -237,4 +308,8 @@ fn the_ca_file_is_checked_with_the_configuration() {
     assert!(e.contains("no PEM certificate"), "{e}");
     let e = check("redis://127.0.0.1", &not_pem);
     assert!(e.contains("only used with a TLS URL"), "{e}");
+    let e = check("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", &not_pem);
+    assert!(e.contains("only used with a TLS URL"), "{e}");
+    let e = check("rediss+cluster://127.0.0.1:7000", &not_pem);
+    assert!(e.contains("no PEM certificate"), "{e}");
 }

@@ -8,7 +8,10 @@
 //! counted so shutdown can wait for it ([`KeyLimits::drain`](super::KeyLimits::drain)).
 //!
 //! A request of a key in a team is decided for the key and the team in the same script call.
-//! Both sets of counters share one hash tag, so one call touches one Cluster slot. Under the
+//! Both sets of counters share one hash tag, so one call touches one Cluster slot, and with
+//! `server.redis = "redis+cluster://…"` it runs on the primary that owns that slot
+//! ([`crate::redis_conn`]); the one plain command, the `HMGET` of [`Shared::usage`], reads a
+//! single key. Under the
 //! prefix `llmux:`, virtual key 7 outside any team has `llmux:{7}:w` (window), `llmux:{7}:h`
 //! (held reservations) and `llmux:{7}:s` (sums, and the spend of a lifetime budget); in team 3
 //! the same key has `llmux:{t3}:k7:w`, `…:h`, `…:s`, and the team has `llmux:{t3}:w`, `:h`,
@@ -31,13 +34,13 @@ use std::time::Duration;
 use llmux_core::resilience::{Breaker, BreakerConfig, BreakerState};
 use llmux_core::ErrorKind;
 use prometheus::{IntCounter, IntCounterVec};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, ScriptInvocation};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{BudgetPeriod, LimitError, Scope, ScopeId};
 use crate::config::RedisConfig;
+pub use crate::redis_conn::RedisSetupError;
+use crate::redis_conn::{LuaScript, RedisConn, ScriptCall};
 
 /// Longest wait for one Redis call (connecting included) before the in-process limits decide.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -55,17 +58,6 @@ pub fn key_ttl(reservation_ttl: Duration) -> Duration {
     reservation_ttl
         .saturating_add(Duration::from_secs(60))
         .max(MIN_KEY_TTL)
-}
-
-/// Why the shared backend could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum RedisSetupError {
-    /// The URL is not one the client accepts (the URL itself is never shown).
-    #[error("server.redis is not a usable Redis URL ({0})")]
-    Url(String),
-    /// Built outside a tokio runtime.
-    #[error("the Redis limits backend must be created inside a tokio runtime")]
-    NoRuntime,
 }
 
 /// A handle to the shared backend, given to [`KeyLimits::with_redis`](super::KeyLimits::with_redis).
@@ -88,29 +80,7 @@ impl RedisLimits {
         config: &RedisConfig,
         errors: IntCounterVec,
     ) -> Result<RedisLimits, RedisSetupError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RedisSetupError::NoRuntime);
-        }
-        // The client's reasons for a bad URL are fixed sentences that never contain the URL.
-        let client = match &config.ca_pem {
-            // A private CA for `rediss://`: trusted instead of the system's.
-            Some(pem) => redis::Client::build_with_tls(
-                config.url.expose(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            None => redis::Client::open(config.url.expose()),
-        }
-        .map_err(|e| RedisSetupError::Url(e.to_string()))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            // Fail fast and let the next call reconnect: a request never waits for backoff.
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| RedisSetupError::Url(e.to_string()))?;
+        let conn = RedisConn::lazy(config, CALL_TIMEOUT)?;
         let breaker = Breaker::new(
             "redis limits",
             BreakerConfig {
@@ -125,8 +95,8 @@ impl RedisLimits {
         Ok(RedisLimits {
             shared: Arc::new(Shared {
                 conn,
-                admit: Script::new(include_str!("admit.lua")),
-                settle: Script::new(include_str!("settle.lua")),
+                admit: LuaScript::new(include_str!("admit.lua")),
+                settle: LuaScript::new(include_str!("settle.lua")),
                 prefix: config.prefix.clone(),
                 reservation_ms,
                 key_ttl_ms: millis(key_ttl(config.reservation_ttl)),
@@ -146,9 +116,9 @@ fn millis(d: Duration) -> u64 {
 
 /// The state behind [`RedisLimits`], shared by every admission it made.
 pub(super) struct Shared {
-    conn: ConnectionManager,
-    admit: Script,
-    settle: Script,
+    conn: RedisConn,
+    admit: LuaScript,
+    settle: LuaScript,
     prefix: String,
     reservation_ms: u64,
     key_ttl_ms: u64,
@@ -163,6 +133,7 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The connection (and with it the URL) is left out on purpose.
         f.debug_struct("RedisLimits")
+            .field("cluster", &self.conn.is_cluster())
             .field("prefix", &self.prefix)
             .field("reservation_ms", &self.reservation_ms)
             .field("key_ttl_ms", &self.key_ttl_ms)
@@ -201,7 +172,7 @@ impl Keys {
         }
     }
 
-    fn add_to(&self, inv: &mut ScriptInvocation<'_>) {
+    fn add_to(&self, inv: &mut ScriptCall<'_>) {
         inv.key(&self.window)
             .key(&self.held)
             .key(&self.state)
@@ -238,7 +209,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// Adds an optional limit: an empty string is "no limit" for the scripts.
-fn opt_arg<T: redis::ToRedisArgs>(inv: &mut ScriptInvocation<'_>, v: Option<T>) {
+fn opt_arg<T: redis::ToRedisArgs>(inv: &mut ScriptCall<'_>, v: Option<T>) {
     match v {
         Some(v) => inv.arg(v),
         None => inv.arg(""),
@@ -252,12 +223,9 @@ fn finite(v: f64) -> Option<f64> {
 }
 
 impl Shared {
-    async fn call<T: redis::FromRedisValue>(
-        &self,
-        inv: &ScriptInvocation<'_>,
-    ) -> Result<T, Failure> {
+    async fn call<T: redis::FromRedisValue>(&self, inv: &ScriptCall<'_>) -> Result<T, Failure> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await {
+        match tokio::time::timeout(CALL_TIMEOUT, inv.invoke::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Failure::Redis(e)),
             Err(_) => Err(Failure::Timeout),
@@ -277,7 +245,7 @@ impl Shared {
             return None;
         };
         let team = team_of(scopes.iter().map(|s| s.id));
-        let mut inv = self.admit.prepare_invoke();
+        let mut inv = self.admit.call();
         for s in scopes {
             Keys::new(&self.prefix, s.id, team, &s.label).add_to(&mut inv);
         }
@@ -403,7 +371,7 @@ impl Shared {
             .collect();
         rt.spawn(async move {
             let shared = guard.shared();
-            let mut inv = shared.settle.prepare_invoke();
+            let mut inv = shared.settle.call();
             for k in &keys {
                 k.add_to(&mut inv);
             }
