@@ -394,6 +394,44 @@ async fn issue_17_two_replicas_drain_one_outbox_without_duplicates() {
     pg.drop_schema().await;
 }
 
+/// Shutdown publishes what the last requests recorded: the publisher, idle for a minute,
+/// drains the outbox after the recorder's final flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_publishes_the_last_records() {
+    let (stream, subject) = unique_names("shutdown");
+    let oa = emulator(Vendor::OpenAi).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let events = events_toml(SHARED_NATS, &stream, &subject)
+        .replace("poll_interval = \"20ms\"", "poll_interval = \"60s\"");
+    let mut gw = start_with_database(
+        &db,
+        &format!("{events}{}", channel("oa", "openai", &oa, "[\"m\"]", "")),
+    )
+    .await;
+    // The publisher's first round (at start) created the stream; wait for it so the requests
+    // below are recorded while the publisher sleeps.
+    let cfg = events_config(SHARED_NATS, &stream, &subject);
+    wait_until("the stream exists", || async {
+        let client = async_nats::connect(SHARED_NATS).await.unwrap();
+        async_nats::jetstream::new(client)
+            .get_stream(&stream)
+            .await
+            .is_ok()
+    })
+    .await;
+    let n = 7;
+    for i in 0..n {
+        chat(&gw, KEY, i).await;
+    }
+    gw.shutdown();
+    gw.task.take().unwrap().await.unwrap().unwrap();
+    assert_eq!(stream_messages(SHARED_NATS, &stream).await, n as u64);
+    let events = read_events(&cfg, n).await;
+    assert_one_to_one(&gw, &events, n).await;
+    delete_stream(SHARED_NATS, &stream).await;
+}
+
 /// Without `[events]` nothing is queued: the outbox stays empty.
 #[tokio::test]
 async fn without_events_nothing_is_queued() {

@@ -218,7 +218,7 @@ fn check_server(url: &str) -> Result<(), String> {
     }
     url.parse::<async_nats::ServerAddr>()
         .map(|_| ())
-        .map_err(|e| format!("not a usable NATS server URL ({})", e.kind()))
+        .map_err(|e| format!("not a usable NATS server URL ({e})"))
 }
 
 /// A file that must exist and be readable.

@@ -329,18 +329,35 @@ impl Publisher {
 
     async fn run(mut self, mut stop: oneshot::Receiver<Duration>) -> u64 {
         tracing::info!(sink = %self.sink.describe(), "publishing usage events");
-        let grace = loop {
-            let round = self.round().await;
+        let until_after =
+            |grace: Result<Duration, _>| Instant::now() + grace.unwrap_or(Duration::ZERO);
+        let deadline = loop {
+            // A round in progress when the stop comes still gets the grace to finish.
+            let (round, stopped) = {
+                let round = self.round();
+                tokio::pin!(round);
+                tokio::select! {
+                    biased;
+                    r = &mut round => (r, None),
+                    grace = &mut stop => {
+                        let until = until_after(grace);
+                        let r = tokio::time::timeout_at(until, round).await;
+                        (r.unwrap_or(Round::Failed), Some(until))
+                    }
+                }
+            };
+            if let Some(until) = stopped {
+                break until;
+            }
             let wait = self.next_wait(round);
             self.refresh_depth(false).await;
             tokio::select! {
                 biased;
-                grace = &mut stop => break grace.unwrap_or(Duration::ZERO),
+                grace = &mut stop => break until_after(grace),
                 () = tokio::time::sleep(wait) => {}
             }
         };
         // The last drain: what the recorder committed at shutdown, while the broker answers.
-        let deadline = Instant::now() + grace;
         let drained = tokio::time::timeout_at(deadline, async {
             while self.round().await == Round::More {}
         })
