@@ -19,12 +19,12 @@ use std::time::Duration;
 use llmux_core::resilience::{Breaker, BreakerConfig};
 use llmux_core::ErrorKind;
 use prometheus::IntCounter;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
 use super::{CacheConfig, CacheMetrics, Digest, Entry};
 use crate::config::RedisConfig;
 use crate::limits::RedisSetupError;
+use crate::redis_conn::RedisConn;
 
 /// Longest wait for one Redis call (connecting included) before it counts as a miss.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -33,31 +33,11 @@ pub const COOL_DOWN: Duration = Duration::from_secs(2);
 /// Failures in a row that make the cache skip Redis for [`COOL_DOWN`].
 pub const FAILURES_TO_SKIP: u32 = 3;
 
-/// A lazily connecting, auto-reconnecting connection to the Redis of `config`, whose calls
-/// fail fast (no retries inside; [`CALL_TIMEOUT`] to connect and to answer). Building it does
-/// no IO, so a gateway starts while Redis is down.
-pub fn connect(config: &RedisConfig) -> Result<ConnectionManager, RedisSetupError> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(RedisSetupError::NoRuntime);
-    }
-    // The client's reasons for a bad URL are fixed sentences that never contain the URL.
-    let client = match &config.ca_pem {
-        Some(pem) => redis::Client::build_with_tls(
-            config.url.expose(),
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            },
-        ),
-        None => redis::Client::open(config.url.expose()),
-    }
-    .map_err(|e| RedisSetupError::Url(e.to_string()))?;
-    let manager = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CALL_TIMEOUT))
-        .set_response_timeout(Some(CALL_TIMEOUT))
-        .set_number_of_retries(0);
-    ConnectionManager::new_lazy_with_config(client, manager)
-        .map_err(|e| RedisSetupError::Url(e.to_string()))
+/// A lazily connecting, auto-reconnecting connection to the Redis (one server or a Redis
+/// Cluster) of `config`, whose calls fail fast ([`CALL_TIMEOUT`] to connect and to answer).
+/// Building it does no IO, so a gateway starts while Redis is down.
+pub fn connect(config: &RedisConfig) -> Result<RedisConn, RedisSetupError> {
+    RedisConn::lazy(config, CALL_TIMEOUT)
 }
 
 /// The Redis key of an entry: the digest is the hash tag.
@@ -71,7 +51,7 @@ pub(super) struct RedisCache {
 }
 
 struct Shared {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     max_entry_bytes: u64,
     breaker: Arc<Breaker>,
