@@ -28,11 +28,7 @@ async fn run(agent: &Agent, streaming: bool) -> AgentRun {
 }
 
 fn bodies(s: &Subject) -> Vec<Value> {
-    s.emu
-        .requests()
-        .iter()
-        .map(|r| r.json().unwrap())
-        .collect()
+    s.emu.requests().iter().map(|r| r.json().unwrap()).collect()
 }
 
 #[tokio::test]
@@ -83,7 +79,10 @@ async fn issue_18_a_tool_turn_without_its_thinking_block_is_what_anthropic_refus
     ));
     let err = s.client.chat(next).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
-    assert!(err.message().contains("must start with a thinking block"), "{err}");
+    assert!(
+        err.message().contains("must start with a thinking block"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -133,6 +132,9 @@ async fn issue_18_other_vendors_are_not_sent_reasoning() {
     );
     s.client.chat(req).await.unwrap();
     let sent = &bodies(&s)[0];
-    assert!(sent["messages"][1].get("reasoning_content").is_none(), "{sent}");
+    assert!(
+        sent["messages"][1].get("reasoning_content").is_none(),
+        "{sent}"
+    );
     assert!(!sent.to_string().contains("earlier thoughts"));
 }

@@ -65,7 +65,10 @@ async fn issue_18_embedding_25_texts_through_dashscope_v3_goes_in_batches_of_at_
     let (emu, client) = setup(Vendor::DashScope).await;
     let input = texts(25);
     let r = client
-        .embed(EmbeddingRequest::new("dashscope/text-embedding-v3", input.clone()))
+        .embed(EmbeddingRequest::new(
+            "dashscope/text-embedding-v3",
+            input.clone(),
+        ))
         .await
         .unwrap();
     let sent = batches(&emu, "/input/texts");
@@ -80,7 +83,10 @@ async fn issue_18_embedding_25_texts_through_dashscope_v3_goes_in_batches_of_at_
     let mut per_batch = 0;
     for chunk in input.chunks(10) {
         per_batch += client
-            .embed(EmbeddingRequest::new("dashscope/text-embedding-v3", chunk.to_vec()))
+            .embed(EmbeddingRequest::new(
+                "dashscope/text-embedding-v3",
+                chunk.to_vec(),
+            ))
             .await
             .unwrap()
             .usage
@@ -101,7 +107,10 @@ async fn issue_18_embedding_25_texts_through_dashscope_v3_goes_in_batches_of_at_
 async fn issue_18_dashscope_v2_batches_25_and_compatible_mode_10() {
     let (emu, client) = setup(Vendor::DashScope).await;
     let r = client
-        .embed(EmbeddingRequest::new("dashscope/text-embedding-v2", texts(30)))
+        .embed(EmbeddingRequest::new(
+            "dashscope/text-embedding-v2",
+            texts(30),
+        ))
         .await
         .unwrap();
     assert_eq!(r.data.len(), 30);
@@ -110,7 +119,10 @@ async fn issue_18_dashscope_v2_batches_25_and_compatible_mode_10() {
 
     emu.clear_requests();
     let r = client
-        .embed(EmbeddingRequest::new("dashscope-compat/text-embedding-v4", texts(21)))
+        .embed(EmbeddingRequest::new(
+            "dashscope-compat/text-embedding-v4",
+            texts(21),
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -126,7 +138,10 @@ async fn issue_18_dashscope_v2_batches_25_and_compatible_mode_10() {
 async fn issue_18_gemini_batch_embeds_at_most_100_requests() {
     let (emu, client) = setup(Vendor::Gemini).await;
     let r = client
-        .embed(EmbeddingRequest::new("gemini/gemini-embedding-001", texts(230)))
+        .embed(EmbeddingRequest::new(
+            "gemini/gemini-embedding-001",
+            texts(230),
+        ))
         .await
         .unwrap();
     assert_eq!(r.data.len(), 230);
@@ -148,7 +163,10 @@ async fn issue_18_a_failed_batch_fails_the_whole_call() {
         retry_after: None,
     }));
     let err = client
-        .embed(EmbeddingRequest::new("dashscope/text-embedding-v3", texts(25)))
+        .embed(EmbeddingRequest::new(
+            "dashscope/text-embedding-v3",
+            texts(25),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UpstreamServer, "{err}");
@@ -162,7 +180,10 @@ async fn issue_18_a_failed_batch_fails_the_whole_call() {
 async fn issue_18_an_input_within_the_limit_is_one_request() {
     let (emu, client) = setup(Vendor::DashScope).await;
     let r = client
-        .embed(EmbeddingRequest::new("dashscope/text-embedding-v3", texts(10)))
+        .embed(EmbeddingRequest::new(
+            "dashscope/text-embedding-v3",
+            texts(10),
+        ))
         .await
         .unwrap();
     assert_eq!(r.data.len(), 10);

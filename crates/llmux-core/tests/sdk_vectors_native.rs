@@ -371,7 +371,11 @@ fn ollama_chat_request(op: &str, args: &Value) -> (ChatRequest, bool) {
         }
     }
     if let Some(t) = args["think"].as_bool() {
-        r.thinking = Some(Thinking { enabled: Some(t), budget_tokens: None, effort: None });
+        r.thinking = Some(Thinking {
+            enabled: Some(t),
+            budget_tokens: None,
+            effort: None,
+        });
     }
     if let Some(tools) = args["tools"].as_array() {
         r.tools = tools

@@ -28,7 +28,8 @@ fn batches(emu: &llmux_emulator::Emulator) -> Vec<Vec<String>> {
 }
 
 #[tokio::test]
-async fn issue_18_embedding_25_texts_through_the_openai_ingress_goes_to_dashscope_in_batches_of_10() {
+async fn issue_18_embedding_25_texts_through_the_openai_ingress_goes_to_dashscope_in_batches_of_10()
+{
     let (gw, _oa, ds) = standard().await;
     let input = texts(25);
     let resp = gw
@@ -55,7 +56,9 @@ async fn issue_18_embedding_25_texts_through_the_openai_ingress_goes_to_dashscop
     ds.clear_requests();
     let alone: Value = gw
         .post("/v1/embeddings")
-        .json(&json!({"model": "text-embedding-v3", "input": input[23], "encoding_format": "float"}))
+        .json(
+            &json!({"model": "text-embedding-v3", "input": input[23], "encoding_format": "float"}),
+        )
         .send()
         .await
         .unwrap()

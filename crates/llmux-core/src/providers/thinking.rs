@@ -263,27 +263,65 @@ mod tests {
     #[test]
     fn issue_18_what_a_vendor_cannot_take_is_refused_naming_the_field() {
         let s = ThinkingSupport::SWITCH;
-        refused(s, "m", Thinking::budget(300), "thinking_budget", "`thinking_budget` is not supported by provider p (it takes thinking on or off only)");
-        refused(s, "m", Thinking::effort(ReasoningEffort::High), "reasoning_effort", "`reasoning_effort` is not supported by provider p");
-        refused(ThinkingSupport::NONE, "m", Thinking::switch(true), "thinking", "`thinking` is not supported by provider p");
-        refused(OPENAI, "m", Thinking::budget(300), "thinking_budget", "(it takes `reasoning_effort`)");
-        refused(OPENAI, "m", Thinking::switch(true), "thinking", "give `reasoning_effort`");
+        refused(
+            s,
+            "m",
+            Thinking::budget(300),
+            "thinking_budget",
+            "`thinking_budget` is not supported by provider p (it takes thinking on or off only)",
+        );
+        refused(
+            s,
+            "m",
+            Thinking::effort(ReasoningEffort::High),
+            "reasoning_effort",
+            "`reasoning_effort` is not supported by provider p",
+        );
+        refused(
+            ThinkingSupport::NONE,
+            "m",
+            Thinking::switch(true),
+            "thinking",
+            "`thinking` is not supported by provider p",
+        );
+        refused(
+            OPENAI,
+            "m",
+            Thinking::budget(300),
+            "thinking_budget",
+            "(it takes `reasoning_effort`)",
+        );
+        refused(
+            OPENAI,
+            "m",
+            Thinking::switch(true),
+            "thinking",
+            "give `reasoning_effort`",
+        );
         refused(OLLAMA, "m", Thinking::effort(ReasoningEffort::Minimal), "reasoning_effort", "`reasoning_effort` `minimal` is not supported by provider p (it takes low, medium, high)");
     }
 
     #[test]
     fn issue_18_openai_takes_levels_and_off() {
         assert_eq!(
-            plan(OPENAI, "m", Thinking::effort(ReasoningEffort::XHigh)).unwrap().effort,
+            plan(OPENAI, "m", Thinking::effort(ReasoningEffort::XHigh))
+                .unwrap()
+                .effort,
             Some(ReasoningEffort::XHigh)
         );
-        assert_eq!(plan(OPENAI, "m", Thinking::switch(false)).unwrap().enabled, Some(false));
+        assert_eq!(
+            plan(OPENAI, "m", Thinking::switch(false)).unwrap().enabled,
+            Some(false)
+        );
         let both = Thinking {
             enabled: Some(true),
             effort: Some(ReasoningEffort::Low),
             ..Thinking::default()
         };
-        assert_eq!(plan(OPENAI, "m", both).unwrap().effort, Some(ReasoningEffort::Low));
+        assert_eq!(
+            plan(OPENAI, "m", both).unwrap().effort,
+            Some(ReasoningEffort::Low)
+        );
     }
 
     #[test]
@@ -296,9 +334,27 @@ mod tests {
             plan(DEEPSEEK, "deepseek-chat", Thinking::switch(false)).unwrap(),
             ThinkingPlan::default()
         );
-        refused(DEEPSEEK, "deepseek-chat", Thinking::switch(true), "thinking", "model `deepseek-chat` does not think; thinking cannot be turned on");
-        refused(DEEPSEEK, "deepseek-reasoner", Thinking::switch(false), "thinking", "always thinks; thinking cannot be turned off");
-        refused(DEEPSEEK, "deepseek-reasoner", Thinking::budget(10), "thinking_budget", "the model decides");
+        refused(
+            DEEPSEEK,
+            "deepseek-chat",
+            Thinking::switch(true),
+            "thinking",
+            "model `deepseek-chat` does not think; thinking cannot be turned on",
+        );
+        refused(
+            DEEPSEEK,
+            "deepseek-reasoner",
+            Thinking::switch(false),
+            "thinking",
+            "always thinks; thinking cannot be turned off",
+        );
+        refused(
+            DEEPSEEK,
+            "deepseek-reasoner",
+            Thinking::budget(10),
+            "thinking_budget",
+            "the model decides",
+        );
     }
 
     #[test]
@@ -308,16 +364,28 @@ mod tests {
             budget_tokens: Some(5),
             effort: None,
         };
-        assert_eq!(off_with_budget.validate().unwrap_err().param(), Some("thinking_budget"));
+        assert_eq!(
+            off_with_budget.validate().unwrap_err().param(),
+            Some("thinking_budget")
+        );
         let both = Thinking {
             budget_tokens: Some(5),
             effort: Some(ReasoningEffort::Low),
             ..Thinking::default()
         };
-        assert_eq!(both.validate().unwrap_err().kind(), ErrorKind::InvalidRequest);
+        assert_eq!(
+            both.validate().unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
         assert!(Thinking::budget(0).validate().is_err());
-        assert_eq!(Thinking::from_effort_name("NONE"), Some(Thinking::switch(false)));
-        assert_eq!(Thinking::from_effort_name("max"), Some(Thinking::switch(true)));
+        assert_eq!(
+            Thinking::from_effort_name("NONE"),
+            Some(Thinking::switch(false))
+        );
+        assert_eq!(
+            Thinking::from_effort_name("max"),
+            Some(Thinking::switch(true))
+        );
         assert_eq!(
             Thinking::from_effort_name("High"),
             Some(Thinking::effort(ReasoningEffort::High))

@@ -381,16 +381,14 @@ impl Thinking {
     /// Whether thinking is asked on or off: [`Thinking::enabled`], or on when a budget or an
     /// effort is given.
     pub fn wanted(&self) -> Option<bool> {
-        self.enabled.or_else(|| {
-            (self.budget_tokens.is_some() || self.effort.is_some()).then_some(true)
-        })
+        self.enabled
+            .or_else(|| (self.budget_tokens.is_some() || self.effort.is_some()).then_some(true))
     }
 
     /// Checks the parts agree: no budget or effort with thinking off, not both a budget and
     /// an effort, no zero budget.
     pub fn validate(&self) -> Result<()> {
-        if self.enabled == Some(false) && (self.budget_tokens.is_some() || self.effort.is_some())
-        {
+        if self.enabled == Some(false) && (self.budget_tokens.is_some() || self.effort.is_some()) {
             let what = if self.budget_tokens.is_some() {
                 "`thinking_budget`"
             } else {

@@ -625,6 +625,7 @@ fn digest<'a, Op: Operation>(
 fn event_bytes(ev: &StreamEvent) -> u64 {
     let text = match ev {
         StreamEvent::TextDelta { text } | StreamEvent::ReasoningDelta { text } => text.len(),
+        StreamEvent::ReasoningSignature { signature } => signature.len(),
         StreamEvent::ToolCallDelta {
             id,
             name,

@@ -482,7 +482,11 @@ mod tests {
         assert!(body(&req, false).get("tool_choice").is_none());
 
         req.tool_choice = None;
-        req.thinking = Some(Thinking { enabled: Some(true), budget_tokens: Some(2048), effort: None });
+        req.thinking = Some(Thinking {
+            enabled: Some(true),
+            budget_tokens: Some(2048),
+            effort: None,
+        });
         let b = body(&req, false);
         assert_eq!(
             b["thinking"],

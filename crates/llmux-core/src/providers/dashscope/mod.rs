@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::anthropic::{Anthropic, MessagesSpec};
+use super::openai_compat::ThinkingFields;
 use super::openai_compat::{
     args_string, classify_openai_error, describe, non_json_error, parse_json, CompatSpec,
     Extensions, OpenAiCompat, WireToolCall, OPENAI,
 };
-use super::openai_compat::ThinkingFields;
 use super::thinking::ThinkingSupport;
 use super::{
     check_base_url, header_request_id, join_url, Capabilities, CredentialSpec, Provider,

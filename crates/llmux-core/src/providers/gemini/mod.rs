@@ -566,7 +566,11 @@ mod tests {
             schema: json!({"type": "object"}),
             strict: Some(true),
         });
-        req.thinking = Some(Thinking { enabled: Some(true), budget_tokens: Some(512), effort: None });
+        req.thinking = Some(Thinking {
+            enabled: Some(true),
+            budget_tokens: Some(512),
+            effort: None,
+        });
         assert_eq!(
             body(&req),
             json!({

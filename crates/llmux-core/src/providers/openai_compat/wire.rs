@@ -389,7 +389,9 @@ pub fn chat_body<'a>(
             return Err(unsupported_param(spec.id, name));
         }
     }
-    let thinking = spec.thinking.resolve(spec.id, model, req.thinking.as_ref())?;
+    let thinking = spec
+        .thinking
+        .resolve(spec.id, model, req.thinking.as_ref())?;
     let (enable_thinking, template_switch, effort_off) = match spec.thinking_fields {
         ThinkingFields::EnableThinking => (thinking.enabled, None, false),
         ThinkingFields::ChatTemplateKwargs => (None, thinking.enabled, false),

@@ -63,7 +63,6 @@ pub const COMPAT: CompatSpec = CompatSpec {
     ..OPENAI
 };
 
-
 const CREDS: &[CredentialSpec] = &[
     CredentialSpec {
         field: "api_key",

@@ -374,7 +374,11 @@ fn thinking(t: Option<WireThinking>) -> Result<(Option<Thinking>, bool), ApiErro
                 ApiError::invalid("thinking.budget_tokens: Field required")
                     .param("thinking.budget_tokens")
             })?;
-            Thinking { enabled: Some(true), budget_tokens: Some(budget), effort: None }
+            Thinking {
+                enabled: Some(true),
+                budget_tokens: Some(budget),
+                effort: None,
+            }
         }
         "adaptive" => Thinking::switch(true),
         "disabled" => Thinking::switch(false),
@@ -749,7 +753,11 @@ mod tests {
         assert_eq!(req.parallel_tool_calls, Some(false));
         assert_eq!(
             req.thinking,
-            Some(Thinking { enabled: Some(true), budget_tokens: Some(2048), effort: None })
+            Some(Thinking {
+                enabled: Some(true),
+                budget_tokens: Some(2048),
+                effort: None
+            })
         );
         assert!(matches!(
             req.response_format,
@@ -811,10 +819,7 @@ mod tests {
         assert!(o.show_thinking);
         let (r, o) =
             base(serde_json::json!({"thinking": {"type": "adaptive", "display": "omitted"}}));
-        assert_eq!(
-            r.thinking,
-            Some(Thinking::switch(true))
-        );
+        assert_eq!(r.thinking, Some(Thinking::switch(true)));
         assert!(!o.show_thinking);
         let (r, _) = base(
             serde_json::json!({"system": "plain", "messages": [{"role": "system", "content": "more"}, {"role": "user", "content": "x"}]}),

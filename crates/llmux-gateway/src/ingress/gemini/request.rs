@@ -784,7 +784,11 @@ fn thinking(c: Option<&WireThinkingConfig>) -> Result<(Option<Thinking>, bool), 
         (Some(0), None) => Some(Thinking::switch(false)),
         (Some(-1), None) => Some(Thinking::switch(true)),
         (Some(n), None) => match u32::try_from(n) {
-            Ok(b) => Some(Thinking { enabled: Some(true), budget_tokens: Some(b), effort: None }),
+            Ok(b) => Some(Thinking {
+                enabled: Some(true),
+                budget_tokens: Some(b),
+                effort: None,
+            }),
             Err(_) => {
                 return Err(ApiError::invalid(format!(
                     "`thinkingBudget` must be -1, 0 or a positive token count, got {n}"
@@ -1007,7 +1011,11 @@ mod tests {
         assert_eq!(req.seed, Some(7));
         assert_eq!(
             req.thinking,
-            Some(Thinking { enabled: Some(true), budget_tokens: Some(128), effort: None })
+            Some(Thinking {
+                enabled: Some(true),
+                budget_tokens: Some(128),
+                effort: None
+            })
         );
         assert_eq!(
             req.response_format,

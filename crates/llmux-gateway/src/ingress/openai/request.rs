@@ -377,10 +377,9 @@ fn agree<T: PartialEq + Copy>(
     b_name: &'static str,
 ) -> Result<Option<T>, ApiError> {
     match (a, b) {
-        (Some(x), Some(y)) if x != y => Err(ApiError::invalid(format!(
-            "`{a_name}` and `{b_name}` disagree"
-        ))
-        .param(b_name)),
+        (Some(x), Some(y)) if x != y => {
+            Err(ApiError::invalid(format!("`{a_name}` and `{b_name}` disagree")).param(b_name))
+        }
         (x, y) => Ok(x.or(y)),
     }
 }

@@ -845,9 +845,8 @@ mod tests {
     #[test]
     fn efforts_map_to_the_core_setting_and_documented_budgets() {
         use llmux_core::ReasoningEffort as E;
-        let setting = |e: &str| {
-            thinking_for_effort(e).map(|t| (t.wanted(), t.effort.map(E::budget_tokens)))
-        };
+        let setting =
+            |e: &str| thinking_for_effort(e).map(|t| (t.wanted(), t.effort.map(E::budget_tokens)));
         assert_eq!(setting("none"), Some((Some(false), None)));
         assert_eq!(setting("minimal"), Some((Some(true), Some(512))));
         assert_eq!(setting("low"), Some((Some(true), Some(1024))));
