@@ -35,8 +35,10 @@ fn bodies(s: &Subject) -> Vec<Value> {
 async fn issue_18_anthropic_thinking_blocks_go_back_with_their_signature_across_agent_steps() {
     for streaming in [false, true] {
         let s = Subject::start("anthropic").await;
-        let mut options = ChatRequest::default();
-        options.thinking = Some(Thinking::budget(2048));
+        let options = ChatRequest {
+            thinking: Some(Thinking::budget(2048)),
+            ..ChatRequest::default()
+        };
         let agent = Agent::new(s.client.clone(), s.addr())
             .tool(weather())
             .options(options)

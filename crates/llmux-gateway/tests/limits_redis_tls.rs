@@ -75,10 +75,11 @@ fn server_files(ca: &Ca, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// A TLS-only Redis of `kind` whose certificates `ca` signs, kept running while it lives.
 enum TlsServer {
-    Single(#[allow(dead_code)] TlsRedis),
+    Single(#[expect(dead_code, reason = "held so the server lives as long as the value")] TlsRedis),
     Cluster(
-        #[allow(dead_code)] LocalCluster,
-        #[allow(dead_code)] tempfile::TempDir,
+        #[expect(dead_code, reason = "held so the server lives as long as the value")] LocalCluster,
+        #[expect(dead_code, reason = "held so the server lives as long as the value")]
+        tempfile::TempDir,
     ),
 }
 

@@ -167,6 +167,7 @@ fn answer(text: &str, reason: FinishReason) -> ChatResponse {
                 tool_calls: Vec::new(),
                 tool_call_id: None,
                 reasoning: None,
+                reasoning_signature: None,
             },
             finish_reason: Some(reason),
         }],

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use llmux_core::SecretString;
 use llmux_gateway::config::RedisConfig;
