@@ -22,7 +22,7 @@
 //! change the request it sends. Entries are bounded (`cache.max_entry_bytes`), and so are their
 //! TTLs (`cache.max_ttl`) and, in process, their total size (`cache.max_bytes`).
 //!
-//! Backends: [`memory`] (in process, moka, bounded by bytes with eviction) and [`redis`]
+//! Backends: `memory` (in process, moka, bounded by bytes with eviction) and `redis`
 //! (shared by every gateway on the same Redis and prefix; fail-open: an unavailable Redis is
 //! a miss, never an error, and delays a request by at most one call timeout).
 

@@ -10,7 +10,7 @@
 //! A request of a key in a team is decided for the key and the team in the same script call.
 //! Both sets of counters share one hash tag, so one call touches one Cluster slot, and with
 //! `server.redis = "redis+cluster://…"` it runs on the primary that owns that slot
-//! ([`crate::redis_conn`]); the one plain command, the `HMGET` of [`Shared::usage`], reads a
+//! ([`crate::redis_conn`]); the one plain command, the `HMGET` of `Shared::usage`, reads a
 //! single key. Under the
 //! prefix `llmux:`, virtual key 7 outside any team has `llmux:{7}:w` (window), `llmux:{7}:h`
 //! (held reservations) and `llmux:{7}:s` (sums, and the spend of a lifetime budget); in team 3
