@@ -1,7 +1,8 @@
 //! The response cache (issue 17), end to end against the emulators: hits skip the upstream
 //! (asserted on the emulator's request log), `Cache-Control` is honoured, entries expire, streams
 //! replay as streams, failed answers are never stored, two gateways share entries through the
-//! real Redis, hits are recorded once at cost 0 with `cache_hit`, and the metrics count it all.
+//! real Redis (one server, and a local Redis Cluster), hits are recorded once at cost 0 with
+//! `cache_hit`, and the metrics count it all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -535,6 +536,54 @@ async fn two_gateways_share_entries_through_redis() {
         1,
         "one upstream call for three answers"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_share_entries_through_a_redis_cluster() {
+    let Some(cluster) = tokio::task::spawn_blocking(|| LocalCluster::start(None))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let oa = emulator(Vendor::OpenAi).await;
+    let url = cluster.url();
+    let a = start_config(redis_gateway_config(&url, "llmux:", &oa)).await;
+    let b = start_config(redis_gateway_config(&url, "llmux:", &oa)).await;
+    let (text, h) = answer(chat(&a, "a question for the cluster", &[]).await).await;
+    assert_eq!(h, "miss");
+    // The entry is written off the request's path: wait for it on whichever primary holds it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (node, key) = loop {
+        let found: Vec<(usize, String)> = tokio::task::block_in_place(|| {
+            (0..cluster.len())
+                .flat_map(|i| {
+                    cluster
+                        .keys_on(i, "llmux:cache:*")
+                        .into_iter()
+                        .map(move |k| (i, k))
+                })
+                .collect()
+        });
+        if let Some(first) = found.first() {
+            assert_eq!(found.len(), 1, "one key per entry: {found:?}");
+            break first.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no entry on any primary"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // It lives on the primary that owns its slot (the cluster client routed it there).
+    let owner = tokio::task::block_in_place(|| cluster.owner(cluster.keyslot(&key)));
+    assert_eq!(node, owner, "{key}");
+    let (shared, h) = answer(chat(&b, "a question for the cluster", &[]).await).await;
+    assert_eq!((shared.as_str(), h.as_str()), (text.as_str(), "hit"));
+    let (chunks, h) = stream(&b, "a question for the cluster").await;
+    assert_eq!(h, "hit");
+    assert_eq!(text_of(&chunks), text);
+    assert_eq!(oa.requests().len(), 1, "one upstream call for three answers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
