@@ -30,7 +30,7 @@ pub enum EventsCommand {
 /// `llmux events tail` flags.
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// The gateway configuration file whose [events] to read (default: $LLMUX_CONFIG; without
+    /// The gateway configuration file whose events table to read (default: $LLMUX_CONFIG; without
     /// either, nats://127.0.0.1:4222 and the stream LLMUX_USAGE).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
