@@ -583,7 +583,11 @@ async fn two_gateways_share_entries_through_a_redis_cluster() {
     let (chunks, h) = stream(&b, "a question for the cluster").await;
     assert_eq!(h, "hit");
     assert_eq!(text_of(&chunks), text);
-    assert_eq!(oa.requests().len(), 1, "one upstream call for three answers");
+    assert_eq!(
+        oa.requests().len(),
+        1,
+        "one upstream call for three answers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
