@@ -8,8 +8,10 @@
 //!    never orphaned and a call never loses its results; the kept part starts at a user message
 //!    when it can (vendors such as Hunyuan require user/assistant alternation);
 //! 3. a running summary of the dropped turns, written by a [`Summarizer`] (the real one,
-//!    [`ModelSummarizer`], asks a configurable model; the summary is extended with only the
-//!    newly dropped turns on each call);
+//!    [`ModelSummarizer`], asks a configurable model): written once per window overflow with
+//!    only the turns dropped since and the previous summary, then reused by later calls until
+//!    the next overflow ([`ContextManager::fit_with_report`]); [`SummaryState`] carries it
+//!    across runs;
 //! 4. optionally the earlier turns most relevant to the newest one, found by embeddings in a
 //!    [`VectorIndex`] ([`Retriever`]).
 //!
