@@ -85,7 +85,7 @@ impl Terminal {
     /// Waits until `needle` appears after what was already matched; returns the text from
     /// the previous match to the end of this one.
     fn expect(&mut self, needle: &str) -> String {
-        let start = std::time::Instant::now();
+        let start = tokio::time::Instant::now();
         loop {
             let screen = self.screen();
             if let Some(i) = screen[self.seen..].find(needle) {
@@ -117,7 +117,7 @@ impl Terminal {
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
