@@ -9,11 +9,12 @@ use llmux_core::stream::response_to_events;
 use llmux_core::{ChatRequest, ChatResponse, Client};
 use tokio::runtime::Runtime;
 
+use crate::context::ChatContext;
 use crate::conversation::Conversation;
 use crate::error::{CliError, Result};
 use crate::output::{Mode, Renderer, Style};
 use crate::request::{self, RequestArgs, DEFAULT_MODEL};
-use crate::session::{self, Session};
+use crate::session::Session;
 
 /// `llmux chat` flags.
 #[derive(Debug, Clone, Args)]
@@ -136,7 +137,13 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
         args.emulated_env.as_deref(),
         &args.resilience,
     )?;
-    let req = session::fit_to_window(&conv, prompt, &args.request, &client).await?;
+    let mut context = ChatContext::open(
+        &args.model,
+        session.as_ref(),
+        &args.sessions.context,
+        &client,
+    )?;
+    let req = context.fit(&conv, prompt, &args.request).await?;
     // Builds the provider now, so a missing key is reported before anything is sent.
     client.resolve(&args.model)?;
     let mut out = Renderer::new(io::stdout(), io::stderr(), args.style(verbose));
@@ -146,6 +153,7 @@ async fn one_shot(args: &ChatArgs, prompt: &str, verbose: u8) -> Result<()> {
     if let Some(s) = &mut session {
         conv.record(prompt, &resp);
         s.count_turn(resp.usage.as_ref());
+        context.store_in(s);
         s.save(&conv)?;
     }
     Ok(())

@@ -68,7 +68,7 @@ impl Conversation {
     }
 
     /// Every message a request carries: system prompt first, then the exchange.
-    fn all_messages(&self) -> Vec<Message> {
+    pub fn all_messages(&self) -> Vec<Message> {
         let mut all = Vec::with_capacity(self.messages.len() + 2);
         if let Some(s) = &self.system {
             all.push(Message::system(s.as_str()));

@@ -21,8 +21,10 @@ pub enum Command {
     System(Option<String>),
     /// Write the conversation as JSON to this file.
     Save(String),
-    /// Show how much of the context window the conversation uses.
+    /// Show the exact size of the next request against the context window.
     Tokens,
+    /// Show the context settings and the running summary.
+    Context,
     /// List the stored sessions.
     Sessions,
     /// List the commands.
@@ -41,7 +43,8 @@ commands:
   /model [P/M]      switch to provider/model, or show the current one
   /system [TEXT]    set the system prompt, or remove it
   /save FILE        write the conversation as JSON ({\"model\":…,\"messages\":[…]})
-  /tokens           estimated tokens of the conversation against the context window
+  /tokens           exact tokens of the next request (summary, recalled and kept turns) and the window
+  /context          the context window, summary model, recall and the running summary
   /sessions         list the stored sessions (`llmux sessions delete NAME` deletes one)
   /help             this text
   /exit             leave (or Ctrl-D)
@@ -171,6 +174,7 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
             .map(Command::Save)
             .ok_or_else(|| "usage: /save FILE".to_owned()),
         "/tokens" => Ok(Command::Tokens),
+        "/context" => Ok(Command::Context),
         "/sessions" => Ok(Command::Sessions),
         "/help" | "/?" => Ok(Command::Help),
         "/exit" | "/quit" | "/q" => Ok(Command::Exit),
@@ -263,6 +267,7 @@ mod tests {
         assert_eq!(cmd("/save out.json"), Ok(Command::Save("out.json".into())));
         assert!(cmd("/save").unwrap_err().contains("usage"));
         assert_eq!(cmd("/tokens"), Ok(Command::Tokens));
+        assert_eq!(cmd("/context"), Ok(Command::Context));
         assert_eq!(cmd("/sessions"), Ok(Command::Sessions));
         assert_eq!(cmd("/exit"), Ok(Command::Exit));
         assert_eq!(cmd("/help"), Ok(Command::Help));

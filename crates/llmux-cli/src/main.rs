@@ -9,6 +9,7 @@ mod admin;
 mod batch;
 mod channels;
 mod chat;
+mod context;
 mod conversation;
 mod emulate;
 mod error;

@@ -16,6 +16,7 @@ use rustyline::DefaultEditor;
 use tokio::runtime::Runtime;
 
 use crate::chat::{answer, cancellable, ChatArgs};
+use crate::context::ChatContext;
 use crate::conversation::Conversation;
 use crate::error::{CliError, Result};
 use crate::input::{Command, Input, LineAssembler, HELP};
@@ -94,6 +95,8 @@ struct Repl<'a> {
     conv: Conversation,
     /// The named session the conversation is kept in (`--session`).
     session: Option<Session>,
+    /// The conversation's context manager, kept across turns.
+    context: ChatContext,
     /// What the upstream reported for the last answer.
     last_usage: Option<Usage>,
     /// With `--emulate`: the emulators started so far (one more for each provider `/model`
@@ -124,6 +127,12 @@ pub fn run(rt: &Runtime, args: &ChatArgs, verbose: u8, emulators: Vec<Emulator>)
             Conversation::new(args.model.as_str(), args.request.system.clone()),
         ),
     };
+    let context = ChatContext::open(
+        &args.model,
+        session.as_ref(),
+        &args.sessions.context,
+        &client,
+    )?;
     let mut repl = Repl {
         rt,
         args,
@@ -131,6 +140,7 @@ pub fn run(rt: &Runtime, args: &ChatArgs, verbose: u8, emulators: Vec<Emulator>)
         client,
         conv,
         session,
+        context,
         last_usage: None,
         emulators,
     };
@@ -190,7 +200,7 @@ impl Repl<'_> {
     /// Sends one message and keeps the exchange if the answer completes. Only an unusable
     /// stdout ends the REPL; any other failure is reported and the REPL goes on.
     fn turn(&mut self, text: &str) -> Result<Flow> {
-        let fitted = session::fit_to_window(&self.conv, text, &self.args.request, &self.client);
+        let fitted = self.context.fit(&self.conv, text, &self.args.request);
         let req = match self.rt.block_on(fitted) {
             Ok(req) => req,
             Err(e) => {
@@ -226,6 +236,7 @@ impl Repl<'_> {
             Command::Help => eprintln!("{HELP}"),
             Command::Clear => {
                 self.conv.clear();
+                self.context.clear();
                 self.persist();
                 eprintln!("conversation cleared");
             }
@@ -256,16 +267,11 @@ impl Repl<'_> {
                 }
                 Err(e) => eprintln!("error: {e}"),
             },
-            Command::Tokens => eprintln!(
-                "{}",
-                session::tokens_report(
-                    &self.conv,
-                    self.args.sessions.context_window,
-                    self.args.request.max_tokens,
-                    self.last_usage.as_ref(),
-                    self.session.as_ref().map(|s| (s.name(), &s.usage)),
-                )
-            ),
+            Command::Tokens => match self.tokens() {
+                Ok(text) => eprintln!("{text}"),
+                Err(e) => eprintln!("error: {e}"),
+            },
+            Command::Context => eprintln!("{}", self.context.describe()),
         }
         Flow::Continue
     }
@@ -274,6 +280,7 @@ impl Repl<'_> {
     /// REPL goes on.
     fn persist(&mut self) {
         if let Some(s) = &mut self.session {
+            self.context.store_in(s);
             if let Err(e) = s.save(&self.conv) {
                 eprintln!("error: {e}");
             }
@@ -285,13 +292,14 @@ impl Repl<'_> {
     /// come from the environment, and a missing one is an error that leaves the model as it was.
     fn switch_model(&mut self, model: &str) -> Result<()> {
         let pid = request::provider_of(model)?;
-        if self.args.emulate {
-            let client = self.emulated_client(pid)?;
-            client.resolve(model)?;
-            self.client = client;
+        let client = if self.args.emulate {
+            self.emulated_client(pid)?
         } else {
-            self.client.resolve(model)?;
-        }
+            self.client.clone()
+        };
+        client.resolve(model)?;
+        self.context.set_model(model, &client)?;
+        self.client = client;
         self.conv.set_model(model);
         Ok(())
     }
@@ -307,6 +315,29 @@ impl Repl<'_> {
             }
         };
         request::build_client_with(pid, None, Some(&env), &self.args.resilience)
+    }
+
+    /// The `/tokens` report: the exact size of the next request, then what the upstream
+    /// reported for the last answer and the session.
+    fn tokens(&self) -> Result<String> {
+        let lines = self.context.tokens_lines(&self.conv, &self.args.request);
+        let mut out = self.rt.block_on(lines)?;
+        if let Some(u) = &self.last_usage {
+            out.push_str(&format!(
+                "\nlast answer: {} in, {} out (reported by the upstream)",
+                u.input_tokens, u.output_tokens
+            ));
+        }
+        if let Some(s) = &self.session {
+            out.push_str(&format!(
+                "\nsession {}: {} in, {} out over {} turns",
+                s.name(),
+                s.usage.input_tokens,
+                s.usage.output_tokens,
+                s.usage.turns
+            ));
+        }
+        Ok(out)
     }
 
     fn save(&self, path: &str) -> Result<usize> {

@@ -1,28 +1,29 @@
 //! Named chat sessions (`llmux chat --session NAME`): the conversation kept in SQLite in the
-//! user's data directory, resumed by the next run, and the one place where a conversation is
-//! fitted to the model's context window by the core context manager before it is sent ([`fit_to_window`]).
+//! user's data directory and resumed by the next run, with its context settings and running
+//! summary ([`crate::context`]).
 //!
 //! The data directory is `$LLMUX_DATA_DIR`, else `$XDG_DATA_HOME/llmux`, else
 //! `$HOME/.local/share/llmux`; the database is `sessions.sqlite3` in it. A session row keeps the
 //! last model and system prompt and the tokens the upstream reported over the session's turns;
-//! messages are stored in order as core `Message` JSON. Each save rewrites the session's
-//! messages in one transaction, so a crash leaves the previous turn or the new one, never half.
+//! messages are stored in order as core `Message` JSON; `session_context` keeps the context
+//! settings and the running summary as JSON. Each save rewrites the session in one transaction,
+//! so a crash leaves the previous turn or the new one, never half.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use llmux_core::tokens::{estimate_text, DEFAULT_OUTPUT_RESERVE};
-use llmux_core::{ChatRequest, Message, Usage};
+use llmux_core::context::SummaryState;
+use llmux_core::{Message, Usage};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::context::{ContextArgs, ContextSettings};
 use crate::conversation::Conversation;
 use crate::error::{CliError, Result};
-use crate::request::RequestArgs;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "sessions.sqlite3";
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -40,6 +41,11 @@ CREATE TABLE IF NOT EXISTS messages (
     seq     INTEGER NOT NULL,
     message TEXT NOT NULL,
     PRIMARY KEY (session, seq)
+);
+CREATE TABLE IF NOT EXISTS session_context (
+    session  TEXT PRIMARY KEY REFERENCES sessions(name) ON DELETE CASCADE,
+    settings TEXT NOT NULL,
+    summary  TEXT
 );";
 
 /// Session flags of `llmux chat`.
@@ -49,9 +55,8 @@ pub struct SessionArgs {
     /// data directory: $LLMUX_DATA_DIR, $XDG_DATA_HOME/llmux or ~/.local/share/llmux).
     #[arg(long, value_name = "NAME")]
     pub session: Option<String>,
-    /// The model's context window in tokens, for `/tokens` (no built-in table yet).
-    #[arg(long, value_name = "TOKENS")]
-    pub context_window: Option<u64>,
+    #[command(flatten)]
+    pub context: ContextArgs,
 }
 
 /// `llmux sessions`.
@@ -107,29 +112,6 @@ pub fn run(args: SessionsArgs) -> Result<()> {
     Ok(())
 }
 
-/// The request for this turn: the conversation with `user` appended, fitted to the model's
-/// context window by the core context manager ([`llmux_core::context`]): the system prompt and
-/// the newest turns are kept (tool calls with their results), and older turns are replaced by a
-/// running summary written by the same model. The window comes from the built-in model table;
-/// `max_tokens` (or the default reserve) is kept free for the answer. A model without a known
-/// tokenizer is counted with the documented estimate. Every chat turn, one-shot or REPL, with or
-/// without a session, goes through here; short conversations are sent unchanged and cost no
-/// extra call.
-pub async fn fit_to_window(
-    conv: &Conversation,
-    user: &str,
-    args: &RequestArgs,
-    client: &llmux_core::Client,
-) -> Result<ChatRequest> {
-    let req = conv.request(user, args)?;
-    let tokenizer = llmux_core::tokenize::Tokenizer::for_model(&req.model)?;
-    let summarizer = llmux_core::context::ModelSummarizer::new(client.clone(), req.model.clone());
-    let manager = llmux_core::context::ContextManager::new(tokenizer)
-        .with_summarizer(std::sync::Arc::new(summarizer));
-    let table = llmux_core::context::ModelTable::builtin();
-    Ok(manager.fit_for_model(&req, &table).await?)
-}
-
 /// Where llmux keeps its data, from an environment lookup (see the module docs).
 pub fn data_dir_from(var: impl Fn(&str) -> Option<String>) -> Result<PathBuf> {
     let set = |k: &str| var(k).filter(|v| !v.is_empty());
@@ -182,6 +164,17 @@ pub struct Session {
     pub usage: SessionUsage,
     /// Messages that were resumed from the store when it was opened.
     pub resumed: usize,
+    /// The context settings and running summary, stored by the next [`Session::save`].
+    pub context: StoredContext,
+}
+
+/// What a session keeps of its context: the settings and the running summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredContext {
+    /// The settings (`None` for a session stored before they were kept).
+    pub settings: Option<ContextSettings>,
+    /// The running summary.
+    pub summary: Option<SummaryState>,
 }
 
 impl Session {
@@ -232,12 +225,14 @@ impl Session {
             None => (None, SessionUsage::default()),
         };
         let messages = load_messages(&conn, name)?;
+        let context = load_context(&conn, name)?;
         let conv = Conversation::restore(model, system.or(stored_system), messages);
         let session = Session {
             conn,
             name: name.to_owned(),
             usage,
             resumed: conv.messages().len(),
+            context,
         };
         Ok((session, conv))
     }
@@ -296,6 +291,24 @@ impl Session {
             )
             .map_err(|e| db_err("saving the messages", e))?;
         }
+        let encode = |what: &str, e: serde_json::Error| {
+            CliError::msg(format!("cannot encode the {what}: {e}"))
+        };
+        let settings = serde_json::to_string(&self.context.settings.clone().unwrap_or_default())
+            .map_err(|e| encode("context settings", e))?;
+        let summary = self
+            .context
+            .summary
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| encode("running summary", e))?;
+        tx.execute(
+            "INSERT INTO session_context (session, settings, summary) VALUES (?1, ?2, ?3)
+             ON CONFLICT(session) DO UPDATE SET settings = ?2, summary = ?3",
+            params![self.name, settings, summary],
+        )
+        .map_err(|e| db_err("saving the context", e))?;
         tx.commit().map_err(|e| db_err("committing", e))
     }
 }
@@ -413,6 +426,34 @@ fn init(conn: &Connection) -> Result<()> {
         .map_err(|e| db_err("creating the tables", e))
 }
 
+fn load_context(conn: &Connection, name: &str) -> Result<StoredContext> {
+    let row: Option<(String, Option<String>)> = conn
+        .query_row(
+            "SELECT settings, summary FROM session_context WHERE session = ?1",
+            params![name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| db_err("reading the context", e))?;
+    let Some((settings, summary)) = row else {
+        return Ok(StoredContext::default());
+    };
+    let unreadable = |what: &str, e: serde_json::Error| {
+        CliError::msg(format!(
+            "session `{name}`: the stored {what} cannot be read ({e})"
+        ))
+    };
+    Ok(StoredContext {
+        settings: Some(
+            serde_json::from_str(&settings).map_err(|e| unreadable("context settings", e))?,
+        ),
+        summary: summary
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| unreadable("running summary", e))?,
+    })
+}
+
 fn load_messages(conn: &Connection, name: &str) -> Result<Vec<Message>> {
     let mut stmt = conn
         .prepare("SELECT seq, message FROM messages WHERE session = ?1 ORDER BY seq")
@@ -433,60 +474,6 @@ fn load_messages(conn: &Connection, name: &str) -> Result<Vec<Message>> {
         messages.push(m);
     }
     Ok(messages)
-}
-
-/// The `/tokens` report: the estimated size of what the next request carries, against the
-/// context window when it is known, and the tokens the upstream reported for the last answer
-/// and the session.
-pub fn tokens_report(
-    conv: &Conversation,
-    window: Option<u64>,
-    max_tokens: Option<u32>,
-    last: Option<&Usage>,
-    session: Option<(&str, &SessionUsage)>,
-) -> String {
-    let mut prompt = conv.system().map_or(0, |s| 4 + estimate_text(s));
-    for m in conv.messages() {
-        prompt += 4 + estimate_text(&m.content.text());
-    }
-    let reserve = max_tokens.map_or(DEFAULT_OUTPUT_RESERVE, u64::from);
-    let n = conv.messages().len();
-    let mut out = format!(
-        "context: ~{prompt} tokens in {n} messages{} + {reserve} reserved for the answer",
-        if conv.system().is_some() {
-            " and the system prompt"
-        } else {
-            ""
-        }
-    );
-    match window {
-        Some(w) if w > 0 => {
-            let used = prompt + reserve;
-            out.push_str(&format!(
-                "\nwindow: {used} of {w} tokens ({:.1}%), {} left",
-                used as f64 * 100.0 / w as f64,
-                w.saturating_sub(used)
-            ));
-        }
-        _ => out.push_str(&format!(
-            "\nwindow: unknown for {} (pass --context-window TOKENS)",
-            conv.model()
-        )),
-    }
-    if let Some(u) = last {
-        out.push_str(&format!(
-            "\nlast answer: {} in, {} out (reported by the upstream)",
-            u.input_tokens, u.output_tokens
-        ));
-    }
-    if let Some((name, s)) = session {
-        out.push_str(&format!(
-            "\nsession {name}: {} in, {} out over {} turns",
-            s.input_tokens, s.output_tokens, s.turns
-        ));
-    }
-    out.push_str("\n(estimates: ~4 ASCII characters or 1 other character per token)");
-    out
 }
 
 #[cfg(test)]
@@ -564,21 +551,6 @@ mod tests {
                 turns: 1
             }
         );
-        let client = llmux_core::Client::builder().without_env().build().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let req = rt
-            .block_on(fit_to_window(
-                &conv,
-                "again",
-                &RequestArgs::default(),
-                &client,
-            ))
-            .unwrap();
-        let texts: Vec<_> = req.messages.iter().map(|m| m.content.text()).collect();
-        assert_eq!(texts, ["be brief", "hi", "You said: hi", "again"]);
-
         // A system prompt given now replaces the stored one.
         let (_, conv) = Session::open_at(&db, "work", "m/x", Some("new".into())).unwrap();
         assert_eq!(conv.system(), Some("new"));
@@ -600,45 +572,32 @@ mod tests {
     }
 
     #[test]
-    fn tokens_report_shows_the_window_when_known() {
-        let mut conv = Conversation::new("openai/gpt-4o", Some("sys!".into()));
-        conv.record("hello world!", &answer("ok"));
-        // (4 + 1) system + (4 + 3) user + (4 + 1) assistant = 17.
-        let usage = Usage::new(10, 3);
-        let report = tokens_report(
-            &conv,
-            Some(1170),
-            Some(100),
-            Some(&usage),
-            Some((
-                "work",
-                &SessionUsage {
-                    input_tokens: 30,
-                    output_tokens: 9,
-                    turns: 3,
-                },
-            )),
-        );
-        assert!(
-            report.starts_with(
-                "context: ~17 tokens in 2 messages and the system prompt + 100 reserved"
-            ),
-            "{report}"
-        );
-        assert!(
-            report.contains("window: 117 of 1170 tokens (10.0%), 1053 left"),
-            "{report}"
-        );
-        assert!(report.contains("last answer: 10 in, 3 out"), "{report}");
-        assert!(
-            report.contains("session work: 30 in, 9 out over 3 turns"),
-            "{report}"
-        );
-        let report = tokens_report(&conv, None, None, None, None);
-        assert!(report.contains("+ 1024 reserved"), "{report}");
-        assert!(
-            report.contains("window: unknown for openai/gpt-4o (pass --context-window TOKENS)"),
-            "{report}"
-        );
+    fn context_settings_and_running_summary_are_kept_with_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(DB_FILE);
+        let (mut s, mut conv) = Session::open_at(&db, "w", "openai/gpt-4o", None).unwrap();
+        assert_eq!(s.context, StoredContext::default());
+        conv.record("a", &answer("b"));
+        let context = StoredContext {
+            settings: Some(ContextSettings {
+                window: Some(512),
+                summary_model: Some("openai/gpt-4o-mini".into()),
+                recall: Some(true),
+                embed_model: None,
+            }),
+            summary: Some(SummaryState {
+                covered: 2,
+                fingerprint: "ab".repeat(32),
+                text: "the user said a".into(),
+            }),
+        };
+        s.context = context.clone();
+        s.save(&conv).unwrap();
+        let (s, _) = Session::open_at(&db, "w", "openai/gpt-4o", None).unwrap();
+        assert_eq!(s.context, context);
+        // Deleting the session deletes its context too.
+        assert!(delete_at(&db, "w").unwrap());
+        let (s, _) = Session::open_at(&db, "w", "openai/gpt-4o", None).unwrap();
+        assert_eq!(s.context, StoredContext::default());
     }
 }

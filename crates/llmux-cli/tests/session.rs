@@ -185,24 +185,45 @@ fn the_repl_resumes_a_session_and_shows_tokens() {
     expect(&screen, &mut seen, "session work: resumed 2 messages");
     expect(&screen, &mut seen, "> ");
     input.write_all(b"/tokens\r").unwrap();
-    // user "hello world!" (4 + 3) + assistant "You said: hello world!" (4 + 6) = 17.
-    expect(
-        &screen,
-        &mut seen,
-        "context: ~17 tokens in 2 messages + 100 reserved for the answer",
+    // The exact count of the next request before the new message, with gpt-4o-mini's tokenizer.
+    let tk = llmux_core::tokenize::Tokenizer::for_model("openai/gpt-4o-mini").unwrap();
+    let stored = llmux_core::ChatRequest::new(
+        "openai/gpt-4o-mini",
+        vec![
+            llmux_core::Message::user("hello world!"),
+            llmux_core::Message::assistant("You said: hello world!"),
+        ],
     );
     expect(
         &screen,
         &mut seen,
-        "window: 117 of 1000 tokens (11.7%), 883 left",
+        &format!(
+            "next request: {} tokens before your message (2 messages kept",
+            tk.count_request(&stored)
+        ),
     );
+    expect(
+        &screen,
+        &mut seen,
+        "limit 900 = window 1000 - 100 reserved for the answer",
+    );
+    expect(&screen, &mut seen, "exact (o200k_base");
     expect(&screen, &mut seen, "over 1 turns");
     expect(&screen, &mut seen, "> ");
     input.write_all(b"more\r").unwrap();
     expect(&screen, &mut seen, "You said: more");
     expect(&screen, &mut seen, "> ");
     input.write_all(b"/tokens\r").unwrap();
-    expect(&screen, &mut seen, "in 4 messages");
+    expect(&screen, &mut seen, "4 messages kept");
+    let sent = emu.requests().pop().unwrap().json().unwrap();
+    let messages: Vec<llmux_core::Message> =
+        serde_json::from_value(sent["messages"].clone()).unwrap();
+    let sent = llmux_core::ChatRequest::new("openai/gpt-4o-mini", messages);
+    expect(
+        &screen,
+        &mut seen,
+        &format!("last request: {} tokens", tk.count_request(&sent)),
+    );
     expect(&screen, &mut seen, "last answer: ");
     expect(&screen, &mut seen, "over 2 turns");
     expect(&screen, &mut seen, "> ");

@@ -287,8 +287,12 @@ pub struct Retriever {
     pub embedder: Arc<dyn Embedder>,
     /// At most this many earlier turns are brought back.
     pub top_k: usize,
-    /// Token budget for the retrieved turns (reserved out of the window).
+    /// Token budget for the retrieved turns (reserved out of the window; the context manager
+    /// gives them at most a quarter of the prompt's share of the window).
     pub budget_tokens: u64,
+    /// Prefix of the index keys, so one index may hold the vectors of several embedding
+    /// models (e.g. the model's name); empty by default.
+    pub namespace: String,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -296,6 +300,7 @@ impl std::fmt::Debug for Retriever {
         f.debug_struct("Retriever")
             .field("top_k", &self.top_k)
             .field("budget_tokens", &self.budget_tokens)
+            .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
 }
@@ -308,6 +313,23 @@ impl Retriever {
             embedder,
             top_k: 3,
             budget_tokens: 1024,
+            namespace: String::new(),
+        }
+    }
+
+    /// Sets the prefix of the index keys.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The index key of a turn: the namespace and the SHA-256 (hex) of its messages.
+    pub fn key(&self, turn: &[crate::types::Message]) -> String {
+        let hash = hex::encode(super::fingerprint(turn));
+        if self.namespace.is_empty() {
+            hash
+        } else {
+            format!("{}:{hash}", self.namespace)
         }
     }
 
