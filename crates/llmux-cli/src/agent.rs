@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,11 +171,11 @@ async fn run(args: &AgentArgs, task: &str, can_ask: bool) -> Result<()> {
 
     let mut servers = Vec::new();
     let result = async {
-        for command in &args.mcp {
-            servers.push(connect_stdio(command).await?);
+        for (i, command) in args.mcp.iter().enumerate() {
+            servers.push(connect_stdio(i + 1, command).await?);
         }
-        for url in &args.mcp_url {
-            servers.push(connect_http(url).await?);
+        for (i, url) in args.mcp_url.iter().enumerate() {
+            servers.push(connect_http(i + 1, url).await?);
         }
         let tools = collect_tools(&servers).await?;
         if let Some(missing) = args
@@ -326,36 +327,52 @@ impl Server {
     }
 }
 
-async fn connect_stdio(command_line: &str) -> Result<Server> {
+/// Starts `--mcp` number `n` (from 1). Messages name the server by its program and position,
+/// never by its whole command line, whose arguments may hold a secret.
+async fn connect_stdio(n: usize, command_line: &str) -> Result<Server> {
     let words = shlex::split(command_line)
         .filter(|w| !w.is_empty())
         .ok_or_else(|| {
             CliError::msg(format!(
-                "--mcp {command_line:?}: not a command line (empty, or unbalanced quotes)"
+                "--mcp #{n}: not a command line (empty, or unbalanced quotes)"
             ))
         })?;
-    let mut command = tokio::process::Command::new(&words[0]);
+    let program = &words[0];
+    let name = Path::new(program)
+        .file_name()
+        .map_or_else(|| program.clone(), |f| f.to_string_lossy().into_owned());
+    let mut command = tokio::process::Command::new(program);
     command.args(&words[1..]);
-    let transport = TokioChildProcess::new(command).map_err(|e| {
-        CliError::msg(format!(
-            "--mcp {command_line:?}: cannot start `{}`: {e}",
-            words[0]
-        ))
-    })?;
-    handshake(command_line, ().serve(transport)).await
+    let transport = TokioChildProcess::new(command)
+        .map_err(|e| CliError::msg(format!("--mcp #{n}: cannot start `{program}`: {e}")))?;
+    let label = format!("`{name}` (--mcp #{n})");
+    handshake(label, ().serve(transport), |e| e).await
 }
 
-async fn connect_http(url: &str) -> Result<Server> {
+/// Connects to `--mcp-url` number `n` (from 1). Messages show the URL without its user
+/// information and query, which may hold a secret.
+async fn connect_http(n: usize, url: &str) -> Result<Server> {
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| CliError::msg(format!("--mcp-url {url:?}: not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        .map_err(|e| CliError::msg(format!("--mcp-url #{n}: not a URL: {e}")))?;
+    let Some(host) = parsed
+        .host_str()
+        .filter(|_| matches!(parsed.scheme(), "http" | "https"))
+    else {
         return Err(CliError::msg(format!(
-            "--mcp-url {url:?}: needs an http:// or https:// URL with a host"
+            "--mcp-url #{n}: needs an http:// or https:// URL with a host"
         )));
-    }
+    };
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let shown = format!("{}://{host}{port}{}", parsed.scheme(), parsed.path());
     install_crypto_provider();
     let transport = StreamableHttpClientTransport::from_uri(url);
-    handshake(url, ().serve(transport)).await
+    let label = format!("{shown} (--mcp-url #{n})");
+    let query = parsed.query().filter(|q| !q.is_empty()).map(str::to_owned);
+    let redact = move |msg: String| match &query {
+        Some(q) => msg.replace(q.as_str(), "…"),
+        None => msg,
+    };
+    handshake(label, ().serve(transport), redact).await
 }
 
 /// Secure connections to MCP servers use rustls with the same *ring* provider as the rest of
@@ -364,20 +381,20 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Waits for the session to start; `redact` cleans the transport's error text.
 async fn handshake<E: std::fmt::Display>(
-    label: &str,
+    label: String,
     serving: impl std::future::Future<Output = std::result::Result<RunningService<RoleClient, ()>, E>>,
+    redact: impl Fn(String) -> String,
 ) -> Result<Server> {
     match tokio::time::timeout(CONNECT_TIMEOUT, serving).await {
-        Ok(Ok(service)) => Ok(Server {
-            label: label.to_owned(),
-            service,
-        }),
+        Ok(Ok(service)) => Ok(Server { label, service }),
         Ok(Err(e)) => Err(CliError::msg(format!(
-            "MCP server {label:?} did not start a session: {e}"
+            "MCP server {label} did not start a session: {}",
+            redact(e.to_string())
         ))),
         Err(_) => Err(CliError::msg(format!(
-            "MCP server {label:?} did not start a session within {}s",
+            "MCP server {label} did not start a session within {}s",
             CONNECT_TIMEOUT.as_secs()
         ))),
     }
@@ -392,14 +409,14 @@ async fn collect_tools(servers: &[Server]) -> Result<Vec<McpTool>> {
             .await
             .map_err(|_| {
                 CliError::msg(format!(
-                    "MCP server {:?} did not list its tools within {}s",
+                    "MCP server {} did not list its tools within {}s",
                     server.label,
                     CONNECT_TIMEOUT.as_secs()
                 ))
             })?
             .map_err(|e| {
                 CliError::msg(format!(
-                    "MCP server {:?} did not list its tools: {e}",
+                    "MCP server {} did not list its tools: {e}",
                     server.label
                 ))
             })?;
@@ -407,7 +424,7 @@ async fn collect_tools(servers: &[Server]) -> Result<Vec<McpTool>> {
             let name = t.name.to_string();
             if let Some(first) = owner.insert(name.clone(), server.label.clone()) {
                 return Err(CliError::msg(format!(
-                    "two MCP servers offer a tool named `{name}`: {first:?} and {:?}",
+                    "two MCP servers offer a tool named `{name}`: {first} and {}",
                     server.label
                 )));
             }
@@ -475,7 +492,7 @@ impl DynTool for McpTool {
             let params = CallToolRequestParams::new(self.def.name.clone()).with_arguments(args);
             let result =
                 self.peer.call_tool(params).await.map_err(|e| {
-                    ToolError::new(format!("MCP server {:?} failed: {e}", self.server))
+                    ToolError::new(format!("MCP server {} failed: {e}", self.server))
                 })?;
             let content = result_text(&result);
             if result.is_error == Some(true) {

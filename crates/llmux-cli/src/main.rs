@@ -122,7 +122,13 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
     match cli.command {
-        Command::Agent(args) => agent::main(&rt, *args),
+        Command::Agent(args) => {
+            let result = agent::main(&rt, *args);
+            // A confirmation question still waiting for its line (after Ctrl-C) must not keep
+            // the process alive: dropping the runtime would wait for that read.
+            rt.shutdown_background();
+            result
+        }
         Command::Batch(args) => batch::main(&rt, *args),
         Command::Chat(args) => chat::main(&rt, *args, cli.verbose),
         Command::Emulate(args) => rt.block_on(emulate::run(args)),

@@ -51,6 +51,11 @@ fn server(py: &Path, tools: &[&str]) -> String {
     shlex::try_join(words).unwrap()
 }
 
+/// The interpreter's file name, as `llmux agent` names a server.
+fn program(py: &Path) -> String {
+    py.file_name().unwrap().to_string_lossy().into_owned()
+}
+
 /// Runs `llmux agent` on the OpenAI emulator with `args` after the model option.
 async fn agent(emu: &Emulator, args: &[&str]) -> Output {
     let env = env_for(emu, Vendor::OpenAi);
@@ -172,7 +177,10 @@ async fn a_raising_tool_and_a_dying_server_do_not_end_the_run() {
     assert_eq!(results[0], "Error: Error executing tool fail");
     assert_eq!(results[1], "2");
     assert!(
-        results[2].starts_with(&format!("Error: MCP server {dying:?} failed: ")),
+        results[2].starts_with(&format!(
+            "Error: MCP server `{}` (--mcp #2) failed: ",
+            program(&py)
+        )),
         "{results:?}"
     );
     assert_eq!(
@@ -185,7 +193,10 @@ async fn a_raising_tool_and_a_dying_server_do_not_end_the_run() {
         "{out:#?}"
     );
     assert!(
-        out.stderr.contains("[tool] die failed Error: MCP server"),
+        out.stderr.contains(&format!(
+            "[tool] die failed Error: MCP server `{}` (--mcp #2) failed: ",
+            program(&py)
+        )),
         "{out:#?}"
     );
 }
@@ -231,25 +242,42 @@ async fn bad_servers_are_one_line_errors() {
     let out = agent(&emu, &["--mcp", &one, "--mcp", &two, "--yes", "x"]).await;
     assert_eq!(
         out.err_line(),
-        format!("error: two MCP servers offer a tool named `add`: {one:?} and {two:?}")
+        format!(
+            "error: two MCP servers offer a tool named `add`: `{prog}` (--mcp #1) and `{prog}` \
+             (--mcp #2)",
+            prog = program(&py)
+        )
     );
     let out = agent(&emu, &["--mcp", "'unbalanced", "--yes", "x"]).await;
     assert_eq!(
         out.err_line(),
-        "error: --mcp \"'unbalanced\": not a command line (empty, or unbalanced quotes)"
+        "error: --mcp #1: not a command line (empty, or unbalanced quotes)"
     );
     let out = agent(&emu, &["--mcp", "/nonexistent/server", "--yes", "x"]).await;
     assert!(
-        out.err_line().starts_with(
-            "error: --mcp \"/nonexistent/server\": cannot start `/nonexistent/server`"
-        ),
+        out.err_line()
+            .starts_with("error: --mcp #1: cannot start `/nonexistent/server`: "),
         "{out:#?}"
     );
     let out = agent(&emu, &["--mcp-url", "ftp://127.0.0.1/x", "--yes", "x"]).await;
     assert_eq!(
         out.err_line(),
-        "error: --mcp-url \"ftp://127.0.0.1/x\": needs an http:// or https:// URL with a host"
+        "error: --mcp-url #1: needs an http:// or https:// URL with a host"
     );
+    // A server that does not speak MCP: the error shows its URL without the query.
+    let not_mcp = emulator(Vendor::OpenAi).await;
+    let url = format!("{}/mcp?token=sekrit-123", not_mcp.base_url());
+    let out = agent(&emu, &["--mcp-url", &url, "--yes", "x"]).await;
+    let line = out.err_line();
+    assert!(
+        line.starts_with(&format!(
+            "error: MCP server {}/mcp (--mcp-url #1) did not start a session: ",
+            not_mcp.base_url()
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("sekrit-123"), "{line}");
+    assert!(!not_mcp.requests().is_empty(), "it was asked");
     let out = agent(&emu, &["--yes", "x"]).await;
     assert_eq!(
         out.err_line(),
@@ -285,4 +313,91 @@ async fn tools_over_streamable_http() {
         ["2", "The capital of France is Paris."]
     );
     child.kill().await.unwrap();
+}
+
+/// What a child on a pseudo-terminal wrote, read by a thread until the child closes it.
+struct Screen(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Screen {
+    /// Waits (polling, bounded) until `done` holds for the text so far, and returns it.
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let start = tokio::time::Instant::now();
+        loop {
+            let text = self.0.lock().unwrap().clone();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "timed out waiting for {what}; screen so far:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// On a terminal each call is asked about: `y` runs it, `n` refuses it and the model is told.
+#[test]
+fn on_a_terminal_each_call_is_confirmed() {
+    use std::fs::File;
+    use std::io::{Read, Write};
+
+    let Some(py) = python() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = File::from(pty.slave);
+    let mut child = std::process::Command::new(common::BIN)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .args(["agent", "--emulate", "-m", "openai/gpt-4o-mini", "--mcp"])
+        .arg(server(&py, &["add", "lookup_capital"]))
+        .arg("France")
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let mut master = File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let screen = Screen(text);
+    let add = r#"run add {"a":1,"b":1}? [y/N] "#;
+    let capital = r#"run lookup_capital {"country":"France"}? [y/N] "#;
+    // The two calls are asked one at a time, in whichever order they reach the prompt.
+    let mut answered = 0;
+    while answered < 2 {
+        let shown = screen.wait_for("a question", |t| t.matches("? [y/N] ").count() > answered);
+        let last = &shown[shown.rfind("run ").unwrap()..];
+        let answer = if last.starts_with(add) {
+            "y\r"
+        } else {
+            assert!(last.starts_with(capital), "{shown}");
+            "n\r"
+        };
+        master.write_all(answer.as_bytes()).unwrap();
+        answered += 1;
+    }
+    let refused = "Error: the call to `lookup_capital` was not approved, so it did not run";
+    let shown = screen.wait_for("the answer", |t| t.contains("Tool results: "));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{shown}");
+    let shown = screen.wait_for("the whole answer", |t| {
+        t.contains(&format!("Tool results: 2; {refused}"))
+    });
+    assert!(shown.contains("[tool] add -> 2"), "{shown}");
+    assert!(
+        shown.contains(&format!("[tool] lookup_capital failed {refused}")),
+        "{shown}"
+    );
 }
