@@ -6,6 +6,7 @@
 )]
 
 mod admin;
+mod agent;
 mod batch;
 mod channels;
 mod chat;
@@ -53,6 +54,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a task with a model and the tools of MCP servers (stdio or streamable HTTP).
+    Agent(Box<agent::AgentArgs>),
     /// Run a JSONL file of chat requests (OpenAI Batch format); resumable.
     Batch(Box<batch::BatchArgs>),
     /// Ask a model; streams the answer. Without a prompt on a terminal, opens a REPL.
@@ -120,6 +123,13 @@ fn run(cli: Cli) -> Result<()> {
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
     match cli.command {
+        Command::Agent(args) => {
+            let result = agent::main(&rt, *args);
+            // A confirmation question still waiting for its line (after Ctrl-C) must not keep
+            // the process alive: dropping the runtime would wait for that read.
+            rt.shutdown_background();
+            result
+        }
         Command::Batch(args) => batch::main(&rt, *args),
         Command::Chat(args) => chat::main(&rt, *args, cli.verbose),
         Command::Emulate(args) => rt.block_on(emulate::run(args)),

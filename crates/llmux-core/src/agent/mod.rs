@@ -40,20 +40,36 @@
 //! A call to a tool that is not registered, arguments that do not parse into the tool's type,
 //! and ordinary tool errors become the call's result (`Error: …`), so the model can correct
 //! itself; a [`ToolError::fatal`] stops the run.
+//!
+//! # Bounds
+//!
+//! Every call runs under a timeout ([`Agent::tool_timeout`], default [`DEFAULT_TOOL_TIMEOUT`],
+//! or [`Agent::tool_timeout_for`] one tool): a call still running then is dropped (cancelled)
+//! and its result says it timed out. At most [`Agent::max_parallel_tools`] calls run at once
+//! (default [`DEFAULT_MAX_PARALLEL_TOOLS`]); the others of the step wait for a free slot. A
+//! tool that panics does not end the run: the panic is caught and its message becomes the
+//! call's error result. An [`Agent::approval`] hook may refuse a call before it runs (the
+//! model is told it was refused). With [`Agent::context_window`] the conversation is fitted
+//! into the model's window by the [context manager](crate::context) before every model call;
+//! the transcript keeps every message.
 
+use std::any::Any;
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::client::Client;
+use crate::context::{ContextManager, FitReport};
 use crate::error::{Error, Result};
-use crate::providers::Provider;
+use crate::providers::{BoxFuture, Provider};
 use crate::stream::{StreamAccumulator, StreamEvent};
+use crate::tokenize::Tokenizer;
 use crate::types::{ChatRequest, ChatResponse, Message, Role, Tool, ToolCall, Usage};
 
 mod tool;
@@ -67,6 +83,19 @@ pub use tool::{
 
 /// The default maximum number of model calls in one run.
 pub const DEFAULT_MAX_STEPS: usize = 10;
+
+/// How long a tool call may run unless [`Agent::tool_timeout`] says otherwise.
+pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How many tool calls may run at once unless [`Agent::max_parallel_tools`] says otherwise.
+pub const DEFAULT_MAX_PARALLEL_TOOLS: usize = 8;
+
+/// Decides, before a tool call runs, whether it may (a confirmation prompt, an allow-list).
+pub trait ToolApproval: Send + Sync {
+    /// True to run `call`; false reports it to the model as refused. Not under the tool's
+    /// timeout: a person may take their time to answer.
+    fn approve<'a>(&'a self, call: &'a ToolCall) -> BoxFuture<'a, bool>;
+}
 
 /// Why an agent run failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +187,16 @@ pub enum AgentEvent {
     },
     /// An event of the model's streamed answer.
     Model(StreamEvent),
-    /// A tool call is about to run (all calls of a step are announced before any finishes).
+    /// The conversation was too long for [`Agent::context_window`] and was fitted before
+    /// model call `step` (sent only when messages were left out or summarized).
+    ContextFitted {
+        /// The step about to be sent.
+        step: usize,
+        /// What the context manager did.
+        report: FitReport,
+    },
+    /// A tool call is about to run, or to wait for a free slot under
+    /// [`Agent::max_parallel_tools`] (all calls of a step are announced before any finishes).
     ToolStarted {
         /// The step whose answer made the call.
         step: usize,
@@ -173,7 +211,8 @@ pub enum AgentEvent {
         call: ToolCall,
         /// The result sent back to the model.
         content: String,
-        /// True when the result reports an error (unknown tool, bad arguments, tool error).
+        /// True when the result reports an error (unknown tool, bad arguments, tool error,
+        /// timeout, panic, refusal).
         is_error: bool,
     },
     /// The run ended with a final answer; always the last event.
@@ -193,6 +232,12 @@ pub struct Agent {
     active: Option<Vec<String>>,
     max_steps: usize,
     options: ChatRequest,
+    tool_timeout: Duration,
+    tool_timeouts: HashMap<String, Duration>,
+    max_parallel_tools: usize,
+    window: Option<u64>,
+    context: Option<Arc<ContextManager>>,
+    approval: Option<Arc<dyn ToolApproval>>,
 }
 
 impl fmt::Debug for Agent {
@@ -203,6 +248,11 @@ impl fmt::Debug for Agent {
             .field("tools", &self.tools.len())
             .field("active", &self.active)
             .field("max_steps", &self.max_steps)
+            .field("tool_timeout", &self.tool_timeout)
+            .field("tool_timeouts", &self.tool_timeouts)
+            .field("max_parallel_tools", &self.max_parallel_tools)
+            .field("window", &self.window)
+            .field("approval", &self.approval.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +269,12 @@ impl Agent {
             active: None,
             max_steps: DEFAULT_MAX_STEPS,
             options: ChatRequest::default(),
+            tool_timeout: DEFAULT_TOOL_TIMEOUT,
+            tool_timeouts: HashMap::new(),
+            max_parallel_tools: DEFAULT_MAX_PARALLEL_TOOLS,
+            window: None,
+            context: None,
+            approval: None,
         }
     }
 
@@ -262,6 +318,50 @@ impl Agent {
     /// limit ends the run with [`AgentError::StepLimit`].
     pub fn max_steps(mut self, steps: usize) -> Self {
         self.max_steps = steps.max(1);
+        self
+    }
+
+    /// How long any tool call may run (at least 1 ms; default [`DEFAULT_TOOL_TIMEOUT`]). A call
+    /// still running then is dropped and the model is told it timed out.
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.tool_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long calls to the tool `name` may run, instead of [`Agent::tool_timeout`].
+    pub fn tool_timeout_for(mut self, name: impl Into<String>, timeout: Duration) -> Self {
+        self.tool_timeouts
+            .insert(name.into(), timeout.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The most tool calls that run at once (at least 1; default
+    /// [`DEFAULT_MAX_PARALLEL_TOOLS`]); further calls of the same step wait for a slot.
+    pub fn max_parallel_tools(mut self, max: usize) -> Self {
+        self.max_parallel_tools = max.max(1);
+        self
+    }
+
+    /// Fits the conversation into `window` tokens (prompt and answer; `max_tokens`, or
+    /// 1024, is kept for the answer) before every model call, with the context manager set by
+    /// [`Agent::context_manager`] or, by default, one counting with the model's tokenizer that
+    /// keeps the newest turns (tool calls with their results) and drops the oldest.
+    pub fn context_window(mut self, window: u64) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// The context manager [`Agent::context_window`] fits with (one with a summarizer or a
+    /// retriever, say). Its running summary is shared by every run of this agent.
+    pub fn context_manager(mut self, manager: Arc<ContextManager>) -> Self {
+        self.context = Some(manager);
+        self
+    }
+
+    /// Asks `approval` before each tool call runs; a refused call is reported to the model as
+    /// refused (`Error: …`) and the run goes on.
+    pub fn approval(mut self, approval: Arc<dyn ToolApproval>) -> Self {
+        self.approval = Some(approval);
         self
     }
 
@@ -348,8 +448,35 @@ impl Agent {
         }
     }
 
-    /// Runs one call: unknown tools and non-fatal errors become an `Error: …` result.
-    /// `all` are the registered definitions, in the order of `self.tools`.
+    /// The timeout of calls to `name`.
+    fn timeout_for(&self, name: &str) -> Duration {
+        self.tool_timeouts
+            .get(name)
+            .copied()
+            .unwrap_or(self.tool_timeout)
+    }
+
+    /// The context manager and window to fit each request with, if any.
+    fn fitter(&self) -> Result<Option<(Arc<ContextManager>, u64)>> {
+        let Some(window) = self.window else {
+            return Ok(None);
+        };
+        let manager = match &self.context {
+            Some(m) => m.clone(),
+            None => {
+                let tokenizer = match &self.provider {
+                    Some(p) => Tokenizer::for_provider_model(p.id(), &self.model)?,
+                    None => Tokenizer::for_model(&self.model)?,
+                };
+                Arc::new(ContextManager::new(tokenizer))
+            }
+        };
+        Ok(Some((manager, window)))
+    }
+
+    /// Runs one call: unknown tools, refusals, non-fatal errors, timeouts and panics become
+    /// an `Error: …` result. `all` are the registered definitions, in the order of
+    /// `self.tools`.
     async fn execute(&self, call: &ToolCall, all: &[Tool]) -> Result<(String, bool), AgentError> {
         let tool = all
             .iter()
@@ -366,14 +493,45 @@ impl Agent {
                 true,
             ));
         };
-        match tool.invoke(&call.arguments).await {
-            Ok(content) => Ok((content, false)),
-            Err(e) if e.is_fatal() => Err(AgentError::Tool {
+        if let Some(approval) = &self.approval {
+            if !approval.approve(call).await {
+                return Ok((
+                    format!(
+                        "Error: the call to `{}` was not approved, so it did not run",
+                        call.name
+                    ),
+                    true,
+                ));
+            }
+        }
+        let limit = self.timeout_for(&call.name);
+        // The call is made inside the guarded future, so a panic while building it is caught
+        // as well as one while it runs.
+        let guarded = AssertUnwindSafe(async { tool.invoke(&call.arguments).await }).catch_unwind();
+        match tokio::time::timeout(limit, guarded).await {
+            Err(_) => Ok((
+                format!(
+                    "Error: `{}` did not finish within {} and was cancelled (timed out)",
+                    call.name,
+                    show_duration(limit)
+                ),
+                true,
+            )),
+            Ok(Err(payload)) => Ok((
+                format!(
+                    "Error: `{}` panicked: {}",
+                    call.name,
+                    panic_message(payload.as_ref())
+                ),
+                true,
+            )),
+            Ok(Ok(Ok(content))) => Ok((content, false)),
+            Ok(Ok(Err(e))) if e.is_fatal() => Err(AgentError::Tool {
                 name: call.name.clone(),
                 call_id: call.id.clone(),
                 message: e.message().to_owned(),
             }),
-            Err(e) => Ok((format!("Error: {}", e.message()), true)),
+            Ok(Ok(Err(e))) => Ok((format!("Error: {}", e.message()), true)),
         }
     }
 
@@ -382,6 +540,7 @@ impl Agent {
         let agent = self.clone();
         let stream = async_stream::try_stream! {
             let (all, defs) = agent.definitions()?;
+            let fitter = agent.fitter()?;
             let input_len = messages.len();
             let mut transcript = messages;
             let mut usage = Usage::default();
@@ -389,7 +548,17 @@ impl Agent {
             loop {
                 step += 1;
                 yield AgentEvent::StepStarted { step };
-                let req = agent.request(&transcript, &defs, step);
+                let mut req = agent.request(&transcript, &defs, step);
+                if let Some((manager, window)) = &fitter {
+                    let reserve = req
+                        .max_tokens
+                        .map_or(crate::tokens::DEFAULT_OUTPUT_RESERVE, u64::from);
+                    let (fitted, report) = manager.fit_with_report(&req, *window, reserve).await?;
+                    req = fitted;
+                    if report.dropped_messages > 0 || report.summary_tokens > 0 {
+                        yield AgentEvent::ContextFitted { step, report };
+                    }
+                }
                 let response = if streaming {
                     let mut events = agent.open(req).await?;
                     let mut acc = StreamAccumulator::new();
@@ -435,7 +604,9 @@ impl Agent {
                 for call in &calls {
                     yield AgentEvent::ToolStarted { step, call: call.clone() };
                 }
-                let mut pending: FuturesUnordered<_> = calls
+                // Collected first: a `map` closure kept in the stream's state would make the
+                // whole run's future not `Send` (a higher-ranked lifetime rustc cannot prove).
+                let calls_ready: Vec<_> = calls
                     .iter()
                     .enumerate()
                     .map(|(i, call)| {
@@ -444,6 +615,8 @@ impl Agent {
                         async move { (i, agent.execute(call, all).await) }
                     })
                     .collect();
+                let mut pending = futures::stream::iter(calls_ready)
+                    .buffer_unordered(agent.max_parallel_tools);
                 let mut results: Vec<Option<String>> = vec![None; calls.len()];
                 while let Some((i, outcome)) = pending.next().await {
                     let (content, is_error) = outcome?;
@@ -462,6 +635,28 @@ impl Agent {
             }
         };
         Box::pin(stream)
+    }
+}
+
+/// The text of a caught panic (`panic!` with a message gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// `2s`, `1.5s`, `250ms`.
+fn show_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
     }
 }
 
