@@ -936,7 +936,7 @@ impl<'de> Deserialize<'de> for IsText {
 ///
 /// Most frames of a stream are plain text chunks that differ from each other only in their
 /// `content` string. The first such chunk is parsed whole, and the bytes around its text (a
-/// [`ContentShape`]) are kept; a later frame made of the same bytes around another JSON string
+/// `ContentShape`) are kept; a later frame made of the same bytes around another JSON string
 /// is that string's text delta, read without parsing the rest again. Any other frame is parsed
 /// whole, so the events are the same either way.
 #[derive(Debug)]
