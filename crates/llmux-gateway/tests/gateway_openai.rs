@@ -454,3 +454,31 @@ async fn issue_14_an_idle_upstream_gets_keep_alive_pings_between_its_frames() {
     let finish = idle.find("\"finish_reason\":\"stop\"").unwrap();
     assert!(first < ping && ping < finish, "{idle}");
 }
+
+#[tokio::test]
+async fn issue_14_a_long_stream_arrives_whole_and_in_order() {
+    // Far more frames than one body chunk of the gateway joins (16 KiB): many wake-ups' worth.
+    let (gw, _oa, _ds) = standard().await;
+    let words: Vec<String> = (0..3000).map(|i| format!("w{i}")).collect();
+    let prompt = words.join(" ");
+    let (_, text) = stream_body(
+        &gw,
+        json!({"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},
+               "messages":[{"role":"user","content":prompt}]}),
+    )
+    .await;
+    let (chunks, done) = openai_chunks(&text);
+    assert!(done, "{}", &text[text.len().saturating_sub(300)..]);
+    assert!(text.len() > 64 * 1024, "{}", text.len());
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, format!("You said: {prompt}"));
+    assert!(
+        chunks.last().unwrap()["usage"]["total_tokens"]
+            .as_u64()
+            .unwrap()
+            > 3000
+    );
+}

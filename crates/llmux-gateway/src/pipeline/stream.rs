@@ -75,8 +75,12 @@ fn body(
                 biased;
                 next = upstream.next() => {
                     // Every event ready at this wake-up is encoded before anything is yielded,
-                    // so their frames go out as one body chunk (one write).
+                    // so their frames go out as one body chunk (one write), up to
+                    // `MAX_JOINED_BYTES`: an upstream that is always ready (or one body chunk
+                    // holding many events) is still forwarded as it is read, and the frames
+                    // waiting here stay bounded.
                     let mut next = next;
+                    let mut ready = 0;
                     let mut done = false;
                     let mut failed = None;
                     loop {
@@ -84,7 +88,9 @@ fn body(
                             Some(Ok(ev)) => {
                                 guard.saw(&ev);
                                 done = matches!(ev, StreamEvent::Finished { .. });
+                                let had = out.len();
                                 enc.push(&ev, &mut out);
+                                ready += out[had..].iter().map(Bytes::len).sum::<usize>();
                                 if let Some(t) = tee.as_mut() {
                                     t.push(ev);
                                 }
@@ -101,7 +107,7 @@ fn body(
                                 ));
                             }
                         }
-                        if done || failed.is_some() {
+                        if done || failed.is_some() || ready >= MAX_JOINED_BYTES {
                             break;
                         }
                         // Another event already there? (Polled with this task's waker, so a
@@ -146,6 +152,9 @@ fn body(
         }
     }
 }
+
+/// How many bytes of frames one wake-up joins before it yields them.
+const MAX_JOINED_BYTES: usize = 16 * 1024;
 
 /// The frames in `out` as one buffer (taken from `out`); `None` when there are none.
 fn joined(out: &mut Vec<Bytes>) -> Option<Bytes> {
