@@ -967,7 +967,8 @@ struct Guard {
     inner: ChatStream,
     deadlines: Option<Deadlines>,
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    /// When the wait for the next event began (set by the first poll of that wait).
+    /// When the wait for the next event began (set by the first poll of that wait that found
+    /// no event).
     waiting_since: Option<Instant>,
     reservation: Option<Reservation>,
     /// An error, a timeout or the end was handed out: nothing follows.
@@ -994,7 +995,6 @@ impl futures::Stream for Guard {
             settle_on_usage(&ev, &mut this.reservation, &this.span);
             return Poll::Ready(Some(Ok(ev)));
         }
-        let since = *this.waiting_since.get_or_insert_with(Instant::now);
         match this.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(ev))) => {
                 this.waiting_since = None;
@@ -1013,6 +1013,9 @@ impl futures::Stream for Guard {
         let Some(deadlines) = this.deadlines else {
             return Poll::Pending;
         };
+        // The wait began with the first poll that found nothing (an event that was ready
+        // costs no clock read).
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadlines.after(since).0)));

@@ -421,3 +421,64 @@ async fn anthropic_gemini_and_dashscope_anthropic_upstreams_answer_behind_the_op
     assert!(gm.requests()[0].header("x-goog-api-key").is_some());
     assert!(ds.requests()[0].path.starts_with("/apps/anthropic/"));
 }
+
+#[tokio::test]
+async fn issue_14_an_idle_upstream_gets_keep_alive_pings_between_its_frames() {
+    let oa = emulator(llmux_emulator::Vendor::OpenAi).await;
+    // `keepalive` lands in `[server]`, before the channel's table.
+    let gw = start(&format!(
+        "keepalive = \"40ms\"\n{}",
+        channel("oa", "openai", &oa, "[\"gpt-4o-mini\"]", "")
+    ))
+    .await;
+    let ask = json!({"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"one two three four"}]});
+    // A pause of ten keep-alive intervals after the second frame: pings, then the rest.
+    oa.push_fault(llmux_emulator::Fault::once(
+        llmux_emulator::FaultKind::IdleAfter {
+            after: 2,
+            pause: std::time::Duration::from_millis(400),
+        },
+    ));
+    let (_, idle) = stream_body(&gw, ask).await;
+    assert!(idle.contains(": ping\n\n"), "{idle}");
+    let (chunks, done) = openai_chunks(&idle);
+    assert!(done, "{idle}");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "You said: one two three four");
+    // The pings came during the pause: after the first content and before the finish.
+    let first = idle.find("\"content\":\"You").unwrap();
+    let ping = idle.find(": ping").unwrap();
+    let finish = idle.find("\"finish_reason\":\"stop\"").unwrap();
+    assert!(first < ping && ping < finish, "{idle}");
+}
+
+#[tokio::test]
+async fn issue_14_a_long_stream_arrives_whole_and_in_order() {
+    // Far more frames than one body chunk of the gateway joins (16 KiB): many wake-ups' worth.
+    let (gw, _oa, _ds) = standard().await;
+    let words: Vec<String> = (0..3000).map(|i| format!("w{i}")).collect();
+    let prompt = words.join(" ");
+    let (_, text) = stream_body(
+        &gw,
+        json!({"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},
+               "messages":[{"role":"user","content":prompt}]}),
+    )
+    .await;
+    let (chunks, done) = openai_chunks(&text);
+    assert!(done, "{}", &text[text.len().saturating_sub(300)..]);
+    assert!(text.len() > 64 * 1024, "{}", text.len());
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, format!("You said: {prompt}"));
+    assert!(
+        chunks.last().unwrap()["usage"]["total_tokens"]
+            .as_u64()
+            .unwrap()
+            > 3000
+    );
+}

@@ -2,8 +2,10 @@
 //!
 //! The core returns a stream only after its first content event, so failover happened before
 //! any byte reached the client; the response head goes out with that first event. Encoded
-//! events follow; keep-alive comments while the upstream is idle (when the dialect allows
-//! them); a final error frame if the upstream fails after the first event. The record is
+//! events follow, the frames of all the events ready at one wake-up joined into one body
+//! chunk (so one write, not one per frame); keep-alive comments while the upstream is idle
+//! (when the dialect allows them); a final error frame if the upstream fails after the first
+//! event. The record is
 //! committed before the last frames (the finish, usage and `[DONE]` chunks, or the error
 //! frame) are yielded. Dropping the body (client gone) drops the upstream stream and the
 //! guard, which records the request as cancelled. A miss the response cache may keep tees its
@@ -16,7 +18,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::HeaderValue;
 use axum::response::Response;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use llmux_core::{ChatStream, ErrorKind, StreamEvent};
 use tokio::time::Instant;
@@ -62,61 +64,109 @@ fn body(
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     async_stream::stream! {
         let period = keepalive.unwrap_or(Duration::from_secs(3600));
+        // Armed once; an event does not reset it. When it fires, the idle time is measured
+        // from the last frames sent, and it either pings or is set to that deadline.
         let sleep = tokio::time::sleep(period);
         tokio::pin!(sleep);
+        let mut sent_at = Instant::now();
         let mut out: Vec<Bytes> = Vec::with_capacity(4);
         loop {
             tokio::select! {
                 biased;
                 next = upstream.next() => {
-                    match next {
-                        Some(Ok(ev)) => {
-                            guard.saw(&ev);
-                            let done = matches!(ev, StreamEvent::Finished { .. });
-                            enc.push(&ev, &mut out);
-                            if let Some(t) = tee.as_mut() {
-                                t.push(ev);
-                            }
-                            if done {
-                                guard.complete();
-                                guard.finish().await;
-                                if let Some(t) = tee.take() {
-                                    t.finish().await;
+                    // Every event ready at this wake-up is encoded before anything is yielded,
+                    // so their frames go out as one body chunk (one write), up to
+                    // `MAX_JOINED_BYTES`: an upstream that is always ready (or one body chunk
+                    // holding many events) is still forwarded as it is read, and the frames
+                    // waiting here stay bounded.
+                    let mut next = next;
+                    let mut ready = 0;
+                    let mut done = false;
+                    let mut failed = None;
+                    loop {
+                        match next {
+                            Some(Ok(ev)) => {
+                                guard.saw(&ev);
+                                done = matches!(ev, StreamEvent::Finished { .. });
+                                let had = out.len();
+                                enc.push(&ev, &mut out);
+                                ready += out[had..].iter().map(Bytes::len).sum::<usize>();
+                                if let Some(t) = tee.as_mut() {
+                                    t.push(ev);
                                 }
                             }
-                            for b in out.drain(..) {
-                                yield Ok(b);
+                            Some(Err(e)) => {
+                                let api = ApiError::from_upstream(&e);
+                                tracing::warn!(request_id = %guard.request_id(), kind = %e.kind(), error = %e, "the upstream failed mid-stream");
+                                failed = Some(api);
                             }
-                            if done {
-                                break;
+                            None => {
+                                failed = Some(ApiError::new(
+                                    ErrorKind::UpstreamProtocol,
+                                    "the upstream stream ended before the answer was complete",
+                                ));
                             }
-                            sleep.as_mut().reset(Instant::now() + period);
                         }
-                        Some(Err(e)) => {
-                            let api = ApiError::from_upstream(&e);
-                            tracing::warn!(request_id = %guard.request_id(), kind = %e.kind(), error = %e, "the upstream failed mid-stream");
-                            guard.fail(api.kind, false);
-                            guard.finish().await;
-                            yield Ok(enc.error(&api));
+                        if done || failed.is_some() || ready >= MAX_JOINED_BYTES {
                             break;
                         }
-                        None => {
-                            let api = ApiError::new(
-                                ErrorKind::UpstreamProtocol,
-                                "the upstream stream ended before the answer was complete",
-                            );
-                            guard.fail(api.kind, false);
-                            guard.finish().await;
-                            yield Ok(enc.error(&api));
-                            break;
+                        // Another event already there? (Polled with this task's waker, so a
+                        // `Pending` leaves it registered as the `select!` would.)
+                        match futures::poll!(upstream.next()) {
+                            std::task::Poll::Ready(n) => next = n,
+                            std::task::Poll::Pending => break,
                         }
                     }
+                    if done {
+                        guard.complete();
+                        guard.finish().await;
+                        if let Some(t) = tee.take() {
+                            t.finish().await;
+                        }
+                    }
+                    if let Some(b) = joined(&mut out) {
+                        yield Ok(b);
+                    }
+                    if let Some(api) = failed {
+                        guard.fail(api.kind, false);
+                        guard.finish().await;
+                        yield Ok(enc.error(&api));
+                        break;
+                    }
+                    if done {
+                        break;
+                    }
+                    sent_at = Instant::now();
                 }
                 () = &mut sleep, if keepalive.is_some() => {
-                    yield Ok(enc.ping());
-                    sleep.as_mut().reset(Instant::now() + period);
+                    let due = sent_at + period;
+                    if Instant::now() >= due {
+                        yield Ok(enc.ping());
+                        sent_at = Instant::now();
+                        sleep.as_mut().reset(sent_at + period);
+                    } else {
+                        sleep.as_mut().reset(due);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// How many bytes of frames one wake-up joins before it yields them.
+const MAX_JOINED_BYTES: usize = 16 * 1024;
+
+/// The frames in `out` as one buffer (taken from `out`); `None` when there are none.
+fn joined(out: &mut Vec<Bytes>) -> Option<Bytes> {
+    match out.len() {
+        0 => None,
+        1 => out.pop(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(out.iter().map(Bytes::len).sum());
+            for b in out.drain(..) {
+                buf.extend_from_slice(&b);
+            }
+            Some(buf.freeze())
         }
     }
 }

@@ -933,6 +933,12 @@ impl<'de> Deserialize<'de> for IsText {
 }
 
 /// Parses OpenAI `chat.completion.chunk` frames into events.
+///
+/// Most frames of a stream are plain text chunks that differ from each other only in their
+/// `content` string. The first such chunk is parsed whole, and the bytes around its text (a
+/// `ContentShape`) are kept; a later frame made of the same bytes around another JSON string
+/// is that string's text delta, read without parsing the rest again. Any other frame is parsed
+/// whole, so the events are the same either way.
 #[derive(Debug)]
 pub struct OpenAiStreamParser {
     spec: CompatSpec,
@@ -940,6 +946,53 @@ pub struct OpenAiStreamParser {
     done: bool,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
+    shape: Option<ContentShape>,
+    /// How many more times a shape may be learned (a vendor whose chunks all differ, say by a
+    /// random padding field, would otherwise pay for a new one on every chunk).
+    learn: u8,
+}
+
+/// How many shapes one stream may learn.
+const SHAPES_PER_STREAM: u8 = 4;
+
+/// The bytes of a plain text chunk around its `content` string: `head` ends just before the
+/// string's opening quote, `tail` starts just after its closing quote. Both come from a frame
+/// whose whole parse gave exactly one text delta, no usage, no finish reason and no error, and
+/// whose text is the string between them (the parser's own borrowed slice of the frame, so
+/// it is that value and no look-alike); a frame with the same head and tail around another
+/// JSON string therefore parses to that string's text delta alone.
+#[derive(Debug)]
+struct ContentShape {
+    head: Box<str>,
+    tail: Box<str>,
+}
+
+impl ContentShape {
+    /// The shape of `data`, whose parsed text `text` is a slice of it.
+    fn of(data: &str, text: &str) -> Option<Self> {
+        let at = (text.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+        let end = at.checked_add(text.len())?;
+        let b = data.as_bytes();
+        // A borrowed string lies between its quotes (unescaped text, so never a `\"`).
+        if at == 0 || end >= b.len() || b[at - 1] != b'"' || b[end] != b'"' {
+            return None;
+        }
+        Some(ContentShape {
+            head: data.get(..at - 1)?.into(),
+            tail: data.get(end + 1..)?.into(),
+        })
+    }
+
+    /// The text of `data` when it has this shape; `None` sends it to the whole parse.
+    fn text(&self, data: &str) -> Option<String> {
+        let middle = data.strip_prefix(&*self.head)?.strip_suffix(&*self.tail)?;
+        // One JSON string (whitespace around it is insignificant in the frame too); anything
+        // else, such as an array of parts, is left to the whole parse.
+        if !middle.trim_start().starts_with('"') {
+            return None;
+        }
+        serde_json::from_str::<String>(middle).ok()
+    }
 }
 
 impl OpenAiStreamParser {
@@ -951,6 +1004,8 @@ impl OpenAiStreamParser {
             done: false,
             finish: None,
             usage: None,
+            shape: None,
+            learn: SHAPES_PER_STREAM,
         }
     }
 }
@@ -965,6 +1020,15 @@ impl StreamParser for OpenAiStreamParser {
         if data.is_empty() {
             return Ok(());
         }
+        if let Some(text) = self.shape.as_ref().and_then(|s| s.text(data)) {
+            if !text.is_empty() {
+                out.push(StreamEvent::TextDelta { text });
+            }
+            return Ok(());
+        }
+        let before = out.len();
+        // The borrowed text of this frame's one content string, when it may teach a shape.
+        let mut learnable: Option<&str> = None;
         let chunk: WireChunk<'_> = serde_json::from_str(data).map_err(|e| {
             Error::protocol(format!("{} sent a malformed stream frame", self.spec.id))
                 .with_provider(self.spec.id)
@@ -990,6 +1054,10 @@ impl StreamParser for OpenAiStreamParser {
                     });
                 }
                 if let Some(text) = delta.content.and_then(|c| c.0).filter(|t| !t.is_empty()) {
+                    learnable = match &text {
+                        Cow::Borrowed(t) => Some(*t),
+                        Cow::Owned(_) => None,
+                    };
                     out.push(StreamEvent::TextDelta {
                         text: text.into_owned(),
                     });
@@ -1011,10 +1079,18 @@ impl StreamParser for OpenAiStreamParser {
                 .filter(|s| !s.is_empty())
             {
                 self.finish = Some(FinishReason::parse(fr));
+                learnable = None;
             }
         }
         if let Some(u) = chunk.usage {
             self.usage = Some(u.into_usage());
+            learnable = None;
+        }
+        if self.learn > 0 && out.len() == before + 1 {
+            if let Some(shape) = learnable.and_then(|t| ContentShape::of(data, t)) {
+                self.shape = Some(shape);
+                self.learn -= 1;
+            }
         }
         Ok(())
     }
@@ -1257,5 +1333,140 @@ mod tests {
             (u.input_tokens, u.output_tokens, u.total_tokens),
             (u64::MAX, 1, u64::MAX)
         );
+    }
+
+    /// Events of `frames` through one parser, and through one that never learns a shape (so
+    /// parses every frame whole); with how many frames the first read by their shape.
+    fn with_and_without_shapes(
+        frames: &[String],
+    ) -> (Result<Vec<StreamEvent>>, Result<Vec<StreamEvent>>, usize) {
+        fn run(p: &mut OpenAiStreamParser, frames: &[String]) -> Result<Vec<StreamEvent>> {
+            let mut out = Vec::new();
+            for f in frames {
+                p.on_frame(&Frame::data(f.clone()), &mut out)?;
+            }
+            p.finish(&mut out)?;
+            Ok(out)
+        }
+        let mut fast = OpenAiStreamParser::new(OPENAI);
+        let mut whole = OpenAiStreamParser::new(OPENAI);
+        whole.learn = 0;
+        let mut shaped = 0;
+        let mut probe = OpenAiStreamParser::new(OPENAI);
+        for f in frames {
+            let learned = probe.shape.is_some();
+            let hit = probe
+                .shape
+                .as_ref()
+                .and_then(|s| s.text(f.trim()))
+                .is_some();
+            shaped += usize::from(learned && hit);
+            if probe
+                .on_frame(&Frame::data(f.clone()), &mut Vec::new())
+                .is_err()
+            {
+                break;
+            }
+        }
+        (run(&mut fast, frames), run(&mut whole, frames), shaped)
+    }
+
+    fn text_chunk(text_json: &str) -> String {
+        format!(
+            r#"{{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{{"index":0,"delta":{{"content":{text_json}}},"logprobs":null,"finish_reason":null}}]}}"#
+        )
+    }
+
+    #[test]
+    fn issue_14_text_chunks_read_by_their_shape_give_the_events_of_a_whole_parse() {
+        let role = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#;
+        let finish = r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        let mut frames = vec![role.to_owned()];
+        for t in [
+            r#""Hello""#,
+            r#"" world""#,
+            r#""esc\"aped \u00e9 \ud83d\ude00 \n""#,
+            r#""""#,
+            r#" "spaced" "#,
+            "null",
+            r#"[{"type":"text","text":"parts"}]"#,
+            r#"{"text":"an object"}"#,
+            r#""a","role":"assistant""#,
+            r#""中文""#,
+            r#""back\\slash""#,
+        ] {
+            frames.push(text_chunk(t));
+        }
+        // Not the learned shape: another tail, a reasoning piece, a tool call.
+        frames.push(
+            text_chunk(r#""x""#).replace("\"finish_reason\":null", "\"finish_reason\":\"length\""),
+        );
+        frames.push(
+            text_chunk(r#""y""#)
+                .replace("\"content\":", "\"reasoning_content\":\"r\",\"content\":"),
+        );
+        frames.push(text_chunk(r#""after""#));
+        frames.push(finish.to_owned());
+        frames.push("[DONE]".to_owned());
+        let (fast, whole, shaped) = with_and_without_shapes(&frames);
+        assert_eq!(fast.unwrap(), whole.unwrap());
+        // " world", the escaped text, "", " spaced " and the others in that shape after "Hello".
+        assert!(shaped >= 6, "{shaped}");
+
+        // A malformed middle is still a malformed frame.
+        let mut bad = frames[..3].to_vec();
+        bad.push(text_chunk(r#""open"#));
+        let (fast, whole, _) = with_and_without_shapes(&bad);
+        assert_eq!(fast.unwrap_err().kind(), whole.unwrap_err().kind());
+    }
+
+    #[test]
+    fn issue_14_a_look_alike_content_string_teaches_no_shape_that_misreads() {
+        // The text the parser read is the one whose position makes the shape: an extension
+        // field holding a delta of its own, before or after the choices, changes nothing.
+        let before = |ext: &str, text: &str| {
+            format!(
+                r#"{{"ext":{{"delta":{{"content":"{ext}"}}}},"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}]}}"#
+            )
+        };
+        let after = |ext: &str, text: &str| {
+            format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"content":"{text}"}}}}],"ext":{{"delta":{{"content":"{ext}"}}}}}}"#
+            )
+        };
+        let other = |ext: &str, text: &str| {
+            format!(
+                r#"{{"choices":[{{"index":1,"delta":{{"content":"{ext}"}}}},{{"index":0,"delta":{{"content":"{text}"}}}}]}}"#
+            )
+        };
+        for shape in [before, after, other] {
+            let frames = vec![
+                shape("A", "A"),
+                shape("A", "B"),
+                shape("A", "C"),
+                shape("B", "A"),
+                shape("A", "A"),
+                shape("A", "D"),
+                "[DONE]".to_owned(),
+            ];
+            let (fast, whole, shaped) = with_and_without_shapes(&frames);
+            assert_eq!(fast.unwrap(), whole.unwrap(), "{}", frames[0]);
+            assert!(shaped >= 1, "{}", frames[0]);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn issue_14_any_text_reads_the_same_by_shape_and_whole(
+            texts in proptest::collection::vec(".{0,12}", 1..6)
+        ) {
+            let mut frames = vec![text_chunk(r#""first""#), text_chunk(r#""second""#)];
+            for t in &texts {
+                frames.push(text_chunk(&serde_json::to_string(t).unwrap()));
+            }
+            frames.push("[DONE]".to_owned());
+            let (fast, whole, _) = with_and_without_shapes(&frames);
+            proptest::prop_assert_eq!(fast.unwrap(), whole.unwrap());
+        }
     }
 }
