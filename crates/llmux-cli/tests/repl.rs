@@ -7,95 +7,17 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
 use std::time::Duration;
 
+use common::pty::Terminal;
 use llmux_emulator::{Emulator, EmulatorConfig, Vendor};
-use nix::pty::openpty;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(10);
-
-/// The terminal side of a child running on a pty: what it wrote, and a way to type.
-struct Terminal {
-    input: File,
-    screen: Arc<Mutex<String>>,
-    /// Everything before this offset was already matched.
-    seen: usize,
-}
-
-impl Terminal {
-    fn spawn(cmd: &mut Command) -> (Child, Terminal) {
-        let pty = openpty(None, None).unwrap();
-        let slave = File::from(pty.slave);
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        let child = cmd.spawn().unwrap();
-        let master = File::from(pty.master);
-        let mut reader = master.try_clone().unwrap();
-        let mut answerer = master.try_clone().unwrap();
-        let screen = Arc::new(Mutex::new(String::new()));
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // Ends with EIO once the child has exited and closed the pty.
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
-                // rustyline asks where the cursor is; answer like a terminal would.
-                if chunk.contains("\x1b[6n") {
-                    let _ = answerer.write_all(b"\x1b[1;1R");
-                }
-                sink.lock().unwrap().push_str(&chunk);
-            }
-        });
-        (
-            child,
-            Terminal {
-                input: master,
-                screen,
-                seen: 0,
-            },
-        )
-    }
-
-    fn screen(&self) -> String {
-        self.screen.lock().unwrap().clone()
-    }
-
-    /// Waits until `needle` appears after what was already matched.
-    fn expect(&mut self, needle: &str) {
-        let start = tokio::time::Instant::now();
-        loop {
-            let screen = self.screen();
-            if let Some(i) = screen[self.seen..].find(needle) {
-                self.seen += i + needle.len();
-                return;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {needle:?}; screen so far:\n{screen}"
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    fn type_text(&mut self, text: &str) {
-        self.input.write_all(text.as_bytes()).unwrap();
-        self.input.flush().unwrap();
-    }
-
-    /// Types a line and presses Enter.
-    fn line(&mut self, text: &str) {
-        self.type_text(&format!("{text}\r"));
-    }
-}
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = tokio::time::Instant::now();
@@ -136,7 +58,7 @@ fn repl_keeps_the_conversation_and_survives_ctrl_c() {
         .env("OPENAI_BASE_URL", emu.base_url())
         .env("OPENAI_API_KEY", Vendor::OpenAi.default_key())
         .args(["chat", "-m", "openai/gpt-4o", "--system", "be brief"]);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
 
     term.expect("/help for commands");
     term.expect("> ");
@@ -232,7 +154,7 @@ fn repl_without_a_key_fails_before_prompting() {
         .env("HOME", home.path())
         .env("TERM", "xterm")
         .args(["chat", "-m", "dashscope/qwen-plus"]);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
     term.expect("error: dashscope: missing `api_key`: set DASHSCOPE_API_KEY");
     let status = wait_exit(&mut child);
     assert_eq!(status.code(), Some(1));
@@ -255,7 +177,7 @@ fn repl_command(home: &std::path::Path, env: &[(&str, String)], args: &[&str]) -
 fn issue_16_model_switches_provider_under_emulate() {
     let home = tempfile::tempdir().unwrap();
     let mut cmd = repl_command(home.path(), &[], &["--emulate", "-m", "openai/gpt-4o-mini"]);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
     term.expect("> ");
     term.line("hello");
     term.expect("You said: hello");
@@ -293,7 +215,7 @@ fn issue_16_switching_to_a_provider_without_a_key_keeps_the_repl() {
         ("OPENAI_API_KEY", Vendor::OpenAi.default_key().to_owned()),
     ];
     let mut cmd = repl_command(home.path(), &env, &["-m", "openai/gpt-4o"]);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
     term.expect("> ");
     term.line("/model dashscope/qwen-plus");
     term.expect("error: dashscope: missing `api_key`: set DASHSCOPE_API_KEY");
@@ -336,7 +258,7 @@ fn issue_16_line_history_is_kept_across_runs() {
     let args = ["--emulate", "-m", "openai/gpt-4o-mini"];
 
     let mut cmd = repl_command(home.path(), &env, &args);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
     term.expect("> ");
     term.line("remember me");
     term.expect("You said: remember me");
@@ -352,7 +274,7 @@ fn issue_16_line_history_is_kept_across_runs() {
 
     // The next run recalls it: Up twice (past `/exit`) and Enter sends it again.
     let mut cmd = repl_command(home.path(), &env, &args);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
     term.expect("> ");
     term.type_text("\x1b[A");
     term.expect("/exit");
@@ -371,7 +293,7 @@ fn issue_16_line_history_is_kept_across_runs() {
     }
     std::fs::write(&file, text).unwrap();
     let mut cmd = repl_command(home.path(), &env, &args);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
     term.expect("> ");
     term.line("newest");
     term.expect("You said: newest");
@@ -391,7 +313,7 @@ fn issue_16_line_history_defaults_to_the_data_directory() {
     let data = home.path().join("data");
     let env = [("LLMUX_DATA_DIR", data.display().to_string())];
     let mut cmd = repl_command(home.path(), &env, &["--emulate", "-m", "openai/gpt-4o"]);
-    let (mut child, mut term) = Terminal::spawn(&mut cmd);
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
     term.expect("> ");
     term.line("/exit");
     assert!(wait_exit(&mut child).success(), "{}", term.screen());

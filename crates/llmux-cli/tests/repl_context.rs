@@ -14,18 +14,15 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
 use std::time::Duration;
 
+use common::pty::Terminal;
 use llmux_core::context::transcript;
 use llmux_core::tokenize::Tokenizer;
 use llmux_core::{ChatRequest, Message};
 use llmux_emulator::{Emulator, EmulatorConfig, RecordedRequest, Vendor};
-use nix::pty::openpty;
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -38,82 +35,11 @@ const SUMMARY_HEADING: &str = "Summary of the earlier conversation:\n";
 const RECALL_HEADING: &str = "Relevant earlier messages:\n";
 const FACT: &str = "Remember this: my locker code is PINEAPPLE-42.";
 
-/// The terminal side of a child running on a pty.
-struct Terminal {
-    input: File,
-    screen: Arc<Mutex<String>>,
-    seen: usize,
-}
-
-impl Terminal {
-    fn spawn(cmd: &mut Command) -> (Child, Terminal) {
-        let pty = openpty(None, None).unwrap();
-        let slave = File::from(pty.slave);
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        let child = cmd.spawn().unwrap();
-        let master = File::from(pty.master);
-        let mut reader = master.try_clone().unwrap();
-        let mut answerer = master.try_clone().unwrap();
-        let screen = Arc::new(Mutex::new(String::new()));
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if chunk.contains("\x1b[6n") {
-                    let _ = answerer.write_all(b"\x1b[1;1R");
-                }
-                sink.lock().unwrap().push_str(&chunk);
-            }
-        });
-        (
-            child,
-            Terminal {
-                input: master,
-                screen,
-                seen: 0,
-            },
-        )
-    }
-
-    fn screen(&self) -> String {
-        self.screen.lock().unwrap().clone()
-    }
-
-    /// Waits until `needle` appears after what was already matched; returns the text from
-    /// the previous match to the end of this one.
-    fn expect(&mut self, needle: &str) -> String {
-        let start = tokio::time::Instant::now();
-        loop {
-            let screen = self.screen();
-            if let Some(i) = screen[self.seen..].find(needle) {
-                let text = screen[self.seen..self.seen + i + needle.len()].to_owned();
-                self.seen += i + needle.len();
-                return text;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {needle:?}; screen so far:\n{screen}"
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    fn line(&mut self, text: &str) {
-        self.input
-            .write_all(format!("{text}\r").as_bytes())
-            .unwrap();
-        self.input.flush().unwrap();
-    }
-
-    /// Sends a message and waits for its answer and the next prompt; returns what was shown.
-    fn say(&mut self, text: &str) -> String {
-        self.line(text);
-        let shown = self.expect(&format!("You said: {}", &text[..text.len().min(20)]));
-        shown + &self.expect("> ")
-    }
+/// Sends a message and waits for its answer and the next prompt; returns what was shown.
+fn say(term: &mut Terminal, text: &str) -> String {
+    term.line(text);
+    let shown = term.expect(&format!("You said: {}", &text[..text.len().min(20)]));
+    shown + &term.expect("> ")
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -138,7 +64,7 @@ fn repl(home: &Path, emu: &Emulator, args: &[&str]) -> (Child, Terminal) {
         .env("OPENAI_API_KEY", Vendor::OpenAi.default_key())
         .args(["chat", "-m", MODEL])
         .args(args);
-    Terminal::spawn(&mut cmd)
+    Terminal::spawn(&mut cmd, DEADLINE)
 }
 
 fn body(r: &RecordedRequest) -> Value {
@@ -321,9 +247,9 @@ fn repl_summarizes_once_per_overflow_keeps_the_summary_recalls_and_counts_exactl
     let (mut child, mut term) = repl(home.path(), &emu, &args);
     term.expect("session trip: new");
     term.expect("> ");
-    let mut summarized_lines = term.say(FACT).matches("messages summarized").count();
+    let mut summarized_lines = say(&mut term, FACT).matches("messages summarized").count();
     for f in &fillers {
-        summarized_lines += term.say(f).matches("messages summarized").count();
+        summarized_lines += say(&mut term, f).matches("messages summarized").count();
     }
 
     // One summary call per overflow, each reported in one stderr line.
@@ -387,7 +313,7 @@ fn repl_summarizes_once_per_overflow_keeps_the_summary_recalls_and_counts_exactl
             .all(|m| !m["content"].as_str().unwrap().contains("PINEAPPLE-42")),
         "the fact is still among the kept turns: {last:#}"
     );
-    term.say(&question);
+    say(&mut term, &question);
     let asked = chats(&emu).pop().unwrap();
     let system = system_text(&asked);
     let recalled = system.split_once(RECALL_HEADING).unwrap().1;
@@ -404,9 +330,10 @@ fn repl_summarizes_once_per_overflow_keeps_the_summary_recalls_and_counts_exactl
     // End right after an overflow, so the next turns fit beside the stored summary.
     for extra in 0.. {
         assert!(extra < 10, "no overflow: {}", term.screen());
-        let shown = term.say(&format!(
-            "Extra line {extra} to fill up the window a little."
-        ));
+        let shown = say(
+            &mut term,
+            &format!("Extra line {extra} to fill up the window a little."),
+        );
         if shown.contains("messages summarized") {
             break;
         }
@@ -461,7 +388,7 @@ fn repl_summarizes_once_per_overflow_keeps_the_summary_recalls_and_counts_exactl
         shown.contains("recall: on, with openai/text-embedding-3-small"),
         "{shown}"
     );
-    term.say("Back again after a break.");
+    say(&mut term, "Back again after a break.");
     let resumed = chats(&emu).pop().unwrap();
     assert_eq!(summary_in(&resumed), Some(stored.clone()));
     assert_eq!(summaries(&emu).len(), calls_before);
@@ -481,7 +408,7 @@ fn repl_summarizes_once_per_overflow_keeps_the_summary_recalls_and_counts_exactl
     let report = term.expect("> ");
     assert!(!report.contains("will be summarized"), "{report}");
     let next = number_after(&report, "next request: ");
-    term.say("One more short line.");
+    say(&mut term, "One more short line.");
     let sent = chats(&emu).pop().unwrap();
     assert_eq!(summary_in(&sent), Some(stored));
     assert_eq!(count(&sent, true), next, "{report}");

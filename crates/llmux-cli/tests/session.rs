@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
+use common::pty::Terminal;
 use common::{emulator, env_for, run};
 use llmux_emulator::{Emulator, Fault, FaultKind, Vendor};
 use serde_json::{json, Value};
@@ -111,49 +109,6 @@ async fn without_llmux_data_dir_sessions_live_in_xdg_data_home() {
     assert_eq!(last_messages(&emu).as_array().unwrap().len(), 3);
 }
 
-/// Reads what a child writes to a terminal.
-fn spawn_on_pty(cmd: &mut Command) -> (std::process::Child, File, Arc<Mutex<String>>) {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = File::from(pty.slave);
-    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    let child = cmd.spawn().unwrap();
-    let master = File::from(pty.master);
-    let mut reader = master.try_clone().unwrap();
-    let mut answerer = master.try_clone().unwrap();
-    let screen = Arc::new(Mutex::new(String::new()));
-    let sink = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = reader.read(&mut buf) {
-            let chunk = String::from_utf8_lossy(&buf[..n]).into_owned();
-            // rustyline asks where the cursor is; answer like a terminal would.
-            if chunk.contains("\x1b[6n") {
-                let _ = answerer.write_all(b"\x1b[1;1R");
-            }
-            sink.lock().unwrap().push_str(&chunk);
-        }
-    });
-    (child, master, screen)
-}
-
-fn expect(screen: &Mutex<String>, seen: &mut usize, needle: &str) {
-    let start = tokio::time::Instant::now();
-    loop {
-        let s = screen.lock().unwrap().clone();
-        if let Some(i) = s[*seen..].find(needle) {
-            *seen += i + needle.len();
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out waiting for {needle:?}; screen:\n{s}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn the_repl_resumes_a_session_and_shows_tokens() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -180,11 +135,10 @@ fn the_repl_resumes_a_session_and_shows_tokens() {
             "--max-tokens",
             "100",
         ]);
-    let (mut child, mut input, screen) = spawn_on_pty(&mut cmd);
-    let mut seen = 0;
-    expect(&screen, &mut seen, "session work: resumed 2 messages");
-    expect(&screen, &mut seen, "> ");
-    input.write_all(b"/tokens\r").unwrap();
+    let (mut child, mut term) = Terminal::spawn(&mut cmd, DEADLINE);
+    term.expect("session work: resumed 2 messages");
+    term.expect("> ");
+    term.type_text("/tokens\r");
     // The exact count of the next request before the new message, with gpt-4o-mini's tokenizer.
     let tk = llmux_core::tokenize::Tokenizer::for_model("openai/gpt-4o-mini").unwrap();
     let stored = llmux_core::ChatRequest::new(
@@ -194,46 +148,34 @@ fn the_repl_resumes_a_session_and_shows_tokens() {
             llmux_core::Message::assistant("You said: hello world!"),
         ],
     );
-    expect(
-        &screen,
-        &mut seen,
-        &format!(
-            "next request: {} tokens before your message (2 messages kept",
-            tk.count_request(&stored)
-        ),
-    );
-    expect(
-        &screen,
-        &mut seen,
-        "limit 900 = window 1000 - 100 reserved for the answer",
-    );
-    expect(&screen, &mut seen, "exact (o200k_base");
-    expect(&screen, &mut seen, "over 1 turns");
-    expect(&screen, &mut seen, "> ");
-    input.write_all(b"more\r").unwrap();
-    expect(&screen, &mut seen, "You said: more");
-    expect(&screen, &mut seen, "> ");
-    input.write_all(b"/tokens\r").unwrap();
-    expect(&screen, &mut seen, "4 messages kept");
+    term.expect(&format!(
+        "next request: {} tokens before your message (2 messages kept",
+        tk.count_request(&stored)
+    ));
+    term.expect("limit 900 = window 1000 - 100 reserved for the answer");
+    term.expect("exact (o200k_base");
+    term.expect("over 1 turns");
+    term.expect("> ");
+    term.type_text("more\r");
+    term.expect("You said: more");
+    term.expect("> ");
+    term.type_text("/tokens\r");
+    term.expect("4 messages kept");
     let sent = emu.requests().pop().unwrap().json().unwrap();
     let messages: Vec<llmux_core::Message> =
         serde_json::from_value(sent["messages"].clone()).unwrap();
     let sent = llmux_core::ChatRequest::new("openai/gpt-4o-mini", messages);
-    expect(
-        &screen,
-        &mut seen,
-        &format!("last request: {} tokens", tk.count_request(&sent)),
-    );
-    expect(&screen, &mut seen, "last answer: ");
-    expect(&screen, &mut seen, "over 2 turns");
-    expect(&screen, &mut seen, "> ");
+    term.expect(&format!("last request: {} tokens", tk.count_request(&sent)));
+    term.expect("last answer: ");
+    term.expect("over 2 turns");
+    term.expect("> ");
     // Issue 16: `/sessions` lists what is stored, this session with its new turn included.
-    input.write_all(b"/sessions\r").unwrap();
-    expect(&screen, &mut seen, "work ");
-    expect(&screen, &mut seen, "openai/gpt-4o-mini");
-    expect(&screen, &mut seen, "4 messages");
-    expect(&screen, &mut seen, "> ");
-    input.write_all(b"/exit\r").unwrap();
+    term.type_text("/sessions\r");
+    term.expect("work ");
+    term.expect("openai/gpt-4o-mini");
+    term.expect("4 messages");
+    term.expect("> ");
+    term.type_text("/exit\r");
     let start = tokio::time::Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -122,3 +122,5 @@ pub fn only_body(emu: &Emulator) -> Value {
     req.json()
         .unwrap_or_else(|| panic!("request body is not JSON: {req:#?}"))
 }
+
+pub mod pty;
