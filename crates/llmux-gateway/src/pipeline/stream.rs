@@ -13,6 +13,10 @@
 //! cut or a client that left).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -111,10 +115,23 @@ fn body(
                             break;
                         }
                         // Another event already there? (Polled with this task's waker, so a
-                        // `Pending` leaves it registered as the `select!` would.)
-                        match futures::poll!(upstream.next()) {
-                            std::task::Poll::Ready(n) => next = n,
-                            std::task::Poll::Pending => break,
+                        // `Pending` leaves it registered as the `select!` would.) If not, the
+                        // upstream connection's task may hold the next chunk already read:
+                        // hyper hands a body over one chunk at a time, so it can pass the next
+                        // one only after this task took the last. The frames wait until the
+                        // runtime has run the tasks that were ready; whatever reaches the
+                        // upstream stream until then joins them.
+                        let mut turn = Turn::default();
+                        let more = std::future::poll_fn(|cx| {
+                            if let Poll::Ready(n) = upstream.poll_next_unpin(cx) {
+                                return Poll::Ready(Some(n));
+                            }
+                            turn.poll(cx).map(|()| None)
+                        })
+                        .await;
+                        match more {
+                            Some(n) => next = n,
+                            None => break,
                         }
                     }
                     if done {
@@ -148,6 +165,53 @@ fn body(
                         sleep.as_mut().reset(due);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Ends once the runtime has run every task that was ready when it was first polled.
+///
+/// Its wake-up is deferred the way `tokio::task::yield_now` defers one: the scheduler wakes it
+/// when it has nothing else to run, before it waits for IO. Polls before that stay pending
+/// (hyper polls a pending body a second time in the same turn, which a self-wake would let
+/// through at once).
+#[derive(Default)]
+struct Turn(Option<Arc<TurnWaker>>);
+
+struct TurnWaker {
+    ended: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for TurnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ended.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
+
+impl Turn {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.0 {
+            Some(w) if w.ended.load(Ordering::Acquire) => Poll::Ready(()),
+            Some(_) => Poll::Pending,
+            None => {
+                let w = Arc::new(TurnWaker {
+                    ended: AtomicBool::new(false),
+                    task: cx.waker().clone(),
+                });
+                let waker = Waker::from(w.clone());
+                // Its first poll hands `waker` to the scheduler's deferred wake-ups (or wakes
+                // it at once outside a runtime) and is pending; it keeps nothing after that.
+                let yielded = std::pin::pin!(tokio::task::yield_now());
+                let _ = yielded.poll(&mut Context::from_waker(&waker));
+                self.0 = Some(w);
+                Poll::Pending
             }
         }
     }
