@@ -261,7 +261,7 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
             };
             let labels = guard.labels().clone();
             let tee = cache.fill.take().map(|(c, t, o)| c.tee(t, o));
-            let mut resp = stream::response(&state, encoder, events, guard, tee);
+            let mut resp = stream::response(&state, encoder, events, guard, tee).await;
             resp.extensions_mut().insert(labels);
             D::response_headers(&egress, resp.headers_mut());
             cache.stamp(&mut resp);

@@ -1,10 +1,13 @@
 //! Step 4 for streams: the response body of a streamed answer, in any dialect.
 //!
 //! The core returns a stream only after its first content event, so failover happened before
-//! any byte reached the client; the response head goes out with that first event. Encoded
-//! events follow, the frames of all the events ready at one wake-up joined into one body
-//! chunk (so one write, not one per frame); keep-alive comments while the upstream is idle
-//! (when the dialect allows them); a final error frame if the upstream fails after the first
+//! any byte reached the client. The events the upstream has ready by the end of the runtime's
+//! turn are read before the response head is handed to hyper, so the head goes out in the same
+//! write as their frames. Encoded events follow, the frames of all the events ready by the end
+//! of a turn joined into one body chunk (so one write, not one per frame; hyper hands an
+//! upstream body over one chunk at a time, so "ready" waits for the turn, see `Turn`);
+//! keep-alive comments while the upstream is idle (when the dialect allows them); a final error
+//! frame if the upstream fails after the first
 //! event. The record is
 //! committed before the last frames (the finish, usage and `[DONE]` chunks, or the error
 //! frame) are yielded. Dropping the body (client gone) drops the upstream stream and the
@@ -33,16 +36,24 @@ use crate::error::ApiError;
 use crate::ingress::StreamEncoder;
 use crate::state::AppState;
 
-/// The streamed response: head and body.
-pub(super) fn response(
+/// The streamed response: head and body. The events the upstream has ready by the end of the
+/// runtime's turn are read before the head is handed to hyper, so the head goes out in the same
+/// write as their frames.
+pub(super) async fn response(
     state: &AppState,
     encoder: Box<dyn StreamEncoder>,
-    upstream: ChatStream,
+    mut upstream: ChatStream,
     guard: RequestGuard,
     tee: Option<Tee>,
 ) -> Response {
     let content_type = encoder.content_type();
     let keepalive = encoder.keepalive().then_some(state.server.keepalive);
+    let (early, ended) = ready_now(&mut upstream).await;
+    let upstream: ChatStream = if ended {
+        Box::pin(futures::stream::iter(early))
+    } else {
+        Box::pin(futures::stream::iter(early).chain(upstream))
+    };
     let mut resp = Response::new(Body::from_stream(body(
         encoder, keepalive, upstream, guard, tee,
     )));
@@ -59,6 +70,38 @@ pub(super) fn response(
     resp
 }
 
+/// The events `upstream` yields until the end of this turn of the runtime (see `Turn`), at
+/// most `MAX_EARLY_EVENTS`, and whether it ended (`None`: nothing may poll it again). A
+/// failure or the finish is the last event read.
+async fn ready_now(upstream: &mut ChatStream) -> (Vec<llmux_core::Result<StreamEvent>>, bool) {
+    let mut early = Vec::new();
+    let mut turn = Turn::default();
+    while early.len() < MAX_EARLY_EVENTS {
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(n) = upstream.poll_next_unpin(cx) {
+                return Poll::Ready(Some(n));
+            }
+            turn.poll(cx).map(|()| None)
+        })
+        .await;
+        match next {
+            None => break,
+            Some(None) => return (early, true),
+            Some(Some(ev)) => {
+                let last = matches!(ev, Ok(StreamEvent::Finished { .. }) | Err(_));
+                early.push(ev);
+                if last {
+                    break;
+                }
+            }
+        }
+    }
+    (early, false)
+}
+
+/// At most this many events are read before the head is sent.
+const MAX_EARLY_EVENTS: usize = 256;
+
 fn body(
     mut enc: Box<dyn StreamEncoder>,
     keepalive: Option<Duration>,
@@ -74,6 +117,8 @@ fn body(
         tokio::pin!(sleep);
         let mut sent_at = Instant::now();
         let mut out: Vec<Bytes> = Vec::with_capacity(4);
+        // The events of the first batch were read to the end of a turn already (`ready_now`).
+        let mut first = true;
         loop {
             tokio::select! {
                 biased;
@@ -126,6 +171,9 @@ fn body(
                             if let Poll::Ready(n) = upstream.poll_next_unpin(cx) {
                                 return Poll::Ready(Some(n));
                             }
+                            if first {
+                                return Poll::Ready(None);
+                            }
                             turn.poll(cx).map(|()| None)
                         })
                         .await;
@@ -141,6 +189,7 @@ fn body(
                             t.finish().await;
                         }
                     }
+                    first = false;
                     if let Some(b) = joined(&mut out) {
                         yield Ok(b);
                     }
