@@ -482,3 +482,118 @@ async fn issue_14_a_long_stream_arrives_whole_and_in_order() {
             > 3000
     );
 }
+
+/// The bytes of a chunked HTTP/1.1 body as its chunks' data, in order.
+fn chunked_parts(mut body: &[u8]) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk-size line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .expect("a hex chunk size");
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return parts;
+        }
+        parts.push(body[..size].to_vec());
+        assert_eq!(&body[size..size + 2], b"\r\n");
+        body = &body[size + 2..];
+    }
+}
+
+#[tokio::test]
+async fn issue_14_an_upstream_answer_read_at_once_reaches_the_client_in_one_chunk() {
+    // An upstream that writes its whole 20-event stream with one write, one HTTP chunk per event
+    // as the vendors send it. hyper hands the gateway the chunks one at a time, but the frames
+    // ready by the end of the runtime's turn go out together, with the response head: read on a
+    // raw socket, the gateway's chunked body is one chunk (it was one per event).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let chunk = |delta: &str, tail: &str| {
+        format!("data: {{\"id\":\"chatcmpl-up\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{tail}}}]}}\n\n")
+    };
+    let mut events = vec![chunk(r#"{"role":"assistant","content":""}"#, "null")];
+    events.extend((0..18).map(|i| chunk(&format!(r#"{{"content":"tok{i} "}}"#), "null")));
+    events.push(chunk("{}", "\"stop\"").replace(
+        "}]}\n\n",
+        "}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":18,\"total_tokens\":23}}\n\n",
+    ));
+    events.push("data: [DONE]\n\n".to_owned());
+    let mut answer =
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            .to_vec();
+    for e in &events {
+        answer.extend_from_slice(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes());
+    }
+    answer.extend_from_slice(b"0\r\n\r\n");
+    tokio::spawn(async move {
+        let (mut sock, _) = upstream.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The request: its head, then as many body bytes as it declares.
+        loop {
+            let n = sock.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed before its request was complete");
+            got.extend_from_slice(&buf[..n]);
+            let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                break;
+            }
+        }
+        sock.write_all(&answer).await.unwrap();
+        let _ = sock.read(&mut buf).await;
+    });
+    let gw = start(&format!(
+        "[[channels]]\nname = \"raw\"\nprovider = \"openai\"\napi_key = \"sk-up\"\nbase_url = \"http://{up_addr}/v1\"\nmodels = [\"gpt-4o-mini\"]\n"
+    ))
+    .await;
+    let body =
+        json!({"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]})
+            .to_string();
+    let mut client = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    client
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    client.read_to_end(&mut raw).await.unwrap();
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let parts = chunked_parts(&raw[end + 4..]);
+    let text = String::from_utf8(parts.concat()).unwrap();
+    let (chunks, done) = openai_chunks(&text);
+    assert!(done, "{text}");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
+        .collect();
+    let want: String = (0..18).map(|i| format!("tok{i} ")).collect();
+    assert_eq!(content, want);
+    assert_eq!(
+        parts.len(),
+        1,
+        "one body chunk, got {}: {text}",
+        parts.len()
+    );
+}
