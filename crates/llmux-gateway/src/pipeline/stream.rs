@@ -77,14 +77,7 @@ async fn ready_now(upstream: &mut ChatStream) -> (Vec<llmux_core::Result<StreamE
     let mut early = Vec::new();
     let mut turn = Turn::default();
     while early.len() < MAX_EARLY_EVENTS {
-        let next = std::future::poll_fn(|cx| {
-            if let Poll::Ready(n) = upstream.poll_next_unpin(cx) {
-                return Poll::Ready(Some(n));
-            }
-            turn.poll(cx).map(|()| None)
-        })
-        .await;
-        match next {
+        match next_in_turn(upstream, Some(&mut turn)).await {
             None => break,
             Some(None) => return (early, true),
             Some(Some(ev)) => {
@@ -97,6 +90,24 @@ async fn ready_now(upstream: &mut ChatStream) -> (Vec<llmux_core::Result<StreamE
         }
     }
     (early, false)
+}
+
+/// The upstream's next item (`Some(None)`: it ended) if it has one by the end of `turn`, or
+/// `None` once the turn ended without one; with no turn, only an item ready now.
+async fn next_in_turn(
+    upstream: &mut ChatStream,
+    mut turn: Option<&mut Turn>,
+) -> Option<Option<llmux_core::Result<StreamEvent>>> {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(n) = upstream.poll_next_unpin(cx) {
+            return Poll::Ready(Some(n));
+        }
+        match turn.as_deref_mut() {
+            Some(turn) => turn.poll(cx).map(|()| None),
+            None => Poll::Ready(None),
+        }
+    })
+    .await
 }
 
 /// At most this many events are read before the head is sent.
@@ -166,18 +177,11 @@ fn body(
                         // one only after this task took the last. The frames wait until the
                         // runtime has run the tasks that were ready; whatever reaches the
                         // upstream stream until then joins them.
+                        // A fresh turn for each wait: under load the runtime polls its IO
+                        // driver every few dozen tasks, which ends a turn; one turn for the
+                        // whole batch cut it there (10 writes a stream at c=16, not 3.6).
                         let mut turn = Turn::default();
-                        let more = std::future::poll_fn(|cx| {
-                            if let Poll::Ready(n) = upstream.poll_next_unpin(cx) {
-                                return Poll::Ready(Some(n));
-                            }
-                            if first {
-                                return Poll::Ready(None);
-                            }
-                            turn.poll(cx).map(|()| None)
-                        })
-                        .await;
-                        match more {
+                        match next_in_turn(&mut upstream, (!first).then_some(&mut turn)).await {
                             Some(n) => next = n,
                             None => break,
                         }
