@@ -276,7 +276,10 @@ fn journal_lines(dir: &std::path::Path) -> Vec<Vec<Value>> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|x| x == "jsonl") {
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            // A live segment's reserved, unwritten rest reads as zero bytes.
+            let text = text.split('\0').next().unwrap_or_default();
+            for line in text.lines() {
                 out.push(serde_json::from_str(line).unwrap());
             }
         }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::Write as _;
+use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -55,6 +55,15 @@ fn finished(id: &str, key_id: i64) -> UsageRecord {
     }
 }
 
+/// The bytes of a segment before its first zero byte (the reserved, unwritten rest).
+fn used(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap();
+    if let Some(end) = bytes.iter().position(|&b| b == 0) {
+        bytes.truncate(end);
+    }
+    bytes
+}
+
 /// The segment files in a journal directory, sorted.
 fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
@@ -93,16 +102,20 @@ async fn issue_14_a_killed_gateways_journal_is_recorded_once_at_the_next_start(u
         .commit(&[], &[finished("flushed", key.id)], &[])
         .await
         .unwrap();
-    // The process dies: nothing is closed, the last write was cut in the middle.
+    // The process dies: nothing is closed, the last copy was cut in the middle (its bytes end
+    // where the segment's unwritten, zero rest begins).
     drop(journal);
     let segs = segment_files(&jdir);
     assert_eq!(segs.len(), 1);
-    std::fs::OpenOptions::new()
-        .append(true)
+    let mut seg = std::fs::OpenOptions::new()
+        .write(true)
         .open(&segs[0])
-        .unwrap()
-        .write_all(br#"["r","torn",null,1767225600000,null,"oa","#)
         .unwrap();
+    seg.seek(SeekFrom::Start(used(&segs[0]).len() as u64))
+        .unwrap();
+    seg.write_all(br#"["r","torn",null,1767225600000,null,"oa","#)
+        .unwrap();
+    drop(seg);
 
     let (journal, rec) = LedgerJournal::open(&jdir, JournalConfig::default(), store.as_ref())
         .await
@@ -144,7 +157,7 @@ async fn issue_14_a_killed_gateways_journal_is_recorded_once_at_the_next_start(u
     // The old segment is gone; the new journal has one empty segment.
     let segs = segment_files(&jdir);
     assert_eq!(segs.len(), 1);
-    assert_eq!(std::fs::metadata(&segs[0]).unwrap().len(), 0);
+    assert!(used(&segs[0]).is_empty(), "it holds no line");
 
     // Killed again with nothing new: the next start records nothing more.
     drop(journal);

@@ -2,16 +2,19 @@
 //! survive the gateway process being killed without a database round trip on the request's
 //! path (`server.usage_journal`, the default for a SQLite file database).
 //!
-//! The request task itself appends, under a short mutex and with one `write(2)` each, a line
-//! when the request is about to be sent upstream (its [`InflightRecord`], a *begin*), a line
-//! with its [`UsageRecord`] when it ends, or a line saying it was *abandoned* (it ended before
-//! any upstream call). A line is in the operating system's page cache when the append returns,
-//! so it survives the process being killed; there is no fsync, which is the guarantee SQLite
-//! gives with WAL and `synchronous=NORMAL` (not a power loss). The records are then written to
+//! The request task itself appends, under a short mutex, a line when the request is about to
+//! be sent upstream (its [`InflightRecord`], a *begin*), a line with its [`UsageRecord`] when
+//! it ends, or a line saying it was *abandoned* (it ended before any upstream call). An append
+//! is a copy into a shared memory mapping of the segment file (no system call; `write(2)`
+//! where the file system cannot map one, see `SegmentFile`). A line is in the operating
+//! system's page cache when the append returns, so it survives the process being killed;
+//! there is no fsync, which is the guarantee SQLite gives with WAL and `synchronous=NORMAL`
+//! (not a power loss). The records are then written to
 //! the store by the recorder's background writer in batches, so the database work is shared by
 //! hundreds of requests.
 //!
-//! Lines go to numbered segment files (`seg-<n>.jsonl`, one JSON array a line). The current
+//! Lines go to numbered segment files (`seg-<n>.jsonl`, one JSON array a line; the current
+//! segment's reserved, unwritten rest reads as zero bytes, which end it). The current
 //! segment is rolled when it has grown by `segment_bytes`, or after a flush of the writer once
 //! it holds `roll_after_flush_bytes`; a new segment starts with the begins of the requests still
 //! open, so older segments are never needed for them. A segment is deleted once it is no longer
@@ -384,8 +387,9 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
 }
 
 /// Calls `on_line` with every complete line of `reader` (without its newline) of at most
-/// [`MAX_LINE_BYTES`]; returns how many lines were too long and whether the input ended in
-/// the middle of a line (whose bytes are not passed on).
+/// [`MAX_LINE_BYTES`], up to the end of the input or its first zero byte (the reserved, never
+/// written rest of a segment); returns how many lines were too long and whether the input
+/// ended in the middle of a line (whose bytes are not passed on).
 fn read_lines(reader: impl io::Read, mut on_line: impl FnMut(&[u8])) -> io::Result<(usize, bool)> {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut line = Vec::new();
@@ -396,7 +400,12 @@ fn read_lines(reader: impl io::Read, mut on_line: impl FnMut(&[u8])) -> io::Resu
         if buf.is_empty() {
             return Ok((too_long, skipping || !line.is_empty()));
         }
-        let (chunk, end) = match buf.iter().position(|&b| b == b'\n') {
+        let (chunk, end) = match buf.iter().position(|&b| b == b'\n' || b == 0) {
+            // A zero byte: the rest of the segment was reserved and never written.
+            Some(i) if buf[i] == 0 => {
+                let torn = skipping || !line.is_empty() || i > 0;
+                return Ok((too_long, torn));
+            }
             Some(i) => (&buf[..i], Some(i + 1)),
             None => (buf, None),
         };
@@ -486,6 +495,175 @@ impl Leftovers {
     }
 }
 
+/// The current segment's file.
+///
+/// Appends go through a shared memory mapping of the segment: an append is a copy into the
+/// file's pages in the page cache, without a system call. The bytes are in the file when the
+/// copy ends and survive the process being killed, exactly as a `write(2)`'s do (neither
+/// survives a power loss; there is no fsync). Disk space is reserved (`fallocate`) ahead of
+/// the appends, [`RESERVE_STEP`] at a time, so a full disk is an error of the append that
+/// needs more space, never a fault on a write to the mapping. The reserved space not yet
+/// written reads as zero bytes, which end the segment for a reader (a line never holds a zero
+/// byte: JSON escapes control characters). Where the file system cannot reserve or map space,
+/// appends use `write(2)`.
+struct SegmentFile {
+    file: File,
+    /// Maps the segment's whole capacity; only the first `reserved` bytes are in the file.
+    map: Option<memmap2::MmapMut>,
+    /// The file's size: the bytes reserved so far.
+    reserved: usize,
+    /// Bytes in use from the start of the file.
+    len: usize,
+    /// The last `write(2)` failed part-way: the next append starts with a newline, so the torn
+    /// bytes form a line of their own (skipped when read).
+    torn: bool,
+}
+
+/// Disk space reserved for a mapped segment at a time.
+const RESERVE_STEP: usize = 256 * 1024;
+
+impl std::fmt::Debug for SegmentFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentFile")
+            .field("capacity", &self.map.as_ref().map(|m| m.len()))
+            .field("reserved", &self.reserved)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SegmentFile {
+    /// Creates the segment at `path` (which must not exist) with room for `capacity` bytes.
+    fn create(path: &Path, capacity: u64) -> io::Result<SegmentFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let mut seg = SegmentFile {
+            file,
+            map: None,
+            reserved: 0,
+            len: 0,
+            torn: false,
+        };
+        let first = usize::try_from(capacity).map_or(RESERVE_STEP, |c| c.min(RESERVE_STEP));
+        let mapped = map_segment(&seg.file, capacity).and_then(|map| {
+            seg.map = Some(map);
+            seg.reserve(first)
+        });
+        if let Err(e) = mapped {
+            tracing::debug!(
+                segment = %path.display(),
+                error = %e,
+                "could not reserve and map a usage journal segment; appending with write(2)"
+            );
+            seg.map = None;
+            // Whatever was reserved would read as an empty segment; drop it all the same.
+            seg.file.set_len(0)?;
+            seg.reserved = 0;
+        }
+        Ok(seg)
+    }
+
+    /// Reserves disk space up to at least `end` (at most the mapping's capacity).
+    fn reserve(&mut self, end: usize) -> io::Result<()> {
+        let capacity = self.map.as_ref().map_or(0, |m| m.len());
+        if end > capacity {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "the usage journal segment is full",
+            ));
+        }
+        let want = end
+            .max(self.reserved.saturating_add(RESERVE_STEP))
+            .min(capacity);
+        rustix::fs::fallocate(
+            &self.file,
+            rustix::fs::FallocateFlags::empty(),
+            self.reserved as u64,
+            (want - self.reserved) as u64,
+        )?;
+        // The mapping must never be written past the file's end (that would be a SIGBUS), so
+        // the size is checked rather than assumed.
+        if self.file.metadata()?.len() < want as u64 {
+            return Err(io::Error::other(
+                "reserving space did not extend the usage journal segment",
+            ));
+        }
+        self.reserved = want;
+        Ok(())
+    }
+
+    /// Appends `bytes` whole, or fails without appending any when a mapped segment is full or
+    /// no more space can be reserved (a `write(2)` can fail part-way, see `torn`).
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.map.is_none() {
+            return self.write(bytes);
+        }
+        let end = self.len.saturating_add(bytes.len());
+        if end > self.reserved {
+            self.reserve(end)?;
+        }
+        let Some(room) = self.map.as_mut().and_then(|m| m.get_mut(self.len..end)) else {
+            return Err(io::Error::other("the usage journal segment is not mapped"));
+        };
+        room.copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.torn {
+            self.file.write_all(b"\n")?;
+            self.len += 1;
+            self.torn = false;
+        }
+        match self.file.write_all(bytes) {
+            Ok(()) => {
+                self.len += bytes.len();
+                Ok(())
+            }
+            Err(e) => {
+                self.torn = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops appending for good: unmaps the segment and trims the reserved space it did not
+    /// use. A segment merely rolled away from is dropped untrimmed (its zero tail, at most
+    /// [`RESERVE_STEP`], ends it for a reader; it is deleted once committed).
+    fn close(self) {
+        let SegmentFile { file, map, len, .. } = self;
+        if let Some(map) = map {
+            drop(map);
+            if let Err(e) = file.set_len(len as u64) {
+                tracing::debug!(error = %e, "could not trim a usage journal segment");
+            }
+        }
+    }
+}
+
+/// Maps `capacity` bytes of `file` for writing (address space only: the file holds what
+/// [`SegmentFile::reserve`] reserved).
+#[expect(
+    unsafe_code,
+    reason = "mapping a file is unsafe in Rust; the one mapping of the crate, see SAFETY"
+)]
+fn map_segment(file: &File, capacity: u64) -> io::Result<memmap2::MmapMut> {
+    let len = usize::try_from(capacity).map_err(io::Error::other)?;
+    // SAFETY: the mapped memory must not change behind the program's back, and no access may
+    // fall past the file's end. The file is one this process just created (`create_new`) in
+    // the journal directory whose lock it holds, so no other gateway writes it; the program
+    // only copies bytes into the mapping (any byte is a valid `u8`) and never reads it back;
+    // `SegmentFile::append` copies only below `reserved`, the size `SegmentFile::reserve`
+    // checked the file has; the file is trimmed only after the mapping is dropped. Another
+    // program truncating the file would end this one with SIGBUS, as deleting the database's
+    // files under it would break the store.
+    unsafe { memmap2::MmapOptions::new().len(len).map_mut(file) }
+}
+
 /// A segment of the running journal.
 #[derive(Debug)]
 struct Segment {
@@ -497,7 +675,7 @@ struct Segment {
 #[derive(Debug)]
 struct State {
     /// The current segment; `None` once closed.
-    file: Option<File>,
+    file: Option<SegmentFile>,
     /// The directory's lock, held while the journal is open.
     lock: Option<File>,
     /// Live segments, oldest first; the last one is the current one.
@@ -505,9 +683,6 @@ struct State {
     /// Bytes appended to the current segment since it was opened (the open begins it started
     /// with not counted).
     appended: u64,
-    /// The last append failed part-way: the next one starts with a newline, so the torn bytes
-    /// form a line of their own (skipped when read).
-    torn: bool,
     /// Begin lines of requests not yet ended, by request id.
     open: HashMap<Box<str>, Vec<u8>>,
     open_bytes: usize,
@@ -522,46 +697,34 @@ impl State {
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("the usage journal is closed"));
         };
-        if self.torn {
-            file.write_all(b"\n")?;
-            self.torn = false;
-        }
-        match file.write_all(line) {
-            Ok(()) => {
-                self.appended += line.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.torn = true;
-                Err(e)
-            }
-        }
+        file.append(line)?;
+        self.appended += line.len() as u64;
+        Ok(())
     }
 
-    /// Starts a new segment holding the open begins. On failure the current one stays.
-    fn roll(&mut self, dir: &Path) -> io::Result<()> {
+    /// Starts a new segment holding the open begins, with room for `segment_bytes` more (and
+    /// one line). On failure the current one stays.
+    fn roll(&mut self, dir: &Path, segment_bytes: u64) -> io::Result<()> {
         if self.file.is_none() {
             return Ok(());
         }
         let id = self.current() + 1;
         let path = segment_path(dir, id);
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)?;
+        let capacity = self.open_bytes as u64 + segment_bytes + MAX_LINE_BYTES as u64;
+        let mut file = SegmentFile::create(&path, capacity)?;
         let mut buf = Vec::with_capacity(self.open_bytes);
         for line in self.open.values() {
             buf.extend_from_slice(line);
         }
-        if let Err(e) = file.write_all(&buf) {
+        if let Err(e) = file.append(&buf) {
             drop(file);
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
+        // The old segment is dropped untrimmed (see `SegmentFile::close`).
         self.file = Some(file);
         self.segments.push_back(Segment { id, pending: 0 });
         self.appended = 0;
-        self.torn = false;
         Ok(())
     }
 
@@ -684,11 +847,8 @@ impl LedgerJournal {
         remove_files(&paths);
         let first = old.last().map_or(1, |(id, _)| id + 1);
         let path = segment_path(dir, first);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let capacity = cfg.segment_bytes + MAX_LINE_BYTES as u64;
+        let file = SegmentFile::create(&path, capacity).map_err(io_err(&path))?;
         let state = State {
             file: Some(file),
             lock: Some(lock),
@@ -697,7 +857,6 @@ impl LedgerJournal {
                 pending: 0,
             }]),
             appended: 0,
-            torn: false,
             open: HashMap::new(),
             open_bytes: 0,
         };
@@ -752,7 +911,7 @@ impl LedgerJournal {
         if st.appended < self.cfg.segment_bytes {
             return Vec::new();
         }
-        match st.roll(&self.dir) {
+        match st.roll(&self.dir, self.cfg.segment_bytes) {
             Ok(()) => st.reap(&self.dir),
             Err(e) => {
                 let _ = self.report::<()>("roll a segment", Err(e));
@@ -829,7 +988,7 @@ impl LedgerJournal {
             st.close_open(id);
         }
         if st.appended >= self.cfg.roll_after_flush_bytes {
-            let rolled = st.roll(&self.dir);
+            let rolled = st.roll(&self.dir, self.cfg.segment_bytes);
             let _ = self.report("roll a segment", rolled);
         }
         let gone = st.reap(&self.dir);
@@ -855,7 +1014,9 @@ impl LedgerJournal {
         if st.file.is_none() {
             return 0;
         }
-        st.file = None;
+        if let Some(file) = st.file.take() {
+            file.close();
+        }
         let pending: u64 = st.segments.iter().map(|s| s.pending).sum();
         let open = st.open.len();
         let kept = if pending == 0 && open == 0 {
@@ -899,6 +1060,119 @@ mod tests {
         assert_eq!(l, vec![b"a".to_vec()]);
         assert_eq!((long, trunc), (0, false));
         assert_eq!(lines(b""), (Vec::new(), 0, false));
+    }
+
+    #[test]
+    fn a_zero_byte_ends_the_segment() {
+        // The reserved rest of a mapped segment: nothing after the first zero byte counts.
+        let (l, long, trunc) = lines(b"a\nbc\n\0\0\0d\n");
+        assert_eq!(l, vec![b"a".to_vec(), b"bc".to_vec()]);
+        assert_eq!((long, trunc), (0, false));
+        // A copy cut short by a kill: the line's start, then zeros (or its end after them).
+        let (l, _, trunc) = lines(b"a\n[\"r\",\"x\0\0\0,1]\n");
+        assert_eq!(l, vec![b"a".to_vec()]);
+        assert!(trunc, "the partial line is reported, not read");
+        assert_eq!(lines(b"\0\0"), (Vec::new(), 0, false));
+    }
+
+    #[test]
+    fn a_mapped_segment_appends_whole_lines_and_is_trimmed_when_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let mut seg = SegmentFile::create(&path, 8).unwrap();
+        assert!(seg.map.is_some(), "this file system maps segments");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8, "reserved");
+        seg.append(b"ab\n").unwrap();
+        seg.append(b"cd\n").unwrap();
+        // The bytes are in the file at once, before anything is closed or flushed.
+        assert_eq!(std::fs::read(&path).unwrap(), b"ab\ncd\n\0\0");
+        let full = seg.append(b"ef\n").unwrap_err();
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(
+            seg.len, 6,
+            "a line that does not fit is not written in part"
+        );
+        seg.close();
+        assert_eq!(std::fs::read(&path).unwrap(), b"ab\ncd\n");
+        // Dropped without a close (a killed process): the zero tail stays, and ends the lines.
+        let path = dir.path().join("seg2");
+        let mut seg = SegmentFile::create(&path, 64).unwrap();
+        seg.append(b"x\n").unwrap();
+        drop(seg);
+        let (l, _, trunc) = lines(&std::fs::read(&path).unwrap());
+        assert_eq!((l, trunc), (vec![b"x".to_vec()], false));
+    }
+
+    #[test]
+    fn an_unmapped_segment_appends_with_write() {
+        // The path a file system that cannot reserve or map space takes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let mut seg = SegmentFile {
+            file,
+            map: None,
+            reserved: 0,
+            len: 0,
+            torn: false,
+        };
+        seg.append(b"ab\n").unwrap();
+        seg.torn = true; // as after a write cut short
+        seg.append(b"cd\n").unwrap();
+        assert_eq!(seg.len, 7);
+        seg.close();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"ab\n\ncd\n",
+            "no reserved tail"
+        );
+    }
+
+    #[test]
+    fn a_mapped_segment_reserves_space_a_step_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let size = || std::fs::metadata(&path).unwrap().len() as usize;
+        let mut seg = SegmentFile::create(&path, 3 * RESERVE_STEP as u64 + 100).unwrap();
+        assert_eq!(size(), RESERVE_STEP, "one step reserved at first");
+        let mut line = vec![b'x'; RESERVE_STEP - 1];
+        line.push(b'\n');
+        seg.append(&line).unwrap();
+        assert_eq!(
+            size(),
+            RESERVE_STEP,
+            "a line that fits reserves nothing more"
+        );
+        seg.append(b"y\n").unwrap();
+        assert_eq!(
+            size(),
+            2 * RESERVE_STEP,
+            "the next line reserves one more step"
+        );
+        let mut big = vec![b'z'; 2 * RESERVE_STEP];
+        big.push(b'\n');
+        seg.append(&big).unwrap();
+        assert_eq!(
+            size(),
+            3 * RESERVE_STEP + 3,
+            "a longer line reserves what it needs"
+        );
+        assert_eq!(seg.len, 3 * RESERVE_STEP + 3);
+        let full = seg.append(&[b'w'; 100]).unwrap_err();
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        drop(seg);
+        let (l, long, trunc) = lines(&std::fs::read(&path).unwrap());
+        assert_eq!(
+            l,
+            vec![b"y".to_vec()],
+            "the long lines are over the line bound"
+        );
+        assert_eq!((long, trunc), (2, false));
     }
 
     #[test]

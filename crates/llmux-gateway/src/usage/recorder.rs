@@ -6,8 +6,8 @@
 //!   record is durable before the end of its answer, in one of two journals
 //!   (`server.usage_journal`):
 //!   - the **file journal** ([`LedgerJournal`], the default for a SQLite file database): the
-//!     handler appends the entry to a local append-only file itself (one `write(2)`, no
-//!     database round trip, no waiting); the records then reach the store in batches as in
+//!     handler appends the entry to a local append-only file itself (a copy into the file's
+//!     memory mapping, no system call, no database round trip, no waiting); the records then reach the store in batches as in
 //!     `relaxed` mode, every `flush_interval` or `batch_size` records. The journal's segments
 //!     are deleted once their records are committed; what a killed process left is recorded at
 //!     the next start (see [`crate::usage::journal`]). An entry the file journal cannot take
