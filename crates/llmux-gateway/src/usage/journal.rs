@@ -535,18 +535,7 @@ impl std::fmt::Debug for SegmentFile {
 impl SegmentFile {
     /// Creates the segment at `path` (which must not exist) with room for `capacity` bytes.
     fn create(path: &Path, capacity: u64) -> io::Result<SegmentFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        let mut seg = SegmentFile {
-            file,
-            map: None,
-            reserved: 0,
-            len: 0,
-            torn: false,
-        };
+        let mut seg = SegmentFile::create_unmapped(path)?;
         let first = usize::try_from(capacity).map_or(RESERVE_STEP, |c| c.min(RESERVE_STEP));
         let mapped = map_segment(&seg.file, capacity).and_then(|map| {
             seg.map = Some(map);
@@ -564,6 +553,23 @@ impl SegmentFile {
             seg.reserved = 0;
         }
         Ok(seg)
+    }
+
+    /// Creates the segment at `path` (which must not exist), appended to with `write(2)` until
+    /// a mapping is set.
+    fn create_unmapped(path: &Path) -> io::Result<SegmentFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(SegmentFile {
+            file,
+            map: None,
+            reserved: 0,
+            len: 0,
+            torn: false,
+        })
     }
 
     /// Reserves disk space up to at least `end` (at most the mapping's capacity).
@@ -1108,19 +1114,7 @@ mod tests {
         // The path a file system that cannot reserve or map space takes.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
-        let mut seg = SegmentFile {
-            file,
-            map: None,
-            reserved: 0,
-            len: 0,
-            torn: false,
-        };
+        let mut seg = SegmentFile::create_unmapped(&path).unwrap();
         seg.append(b"ab\n").unwrap();
         seg.torn = true; // as after a write cut short
         seg.append(b"cd\n").unwrap();
