@@ -13,6 +13,7 @@ use llmux_gateway::store::{self, InflightRecord, NewKey, RecordQuery, Store, Usa
 on_both_stores!(
     issue_13_journal_rows_of_a_dead_instance_are_recorded_once_as_interrupted,
     issue_13_concurrent_recoveries_record_each_interrupted_request_once,
+    a_replayed_batch_is_written_once_with_its_journal_rows_and_clears,
 );
 
 fn now_ms() -> i64 {
@@ -218,4 +219,59 @@ async fn issue_13_concurrent_recoveries_record_each_interrupted_request_once(url
     let (tokens, cost) = spent(store.as_ref(), key.id).await;
     assert_eq!(tokens, 300 * 100);
     assert!((cost - 300.0 * 0.25).abs() < 1e-6, "{cost}");
+}
+
+/// A commit whose batch repeats records already stored (a replay) beside new ones: each record,
+/// journal row and clear takes effect once. On SQLite the commit first assumes every record is
+/// new, finds the replay by the row count, rolls back and runs again looking the stored ids up;
+/// nothing of the first run may survive.
+async fn a_replayed_batch_is_written_once_with_its_journal_rows_and_clears(url: &str) {
+    let (url, _dir) = open_shared(url).await;
+    let store = store::open(&url).await.unwrap();
+    let (key, _) = store
+        .create_key(NewKey {
+            name: "k".into(),
+            ..NewKey::default()
+        })
+        .await
+        .unwrap();
+    let a = finished("a", key.id);
+    let b = finished("b", key.id);
+    let c = finished("c", key.id);
+    store
+        .commit(&[], &[a.clone(), b.clone()], &[])
+        .await
+        .unwrap();
+    store
+        .commit(
+            &[journal("j1", "me", key.id), journal("j2", "me", key.id)],
+            &[b.clone(), c.clone(), a.clone()],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.usage_count().await.unwrap(), 3);
+    assert_eq!(store.inflight_count().await.unwrap(), 2);
+    assert_eq!(spent(&*store, key.id).await, (33, 1.5));
+    // A replay of the whole batch with a clear: the clear applies, nothing is counted again.
+    store
+        .commit(&[], &[c.clone(), b, a], &["j1".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(store.usage_count().await.unwrap(), 3);
+    assert_eq!(store.inflight_count().await.unwrap(), 1);
+    assert_eq!(spent(&*store, key.id).await, (33, 1.5));
+    let by_key = store.usage(store::GroupBy::Key, None).await.unwrap();
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(
+        (by_key[0].requests, by_key[0].input_tokens, by_key[0].output_tokens),
+        (3, 15, 18)
+    );
+    // And a new record after the replays is counted once.
+    store
+        .commit(&[], &[finished("d", key.id)], &[])
+        .await
+        .unwrap();
+    assert_eq!(store.usage_count().await.unwrap(), 4);
+    assert_eq!(spent(&*store, key.id).await, (44, 2.0));
 }

@@ -1310,6 +1310,17 @@ pub(crate) fn dedup_sorted(batch: &[UsageRecord]) -> Vec<&UsageRecord> {
     v
 }
 
+/// How a usage insert learns which of its records were stored already (only a replay stores
+/// one twice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dedup {
+    /// Insert every record and compare the row count: a mismatch asks for a [`Dedup::Lookup`]
+    /// run of the whole transaction.
+    Assume,
+    /// Read the stored ids first and insert only the others.
+    Lookup,
+}
+
 /// Rows per multi-row INSERT (at most 23 parameters each; well under both backends' limits). A
 /// power of two: see [`pow2_chunks`].
 pub(crate) const INSERT_CHUNK: usize = 128;
@@ -1728,54 +1739,64 @@ macro_rules! sql_store_impl {
         }
 
         /// Inserts raw rows (an id already stored is skipped), then adds the rows actually
-        /// inserted to the daily rollups and the keys' spend. Returns the ids inserted.
+        /// inserted to the daily rollups and the keys' spend. Returns the records inserted, or
+        /// `None` when `dedup` is [`Dedup::Assume`] and some id was already stored: the caller
+        /// then rolls the transaction back and runs it again with [`Dedup::Lookup`].
         ///
         /// Where a write transaction excludes every other writer (`EXCLUSIVE_WRITES`: SQLite's
-        /// `BEGIN IMMEDIATE`), the ids already stored are read first and the others inserted without `RETURNING`: the driver hands
-        /// every returned row from its connection thread to the task one by one, a thread
-        /// round trip per record. Elsewhere (PostgreSQL, concurrent writers) `RETURNING`
-        /// decides which rows this transaction inserted.
-        async fn insert_usage(
+        /// `BEGIN IMMEDIATE`), rows are inserted without `RETURNING` (the driver hands every
+        /// returned row from its connection thread to the task one by one, a thread round trip
+        /// per record) and the row count tells whether every id was new. Only a replay stores
+        /// an id twice, so the common case assumes none did and costs no lookup; a replay is
+        /// run again reading the ids already stored first. Elsewhere (PostgreSQL, concurrent
+        /// writers) `RETURNING` decides which rows this transaction inserted.
+        async fn insert_usage<'a>(
             conn: &mut <$db as sqlx::Database>::Connection,
-            batch: &[$crate::store::UsageRecord],
+            batch: &'a [$crate::store::UsageRecord],
             calendar: &$crate::limits::period::BudgetCalendar,
             outbox: bool,
-        ) -> $crate::store::Result<std::collections::HashSet<String>> {
+            dedup: $crate::store::Dedup,
+        ) -> $crate::store::Result<Option<Vec<&'a $crate::store::UsageRecord>>> {
             use sqlx::Row as _;
-            use $crate::store::{deltas, dedup_sorted, Days, StoreError, INSERT_CHUNK};
-            let mut inserted = std::collections::HashSet::new();
+            use $crate::store::{deltas, dedup_sorted, Days, Dedup, StoreError, INSERT_CHUNK};
             if batch.is_empty() {
-                return Ok(inserted);
+                return Ok(Some(Vec::new()));
             }
             let records = dedup_sorted(batch);
             let days = Days::of(records.iter().map(|r| r.at_ms));
+            let mut inserted: Vec<&$crate::store::UsageRecord> = Vec::with_capacity(records.len());
             for chunk in $crate::store::pow2_chunks(&records, INSERT_CHUNK) {
                 if <$ty>::EXCLUSIVE_WRITES {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT request_id FROM gw_usage WHERE request_id IN (",
-                    );
-                    let mut list = qb.separated(", ");
-                    for r in chunk {
-                        list.push_bind(r.request_id.as_str());
-                    }
-                    qb.push(")");
-                    let rows = qb
-                        .build()
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(StoreError::query("find usage records already stored"))?;
-                    let mut stored = std::collections::HashSet::with_capacity(rows.len());
-                    for row in rows {
-                        let id: String = row
-                            .try_get(0)
-                            .map_err(|e| StoreError::Data(e.to_string()))?;
-                        stored.insert(id);
-                    }
-                    let fresh: Vec<&$crate::store::UsageRecord> = chunk
-                        .iter()
-                        .copied()
-                        .filter(|r| !stored.contains(&r.request_id))
-                        .collect();
+                    let fresh: Vec<&$crate::store::UsageRecord> = match dedup {
+                        Dedup::Assume => chunk.to_vec(),
+                        Dedup::Lookup => {
+                            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                                "SELECT request_id FROM gw_usage WHERE request_id IN (",
+                            );
+                            let mut list = qb.separated(", ");
+                            for r in chunk {
+                                list.push_bind(r.request_id.as_str());
+                            }
+                            qb.push(")");
+                            let rows = qb
+                                .build()
+                                .fetch_all(&mut *conn)
+                                .await
+                                .map_err(StoreError::query("find usage records already stored"))?;
+                            let mut stored = std::collections::HashSet::with_capacity(rows.len());
+                            for row in rows {
+                                let id: String = row
+                                    .try_get(0)
+                                    .map_err(|e| StoreError::Data(e.to_string()))?;
+                                stored.insert(id);
+                            }
+                            chunk
+                                .iter()
+                                .copied()
+                                .filter(|r| !stored.contains(&r.request_id))
+                                .collect()
+                        }
+                    };
                     if fresh.is_empty() {
                         continue;
                     }
@@ -1785,6 +1806,11 @@ macro_rules! sql_store_impl {
                         .await
                         .map_err(StoreError::query("insert usage records"))?;
                     if done.rows_affected() != fresh.len() as u64 {
+                        if dedup == Dedup::Assume {
+                            // A replay: some ids were stored already. Which ones is not known
+                            // here, so the caller runs the transaction again looking them up.
+                            return Ok(None);
+                        }
                         // Another writer inside an exclusive transaction: impossible unless
                         // the database is shared in a way it must not be. Abort (the batch is
                         // retried) rather than count rows this transaction did not insert.
@@ -1794,19 +1820,21 @@ macro_rules! sql_store_impl {
                             fresh.len()
                         )));
                     }
-                    inserted.extend(fresh.iter().map(|r| r.request_id.clone()));
+                    inserted.extend(fresh);
                 } else {
                     let (sql, args) = usage_insert(chunk, &days, true)?;
                     let rows = sqlx::query_with::<$db, _>(&sql, args)
                         .fetch_all(&mut *conn)
                         .await
                         .map_err(StoreError::query("insert usage records"))?;
+                    let mut ids = std::collections::HashSet::with_capacity(rows.len());
                     for row in rows {
                         let id: String = row
                             .try_get(0)
                             .map_err(|e| StoreError::Data(e.to_string()))?;
-                        inserted.insert(id);
+                        ids.insert(id);
                     }
+                    inserted.extend(chunk.iter().copied().filter(|r| ids.contains(&r.request_id)));
                 }
             }
             if !<$ty>::INFLIGHT_TRIGGER {
@@ -1825,21 +1853,9 @@ macro_rules! sql_store_impl {
             }
             if outbox {
                 // Each new record's event, in this transaction: committed together or not at all.
-                let fresh: Vec<&$crate::store::UsageRecord> = records
-                    .iter()
-                    .copied()
-                    .filter(|r| inserted.contains(&r.request_id))
-                    .collect();
-                insert_outbox(&mut *conn, &fresh).await?;
+                insert_outbox(&mut *conn, &inserted).await?;
             }
-            let d = deltas(
-                records
-                    .iter()
-                    .copied()
-                    .filter(|r| inserted.contains(&r.request_id)),
-                &days,
-                calendar,
-            );
+            let d = deltas(inserted.iter().copied(), &days, calendar);
             for ((day, key_id, model), a) in d.daily {
                 sqlx::query(
                     "INSERT INTO gw_usage_daily (day, key_id, model, requests, errors, \
@@ -1910,7 +1926,7 @@ macro_rules! sql_store_impl {
                         .map_err(StoreError::query("update key and team spend"))?;
                 }
             }
-            Ok(inserted)
+            Ok(Some(inserted))
         }
 
         #[async_trait::async_trait]
@@ -2236,7 +2252,7 @@ macro_rules! sql_store_impl {
                 records: &[$crate::store::UsageRecord],
                 clear: &[String],
             ) -> $crate::store::Result<()> {
-                use $crate::store::{StoreError, INSERT_CHUNK};
+                use $crate::store::{Dedup, StoreError, INSERT_CHUNK};
                 if journal.is_empty() && records.is_empty() && clear.is_empty() {
                     return Ok(());
                 }
@@ -2251,15 +2267,32 @@ macro_rules! sql_store_impl {
                         .map_err(StoreError::query("journal requests in flight"))?;
                     return insert_inflight(&mut conn, journal).await;
                 }
-                let mut tx = self.begin_write().await?;
-                // Journal rows first, then rollups and keys: the same order as the recovery's
-                // transaction, so the two never wait on each other in opposite orders.
-                insert_inflight(&mut tx, journal).await?;
-                delete_inflight(&mut tx, clear).await?;
-                insert_usage(&mut tx, records, &self.calendar, self.outbox).await?;
-                tx.commit()
-                    .await
-                    .map_err(StoreError::query("commit usage records"))
+                // Records are inserted assuming none is stored yet; a replay is found by the
+                // row count, rolled back, and written again looking the stored ids up.
+                for dedup in [Dedup::Assume, Dedup::Lookup] {
+                    let mut tx = self.begin_write().await?;
+                    // Journal rows first, then rollups and keys: the same order as the
+                    // recovery's transaction, so the two never wait on each other in opposite
+                    // orders.
+                    insert_inflight(&mut tx, journal).await?;
+                    delete_inflight(&mut tx, clear).await?;
+                    if insert_usage(&mut tx, records, &self.calendar, self.outbox, dedup)
+                        .await?
+                        .is_none()
+                    {
+                        tx.rollback()
+                            .await
+                            .map_err(StoreError::query("roll back a replayed batch"))?;
+                        continue;
+                    }
+                    return tx
+                        .commit()
+                        .await
+                        .map_err(StoreError::query("commit usage records"));
+                }
+                Err(StoreError::Data(
+                    "a usage batch looked up as replayed was still refused".to_owned(),
+                ))
             }
 
             async fn renew_lease(
@@ -2334,7 +2367,20 @@ macro_rules! sql_store_impl {
                     };
                     records.push(j.interrupted());
                 }
-                let inserted = insert_usage(&mut tx, &records, &self.calendar, self.outbox).await?;
+                // A rare path: the stored ids are looked up rather than the transaction run
+                // twice on a replay.
+                let inserted: std::collections::HashSet<String> = insert_usage(
+                    &mut tx,
+                    &records,
+                    &self.calendar,
+                    self.outbox,
+                    $crate::store::Dedup::Lookup,
+                )
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.request_id.clone())
+                .collect();
                 sqlx::query("DELETE FROM gw_instances WHERE lease_until_ms < $1")
                     .bind(now_ms)
                     .execute(&mut *tx)
