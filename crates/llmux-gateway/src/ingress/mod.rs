@@ -205,6 +205,12 @@ pub trait Dialect<Op: Operation>: Send + Sync + 'static {
         egress: &Egress<'_, Self::Options>,
     ) -> Result<Self::Body, ApiError>;
 
+    /// Writes `body` as JSON to `out`. A dialect whose body is on the hot path may write it
+    /// faster than serde's derive does, as long as the bytes are the same.
+    fn write_body(body: &Self::Body, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, body)
+    }
+
     /// Headers the dialect adds to a successful answer, whole or streamed (errors get theirs
     /// from [`Dialect::ENVELOPE`]).
     fn response_headers(egress: &Egress<'_, Self::Options>, headers: &mut HeaderMap) {

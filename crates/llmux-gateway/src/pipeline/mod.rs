@@ -236,7 +236,7 @@ pub async fn serve<Op: Operation, D: Dialect<Op>>(
                     return fail(err, D::ENVELOPE, &ctx, Some(guard.labels().clone()));
                 }
             };
-            let mut resp = json_response(&body, D::ENVELOPE, &ctx.id);
+            let mut resp = json_response::<D, Op>(&body, &ctx.id);
             D::response_headers(&egress, resp.headers_mut());
             cache.stamp(&mut resp);
             stamp_added_latency(&state, &mut resp, added);
@@ -313,13 +313,11 @@ async fn cached<Op: Operation>(
 }
 
 /// A JSON response, serialized once into one buffer.
-fn json_response<T: serde::Serialize>(
-    body: &T,
-    envelope: &dyn ErrorEnvelope,
-    request_id: &str,
-) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
+fn json_response<D: Dialect<Op>, Op: Operation>(body: &D::Body, request_id: &str) -> Response {
+    // Most answers fit in 1 KiB: one allocation instead of growing from 128 bytes three times.
+    let mut bytes = Vec::with_capacity(1024);
+    match D::write_body(body, &mut bytes) {
+        Ok(()) => {
             let mut resp = Response::new(Body::from(bytes));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -331,7 +329,7 @@ fn json_response<T: serde::Serialize>(
             ErrorKind::Internal,
             format!("could not encode the answer: {e}"),
         )
-        .into_response_for(envelope, request_id),
+        .into_response_for(D::ENVELOPE, request_id),
     }
 }
 
@@ -345,10 +343,22 @@ pub fn added_latency(ctx: &RequestCtx, upstream: Duration) -> Duration {
 /// Sets `x-llmux-added-latency-ms` (milliseconds, three decimals) and records the histogram.
 pub(crate) fn stamp_added_latency(state: &AppState, resp: &mut Response, added: Duration) {
     state.metrics.added_latency.observe(added.as_secs_f64());
-    let ms = added.as_secs_f64() * 1000.0;
-    if let Ok(v) = HeaderValue::from_str(&format!("{ms:.3}")) {
+    if let Ok(v) = HeaderValue::try_from(millis_text(added)) {
         resp.headers_mut().insert(ADDED_LATENCY, v);
     }
+}
+
+/// `d` in milliseconds with three decimals (`0.042`), rounded to the microsecond: written
+/// from integers, since formatting a float cost about 1 % of a proxied request.
+fn millis_text(d: Duration) -> String {
+    let us = u64::try_from(d.as_nanos().saturating_add(500) / 1000).unwrap_or(u64::MAX);
+    let (whole, frac) = (us / 1000, us % 1000);
+    let mut s = whole.to_string();
+    s.push('.');
+    for digit in [frac / 100, frac / 10 % 10, frac % 10] {
+        s.push(char::from_digit(u32::try_from(digit).unwrap_or(0), 10).unwrap_or('0'));
+    }
+    s
 }
 
 /// An error response in the ingress format, labelled with its route when known.
@@ -391,4 +401,19 @@ async fn failed(
     let mut resp = fail(f.error, envelope, ctx, labels);
     stamp_added_latency(state, &mut resp, added_latency(ctx, f.upstream_time));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_added_latency_header_is_milliseconds_with_three_decimals() {
+        assert_eq!(millis_text(Duration::ZERO), "0.000");
+        assert_eq!(millis_text(Duration::from_micros(42)), "0.042");
+        assert_eq!(millis_text(Duration::from_nanos(1_499)), "0.001");
+        assert_eq!(millis_text(Duration::from_nanos(1_500)), "0.002");
+        assert_eq!(millis_text(Duration::from_nanos(1_234_567_890)), "1234.568");
+        assert_eq!(millis_text(Duration::from_nanos(999_999_500)), "1000.000");
+    }
 }

@@ -131,6 +131,68 @@ pub struct FunctionCallOut {
     pub arguments: String,
 }
 
+impl ChatCompletion {
+    /// This body as JSON: the bytes `serde_json::to_writer` writes for it, with the field
+    /// names and punctuation copied as constants rather than escaped one by one (serializing
+    /// through the derive cost about 6 % of a proxied request). Strings and any `logprobs`
+    /// value still go through `serde_json`.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"id\":");
+        serde_json::to_writer(&mut *out, &self.id)?;
+        out.extend_from_slice(b",\"object\":");
+        serde_json::to_writer(&mut *out, self.object)?;
+        out.extend_from_slice(b",\"created\":");
+        serde_json::to_writer(&mut *out, &self.created)?;
+        out.extend_from_slice(b",\"model\":");
+        serde_json::to_writer(&mut *out, &self.model)?;
+        out.extend_from_slice(b",\"choices\":[");
+        for (i, c) in self.choices.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"index\":");
+            serde_json::to_writer(&mut *out, &c.index)?;
+            let m = &c.message;
+            out.extend_from_slice(b",\"message\":{\"role\":");
+            serde_json::to_writer(&mut *out, m.role)?;
+            out.extend_from_slice(b",\"content\":");
+            serde_json::to_writer(&mut *out, &m.content)?;
+            out.extend_from_slice(b",\"refusal\":");
+            serde_json::to_writer(&mut *out, &m.refusal)?;
+            if let Some(calls) = &m.tool_calls {
+                out.extend_from_slice(b",\"tool_calls\":");
+                serde_json::to_writer(&mut *out, calls)?;
+            }
+            if let Some(r) = &m.reasoning_content {
+                out.extend_from_slice(b",\"reasoning_content\":");
+                serde_json::to_writer(&mut *out, r)?;
+            }
+            out.extend_from_slice(b"},\"logprobs\":");
+            serde_json::to_writer(&mut *out, &c.logprobs)?;
+            out.extend_from_slice(b",\"finish_reason\":");
+            serde_json::to_writer(&mut *out, &c.finish_reason)?;
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"system_fingerprint\":");
+        serde_json::to_writer(&mut *out, &self.system_fingerprint)?;
+        if let Some(u) = &self.usage {
+            out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+            serde_json::to_writer(&mut *out, &u.prompt_tokens)?;
+            out.extend_from_slice(b",\"completion_tokens\":");
+            serde_json::to_writer(&mut *out, &u.completion_tokens)?;
+            out.extend_from_slice(b",\"total_tokens\":");
+            serde_json::to_writer(&mut *out, &u.total_tokens)?;
+            out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+            serde_json::to_writer(&mut *out, &u.prompt_tokens_details.cached_tokens)?;
+            out.extend_from_slice(b"},\"completion_tokens_details\":{\"reasoning_tokens\":");
+            serde_json::to_writer(&mut *out, &u.completion_tokens_details.reasoning_tokens)?;
+            out.extend_from_slice(b"}}");
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 /// The `chat.completion` body; `id`, `created` and `model` are the gateway's.
 pub fn encode_chat(resp: &ChatResponse, id: &str, created: i64, model: &str) -> ChatCompletion {
     let choices = resp
@@ -178,5 +240,105 @@ pub fn encode_chat(resp: &ChatResponse, id: &str, created: i64, model: &str) -> 
         choices,
         system_fingerprint: None,
         usage: resp.usage.as_ref().map(OpenAiUsage::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completion(choices: Vec<CompletionChoice>, usage: Option<OpenAiUsage>) -> ChatCompletion {
+        ChatCompletion {
+            id: "chatcmpl-\"quoted\"\\id".into(),
+            object: "chat.completion",
+            created: -17,
+            model: "qwen/plus\u{1F600}\n".into(),
+            choices,
+            system_fingerprint: None,
+            usage,
+        }
+    }
+
+    fn choice(index: u32, message: AssistantMessage, logprobs: Option<Value>) -> CompletionChoice {
+        CompletionChoice {
+            index,
+            message,
+            logprobs,
+            finish_reason: "tool_calls".into(),
+        }
+    }
+
+    fn message(
+        content: Option<&str>,
+        calls: Option<Vec<ToolCallOut>>,
+        reasoning: Option<&str>,
+    ) -> AssistantMessage {
+        AssistantMessage {
+            role: "assistant",
+            content: content.map(str::to_owned),
+            refusal: None,
+            tool_calls: calls,
+            reasoning_content: reasoning.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_written_body_is_byte_for_byte_what_serde_writes() {
+        let call = |id: &str| ToolCallOut {
+            id: id.into(),
+            kind: "function",
+            function: FunctionCallOut {
+                name: "get_weather".into(),
+                arguments: "{\"city\":\"Hangzhou\\n\"}".into(),
+            },
+        };
+        let usage = OpenAiUsage {
+            prompt_tokens: 12,
+            completion_tokens: u64::MAX,
+            total_tokens: 0,
+            prompt_tokens_details: PromptTokensDetails { cached_tokens: 3 },
+            completion_tokens_details: CompletionTokensDetails {
+                reasoning_tokens: 7,
+            },
+        };
+        let mut with_fingerprint = completion(vec![], Some(usage.clone()));
+        with_fingerprint.system_fingerprint = Some("fp_\u{7}".into());
+        let mut refused = message(None, None, None);
+        refused.refusal = Some("no".into());
+        let bodies = [
+            completion(vec![], None),
+            completion(vec![], Some(usage.clone())),
+            with_fingerprint,
+            completion(
+                vec![choice(
+                    0,
+                    message(Some("Hi \"there\"\t\u{0}\u{2028}é"), None, None),
+                    None,
+                )],
+                Some(usage.clone()),
+            ),
+            completion(
+                vec![
+                    choice(0, message(None, Some(vec![call("a"), call("b")]), None), None),
+                    choice(
+                        1,
+                        message(Some(""), Some(vec![]), Some("thinking…")),
+                        Some(serde_json::json!({"content": [{"token": "a", "logprob": -0.5}]})),
+                    ),
+                    choice(u32::MAX, refused, Some(Value::Null)),
+                ],
+                None,
+            ),
+        ];
+        for body in &bodies {
+            let mut fast = Vec::new();
+            body.write_json(&mut fast).unwrap();
+            let slow = serde_json::to_vec(body).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow)
+            );
+            assert_eq!(fast, slow);
+        }
     }
 }
