@@ -149,7 +149,7 @@ impl ClientBuilder {
                 timeouts: self.timeouts,
                 breaker: self.breaker,
                 batch_breaker_wait: self.batch_breaker_wait,
-                breakers: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(BreakerMap::default()),
                 limiters,
                 transport: Transport::new(self.transport)?,
                 settings: self.settings,
@@ -162,8 +162,9 @@ impl ClientBuilder {
     }
 }
 
-/// Per provider id: (base URL, breaker) pairs, looked up without allocating.
-type BreakerMap = HashMap<&'static str, Vec<(String, Arc<Breaker>)>>;
+/// Per provider id: (base URL, breaker) pairs, looked up without allocating. Looked up on
+/// every call: hashed with a seeded fast hasher (the keys are the registry's provider ids).
+type BreakerMap = HashMap<&'static str, Vec<(String, Arc<Breaker>)>, foldhash::fast::RandomState>;
 
 #[derive(Debug)]
 struct Inner {
@@ -178,7 +179,8 @@ struct Inner {
     breaker: Option<BreakerConfig>,
     batch_breaker_wait: Duration,
     breakers: Mutex<BreakerMap>,
-    limiters: HashMap<String, Arc<Limiter>>,
+    /// Looked up on every call, by provider id (configuration, not client input).
+    limiters: HashMap<String, Arc<Limiter>, foldhash::fast::RandomState>,
 }
 
 /// Calls any registered provider. Cheap to clone (shared connection pool).

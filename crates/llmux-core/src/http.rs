@@ -91,7 +91,11 @@ impl HttpRequest {
 
     /// Sets `Authorization: Bearer <key>`, marked sensitive so it is never printed.
     pub fn bearer(mut self, key: &crate::SecretString) -> Result<Self> {
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+        let secret = key.expose();
+        let mut text = String::with_capacity(7 + secret.len());
+        text.push_str("Bearer ");
+        text.push_str(secret);
+        let mut v = HeaderValue::try_from(text).map_err(|_| {
             Error::config("the API key contains characters not allowed in a header")
         })?;
         v.set_sensitive(true);
@@ -171,9 +175,13 @@ impl std::fmt::Debug for Transport {
 /// same few URLs; a cached `Uri` costs a few reference-count increments to clone, where
 /// parsing a URL with its host's IDNA mapping cost about 20,000 instructions. Bounded: past
 /// [`UriCache::MAX`] entries, or for a text longer than [`UriCache::MAX_TEXT`] (a URL may carry
-/// a client's model name), a URL is parsed on every use instead of kept.
+/// a client's model name), a URL is parsed on every use instead of kept. Looked up on every
+/// call, so hashed with a seeded fast hasher (bounded, so even colliding keys cost at most a
+/// scan of it).
 #[derive(Default)]
-struct UriCache(std::sync::RwLock<std::collections::HashMap<Box<str>, Uri>>);
+struct UriCache(
+    std::sync::RwLock<std::collections::HashMap<Box<str>, Uri, foldhash::fast::RandomState>>,
+);
 
 impl UriCache {
     const MAX: usize = 1024;

@@ -340,7 +340,11 @@ pub fn split_model(addr: &str) -> Result<(&str, &str)> {
 pub(crate) fn join_url(base: &str, path: &str) -> String {
     let base = base.trim_end_matches('/');
     let path = path.trim_start_matches('/');
-    format!("{base}/{path}")
+    let mut url = String::with_capacity(base.len() + 1 + path.len());
+    url.push_str(base);
+    url.push('/');
+    url.push_str(path);
+    url
 }
 
 /// Checks a base URL is absolute http(s).
@@ -356,15 +360,17 @@ pub(crate) fn check_base_url(id: &str, url: &str) -> Result<String> {
 
 /// The request id headers vendors use.
 pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<String> {
-    [
-        "x-request-id",
-        "x-dashscope-request-id",
-        "request-id",
-        "x-tc-requestid",
-    ]
-    .iter()
-    .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
-    .map(str::to_owned)
+    // Names made once: looking a header up by `&str` parses the name on every call.
+    static NAMES: [http::HeaderName; 4] = [
+        http::HeaderName::from_static("x-request-id"),
+        http::HeaderName::from_static("x-dashscope-request-id"),
+        http::HeaderName::from_static("request-id"),
+        http::HeaderName::from_static("x-tc-requestid"),
+    ];
+    NAMES
+        .iter()
+        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -308,8 +308,11 @@ pub struct PriceTable {
 struct Memo {
     generation: u64,
     len: usize,
-    by_hash: HashMap<u64, Vec<Arc<MemoEntry>>>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Keyed by `hasher`'s hash, which a seeded fast hasher spreads again (a model name can
+    /// come from a client, but the memo is bounded: a bucket of colliding names is at most
+    /// [`Memo::MAX`] entries long).
+    by_hash: HashMap<u64, Vec<Arc<MemoEntry>>, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Memo {
