@@ -264,7 +264,11 @@ async fn a_replayed_batch_is_written_once_with_its_journal_rows_and_clears(url: 
     let by_key = store.usage(store::GroupBy::Key, None).await.unwrap();
     assert_eq!(by_key.len(), 1);
     assert_eq!(
-        (by_key[0].requests, by_key[0].input_tokens, by_key[0].output_tokens),
+        (
+            by_key[0].requests,
+            by_key[0].input_tokens,
+            by_key[0].output_tokens
+        ),
         (3, 15, 18)
     );
     // And a new record after the replays is counted once.

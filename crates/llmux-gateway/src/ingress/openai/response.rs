@@ -319,7 +319,11 @@ mod tests {
             ),
             completion(
                 vec![
-                    choice(0, message(None, Some(vec![call("a"), call("b")]), None), None),
+                    choice(
+                        0,
+                        message(None, Some(vec![call("a"), call("b")]), None),
+                        None,
+                    ),
                     choice(
                         1,
                         message(Some(""), Some(vec![]), Some("thinking…")),
