@@ -75,6 +75,22 @@ fn finished(id: &str, key_id: i64) -> UsageRecord {
     }
 }
 
+/// A store on `url` (see [`open_shared`]) with one key, `k`.
+async fn store_with_key(
+    url: &str,
+) -> (Arc<dyn Store>, store::KeyRecord, Option<tempfile::TempDir>) {
+    let (url, dir) = open_shared(url).await;
+    let store = store::open(&url).await.unwrap();
+    let (key, _) = store
+        .create_key(NewKey {
+            name: "k".into(),
+            ..NewKey::default()
+        })
+        .await
+        .unwrap();
+    (store, key, dir)
+}
+
 async fn spent(store: &dyn Store, id: i64) -> (u64, f64) {
     let k = store
         .list_keys()
@@ -87,15 +103,7 @@ async fn spent(store: &dyn Store, id: i64) -> (u64, f64) {
 }
 
 async fn issue_13_journal_rows_of_a_dead_instance_are_recorded_once_as_interrupted(url: &str) {
-    let (url, _dir) = open_shared(url).await;
-    let store = store::open(&url).await.unwrap();
-    let (key, _) = store
-        .create_key(NewKey {
-            name: "k".into(),
-            ..NewKey::default()
-        })
-        .await
-        .unwrap();
+    let (store, key, _dir) = store_with_key(url).await;
     let now = now_ms();
     store.renew_lease("alive", now, now + 60_000).await.unwrap();
     store
@@ -226,15 +234,7 @@ async fn issue_13_concurrent_recoveries_record_each_interrupted_request_once(url
 /// new, finds the replay by the row count, rolls back and runs again looking the stored ids up;
 /// nothing of the first run may survive.
 async fn a_replayed_batch_is_written_once_with_its_journal_rows_and_clears(url: &str) {
-    let (url, _dir) = open_shared(url).await;
-    let store = store::open(&url).await.unwrap();
-    let (key, _) = store
-        .create_key(NewKey {
-            name: "k".into(),
-            ..NewKey::default()
-        })
-        .await
-        .unwrap();
+    let (store, key, _dir) = store_with_key(url).await;
     let a = finished("a", key.id);
     let b = finished("b", key.id);
     let c = finished("c", key.id);

@@ -1738,6 +1738,19 @@ macro_rules! sql_store_impl {
             Ok((sql, args))
         }
 
+        /// The `request_id`s of `rows`, each row's first column.
+        fn request_ids(
+            rows: Vec<<$db as sqlx::Database>::Row>,
+        ) -> $crate::store::Result<std::collections::HashSet<String>> {
+            use sqlx::Row as _;
+            rows.iter()
+                .map(|row| {
+                    row.try_get::<String, _>(0)
+                        .map_err(|e| $crate::store::StoreError::Data(e.to_string()))
+                })
+                .collect()
+        }
+
         /// Inserts raw rows (an id already stored is skipped), then adds the rows actually
         /// inserted to the daily rollups and the keys' spend. Returns the records inserted, or
         /// `None` when `dedup` is [`Dedup::Assume`] and some id was already stored: the caller
@@ -1757,7 +1770,6 @@ macro_rules! sql_store_impl {
             outbox: bool,
             dedup: $crate::store::Dedup,
         ) -> $crate::store::Result<Option<Vec<&'a $crate::store::UsageRecord>>> {
-            use sqlx::Row as _;
             use $crate::store::{deltas, dedup_sorted, Days, Dedup, StoreError, INSERT_CHUNK};
             if batch.is_empty() {
                 return Ok(Some(Vec::new()));
@@ -1783,13 +1795,7 @@ macro_rules! sql_store_impl {
                                 .fetch_all(&mut *conn)
                                 .await
                                 .map_err(StoreError::query("find usage records already stored"))?;
-                            let mut stored = std::collections::HashSet::with_capacity(rows.len());
-                            for row in rows {
-                                let id: String = row
-                                    .try_get(0)
-                                    .map_err(|e| StoreError::Data(e.to_string()))?;
-                                stored.insert(id);
-                            }
+                            let stored = request_ids(rows)?;
                             chunk
                                 .iter()
                                 .copied()
@@ -1827,13 +1833,7 @@ macro_rules! sql_store_impl {
                         .fetch_all(&mut *conn)
                         .await
                         .map_err(StoreError::query("insert usage records"))?;
-                    let mut ids = std::collections::HashSet::with_capacity(rows.len());
-                    for row in rows {
-                        let id: String = row
-                            .try_get(0)
-                            .map_err(|e| StoreError::Data(e.to_string()))?;
-                        ids.insert(id);
-                    }
+                    let ids = request_ids(rows)?;
                     inserted.extend(chunk.iter().copied().filter(|r| ids.contains(&r.request_id)));
                 }
             }
