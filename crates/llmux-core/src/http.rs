@@ -180,29 +180,60 @@ impl std::fmt::Debug for Transport {
 /// scan of it).
 #[derive(Default)]
 struct UriCache(
-    std::sync::RwLock<std::collections::HashMap<Box<str>, Uri, foldhash::fast::RandomState>>,
+    std::sync::RwLock<std::collections::HashMap<Box<str>, Dest, foldhash::fast::RandomState>>,
 );
+
+/// A parsed upstream URL, and for a plain `http://` one (always HTTP/1.1: HTTP/2 is only
+/// negotiated by TLS) the `Host` header it is sent with, made once rather than per request.
+#[derive(Debug, Clone, PartialEq)]
+struct Dest {
+    uri: Uri,
+    host: Option<HeaderValue>,
+}
+
+impl Dest {
+    fn new(uri: Uri) -> Self {
+        let host = (uri.scheme_str() == Some("http"))
+            .then(|| host_header(&uri))
+            .flatten();
+        Dest { uri, host }
+    }
+}
+
+/// The `Host` header of an HTTP/1.1 request to `uri`: its host, with the port when it is not
+/// the scheme's default (what the connection pool would otherwise build for each request).
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    match uri.port_u16() {
+        Some(port) if port != default => HeaderValue::try_from(format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
 
 impl UriCache {
     const MAX: usize = 1024;
     const MAX_TEXT: usize = 2048;
 
-    fn parse(&self, text: &str) -> Result<Uri> {
+    fn parse(&self, text: &str) -> Result<Dest> {
         if let Ok(map) = self.0.read() {
-            if let Some(uri) = map.get(text) {
-                return Ok(uri.clone());
+            if let Some(dest) = map.get(text) {
+                return Ok(dest.clone());
             }
         }
-        let uri = parse_uri(text)?;
+        let dest = Dest::new(parse_uri(text)?);
         if text.len() > Self::MAX_TEXT {
-            return Ok(uri);
+            return Ok(dest);
         }
         if let Ok(mut map) = self.0.write() {
             if map.len() < Self::MAX {
-                map.insert(text.into(), uri.clone());
+                map.insert(text.into(), dest.clone());
             }
         }
-        Ok(uri)
+        Ok(dest)
     }
 }
 
@@ -493,7 +524,7 @@ impl Transport {
 
     /// Sends a request and returns once the response head arrived.
     pub async fn send(&self, req: HttpRequest) -> Result<StreamingResponse> {
-        let uri = self.urls.parse(&req.url)?;
+        let Dest { uri, host } = self.urls.parse(&req.url)?;
         if self.is_proxied(&uri) {
             return self.send_proxied(req).await;
         }
@@ -513,6 +544,10 @@ impl Transport {
         headers
             .entry(http::header::ACCEPT)
             .or_insert_with(|| HeaderValue::from_static("*/*"));
+        if let Some(host) = host {
+            // Unless the provider set (and signed) its own.
+            headers.entry(http::header::HOST).or_insert(host);
+        }
         let sent = self.direct.request(request);
         let resp = match deadline {
             Some(at) => tokio::time::timeout_at(at, sent)
@@ -966,5 +1001,33 @@ mod tests {
         let cache = UriCache::default();
         let a = cache.parse("https://api.example.com/v1/chat").unwrap();
         assert_eq!(cache.parse("https://api.example.com/v1/chat").unwrap(), a);
+    }
+
+    #[test]
+    fn a_plain_http_url_carries_its_host_header_with_a_non_default_port() {
+        let host = |url: &str| {
+            Dest::new(parse_uri(url).unwrap())
+                .host
+                .map(|h| h.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            host("http://127.0.0.1:8080/v1").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(
+            host("http://ollama.local/api/chat").as_deref(),
+            Some("ollama.local")
+        );
+        assert_eq!(
+            host("http://ollama.local:80/api").as_deref(),
+            Some("ollama.local")
+        );
+        assert_eq!(
+            host("http://[::1]:11434/api").as_deref(),
+            Some("[::1]:11434")
+        );
+        assert_eq!(host("http://h:443/").as_deref(), Some("h:443"));
+        // TLS may negotiate HTTP/2, whose authority is not a header: left to the pool.
+        assert_eq!(host("https://api.example.com:8443/v1"), None);
     }
 }

@@ -139,6 +139,107 @@ struct Callers {
     other: OnceLock<Arc<KeySeries>>,
 }
 
+/// The request families labelled by route (`provider`, `channel`, `model`).
+#[derive(Debug, Clone)]
+struct RouteFamilies {
+    requests: IntCounterVec,
+    tokens: IntCounterVec,
+    duration: HistogramVec,
+    ttft: HistogramVec,
+}
+
+/// The series one route's requests update (`llmux_requests_total` by status class,
+/// `llmux_tokens_total`, `llmux_request_duration_seconds`, `llmux_ttft_seconds`), each made on
+/// first use so that unused status classes do not show up as zeros. Cached per route
+/// ([`Metrics::route`]): a request updates them without hashing its labels again.
+#[derive(Debug)]
+pub struct RouteSeries {
+    provider: &'static str,
+    channel: Arc<str>,
+    model: Arc<str>,
+    families: RouteFamilies,
+    requests: [OnceLock<IntCounter>; 5],
+    tokens: [OnceLock<IntCounter>; 2],
+    duration: OnceLock<Histogram>,
+    ttft: OnceLock<Histogram>,
+}
+
+impl RouteSeries {
+    fn labels(&self) -> [&str; 3] {
+        [self.provider, &self.channel, &self.model]
+    }
+
+    /// Counts one routed request by the class of the status it ended with.
+    pub fn count_request(&self, status: u16) {
+        self.requests[class_index(status)]
+            .get_or_init(|| {
+                let [p, c, m] = self.labels();
+                self.families
+                    .requests
+                    .with_label_values(&[p, c, m, status_class(status)])
+            })
+            .inc();
+    }
+
+    /// Counts tokens: `output` false for input tokens, true for output tokens.
+    pub fn count_tokens(&self, output: bool, tokens: u64) {
+        self.tokens[usize::from(output)]
+            .get_or_init(|| {
+                let [p, c, m] = self.labels();
+                let kind = if output { "output" } else { "input" };
+                self.families.tokens.with_label_values(&[p, c, m, kind])
+            })
+            .inc_by(tokens);
+    }
+
+    /// Observes a request's duration, arrival to last byte.
+    pub fn observe_duration(&self, seconds: f64) {
+        self.duration
+            .get_or_init(|| self.families.duration.with_label_values(&self.labels()))
+            .observe(seconds);
+    }
+
+    /// Observes a stream's time to its first event.
+    pub fn observe_ttft(&self, seconds: f64) {
+        self.ttft
+            .get_or_init(|| self.families.ttft.with_label_values(&self.labels()))
+            .observe(seconds);
+    }
+}
+
+/// Route series by channel, then model (then provider, almost always one), at most
+/// [`RouteCache::MAX`] of them; a route past that gets series that are not kept.
+#[derive(Debug, Default)]
+struct RouteCache {
+    #[allow(clippy::type_complexity)]
+    by_channel: RwLock<
+        HashMap<
+            Arc<str>,
+            HashMap<Arc<str>, Vec<Arc<RouteSeries>>, foldhash::fast::RandomState>,
+            foldhash::fast::RandomState,
+        >,
+    >,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl RouteCache {
+    /// Routes kept: the metrics' own label sets are bounded by the configuration (channels
+    /// and public model names), so this is a guard, not a limit a working gateway meets.
+    const MAX: usize = 4096;
+
+    fn get(&self, provider: &str, channel: &str, model: &str) -> Option<Arc<RouteSeries>> {
+        let map = self
+            .by_channel
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(channel)?
+            .get(model)?
+            .iter()
+            .find(|s| s.provider == provider)
+            .cloned()
+    }
+}
+
 /// Every series the gateway exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -181,6 +282,7 @@ pub struct Metrics {
     /// guard.
     key_families: KeyFamilies,
     callers: Arc<Callers>,
+    routes: Arc<RouteCache>,
     /// The response cache's `llmux_cache_*` series (see [`crate::cache::CacheMetrics`]).
     pub cache: crate::cache::CacheMetrics,
 }
@@ -326,6 +428,7 @@ impl Metrics {
                 known: RwLock::new(HashMap::new()),
                 other: OnceLock::new(),
             }),
+            routes: Arc::default(),
             cache,
         })
     }
@@ -394,6 +497,56 @@ impl Metrics {
         Some(caller)
     }
 
+    /// The series of the route (`provider`, `channel`, `model` labels): cached per route (a
+    /// lookup under a read lock, no allocation once the route was seen).
+    pub fn route(
+        &self,
+        provider: &'static str,
+        channel: &Arc<str>,
+        model: &Arc<str>,
+    ) -> Arc<RouteSeries> {
+        let cache = &*self.routes;
+        if let Some(s) = cache.get(provider, channel, model) {
+            return s;
+        }
+        let series = Arc::new(RouteSeries {
+            provider,
+            channel: channel.clone(),
+            model: model.clone(),
+            families: RouteFamilies {
+                requests: self.requests.clone(),
+                tokens: self.tokens.clone(),
+                duration: self.duration.clone(),
+                ttft: self.ttft.clone(),
+            },
+            requests: Default::default(),
+            tokens: Default::default(),
+            duration: OnceLock::new(),
+            ttft: OnceLock::new(),
+        });
+        use std::sync::atomic::Ordering;
+        if cache.len.load(Ordering::Relaxed) >= RouteCache::MAX {
+            return series;
+        }
+        let mut map = cache
+            .by_channel
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let same = map
+            .entry(channel.clone())
+            .or_default()
+            .entry(model.clone())
+            .or_default();
+        // Two first requests of a route may race here: the first one kept wins, and both
+        // count into the same labelled series either way.
+        if let Some(kept) = same.iter().find(|s| s.provider == provider) {
+            return kept.clone();
+        }
+        same.push(series.clone());
+        cache.len.fetch_add(1, Ordering::Relaxed);
+        series
+    }
+
     /// The text exposition, with breaker gauges refreshed (and, on Linux, the process's CPU
     /// time and memory read at that moment).
     pub fn render(&self, routes: &Routes) -> String {
@@ -437,4 +590,68 @@ fn register_process_metrics(registry: &Registry) -> Result<(), prometheus::Error
     #[cfg(not(target_os = "linux"))]
     let _ = registry;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exposition(m: &Metrics) -> String {
+        m.render(&Routes::new(Vec::new()))
+    }
+
+    #[test]
+    fn a_routes_series_are_made_once_and_count_under_its_labels() {
+        let m = Metrics::new().unwrap();
+        let (channel, model): (Arc<str>, Arc<str>) = (Arc::from("ch-a"), Arc::from("gpt-x"));
+        let first = m.route("openai", &channel, &model);
+        let again = m.route("openai", &Arc::from("ch-a"), &Arc::from("gpt-x"));
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "a seen route is looked up, not made again"
+        );
+        let other_provider = m.route("deepseek", &channel, &model);
+        assert!(!Arc::ptr_eq(&first, &other_provider));
+        first.count_request(200);
+        again.count_request(503);
+        again.count_request(299);
+        first.count_tokens(false, 12);
+        first.count_tokens(true, 30);
+        first.observe_duration(0.2);
+        other_provider.observe_ttft(0.05);
+        let text = exposition(&m);
+        for line in [
+            r#"llmux_requests_total{channel="ch-a",model="gpt-x",provider="openai",status="2xx"} 2"#,
+            r#"llmux_requests_total{channel="ch-a",model="gpt-x",provider="openai",status="5xx"} 1"#,
+            r#"llmux_tokens_total{channel="ch-a",kind="input",model="gpt-x",provider="openai"} 12"#,
+            r#"llmux_tokens_total{channel="ch-a",kind="output",model="gpt-x",provider="openai"} 30"#,
+            r#"llmux_request_duration_seconds_count{channel="ch-a",model="gpt-x",provider="openai"} 1"#,
+            r#"llmux_ttft_seconds_count{channel="ch-a",model="gpt-x",provider="deepseek"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing `{line}` in\n{text}");
+        }
+        // Unused classes and series are not exported as zeros.
+        assert!(!text.contains(r#"status="4xx""#));
+        assert!(!text.contains(
+            r#"llmux_ttft_seconds_count{channel="ch-a",model="gpt-x",provider="openai"}"#
+        ));
+    }
+
+    #[test]
+    fn past_the_bound_a_route_is_counted_without_being_kept() {
+        let m = Metrics::new().unwrap();
+        m.routes
+            .len
+            .store(RouteCache::MAX, std::sync::atomic::Ordering::Relaxed);
+        let (channel, model): (Arc<str>, Arc<str>) = (Arc::from("late"), Arc::from("m"));
+        let a = m.route("openai", &channel, &model);
+        let b = m.route("openai", &channel, &model);
+        assert!(!Arc::ptr_eq(&a, &b), "nothing is kept past the bound");
+        a.count_request(200);
+        b.count_request(200);
+        let text = exposition(&m);
+        let line =
+            r#"llmux_requests_total{channel="late",model="m",provider="openai",status="2xx"} 2"#;
+        assert!(text.contains(line), "missing `{line}` in\n{text}");
+    }
 }

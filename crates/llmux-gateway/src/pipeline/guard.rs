@@ -141,11 +141,11 @@ impl RequestGuard {
         });
         if let Some(recorder) = journal {
             let reserve = init.estimate.saturating_sub(init.prompt_estimate);
-            if let Some(rx) = recorder.journal(guard.journal_row(plan, reserve)) {
+            if let Some(journaled) = recorder.journal(guard.journal_row(plan, reserve)) {
                 // Set before waiting: if the client leaves during the wait, the dropped guard
                 // still records the request, and its record replaces the row.
                 guard.journaled = true;
-                recorder.wait_commit(rx).await;
+                recorder.wait_commit(journaled).await;
             }
         }
         guard
@@ -385,15 +385,8 @@ impl RequestGuard {
     fn count(&self, outcome: Outcome, status: u16, billed: &BilledUsage, elapsed: Duration) {
         let m = &self.state.metrics;
         let l = &self.labels;
-        let route = [l.provider, &*l.channel, &*l.model];
-        m.requests
-            .with_label_values(&[
-                l.provider,
-                &l.channel,
-                &l.model,
-                crate::metrics::status_class(status),
-            ])
-            .inc();
+        let route = m.route(l.provider, &l.channel, &l.model);
+        route.count_request(status);
         let error = match outcome {
             Outcome::Complete => None,
             Outcome::Error(kind) => (!self.answered).then_some(kind.as_str()),
@@ -404,21 +397,16 @@ impl RequestGuard {
                 .with_label_values(&[l.provider, &l.channel, &l.model, kind])
                 .inc();
         }
-        for (tokens, direction) in [
-            (billed.input_tokens, "input"),
-            (billed.output_tokens, "output"),
-        ] {
-            if tokens > 0 && !self.cache_hit {
-                m.tokens
-                    .with_label_values(&[l.provider, &l.channel, &l.model, direction])
-                    .inc_by(tokens);
+        if !self.cache_hit {
+            for (tokens, output) in [(billed.input_tokens, false), (billed.output_tokens, true)] {
+                if tokens > 0 {
+                    route.count_tokens(output, tokens);
+                }
             }
         }
-        m.duration
-            .with_label_values(&route)
-            .observe(elapsed.as_secs_f64());
+        route.observe_duration(elapsed.as_secs_f64());
         if let Some(t) = self.ttft {
-            m.ttft.with_label_values(&route).observe(t.as_secs_f64());
+            route.observe_ttft(t.as_secs_f64());
         }
     }
 }

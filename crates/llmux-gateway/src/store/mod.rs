@@ -1213,16 +1213,19 @@ impl Days {
 
 /// Aggregates the records that were actually inserted (`days` holds their days); periods are
 /// those of `calendar`. Summed under borrowed keys (no allocation per record), then sorted.
+/// The maps hash with a seeded fast hasher: they hold at most one batch's keys.
 pub(crate) fn deltas<'a>(
     inserted: impl Iterator<Item = &'a UsageRecord>,
     days: &Days,
     calendar: &BudgetCalendar,
 ) -> Deltas {
-    type Spend = HashMap<(i64, Arc<crate::limits::period::PeriodLabels>), (i64, f64)>;
-    let mut daily: HashMap<(&str, i64, &str), Agg> = HashMap::new();
-    let mut team_daily: HashMap<(&str, i64, &str), Agg> = HashMap::new();
-    let mut keys: Spend = HashMap::new();
-    let mut teams: Spend = HashMap::new();
+    type Fast = foldhash::fast::RandomState;
+    type Spend = HashMap<(i64, Arc<crate::limits::period::PeriodLabels>), (i64, f64), Fast>;
+    type Rollup<'r> = HashMap<(&'r str, i64, &'r str), Agg, Fast>;
+    let mut daily = Rollup::default();
+    let mut team_daily = Rollup::default();
+    let mut keys = Spend::default();
+    let mut teams = Spend::default();
     let mut cache = LabelCache::default();
     for r in inserted {
         let day = days.get(r.at_ms);
@@ -1253,7 +1256,7 @@ pub(crate) fn deltas<'a>(
             add(&mut teams, id);
         }
     }
-    let owned = |m: HashMap<(&str, i64, &str), Agg>| {
+    let owned = |m: Rollup<'_>| {
         m.into_iter()
             .map(|((day, id, model), a)| ((day.to_owned(), id, model.to_owned()), a))
             .collect()

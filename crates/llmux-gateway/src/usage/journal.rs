@@ -689,8 +689,9 @@ struct State {
     /// Bytes appended to the current segment since it was opened (the open begins it started
     /// with not counted).
     appended: u64,
-    /// Begin lines of requests not yet ended, by request id.
-    open: HashMap<Box<str>, Vec<u8>>,
+    /// Begin lines of requests not yet ended, by request id (ids the gateway made, so a
+    /// seeded fast hasher: it is looked up twice a request).
+    open: HashMap<Box<str>, Vec<u8>, foldhash::fast::RandomState>,
     open_bytes: usize,
 }
 
@@ -863,7 +864,7 @@ impl LedgerJournal {
                 pending: 0,
             }]),
             appended: 0,
-            open: HashMap::new(),
+            open: HashMap::default(),
             open_bytes: 0,
         };
         Ok((

@@ -19,4 +19,4 @@ pub use price::{
     Currency, Matched, ModelPrice, Money, PriceEntry, PriceError, PriceSource, PriceTable, Tokens,
     Unpriced,
 };
-pub use recorder::{Durability, RecorderConfig, RecorderError, UsageRecorder};
+pub use recorder::{Durability, Journaled, RecorderConfig, RecorderError, UsageRecorder};

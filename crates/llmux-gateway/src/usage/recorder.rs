@@ -61,6 +61,15 @@ use tokio::task::JoinHandle;
 use crate::store::{InflightRecord, Store, StoreError, UsageRecord};
 use crate::usage::journal::LedgerJournal;
 
+/// A request journaled by [`UsageRecorder::journal`].
+#[derive(Debug)]
+pub enum Journaled {
+    /// Appended to the file journal: durable already.
+    Appended,
+    /// Handed to the writer for the database journal: durable once the receiver is told.
+    Pending(oneshot::Receiver<()>),
+}
+
 /// How a completed request's usage reaches the store (`server.usage_durability`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -421,37 +430,41 @@ impl UsageRecorder {
         }
     }
 
-    /// In `sync` mode, journals the request `row` (its `instance` is set here) and returns the
-    /// receiver to wait on with [`UsageRecorder::wait_commit`]: with the file journal the row
-    /// is appended before this returns and the receiver is already told; with the database
-    /// journal it is told when the row is committed. The request's record replaces the row, or
-    /// [`UsageRecorder::abandon`] clears it. `None` in `relaxed` mode (no journal) or after
-    /// shutdown.
-    pub fn journal(&self, mut row: InflightRecord) -> Option<oneshot::Receiver<()>> {
+    /// In `sync` mode, journals the request `row` (its `instance` is set here) and says how to
+    /// wait for it with [`UsageRecorder::wait_commit`]: with the file journal the row is
+    /// appended before this returns ([`Journaled::Appended`], nothing to wait for); with the
+    /// database journal the receiver is told when the row is committed. The request's record
+    /// replaces the row, or [`UsageRecorder::abandon`] clears it. `None` in `relaxed` mode (no
+    /// journal) or after shutdown.
+    pub fn journal(&self, mut row: InflightRecord) -> Option<Journaled> {
         if self.cfg.durability == Durability::Relaxed {
             return None;
         }
-        self.instance.as_ref().clone_into(&mut row.instance);
-        let (done, rx) = oneshot::channel();
         if let Some(j) = &self.journal {
+            // A file journal's line does not carry the instance: the directory is this
+            // gateway's alone.
             if j.begin(&row).is_ok() {
-                let _ = done.send(());
-                return Some(rx);
+                return Some(Journaled::Appended);
             }
         }
+        self.instance.as_ref().clone_into(&mut row.instance);
+        let (done, rx) = oneshot::channel();
         self.push_item(Item {
             entry: Entry::Begin(row),
             done: Some(done),
             ack: Ack::None,
         })
-        .then_some(rx)
+        .then_some(Journaled::Pending(rx))
     }
 
     /// Waits, at most `commit_timeout` (and not at all while the store is failing), until the
-    /// entry behind `rx` is durable. True when it is; without waiting when it already was (the
+    /// journaled entry is durable. True when it is; without waiting when it already was (the
     /// file journal).
-    pub async fn wait_commit(&self, rx: oneshot::Receiver<()>) -> bool {
-        self.wait(rx).await
+    pub async fn wait_commit(&self, journaled: Journaled) -> bool {
+        match journaled {
+            Journaled::Appended => true,
+            Journaled::Pending(rx) => self.wait(rx).await,
+        }
     }
 
     /// Clears the journal entry of a request that ended without a record (nothing was sent

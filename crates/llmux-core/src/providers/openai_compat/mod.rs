@@ -234,27 +234,30 @@ impl Provider for OpenAiCompat {
     }
 
     fn parse_chat(&self, resp: &HttpResponse) -> Result<ChatResponse> {
-        let wire: WireResponse = parse_json(self.spec.id, &resp.body)?;
+        // Read in place: strings borrow from the body, and only what the answer keeps is
+        // copied out of it.
+        let wire: WireResponse<'_> = parse_json_borrowed(self.spec.id, &resp.body)?;
         if let Some(err) = wire.error {
-            return Err(self.error_from(resp.status, &resp.headers, err));
+            return Err(self.error_from(resp.status, &resp.headers, *err));
         }
-        let request_id = header_request_id(&resp.headers).or(wire.request_id);
+        let request_id = header_request_id(&resp.headers).or(wire.request_id.map(Str::into_owned));
         let choices = wire
             .choices
             .into_iter()
             .enumerate()
-            .map(|(i, c)| {
-                let m = c.message.unwrap_or_default();
-                Choice {
-                    index: c.index.unwrap_or(i as u32),
-                    message: m.into_message(),
-                    finish_reason: c.finish_reason.as_deref().map(FinishReason::parse),
-                }
+            .map(|(i, c)| Choice {
+                index: c.index.unwrap_or(i as u32),
+                message: c.message.unwrap_or_default().into_message(),
+                finish_reason: c.finish_reason.as_deref().map(FinishReason::parse),
             })
             .collect();
         Ok(ChatResponse {
-            id: wire.id.or_else(|| request_id.clone()).unwrap_or_default(),
-            model: wire.model.unwrap_or_default(),
+            id: wire
+                .id
+                .map(Str::into_owned)
+                .or_else(|| request_id.clone())
+                .unwrap_or_default(),
+            model: wire.model.map(Str::into_owned).unwrap_or_default(),
             created: wire.created,
             choices,
             usage: wire.usage.map(WireUsage::into_usage),
@@ -410,6 +413,18 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// [`parse_json`] for a type that borrows from `body`.
+pub(crate) fn parse_json_borrowed<'a, T: Deserialize<'a>>(
+    id: &'static str,
+    body: &'a [u8],
+) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(format!("{id} answered with malformed JSON"))
+            .with_provider(id)
+            .with_source(e)
+    })
+}
+
 /// OpenAI's error envelope `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Default, Deserialize)]
 pub struct WireError {
@@ -526,61 +541,47 @@ pub fn describe(kind: ErrorKind, vendor_msg: &str) -> String {
     }
 }
 
+/// A `chat.completion`, read in place (strings borrow from the body unless they need
+/// unescaping); a choice's `message` is read as a chunk's `delta` is.
 #[derive(Debug, Default, Deserialize)]
-struct WireResponse {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
+struct WireResponse<'a> {
+    #[serde(default, borrow)]
+    id: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    model: Option<Str<'a>>,
     #[serde(default)]
     created: Option<i64>,
-    #[serde(default)]
-    choices: Vec<WireChoice>,
+    #[serde(default, borrow)]
+    choices: Vec<WireChoice<'a>>,
     #[serde(default)]
     usage: Option<WireUsage>,
     #[serde(default)]
-    error: Option<WireError>,
-    #[serde(default)]
-    request_id: Option<String>,
+    error: Option<Box<WireError>>,
+    #[serde(default, borrow)]
+    request_id: Option<Str<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WireChoice {
+struct WireChoice<'a> {
     #[serde(default)]
     index: Option<u32>,
-    #[serde(default)]
-    message: Option<WireMessage>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    #[serde(default, borrow)]
+    message: Option<WireDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Str<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    content: Option<Value>,
-    #[serde(default, alias = "reasoning")]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<WireToolCall>>,
-}
-
-impl WireMessage {
-    fn text(&self) -> String {
-        match &self.content {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect(),
-            _ => String::new(),
-        }
-    }
-
+impl WireDelta<'_> {
+    /// The assistant message of a whole answer.
     fn into_message(self) -> Message {
-        let text = self.text();
         Message {
             role: Role::Assistant,
-            content: Content::Text(text),
+            content: Content::Text(
+                self.content
+                    .and_then(|c| c.0)
+                    .unwrap_or_default()
+                    .into_owned(),
+            ),
             name: None,
             tool_calls: self
                 .tool_calls
@@ -596,7 +597,10 @@ impl WireMessage {
                 })
                 .collect(),
             tool_call_id: None,
-            reasoning: self.reasoning_content.filter(|r| !r.is_empty()),
+            reasoning: self
+                .reasoning_content
+                .filter(|r| !r.is_empty())
+                .map(Str::into_owned),
             reasoning_signature: None,
         }
     }
@@ -702,7 +706,7 @@ struct WireChunkChoice<'a> {
     finish_reason: Option<Str<'a>>,
 }
 
-/// A chunk's `delta` (or `message`): what [`WireMessage`] holds, borrowed.
+/// A chunk's `delta`, or a choice's `message`, borrowed.
 #[derive(Debug, Default, Deserialize)]
 struct WireDelta<'a> {
     #[serde(default, borrow)]
@@ -805,7 +809,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstChoices<'a> {
     }
 }
 
-/// The text of a message `content` as [`WireMessage::text`] reads it: a string, or the
+/// The text of a message `content`: a string, or the
 /// `text` strings of an array's parts joined; any other value has none.
 #[derive(Debug, Default)]
 struct ContentText<'a>(Option<Cow<'a, str>>);
@@ -1244,6 +1248,75 @@ pub const VLLM: ProviderSpec = compat_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message read into owned values (`content` as any JSON value): the reading the
+    /// borrowed [`WireDelta`] replaced, kept as the reference it must agree with.
+    #[derive(Debug, Default, Deserialize)]
+    struct WireMessage {
+        #[serde(default)]
+        content: Option<Value>,
+        #[serde(default, alias = "reasoning")]
+        reasoning_content: Option<String>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        tool_calls: Option<Vec<WireToolCall>>,
+    }
+
+    impl WireMessage {
+        fn text(&self) -> String {
+            match &self.content {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect(),
+                _ => String::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_whole_answer_read_in_place_unescapes_and_keeps_every_choice() {
+        let body = br#"{"id":"chatcmpl-\u0041b","object":"chat.completion","created":7,
+            "model":"m\"q","system_fingerprint":"fp","choices":[
+            {"index":0,"message":{"role":"assistant","content":"caf\u00e9 \ud83d\ude00\n",
+              "reasoning":"why"},"logprobs":null,"finish_reason":"stop"},
+            {"index":3,"message":{"content":[{"type":"text","text":"a"},{"text":"b"}],
+              "tool_calls":[{"id":"c1","type":"function",
+                "function":{"name":"f","arguments":{"x":1}}}]},"finish_reason":"tool_calls"},
+            {"message":null}],
+            "usage":{"prompt_tokens":3,"completion_tokens":4,
+              "prompt_tokens_details":{"cached_tokens":1}}}"#;
+        let resp = HttpResponse {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::from_static(body),
+        };
+        let key = SecretString::new("sk-test".to_owned());
+        let provider = OpenAiCompat::new(OPENAI, "http://127.0.0.1:9/v1", Some(key)).unwrap();
+        let out = provider.parse_chat(&resp).unwrap();
+        assert_eq!(out.id, "chatcmpl-Ab");
+        assert_eq!(out.model, "m\"q");
+        assert_eq!(out.created, Some(7));
+        assert_eq!(out.choices.len(), 3);
+        let first = &out.choices[0];
+        assert_eq!(first.index, 0);
+        assert_eq!(first.message.content, Content::Text("café 😀\n".into()));
+        assert_eq!(first.message.reasoning.as_deref(), Some("why"));
+        assert_eq!(first.finish_reason, Some(FinishReason::Stop));
+        let second = &out.choices[1];
+        assert_eq!(second.index, 3);
+        assert_eq!(second.message.content, Content::Text("ab".into()));
+        assert_eq!(second.message.tool_calls.len(), 1);
+        assert_eq!(second.message.tool_calls[0].id, "c1");
+        assert_eq!(second.message.tool_calls[0].arguments, r#"{"x":1}"#);
+        assert_eq!(second.finish_reason, Some(FinishReason::ToolCalls));
+        assert_eq!(out.choices[2].index, 2);
+        assert_eq!(out.choices[2].message.content, Content::Text(String::new()));
+        let usage = out.usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (3, 4));
+        assert_eq!((usage.total_tokens, usage.cached_tokens), (7, Some(1)));
+    }
 
     #[test]
     fn issue_14_borrowed_chunk_content_reads_as_the_owned_message_does() {
