@@ -211,16 +211,15 @@ impl RouteSeries {
 /// [`RouteCache::MAX`] of them; a route past that gets series that are not kept.
 #[derive(Debug, Default)]
 struct RouteCache {
-    #[allow(clippy::type_complexity)]
-    by_channel: RwLock<
-        HashMap<
-            Arc<str>,
-            HashMap<Arc<str>, Vec<Arc<RouteSeries>>, foldhash::fast::RandomState>,
-            foldhash::fast::RandomState,
-        >,
-    >,
+    by_channel: RwLock<FastMap<Arc<str>, ByModel>>,
     len: std::sync::atomic::AtomicUsize,
 }
+
+/// A map on the seeded fast hasher (its keys are the configuration's names).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One channel's route series, by model label (then provider).
+type ByModel = FastMap<Arc<str>, Vec<Arc<RouteSeries>>>;
 
 impl RouteCache {
     /// Routes kept: the metrics' own label sets are bounded by the configuration (channels

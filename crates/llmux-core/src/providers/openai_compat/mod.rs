@@ -1257,9 +1257,6 @@ mod tests {
         content: Option<Value>,
         #[serde(default, alias = "reasoning")]
         reasoning_content: Option<String>,
-        #[serde(default)]
-        #[allow(dead_code)]
-        tool_calls: Option<Vec<WireToolCall>>,
     }
 
     impl WireMessage {
