@@ -375,29 +375,45 @@ async fn serve_emulate_is_an_offline_gateway_with_a_printed_key() {
 #[tokio::test]
 async fn serve_emulate_listens_where_llmux_server_listen_says() {
     let home = tempfile::tempdir().unwrap();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = free.local_addr().unwrap();
-    drop(free);
-    let mut child = command(home.path(), &[("LLMUX__SERVER__LISTEN", addr.to_string())])
-        .args(["serve", "--emulate"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("serve printed its address");
-        if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
-            break rest.to_owned();
-        }
-    };
-    assert_eq!(url, format!("http://{addr}"));
-    sigterm(&child);
-    assert!(child.wait().await.unwrap().success());
+    // The port is picked free and released for the gateway to bind; a test running beside
+    // this one may take it in between, so a bind refused as "in use" picks another (a few
+    // times), and anything else fails with what the gateway said.
+    for _attempt in 0..5 {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let mut child = command(home.path(), &[("LLMUX__SERVER__LISTEN", addr.to_string())])
+            .args(["serve", "--emulate"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut said = Vec::new();
+        let url = loop {
+            let Some(line) = lines.next_line().await.unwrap() else {
+                break None;
+            };
+            if let Some(rest) = line.strip_prefix("llmux gateway listening on ") {
+                break Some(rest.to_owned());
+            }
+            said.push(line);
+        };
+        let Some(url) = url else {
+            let status = child.wait().await.unwrap();
+            let said = said.join("\n");
+            assert!(
+                said.contains(&format!("cannot listen on {addr}")) && said.contains("in use"),
+                "serve exited ({status}) without printing its address:\n{said}"
+            );
+            continue;
+        };
+        assert_eq!(url, format!("http://{addr}"));
+        sigterm(&child);
+        assert!(child.wait().await.unwrap().success());
+        return;
+    }
+    panic!("five free ports in a row were taken before the gateway could bind them");
 }
 
 /// Issue 13: a key printed by `serve --emulate` dies with the demo; a later real `serve` on the
