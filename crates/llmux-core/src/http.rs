@@ -1010,23 +1010,15 @@ mod tests {
                 .host
                 .map(|h| h.to_str().unwrap().to_owned())
         };
-        assert_eq!(
-            host("http://127.0.0.1:8080/v1").as_deref(),
-            Some("127.0.0.1:8080")
-        );
-        assert_eq!(
-            host("http://ollama.local/api/chat").as_deref(),
-            Some("ollama.local")
-        );
-        assert_eq!(
-            host("http://ollama.local:80/api").as_deref(),
-            Some("ollama.local")
-        );
-        assert_eq!(
-            host("http://[::1]:11434/api").as_deref(),
-            Some("[::1]:11434")
-        );
-        assert_eq!(host("http://h:443/").as_deref(), Some("h:443"));
+        for (url, want) in [
+            ("http://127.0.0.1:8080/v1", "127.0.0.1:8080"),
+            ("http://ollama.local/api/chat", "ollama.local"),
+            ("http://ollama.local:80/api", "ollama.local"),
+            ("http://[::1]:11434/api", "[::1]:11434"),
+            ("http://h:443/", "h:443"),
+        ] {
+            assert_eq!(host(url).as_deref(), Some(want), "{url}");
+        }
         // TLS may negotiate HTTP/2, whose authority is not a header: left to the pool.
         assert_eq!(host("https://api.example.com:8443/v1"), None);
     }

@@ -420,7 +420,9 @@ impl WireUsage {
     }
 }
 
-fn content_text(v: &Option<Value>) -> String {
+/// The text of a message `content`: a string as is, the `text` strings of an array's parts
+/// joined, anything else none.
+pub(crate) fn content_text(v: &Option<Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts

@@ -1249,8 +1249,9 @@ pub const VLLM: ProviderSpec = compat_row(
 mod tests {
     use super::*;
 
-    /// A message read into owned values (`content` as any JSON value): the reading the
-    /// borrowed [`WireDelta`] replaced, kept as the reference it must agree with.
+    /// A message read into owned values (`content` as any JSON value, its text as DashScope's
+    /// reading has it): the reading the borrowed [`WireDelta`] replaced, kept as the reference
+    /// it must agree with.
     #[derive(Debug, Default, Deserialize)]
     struct WireMessage {
         #[serde(default)]
@@ -1261,14 +1262,7 @@ mod tests {
 
     impl WireMessage {
         fn text(&self) -> String {
-            match &self.content {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect(),
-                _ => String::new(),
-            }
+            crate::providers::dashscope::content_text(&self.content)
         }
     }
 

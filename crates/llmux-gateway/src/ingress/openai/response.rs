@@ -137,60 +137,57 @@ impl ChatCompletion {
     /// through the derive cost about 6 % of a proxied request). Strings and any `logprobs`
     /// value still go through `serde_json`.
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.extend_from_slice(b"{\"id\":");
-        serde_json::to_writer(&mut *out, &self.id)?;
-        out.extend_from_slice(b",\"object\":");
-        serde_json::to_writer(&mut *out, self.object)?;
-        out.extend_from_slice(b",\"created\":");
-        serde_json::to_writer(&mut *out, &self.created)?;
-        out.extend_from_slice(b",\"model\":");
-        serde_json::to_writer(&mut *out, &self.model)?;
+        put(out, b"{\"id\":", &self.id)?;
+        put(out, b",\"object\":", self.object)?;
+        put(out, b",\"created\":", &self.created)?;
+        put(out, b",\"model\":", &self.model)?;
         out.extend_from_slice(b",\"choices\":[");
         for (i, c) in self.choices.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"index\":");
-            serde_json::to_writer(&mut *out, &c.index)?;
+            put(out, b"{\"index\":", &c.index)?;
             let m = &c.message;
-            out.extend_from_slice(b",\"message\":{\"role\":");
-            serde_json::to_writer(&mut *out, m.role)?;
-            out.extend_from_slice(b",\"content\":");
-            serde_json::to_writer(&mut *out, &m.content)?;
-            out.extend_from_slice(b",\"refusal\":");
-            serde_json::to_writer(&mut *out, &m.refusal)?;
+            put(out, b",\"message\":{\"role\":", m.role)?;
+            put(out, b",\"content\":", &m.content)?;
+            put(out, b",\"refusal\":", &m.refusal)?;
             if let Some(calls) = &m.tool_calls {
-                out.extend_from_slice(b",\"tool_calls\":");
-                serde_json::to_writer(&mut *out, calls)?;
+                put(out, b",\"tool_calls\":", calls)?;
             }
             if let Some(r) = &m.reasoning_content {
-                out.extend_from_slice(b",\"reasoning_content\":");
-                serde_json::to_writer(&mut *out, r)?;
+                put(out, b",\"reasoning_content\":", r)?;
             }
-            out.extend_from_slice(b"},\"logprobs\":");
-            serde_json::to_writer(&mut *out, &c.logprobs)?;
-            out.extend_from_slice(b",\"finish_reason\":");
-            serde_json::to_writer(&mut *out, &c.finish_reason)?;
+            put(out, b"},\"logprobs\":", &c.logprobs)?;
+            put(out, b",\"finish_reason\":", &c.finish_reason)?;
             out.push(b'}');
         }
-        out.extend_from_slice(b"],\"system_fingerprint\":");
-        serde_json::to_writer(&mut *out, &self.system_fingerprint)?;
+        put(out, b"],\"system_fingerprint\":", &self.system_fingerprint)?;
         if let Some(u) = &self.usage {
-            out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
-            serde_json::to_writer(&mut *out, &u.prompt_tokens)?;
-            out.extend_from_slice(b",\"completion_tokens\":");
-            serde_json::to_writer(&mut *out, &u.completion_tokens)?;
-            out.extend_from_slice(b",\"total_tokens\":");
-            serde_json::to_writer(&mut *out, &u.total_tokens)?;
-            out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
-            serde_json::to_writer(&mut *out, &u.prompt_tokens_details.cached_tokens)?;
-            out.extend_from_slice(b"},\"completion_tokens_details\":{\"reasoning_tokens\":");
-            serde_json::to_writer(&mut *out, &u.completion_tokens_details.reasoning_tokens)?;
+            put(out, b",\"usage\":{\"prompt_tokens\":", &u.prompt_tokens)?;
+            put(out, b",\"completion_tokens\":", &u.completion_tokens)?;
+            put(out, b",\"total_tokens\":", &u.total_tokens)?;
+            put(
+                out,
+                b",\"prompt_tokens_details\":{\"cached_tokens\":",
+                &u.prompt_tokens_details.cached_tokens,
+            )?;
+            put(
+                out,
+                b"},\"completion_tokens_details\":{\"reasoning_tokens\":",
+                &u.completion_tokens_details.reasoning_tokens,
+            )?;
             out.extend_from_slice(b"}}");
         }
         out.push(b'}');
         Ok(())
     }
+}
+
+/// Appends `key` (the punctuation and field name before a value, copied as is) and `value` as
+/// `serde_json` writes it.
+fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, key: &[u8], value: &T) -> serde_json::Result<()> {
+    out.extend_from_slice(key);
+    serde_json::to_writer(&mut *out, value)
 }
 
 /// The `chat.completion` body; `id`, `created` and `model` are the gateway's.
