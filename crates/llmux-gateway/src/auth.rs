@@ -22,6 +22,10 @@ use crate::config::RawLimits;
 use crate::error::ApiError;
 use crate::store::{KeyRecord, Store};
 
+mod key_cache;
+
+use self::key_cache::{KeyCache, Tag, Tagger};
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -103,8 +107,9 @@ pub trait KeyVerifier: Send + Sync + std::fmt::Debug {
     fn forget_cached(&self) {}
 }
 
-/// Most virtual keys the cache holds; beyond it the least useful entries are evicted.
-const KEY_CACHE_CAPACITY: u64 = 100_000;
+/// Most virtual keys the cache holds; beyond it expired entries, then arbitrary ones, are
+/// dropped.
+const KEY_CACHE_CAPACITY: usize = 100_000;
 
 /// Why a key lookup produced no key (errors are not cached; a miss is not cached either, so a
 /// key created anywhere works at once).
@@ -119,9 +124,10 @@ enum Lookup {
 /// Virtual keys from the store: unknown → `Ok(None)`, revoked or expired → 401, store
 /// failure → 503 (never open access).
 ///
-/// Found keys are cached in memory for `cache_ttl` (indexed by the key's SHA-256, never the
-/// plaintext), with `[server.limits]` defaults applied, so the hot path does not query the
-/// store on every request; concurrent first uses of a key share one lookup. Expiry is checked
+/// Found keys are cached in memory for `cache_ttl` (indexed by a keyed 128-bit hash of the key
+/// under a secret of this process, never the plaintext: see [`key_cache`]), with
+/// `[server.limits]` defaults applied, so the hot path does not query the store on every
+/// request; concurrent first uses of a key share one lookup. Expiry is checked
 /// on every request against the cached record; a revocation through this gateway's admin API
 /// empties the cache at once, one made elsewhere (the CLI, another gateway) applies within
 /// `cache_ttl`.
@@ -134,9 +140,11 @@ enum Lookup {
 pub struct StoreKeys {
     store: Arc<dyn Store>,
     defaults: RawLimits,
-    cache: Option<moka::future::Cache<[u8; 32], Arc<VirtualKey>>>,
+    /// Tags the presented keys for both caches.
+    tagger: Arc<Tagger>,
+    cache: Option<Arc<KeyCache<Arc<VirtualKey>, Lookup>>>,
     /// The last record read of each key, kept `stale_if_error` after that read.
-    last_known: Option<moka::future::Cache<[u8; 32], Arc<VirtualKey>>>,
+    last_known: Option<moka::future::Cache<Tag, Arc<VirtualKey>>>,
 }
 
 /// How long a key's last known record may answer for a failing store (`server.key_stale_if_error`).
@@ -145,7 +153,7 @@ pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(300);
 impl std::fmt::Debug for StoreKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreKeys")
-            .field("cached", &self.cache.as_ref().map(|c| c.entry_count()))
+            .field("cached", &self.cache.as_ref().map(|c| c.len()))
             .field(
                 "last_known",
                 &self.last_known.as_ref().map(|c| c.entry_count()),
@@ -158,15 +166,12 @@ impl StoreKeys {
     /// Keys from `store`, with `defaults` for keys that set no limits of their own, cached for
     /// `cache_ttl` (zero: every request reads the store).
     pub fn new(store: Arc<dyn Store>, defaults: RawLimits, cache_ttl: Duration) -> Self {
-        let cache = (!cache_ttl.is_zero()).then(|| {
-            moka::future::Cache::builder()
-                .max_capacity(KEY_CACHE_CAPACITY)
-                .time_to_live(cache_ttl)
-                .build()
-        });
+        let cache =
+            (!cache_ttl.is_zero()).then(|| Arc::new(KeyCache::new(cache_ttl, KEY_CACHE_CAPACITY)));
         StoreKeys {
             store,
             defaults,
+            tagger: Arc::new(Tagger::new()),
             cache,
             last_known: None,
         }
@@ -179,14 +184,14 @@ impl StoreKeys {
     pub fn stale_if_error(mut self, bound: Duration) -> Self {
         self.last_known = (!bound.is_zero()).then(|| {
             moka::future::Cache::builder()
-                .max_capacity(KEY_CACHE_CAPACITY)
+                .max_capacity(KEY_CACHE_CAPACITY as u64)
                 .time_to_live(bound)
                 .build()
         });
         self
     }
 
-    async fn load(&self, key: &str) -> Result<Arc<VirtualKey>, Lookup> {
+    async fn load(&self, key: &str, tag: Tag) -> Result<Arc<VirtualKey>, Lookup> {
         let found = self.store.find_key(key).await.map_err(|e| {
             tracing::error!(error = %e, "the key store failed; refusing the request");
             Lookup::Unavailable
@@ -199,23 +204,21 @@ impl StoreKeys {
         record.budget_cost = record.budget_cost.or(self.defaults.budget);
         let vk = Arc::new(VirtualKey { record });
         if let Some(last_known) = &self.last_known {
-            last_known
-                .insert(crate::keys::digest(key), vk.clone())
-                .await;
+            last_known.insert(tag, vk.clone()).await;
         }
         Ok(vk)
     }
 
     /// The key's last known record, for a store that just failed; kept in the cache for
     /// another `cache_ttl`, so the next requests do not wait on the failing store.
-    async fn last_known(&self, digest: [u8; 32]) -> Option<Arc<VirtualKey>> {
-        let vk = self.last_known.as_ref()?.get(&digest).await?;
+    async fn last_known(&self, tag: Tag) -> Option<Arc<VirtualKey>> {
+        let vk = self.last_known.as_ref()?.get(&tag).await?;
         tracing::warn!(
             key = %vk.record.prefix,
             "the key store is unavailable; the key is served from its last known record"
         );
         if let Some(cache) = &self.cache {
-            cache.insert(digest, vk.clone()).await;
+            cache.put(tag, vk.clone());
         }
         Some(vk)
     }
@@ -227,18 +230,13 @@ impl KeyVerifier for StoreKeys {
             if !crate::keys::looks_like_key(key) {
                 return Ok(None);
             }
-            let digest = crate::keys::digest(key);
+            let tag = self.tagger.tag(key);
             let found = match &self.cache {
-                Some(cache) => cache
-                    .try_get_with(digest, self.load(key))
-                    .await
-                    .map_err(|e| *e),
-                None => self.load(key).await,
+                Some(cache) => cache.get_or_load(tag, self.load(key, tag)).await,
+                None => self.load(key, tag).await,
             };
             let found = match found {
-                Err(Lookup::Unavailable) => {
-                    self.last_known(digest).await.ok_or(Lookup::Unavailable)
-                }
+                Err(Lookup::Unavailable) => self.last_known(tag).await.ok_or(Lookup::Unavailable),
                 other => other,
             };
             let vk = match found {
@@ -265,7 +263,7 @@ impl KeyVerifier for StoreKeys {
 
     fn forget_cached(&self) {
         if let Some(cache) = &self.cache {
-            cache.invalidate_all();
+            cache.clear();
         }
         if let Some(last_known) = &self.last_known {
             last_known.invalidate_all();

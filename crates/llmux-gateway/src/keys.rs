@@ -47,11 +47,6 @@ pub fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// `SHA-256(key)` as bytes: the in-memory key cache's index (the plaintext is never kept).
-pub fn digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
-}
-
 /// The first [`DISPLAY_PREFIX_LEN`] characters of a key, for display in listings.
 pub fn display_prefix(key: &str) -> String {
     key.chars().take(DISPLAY_PREFIX_LEN).collect()
