@@ -125,7 +125,7 @@ enum Lookup {
 /// failure → 503 (never open access).
 ///
 /// Found keys are cached in memory for `cache_ttl` (indexed by a keyed 128-bit hash of the key
-/// under a secret of this process, never the plaintext: see [`key_cache`]), with
+/// under a secret of this process, never the plaintext; `auth/key_cache.rs`), with
 /// `[server.limits]` defaults applied, so the hot path does not query the store on every
 /// request; concurrent first uses of a key share one lookup. Expiry is checked
 /// on every request against the cached record; a revocation through this gateway's admin API
