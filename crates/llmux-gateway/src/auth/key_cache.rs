@@ -126,16 +126,23 @@ impl<V, E> std::fmt::Debug for KeyCache<V, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyCache")
             .field("ttl", &self.ttl)
-            .field(
-                "entries",
-                &self
-                    .entries
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .map
-                    .len(),
-            )
+            .field("entries", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl<V, E> KeyCache<V, E> {
+    /// How many entries are held (expired ones included until they are dropped).
+    pub(super) fn len(&self) -> usize {
+        self.read().map.len()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries<V>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_loads(&self) -> MutexGuard<'_, Loads<V, E>> {
+        self.loads.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -151,11 +158,6 @@ impl<V: Clone, E: Clone> KeyCache<V, E> {
             }),
             loads: Mutex::new(HashMap::with_hasher(ByTag)),
         }
-    }
-
-    /// How many entries are held (expired ones included until they are dropped).
-    pub(super) fn len(&self) -> usize {
-        self.read().map.len()
     }
 
     /// The value of `tag`: the cached one while it lives, else the result of `load` — or of the
@@ -177,7 +179,12 @@ impl<V: Clone, E: Clone> KeyCache<V, E> {
         let joined = Joined::new(self, tag, generation);
         let result = joined.load.result.get_or_init(|| load).await.clone();
         if let Ok(value) = &result {
-            self.insert(tag, value.clone(), &joined.load);
+            self.insert(
+                tag,
+                value.clone(),
+                joined.load.started,
+                joined.load.generation,
+            );
         }
         result
     }
@@ -185,12 +192,7 @@ impl<V: Clone, E: Clone> KeyCache<V, E> {
     /// Keeps `value` for `tag`, for `ttl` from now.
     pub(super) fn put(&self, tag: Tag, value: V) {
         let generation = self.read().generation;
-        let load = Load {
-            generation,
-            started: Instant::now(),
-            result: OnceCell::new(),
-        };
-        self.insert(tag, value, &load);
+        self.insert(tag, value, Instant::now(), generation);
     }
 
     /// Forgets every entry and every lookup in flight (their results are not kept).
@@ -202,11 +204,12 @@ impl<V: Clone, E: Clone> KeyCache<V, E> {
         self.lock_loads().clear();
     }
 
-    /// Keeps `value`, found by `load`, unless the cache was cleared since `load` began.
-    fn insert(&self, tag: Tag, value: V, load: &Load<V, E>) {
-        let until = load.started + self.ttl;
+    /// Keeps `value`, found by a lookup begun at `started` in `generation`, unless the cache
+    /// was cleared since.
+    fn insert(&self, tag: Tag, value: V, started: Instant, generation: u64) {
+        let until = started + self.ttl;
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.generation != load.generation {
+        if entries.generation != generation {
             return;
         }
         if entries.map.len() >= self.capacity && !entries.map.contains_key(&tag) {
@@ -222,14 +225,6 @@ impl<V: Clone, E: Clone> KeyCache<V, E> {
             }
         }
         entries.map.insert(tag, Cached { value, until });
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries<V>> {
-        self.entries.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn lock_loads(&self) -> MutexGuard<'_, Loads<V, E>> {
-        self.loads.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
