@@ -154,22 +154,23 @@ impl RequestGuard {
     /// The in-flight journal row of this request: its first channel, the whole plan, and the
     /// estimate it would be billed if its gateway died before it ended.
     fn journal_row(&self, plan: &crate::routing::Plan, output_reserve: u64) -> InflightRecord {
-        let plan_names = plan
-            .targets
-            .iter()
-            .map(|t| &*t.channel.name)
-            .collect::<Vec<_>>()
-            .join(",");
+        let mut plan_names = String::new();
+        for (i, t) in plan.targets.iter().enumerate() {
+            if i > 0 {
+                plan_names.push(',');
+            }
+            plan_names.push_str(&t.channel.name);
+        }
         let mut row = InflightRecord {
-            request_id: self.ctx.id.to_string(),
+            request_id: String::from(&*self.ctx.id),
             instance: String::new(),
             at_ms: self.now_ms(),
             key_id: self.key_id,
             team_id: self.team_id,
-            channel: self.labels.channel.to_string(),
+            channel: String::from(&*self.labels.channel),
             provider: self.labels.provider.to_owned(),
-            model: self.labels.model.to_string(),
-            upstream_model: self.upstream_model.to_string(),
+            model: String::from(&*self.labels.model),
+            upstream_model: String::from(&*self.upstream_model),
             plan: plan_names,
             input_tokens: self.prompt_estimate,
             output_tokens: output_reserve,
@@ -226,7 +227,7 @@ impl RequestGuard {
         self.done = true;
         if self.journaled {
             if let Some(r) = &self.state.recorder {
-                r.abandon(self.ctx.id.to_string());
+                r.abandon(String::from(&*self.ctx.id));
             }
         }
     }
@@ -335,15 +336,15 @@ impl RequestGuard {
         }
         let l = &self.labels;
         let mut rec = UsageRecord {
-            request_id: self.ctx.id.to_string(),
+            request_id: String::from(&*self.ctx.id),
             client_request_id: self.ctx.client_id.as_deref().map(str::to_owned),
             at_ms: self.now_ms(),
             key_id: self.key_id,
             team_id: self.team_id,
-            channel: l.channel.to_string(),
+            channel: String::from(&*l.channel),
             provider: l.provider.to_owned(),
-            model: l.model.to_string(),
-            upstream_model: self.upstream_model.to_string(),
+            model: String::from(&*l.model),
+            upstream_model: String::from(&*self.upstream_model),
             input_tokens: billed.input_tokens,
             output_tokens: billed.output_tokens,
             cached_tokens: billed.cached_tokens,

@@ -1710,6 +1710,9 @@ macro_rules! sql_store_impl {
                 None => std::borrow::Cow::Owned(usage_insert_sql(rows.len(), returning)),
             };
             let mut args = <$db as sqlx::Database>::Arguments::<'a>::default();
+            // Sized once: growing by doubling moved every value bound so far, several times
+            // a statement.
+            args.reserve(rows.len() * $crate::store::USAGE_COLUMNS, rows.len() * 320);
             let bad = |e: sqlx::error::BoxDynError| {
                 StoreError::Data(format!("binding a usage record: {e}"))
             };

@@ -630,6 +630,11 @@ impl Writer {
         let room = self.cfg.batch_size.saturating_sub(batch.len());
         if room > 0 {
             let mut overflow = self.shared.overflow();
+            // Room for what is waiting now (nearly all of it records), so a batch filling up
+            // does not move its records again at each doubling.
+            batch
+                .records
+                .reserve(room.min(overflow.len().saturating_add(self.rx.len())));
             let n = room.min(overflow.len());
             for item in overflow.drain(..n) {
                 batch.push(item);
