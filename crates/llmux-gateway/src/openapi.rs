@@ -228,6 +228,41 @@ pub enum OpenAiModelErrors {
     Timeout(OpenAiError),
 }
 
+/// The errors of the admin key every admin endpoint may answer, besides its own.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminErrors {
+    /// 401.
+    #[response(status = 401, description = "Missing or wrong admin key.")]
+    Unauthorized(OpenAiError),
+    /// 403.
+    #[response(
+        status = 403,
+        description = "The admin API is off (no `server.admin_key`)."
+    )]
+    Off(OpenAiError),
+}
+
+/// [`AdminErrors`] and a failing store: the errors every admin endpoint that reads or writes the
+/// database may answer, besides its own.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AdminStoreErrors {
+    /// 401.
+    #[response(status = 401, description = "Missing or wrong admin key.")]
+    Unauthorized(OpenAiError),
+    /// 403.
+    #[response(
+        status = 403,
+        description = "The admin API is off (no `server.admin_key`)."
+    )]
+    Off(OpenAiError),
+    /// 503.
+    #[response(
+        status = 503,
+        description = "The store failed (details in the gateway's log)."
+    )]
+    StoreFailed(OpenAiError),
+}
+
 /// The errors every model endpoint of the DashScope dialect may answer.
 #[derive(Debug, utoipa::IntoResponses)]
 pub enum DashScopeModelErrors {

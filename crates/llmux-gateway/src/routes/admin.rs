@@ -149,8 +149,7 @@ pub struct UsageReport {
     summary = "Channels with their models, routing weights and breaker state",
     responses(
         (status = 200, description = "Every channel (never its credentials).", body = ChannelList),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        crate::openapi::AdminErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -240,9 +239,8 @@ pub struct EnabledChannel {
     params(("name" = String, Path, description = "The channel's configured name.")),
     responses(
         (status = 200, description = "The channel, enabled.", body = EnabledChannel),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
+        crate::openapi::AdminErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -357,10 +355,9 @@ where
     request_body(content = crate::store::NewKey, content_type = "application/json"),
     responses(
         (status = 201, description = "The key, in plaintext this once, and its record.", body = CreatedKey),
-        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -406,11 +403,10 @@ pub async fn create_key(
         description = "Absent fields stay as they are; `null` removes a limit or the expiry; `models: []` allows every model."),
     responses(
         (status = 200, description = "The record as updated.", body = UpdatedKey),
-        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 404, description = "No key with this id.", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -455,9 +451,7 @@ pub async fn update_key(
     responses(
         (status = 200, description = "The keys, by id.", body = KeyList),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -490,10 +484,8 @@ pub async fn list_keys(
     responses(
         (status = 200, description = "Revoked (the record stays, marked revoked).", body = RevokedKey),
         (status = 400, description = "Invalid id, or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No key with this id.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -541,8 +533,8 @@ pub struct UsageQuery {
     params(UsageQuery),
     responses(
         (status = 200, description = "One row per group.", body = UsageReport),
-        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -736,9 +728,7 @@ fn record_search(q: RecordsQuery) -> Result<crate::store::RecordSearch, ApiError
     responses(
         (status = 200, description = "One page of records; `next` continues it.", body = crate::store::RecordPage),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -838,9 +828,7 @@ fn series_query(q: SeriesParams, now_ms: i64) -> Result<crate::store::SeriesQuer
     responses(
         (status = 200, description = "The series and their non-empty (bucket, series) points.", body = crate::store::UsageSeries),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]

@@ -380,11 +380,9 @@ async fn answer_channel(
     responses(
         (status = 201, description = "The channel, credentials masked.", body = ChannelAnswer),
         (status = 400, description = "Invalid input (the message and `param` name the field), credentials without `LLMUX_MASTER_KEY` (`master_key_missing`), or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 409, description = "A channel of that name exists (`channel_exists`), or the most channels are stored (`too_many_channels`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -444,12 +442,10 @@ pub async fn create_channel(
     responses(
         (status = 200, description = "The channel as changed, credentials masked.", body = ChannelAnswer),
         (status = 400, description = "Invalid input (the message and `param` name the field), credentials without `LLMUX_MASTER_KEY` (`master_key_missing`), or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
         (status = 409, description = "The channel is defined in llmux.toml and only `enabled` can change (`channel_in_file`), or it changed meanwhile (`channel_changed`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -542,11 +538,9 @@ pub async fn update_channel(
     responses(
         (status = 200, description = "Deleted; requests in flight on it finish.", body = DeletedChannel),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
         (status = 409, description = "The channel is defined in llmux.toml (`channel_in_file`).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -599,10 +593,9 @@ pub async fn delete_channel(
     responses(
         (status = 200, description = "How the call went (`ok`, `latency_ms`, `error`).", body = ChannelTest),
         (status = 400, description = "Invalid input (`model` not served by the channel).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
+        crate::openapi::AdminErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -696,11 +689,10 @@ pub async fn test_channel(
     responses(
         (status = 200, description = "What the upstream listed (bounded) and what the channel serves now.", body = crate::discovery::Discovered),
         (status = 400, description = "The channel's provider cannot list its models (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
         (status = 502, description = "The upstream failed to list its models, or listed more than the gateway accepts; the last good list is kept.", body = OpenAiError),
         (status = 504, description = "The upstream did not list its models in time; the last good list is kept.", body = OpenAiError),
+        crate::openapi::AdminErrors,
     ),
     security(("admin_key" = []))
 )]

@@ -59,8 +59,7 @@ pub struct PriceDeleted {
     summary = "The effective price table: built-in rows, configured prices and API overrides",
     responses(
         (status = 200, description = "Every priced key, the highest layer winning.", body = PriceList),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
+        crate::openapi::AdminErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -99,10 +98,8 @@ pub async fn list(
     responses(
         (status = 200, description = "The price as it now applies.", body = PriceSet),
         (status = 400, description = "Invalid model name or price (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -172,10 +169,8 @@ pub async fn set(
     responses(
         (status = 200, description = "Removed.", body = PriceDeleted),
         (status = 400, description = "Invalid model name, or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No override for this model (`price_not_found`).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]

@@ -109,9 +109,7 @@ fn conflict(code: &'static str, message: String) -> ApiError {
     responses(
         (status = 200, description = "The teams, by name.", body = TeamList),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -144,11 +142,9 @@ pub async fn list_teams(
     responses(
         (status = 201, description = "The team.", body = TeamDetail),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 409, description = "A team has that name already (`team_exists`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -193,10 +189,8 @@ pub async fn create_team(
     responses(
         (status = 200, description = "The team and its keys.", body = TeamDetail),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No team has that name (`team_not_found`).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -231,12 +225,10 @@ pub async fn get_team(
     responses(
         (status = 200, description = "The team as updated, and its keys.", body = TeamDetail),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No team has that name (`team_not_found`).", body = OpenAiError),
         (status = 409, description = "Renaming onto the name of another team (`team_exists`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
@@ -298,11 +290,9 @@ pub async fn update_team(
     responses(
         (status = 200, description = "Deleted; the keys that were detached.", body = DeletedTeam),
         (status = 400, description = "Invalid `detach`, or no database is configured (`unsupported`).", body = OpenAiError),
-        (status = 401, description = "Missing or wrong admin key.", body = OpenAiError),
-        (status = 403, description = "The admin API is off (no `server.admin_key`).", body = OpenAiError),
         (status = 404, description = "No team has that name (`team_not_found`).", body = OpenAiError),
         (status = 409, description = "The team still has keys (`team_has_keys`; the message names them).", body = OpenAiError),
-        (status = 503, description = "The store failed (details in the gateway's log).", body = OpenAiError),
+        crate::openapi::AdminStoreErrors,
     ),
     security(("admin_key" = []))
 )]
