@@ -242,19 +242,10 @@ pub enum AdminErrors {
     Off(OpenAiError),
 }
 
-/// [`AdminErrors`] and a failing store: the errors every admin endpoint that reads or writes the
-/// database may answer, besides its own.
+/// The store's failure, which every admin endpoint that reads or writes the database may answer
+/// besides [`AdminErrors`] and its own.
 #[derive(Debug, utoipa::IntoResponses)]
-pub enum AdminStoreErrors {
-    /// 401.
-    #[response(status = 401, description = "Missing or wrong admin key.")]
-    Unauthorized(OpenAiError),
-    /// 403.
-    #[response(
-        status = 403,
-        description = "The admin API is off (no `server.admin_key`)."
-    )]
-    Off(OpenAiError),
+pub enum StoreFailed {
     /// 503.
     #[response(
         status = 503,

@@ -357,7 +357,8 @@ where
         (status = 201, description = "The key, in plaintext this once, and its record.", body = CreatedKey),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -406,7 +407,8 @@ pub async fn create_key(
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 404, description = "No key with this id.", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -451,7 +453,8 @@ pub async fn update_key(
     responses(
         (status = 200, description = "The keys, by id.", body = KeyList),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -485,7 +488,8 @@ pub async fn list_keys(
         (status = 200, description = "Revoked (the record stays, marked revoked).", body = RevokedKey),
         (status = 400, description = "Invalid id, or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 404, description = "No key with this id.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -534,7 +538,8 @@ pub struct UsageQuery {
     responses(
         (status = 200, description = "One row per group.", body = UsageReport),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -728,7 +733,8 @@ fn record_search(q: RecordsQuery) -> Result<crate::store::RecordSearch, ApiError
     responses(
         (status = 200, description = "One page of records; `next` continues it.", body = crate::store::RecordPage),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -828,7 +834,8 @@ fn series_query(q: SeriesParams, now_ms: i64) -> Result<crate::store::SeriesQuer
     responses(
         (status = 200, description = "The series and their non-empty (bucket, series) points.", body = crate::store::UsageSeries),
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]

@@ -382,7 +382,8 @@ async fn answer_channel(
         (status = 400, description = "Invalid input (the message and `param` name the field), credentials without `LLMUX_MASTER_KEY` (`master_key_missing`), or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 409, description = "A channel of that name exists (`channel_exists`), or the most channels are stored (`too_many_channels`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -445,7 +446,8 @@ pub async fn create_channel(
         (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
         (status = 409, description = "The channel is defined in llmux.toml and only `enabled` can change (`channel_in_file`), or it changed meanwhile (`channel_changed`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -540,7 +542,8 @@ pub async fn update_channel(
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
         (status = 404, description = "No channel has that name (`channel_not_found`).", body = OpenAiError),
         (status = 409, description = "The channel is defined in llmux.toml (`channel_in_file`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]

@@ -99,7 +99,8 @@ pub async fn list(
         (status = 200, description = "The price as it now applies.", body = PriceSet),
         (status = 400, description = "Invalid model name or price (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -170,7 +171,8 @@ pub async fn set(
         (status = 200, description = "Removed.", body = PriceDeleted),
         (status = 400, description = "Invalid model name, or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 404, description = "No override for this model (`price_not_found`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]

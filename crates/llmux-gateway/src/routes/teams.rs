@@ -109,7 +109,8 @@ fn conflict(code: &'static str, message: String) -> ApiError {
     responses(
         (status = 200, description = "The teams, by name.", body = TeamList),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -144,7 +145,8 @@ pub async fn list_teams(
         (status = 400, description = "Invalid input (the message and `param` name the field), or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 409, description = "A team has that name already (`team_exists`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -190,7 +192,8 @@ pub async fn create_team(
         (status = 200, description = "The team and its keys.", body = TeamDetail),
         (status = 400, description = "No database is configured (`unsupported`).", body = OpenAiError),
         (status = 404, description = "No team has that name (`team_not_found`).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -228,7 +231,8 @@ pub async fn get_team(
         (status = 404, description = "No team has that name (`team_not_found`).", body = OpenAiError),
         (status = 409, description = "Renaming onto the name of another team (`team_exists`).", body = OpenAiError),
         (status = 413, description = "The body is too large.", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
@@ -292,7 +296,8 @@ pub async fn update_team(
         (status = 400, description = "Invalid `detach`, or no database is configured (`unsupported`).", body = OpenAiError),
         (status = 404, description = "No team has that name (`team_not_found`).", body = OpenAiError),
         (status = 409, description = "The team still has keys (`team_has_keys`; the message names them).", body = OpenAiError),
-        crate::openapi::AdminStoreErrors,
+        crate::openapi::AdminErrors,
+        crate::openapi::StoreFailed,
     ),
     security(("admin_key" = []))
 )]
