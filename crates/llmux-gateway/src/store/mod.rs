@@ -1331,6 +1331,11 @@ pub(crate) const INSERT_CHUNK: usize = 128;
 /// Columns of `gw_usage` written per record.
 pub(crate) const USAGE_COLUMNS: usize = 23;
 
+/// Encoded bytes a usage row is expected to take in a statement's arguments (PostgreSQL's
+/// buffer; SQLite keeps values, not bytes): a length word per value, eight bytes a number, and
+/// the row's texts (its id and names).
+pub(crate) const USAGE_ROW_BYTES: usize = 320;
+
 /// Splits `items` into runs whose lengths are powers of two, none longer than `max` (a power of
 /// two), longest first. A multi-row statement built for a run then has one of `log2(max) + 1`
 /// texts, which the driver prepares once and keeps in its statement cache; with runs of any
@@ -1712,7 +1717,10 @@ macro_rules! sql_store_impl {
             let mut args = <$db as sqlx::Database>::Arguments::<'a>::default();
             // Sized once: growing by doubling moved every value bound so far, several times
             // a statement.
-            args.reserve(rows.len() * $crate::store::USAGE_COLUMNS, rows.len() * 320);
+            args.reserve(
+                rows.len() * $crate::store::USAGE_COLUMNS,
+                rows.len() * $crate::store::USAGE_ROW_BYTES,
+            );
             let bad = |e: sqlx::error::BoxDynError| {
                 StoreError::Data(format!("binding a usage record: {e}"))
             };
